@@ -1,0 +1,66 @@
+//! recsync keeps records in two or more business systems in sync, both ways.
+//!
+//! Hand it what each system holds now ([`Snapshot`]s) and the last-synced
+//! [`Baseline`]; the [`SyncEngine`] diffs each system against the baseline,
+//! maps fields through the [`FieldMap`], resolves conflicts per field by the
+//! [`ConflictPolicy`] you chose, and returns a [`SyncPlan`]: updates of only
+//! the changed fields, each with an idempotency key and the reason for every
+//! value, plus conflicts held for review and per-record issues. Execute the
+//! plan, report [`Outcomes`], and [`commit`](SyncEngine::commit) the new
+//! baseline. The engine is pure: no I/O, no clock, same input, same plan.
+//!
+//! ```
+//! use recsync::{Baseline, ConflictPolicy, Field, FieldMap, Outcomes, Record, Snapshot, SyncEngine};
+//! use serde_json::json;
+//!
+//! let map = FieldMap::builder()
+//!     .systems(["crm", "marketing"])
+//!     .key("email")
+//!     .field(Field::new("email").case_insensitive())
+//!     .field(Field::new("phone"))
+//!     .field(Field::new("name").policy(ConflictPolicy::authority("crm")))
+//!     .build()?;
+//! let engine = SyncEngine::new(map);
+//! let mut baseline = Baseline::new();
+//!
+//! let crm = Snapshot::complete("crm", vec![
+//!     Record::new("c1").field("email", "ada@example.com").field("name", "Ada").field("phone", "555-1"),
+//! ]);
+//! let marketing = Snapshot::complete("marketing", vec![
+//!     Record::new("m1").field("email", "ADA@example.com ").field("name", "Ada L."),
+//! ]);
+//! let plan = engine.plan(&baseline, &[crm, marketing])?;
+//! // marketing gets crm's phone, and crm's name (crm has authority).
+//! assert_eq!(plan.ops.len(), 1);
+//! assert_eq!(plan.ops[0].system, "marketing");
+//! println!("{plan}");
+//!
+//! engine.commit(&mut baseline, &plan, &Outcomes::all_applied(&plan))?;
+//! assert_eq!(baseline.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See `DESIGN.md` in the repository for the model and the promises the
+//! property tests prove.
+//!
+//! # Crate features
+//!
+//! None yet: the core needs no optional dependency.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod baseline;
+pub mod engine;
+mod hash;
+pub mod mapping;
+pub mod model;
+pub mod plan;
+pub mod policy;
+
+pub use baseline::{Baseline, EntityId, ReviewChoice};
+pub use engine::{CommitError, OpOutcome, Outcomes, PlanError, SyncEngine};
+pub use mapping::{Direction, Field, FieldMap, MapError, Normalization};
+pub use model::{is_empty_value, Coverage, Record, Snapshot, SystemId};
+pub use plan::{Conflict, OpId, Reason, SyncPlan, WriteOp};
+pub use policy::{ConflictPolicy, Fallback};

@@ -1,0 +1,264 @@
+//! What each system holds: [`SystemId`], [`Record`], [`Snapshot`], and the
+//! rule for what counts as an empty value.
+
+use std::borrow::Borrow;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A short name for one connected system (`"hubspot"`, `"salesforce"`).
+///
+/// A sync has two or more systems; the [`FieldMap`](crate::FieldMap) names
+/// them, in priority order.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SystemId(String);
+
+impl SystemId {
+    /// Makes a system id from its name.
+    pub fn new(name: impl Into<String>) -> Self {
+        SystemId(name.into())
+    }
+
+    /// The system's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SystemId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for SystemId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for SystemId {
+    fn from(name: &str) -> Self {
+        SystemId::new(name)
+    }
+}
+
+impl From<String> for SystemId {
+    fn from(name: String) -> Self {
+        SystemId(name)
+    }
+}
+
+impl From<&SystemId> for SystemId {
+    fn from(id: &SystemId) -> Self {
+        id.clone()
+    }
+}
+
+impl Borrow<str> for SystemId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for SystemId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SystemId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// One system's record, in that system's own field names and value forms.
+///
+/// ```
+/// use recsync::Record;
+/// use serde_json::json;
+///
+/// let contact = Record::new("003A1")
+///     .field("Email", json!("ada@example.com"))
+///     .field("Phone", json!("555-0101"))
+///     .updated_at("2026-03-01T10:00:00Z".parse().unwrap());
+/// assert_eq!(contact.get("Phone"), Some(&json!("555-0101")));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The record's id in its system.
+    pub id: String,
+    /// Native field names and values. A field that is absent was not
+    /// reported; a field that is present and [empty](is_empty_value) holds
+    /// nothing.
+    #[serde(default)]
+    pub fields: IndexMap<String, Value>,
+    /// When the record last changed, as its system says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// When single fields last changed, for systems that keep field history.
+    /// Where a field has an entry it is preferred to `updated_at`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub field_updated_at: IndexMap<String, DateTime<Utc>>,
+    /// The record's version or etag, where its system has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The record is a tombstone: its system reports it deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl Record {
+    /// A record with the given native id and no fields.
+    pub fn new(id: impl Into<String>) -> Self {
+        Record {
+            id: id.into(),
+            fields: IndexMap::new(),
+            updated_at: None,
+            field_updated_at: IndexMap::new(),
+            version: None,
+            deleted: false,
+        }
+    }
+
+    /// Sets a native field.
+    #[must_use]
+    pub fn field(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.fields.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets a native field and the time it last changed.
+    #[must_use]
+    pub fn field_at(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<Value>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let name = name.into();
+        self.field_updated_at.insert(name.clone(), at);
+        self.fields.insert(name, value.into());
+        self
+    }
+
+    /// Sets when the record last changed.
+    #[must_use]
+    pub fn updated_at(mut self, at: DateTime<Utc>) -> Self {
+        self.updated_at = Some(at);
+        self
+    }
+
+    /// Sets the record's version or etag.
+    #[must_use]
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Marks the record as deleted (a tombstone).
+    #[must_use]
+    pub fn deleted(mut self) -> Self {
+        self.deleted = true;
+        self
+    }
+
+    /// The value of a native field, if the record has it.
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.fields.get(field)
+    }
+
+    /// When a native field last changed: its own timestamp where the system
+    /// keeps one, else the record's `updated_at`.
+    pub fn changed_at(&self, field: &str) -> Option<DateTime<Utc>> {
+        self.field_updated_at
+            .get(field)
+            .copied()
+            .or(self.updated_at)
+    }
+}
+
+/// How much of a system a [`Snapshot`] covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coverage {
+    /// Every record in scope. A linked record that is absent was deleted.
+    Complete,
+    /// Only some records (from webhooks, or changes since a cursor). Absence
+    /// means nothing.
+    Partial,
+}
+
+/// What one system holds now: every record in scope, or some of them.
+///
+/// ```
+/// use recsync::{Record, Snapshot};
+///
+/// let crm = Snapshot::complete("crm", vec![Record::new("1"), Record::new("2")]);
+/// assert_eq!(crm.records.len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The system the records come from.
+    pub system: SystemId,
+    /// Whether the records are all there is.
+    pub coverage: Coverage,
+    /// The records, in any order.
+    pub records: Vec<Record>,
+}
+
+impl Snapshot {
+    /// A complete snapshot: every record in scope.
+    pub fn complete(system: impl Into<SystemId>, records: Vec<Record>) -> Self {
+        Snapshot {
+            system: system.into(),
+            coverage: Coverage::Complete,
+            records,
+        }
+    }
+
+    /// A partial snapshot: some records, absence means nothing.
+    pub fn partial(system: impl Into<SystemId>, records: Vec<Record>) -> Self {
+        Snapshot {
+            system: system.into(),
+            coverage: Coverage::Partial,
+            records,
+        }
+    }
+}
+
+/// Whether a value counts as empty: `null`, a string that is blank after
+/// trimming whitespace, `[]` or `{}`.
+///
+/// `0` and `false` are values, not empty. This one rule is used everywhere
+/// recsync asks "is this empty?": by the
+/// [`no_overwrite_on_empty`](crate::mapping::Field::no_overwrite_on_empty)
+/// guard, and when detecting changes (all empty values are equal to each
+/// other, so a system that reports `""` where another reports `null` does not
+/// count as a change).
+///
+/// ```
+/// use recsync::is_empty_value;
+/// use serde_json::json;
+///
+/// assert!(is_empty_value(&json!(null)));
+/// assert!(is_empty_value(&json!("  ")));
+/// assert!(is_empty_value(&json!([])));
+/// assert!(is_empty_value(&json!({})));
+/// assert!(!is_empty_value(&json!(0)));
+/// assert!(!is_empty_value(&json!(false)));
+/// ```
+pub fn is_empty_value(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Bool(_) | Value::Number(_) => false,
+    }
+}

@@ -1,0 +1,443 @@
+//! The write plan: [`SyncPlan`], its [`WriteOp`]s, held [`Conflict`]s,
+//! [`Hold`]s and per-record [`Issue`]s, each with its reason.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::baseline::{EntityId, Held};
+use crate::model::SystemId;
+use crate::policy::{HeldBy, WinRule};
+
+macro_rules! hex_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:016x}", self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:016x})", stringify!($name), self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_string())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                u64::from_str_radix(&text, 16)
+                    .map($name)
+                    .map_err(|_| serde::de::Error::custom(format!("invalid id {text:?}: expected 16 hex digits")))
+            }
+        }
+    };
+}
+
+hex_id!(
+    /// A write op's stable id: the same write from the same state has the
+    /// same id, so a connector can use it as an idempotency key.
+    OpId
+);
+hex_id!(
+    /// A conflict's stable id: the same conflict (entity, field, baseline
+    /// value, candidates' values) has the same id in every plan.
+    ConflictId
+);
+
+/// Why a field gets the value it is written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// One system changed the field.
+    Changed {
+        /// The system.
+        system: SystemId,
+    },
+    /// Several systems changed the field to the same value.
+    Agreed {
+        /// The systems.
+        systems: Vec<SystemId>,
+    },
+    /// Several systems disagreed; the winner's value is written.
+    ConflictWon {
+        /// The winning system.
+        winner: SystemId,
+        /// The rule it won by.
+        rule: WinRule,
+        /// Every candidate with its timestamp.
+        candidates: Vec<(SystemId, Option<DateTime<Utc>>)>,
+    },
+    /// A custom resolver produced the value.
+    Resolver {
+        /// The resolver's name.
+        resolver: String,
+    },
+    /// A reviewer resolved the conflict.
+    Reviewed {
+        /// The conflict resolved.
+        conflict: ConflictId,
+    },
+    /// The target does not hold the canonical value: a write failed before,
+    /// or the record is newly linked.
+    Behind,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Changed { system } => write!(f, "changed in {system}"),
+            Reason::Agreed { systems } => {
+                f.write_str("changed alike in ")?;
+                join(f, systems)
+            }
+            Reason::ConflictWon {
+                winner,
+                rule,
+                candidates,
+            } => {
+                write!(f, "conflict won by {winner} under {rule} (")?;
+                for (i, (s, t)) in candidates.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    match t {
+                        Some(t) => write!(f, "{s} at {}", t.format("%Y-%m-%d %H:%M:%S"))?,
+                        None => write!(f, "{s} at unknown time")?,
+                    }
+                }
+                f.write_str(")")
+            }
+            Reason::Resolver { resolver } => write!(f, "decided by resolver {resolver}"),
+            Reason::Reviewed { conflict } => write!(f, "resolved by review of conflict {conflict}"),
+            Reason::Behind => f.write_str("target behind the canonical value (retry or new link)"),
+        }
+    }
+}
+
+fn join(f: &mut fmt::Formatter<'_>, systems: &[SystemId]) -> fmt::Result {
+    for (i, s) in systems.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{s}")?;
+    }
+    Ok(())
+}
+
+/// One field an update writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FieldWrite {
+    /// The canonical field.
+    pub field: String,
+    /// The target's native field name.
+    pub native: String,
+    /// The value to write, in the target's native form.
+    pub value: Value,
+    /// Why.
+    pub reason: Reason,
+    /// The field is marked sensitive; displays redact it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+}
+
+/// What a write op does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OpKind {
+    /// Update the named fields of an existing record, and only those.
+    Update,
+}
+
+/// One write to one record of one system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WriteOp {
+    /// Stable id, usable as an idempotency key.
+    pub id: OpId,
+    /// What it does.
+    pub kind: OpKind,
+    /// The target system.
+    pub system: SystemId,
+    /// The target record's native id.
+    pub record_id: String,
+    /// The entity.
+    pub entity: EntityId,
+    /// The version the target had when read, for conditional writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<String>,
+    /// The fields written, and only those.
+    pub fields: Vec<FieldWrite>,
+}
+
+/// One system's side of a conflict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConflictCandidate {
+    /// The system.
+    pub system: SystemId,
+    /// Its value, in canonical form.
+    pub value: Value,
+    /// When it changed, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_at: Option<DateTime<Utc>>,
+}
+
+/// A conflict held for review: nothing is written for the field until it is
+/// resolved ([`Baseline::resolve`](crate::Baseline::resolve)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Conflict {
+    /// Stable id.
+    pub id: ConflictId,
+    /// The entity.
+    pub entity: EntityId,
+    /// The canonical field.
+    pub field: String,
+    /// The canonical value at the last sync.
+    pub baseline: Option<Value>,
+    /// Every system that changed the field, in priority order.
+    pub candidates: Vec<ConflictCandidate>,
+    /// Why it is held.
+    pub held_by: HeldBy,
+    /// The field is marked sensitive; displays redact it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+}
+
+/// Why a value was not propagated, though no conflict is open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum HoldKind {
+    /// An empty value was not propagated over a non-empty canonical value
+    /// (`no_overwrite_on_empty`).
+    EmptyValue {
+        /// The system that emptied the field.
+        system: SystemId,
+    },
+    /// A linked record was deleted (a tombstone, or absent from a complete
+    /// snapshot); the delete is held and not propagated.
+    Deleted {
+        /// The system.
+        system: SystemId,
+        /// The record.
+        record_id: String,
+    },
+}
+
+/// A value or record held back, with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Hold {
+    /// The entity.
+    pub entity: EntityId,
+    /// The canonical field, where the hold is about one field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What is held and why.
+    pub kind: HoldKind,
+}
+
+/// A problem with one record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum IssueKind {
+    /// The snapshot holds the record id more than once; every copy is ignored.
+    DuplicateRecordId,
+    /// Several records share a key value; none is linked.
+    AmbiguousMatch {
+        /// The normalized key value.
+        key: String,
+        /// Every candidate record.
+        candidates: Vec<(SystemId, String)>,
+    },
+    /// No other system has a record with this key (creating it is not
+    /// planned): the record stays unlinked.
+    Unmatched,
+    /// The record has no value for the map's key (or the map has no key):
+    /// it cannot be linked.
+    NoKey,
+    /// A transform failed; the field is left alone for this record.
+    Transform {
+        /// What failed.
+        message: String,
+        /// The value.
+        value: Value,
+    },
+    /// A reviewer's decision no longer applies: the conflict changed.
+    StaleResolution,
+}
+
+/// A problem with one record, in the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Issue {
+    /// The system.
+    pub system: SystemId,
+    /// The record.
+    pub record_id: String,
+    /// The entity, where linked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<EntityId>,
+    /// The canonical field, where the problem is one field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What is wrong.
+    pub kind: IssueKind,
+}
+
+/// What commit records in the baseline for one entity. Hosts need not read
+/// it; it is part of the plan so that a serialized plan can be committed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EntityChange {
+    /// The entity.
+    pub entity: EntityId,
+    /// Links to set: system, record id, version seen.
+    pub links: Vec<(SystemId, String, Option<String>)>,
+    /// Canonical values to set.
+    pub canonical: Vec<(String, Value)>,
+    /// Shadows to set from what sources were seen holding.
+    pub shadows: Vec<(SystemId, String, Value)>,
+    /// Fields now held.
+    pub hold: Vec<(String, Held)>,
+    /// Fields no longer held.
+    pub release: Vec<String>,
+}
+
+/// The write plan.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SyncPlan {
+    /// The baseline revision planned from.
+    pub baseline_revision: u64,
+    /// Writes, in entity then system priority order.
+    pub ops: Vec<WriteOp>,
+    /// Conflicts held for review.
+    pub conflicts: Vec<Conflict>,
+    /// Values and deletes held back.
+    pub held: Vec<Hold>,
+    /// Per-record problems.
+    pub issues: Vec<Issue>,
+    /// Baseline changes that commit applies.
+    pub changes: Vec<EntityChange>,
+}
+
+impl SyncPlan {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// A display of the plan that shows sensitive values; the plain
+    /// `Display` redacts them.
+    pub fn display_unredacted(&self) -> impl fmt::Display + '_ {
+        Explain {
+            plan: self,
+            redact: false,
+        }
+    }
+}
+
+struct Explain<'a> {
+    plan: &'a SyncPlan,
+    redact: bool,
+}
+
+impl fmt::Display for SyncPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Explain {
+            plan: self,
+            redact: true,
+        }
+        .fmt(f)
+    }
+}
+
+impl fmt::Display for Explain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.plan;
+        let show = |v: &Value, sensitive: bool| {
+            if sensitive && self.redact {
+                "[redacted]".to_owned()
+            } else {
+                v.to_string()
+            }
+        };
+        writeln!(
+            f,
+            "{} write(s), {} conflict(s) for review, {} held, {} issue(s)",
+            p.ops.len(),
+            p.conflicts.len(),
+            p.held.len(),
+            p.issues.len()
+        )?;
+        for op in &p.ops {
+            writeln!(f, "update {} {} (entity {}, op {})", op.system, op.record_id, op.entity, op.id)?;
+            for w in &op.fields {
+                writeln!(f, "    {} := {}  -- {}", w.native, show(&w.value, w.sensitive), w.reason)?;
+            }
+        }
+        for c in &p.conflicts {
+            write!(f, "review {} field {} (conflict {}, {}): baseline {}", c.entity, c.field, c.id, c.held_by,
+                c.baseline.as_ref().map_or("none".to_owned(), |v| show(v, c.sensitive)))?;
+            for cand in &c.candidates {
+                write!(f, ", {} {}", cand.system, show(&cand.value, c.sensitive))?;
+            }
+            writeln!(f)?;
+        }
+        for h in &p.held {
+            match &h.kind {
+                HoldKind::EmptyValue { system } => writeln!(
+                    f,
+                    "held {} field {}: empty value from {system} not propagated",
+                    h.entity,
+                    h.field.as_deref().unwrap_or("?")
+                )?,
+                HoldKind::Deleted { system, record_id } => writeln!(
+                    f,
+                    "held {}: record {record_id} deleted in {system}, delete not propagated",
+                    h.entity
+                )?,
+            }
+        }
+        for i in &p.issues {
+            write!(f, "issue {} {}", i.system, i.record_id)?;
+            if let Some(field) = &i.field {
+                write!(f, " field {field}")?;
+            }
+            match &i.kind {
+                IssueKind::DuplicateRecordId => writeln!(f, ": record id appears more than once")?,
+                IssueKind::AmbiguousMatch { key, candidates } => {
+                    write!(f, ": key {key:?} matches several records:")?;
+                    for (s, r) in candidates {
+                        write!(f, " {s}/{r}")?;
+                    }
+                    writeln!(f)?;
+                }
+                IssueKind::Unmatched => writeln!(f, ": no record with its key in any other system")?,
+                IssueKind::NoKey => writeln!(f, ": no key value, cannot be linked")?,
+                IssueKind::Transform { message, .. } => writeln!(f, ": transform failed: {message}")?,
+                IssueKind::StaleResolution => writeln!(f, ": review decision no longer applies")?,
+            }
+        }
+        Ok(())
+    }
+}

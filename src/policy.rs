@@ -1,0 +1,384 @@
+//! Conflict rules: what happens when two or more systems changed the same
+//! field since the baseline and disagree.
+//!
+//! A conflict exists only when several systems that are sources for a field
+//! changed it to values that differ (after the field's normalization). One
+//! system changing a field, or several changing it to the same value, is not
+//! a conflict and needs no policy.
+//!
+//! | policy | who wins |
+//! | --- | --- |
+//! | [`LastWriteWins`](ConflictPolicy::LastWriteWins) | the newest change; timestamps within the map's skew tolerance, or missing, tie and go to the priority order |
+//! | [`Authority`](ConflictPolicy::Authority) | the authority's change; when the authority did not change, the [`Fallback`] decides among the others |
+//! | [`ManualReview`](ConflictPolicy::ManualReview) | nobody: the field is held for review and nothing is written |
+//! | [`Custom`](ConflictPolicy::Custom) | whatever your [`ConflictResolver`] says |
+//!
+//! The `no_overwrite_on_empty` guard is layered on top of any of them (see
+//! [`Field::no_overwrite_on_empty`](crate::mapping::Field::no_overwrite_on_empty)).
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::baseline::EntityId;
+use crate::model::SystemId;
+
+/// How a conflict on a field is resolved.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ConflictPolicy {
+    /// The newest change wins. Timestamps are the record's per-field
+    /// timestamp where it has one, else its `updated_at`. Changes closer than
+    /// the map's [skew tolerance](crate::mapping::FieldMapBuilder::skew_tolerance),
+    /// or where any timestamp is missing, tie; ties go to the map's priority
+    /// order, never to input order.
+    LastWriteWins,
+    /// One system's change wins. When that system did not change the field,
+    /// `fallback` decides among the systems that did.
+    Authority {
+        /// The system whose change wins.
+        system: SystemId,
+        /// What decides when the authority did not change the field.
+        fallback: Fallback,
+    },
+    /// The field is held for review: nothing is written and nothing advances
+    /// until the host resolves the conflict
+    /// ([`Baseline::resolve`](crate::Baseline::resolve)).
+    ManualReview,
+    /// A resolver you write.
+    Custom(Arc<dyn ConflictResolver>),
+}
+
+impl ConflictPolicy {
+    /// `Authority` of `system`, falling back to last-write-wins among the
+    /// other systems when the authority did not change the field.
+    pub fn authority(system: impl Into<SystemId>) -> Self {
+        ConflictPolicy::Authority {
+            system: system.into(),
+            fallback: Fallback::LastWriteWins,
+        }
+    }
+
+    /// A custom resolver.
+    pub fn custom(resolver: impl ConflictResolver + 'static) -> Self {
+        ConflictPolicy::Custom(Arc::new(resolver))
+    }
+
+    /// A short name for the policy, as plans print it.
+    pub fn name(&self) -> String {
+        match self {
+            ConflictPolicy::LastWriteWins => "last-write-wins".to_owned(),
+            ConflictPolicy::Authority { system, .. } => format!("authority of {system}"),
+            ConflictPolicy::ManualReview => "manual review".to_owned(),
+            ConflictPolicy::Custom(r) => format!("resolver {}", r.name()),
+        }
+    }
+}
+
+/// What decides an [`Authority`](ConflictPolicy::Authority) field's conflict
+/// when the authority itself did not change the field (only possible with
+/// three or more systems).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Fallback {
+    /// The newest change wins, as [`ConflictPolicy::LastWriteWins`].
+    LastWriteWins,
+    /// The system that comes first in the map's priority order wins.
+    Priority,
+    /// The field is held for review.
+    ManualReview,
+}
+
+/// One system's changed value, as a [`ConflictResolver`] sees it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Candidate<'a> {
+    /// The system that changed the field.
+    pub system: &'a SystemId,
+    /// Its new value, in canonical form.
+    pub value: &'a Value,
+    /// When it changed, where the system says.
+    pub changed_at: Option<DateTime<Utc>>,
+}
+
+/// A conflict handed to a [`ConflictResolver`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ConflictInput<'a> {
+    /// The entity whose field is in conflict.
+    pub entity: &'a EntityId,
+    /// The canonical field name.
+    pub field: &'a str,
+    /// The canonical value at the last sync, if there was one.
+    pub baseline: Option<&'a Value>,
+    /// Every system that changed the field, in the map's priority order.
+    /// There are always at least two, and they disagree.
+    pub candidates: &'a [Candidate<'a>],
+}
+
+/// A [`ConflictResolver`]'s decision.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Resolution {
+    /// This system's value wins. It must be one of the candidates; naming
+    /// another system holds the field with an issue in the plan.
+    Take(SystemId),
+    /// This value, in canonical form, wins (for example a merge of the
+    /// candidates).
+    Value(Value),
+    /// Hold the field for review, with a note that the plan shows.
+    Hold(String),
+}
+
+/// A conflict rule you write, for [`ConflictPolicy::Custom`].
+///
+/// # Contract
+///
+/// `resolve` must be a pure function of its input: no clock, no randomness,
+/// no I/O. The engine promises the same plan for the same input, and that
+/// promise is only as good as your resolver's. It must not depend on the
+/// order of candidates beyond the priority order they come in.
+///
+/// ```
+/// use recsync::policy::{ConflictInput, ConflictResolver, Resolution};
+/// use serde_json::Value;
+///
+/// /// The largest number wins (a deal amount only grows).
+/// #[derive(Debug)]
+/// struct Largest;
+///
+/// impl ConflictResolver for Largest {
+///     fn name(&self) -> &str {
+///         "largest"
+///     }
+///     fn resolve(&self, input: &ConflictInput<'_>) -> Resolution {
+///         let best = input
+///             .candidates
+///             .iter()
+///             .filter_map(|c| c.value.as_f64().map(|n| (n, c.system)))
+///             .fold(None, |best: Option<(f64, _)>, (n, s)| match best {
+///                 Some((b, _)) if b >= n => best,
+///                 _ => Some((n, s)),
+///             });
+///         match best {
+///             Some((_, system)) => Resolution::Take(system.clone()),
+///             None => Resolution::Hold("no numeric candidate".into()),
+///         }
+///     }
+/// }
+/// ```
+pub trait ConflictResolver: Send + Sync + fmt::Debug {
+    /// A short name, shown in plans as the reason a value won.
+    fn name(&self) -> &str;
+
+    /// Decides the conflict.
+    fn resolve(&self, input: &ConflictInput<'_>) -> Resolution;
+}
+
+/// Why a candidate won a conflict, as recorded in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WinRule {
+    /// Its change was the newest, beyond the skew tolerance.
+    LastWriteWins,
+    /// Timestamps tied (within the skew tolerance) or were missing, and it
+    /// comes first in the priority order among the tied.
+    Tie,
+    /// It is the field's authority.
+    Authority,
+    /// It comes first in the priority order (an authority's fallback).
+    Priority,
+    /// A custom resolver chose it.
+    Custom {
+        /// The resolver's name.
+        resolver: String,
+    },
+}
+
+impl fmt::Display for WinRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WinRule::LastWriteWins => f.write_str("last-write-wins"),
+            WinRule::Tie => f.write_str("tie on time, priority order"),
+            WinRule::Authority => f.write_str("authority"),
+            WinRule::Priority => f.write_str("priority order"),
+            WinRule::Custom { resolver } => write!(f, "resolver {resolver}"),
+        }
+    }
+}
+
+/// What a policy decided for one conflict.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Decision {
+    /// The candidate at this index (in the slice given) wins.
+    Take(usize, WinRule),
+    /// A value a resolver produced wins.
+    Value(Value, String),
+    /// Held for review, with why.
+    Hold(HeldBy),
+}
+
+/// Why a conflict is held rather than decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum HeldBy {
+    /// The field's policy is manual review.
+    ManualReview,
+    /// The field's authority did not change it and the fallback is manual
+    /// review.
+    AuthorityFallback {
+        /// The field's authority.
+        authority: SystemId,
+    },
+    /// A custom resolver asked for review.
+    Resolver {
+        /// The resolver's name.
+        resolver: String,
+        /// Its note.
+        note: String,
+    },
+    /// A custom resolver named a system that is not a candidate.
+    ResolverError {
+        /// The resolver's name.
+        resolver: String,
+        /// The system it named.
+        chose: SystemId,
+    },
+}
+
+impl fmt::Display for HeldBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeldBy::ManualReview => f.write_str("manual review"),
+            HeldBy::AuthorityFallback { authority } => write!(
+                f,
+                "authority {authority} did not change it; fallback is manual review"
+            ),
+            HeldBy::Resolver { resolver, note } => write!(f, "resolver {resolver}: {note}"),
+            HeldBy::ResolverError { resolver, chose } => write!(
+                f,
+                "resolver {resolver} chose {chose}, which did not change the field"
+            ),
+        }
+    }
+}
+
+/// Decides a conflict among `candidates` (at least two, disagreeing, in
+/// priority order: a lower index wins ties).
+pub(crate) fn decide(
+    policy: &ConflictPolicy,
+    input: &ConflictInput<'_>,
+    skew_tolerance: TimeDelta,
+) -> Decision {
+    let candidates = input.candidates;
+    match policy {
+        ConflictPolicy::LastWriteWins => last_write_wins(candidates, skew_tolerance),
+        ConflictPolicy::Authority { system, fallback } => {
+            if let Some(i) = candidates.iter().position(|c| c.system == system) {
+                return Decision::Take(i, WinRule::Authority);
+            }
+            match fallback {
+                Fallback::LastWriteWins => last_write_wins(candidates, skew_tolerance),
+                Fallback::Priority => Decision::Take(0, WinRule::Priority),
+                Fallback::ManualReview => Decision::Hold(HeldBy::AuthorityFallback {
+                    authority: system.clone(),
+                }),
+            }
+        }
+        ConflictPolicy::ManualReview => Decision::Hold(HeldBy::ManualReview),
+        ConflictPolicy::Custom(resolver) => match resolver.resolve(input) {
+            Resolution::Take(system) => match candidates.iter().position(|c| *c.system == system)
+            {
+                Some(i) => Decision::Take(
+                    i,
+                    WinRule::Custom {
+                        resolver: resolver.name().to_owned(),
+                    },
+                ),
+                None => Decision::Hold(HeldBy::ResolverError {
+                    resolver: resolver.name().to_owned(),
+                    chose: system,
+                }),
+            },
+            Resolution::Value(value) => Decision::Value(value, resolver.name().to_owned()),
+            Resolution::Hold(note) => Decision::Hold(HeldBy::Resolver {
+                resolver: resolver.name().to_owned(),
+                note,
+            }),
+        },
+    }
+}
+
+/// The newest candidate wins; a tie within `skew` or a missing timestamp
+/// goes to the first in priority order among the tied.
+fn last_write_wins(candidates: &[Candidate<'_>], skew: TimeDelta) -> Decision {
+    let mut stamps = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        match c.changed_at {
+            Some(t) => stamps.push(t),
+            // Without every timestamp the clocks cannot be compared.
+            None => return Decision::Take(0, WinRule::Tie),
+        }
+    }
+    let Some(newest) = stamps.iter().max().copied() else {
+        return Decision::Take(0, WinRule::Tie);
+    };
+    let tied: Vec<usize> = stamps
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| newest - **t <= skew)
+        .map(|(i, _)| i)
+        .collect();
+    match tied.as_slice() {
+        [only] => Decision::Take(*only, WinRule::LastWriteWins),
+        [first, ..] => Decision::Take(*first, WinRule::Tie),
+        [] => Decision::Take(0, WinRule::Tie),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(s, 0)
+    }
+
+    #[test]
+    fn newest_wins_and_skew_ties_go_to_priority() {
+        let (a, b) = (SystemId::new("a"), SystemId::new("b"));
+        let (va, vb) = (json!(1), json!(2));
+        let c = [
+            Candidate {
+                system: &a,
+                value: &va,
+                changed_at: at(100),
+            },
+            Candidate {
+                system: &b,
+                value: &vb,
+                changed_at: at(103),
+            },
+        ];
+        assert_eq!(
+            last_write_wins(&c, TimeDelta::seconds(2)),
+            Decision::Take(1, WinRule::LastWriteWins)
+        );
+        assert_eq!(
+            last_write_wins(&c, TimeDelta::seconds(3)),
+            Decision::Take(0, WinRule::Tie)
+        );
+        let missing = [c[0], Candidate { changed_at: None, ..c[1] }];
+        assert_eq!(
+            last_write_wins(&missing, TimeDelta::zero()),
+            Decision::Take(0, WinRule::Tie)
+        );
+    }
+}
