@@ -244,7 +244,11 @@ impl Baseline {
     ///
     /// Resolve conflicts from a plan that has been committed: the baseline
     /// learns what is held at commit.
-    pub fn resolve(&mut self, conflict: &Conflict, choice: ReviewChoice) -> Result<(), ResolveError> {
+    pub fn resolve(
+        &mut self,
+        conflict: &Conflict,
+        choice: ReviewChoice,
+    ) -> Result<(), ResolveError> {
         let value = match choice {
             ReviewChoice::Value(v) => v,
             ReviewChoice::System(system) => {

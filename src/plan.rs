@@ -390,14 +390,33 @@ impl fmt::Display for Explain<'_> {
             p.issues.len()
         )?;
         for op in &p.ops {
-            writeln!(f, "update {} {} (entity {}, op {})", op.system, op.record_id, op.entity, op.id)?;
+            writeln!(
+                f,
+                "update {} {} (entity {}, op {})",
+                op.system, op.record_id, op.entity, op.id
+            )?;
             for w in &op.fields {
-                writeln!(f, "    {} := {}  -- {}", w.native, show(&w.value, w.sensitive), w.reason)?;
+                writeln!(
+                    f,
+                    "    {} := {}  -- {}",
+                    w.native,
+                    show(&w.value, w.sensitive),
+                    w.reason
+                )?;
             }
         }
         for c in &p.conflicts {
-            write!(f, "review {} field {} (conflict {}, {}): baseline {}", c.entity, c.field, c.id, c.held_by,
-                c.baseline.as_ref().map_or("none".to_owned(), |v| show(v, c.sensitive)))?;
+            write!(
+                f,
+                "review {} field {} (conflict {}, {}): baseline {}",
+                c.entity,
+                c.field,
+                c.id,
+                c.held_by,
+                c.baseline
+                    .as_ref()
+                    .map_or("none".to_owned(), |v| show(v, c.sensitive))
+            )?;
             for cand in &c.candidates {
                 write!(f, ", {} {}", cand.system, show(&cand.value, c.sensitive))?;
             }
@@ -432,9 +451,13 @@ impl fmt::Display for Explain<'_> {
                     }
                     writeln!(f)?;
                 }
-                IssueKind::Unmatched => writeln!(f, ": no record with its key in any other system")?,
+                IssueKind::Unmatched => {
+                    writeln!(f, ": no record with its key in any other system")?
+                }
                 IssueKind::NoKey => writeln!(f, ": no key value, cannot be linked")?,
-                IssueKind::Transform { message, .. } => writeln!(f, ": transform failed: {message}")?,
+                IssueKind::Transform { message, .. } => {
+                    writeln!(f, ": transform failed: {message}")?
+                }
                 IssueKind::StaleResolution => writeln!(f, ": review decision no longer applies")?,
             }
         }

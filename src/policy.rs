@@ -293,8 +293,7 @@ pub(crate) fn decide(
         }
         ConflictPolicy::ManualReview => Decision::Hold(HeldBy::ManualReview),
         ConflictPolicy::Custom(resolver) => match resolver.resolve(input) {
-            Resolution::Take(system) => match candidates.iter().position(|c| *c.system == system)
-            {
+            Resolution::Take(system) => match candidates.iter().position(|c| *c.system == system) {
                 Some(i) => Decision::Take(
                     i,
                     WinRule::Custom {
@@ -375,7 +374,13 @@ mod tests {
             last_write_wins(&c, TimeDelta::seconds(3)),
             Decision::Take(0, WinRule::Tie)
         );
-        let missing = [c[0], Candidate { changed_at: None, ..c[1] }];
+        let missing = [
+            c[0],
+            Candidate {
+                changed_at: None,
+                ..c[1]
+            },
+        ];
         assert_eq!(
             last_write_wins(&missing, TimeDelta::zero()),
             Decision::Take(0, WinRule::Tie)

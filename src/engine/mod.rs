@@ -14,10 +14,10 @@ use serde_json::Value;
 
 use crate::baseline::{Baseline, Entity, EntityId, Held, Link, Observed};
 use crate::hash::StableHasher;
-use crate::mapping::{FieldMap, FieldSpec};
+use crate::mapping::FieldMap;
 use crate::model::{is_empty_value, Coverage, Record, Snapshot, SystemId};
 use crate::plan::*;
-use crate::policy::{self, Candidate, ConflictInput, ConflictPolicy, Decision, WinRule};
+use crate::policy::{self, Candidate, ConflictInput, ConflictPolicy, Decision};
 
 /// Plans and commits syncs for one [`FieldMap`].
 #[derive(Debug, Clone)]
@@ -48,7 +48,9 @@ pub enum PlanError {
 #[non_exhaustive]
 pub enum CommitError {
     /// The plan was made from another baseline revision.
-    #[error("plan was made from baseline revision {plan}, but the baseline is at revision {baseline}")]
+    #[error(
+        "plan was made from baseline revision {plan}, but the baseline is at revision {baseline}"
+    )]
     StalePlan {
         /// The plan's revision.
         plan: u64,
@@ -135,13 +137,18 @@ impl SyncEngine {
             ..SyncPlan::default()
         };
         // Per system: records by id, duplicates reported.
-        let mut by_system: Vec<Option<(Coverage, BTreeMap<&str, &Record>)>> = (0..n).map(|_| None).collect();
+        let mut by_system: Vec<Option<(Coverage, BTreeMap<&str, &Record>)>> =
+            (0..n).map(|_| None).collect();
         for snap in snapshots {
             let Some(s) = map.system_index(snap.system.as_str()) else {
-                return Err(PlanError::UnknownSystem { system: snap.system.clone() });
+                return Err(PlanError::UnknownSystem {
+                    system: snap.system.clone(),
+                });
             };
             if by_system[s].is_some() {
-                return Err(PlanError::DuplicateSnapshot { system: snap.system.clone() });
+                return Err(PlanError::DuplicateSnapshot {
+                    system: snap.system.clone(),
+                });
             }
             let mut records: BTreeMap<&str, &Record> = BTreeMap::new();
             let mut dup = BTreeSet::new();
@@ -176,14 +183,18 @@ impl SyncEngine {
         let mut deleted: BTreeMap<EntityId, BTreeSet<usize>> = BTreeMap::new();
         let mut unlinked: Vec<(usize, &Record)> = Vec::new();
         for (s, entry) in by_system.iter().enumerate() {
-            let Some((coverage, records)) = entry else { continue };
+            let Some((coverage, records)) = entry else {
+                continue;
+            };
             for (rid, r) in records {
                 match link_index.get(&(s, *rid)) {
                     Some(eid) if r.deleted => {
                         deleted.entry((*eid).clone()).or_default().insert(s);
                     }
                     Some(eid) => {
-                        seen.entry((*eid).clone()).or_insert_with(|| (0..n).map(|_| None).collect())[s] = Some(Seen { record: r });
+                        seen.entry((*eid).clone())
+                            .or_insert_with(|| (0..n).map(|_| None).collect())[s] =
+                            Some(Seen { record: r });
                     }
                     None if r.deleted => {}
                     None => unlinked.push((s, r)),
@@ -206,7 +217,9 @@ impl SyncEngine {
         let mut new_links: BTreeMap<EntityId, Vec<(usize, &Record)>> = BTreeMap::new();
         for (eid, recs) in new_entities {
             for (s, r) in &recs {
-                seen.entry(eid.clone()).or_insert_with(|| (0..n).map(|_| None).collect())[*s] = Some(Seen { record: r });
+                seen.entry(eid.clone())
+                    .or_insert_with(|| (0..n).map(|_| None).collect())[*s] =
+                    Some(Seen { record: r });
             }
             new_links.insert(eid, recs);
         }
@@ -288,12 +301,17 @@ impl SyncEngine {
             let taken = ents.first().map(|e| {
                 baseline
                     .entity(e)
-                    .map(|ent| recs.iter().any(|(s, _)| ent.links.contains_key(&map.systems()[*s])))
+                    .map(|ent| {
+                        recs.iter()
+                            .any(|(s, _)| ent.links.contains_key(&map.systems()[*s]))
+                    })
                     .unwrap_or(false)
             });
             if per_system_dup || ents.len() > 1 || taken == Some(true) {
-                let mut candidates: Vec<(SystemId, String)> =
-                    recs.iter().map(|(s, r)| (map.systems()[*s].clone(), r.id.clone())).collect();
+                let mut candidates: Vec<(SystemId, String)> = recs
+                    .iter()
+                    .map(|(s, r)| (map.systems()[*s].clone(), r.id.clone()))
+                    .collect();
                 for e in &ents {
                     if let Some(ent) = baseline.entity(e) {
                         for (sys, l) in &ent.links {
@@ -302,7 +320,14 @@ impl SyncEngine {
                     }
                 }
                 for (s, r) in &recs {
-                    plan.issues.push(issue(*s, r, IssueKind::AmbiguousMatch { key: k.clone(), candidates: candidates.clone() }));
+                    plan.issues.push(issue(
+                        *s,
+                        r,
+                        IssueKind::AmbiguousMatch {
+                            key: k.clone(),
+                            candidates: candidates.clone(),
+                        },
+                    ));
                 }
                 continue;
             }
@@ -341,13 +366,17 @@ impl SyncEngine {
             ..EntityChange::default()
         };
         for (s, r) in new_links {
-            change.links.push((systems[*s].clone(), r.id.clone(), r.version.clone()));
+            change
+                .links
+                .push((systems[*s].clone(), r.id.clone(), r.version.clone()));
         }
         for (s, r) in seen.iter().enumerate() {
             if let Some(r) = r {
                 let known = entity.links.get(&systems[s]);
                 if known.is_some_and(|l| l.version != r.version) {
-                    change.links.push((systems[s].clone(), r.id.clone(), r.version.clone()));
+                    change
+                        .links
+                        .push((systems[s].clone(), r.id.clone(), r.version.clone()));
                 }
             }
         }
@@ -357,12 +386,19 @@ impl SyncEngine {
                 plan.held.push(Hold {
                     entity: eid.clone(),
                     field: None,
-                    kind: HoldKind::Deleted { system: sys.clone(), record_id: l.id.clone() },
+                    kind: HoldKind::Deleted {
+                        system: sys.clone(),
+                        record_id: l.id.clone(),
+                    },
                 });
             }
         }
         let linked: Vec<bool> = (0..systems.len())
-            .map(|s| !gone.contains(&s) && (entity.links.contains_key(&systems[s]) || new_links.iter().any(|(x, _)| *x == s)))
+            .map(|s| {
+                !gone.contains(&s)
+                    && (entity.links.contains_key(&systems[s])
+                        || new_links.iter().any(|(x, _)| *x == s))
+            })
             .collect();
         // Per target: field writes.
         let mut writes: Vec<Vec<(FieldWrite, Option<Value>)>> = vec![Vec::new(); systems.len()];
@@ -383,13 +419,16 @@ impl SyncEngine {
                 }
             };
             // Detect.
-            let mut cands: Vec<(usize, Value, Value, Option<chrono::DateTime<chrono::Utc>>)> = Vec::new();
+            let mut cands: Vec<(usize, Value, Value, Option<chrono::DateTime<chrono::Utc>>)> =
+                Vec::new();
             let mut bad_source = vec![false; systems.len()];
             for s in 0..systems.len() {
                 if !linked[s] || !field.source_at(s) {
                     continue;
                 }
-                let Some((cur, at)) = current(s) else { continue };
+                let Some((cur, at)) = current(s) else {
+                    continue;
+                };
                 if norm.equal(Some(&cur), shadow(s)) {
                     continue;
                 }
@@ -402,7 +441,10 @@ impl SyncEngine {
                             record_id: seen[s].map(|r| r.id.clone()).unwrap_or_default(),
                             entity: Some(eid.clone()),
                             field: Some(name.to_owned()),
-                            kind: IssueKind::Transform { message: e.message, value: e.value },
+                            kind: IssueKind::Transform {
+                                message: e.message,
+                                value: e.value,
+                            },
                         });
                     }
                 }
@@ -424,7 +466,9 @@ impl SyncEngine {
                         plan.held.push(Hold {
                             entity: eid.clone(),
                             field: Some(name.to_owned()),
-                            kind: HoldKind::EmptyValue { system: systems[*s].clone() },
+                            kind: HoldKind::EmptyValue {
+                                system: systems[*s].clone(),
+                            },
                         });
                         authority_emptied |= Some(*s) == authority;
                         false
@@ -432,7 +476,7 @@ impl SyncEngine {
                         true
                     }
                 });
-                if live.is_empty() || authority_emptied {
+                if live.len() < cands.len() && (live.is_empty() || authority_emptied) {
                     held = true;
                 }
             }
@@ -445,9 +489,13 @@ impl SyncEngine {
                 }
                 if distinct.len() == 1 {
                     let reason = if live.len() == 1 {
-                        Reason::Changed { system: systems[live[0].0].clone() }
+                        Reason::Changed {
+                            system: systems[live[0].0].clone(),
+                        }
                     } else {
-                        Reason::Agreed { systems: live.iter().map(|c| systems[c.0].clone()).collect() }
+                        Reason::Agreed {
+                            systems: live.iter().map(|c| systems[c.0].clone()).collect(),
+                        }
                     };
                     decided = Some((live[0].2.clone(), reason));
                 } else {
@@ -460,22 +508,45 @@ impl SyncEngine {
                         h.value(c);
                     }
                     let id = ConflictId(h.finish());
-                    let resolution = held_before.filter(|hb| hb.conflict == Some(id)).and_then(|hb| hb.resolution.clone());
+                    let resolution = held_before
+                        .filter(|hb| hb.conflict == Some(id))
+                        .and_then(|hb| hb.resolution.clone());
                     if let Some(v) = resolution {
                         decided = Some((v, Reason::Reviewed { conflict: id }));
                     } else {
                         let input_c: Vec<Candidate<'_>> = live
                             .iter()
-                            .map(|(s, _, c, at)| Candidate { system: &systems[*s], value: c, changed_at: *at })
+                            .map(|(s, _, c, at)| Candidate {
+                                system: &systems[*s],
+                                value: c,
+                                changed_at: *at,
+                            })
                             .collect();
-                        let input = ConflictInput { entity: eid, field: name, baseline: canonical, candidates: &input_c };
-                        let stamps: Vec<_> = live.iter().map(|(s, _, _, at)| (systems[*s].clone(), *at)).collect();
+                        let input = ConflictInput {
+                            entity: eid,
+                            field: name,
+                            baseline: canonical,
+                            candidates: &input_c,
+                        };
+                        let stamps: Vec<_> = live
+                            .iter()
+                            .map(|(s, _, _, at)| (systems[*s].clone(), *at))
+                            .collect();
                         match policy::decide(field.policy(), &input, map.skew_tolerance()) {
                             Decision::Take(i, rule) => {
                                 let winner = systems[live[i].0].clone();
-                                decided = Some((live[i].2.clone(), Reason::ConflictWon { winner, rule, candidates: stamps }));
+                                decided = Some((
+                                    live[i].2.clone(),
+                                    Reason::ConflictWon {
+                                        winner,
+                                        rule,
+                                        candidates: stamps,
+                                    },
+                                ));
                             }
-                            Decision::Value(v, resolver) => decided = Some((v, Reason::Resolver { resolver })),
+                            Decision::Value(v, resolver) => {
+                                decided = Some((v, Reason::Resolver { resolver }))
+                            }
                             Decision::Hold(by) => {
                                 held = true;
                                 conflict_id = Some(id);
@@ -486,7 +557,11 @@ impl SyncEngine {
                                     baseline: canonical.cloned(),
                                     candidates: live
                                         .iter()
-                                        .map(|(s, _, c, at)| ConflictCandidate { system: systems[*s].clone(), value: c.clone(), changed_at: *at })
+                                        .map(|(s, _, c, at)| ConflictCandidate {
+                                            system: systems[*s].clone(),
+                                            value: c.clone(),
+                                            changed_at: *at,
+                                        })
                                         .collect(),
                                     held_by: by,
                                     sensitive: field.is_sensitive(),
@@ -498,7 +573,9 @@ impl SyncEngine {
                         if hb.resolution.is_some() && hb.conflict != Some(id) {
                             plan.issues.push(Issue {
                                 system: systems[live[0].0].clone(),
-                                record_id: seen[live[0].0].map(|r| r.id.clone()).unwrap_or_default(),
+                                record_id: seen[live[0].0]
+                                    .map(|r| r.id.clone())
+                                    .unwrap_or_default(),
                                 entity: Some(eid.clone()),
                                 field: Some(name.to_owned()),
                                 kind: IssueKind::StaleResolution,
@@ -510,10 +587,24 @@ impl SyncEngine {
             if held {
                 let observed = cands
                     .iter()
-                    .map(|(s, native, _, at)| (systems[*s].clone(), Observed { value: native.clone(), changed_at: *at }))
+                    .map(|(s, native, _, at)| {
+                        (
+                            systems[*s].clone(),
+                            Observed {
+                                value: native.clone(),
+                                changed_at: *at,
+                            },
+                        )
+                    })
                     .collect();
-                let resolution = held_before.filter(|hb| hb.conflict == conflict_id).and_then(|hb| hb.resolution.clone());
-                let new_held = Held { conflict: conflict_id, observed, resolution };
+                let resolution = held_before
+                    .filter(|hb| hb.conflict == conflict_id)
+                    .and_then(|hb| hb.resolution.clone());
+                let new_held = Held {
+                    conflict: conflict_id,
+                    observed,
+                    resolution,
+                };
                 if held_before != Some(&new_held) {
                     change.hold.push((name.to_owned(), new_held));
                 }
@@ -532,13 +623,17 @@ impl SyncEngine {
                 }
             }
             // Sources' shadows adopt what they were seen holding.
+            // A target seen for the first time starts its shadow at what it holds.
             for s in 0..systems.len() {
-                if !linked[s] || !field.source_at(s) || bad_source[s] {
+                let first_sight = field.target_at(s) && shadow(s).is_none();
+                if !linked[s] || !(field.source_at(s) || first_sight) || bad_source[s] {
                     continue;
                 }
                 if let Some((cur, _)) = current(s) {
                     if shadow(s) != Some(&cur) {
-                        change.shadows.push((systems[s].clone(), name.to_owned(), cur));
+                        change
+                            .shadows
+                            .push((systems[s].clone(), name.to_owned(), cur));
                     }
                 }
             }
@@ -548,7 +643,9 @@ impl SyncEngine {
                 if !linked[t] || !field.target_at(t) {
                     continue;
                 }
-                let Some(nat) = field.native_at(t) else { continue };
+                let Some(nat) = field.native_at(t) else {
+                    continue;
+                };
                 let native = match field.from_canonical(t, &value) {
                     Ok(v) => v,
                     Err(e) => {
@@ -557,7 +654,10 @@ impl SyncEngine {
                             record_id: self.record_id(entity, seen, new_links, t),
                             entity: Some(eid.clone()),
                             field: Some(name.to_owned()),
-                            kind: IssueKind::Transform { message: e.message, value: e.value },
+                            kind: IssueKind::Transform {
+                                message: e.message,
+                                value: e.value,
+                            },
                         });
                         continue;
                     }
@@ -568,7 +668,7 @@ impl SyncEngine {
                 } else if field.enforced() {
                     observed_now.or_else(|| shadow(t).cloned())
                 } else {
-                    shadow(t).cloned()
+                    shadow(t).cloned().or(observed_now)
                 };
                 if norm.equal(expected.as_ref(), Some(&native)) {
                     continue;
@@ -599,9 +699,12 @@ impl SyncEngine {
                 h.opt_value(before.as_ref());
                 h.value(&w.value);
             }
-            let expected_version = seen[t]
-                .and_then(|r| r.version.clone())
-                .or_else(|| entity.links.get(&systems[t]).and_then(|l| l.version.clone()));
+            let expected_version = seen[t].and_then(|r| r.version.clone()).or_else(|| {
+                entity
+                    .links
+                    .get(&systems[t])
+                    .and_then(|l| l.version.clone())
+            });
             plan.ops.push(WriteOp {
                 id: OpId(h.finish()),
                 kind: OpKind::Update,
@@ -624,11 +727,26 @@ impl SyncEngine {
         }
     }
 
-    fn record_id(&self, entity: &Entity, seen: &[Option<&Record>], new_links: &[(usize, &Record)], s: usize) -> String {
+    fn record_id(
+        &self,
+        entity: &Entity,
+        seen: &[Option<&Record>],
+        new_links: &[(usize, &Record)],
+        s: usize,
+    ) -> String {
         seen[s]
             .map(|r| r.id.clone())
-            .or_else(|| new_links.iter().find(|(x, _)| *x == s).map(|(_, r)| r.id.clone()))
-            .or_else(|| entity.link(self.map.systems()[s].as_str()).map(str::to_owned))
+            .or_else(|| {
+                new_links
+                    .iter()
+                    .find(|(x, _)| *x == s)
+                    .map(|(_, r)| r.id.clone())
+            })
+            .or_else(|| {
+                entity
+                    .link(self.map.systems()[s].as_str())
+                    .map(str::to_owned)
+            })
             .unwrap_or_default()
     }
 
@@ -638,9 +756,17 @@ impl SyncEngine {
     /// target's shadow behind, so the next plan writes it again.
     ///
     /// Checks the plan and outcomes first; on error the baseline is unchanged.
-    pub fn commit(&self, baseline: &mut Baseline, plan: &SyncPlan, outcomes: &Outcomes) -> Result<(), CommitError> {
+    pub fn commit(
+        &self,
+        baseline: &mut Baseline,
+        plan: &SyncPlan,
+        outcomes: &Outcomes,
+    ) -> Result<(), CommitError> {
         if plan.baseline_revision != baseline.revision() {
-            return Err(CommitError::StalePlan { plan: plan.baseline_revision, baseline: baseline.revision() });
+            return Err(CommitError::StalePlan {
+                plan: plan.baseline_revision,
+                baseline: baseline.revision(),
+            });
         }
         let ids: BTreeSet<OpId> = plan.ops.iter().map(|o| o.id).collect();
         if let Some(unknown) = outcomes.0.keys().find(|id| !ids.contains(id)) {
@@ -650,13 +776,22 @@ impl SyncEngine {
         for c in &plan.changes {
             let e = entities.entry(c.entity.clone()).or_default();
             for (s, id, version) in &c.links {
-                e.links.insert(s.clone(), Link { id: id.clone(), version: version.clone() });
+                e.links.insert(
+                    s.clone(),
+                    Link {
+                        id: id.clone(),
+                        version: version.clone(),
+                    },
+                );
             }
             for (f, v) in &c.canonical {
                 e.canonical.insert(f.clone(), v.clone());
             }
             for (s, f, v) in &c.shadows {
-                e.shadows.entry(s.clone()).or_default().insert(f.clone(), v.clone());
+                e.shadows
+                    .entry(s.clone())
+                    .or_default()
+                    .insert(f.clone(), v.clone());
             }
             for f in &c.release {
                 e.held.shift_remove(f);
@@ -667,7 +802,9 @@ impl SyncEngine {
             e.unsettled = false;
         }
         for op in &plan.ops {
-            let Some(e) = entities.get_mut(&op.entity) else { continue };
+            let Some(e) = entities.get_mut(&op.entity) else {
+                continue;
+            };
             match outcomes.get(op.id) {
                 Some(OpOutcome::Applied { version }) => {
                     let shadow = e.shadows.entry(op.system.clone()).or_default();
@@ -685,6 +822,3 @@ impl SyncEngine {
         Ok(())
     }
 }
-
-#[allow(dead_code)]
-fn _field_spec_is_used(_: &FieldSpec, _: WinRule) {}

@@ -277,6 +277,7 @@ impl FieldSpec {
         }
     }
 
+    #[allow(clippy::wrong_self_convention)]
     pub(crate) fn from_canonical(
         &self,
         system: usize,
@@ -455,7 +456,9 @@ impl FieldMapBuilder {
             if name.is_empty() {
                 problems.push(MapProblem::EmptyName { what: "field" });
             } else if !names.insert(name.clone()) {
-                problems.push(MapProblem::DuplicateField { field: name.clone() });
+                problems.push(MapProblem::DuplicateField {
+                    field: name.clone(),
+                });
             }
             let mut native: Vec<Option<String>> = vec![Some(name.clone()); systems.len()];
             for s in &field.absent {
@@ -512,12 +515,12 @@ impl FieldMapBuilder {
                 && systems.len() >= 2
                 && present.iter().filter(|p| **p).count() < 2
             {
-                problems.push(MapProblem::NothingToSync { field: name.clone() });
+                problems.push(MapProblem::NothingToSync {
+                    field: name.clone(),
+                });
             }
             let own_policy = field.policy.is_some();
-            let policy = field
-                .policy
-                .unwrap_or_else(|| self.default_policy.clone());
+            let policy = field.policy.unwrap_or_else(|| self.default_policy.clone());
             if let ConflictPolicy::Authority { system, .. } = &policy {
                 match index(system) {
                     Some(i) if !source[i] && field.direction != Direction::NotSynced => {

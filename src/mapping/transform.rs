@@ -45,6 +45,7 @@ pub trait Transform: Send + Sync + fmt::Debug {
     fn to_canonical(&self, native: &Value) -> Result<Value, TransformError>;
 
     /// Canonical value to native.
+    #[allow(clippy::wrong_self_convention)] // the pair reads as to/from canonical
     fn from_canonical(&self, canonical: &Value) -> Result<Value, TransformError>;
 }
 
