@@ -364,3 +364,131 @@ fn stale_plan_is_refused_and_plan_round_trips_through_serde() {
         .commit(&mut b, &plan, &Outcomes::all_applied(&plan))
         .is_err());
 }
+
+#[test]
+fn held_conflict_survives_a_partial_record_without_the_field() {
+    let e = engine();
+    let mut b = synced(&e);
+    let plan = e
+        .plan(
+            &b,
+            &snap(
+                edit(hs(), "amount", json!(120), 5),
+                edit(sf(), "Amount", json!(130), 6),
+            ),
+        )
+        .unwrap();
+    assert_eq!(plan.conflicts.len(), 1);
+    e.commit(&mut b, &plan, &Outcomes::all_applied(&plan))
+        .unwrap();
+    // A webhook from HubSpot carrying only the name.
+    let webhook = Record::new("h1").field("name", "Ada");
+    let next = e
+        .plan(
+            &b,
+            &[
+                Snapshot::partial("hubspot", vec![webhook]),
+                Snapshot::complete("salesforce", vec![edit(sf(), "Amount", json!(130), 6)]),
+            ],
+        )
+        .unwrap();
+    assert!(next.ops.is_empty(), "{next}");
+    assert_eq!(next.conflicts.len(), 1);
+    assert_eq!(next.conflicts[0].id, plan.conflicts[0].id);
+}
+
+#[test]
+fn duplicate_record_id_in_a_complete_snapshot_is_not_a_delete() {
+    let e = engine();
+    let b = synced(&e);
+    let plan = e
+        .plan(
+            &b,
+            &[
+                Snapshot::complete("hubspot", vec![hs(), hs()]),
+                Snapshot::complete("salesforce", vec![sf()]),
+            ],
+        )
+        .unwrap();
+    assert!(matches!(plan.issues[0].kind, IssueKind::DuplicateRecordId));
+    assert!(plan.held.is_empty(), "{plan}");
+}
+
+#[test]
+fn numeric_keys_match_across_number_forms() {
+    let map = FieldMap::builder()
+        .systems(["a", "b"])
+        .key("n")
+        .field(Field::new("n"))
+        .build()
+        .unwrap();
+    let e = SyncEngine::new(map);
+    let plan = e
+        .plan(
+            &Baseline::new(),
+            &[
+                Snapshot::complete("a", vec![Record::new("1").field("n", json!(7))]),
+                Snapshot::complete("b", vec![Record::new("2").field("n", json!(7.0))]),
+            ],
+        )
+        .unwrap();
+    assert!(plan.issues.is_empty(), "{plan}");
+    assert_eq!(plan.changes.len(), 1);
+}
+
+#[derive(Debug)]
+struct OnlyNumbers;
+
+impl recsync::mapping::Transform for OnlyNumbers {
+    fn to_canonical(&self, v: &Value) -> Result<Value, recsync::mapping::TransformError> {
+        if v.is_number() {
+            Ok(v.clone())
+        } else {
+            Err(recsync::mapping::TransformError::new("not a number", v))
+        }
+    }
+    fn from_canonical(&self, v: &Value) -> Result<Value, recsync::mapping::TransformError> {
+        Ok(v.clone())
+    }
+}
+
+#[test]
+fn unreadable_authority_value_holds_the_field_with_an_issue() {
+    let map = FieldMap::builder()
+        .systems(["a", "b"])
+        .key("k")
+        .field(Field::new("k"))
+        .field(
+            Field::new("n")
+                .policy(ConflictPolicy::authority("a"))
+                .transform("a", OnlyNumbers),
+        )
+        .build()
+        .unwrap();
+    let e = SyncEngine::new(map);
+    let mut b = Baseline::new();
+    let rec = |id: &str, n: Value| Record::new(id).field("k", "x").field("n", n);
+    let first = e
+        .plan(
+            &b,
+            &[
+                Snapshot::complete("a", vec![rec("1", json!(1))]),
+                Snapshot::complete("b", vec![rec("2", json!(1))]),
+            ],
+        )
+        .unwrap();
+    e.commit(&mut b, &first, &Outcomes::all_applied(&first))
+        .unwrap();
+    let plan = e
+        .plan(
+            &b,
+            &[
+                Snapshot::complete("a", vec![rec("1", json!("oops"))]),
+                Snapshot::complete("b", vec![rec("2", json!(5))]),
+            ],
+        )
+        .unwrap();
+    assert!(plan.ops.is_empty(), "{plan}");
+    assert!(matches!(plan.issues[0].kind, IssueKind::Transform { .. }));
+    assert_eq!(plan.issues[0].field.as_deref(), Some("n"));
+}

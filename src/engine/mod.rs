@@ -137,8 +137,10 @@ impl SyncEngine {
             ..SyncPlan::default()
         };
         // Per system: records by id, duplicates reported.
-        let mut by_system: Vec<Option<(Coverage, BTreeMap<&str, &Record>)>> =
-            (0..n).map(|_| None).collect();
+        #[allow(clippy::type_complexity)]
+        let mut by_system: Vec<
+            Option<(Coverage, BTreeMap<&str, &Record>, BTreeSet<&str>)>,
+        > = (0..n).map(|_| None).collect();
         for snap in snapshots {
             let Some(s) = map.system_index(snap.system.as_str()) else {
                 return Err(PlanError::UnknownSystem {
@@ -157,17 +159,17 @@ impl SyncEngine {
                     dup.insert(r.id.as_str());
                 }
             }
-            for d in dup {
+            for d in &dup {
                 records.remove(d);
                 plan.issues.push(Issue {
                     system: snap.system.clone(),
-                    record_id: d.to_owned(),
+                    record_id: (*d).to_owned(),
                     entity: None,
                     field: None,
                     kind: IssueKind::DuplicateRecordId,
                 });
             }
-            by_system[s] = Some((snap.coverage, records));
+            by_system[s] = Some((snap.coverage, records, dup));
         }
 
         // Which linked records were seen, deleted or are unlinked.
@@ -183,7 +185,7 @@ impl SyncEngine {
         let mut deleted: BTreeMap<EntityId, BTreeSet<usize>> = BTreeMap::new();
         let mut unlinked: Vec<(usize, &Record)> = Vec::new();
         for (s, entry) in by_system.iter().enumerate() {
-            let Some((coverage, records)) = entry else {
+            let Some((coverage, records, dup)) = entry else {
                 continue;
             };
             for (rid, r) in records {
@@ -204,7 +206,9 @@ impl SyncEngine {
                 let sys = &map.systems()[s];
                 for (eid, e) in baseline.entities_map() {
                     if let Some(link) = e.links.get(sys) {
-                        if !records.contains_key(link.id.as_str()) {
+                        // A duplicated id was there, just ambiguous: not a delete.
+                        let id = link.id.as_str();
+                        if !records.contains_key(id) && !dup.contains(id) {
                             deleted.entry(eid.clone()).or_default().insert(s);
                         }
                     }
@@ -269,7 +273,12 @@ impl SyncEngine {
         let norm = |v: &Value| -> Option<String> {
             match v {
                 Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_lowercase()),
-                Value::Number(n) => Some(n.to_string()),
+                Value::Number(n) => match n.as_f64() {
+                    Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                        Some(format!("{f:.0}"))
+                    }
+                    _ => Some(n.to_string()),
+                },
                 _ => None,
             }
         };
@@ -411,12 +420,15 @@ impl SyncEngine {
             // Current native value of each system, where known.
             let current = |s: usize| -> Option<(Value, Option<chrono::DateTime<chrono::Utc>>)> {
                 let nat = field.native_at(s)?;
-                match seen[s] {
-                    Some(r) => r.get(nat).map(|v| (v.clone(), r.changed_at(nat))),
-                    None => held_before
-                        .and_then(|h| h.observed.get(&systems[s]))
-                        .map(|o| (o.value.clone(), o.changed_at)),
-                }
+                // A record seen without the field says nothing about it: fall
+                // back to what a hold last observed, so it is not forgotten.
+                seen[s]
+                    .and_then(|r| r.get(nat).map(|v| (v.clone(), r.changed_at(nat))))
+                    .or_else(|| {
+                        held_before
+                            .and_then(|h| h.observed.get(&systems[s]))
+                            .map(|o| (o.value.clone(), o.changed_at))
+                    })
             };
             // Detect.
             let mut cands: Vec<(usize, Value, Value, Option<chrono::DateTime<chrono::Utc>>)> =
@@ -448,6 +460,11 @@ impl SyncEngine {
                         });
                     }
                 }
+            }
+            if bad_source.contains(&true) {
+                // Never decide without a source whose value could not be read:
+                // the issue is reported and the field left alone.
+                continue;
             }
             let canonical = entity.canonical(name);
             // Decide.
