@@ -40,8 +40,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! See `DESIGN.md` in the repository for the model and the promises the
-//! property tests prove.
+//! The modules follow the algorithm: [`model`] (what systems hold),
+//! [`mapping`] (how fields correspond), [`policy`] (conflict rules),
+//! [`baseline`] (the last-synced state), [`engine`] (plan and commit) and
+//! [`plan`] (the write plan and its reasons). `tests/properties.rs` states the
+//! crate's promises as property tests.
 //!
 //! # Crate features
 //!
