@@ -112,10 +112,6 @@ impl Outcomes {
     }
 }
 
-struct Seen<'a> {
-    record: &'a Record,
-}
-
 impl SyncEngine {
     /// An engine for `map`.
     pub fn new(map: FieldMap) -> Self {
@@ -181,7 +177,7 @@ impl SyncEngine {
                 }
             }
         }
-        let mut seen: BTreeMap<EntityId, Vec<Option<Seen<'_>>>> = BTreeMap::new();
+        let mut seen: BTreeMap<EntityId, Vec<Option<&Record>>> = BTreeMap::new();
         let mut deleted: BTreeMap<EntityId, BTreeSet<usize>> = BTreeMap::new();
         let mut unlinked: Vec<(usize, &Record)> = Vec::new();
         for (s, entry) in by_system.iter().enumerate() {
@@ -194,9 +190,7 @@ impl SyncEngine {
                         deleted.entry((*eid).clone()).or_default().insert(s);
                     }
                     Some(eid) => {
-                        seen.entry((*eid).clone())
-                            .or_insert_with(|| (0..n).map(|_| None).collect())[s] =
-                            Some(Seen { record: r });
+                        seen.entry((*eid).clone()).or_insert_with(|| vec![None; n])[s] = Some(r);
                     }
                     None if r.deleted => {}
                     None => unlinked.push((s, r)),
@@ -221,9 +215,7 @@ impl SyncEngine {
         let mut new_links: BTreeMap<EntityId, Vec<(usize, &Record)>> = BTreeMap::new();
         for (eid, recs) in new_entities {
             for (s, r) in &recs {
-                seen.entry(eid.clone())
-                    .or_insert_with(|| (0..n).map(|_| None).collect())[*s] =
-                    Some(Seen { record: r });
+                seen.entry(eid.clone()).or_insert_with(|| vec![None; n])[*s] = Some(r);
             }
             new_links.insert(eid, recs);
         }
@@ -236,15 +228,14 @@ impl SyncEngine {
             }
         }
         let empty = Entity::default();
+        let unseen = vec![None; n];
+        let no_deletes = BTreeSet::new();
         for eid in examine {
             let entity = baseline.entity(&eid).unwrap_or(&empty);
-            let seen_here: Vec<Option<&Record>> = match seen.get(&eid) {
-                Some(v) => v.iter().map(|o| o.as_ref().map(|s| s.record)).collect(),
-                None => vec![None; n],
-            };
-            let gone = deleted.get(&eid).cloned().unwrap_or_default();
+            let seen_here = seen.get(&eid).unwrap_or(&unseen);
+            let gone = deleted.get(&eid).unwrap_or(&no_deletes);
             let links = new_links.get(&eid).map(Vec::as_slice).unwrap_or(&[]);
-            self.plan_entity(&eid, entity, &seen_here, &gone, links, &mut plan);
+            self.plan_entity(&eid, entity, seen_here, gone, links, &mut plan);
         }
         Ok(plan)
     }
@@ -404,9 +395,8 @@ impl SyncEngine {
         }
         let linked: Vec<bool> = (0..systems.len())
             .map(|s| {
-                !gone.contains(&s)
-                    && (entity.links.contains_key(&systems[s])
-                        || new_links.iter().any(|(x, _)| *x == s))
+                // Newly linked records are among the seen ones.
+                !gone.contains(&s) && (seen[s].is_some() || entity.links.contains_key(&systems[s]))
             })
             .collect();
         // Per target: field writes.
@@ -418,22 +408,22 @@ impl SyncEngine {
             let held_before = entity.held.get(name);
             let shadow = |s: usize| entity.shadow(systems[s].as_str(), name);
             // Current native value of each system, where known.
-            let current = |s: usize| -> Option<(Value, Option<chrono::DateTime<chrono::Utc>>)> {
+            let current = |s: usize| -> Option<(&Value, Option<chrono::DateTime<chrono::Utc>>)> {
                 let nat = field.native_at(s)?;
                 // A record seen without the field says nothing about it: fall
                 // back to what a hold last observed, so it is not forgotten.
                 seen[s]
-                    .and_then(|r| r.get(nat).map(|v| (v.clone(), r.changed_at(nat))))
+                    .and_then(|r| r.get(nat).map(|v| (v, r.changed_at(nat))))
                     .or_else(|| {
                         held_before
                             .and_then(|h| h.observed.get(&systems[s]))
-                            .map(|o| (o.value.clone(), o.changed_at))
+                            .map(|o| (&o.value, o.changed_at))
                     })
             };
             // Detect.
-            let mut cands: Vec<(usize, Value, Value, Option<chrono::DateTime<chrono::Utc>>)> =
+            let mut cands: Vec<(usize, &Value, Value, Option<chrono::DateTime<chrono::Utc>>)> =
                 Vec::new();
-            let mut bad_source = vec![false; systems.len()];
+            let mut unreadable = false;
             for s in 0..systems.len() {
                 if !linked[s] || !field.source_at(s) {
                     continue;
@@ -441,13 +431,13 @@ impl SyncEngine {
                 let Some((cur, at)) = current(s) else {
                     continue;
                 };
-                if norm.equal(Some(&cur), shadow(s)) {
+                if norm.equal(Some(cur), shadow(s)) {
                     continue;
                 }
-                match field.to_canonical(s, &cur) {
+                match field.to_canonical(s, cur) {
                     Ok(canon) => cands.push((s, cur, canon, at)),
                     Err(e) => {
-                        bad_source[s] = true;
+                        unreadable = true;
                         plan.issues.push(Issue {
                             system: systems[s].clone(),
                             record_id: seen[s].map(|r| r.id.clone()).unwrap_or_default(),
@@ -461,7 +451,7 @@ impl SyncEngine {
                     }
                 }
             }
-            if bad_source.contains(&true) {
+            if unreadable {
                 // Never decide without a source whose value could not be read:
                 // the issue is reported and the field left alone.
                 continue;
@@ -471,7 +461,7 @@ impl SyncEngine {
             let mut held = false;
             let mut conflict_id = None;
             let mut decided: Option<(Value, Reason)> = None;
-            let mut live = cands.clone();
+            let mut live: Vec<_> = cands.iter().collect();
             if field.no_overwrite_on_empty() && canonical.is_some_and(|c| !is_empty_value(c)) {
                 let authority = match field.policy() {
                     ConflictPolicy::Authority { system, .. } => map.system_index(system.as_str()),
@@ -608,7 +598,7 @@ impl SyncEngine {
                         (
                             systems[*s].clone(),
                             Observed {
-                                value: native.clone(),
+                                value: (*native).clone(),
                                 changed_at: *at,
                             },
                         )
@@ -643,14 +633,14 @@ impl SyncEngine {
             // A target seen for the first time starts its shadow at what it holds.
             for s in 0..systems.len() {
                 let first_sight = field.target_at(s) && shadow(s).is_none();
-                if !linked[s] || !(field.source_at(s) || first_sight) || bad_source[s] {
+                if !linked[s] || !(field.source_at(s) || first_sight) {
                     continue;
                 }
                 if let Some((cur, _)) = current(s) {
-                    if shadow(s) != Some(&cur) {
+                    if shadow(s) != Some(cur) {
                         change
                             .shadows
-                            .push((systems[s].clone(), name.to_owned(), cur));
+                            .push((systems[s].clone(), name.to_owned(), cur.clone()));
                     }
                 }
             }
@@ -668,7 +658,7 @@ impl SyncEngine {
                     Err(e) => {
                         plan.issues.push(Issue {
                             system: systems[t].clone(),
-                            record_id: self.record_id(entity, seen, new_links, t),
+                            record_id: self.record_id(entity, seen, t),
                             entity: Some(eid.clone()),
                             field: Some(name.to_owned()),
                             kind: IssueKind::Transform {
@@ -680,14 +670,15 @@ impl SyncEngine {
                     }
                 };
                 let observed_now = current(t).map(|(v, _)| v);
-                let expected = if field.source_at(t) && !bad_source[t] {
-                    observed_now.or_else(|| shadow(t).cloned())
-                } else if field.enforced() {
-                    observed_now.or_else(|| shadow(t).cloned())
+                // What the target will hold if not written: a source (or an
+                // enforced target) keeps what it holds now; a one-way target
+                // is judged by what it was last written.
+                let expected = if field.source_at(t) || field.enforced() {
+                    observed_now.or_else(|| shadow(t))
                 } else {
-                    shadow(t).cloned().or(observed_now)
+                    shadow(t).or(observed_now)
                 };
-                if norm.equal(expected.as_ref(), Some(&native)) {
+                if norm.equal(expected, Some(&native)) {
                     continue;
                 }
                 writes[t].push((
@@ -698,7 +689,7 @@ impl SyncEngine {
                         reason: reason.clone(),
                         sensitive: field.is_sensitive(),
                     },
-                    expected,
+                    expected.cloned(),
                 ));
             }
         }
@@ -707,7 +698,7 @@ impl SyncEngine {
             if fields.is_empty() {
                 continue;
             }
-            let record_id = self.record_id(entity, seen, new_links, t);
+            let record_id = self.record_id(entity, seen, t);
             let mut h = StableHasher::new("update");
             h.str(systems[t].as_str());
             h.str(&record_id);
@@ -744,21 +735,9 @@ impl SyncEngine {
         }
     }
 
-    fn record_id(
-        &self,
-        entity: &Entity,
-        seen: &[Option<&Record>],
-        new_links: &[(usize, &Record)],
-        s: usize,
-    ) -> String {
+    fn record_id(&self, entity: &Entity, seen: &[Option<&Record>], s: usize) -> String {
         seen[s]
             .map(|r| r.id.clone())
-            .or_else(|| {
-                new_links
-                    .iter()
-                    .find(|(x, _)| *x == s)
-                    .map(|(_, r)| r.id.clone())
-            })
             .or_else(|| {
                 entity
                     .link(self.map.systems()[s].as_str())
