@@ -123,7 +123,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             &mut marketing
         };
-        if let Some(r) = records.iter_mut().find(|r| r.id == op.record_id) {
+        if let Some(r) = records
+            .iter_mut()
+            .find(|r| Some(&r.id) == op.record_id.as_ref())
+        {
             for w in &op.fields {
                 r.fields.insert(w.native.clone(), w.value.clone());
             }

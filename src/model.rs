@@ -111,6 +111,13 @@ pub struct Record {
     /// The record is a tombstone: its system reports it deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// The correlation key recsync gave the create that made this record
+    /// ([`WriteOp::correlation`](crate::plan::WriteOp::correlation)), where
+    /// the system keeps it (in an external-id field). A record carrying one is
+    /// linked to the entity it was created for, so a create whose commit was
+    /// lost is never made twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<String>,
 }
 
 impl Record {
@@ -123,6 +130,7 @@ impl Record {
             field_updated_at: IndexMap::new(),
             version: None,
             deleted: false,
+            correlation: None,
         }
     }
 
@@ -165,6 +173,13 @@ impl Record {
     #[must_use]
     pub fn deleted(mut self) -> Self {
         self.deleted = true;
+        self
+    }
+
+    /// Sets the correlation key the system keeps for the record.
+    #[must_use]
+    pub fn correlation(mut self, key: impl Into<String>) -> Self {
+        self.correlation = Some(key.into());
         self
     }
 

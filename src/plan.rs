@@ -160,8 +160,24 @@ pub struct FieldWrite {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum OpKind {
+    /// Create a record with the given fields. The op carries a
+    /// [correlation key](WriteOp::correlation); the outcome reports the new
+    /// record's native id.
+    Create,
     /// Update the named fields of an existing record, and only those.
     Update,
+    /// Delete an existing record.
+    Delete,
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OpKind::Create => "create",
+            OpKind::Update => "update",
+            OpKind::Delete => "delete",
+        })
+    }
 }
 
 /// One write to one record of one system.
@@ -172,16 +188,27 @@ pub struct WriteOp {
     pub id: OpId,
     /// What it does.
     pub kind: OpKind,
+    /// The object type, as the map names it (`"contacts"`).
+    pub object: String,
     /// The target system.
     pub system: SystemId,
-    /// The target record's native id.
-    pub record_id: String,
+    /// The target record's native id; `None` for a create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
     /// The entity.
     pub entity: EntityId,
     /// The version the target had when read, for conditional writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<String>,
-    /// The fields written, and only those.
+    /// For a create: the key that identifies the record being created (the
+    /// entity's id). A connector that can should store it with the record
+    /// (an external-id field) and report it back as
+    /// [`Record::correlation`](crate::Record::correlation), so that a create
+    /// executed but never committed is found, not made again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<String>,
+    /// The fields written, and only those (every mapped field, for a
+    /// create; none, for a delete).
     pub fields: Vec<FieldWrite>,
 }
 
@@ -392,8 +419,12 @@ impl fmt::Display for Explain<'_> {
         for op in &p.ops {
             writeln!(
                 f,
-                "update {} {} (entity {}, op {})",
-                op.system, op.record_id, op.entity, op.id
+                "{} {} {} (entity {}, op {})",
+                op.kind,
+                op.system,
+                op.record_id.as_deref().unwrap_or("(new)"),
+                op.entity,
+                op.id
             )?;
             for w in &op.fields {
                 writeln!(

@@ -151,7 +151,7 @@ fn apply(names: &[String], data: &mut Data, plan: &SyncPlan) {
             .expect("known system");
         let r = data[s]
             .iter_mut()
-            .find(|r| r.id == op.record_id)
+            .find(|r| Some(&r.id) == op.record_id.as_ref())
             .expect("known record");
         for w in &op.fields {
             r.fields.insert(w.native.clone(), w.value.clone());
@@ -290,7 +290,7 @@ fn writes(
             op.fields.iter().map(move |w| {
                 (
                     sys.clone(),
-                    op.record_id.clone(),
+                    op.record_id.clone().unwrap_or_default(),
                     w.native.clone(),
                     w.value.to_string(),
                 )
@@ -390,12 +390,12 @@ proptest! {
         }
         for op in &r.plan.ops {
             let s = r.names.iter().position(|n| op.system == n.as_str()).expect("system");
-            let rec = r.before[s].iter().find(|x| x.id == op.record_id).expect("record");
+            let rec = r.before[s].iter().find(|x| Some(&x.id) == op.record_id.as_ref()).expect("record");
             for w in &op.fields {
                 let fi = FIELDS.iter().position(|f| *f == w.field).expect("field");
                 if case.pols[fi].guard && empty(&w.value) {
                     prop_assert!(rec.get(&w.native).is_none_or(empty),
-                        "empty written over non-empty {} in {}\n{}", w.native, op.record_id, r.plan);
+                        "empty written over non-empty {} in {:?}\n{}", w.native, op.record_id, r.plan);
                 }
             }
         }

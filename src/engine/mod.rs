@@ -69,7 +69,12 @@ pub enum CommitError {
 pub enum OpOutcome {
     /// The write was applied.
     Applied {
+        /// For a create, the new record's native id (required: a create
+        /// applied without one cannot be linked). Ignored for other ops.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record_id: Option<String>,
         /// The record's new version, if the system reports one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         version: Option<String>,
     },
     /// The write failed; it is planned again next time.
@@ -77,6 +82,43 @@ pub enum OpOutcome {
         /// What went wrong.
         message: String,
     },
+}
+
+impl OpOutcome {
+    /// Applied, with no new version reported.
+    pub fn applied() -> Self {
+        OpOutcome::Applied {
+            record_id: None,
+            version: None,
+        }
+    }
+
+    /// A create applied, making the record `record_id`.
+    pub fn created(record_id: impl Into<String>) -> Self {
+        OpOutcome::Applied {
+            record_id: Some(record_id.into()),
+            version: None,
+        }
+    }
+
+    /// Failed, with what went wrong.
+    pub fn failed(message: impl Into<String>) -> Self {
+        OpOutcome::Failed {
+            message: message.into(),
+        }
+    }
+
+    /// The same outcome with the record's new version, where applied.
+    #[must_use]
+    pub fn with_version(self, version: impl Into<String>) -> Self {
+        match self {
+            OpOutcome::Applied { record_id, .. } => OpOutcome::Applied {
+                record_id,
+                version: Some(version.into()),
+            },
+            failed => failed,
+        }
+    }
 }
 
 /// The outcome of each op of a plan. An op with no outcome counts as not
@@ -95,7 +137,7 @@ impl Outcomes {
         Outcomes(
             plan.ops
                 .iter()
-                .map(|op| (op.id, OpOutcome::Applied { version: None }))
+                .map(|op| (op.id, OpOutcome::applied()))
                 .collect(),
         )
     }
@@ -716,10 +758,12 @@ impl SyncEngine {
             plan.ops.push(WriteOp {
                 id: OpId(h.finish()),
                 kind: OpKind::Update,
+                object: map.object().to_owned(),
                 system: systems[t].clone(),
-                record_id,
+                record_id: Some(record_id),
                 entity: eid.clone(),
                 expected_version,
+                correlation: None,
                 fields: fields.into_iter().map(|(w, _)| w).collect(),
             });
         }
@@ -802,7 +846,7 @@ impl SyncEngine {
                 continue;
             };
             match outcomes.get(op.id) {
-                Some(OpOutcome::Applied { version }) => {
+                Some(OpOutcome::Applied { version, .. }) => {
                     let shadow = e.shadows.entry(op.system.clone()).or_default();
                     for w in &op.fields {
                         shadow.insert(w.field.clone(), w.value.clone());

@@ -293,6 +293,7 @@ impl FieldSpec {
 /// How the systems' fields correspond. Build one with [`FieldMap::builder`].
 #[derive(Debug, Clone)]
 pub struct FieldMap {
+    object: String,
     systems: Arc<[SystemId]>,
     fields: Vec<FieldSpec>,
     key: Option<usize>,
@@ -303,6 +304,12 @@ impl FieldMap {
     /// A builder for a field map.
     pub fn builder() -> FieldMapBuilder {
         FieldMapBuilder::default()
+    }
+
+    /// The object type the map is for (`"contacts"`); `"records"` unless
+    /// [`FieldMapBuilder::object`] named it.
+    pub fn object(&self) -> &str {
+        &self.object
     }
 
     /// The systems, in priority order.
@@ -339,6 +346,7 @@ impl FieldMap {
 /// reports every problem at once.
 #[derive(Debug, Clone)]
 pub struct FieldMapBuilder {
+    object: String,
     systems: Vec<SystemId>,
     fields: Vec<Field>,
     key: Option<String>,
@@ -350,6 +358,7 @@ pub struct FieldMapBuilder {
 impl Default for FieldMapBuilder {
     fn default() -> Self {
         FieldMapBuilder {
+            object: "records".to_owned(),
             systems: Vec::new(),
             fields: Vec::new(),
             key: None,
@@ -361,6 +370,15 @@ impl Default for FieldMapBuilder {
 }
 
 impl FieldMapBuilder {
+    /// Names the object type the map is for (`"contacts"`, `"deals"`). Write
+    /// ops carry it, so one connector can serve several object types.
+    /// Default: `"records"`.
+    #[must_use]
+    pub fn object(mut self, name: impl Into<String>) -> Self {
+        self.object = name.into();
+        self
+    }
+
     /// Adds a system; systems are given in priority order.
     #[must_use]
     pub fn system(mut self, system: impl Into<SystemId>) -> Self {
@@ -419,6 +437,9 @@ impl FieldMapBuilder {
     /// Checks the map and builds it, or lists every problem found.
     pub fn build(self) -> Result<FieldMap, MapError> {
         let mut problems = Vec::new();
+        if self.object.is_empty() {
+            problems.push(MapProblem::EmptyName { what: "object" });
+        }
         if self.systems.len() < 2 {
             problems.push(MapProblem::TooFewSystems {
                 count: self.systems.len(),
@@ -587,6 +608,7 @@ impl FieldMapBuilder {
 
         if problems.is_empty() {
             Ok(FieldMap {
+                object: self.object,
                 systems,
                 fields: specs,
                 key,
