@@ -54,16 +54,25 @@
 #![deny(missing_docs)]
 
 pub mod baseline;
+mod codec;
 pub mod engine;
+pub mod guard;
 mod hash;
+pub mod identity;
 pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod scope;
 
 pub use baseline::{Baseline, EntityId, ReviewChoice};
-pub use engine::{CommitError, OpOutcome, Outcomes, PlanError, SyncEngine};
+pub use engine::{
+    CommitError, CommitSummary, OpOutcome, Outcomes, PlanError, PlanOptions, SyncEngine,
+};
+pub use guard::{Budget, Guards};
+pub use identity::{MatchKey, MatchMode};
 pub use mapping::{Direction, Field, FieldMap, MapError, Normalization};
 pub use model::{is_empty_value, Coverage, Record, Snapshot, SystemId};
-pub use plan::{Conflict, OpId, Reason, SyncPlan, WriteOp};
-pub use policy::{ConflictPolicy, Fallback};
+pub use plan::{Conflict, OpId, OpKind, Reason, SyncPlan, WriteOp};
+pub use policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback};
+pub use scope::{Filter, ScopeExit};

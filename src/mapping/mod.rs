@@ -27,6 +27,7 @@
 //! ```
 
 mod normalize;
+mod records;
 mod transform;
 
 use std::collections::BTreeSet;
@@ -38,8 +39,15 @@ use chrono::TimeDelta;
 pub use normalize::Normalization;
 pub use transform::{Transform, TransformError};
 
+pub(crate) use records::RecordRules;
+use records::RecordRulesBuilder;
+
+use crate::guard::Guards;
+use crate::hash::StableHasher;
+use crate::identity::{MatchKey, MatchMode};
 use crate::model::SystemId;
-use crate::policy::ConflictPolicy;
+use crate::policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy};
+use crate::scope::{Filter, ScopeExit};
 
 /// Which systems a field flows from and to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +85,7 @@ pub struct Field {
     normalization: Normalization,
     transforms: Vec<(SystemId, Arc<dyn Transform>)>,
     sensitive: bool,
+    reference: Option<String>,
 }
 
 impl Field {
@@ -92,6 +101,7 @@ impl Field {
             normalization: Normalization::Exact,
             transforms: Vec::new(),
             sensitive: false,
+            reference: None,
         }
     }
 
@@ -179,6 +189,19 @@ impl Field {
         self.sensitive = true;
         self
     }
+
+    /// The field refers to a record of another object type (a contact's
+    /// company, a deal's account): its native value in each system is that
+    /// record's native id there. Its canonical value is the referred
+    /// entity's id, and writes translate it through the link table of
+    /// `object`'s baseline, given to the plan with
+    /// [`PlanOptions::parent`](crate::engine::PlanOptions::parent). A write
+    /// whose parent is not linked in the target yet waits.
+    #[must_use]
+    pub fn references(mut self, object: impl Into<String>) -> Self {
+        self.reference = Some(object.into());
+        self
+    }
 }
 
 /// A canonical field of a built [`FieldMap`].
@@ -194,6 +217,7 @@ pub struct FieldSpec {
     normalization: Normalization,
     transforms: Vec<Option<Arc<dyn Transform>>>,
     sensitive: bool,
+    reference: Option<String>,
     systems: Arc<[SystemId]>,
 }
 
@@ -225,13 +249,18 @@ impl FieldSpec {
     }
 
     /// How values are compared.
-    pub fn normalization(&self) -> Normalization {
-        self.normalization
+    pub fn normalization(&self) -> &Normalization {
+        &self.normalization
     }
 
     /// Whether the field is marked sensitive.
     pub fn is_sensitive(&self) -> bool {
         self.sensitive
+    }
+
+    /// The object type the field refers to, if it is a reference.
+    pub fn reference(&self) -> Option<&str> {
+        self.reference.as_deref()
     }
 
     /// Whether `system` is a source for this field.
@@ -296,8 +325,9 @@ pub struct FieldMap {
     object: String,
     systems: Arc<[SystemId]>,
     fields: Vec<FieldSpec>,
-    key: Option<usize>,
+    records: RecordRules,
     skew_tolerance: TimeDelta,
+    fingerprint: u64,
 }
 
 impl FieldMap {
@@ -327,9 +357,39 @@ impl FieldMap {
         self.fields.iter().find(|f| f.name == name)
     }
 
-    /// The canonical field records are matched by on first sync, if any.
+    /// The first canonical field records are matched by, if any.
     pub fn key_field(&self) -> Option<&FieldSpec> {
-        self.key.and_then(|k| self.fields.get(k))
+        self.records
+            .match_keys
+            .first()
+            .and_then(|(k, _)| self.fields.get(*k))
+    }
+
+    /// How records not linked yet become entities.
+    pub fn match_mode(&self) -> MatchMode {
+        self.records.mode
+    }
+
+    /// The safety guards.
+    pub fn guards(&self) -> &Guards {
+        &self.records.guards
+    }
+
+    /// A fingerprint of everything in the map that decides what is synced
+    /// and how (not the guards). Baselines remember the fingerprint of the
+    /// map they were committed with; while it is unchanged, a plan may skip
+    /// records that did not change.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Match keys: field index and normalization, in order.
+    pub(crate) fn match_keys(&self) -> &[(usize, Normalization)] {
+        &self.records.match_keys
+    }
+
+    pub(crate) fn records(&self) -> &RecordRules {
+        &self.records
     }
 
     /// How far apart two systems' timestamps may be and still tie.
@@ -340,6 +400,30 @@ impl FieldMap {
     pub(crate) fn system_index(&self, system: &str) -> Option<usize> {
         self.systems.iter().position(|s| s == system)
     }
+
+    fn compute_fingerprint(&self) -> u64 {
+        let mut h = StableHasher::new("map");
+        h.str(&self.object);
+        for s in self.systems.iter() {
+            h.str(s.as_str());
+        }
+        for f in &self.fields {
+            h.str(&f.name);
+            for n in &f.native {
+                h.str(n.as_deref().unwrap_or("\u{0}"));
+            }
+            h.str(&format!("{:?}", f.direction));
+            h.str(&f.policy.name());
+            h.u64(u64::from(f.no_overwrite_on_empty));
+            h.str(&format!("{:?}", f.normalization));
+            for t in &f.transforms {
+                h.str(&t.as_ref().map_or(String::new(), |t| format!("{t:?}")));
+            }
+            h.str(f.reference.as_deref().unwrap_or(""));
+        }
+        self.records.fingerprint(&mut h, &self.fields);
+        h.finish()
+    }
 }
 
 /// Builds a [`FieldMap`]; [`build`](FieldMapBuilder::build) checks it and
@@ -349,7 +433,7 @@ pub struct FieldMapBuilder {
     object: String,
     systems: Vec<SystemId>,
     fields: Vec<Field>,
-    key: Option<String>,
+    records: RecordRulesBuilder,
     default_policy: ConflictPolicy,
     no_overwrite_on_empty: bool,
     skew_tolerance: TimeDelta,
@@ -361,7 +445,7 @@ impl Default for FieldMapBuilder {
             object: "records".to_owned(),
             systems: Vec::new(),
             fields: Vec::new(),
-            key: None,
+            records: RecordRulesBuilder::default(),
             default_policy: ConflictPolicy::LastWriteWins,
             no_overwrite_on_empty: false,
             skew_tolerance: TimeDelta::zero(),
@@ -400,12 +484,85 @@ impl FieldMapBuilder {
         self
     }
 
-    /// The canonical field that links records on first sync: records whose
-    /// key values are equal after trimming and case-folding are the same
-    /// entity.
+    /// Adds a match key: records not linked yet whose values of this
+    /// canonical field are equal after trimming and case-folding are the
+    /// same entity. Keys are tried in the order given.
     #[must_use]
-    pub fn key(mut self, field: impl Into<String>) -> Self {
-        self.key = Some(field.into());
+    pub fn key(self, field: impl Into<String>) -> Self {
+        self.match_key(MatchKey::new(field))
+    }
+
+    /// Adds a match key with its own normalization (a phone compared by
+    /// digits only). Keys are tried in the order given.
+    #[must_use]
+    pub fn match_key(mut self, key: MatchKey) -> Self {
+        self.records.match_keys.push(key);
+        self
+    }
+
+    /// How records not linked yet become entities. Default:
+    /// [`MatchMode::MatchThenCreate`].
+    #[must_use]
+    pub fn matching(mut self, mode: MatchMode) -> Self {
+        self.records.mode = mode;
+        self
+    }
+
+    /// Which way whole records flow: where new records are created and
+    /// deletes propagate. [`Direction::Bidirectional`] (the default): from
+    /// every system to every other. [`Direction::OneWay`]: only `from`'s new
+    /// records are created in, and its deletes reach, the others; a record
+    /// deleted in a target is unlinked, or re-created when `enforce` is set.
+    /// [`Direction::NotSynced`]: no creates, no delete propagation.
+    #[must_use]
+    pub fn records(mut self, direction: Direction) -> Self {
+        self.records.flow = Some(direction);
+        self
+    }
+
+    /// What a delete in any system does to the others. Default:
+    /// [`DeletePolicy::Hold`].
+    #[must_use]
+    pub fn deletes(mut self, policy: DeletePolicy) -> Self {
+        self.records.deletes = policy;
+        self
+    }
+
+    /// What a delete in `system` does to the others, instead of the map's
+    /// default.
+    #[must_use]
+    pub fn deletes_from(mut self, system: impl Into<SystemId>, policy: DeletePolicy) -> Self {
+        self.records.deletes_from.push((system.into(), policy));
+        self
+    }
+
+    /// What wins when one system deleted a record another changed since the
+    /// last sync. Default: [`DeleteEditPolicy::Hold`].
+    #[must_use]
+    pub fn delete_vs_edit(mut self, policy: DeleteEditPolicy) -> Self {
+        self.records.delete_vs_edit = policy;
+        self
+    }
+
+    /// The records of `system` that are in sync. Default: all.
+    #[must_use]
+    pub fn scope(mut self, system: impl Into<SystemId>, filter: Filter) -> Self {
+        self.records.scope.push((system.into(), filter));
+        self
+    }
+
+    /// What happens to a linked record that leaves scope. Default:
+    /// [`ScopeExit::Unlink`].
+    #[must_use]
+    pub fn scope_exit(mut self, exit: ScopeExit) -> Self {
+        self.records.scope_exit = exit;
+        self
+    }
+
+    /// The safety guards. Default: [`Guards::default`].
+    #[must_use]
+    pub fn guards(mut self, guards: Guards) -> Self {
+        self.records.guards = guards;
         self
     }
 
@@ -572,6 +729,7 @@ impl FieldMapBuilder {
                 normalization: field.normalization,
                 transforms,
                 sensitive: field.sensitive,
+                reference: field.reference,
                 systems: systems.clone(),
             });
         }
@@ -595,25 +753,26 @@ impl FieldMapBuilder {
             }
         }
 
-        let key = match &self.key {
-            None => None,
-            Some(k) => match specs.iter().position(|f| &f.name == k) {
-                Some(i) => Some(i),
-                None => {
-                    problems.push(MapProblem::UnknownKey { key: k.clone() });
-                    None
+        for f in &specs {
+            if let Some(object) = &f.reference {
+                if object.is_empty() {
+                    problems.push(MapProblem::EmptyName { what: "object" });
                 }
-            },
-        };
+            }
+        }
+        let records = self.records.build(&systems, &specs, &mut problems);
 
         if problems.is_empty() {
-            Ok(FieldMap {
+            let mut map = FieldMap {
                 object: self.object,
                 systems,
                 fields: specs,
-                key,
+                records,
                 skew_tolerance: self.skew_tolerance,
-            })
+                fingerprint: 0,
+            };
+            map.fingerprint = map.compute_fingerprint();
+            Ok(map)
         } else {
             Err(MapError { problems })
         }
@@ -722,6 +881,18 @@ pub enum MapProblem {
     UnknownKey {
         /// The key.
         key: String,
+    },
+    /// A match key was given twice.
+    #[error("key {key} is given twice")]
+    DuplicateKey {
+        /// The key.
+        key: String,
+    },
+    /// A system was given two scope filters.
+    #[error("system {system} has two scope filters")]
+    DuplicateScope {
+        /// The system.
+        system: SystemId,
     },
     /// The skew tolerance is negative.
     #[error("the skew tolerance is negative")]

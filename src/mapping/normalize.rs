@@ -34,6 +34,11 @@ pub enum Normalization {
 }
 
 impl Normalization {
+    /// Whether values are compared as they are.
+    pub fn is_exact(&self) -> bool {
+        matches!(self, Normalization::Exact)
+    }
+
     /// The value in the form it is compared in.
     pub fn apply<'v>(&self, value: &'v Value) -> Cow<'v, Value> {
         match (self, value) {
