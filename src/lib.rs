@@ -54,14 +54,18 @@
 #![deny(missing_docs)]
 
 pub mod baseline;
+pub mod connector;
 pub mod engine;
 mod hash;
 pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod policy;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use baseline::{Baseline, EntityId, ReviewChoice};
+pub use connector::{Connector, ConnectorError, ConnectorExt};
 pub use engine::{CommitError, OpOutcome, Outcomes, PlanError, SyncEngine};
 pub use mapping::{Direction, Field, FieldMap, MapError, Normalization};
 pub use model::{is_empty_value, Coverage, Record, Snapshot, SystemId};
