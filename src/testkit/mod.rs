@@ -30,6 +30,7 @@
 //! ```
 
 mod clock;
+pub mod conformance;
 mod memory;
 mod ops;
 
