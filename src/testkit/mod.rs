@@ -33,6 +33,8 @@ mod clock;
 pub mod conformance;
 mod memory;
 mod ops;
+#[cfg(feature = "proptest")]
+pub mod strategies;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use memory::{BuildError, MemoryConnector, MemoryConnectorBuilder, Stats};
