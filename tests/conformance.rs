@@ -198,10 +198,10 @@ impl Connector for Broken {
                 page.snapshot.records.extend(again);
             }
             Break::NoTombstones => page.snapshot.records.retain(|r| !r.deleted),
-            Break::ChangesSkipFirstRecord if cursor.is_some() => {
-                if !page.snapshot.records.is_empty() {
-                    page.snapshot.records.remove(0);
-                }
+            Break::ChangesSkipFirstRecord
+                if cursor.is_some() && !page.snapshot.records.is_empty() =>
+            {
+                page.snapshot.records.remove(0);
             }
             _ => {}
         }
@@ -268,10 +268,8 @@ impl Connector for Broken {
         let mut out = self.inner.apply(object, &ops).await?;
         for (op, result) in ops.iter().zip(out.iter_mut()) {
             match (self.how, op.kind) {
-                (Break::DeleteOfMissingSucceeds, OpKind::Delete) => {
-                    if result.is_err() {
-                        *result = Ok(Applied::new());
-                    }
+                (Break::DeleteOfMissingSucceeds, OpKind::Delete) if result.is_err() => {
+                    *result = Ok(Applied::new());
                 }
                 (Break::CreateWithoutId, OpKind::Create) => {
                     if let Ok(applied) = result {

@@ -83,7 +83,7 @@ async fn creates_keep_correlation_keys_unique_among_live_records() {
         .field("email", "a@x")
         .correlation("entity-1")
         .build();
-    let out = crm.apply(OBJ, &[create.clone()]).await.unwrap();
+    let out = crm.apply(OBJ, std::slice::from_ref(&create)).await.unwrap();
     let applied = out[0].as_ref().unwrap();
     let id = applied.record_id.clone().unwrap();
     assert_eq!(applied.version.as_deref(), Some("1"));
@@ -93,7 +93,7 @@ async fn creates_keep_correlation_keys_unique_among_live_records() {
     );
 
     // The same create again (a retry after a lost commit) is a duplicate.
-    let out = crm.apply(OBJ, &[create.clone()]).await.unwrap();
+    let out = crm.apply(OBJ, std::slice::from_ref(&create)).await.unwrap();
     let err = out[0].as_ref().unwrap_err();
     assert_eq!(*err.kind(), ErrorKind::Duplicate);
     assert!(err.to_string().contains(&id), "{err}");
@@ -115,7 +115,7 @@ async fn without_external_ids_correlation_is_neither_kept_nor_reported() {
         .field("email", "a@x")
         .correlation("entity-1")
         .build();
-    crm.apply(OBJ, &[create.clone()]).await.unwrap();
+    crm.apply(OBJ, std::slice::from_ref(&create)).await.unwrap();
     let out = crm.apply(OBJ, &[create]).await.unwrap();
     assert!(out[0].is_ok(), "no unique external id to clash on");
     assert!(crm.records(OBJ).iter().all(|r| r.correlation.is_none()));
@@ -129,7 +129,7 @@ async fn updates_write_only_the_fields_given_and_check_versions() {
         .field("a", json!(2))
         .expected_version("1")
         .build();
-    let out = crm.apply(OBJ, &[op.clone()]).await.unwrap();
+    let out = crm.apply(OBJ, std::slice::from_ref(&op)).await.unwrap();
     assert_eq!(out[0].as_ref().unwrap().version.as_deref(), Some("2"));
     let rec = crm.get(OBJ, &id).unwrap();
     assert_eq!(

@@ -127,11 +127,8 @@ proptest! {
                     prop_assert!(!fields.is_empty());
                     prop_assert!(fields.iter().all(|(name, _)| name != "email"));
                 }
-                Edit::Delete { system, .. } => {
-                    if touched.is_some() {
-                        expected[*system] -= 1;
-                    }
-                }
+                Edit::Delete { system, .. } if touched.is_some() => expected[*system] -= 1,
+                Edit::Delete { .. } => {}
                 Edit::Sync => prop_assert!(touched.is_none()),
                 _ => {}
             }

@@ -1,5 +1,5 @@
 //! Proptest strategies for your own property tests (feature `proptest`):
-//! [values](values), [records](record), [snapshots](snapshot),
+//! [values], [records](record), [snapshots](snapshot),
 //! [conflict policies](conflict_policy), [field maps](field_map) with
 //! directions and policies, and [edit histories](edit_history) (sequences of
 //! user edits on N systems, with sync points) that [`Edit::apply`] plays
@@ -16,7 +16,7 @@
 //!
 //! proptest! {
 //!     #![proptest_config(ProptestConfig::with_cases(16))]
-//!     #[test]
+//!     // In your tests, mark it #[test].
 //!     fn planning_never_fails(
 //!         map in field_map(&["crm", "shop"], &["email", "phone"]),
 //!         crm in snapshot("crm", &["email", "phone"], 4),
