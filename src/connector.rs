@@ -610,9 +610,10 @@ impl StdError for ConnectorError {
 /// - A create makes a new record with the op's fields and reports its native
 ///   id. Where [`external_ids`](Capabilities::external_ids) is supported it
 ///   stores the op's [`correlation`](WriteOp::correlation) key with the
-///   record and reports it back as [`Record::correlation`]; a second create
-///   with a correlation key already taken fails with
-///   [`ErrorKind::Duplicate`].
+///   record and reports it back as [`Record::correlation`]; a create whose
+///   key a live record already has makes no second record: it fails with
+///   [`ErrorKind::Duplicate`], or (an upsert by external id) applies to that
+///   record and reports its id.
 /// - An update writes the op's fields and only those; every other field
 ///   keeps its value.
 /// - A delete removes the record; after it `fetch` leaves the record out and

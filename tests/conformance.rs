@@ -41,6 +41,7 @@ async fn memory_connector_passes_with_every_capability() {
         Rule::VersionsChange,
         Rule::StaleWriteRejected,
         Rule::CorrelationReturned,
+        Rule::NoDuplicateCreate,
         Rule::FetchByIds,
         Rule::BatchAccepted,
         Rule::DeletesDisappear,
@@ -59,7 +60,7 @@ async fn memory_connector_passes_with_every_capability() {
     // Cleanup removed the suite's records; the host's own record is still there.
     assert_eq!(conn.len(OBJ), 1);
     let text = report.to_string();
-    assert!(text.starts_with("conformance of crm on contacts: 16 rule(s) kept, 0 skipped"));
+    assert!(text.starts_with("conformance of crm on contacts: 17 rule(s) kept, 0 skipped"));
 }
 
 #[tokio::test]
@@ -80,6 +81,7 @@ async fn memory_connector_passes_with_no_optional_capability_and_skips_those_rul
         skipped,
         [
             Rule::CorrelationReturned,
+            Rule::NoDuplicateCreate,
             Rule::StaleWriteRejected,
             Rule::FetchByIds,
             Rule::ChangesOnce,
@@ -124,6 +126,7 @@ enum Break {
     ReportsWrongVersion,
     RejectsCurrentVersion,
     PartialFetch,
+    RetryCreatesDuplicate,
 }
 
 /// A `MemoryConnector` with one rule broken on purpose.
@@ -226,6 +229,21 @@ impl Connector for Broken {
         ops: &[WriteOp],
     ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
         let mut ops: Vec<WriteOp> = ops.to_vec();
+        if self.how == Break::RetryCreatesDuplicate {
+            // Ignores the external id's uniqueness: a retried create makes a
+            // second record, without the key.
+            let taken: Vec<String> = self
+                .inner
+                .records(object)
+                .into_iter()
+                .filter_map(|r| r.correlation)
+                .collect();
+            for op in &mut ops {
+                if op.correlation.as_ref().is_some_and(|k| taken.contains(k)) {
+                    op.correlation = None;
+                }
+            }
+        }
         match self.how {
             Break::IgnoresExpectedVersion => {
                 for op in &mut ops {
@@ -419,4 +437,81 @@ async fn a_connector_that_rejects_current_versions_fails_stale_write_rejected() 
 async fn a_connector_whose_fetch_is_partial_fails_complete_snapshot() {
     let (rule, _) = broken_rule(Break::PartialFetch).await;
     assert_eq!(rule, Rule::CompleteSnapshot);
+}
+
+#[tokio::test]
+async fn a_connector_whose_retried_create_makes_a_duplicate_fails_no_duplicate_create() {
+    let (rule, seen) = broken_rule(Break::RetryCreatesDuplicate).await;
+    assert_eq!(rule, Rule::NoDuplicateCreate);
+    assert!(
+        seen.contains("a second create with correlation key recsync-conformance-1 was applied as record crm-2"),
+        "{seen}"
+    );
+}
+
+/// An upsert by external id (the retried create lands on the same record)
+/// keeps the rule too.
+#[tokio::test]
+async fn an_upserting_connector_keeps_no_duplicate_create() {
+    #[derive(Debug)]
+    struct Upsert(MemoryConnector);
+    #[async_trait]
+    impl Connector for Upsert {
+        fn system(&self) -> &SystemId {
+            self.0.system()
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+        async fn fetch(&self, object: &str) -> Result<Snapshot, ConnectorError> {
+            self.0.fetch(object).await
+        }
+        async fn fetch_changes(
+            &self,
+            object: &str,
+            cursor: Option<&Cursor>,
+        ) -> Result<Changes, ConnectorError> {
+            self.0.fetch_changes(object, cursor).await
+        }
+        async fn fetch_records(
+            &self,
+            object: &str,
+            ids: &[String],
+        ) -> Result<Snapshot, ConnectorError> {
+            self.0.fetch_records(object, ids).await
+        }
+        async fn apply(
+            &self,
+            object: &str,
+            ops: &[WriteOp],
+        ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
+            let mut out = Vec::new();
+            for op in ops {
+                let existing = self
+                    .0
+                    .records(object)
+                    .into_iter()
+                    .find(|r| op.correlation.is_some() && r.correlation == op.correlation);
+                let op = match existing {
+                    Some(r) if op.kind == OpKind::Create => {
+                        let mut b = recsync::testkit::OpBuilder::update(
+                            self.0.system().clone(),
+                            object,
+                            r.id,
+                        );
+                        for w in &op.fields {
+                            b = b.field(w.native.clone(), w.value.clone());
+                        }
+                        b.build()
+                    }
+                    _ => op.clone(),
+                };
+                out.extend(self.0.apply(object, &[op]).await?);
+            }
+            Ok(out)
+        }
+    }
+    let conn = Upsert(MemoryConnector::new("crm"));
+    let report = conformance::run(&conn, OBJ, options()).await.unwrap();
+    assert!(report.passed.contains(&Rule::NoDuplicateCreate));
 }

@@ -65,6 +65,9 @@ pub enum Rule {
     StaleWriteRejected,
     /// A create's correlation key comes back as the record's correlation.
     CorrelationReturned,
+    /// A create whose correlation key is taken makes no second record: it
+    /// fails with duplicate, or applies to the record that has the key.
+    NoDuplicateCreate,
     /// `fetch_records` returns the records asked for that exist, and only
     /// those.
     FetchByIds,
@@ -96,6 +99,7 @@ impl Rule {
             Rule::VersionsChange => "versions-change",
             Rule::StaleWriteRejected => "stale-write-rejected",
             Rule::CorrelationReturned => "correlation-returned",
+            Rule::NoDuplicateCreate => "no-duplicate-create",
             Rule::FetchByIds => "fetch-by-ids",
             Rule::BatchAccepted => "batch-accepted",
             Rule::DeletesDisappear => "deletes-disappear",
@@ -124,6 +128,9 @@ impl Rule {
                 "a conditional write with a stale version fails with precondition failed"
             }
             Rule::CorrelationReturned => "a create's correlation key comes back with the record",
+            Rule::NoDuplicateCreate => {
+                "a create whose correlation key is taken makes no second record"
+            }
             Rule::FetchByIds => "fetch_records returns the records asked for that exist",
             Rule::BatchAccepted => "a batch of up to max_batch_size ops is accepted",
             Rule::DeletesDisappear => "a deleted record is gone from fetch",
@@ -497,6 +504,7 @@ impl<C: Connector + ?Sized> Check<'_, C> {
 
         // Create one record; read it back.
         let op = self.create_op(|f| f.1.clone());
+        let create = op.clone();
         let key = op.correlation.clone().unwrap_or_default();
         let applied = match self.apply_one(Rule::WrittenValuesReadBack, op).await? {
             Ok(applied) => applied,
@@ -540,7 +548,50 @@ impl<C: Connector + ?Sized> Check<'_, C> {
             );
         }
         check_reported_version(&applied, record, "create")?;
-        let v1 = record.version.clone();
+        let mut v1 = record.version.clone();
+
+        // The same create again (a retry after a lost commit).
+        if caps.external_ids {
+            let live = records.len();
+            match self.apply_one(Rule::NoDuplicateCreate, create).await? {
+                Err(e) if *e.kind() == ErrorKind::Duplicate => {}
+                Ok(Applied {
+                    record_id: Some(same),
+                    ..
+                }) if same == id => {}
+                Ok(again) => {
+                    return fail(
+                        Rule::NoDuplicateCreate,
+                        format!(
+                            "a second create with correlation key {key} was applied as record {}",
+                            again.record_id.as_deref().unwrap_or("(no id)")
+                        ),
+                    )
+                }
+                Err(e) => {
+                    return fail(
+                        Rule::NoDuplicateCreate,
+                        format!(
+                            "a second create with correlation key {key} failed with \"{e}\", not with duplicate"
+                        ),
+                    )
+                }
+            }
+            let records = self.fetch(Rule::NoDuplicateCreate).await?;
+            if records.len() != live {
+                return fail(
+                    Rule::NoDuplicateCreate,
+                    format!(
+                        "fetch shows {} records after a second create with correlation key {key}, {live} before",
+                        records.len()
+                    ),
+                );
+            }
+            v1 = records.get(&id).and_then(|r| r.version.clone());
+            self.pass(Rule::NoDuplicateCreate);
+        } else {
+            self.skip(Rule::NoDuplicateCreate, "external ids not supported");
+        }
 
         // Update the first field only.
         let (f1, _, b1) = self.options.fields[0].clone();
