@@ -440,6 +440,9 @@ fn numeric_keys_match_across_number_forms() {
 struct OnlyNumbers;
 
 impl recsync::mapping::Transform for OnlyNumbers {
+    fn name(&self) -> &str {
+        "only_numbers"
+    }
     fn to_canonical(&self, v: &Value) -> Result<Value, recsync::mapping::TransformError> {
         if v.is_number() {
             Ok(v.clone())

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::baseline::{Baseline, Entity, EntityId, Held, Link, Observed};
 use crate::hash::StableHasher;
-use crate::mapping::FieldMap;
+use crate::mapping::{FieldMap, Mapped};
 use crate::model::{is_empty_value, Coverage, Record, Snapshot, SystemId};
 use crate::plan::*;
 use crate::policy::{self, Candidate, ConflictInput, ConflictPolicy, Decision};
@@ -317,11 +317,13 @@ impl SyncEngine {
         };
         let mut groups: BTreeMap<String, Vec<(usize, &Record)>> = BTreeMap::new();
         for (s, r) in unlinked {
-            let value = key
-                .native_at(s)
-                .and_then(|nat| r.get(nat))
-                .and_then(|v| key.to_canonical(s, v).ok())
-                .and_then(|v| norm(&v));
+            let value =
+                key.native_at(s)
+                    .and_then(|nat| r.get(nat))
+                    .and_then(|v| match key.read(s, v) {
+                        Mapped::Value(v) => norm(&v),
+                        Mapped::Skip | Mapped::Failed(_) => None,
+                    });
             match value {
                 Some(k) => groups.entry(k).or_default().push((s, r)),
                 None => plan.issues.push(issue(s, r, IssueKind::NoKey)),
@@ -476,9 +478,11 @@ impl SyncEngine {
                 if norm.equal(Some(cur), shadow(s)) {
                     continue;
                 }
-                match field.to_canonical(s, cur) {
-                    Ok(canon) => cands.push((s, cur, canon, at)),
-                    Err(e) => {
+                match field.read(s, cur) {
+                    Mapped::Value(canon) => cands.push((s, cur, canon.into_owned(), at)),
+                    // The unmapped policy says: this system's value is not read.
+                    Mapped::Skip => {}
+                    Mapped::Failed(e) => {
                         unreadable = true;
                         plan.issues.push(Issue {
                             system: systems[s].clone(),
@@ -486,8 +490,8 @@ impl SyncEngine {
                             entity: Some(eid.clone()),
                             field: Some(name.to_owned()),
                             kind: IssueKind::Transform {
-                                message: e.message,
-                                value: e.value,
+                                message: e.to_string(),
+                                value: e.value().clone(),
                             },
                         });
                     }
@@ -695,17 +699,19 @@ impl SyncEngine {
                 let Some(nat) = field.native_at(t) else {
                     continue;
                 };
-                let native = match field.from_canonical(t, &value) {
-                    Ok(v) => v,
-                    Err(e) => {
+                let native = match field.write(t, &value) {
+                    Mapped::Value(v) => v,
+                    // The unmapped policy says: leave this target alone.
+                    Mapped::Skip => continue,
+                    Mapped::Failed(e) => {
                         plan.issues.push(Issue {
                             system: systems[t].clone(),
                             record_id: self.record_id(entity, seen, t),
                             entity: Some(eid.clone()),
                             field: Some(name.to_owned()),
                             kind: IssueKind::Transform {
-                                message: e.message,
-                                value: e.value,
+                                message: e.to_string(),
+                                value: e.value().clone(),
                             },
                         });
                         continue;
@@ -727,7 +733,7 @@ impl SyncEngine {
                     FieldWrite {
                         field: name.to_owned(),
                         native: nat.to_owned(),
-                        value: native,
+                        value: native.into_owned(),
                         reason: reason.clone(),
                         sensitive: field.is_sensitive(),
                     },
