@@ -729,6 +729,10 @@ impl SyncEngine {
                 if norm.equal(expected, Some(&native)) {
                     continue;
                 }
+                // A value the unmapped policy skips is left alone.
+                if expected.is_some_and(|v| matches!(field.read(t, v), Mapped::Skip)) {
+                    continue;
+                }
                 writes[t].push((
                     FieldWrite {
                         field: name.to_owned(),
