@@ -368,7 +368,8 @@ pub enum ConfigError {
     /// problem found.
     #[error("{}", ProblemList(.problems))]
     Invalid {
-        /// Every problem, in file order.
+        /// Every problem, object by object: names the registry lacks and
+        /// contradictory entries first, then what `build()` found.
         problems: Vec<ConfigProblem>,
     },
     /// The map could not be written in the format.
