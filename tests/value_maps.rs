@@ -300,3 +300,25 @@ fn unmapped_on_write_follows_the_policy_too() {
         assert_eq!(issue, expect_issue, "{policy:?}: {plan}");
     }
 }
+
+#[test]
+fn a_one_way_rows_target_value_that_agrees_is_no_issue() {
+    let e = engine_with(lifecycle());
+    // First link: each side holds the other's value per a one-way row.
+    for (hs, sf, _) in TABLE {
+        let mut b = Baseline::new();
+        let plan = e.plan(&b, &records(hs, sf)).unwrap();
+        assert!(
+            plan.ops.is_empty() && plan.issues.is_empty(),
+            "{hs}: {plan}"
+        );
+        e.commit(&mut b, &plan, &Outcomes::all_applied(&plan))
+            .unwrap();
+        let again = e.plan(&b, &records(hs, sf)).unwrap();
+        assert!(again.is_empty(), "{hs}: {again}");
+    }
+    // First link where Salesforce's one-way value disagrees: an issue.
+    let plan = e.plan(&Baseline::new(), &records("Lead", "New")).unwrap();
+    assert!(unmapped_issue(&plan, "salesforce", "New"), "{plan}");
+    assert!(plan.ops.is_empty(), "{plan}");
+}

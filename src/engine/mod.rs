@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::baseline::{Baseline, Entity, EntityId, Held, Link, Observed};
 use crate::hash::StableHasher;
-use crate::mapping::{FieldMap, Mapped};
+use crate::mapping::{FieldMap, Mapped, MappingError};
 use crate::model::{is_empty_value, Coverage, Record, Snapshot, SystemId};
 use crate::plan::*;
 use crate::policy::{self, Candidate, ConflictInput, ConflictPolicy, Decision};
@@ -468,6 +468,17 @@ impl SyncEngine {
             let mut cands: Vec<(usize, &Value, Value, Option<chrono::DateTime<chrono::Utc>>)> =
                 Vec::new();
             let mut unreadable = false;
+            let mut unmapped = Vec::new();
+            let issue = |s: usize, e: MappingError| Issue {
+                system: systems[s].clone(),
+                record_id: seen[s].map(|r| r.id.clone()).unwrap_or_default(),
+                entity: Some(eid.clone()),
+                field: Some(name.to_owned()),
+                kind: IssueKind::Transform {
+                    message: e.to_string(),
+                    value: e.value().clone(),
+                },
+            };
             for s in 0..systems.len() {
                 if !linked[s] || !field.source_at(s) {
                     continue;
@@ -482,18 +493,31 @@ impl SyncEngine {
                     Mapped::Value(canon) => cands.push((s, cur, canon.into_owned(), at)),
                     // The unmapped policy says: this system's value is not read.
                     Mapped::Skip => {}
+                    Mapped::Failed(e @ MappingError::Unmapped { .. }) => unmapped.push((s, cur, e)),
                     Mapped::Failed(e) => {
                         unreadable = true;
-                        plan.issues.push(Issue {
-                            system: systems[s].clone(),
-                            record_id: seen[s].map(|r| r.id.clone()).unwrap_or_default(),
-                            entity: Some(eid.clone()),
-                            field: Some(name.to_owned()),
-                            kind: IssueKind::Transform {
-                                message: e.to_string(),
-                                value: e.value().clone(),
-                            },
-                        });
+                        plan.issues.push(issue(s, e));
+                    }
+                }
+            }
+            // A value no value map row reads (a one-way row's target value)
+            // is no change when it is what the map writes to that system for
+            // the value the others hold: on first sight, or an echo.
+            if !unmapped.is_empty() {
+                let agreed = match cands.split_first() {
+                    None => entity.canonical(name),
+                    Some((first, rest)) => rest
+                        .iter()
+                        .all(|c| norm.equal(Some(&c.2), Some(&first.2)))
+                        .then_some(&first.2),
+                };
+                for (s, cur, e) in unmapped {
+                    let echo = agreed.is_some_and(|v| {
+                        matches!(field.write(s, v), Mapped::Value(n) if norm.equal(Some(cur), Some(&n)))
+                    });
+                    if !echo {
+                        unreadable = true;
+                        plan.issues.push(issue(s, e));
                     }
                 }
             }
