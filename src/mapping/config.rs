@@ -547,7 +547,7 @@ impl Loader<'_> {
         })
     }
 
-    fn field(&mut self, fc: &FieldConfig) -> Field {
+    fn field(&mut self, systems: &[String], fc: &FieldConfig) -> Field {
         let at = format!("field {}", fc.name);
         let mut f = Field::new(fc.name.as_str()).direction(match &fc.direction {
             DirectionConfig::Both => Direction::Bidirectional,
@@ -585,6 +585,17 @@ impl Loader<'_> {
             f = f.not_in(s.as_str());
         }
         for (system, sc) in &fc.systems {
+            if !systems.contains(system) {
+                // Reported once here, whatever the entry sets.
+                self.problems.push(ConfigProblem::Map {
+                    object: self.object.clone(),
+                    problem: MapProblem::UnknownSystem {
+                        field: fc.name.clone(),
+                        system: system.as_str().into(),
+                    },
+                });
+                continue;
+            }
             let at = format!("field {}, system {system}", fc.name);
             if let Some(n) = &sc.native {
                 f = f.native(system.as_str(), n.as_str());
@@ -649,7 +660,7 @@ impl Loader<'_> {
             }
         }
         for fc in &o.fields {
-            let field = self.field(fc);
+            let field = self.field(systems, fc);
             b = b.field(field);
         }
         match b.build() {
