@@ -203,6 +203,7 @@ fn toml_round_trip_keeps_everything() {
     assert_eq!(back.to_toml().unwrap(), text);
 }
 
+#[cfg(feature = "toml")]
 const CONTACTS_TOML: &str = r#"
 systems = ["hubspot", "salesforce"]
 object = "contacts"
