@@ -435,24 +435,27 @@ impl DateTimeFormat {
     }
 }
 
-/// A JSON number for `f`: an integer where `f` is integral and exact, with
-/// floating-point noise (`0.7000000000000001`) rounded away.
+/// A JSON number for `f`: an integer where `f` is integral and exact.
 fn number(f: f64, value: &Value) -> Result<Value, TransformError> {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 {
+        return Ok(Value::from(f as i64));
+    }
+    serde_json::Number::from_f64(f)
+        .map(Value::Number)
+        .ok_or_else(|| TransformError::out_of_range("the result is not finite", value))
+}
+
+/// [`number`] of the result of arithmetic, with floating-point noise
+/// (`0.7000000000000001`) rounded away at twelve significant digits: enough
+/// for money and scores.
+fn computed(f: f64, value: &Value) -> Result<Value, TransformError> {
     if !f.is_finite() {
         return Err(TransformError::out_of_range(
             "the result is not finite",
             value,
         ));
     }
-    // Twelve significant digits: enough for money and scores, and it hides
-    // the noise of binary fractions.
-    let tidy = format!("{f:.11e}").parse::<f64>().unwrap_or(f);
-    if tidy.fract() == 0.0 && tidy.abs() < 9.0e15 {
-        return Ok(Value::from(tidy as i64));
-    }
-    serde_json::Number::from_f64(tidy)
-        .map(Value::Number)
-        .ok_or_else(|| TransformError::out_of_range("the result is not finite", value))
+    number(format!("{f:.11e}").parse::<f64>().unwrap_or(f), value)
 }
 
 /// The shortest string for a JSON number: integral floats without `.0`.
@@ -674,7 +677,7 @@ impl Transform for Builtin {
                     Some(d) => round_to(y, *d),
                     None => y,
                 };
-                number(y, native)
+                computed(y, native)
             }
         }
     }
@@ -730,7 +733,7 @@ impl Transform for Builtin {
                 let y = canonical
                     .as_f64()
                     .ok_or_else(|| TransformError::wrong_type("number", canonical))?;
-                number((y - offset) / factor, canonical)
+                computed((y - offset) / factor, canonical)
             }
         }
     }
