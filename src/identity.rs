@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::baseline::{Baseline, Entity, EntityId, LinkStatus};
 use crate::hash::StableHasher;
-use crate::mapping::{FieldMap, Normalization};
+use crate::mapping::{FieldMap, FieldSpec, Mapped, Normalization};
 use crate::model::{Record, SystemId};
 use crate::plan::{Issue, IssueKind};
 
@@ -136,8 +136,12 @@ fn record_key(map: &FieldMap, k: usize, s: usize, r: &Record) -> Option<String> 
     let (f, norm) = map.match_keys().get(k)?;
     let field = map.fields().get(*f)?;
     let native = r.get(field.native_at(s)?)?;
-    let canonical = field.to_canonical(s, native).ok()?;
-    key_text(norm, &canonical)
+    match field.read(s, native) {
+        Mapped::Value(canonical) => key_text(norm, &canonical),
+        // A key that cannot be read matches nothing; the record's field
+        // sync reports the mapping problem.
+        Mapped::Skip | Mapped::Failed(_) => None,
+    }
 }
 
 /// Records that are one entity: joining an existing one, or new.
@@ -230,29 +234,33 @@ pub(crate) fn group_unlinked<'r>(
     let mut groups: Vec<Group<'r>> = Vec::new();
     let sys = |s: usize| systems[s].clone();
 
-    let ambiguous =
-        |issues: &mut Vec<Issue>, key: &str, members: &[usize], extra: &[(SystemId, String)]| {
-            let mut candidates: Vec<(SystemId, String)> = members
-                .iter()
-                .map(|i| (sys(unlinked[*i].0), unlinked[*i].1.id.clone()))
-                .collect();
-            candidates.extend(extra.iter().cloned());
-            candidates.sort();
-            candidates.dedup();
-            for i in members {
-                let (s, r) = unlinked[*i];
-                issues.push(Issue {
-                    system: sys(s),
-                    record_id: r.id.clone(),
-                    entity: None,
-                    field: None,
-                    kind: IssueKind::AmbiguousMatch {
-                        key: key.to_owned(),
-                        candidates: candidates.clone(),
-                    },
-                });
-            }
-        };
+    let ambiguous = |issues: &mut Vec<Issue>,
+                     key: &str,
+                     sensitive: bool,
+                     members: &[usize],
+                     extra: &[(SystemId, String)]| {
+        let mut candidates: Vec<(SystemId, String)> = members
+            .iter()
+            .map(|i| (sys(unlinked[*i].0), unlinked[*i].1.id.clone()))
+            .collect();
+        candidates.extend(extra.iter().cloned());
+        candidates.sort();
+        candidates.dedup();
+        for i in members {
+            let (s, r) = unlinked[*i];
+            issues.push(Issue {
+                system: sys(s),
+                record_id: r.id.clone(),
+                entity: None,
+                field: None,
+                kind: IssueKind::AmbiguousMatch {
+                    key: key.to_owned(),
+                    candidates: candidates.clone(),
+                },
+                sensitive,
+            });
+        }
+    };
     // The records an existing entity is linked to, as candidates.
     let entity_links = |slot: u32| -> Vec<(SystemId, String)> {
         let Some(e) = baseline.entity_at(slot) else {
@@ -308,7 +316,7 @@ pub(crate) fn group_unlinked<'r>(
                         .iter()
                         .map(|(x, rr)| (sys(*x), rr.id.clone())),
                 );
-                ambiguous(issues, c, &[i], &extra);
+                ambiguous(issues, c, false, &[i], &extra);
                 failed[i] = true;
             } else {
                 groups[g].records.push((s, r));
@@ -327,7 +335,7 @@ pub(crate) fn group_unlinked<'r>(
                 }
             };
             if groups[g].has_system(s) {
-                ambiguous(issues, c, &[i, j], &[]);
+                ambiguous(issues, c, false, &[i, j], &[]);
                 failed[i] = true;
             } else {
                 groups[g].records.push((s, r));
@@ -340,6 +348,11 @@ pub(crate) fn group_unlinked<'r>(
     if map.match_mode() != MatchMode::CreateOnly && !map.match_keys().is_empty() {
         let lookup = KeyLookup::new(map, baseline);
         for k in 0..map.match_keys().len() {
+            let key_sensitive = map
+                .match_keys()
+                .get(k)
+                .and_then(|(f, _)| map.fields().get(*f))
+                .is_some_and(FieldSpec::is_sensitive);
             let mut buckets: BTreeMap<String, Vec<usize>> = BTreeMap::new();
             for i in 0..n {
                 if group_of[i].is_none() && !failed[i] {
@@ -413,7 +426,7 @@ pub(crate) fn group_unlinked<'r>(
                                 .map(|(s, r)| (sys(*s), r.id.clone())),
                         );
                     }
-                    ambiguous(issues, &text, &members, &extra);
+                    ambiguous(issues, &text, key_sensitive, &members, &extra);
                     for i in members {
                         failed[i] = true;
                     }
@@ -455,6 +468,7 @@ pub(crate) fn group_unlinked<'r>(
                 } else {
                     IssueKind::Unmatched
                 },
+                sensitive: false,
             });
         } else {
             groups.push(Group {

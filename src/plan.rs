@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::baseline::{DeleteReview, EntityId, Held, LinkRecord, Observed};
 use crate::guard::Refusal;
+use crate::mapping::{MappingError, ValueProblem};
 use crate::model::SystemId;
 use crate::policy::{HeldBy, WinRule};
 
@@ -362,13 +363,27 @@ pub enum IssueKind {
     /// The record has no value for the map's key (or the map has no key):
     /// it cannot be linked.
     NoKey,
-    /// A transform failed; the field is left alone for this record.
-    Transform {
-        /// What failed.
-        message: String,
-        /// The value.
-        value: Value,
+    /// The field's mapping failed to convert a value (a transform error,
+    /// or a value no value map row covers in that direction while the
+    /// field's unmapped policy is `error`). Reading a record's value: the
+    /// record is skipped in this plan and what was seen is kept for the
+    /// next. Writing to a record: that record is not written; the other
+    /// systems are.
+    Mapping {
+        /// What failed, with the value.
+        error: MappingError,
     },
+    /// A value about to be written breaks the target system's validation
+    /// rules for the field (type, length, allowed values): the record is
+    /// written without that field and stays flagged until the value is
+    /// corrected.
+    InvalidValue {
+        /// The rule broken, with the value.
+        problem: ValueProblem,
+    },
+    /// The target system requires the field and the write would leave it
+    /// empty: the record's write to that system is blocked until corrected.
+    MissingRequired,
     /// A reviewer's decision no longer applies: the conflict changed.
     StaleResolution,
     /// A reference field names a parent record that is not linked yet (in
@@ -399,6 +414,10 @@ pub struct Issue {
     pub field: Option<String>,
     /// What is wrong.
     pub kind: IssueKind,
+    /// The values in `kind` come from a field marked sensitive (or a match
+    /// key that is): displays redact them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 /// What commit records in the baseline for one entity. Hosts need not read
@@ -633,7 +652,12 @@ impl fmt::Display for Explain<'_> {
             match &i.kind {
                 IssueKind::DuplicateRecordId => writeln!(f, ": record id appears more than once")?,
                 IssueKind::AmbiguousMatch { key, candidates } => {
-                    write!(f, ": key {key:?} matches several records:")?;
+                    let key = if i.sensitive && self.redact {
+                        "[redacted]".to_owned()
+                    } else {
+                        format!("{key:?}")
+                    };
+                    write!(f, ": key {key} matches several records:")?;
                     for (s, r) in candidates {
                         write!(f, " {s}/{r}")?;
                     }
@@ -643,8 +667,22 @@ impl fmt::Display for Explain<'_> {
                     writeln!(f, ": no record with its key in any other system")?
                 }
                 IssueKind::NoKey => writeln!(f, ": no key value, cannot be linked")?,
-                IssueKind::Transform { message, .. } => {
-                    writeln!(f, ": transform failed: {message}")?
+                IssueKind::Mapping { error } if i.sensitive && self.redact => writeln!(
+                    f,
+                    ": mapping {} failed for a [redacted] value, record skipped",
+                    error.direction()
+                )?,
+                IssueKind::Mapping { error } => {
+                    writeln!(f, ": mapping failed, record skipped: {error}")?
+                }
+                IssueKind::InvalidValue { .. } if i.sensitive && self.redact => {
+                    writeln!(f, ": invalid [redacted] value, written without the field")?
+                }
+                IssueKind::InvalidValue { problem } => {
+                    writeln!(f, ": {problem}, written without the field")?
+                }
+                IssueKind::MissingRequired => {
+                    writeln!(f, ": required field missing, write blocked")?
                 }
                 IssueKind::StaleResolution => writeln!(f, ": review decision no longer applies")?,
                 IssueKind::WaitingForParent { object, parent } => {

@@ -452,6 +452,9 @@ fn numeric_keys_match_across_number_forms() {
 struct OnlyNumbers;
 
 impl recsync::mapping::Transform for OnlyNumbers {
+    fn name(&self) -> &str {
+        "only_numbers"
+    }
     fn to_canonical(&self, v: &Value) -> Result<Value, recsync::mapping::TransformError> {
         if v.is_number() {
             Ok(v.clone())
@@ -501,6 +504,6 @@ fn unreadable_authority_value_holds_the_field_with_an_issue() {
         )
         .unwrap();
     assert!(plan.ops.is_empty(), "{plan}");
-    assert!(matches!(plan.issues[0].kind, IssueKind::Transform { .. }));
+    assert!(matches!(plan.issues[0].kind, IssueKind::Mapping { .. }));
     assert_eq!(plan.issues[0].field.as_deref(), Some("n"));
 }

@@ -14,7 +14,9 @@ use crate::baseline::{
 use crate::codec::{self, ValueRef};
 use crate::guard::{Withheld, WithheldKind};
 use crate::hash::StableHasher;
-use crate::mapping::{Direction, FieldSpec, Normalization, TransformError};
+use crate::mapping::{
+    Conversion, Direction, FieldSpec, Mapped, MappingError, Normalization, ValueProblem,
+};
 use crate::model::{is_empty_value, Record, SystemId};
 use crate::plan::*;
 use crate::policy::{
@@ -110,9 +112,20 @@ struct LinkNow<'a> {
 
 /// Why a value could not be converted.
 enum Fail {
-    Mapping(TransformError),
+    Mapping(MappingError),
     /// A reference's parent is not linked (the parent's id).
     Waiting(String),
+    /// The field's unmapped-value policy says: leave the field alone for
+    /// this record and system.
+    Skip,
+}
+
+fn mapped(m: Mapped<'_>) -> Result<Cow<'_, Value>, Fail> {
+    match m {
+        Mapped::Value(v) => Ok(v),
+        Mapped::Skip => Err(Fail::Skip),
+        Mapped::Failed(e) => Err(Fail::Mapping(e)),
+    }
 }
 
 /// One system's changed value of a field.
@@ -157,6 +170,8 @@ struct Planner<'c, 'a> {
     decided: Vec<Option<(Value, Reason)>>,
     /// Fields held (not to be written anywhere, created included).
     held_fields: Vec<bool>,
+    /// Targets whose write is blocked (a required field would be empty).
+    blocked: Vec<bool>,
 }
 
 pub(crate) fn plan_entity(
@@ -243,6 +258,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             writes: vec![Vec::new(); n],
             decided: vec![None; map.fields().len()],
             held_fields: vec![false; map.fields().len()],
+            blocked: vec![false; n],
         }
     }
 
@@ -256,13 +272,15 @@ impl<'c, 'a> Planner<'c, 'a> {
             .or_else(|| self.links[s].id.map(str::to_owned))
     }
 
-    fn issue(&mut self, s: usize, field: Option<&str>, kind: IssueKind) {
+    fn issue(&mut self, s: usize, f: Option<usize>, kind: IssueKind) {
+        let field = f.and_then(|f| self.cx.map.fields().get(f));
         self.res.issues.push(Issue {
             system: self.systems[s].clone(),
             record_id: self.record_id(s).unwrap_or_default(),
             entity: Some(self.input.id.clone()),
-            field: field.map(str::to_owned),
+            field: field.map(|x| x.name().to_owned()),
             kind,
+            sensitive: field.is_some_and(FieldSpec::is_sensitive),
         });
     }
 
@@ -330,10 +348,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 None => Err(Fail::Waiting(id)),
             };
         }
-        field
-            .to_canonical(s, native)
-            .map(Cow::Owned)
-            .map_err(Fail::Mapping)
+        mapped(field.read(s, native))
     }
 
     /// Canonical to native, references translated through the parent.
@@ -353,32 +368,53 @@ impl<'c, 'a> Planner<'c, 'a> {
                 None => Err(Fail::Waiting(id)),
             };
         }
-        field.from_canonical(t, canonical).map_err(Fail::Mapping)
+        mapped(field.write(t, canonical)).map(Cow::into_owned)
     }
 
+    /// Reports a value that could not be converted: a mapping failure
+    /// skips the record, a missing parent makes the field wait.
     fn fail(&mut self, s: usize, f: usize, fail: Fail) {
         let field = &self.cx.map.fields()[f];
-        let name = field.name().to_owned();
         match fail {
-            Fail::Mapping(e) => {
-                self.issue(
-                    s,
-                    Some(&name),
-                    IssueKind::Transform {
-                        message: e.message,
-                        value: e.value,
-                    },
-                );
+            // A value that cannot be written blocks the write to that
+            // system's record; the others go on.
+            Fail::Mapping(error) if error.direction() == Conversion::ToNative => {
+                self.issue(s, Some(f), IssueKind::Mapping { error });
+                self.blocked[s] = true;
+                self.unsettled = true;
+            }
+            // A value that cannot be read skips the record: nothing about
+            // the entity is decided without it.
+            Fail::Mapping(error) => {
+                self.issue(s, Some(f), IssueKind::Mapping { error });
                 self.skipped = true;
             }
             Fail::Waiting(parent) => {
                 let object = field.reference().unwrap_or_default().to_owned();
-                self.issue(
-                    s,
-                    Some(&name),
-                    IssueKind::WaitingForParent { object, parent },
-                );
+                self.issue(s, Some(f), IssueKind::WaitingForParent { object, parent });
                 self.unsettled = true;
+            }
+            Fail::Skip => {}
+        }
+    }
+
+    /// Checks a native value about to be written to `t` against the
+    /// target's validation rules. An invalid value is reported and left
+    /// out (`false`); a missing required value blocks the whole write to
+    /// `t`.
+    fn valid(&mut self, f: usize, t: usize, native: &Value) -> bool {
+        match self.cx.map.fields()[f].check(t, native) {
+            Ok(()) => true,
+            Err(ValueProblem::Missing { .. }) => {
+                self.issue(t, Some(f), IssueKind::MissingRequired);
+                self.blocked[t] = true;
+                self.unsettled = true;
+                false
+            }
+            Err(problem) => {
+                self.issue(t, Some(f), IssueKind::InvalidValue { problem });
+                self.unsettled = true;
+                false
             }
         }
     }
@@ -816,6 +852,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         // Detect.
         let mut cands: Vec<Cand<'a>> = Vec::new();
         let mut waiting = false;
+        let mut unmapped: Vec<(usize, &'a Value, MappingError)> = Vec::new();
         for s in 0..n {
             if !self.part[s] || !field.source_at(s) {
                 continue;
@@ -833,6 +870,9 @@ impl<'c, 'a> Planner<'c, 'a> {
                     canonical: canonical.into_owned(),
                     at,
                 }),
+                // The unmapped policy says: this system's value is not read.
+                Err(Fail::Skip) => {}
+                Err(Fail::Mapping(e @ MappingError::Unmapped { .. })) => unmapped.push((s, cur, e)),
                 Err(fail) => {
                     let is_wait = matches!(fail, Fail::Waiting(_));
                     self.fail(s, f, fail);
@@ -850,6 +890,27 @@ impl<'c, 'a> Planner<'c, 'a> {
                             },
                         ));
                     }
+                }
+            }
+        }
+        // A value no value map row reads (a one-way row's target value) is
+        // no change when it is what the map writes to that system for the
+        // value the others hold: on first sight, or an echo.
+        if !unmapped.is_empty() {
+            let agreed: Option<Value> = match cands.split_first() {
+                None => self.canonical(f).map(ValueRef::to_value),
+                Some((first, rest)) => rest
+                    .iter()
+                    .all(|c| norm.equal(Some(&c.canonical), Some(&first.canonical)))
+                    .then(|| first.canonical.clone()),
+            };
+            for (s, cur, e) in unmapped {
+                let echo = agreed.as_ref().is_some_and(|v| {
+                    matches!(field.write(s, v), Mapped::Value(n) if norm.equal(Some(cur), Some(&n)))
+                });
+                if !echo {
+                    self.fail(s, f, Fail::Mapping(e));
+                    return;
                 }
             }
         }
@@ -995,7 +1056,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 if let Some(hb) = held_before {
                     if hb.resolution.is_some() && hb.conflict_id() != Some(id) {
                         let s = cands[live[0]].s;
-                        self.issue(s, Some(name), IssueKind::StaleResolution);
+                        self.issue(s, Some(f), IssueKind::StaleResolution);
                     }
                 }
             }
@@ -1097,6 +1158,17 @@ impl<'c, 'a> Planner<'c, 'a> {
             if known_same(norm, expected, &native) {
                 continue;
             }
+            // A value the unmapped policy skips is left alone.
+            if field.has_value_map() {
+                if let Some(e) = expected.map(Known::to_value) {
+                    if matches!(field.read(t, &e), Mapped::Skip) {
+                        continue;
+                    }
+                }
+            }
+            if !self.valid(f, t, &native) {
+                continue;
+            }
             if is_empty_value(&native) && expected.is_some_and(|e| !e.is_empty()) {
                 self.res.emptied.push(Withheld {
                     kind: WithheldKind::EmptiedField,
@@ -1149,6 +1221,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                     continue;
                 }
                 match self.write(f, t, &value) {
+                    Ok(native) if !self.valid(f, t, &native) => {}
                     Ok(native) => fields.push(FieldWrite {
                         field: field.name().to_owned(),
                         native: nat.to_owned(),
@@ -1166,7 +1239,14 @@ impl<'c, 'a> Planner<'c, 'a> {
                     }
                 }
             }
-            if waits {
+            for (f, field) in map.fields().iter().enumerate() {
+                if field.is_required(t) && !fields.iter().any(|w| w.field == field.name()) {
+                    self.issue(t, Some(f), IssueKind::MissingRequired);
+                    self.blocked[t] = true;
+                    self.unsettled = true;
+                }
+            }
+            if waits || self.blocked[t] {
                 continue;
             }
             if let Some(filter) = &map.records().scope[t] {
@@ -1205,7 +1285,7 @@ impl<'c, 'a> Planner<'c, 'a> {
     fn build_updates(&mut self) {
         for t in 0..self.n() {
             let fields = std::mem::take(&mut self.writes[t]);
-            if fields.is_empty() {
+            if fields.is_empty() || self.blocked[t] {
                 continue;
             }
             let record_id = self.record_id(t).unwrap_or_default();

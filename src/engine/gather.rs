@@ -310,6 +310,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                     entity: baseline.entity_at(rows.slots[row]).map(|e| e.id.clone()),
                     field: None,
                     kind: IssueKind::DuplicateRecordId,
+                    sensitive: false,
                 });
             }
         }
@@ -331,6 +332,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                     entity: None,
                     field: None,
                     kind: IssueKind::DuplicateRecordId,
+                    sensitive: false,
                 });
             }
         }

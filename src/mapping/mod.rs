@@ -3,11 +3,19 @@
 //! Each canonical field has a native name in each system that has it, a
 //! [`Direction`], a [`ConflictPolicy`] (else the map's default), the
 //! `no_overwrite_on_empty` guard (else the map's default), a
-//! [`Normalization`] for change detection, and optionally a per-system
-//! [`Transform`] between native and canonical values.
+//! [`Normalization`] for change detection, and per system either a
+//! [`Transform`] (a [`Builtin`] one or your own) or a [`ValueMap`] between
+//! native and canonical values, and [`Validation`] rules for the values
+//! written to it.
 //!
 //! The systems are named in **priority order**: where a tie has to be broken
 //! (equal timestamps, agreeing values in different forms), the first wins.
+//!
+//! [`FieldMapBuilder::build`] checks the whole map and lists every problem
+//! ([`MapProblem`]), among them value maps and transforms that would not
+//! round-trip on a field that flows both ways, and lossy transforms where a
+//! field flows both ways. Maps load from and save to JSON and TOML config
+//! files (see [`MapConfig`] and [`MapSet`]).
 //!
 //! ```
 //! use recsync::mapping::{Field, FieldMap};
@@ -26,18 +34,36 @@
 //! # Ok::<(), recsync::mapping::MapError>(())
 //! ```
 
+mod builtin;
+mod config;
+mod convert;
 mod normalize;
 mod records;
+mod registry;
 mod transform;
+mod validate;
+mod value_map;
 
+use std::any::Any;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
 use chrono::TimeDelta;
+use serde_json::Value;
 
-pub use normalize::Normalization;
-pub use transform::{Transform, TransformError};
+pub use builtin::{Builtin, DateFormat, DateTimeFormat, Zone, ZoneError};
+pub use config::{
+    ConfigError, ConfigProblem, DirectionConfig, FieldConfig, MapConfig, MapSet, MapSetConfig,
+    ObjectConfig, PolicyConfig, RowConfig, SystemFieldConfig, UnmappedConfig, ValueMapConfig,
+};
+pub use convert::{Conversion, MappingError};
+pub(crate) use convert::{Mapped, Slot};
+pub use normalize::{Normalization, Normalizer};
+pub use registry::Registry;
+pub use transform::{Transform, TransformError, TransformErrorKind};
+pub use validate::{Validation, ValueProblem, ValueType};
+pub use value_map::{RowDirection, Unmapped, ValueMap, ValueRow};
 
 pub(crate) use records::RecordRules;
 use records::RecordRulesBuilder;
@@ -83,7 +109,9 @@ pub struct Field {
     policy: Option<ConflictPolicy>,
     no_overwrite_on_empty: Option<bool>,
     normalization: Normalization,
-    transforms: Vec<(SystemId, Arc<dyn Transform>)>,
+    transforms: Vec<(SystemId, Slot)>,
+    value_map: Option<ValueMap>,
+    validations: Vec<(SystemId, Validation)>,
     sensitive: bool,
     reference: Option<String>,
 }
@@ -100,6 +128,8 @@ impl Field {
             no_overwrite_on_empty: None,
             normalization: Normalization::Exact,
             transforms: Vec::new(),
+            value_map: None,
+            validations: Vec::new(),
             sensitive: false,
             reference: None,
         }
@@ -159,7 +189,8 @@ impl Field {
         self
     }
 
-    /// How values are compared when detecting changes.
+    /// How values are compared when detecting changes, and when a value
+    /// map matches native values.
     #[must_use]
     pub fn normalize(mut self, normalization: Normalization) -> Self {
         self.normalization = normalization;
@@ -172,14 +203,46 @@ impl Field {
         self.normalize(Normalization::CaseInsensitive)
     }
 
-    /// The transform between `system`'s native values and canonical values.
+    /// The transform between `system`'s native values and canonical values:
+    /// a [`Builtin`] or your own [`Transform`].
     #[must_use]
-    pub fn transform(
+    pub fn transform<T: Transform + 'static>(
         mut self,
         system: impl Into<SystemId>,
-        transform: impl Transform + 'static,
+        transform: T,
     ) -> Self {
-        self.transforms.push((system.into(), Arc::new(transform)));
+        let slot = match (&transform as &dyn Any).downcast_ref::<Builtin>() {
+            Some(b) => Slot::Builtin(b.clone()),
+            None => Slot::Custom(Arc::new(transform)),
+        };
+        self.transforms.push((system.into(), slot));
+        self
+    }
+
+    /// A shared transform for `system` (as a [`Registry`] holds them).
+    #[must_use]
+    pub fn transform_shared(
+        mut self,
+        system: impl Into<SystemId>,
+        transform: Arc<dyn Transform>,
+    ) -> Self {
+        self.transforms
+            .push((system.into(), Slot::Custom(transform)));
+        self
+    }
+
+    /// The value map (picklist) between the systems its rows name. Those
+    /// systems cannot also have a transform for this field.
+    #[must_use]
+    pub fn value_map(mut self, map: ValueMap) -> Self {
+        self.value_map = Some(map);
+        self
+    }
+
+    /// The rules native values written to `system` must follow.
+    #[must_use]
+    pub fn validate(mut self, system: impl Into<SystemId>, rules: Validation) -> Self {
+        self.validations.push((system.into(), rules));
         self
     }
 
@@ -215,7 +278,9 @@ pub struct FieldSpec {
     policy: ConflictPolicy,
     no_overwrite_on_empty: bool,
     normalization: Normalization,
-    transforms: Vec<Option<Arc<dyn Transform>>>,
+    transforms: Vec<Option<Slot>>,
+    value_map: Option<Arc<value_map::ResolvedMap>>,
+    validations: Vec<Option<Validation>>,
     sensitive: bool,
     reference: Option<String>,
     systems: Arc<[SystemId]>,
@@ -251,6 +316,21 @@ impl FieldSpec {
     /// How values are compared.
     pub fn normalization(&self) -> &Normalization {
         &self.normalization
+    }
+
+    /// The transform for `system`, if the field has one there.
+    pub fn transform(&self, system: &str) -> Option<&dyn Transform> {
+        let i = self.systems.iter().position(|s| s == system)?;
+        self.transforms
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(Slot::get)
+    }
+
+    /// The validation rules for values written to `system`, if any.
+    pub fn validation(&self, system: &str) -> Option<&Validation> {
+        let i = self.systems.iter().position(|s| s == system)?;
+        self.validations.get(i).and_then(Option::as_ref)
     }
 
     /// Whether the field is marked sensitive.
@@ -294,29 +374,6 @@ impl FieldSpec {
     pub(crate) fn enforced(&self) -> bool {
         matches!(self.direction, Direction::OneWay { enforce: true, .. })
     }
-
-    pub(crate) fn to_canonical(
-        &self,
-        system: usize,
-        native: &serde_json::Value,
-    ) -> Result<serde_json::Value, TransformError> {
-        match self.transforms.get(system).and_then(Option::as_ref) {
-            Some(t) => t.to_canonical(native),
-            None => Ok(native.clone()),
-        }
-    }
-
-    #[allow(clippy::wrong_self_convention)]
-    pub(crate) fn from_canonical(
-        &self,
-        system: usize,
-        canonical: &serde_json::Value,
-    ) -> Result<serde_json::Value, TransformError> {
-        match self.transforms.get(system).and_then(Option::as_ref) {
-            Some(t) => t.from_canonical(canonical),
-            None => Ok(canonical.clone()),
-        }
-    }
 }
 
 /// How the systems' fields correspond. Build one with [`FieldMap::builder`].
@@ -328,6 +385,10 @@ pub struct FieldMap {
     records: RecordRules,
     skew_tolerance: TimeDelta,
     fingerprint: u64,
+    default_policy: ConflictPolicy,
+    no_overwrite_on_empty: bool,
+    /// The fields as given, for saving the map back to a config file.
+    defs: Vec<Field>,
 }
 
 impl FieldMap {
@@ -397,6 +458,16 @@ impl FieldMap {
         self.skew_tolerance
     }
 
+    /// The policy of fields that do not set their own.
+    pub fn default_policy(&self) -> &ConflictPolicy {
+        &self.default_policy
+    }
+
+    /// The empty-value guard of fields that do not set their own.
+    pub fn default_no_overwrite_on_empty(&self) -> bool {
+        self.no_overwrite_on_empty
+    }
+
     pub(crate) fn system_index(&self, system: &str) -> Option<usize> {
         self.systems.iter().position(|s| s == system)
     }
@@ -420,6 +491,10 @@ impl FieldMap {
                 h.str(&t.as_ref().map_or(String::new(), |t| format!("{t:?}")));
             }
             h.str(f.reference.as_deref().unwrap_or(""));
+            // Value maps and validation rules change what is read and
+            // written: a changed map looks at every entity again.
+            h.str(&format!("{:?}", f.value_map));
+            h.str(&format!("{:?}", f.validations));
         }
         self.records.fingerprint(&mut h, &self.fields);
         h.finish()
@@ -629,6 +704,7 @@ impl FieldMapBuilder {
 
         let mut names = BTreeSet::new();
         let mut specs = Vec::with_capacity(self.fields.len());
+        let defs = self.fields.clone();
         for field in self.fields {
             let name = field.name.clone();
             if name.is_empty() {
@@ -660,14 +736,52 @@ impl FieldMapBuilder {
                     None => unknown(&name, s, &mut problems),
                 }
             }
-            let mut transforms: Vec<Option<Arc<dyn Transform>>> = vec![None; systems.len()];
+            let present: Vec<bool> = native.iter().map(Option::is_some).collect();
+            let mut transforms: Vec<Option<Slot>> = vec![None; systems.len()];
             for (s, t) in field.transforms {
                 match index(&s) {
-                    Some(i) => transforms[i] = Some(t),
                     None => unknown(&name, &s, &mut problems),
+                    Some(i) if !present[i] => problems.push(MapProblem::NotInSystem {
+                        field: name.clone(),
+                        system: s,
+                        what: "a transform",
+                    }),
+                    Some(i) if transforms[i].is_some() => problems.push(MapProblem::Twice {
+                        field: name.clone(),
+                        system: s,
+                        what: "transforms",
+                    }),
+                    Some(i) => {
+                        if let Slot::Builtin(b) = &t {
+                            if let Err(message) = b.check() {
+                                problems.push(MapProblem::InvalidTransform {
+                                    field: name.clone(),
+                                    system: s.clone(),
+                                    message,
+                                });
+                            }
+                        }
+                        transforms[i] = Some(t);
+                    }
                 }
             }
-            let present: Vec<bool> = native.iter().map(Option::is_some).collect();
+            let mut validations: Vec<Option<Validation>> = vec![None; systems.len()];
+            for (s, v) in field.validations {
+                match index(&s) {
+                    None => unknown(&name, &s, &mut problems),
+                    Some(i) if !present[i] => problems.push(MapProblem::NotInSystem {
+                        field: name.clone(),
+                        system: s,
+                        what: "validation rules",
+                    }),
+                    Some(i) if validations[i].is_some() => problems.push(MapProblem::Twice {
+                        field: name.clone(),
+                        system: s,
+                        what: "validation rules",
+                    }),
+                    Some(i) => validations[i] = Some(v),
+                }
+            }
             let (source, target) = match &field.direction {
                 Direction::Bidirectional => (present.clone(), present.clone()),
                 Direction::NotSynced => (vec![false; systems.len()], vec![false; systems.len()]),
@@ -716,6 +830,29 @@ impl FieldMapBuilder {
                     }
                 }
             }
+            let shape = value_map::FieldShape {
+                name: &name,
+                systems: &systems,
+                present: &present,
+                source: &source,
+                target: &target,
+                normalization: &field.normalization,
+            };
+            let resolved = field
+                .value_map
+                .as_ref()
+                .map(|vm| value_map::resolve(vm, &shape, &mut problems));
+            for (i, t) in transforms.iter().enumerate() {
+                let Some(t) = t else { continue };
+                if resolved.as_ref().is_some_and(|vm| vm.covers(i)) {
+                    problems.push(MapProblem::TransformAndValueMap {
+                        field: name.clone(),
+                        system: systems[i].clone(),
+                    });
+                } else if source[i] && target[i] {
+                    check_round_trip(&shape, i, t.get(), &mut problems);
+                }
+            }
             specs.push(FieldSpec {
                 name,
                 native,
@@ -728,6 +865,8 @@ impl FieldMapBuilder {
                     .unwrap_or(self.no_overwrite_on_empty),
                 normalization: field.normalization,
                 transforms,
+                value_map: resolved.map(Arc::new),
+                validations,
                 sensitive: field.sensitive,
                 reference: field.reference,
                 systems: systems.clone(),
@@ -770,11 +909,53 @@ impl FieldMapBuilder {
                 records,
                 skew_tolerance: self.skew_tolerance,
                 fingerprint: 0,
+                default_policy: self.default_policy,
+                no_overwrite_on_empty: self.no_overwrite_on_empty,
+                defs,
             };
             map.fingerprint = map.compute_fingerprint();
             Ok(map)
         } else {
             Err(MapError { problems })
+        }
+    }
+}
+
+/// Reports a lossy transform on system `s` (a source and a target of the
+/// field), or any of its samples that does not come back unchanged.
+fn check_round_trip(
+    field: &value_map::FieldShape<'_>,
+    s: usize,
+    t: &dyn Transform,
+    problems: &mut Vec<MapProblem>,
+) {
+    let problem_base = || (field.name.to_owned(), field.systems[s].clone());
+    if t.lossy() {
+        let (field, system) = problem_base();
+        problems.push(MapProblem::LossyTwoWay {
+            field,
+            system,
+            transform: t.name().to_owned(),
+        });
+        return;
+    }
+    for sample in t.samples() {
+        let back = t.to_canonical(&sample).and_then(|c| t.from_canonical(&c));
+        let (field_name, system) = problem_base();
+        match back {
+            Ok(b) if field.normalization.equal(Some(&b), Some(&sample)) => {}
+            Ok(b) => problems.push(MapProblem::NoRoundTrip {
+                field: field_name,
+                system,
+                value: sample,
+                back: Some(b),
+            }),
+            Err(e) => problems.push(MapProblem::SampleFails {
+                field: field_name,
+                system,
+                value: sample,
+                error: e.to_string(),
+            }),
         }
     }
 }
@@ -897,4 +1078,152 @@ pub enum MapProblem {
     /// The skew tolerance is negative.
     #[error("the skew tolerance is negative")]
     NegativeSkewTolerance,
+    /// A field gives a system something (a transform, validation rules, a
+    /// value map value) though the system does not have the field.
+    #[error("field {field} gives {what} for {system}, which does not have the field")]
+    NotInSystem {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// What was given.
+        what: &'static str,
+    },
+    /// A field gives a system two of something that it can have only one of.
+    #[error("field {field} gives two {what} for {system}")]
+    Twice {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// What was given twice.
+        what: &'static str,
+    },
+    /// A built-in transform's own settings are invalid.
+    #[error("field {field}: the transform for {system} is invalid: {message}")]
+    InvalidTransform {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// What is wrong.
+        message: String,
+    },
+    /// A system has both a transform and values in the field's value map.
+    #[error("field {field} has both a transform and a value map for {system}")]
+    TransformAndValueMap {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+    },
+    /// A lossy transform on a system that is both a source and a target of
+    /// the field: values would change on every round trip.
+    #[error(
+        "field {field} flows both ways through {system}, but its transform {transform} is lossy"
+    )]
+    LossyTwoWay {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// The transform's name.
+        transform: String,
+    },
+    /// A native value that does not come back unchanged (after the field's
+    /// normalization) when converted to canonical and back, on a system that
+    /// is both a source and a target: the field would be rewritten on every
+    /// sync.
+    #[error(
+        "field {field}: value {value} of {system} does not round-trip (it comes back as {})",
+        back.as_ref().map_or_else(|| "nothing: no row maps it back".to_owned(), Value::to_string)
+    )]
+    NoRoundTrip {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// The native value.
+        value: Value,
+        /// What it comes back as, if anything.
+        back: Option<Value>,
+    },
+    /// A transform's own sample value fails to convert to canonical and
+    /// back.
+    #[error("field {field}: the transform for {system} fails on its sample {value}: {error}")]
+    SampleFails {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// The sample.
+        value: Value,
+        /// The error.
+        error: String,
+    },
+    /// A value map row that cannot be used.
+    #[error("field {field}: value map row {row} is invalid: {reason}")]
+    BadValueMapRow {
+        /// The field.
+        field: String,
+        /// The row, counted from 1.
+        row: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value map maps one value to two different values in one direction.
+    #[error("field {field}: value {value} of {system} maps to two different values {direction}")]
+    AmbiguousValue {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// The value (native when converting to canonical, canonical when
+        /// converting to native).
+        value: Value,
+        /// Which way.
+        direction: Conversion,
+    },
+    /// A value map's default for unmapped values has no native form in a
+    /// target system.
+    #[error("field {field}: the default value {value} has no row for {system}")]
+    UnmappedDefault {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// The default.
+        value: Value,
+    },
+}
+
+impl MapProblem {
+    /// The field the problem is about, where it is about one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            MapProblem::DuplicateField { field }
+            | MapProblem::UnknownSystem { field, .. }
+            | MapProblem::NativeForAbsentSystem { field, .. }
+            | MapProblem::SourceLacksField { field, .. }
+            | MapProblem::NothingToSync { field }
+            | MapProblem::AuthorityNotSource { field, .. }
+            | MapProblem::NotInSystem { field, .. }
+            | MapProblem::Twice { field, .. }
+            | MapProblem::InvalidTransform { field, .. }
+            | MapProblem::TransformAndValueMap { field, .. }
+            | MapProblem::LossyTwoWay { field, .. }
+            | MapProblem::NoRoundTrip { field, .. }
+            | MapProblem::SampleFails { field, .. }
+            | MapProblem::BadValueMapRow { field, .. }
+            | MapProblem::AmbiguousValue { field, .. }
+            | MapProblem::UnmappedDefault { field, .. } => Some(field),
+            MapProblem::NativeMappedTwice { fields, .. } => Some(&fields.0),
+            MapProblem::UnknownKey { key } | MapProblem::DuplicateKey { key } => Some(key),
+            MapProblem::TooFewSystems { .. }
+            | MapProblem::DuplicateSystem { .. }
+            | MapProblem::EmptyName { .. }
+            | MapProblem::DuplicateScope { .. }
+            | MapProblem::NegativeSkewTolerance => None,
+        }
+    }
 }
