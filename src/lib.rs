@@ -82,6 +82,7 @@ pub mod model;
 pub mod plan;
 pub mod policy;
 pub mod scope;
+pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -97,3 +98,4 @@ pub use model::{is_empty_value, Coverage, Record, Snapshot, SystemId};
 pub use plan::{Conflict, OpId, OpKind, Reason, SyncPlan, WriteOp};
 pub use policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback};
 pub use scope::{Filter, ScopeExit};
+pub use store::{MemoryStore, StateStore, StoreError};

@@ -571,28 +571,28 @@ impl Baseline {
     /// the decision as stale and the new conflict instead.
     ///
     /// Resolve what a committed plan reported: the baseline learns what is
-    /// held at commit.
+    /// held at commit. Returns the entity the decision is kept on, for
+    /// stores that save only what changed.
     pub fn resolve(
         &mut self,
         id: impl Into<ConflictId>,
         choice: ReviewChoice,
-    ) -> Result<(), ResolveError> {
+    ) -> Result<EntityId, ResolveError> {
         let id = id.into();
         let slots: Vec<u32> = self.attention.iter().copied().collect();
         for slot in slots {
-            let Some(extra) = self
-                .slots
-                .get_mut(slot as usize)
-                .and_then(Option::as_mut)
-                .and_then(|e| e.extra.as_deref_mut())
-            else {
+            let Some(entity) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            let entity_id = &entity.id;
+            let Some(extra) = entity.extra.as_deref_mut() else {
                 continue;
             };
             if let Some(d) = extra.delete.as_mut().filter(|d| d.id == id) {
                 return match choice {
                     ReviewChoice::Delete | ReviewChoice::Restore | ReviewChoice::Unlink => {
                         d.resolution = Some(choice);
-                        Ok(())
+                        Ok(entity_id.clone())
                     }
                     other => Err(ResolveError::WrongChoice {
                         choice: format!("{other:?}"),
@@ -627,7 +627,7 @@ impl Baseline {
                     }
                 };
                 held.resolution = Some(value);
-                return Ok(());
+                return Ok(entity_id.clone());
             }
         }
         Err(ResolveError::NotHeld(id))
