@@ -442,7 +442,8 @@ fn one_linked_contact(map: FieldMap) -> World {
 
 #[test]
 fn an_invalid_value_is_left_out_and_flagged_until_corrected() {
-    let cases: [(&str, Value, Value, fn(&ValueProblem) -> bool); 3] = [
+    type Case = (&'static str, Value, Value, fn(&ValueProblem) -> bool);
+    let cases: [Case; 3] = [
         (
             "title",
             json!("Chief Everything Officer"),
