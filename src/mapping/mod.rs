@@ -38,6 +38,7 @@ mod builtin;
 mod config;
 mod convert;
 mod normalize;
+mod record_config;
 mod records;
 mod registry;
 mod transform;
@@ -60,6 +61,7 @@ pub use config::{
 pub use convert::{Conversion, MappingError};
 pub(crate) use convert::{Mapped, Slot};
 pub use normalize::{Normalization, Normalizer};
+pub use record_config::{BudgetConfig, FilterConfig, GuardsConfig, MatchKeyConfig};
 pub use registry::Registry;
 pub use transform::{Transform, TransformError, TransformErrorKind};
 pub use validate::{Validation, ValueProblem, ValueType};
@@ -389,6 +391,8 @@ pub struct FieldMap {
     no_overwrite_on_empty: bool,
     /// The fields as given, for saving the map back to a config file.
     defs: Vec<Field>,
+    /// The record rules as given, for the same.
+    record_defs: RecordRulesBuilder,
 }
 
 impl FieldMap {
@@ -899,6 +903,7 @@ impl FieldMapBuilder {
                 }
             }
         }
+        let record_defs = self.records.clone();
         let records = self.records.build(&systems, &specs, &mut problems);
 
         if problems.is_empty() {
@@ -912,6 +917,7 @@ impl FieldMapBuilder {
                 default_policy: self.default_policy,
                 no_overwrite_on_empty: self.no_overwrite_on_empty,
                 defs,
+                record_defs,
             };
             map.fingerprint = map.compute_fingerprint();
             Ok(map)
