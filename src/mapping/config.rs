@@ -13,7 +13,15 @@
 //!
 //! [[objects]]
 //! name = "contacts"
-//! key = "email"
+//! key = "email"                           # or match_keys = ["email", { field = "phone", normalize = "digits_only" }]
+//! matching = "match_then_create"          # "match_only", "create_only"
+//! records = "both"                        # like a field's direction: where records are created and deleted
+//! deletes = "hold"                        # "propagate", "unlink"
+//! deletes_from = { salesforce = "unlink" }
+//! delete_vs_edit = "hold"                 # "edit_wins", "delete_wins"
+//! scope.salesforce = { all = [{ field = "Status", in = ["Open", "Working"] }, { not = { field = "Email", is_empty = true } }] }
+//! scope_exit = "unlink"                   # "freeze"
+//! guards = { deletes = { count = 10, share = 0.1 }, emptied_fields = "unlimited", empty_snapshot = true }
 //! default_policy = "last_write_wins"      # or "manual_review",
 //!                                         # { authority = "hubspot", fallback = "priority" },
 //!                                         # { resolver = "name in the registry" }
@@ -30,6 +38,10 @@
 //! direction = { one_way_from = "hubspot" } # "both" (default), "not_synced", { enforced_from = ".." }
 //! systems.hubspot = { native = "notes_last_updated", transform = { type = "date_time", native = "epoch_millis" } }
 //! systems.salesforce = { native = "Last_Activity__c", custom_transform = "name in the registry" }
+//!
+//! [[objects.fields]]
+//! name = "company"
+//! references = "companies"                # native values are record ids of that object
 //!
 //! [[objects.fields]]
 //! name = "stage"
