@@ -2,7 +2,7 @@
 //! direction, deletes, scope, guards, references): they load into what the
 //! builder would make, save back unchanged, and errors name the entry.
 
-use recsync::mapping::{ConfigError, ConfigProblem, MapConfig, MapProblem, MapSet, Registry};
+use recsync::mapping::{ConfigError, ConfigProblem, MapConfig, MapProblem, Registry};
 use recsync::scope::Filter;
 use recsync::{
     Budget, DeleteEditPolicy, DeletePolicy, Direction, Field, FieldMap, Guards, MatchKey,
@@ -204,14 +204,15 @@ key = "domain"
 [[objects.fields]]
 name = "domain"
 "#;
-    let set = MapSet::from_toml(text, &Registry::new()).unwrap();
+    let set = recsync::mapping::MapSet::from_toml(text, &Registry::new()).unwrap();
     let contacts = set.get("contacts").unwrap();
     assert_eq!(contacts.guards().deletes, Budget::new(3, 0.0));
     assert_eq!(
         contacts.field("company").and_then(|f| f.reference()),
         Some("companies")
     );
-    let again = MapSet::from_toml(&set.to_toml().unwrap(), &Registry::new()).unwrap();
+    let again =
+        recsync::mapping::MapSet::from_toml(&set.to_toml().unwrap(), &Registry::new()).unwrap();
     assert_eq!(again.to_config(), set.to_config());
 }
 
@@ -234,7 +235,10 @@ fn defaults_are_not_written() {
         "guards",
     ] {
         let entry = format!("\"{key}\":");
-        assert!(!text.contains(&entry), "{key} written as a default:\n{text}");
+        assert!(
+            !text.contains(&entry),
+            "{key} written as a default:\n{text}"
+        );
     }
     assert!(text.contains(r#""key": "email""#), "{text}");
 }
