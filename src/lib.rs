@@ -41,7 +41,10 @@
 //! ```
 //!
 //! The modules follow the algorithm: [`model`] (what systems hold),
-//! [`mapping`] (how fields correspond), [`policy`] (conflict rules),
+//! [`mapping`] (how fields correspond: value maps, transforms,
+//! normalization, validation, and JSON/TOML config files; a value that
+//! cannot be mapped or written is a per-record issue in the plan, never a
+//! failed plan), [`policy`] (conflict rules),
 //! [`baseline`] (the last-synced state), [`engine`] (plan and commit) and
 //! [`plan`] (the write plan and its reasons). `tests/properties.rs` states the
 //! crate's promises as property tests.

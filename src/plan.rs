@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::baseline::{DeleteReview, EntityId, Held, LinkRecord, Observed};
 use crate::guard::Refusal;
-use crate::mapping::{MappingError, ValueProblem};
+use crate::mapping::{Conversion, MappingError, ValueProblem};
 use crate::model::SystemId;
 use crate::policy::{HeldBy, WinRule};
 
@@ -667,13 +667,20 @@ impl fmt::Display for Explain<'_> {
                     writeln!(f, ": no record with its key in any other system")?
                 }
                 IssueKind::NoKey => writeln!(f, ": no key value, cannot be linked")?,
-                IssueKind::Mapping { error } if i.sensitive && self.redact => writeln!(
-                    f,
-                    ": mapping {} failed for a [redacted] value, record skipped",
-                    error.direction()
-                )?,
                 IssueKind::Mapping { error } => {
-                    writeln!(f, ": mapping failed, record skipped: {error}")?
+                    let what = match error.direction() {
+                        Conversion::ToCanonical => "record skipped",
+                        Conversion::ToNative => "not written to this system",
+                    };
+                    if i.sensitive && self.redact {
+                        writeln!(
+                            f,
+                            ": mapping {} failed for a [redacted] value, {what}",
+                            error.direction()
+                        )?
+                    } else {
+                        writeln!(f, ": mapping failed, {what}: {error}")?
+                    }
                 }
                 IssueKind::InvalidValue { .. } if i.sensitive && self.redact => {
                     writeln!(f, ": invalid [redacted] value, written without the field")?

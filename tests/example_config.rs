@@ -43,6 +43,13 @@ fn the_config_loads_three_objects_in_file_order() {
         .field("lead_score")
         .unwrap()
         .is_source("salesforce"));
+    // The record rules come through: two match keys, per-system deletes.
+    let c = set.to_config();
+    assert_eq!(c.objects[0].match_keys.len(), 2);
+    assert_eq!(
+        c.objects[0].deletes_from.get("salesforce"),
+        Some(&recsync::DeletePolicy::Unlink)
+    );
     // The file round-trips through the types.
     let again = MapSet::from_toml(&set.to_toml().unwrap(), &Registry::new()).unwrap();
     assert_eq!(again.to_config(), set.to_config());

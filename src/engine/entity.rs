@@ -1158,12 +1158,20 @@ impl<'c, 'a> Planner<'c, 'a> {
             if known_same(norm, expected, &native) {
                 continue;
             }
-            // A value the unmapped policy skips is left alone.
-            if field.has_value_map() {
-                if let Some(e) = expected.map(Known::to_value) {
-                    if matches!(field.read(t, &e), Mapped::Skip) {
-                        continue;
+            if let Some(e) = expected.map(Known::to_value) {
+                match field.read(t, &e) {
+                    // A value the unmapped policy skips is left alone.
+                    Mapped::Skip => continue,
+                    // A target holding another rendering of the value
+                    // through its transform (a system that re-renders the
+                    // dates it is written, "1/1/2026" for "01/01/2026") is
+                    // up to date: writing it again would loop.
+                    Mapped::Value(c)
+                        if field.has_transform(t) && norm.equal(Some(&c), Some(&value)) =>
+                    {
+                        continue
                     }
+                    _ => {}
                 }
             }
             if !self.valid(f, t, &native) {

@@ -13,7 +13,15 @@
 //!
 //! [[objects]]
 //! name = "contacts"
-//! key = "email"
+//! key = "email"                           # or match_keys = ["email", { field = "phone", normalize = "digits_only" }]
+//! matching = "match_then_create"          # "match_only", "create_only"
+//! records = "both"                        # like a field's direction: where records are created and deleted
+//! deletes = "hold"                        # "propagate", "unlink"
+//! deletes_from = { salesforce = "unlink" }
+//! delete_vs_edit = "hold"                 # "edit_wins", "delete_wins"
+//! scope.salesforce = { all = [{ field = "Status", in = ["Open", "Working"] }, { not = { field = "Email", is_empty = true } }] }
+//! scope_exit = "unlink"                   # "freeze"
+//! guards = { deletes = { count = 10, share = 0.1 }, emptied_fields = "unlimited", empty_snapshot = true }
 //! default_policy = "last_write_wins"      # or "manual_review",
 //!                                         # { authority = "hubspot", fallback = "priority" },
 //!                                         # { resolver = "name in the registry" }
@@ -30,6 +38,10 @@
 //! direction = { one_way_from = "hubspot" } # "both" (default), "not_synced", { enforced_from = ".." }
 //! systems.hubspot = { native = "notes_last_updated", transform = { type = "date_time", native = "epoch_millis" } }
 //! systems.salesforce = { native = "Last_Activity__c", custom_transform = "name in the registry" }
+//!
+//! [[objects.fields]]
+//! name = "company"
+//! references = "companies"                # native values are record ids of that object
 //!
 //! [[objects.fields]]
 //! name = "stage"
@@ -51,11 +63,14 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::record_config::{FilterConfig, GuardsConfig, MatchKeyConfig};
 use super::{
-    Builtin, Direction, Field, FieldMap, MapProblem, Normalization, Registry, RowDirection, Slot,
-    Unmapped, Validation, ValueMap, ValueRow,
+    Builtin, Direction, Field, FieldMap, FieldMapBuilder, MapProblem, Normalization, Registry,
+    RowDirection, Slot, Unmapped, Validation, ValueMap, ValueRow,
 };
-use crate::policy::{ConflictPolicy, Fallback};
+use crate::identity::{MatchKey, MatchMode};
+use crate::policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback};
+use crate::scope::ScopeExit;
 
 /// A field map config file with one object: [`FieldMap::from_json`] and
 /// [`FieldMap::from_toml`] read it.
@@ -68,9 +83,42 @@ pub struct MapConfig {
     /// The object type (`"contacts"`). Default: `"records"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
-    /// The canonical key field.
+    /// The canonical key field, compared trimmed and case-folded (or give
+    /// `match_keys`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Match keys, tried in order, instead of `key`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_keys: Vec<MatchKeyConfig>,
+    /// How records not linked yet become entities: `"match_then_create"`
+    /// (the default), `"match_only"` or `"create_only"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matching: Option<MatchMode>,
+    /// Which way whole records flow (creates and deletes), written like a
+    /// field's `direction`. Default: both.
+    #[serde(default, skip_serializing_if = "DirectionConfig::is_both")]
+    pub records: DirectionConfig,
+    /// What a delete does to the other systems: `"propagate"`, `"unlink"`
+    /// or `"hold"` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<DeletePolicy>,
+    /// Per deleting system, instead of `deletes`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub deletes_from: IndexMap<String, DeletePolicy>,
+    /// What wins when one system deleted a record another changed:
+    /// `"edit_wins"`, `"delete_wins"` or `"hold"` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_vs_edit: Option<DeleteEditPolicy>,
+    /// Per system, the records that are in sync. Default: all.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub scope: IndexMap<String, FilterConfig>,
+    /// What a linked record leaving scope means: `"unlink"` (the default)
+    /// or `"freeze"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_exit: Option<ScopeExit>,
+    /// The safety guards. Default: [`Guards::default`](crate::guard::Guards::default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guards: Option<GuardsConfig>,
     /// The policy of fields without their own. Default: last-write-wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_policy: Option<PolicyConfig>,
@@ -105,9 +153,42 @@ pub struct MapSetConfig {
 pub struct ObjectConfig {
     /// The object type (`"contacts"`).
     pub name: String,
-    /// The canonical key field.
+    /// The canonical key field, compared trimmed and case-folded (or give
+    /// `match_keys`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Match keys, tried in order, instead of `key`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_keys: Vec<MatchKeyConfig>,
+    /// How records not linked yet become entities: `"match_then_create"`
+    /// (the default), `"match_only"` or `"create_only"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matching: Option<MatchMode>,
+    /// Which way whole records flow (creates and deletes), written like a
+    /// field's `direction`. Default: both.
+    #[serde(default, skip_serializing_if = "DirectionConfig::is_both")]
+    pub records: DirectionConfig,
+    /// What a delete does to the other systems: `"propagate"`, `"unlink"`
+    /// or `"hold"` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<DeletePolicy>,
+    /// Per deleting system, instead of `deletes`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub deletes_from: IndexMap<String, DeletePolicy>,
+    /// What wins when one system deleted a record another changed:
+    /// `"edit_wins"`, `"delete_wins"` or `"hold"` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_vs_edit: Option<DeleteEditPolicy>,
+    /// Per system, the records that are in sync. Default: all.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub scope: IndexMap<String, FilterConfig>,
+    /// What a linked record leaving scope means: `"unlink"` (the default)
+    /// or `"freeze"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_exit: Option<ScopeExit>,
+    /// The safety guards. Default: [`Guards::default`](crate::guard::Guards::default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guards: Option<GuardsConfig>,
     /// The policy of fields without their own. Default: last-write-wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_policy: Option<PolicyConfig>,
@@ -158,6 +239,10 @@ pub struct FieldConfig {
     /// The value map (picklist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_map: Option<ValueMapConfig>,
+    /// The object type the field refers to (`"companies"`): its native
+    /// values are that object's record ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<String>,
 }
 
 /// One field's settings for one system.
@@ -489,6 +574,25 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
     })
 }
 
+/// A scope filter with a predicate in code cannot be written to a file.
+fn no_custom_filter(
+    format: &'static str,
+    object: &str,
+    scope: &IndexMap<String, FilterConfig>,
+) -> Result<(), ConfigError> {
+    for (system, f) in scope {
+        if let Some(name) = f.custom_name() {
+            return Err(ConfigError::Write {
+                format,
+                message: format!(
+                    "object {object}, scope.{system}: custom filter {name:?} is a predicate in code, which a config file cannot hold"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn write_json<T: Serialize>(value: &T) -> Result<String, ConfigError> {
     serde_json::to_string_pretty(value).map_err(|e| ConfigError::Write {
         format: "json",
@@ -549,18 +653,7 @@ impl Loader<'_> {
 
     fn field(&mut self, systems: &[String], fc: &FieldConfig) -> Field {
         let at = format!("field {}", fc.name);
-        let mut f = Field::new(fc.name.as_str()).direction(match &fc.direction {
-            DirectionConfig::Both => Direction::Bidirectional,
-            DirectionConfig::NotSynced => Direction::NotSynced,
-            DirectionConfig::OneWayFrom(s) => Direction::OneWay {
-                from: s.as_str().into(),
-                enforce: false,
-            },
-            DirectionConfig::EnforcedFrom(s) => Direction::OneWay {
-                from: s.as_str().into(),
-                enforce: true,
-            },
-        });
+        let mut f = Field::new(fc.name.as_str()).direction(direction(&fc.direction));
         if let Some(p) = &fc.policy {
             if let Some(p) = self.policy(at.clone(), p) {
                 f = f.policy(p);
@@ -570,16 +663,15 @@ impl Loader<'_> {
             f = f.no_overwrite_on_empty(on);
         }
         if let Some(name) = &fc.normalize {
-            match Normalization::builtin(name) {
-                Some(n) => f = f.normalize(n),
-                None => match self.registry.get_normalizer(name) {
-                    Some(n) => f = f.normalize(Normalization::Custom(n.clone())),
-                    None => self.unknown(at.clone(), "normalizer", name),
-                },
+            if let Some(n) = self.normalization(at.clone(), name) {
+                f = f.normalize(n);
             }
         }
         if fc.sensitive {
             f = f.sensitive();
+        }
+        if let Some(object) = &fc.references {
+            f = f.references(object.as_str());
         }
         for s in &fc.not_in {
             f = f.not_in(s.as_str());
@@ -639,6 +731,101 @@ impl Loader<'_> {
         f
     }
 
+    /// A normalization by name: built in, else from the registry.
+    fn normalization(&mut self, entry: String, name: &str) -> Option<Normalization> {
+        match Normalization::builtin(name) {
+            Some(n) => Some(n),
+            None => match self.registry.get_normalizer(name) {
+                Some(n) => Some(Normalization::Custom(n.clone())),
+                None => {
+                    self.unknown(entry, "normalizer", name);
+                    None
+                }
+            },
+        }
+    }
+
+    /// Whether `system` is one of the map's, reporting the entry if not.
+    fn known_system(&mut self, systems: &[String], entry: String, system: &str) -> bool {
+        let known = systems.iter().any(|s| s == system);
+        if !known {
+            self.entry(
+                entry,
+                format!("system {system} is not one of the map's systems"),
+            );
+        }
+        known
+    }
+
+    /// The record rules: match keys, matching, record direction, deletes,
+    /// scope and guards.
+    fn records(
+        &mut self,
+        systems: &[String],
+        o: &ObjectConfig,
+        mut b: FieldMapBuilder,
+    ) -> FieldMapBuilder {
+        for (i, k) in o.match_keys.iter().enumerate() {
+            let mut key = MatchKey::new(k.field.as_str());
+            if let Some(name) = &k.normalize {
+                match self.normalization(format!("match_keys[{i}] ({})", k.field), name) {
+                    Some(n) => key = key.normalize(n),
+                    None => continue,
+                }
+            }
+            b = b.match_key(key);
+        }
+        if let Some(mode) = o.matching {
+            b = b.matching(mode);
+        }
+        let flow = direction(&o.records);
+        match &flow {
+            Direction::OneWay { from, .. }
+                if !self.known_system(systems, "records".to_owned(), from.as_str()) => {}
+            _ => b = b.records(flow),
+        }
+        if let Some(p) = o.deletes {
+            b = b.deletes(p);
+        }
+        for (system, p) in &o.deletes_from {
+            if self.known_system(systems, format!("deletes_from.{system}"), system) {
+                b = b.deletes_from(system.as_str(), *p);
+            }
+        }
+        if let Some(p) = o.delete_vs_edit {
+            b = b.delete_vs_edit(p);
+        }
+        for (system, f) in &o.scope {
+            let entry = format!("scope.{system}");
+            if !self.known_system(systems, entry.clone(), system) {
+                continue;
+            }
+            match f.to_filter() {
+                Ok(filter) => b = b.scope(system.as_str(), filter),
+                Err(name) => self.entry(
+                    entry,
+                    format!(
+                        "custom filter {name:?} is a predicate in code and cannot come from a config file; give it with FieldMapBuilder::scope"
+                    ),
+                ),
+            }
+        }
+        if let Some(exit) = o.scope_exit {
+            b = b.scope_exit(exit);
+        }
+        if let Some(g) = o.guards {
+            match g.to_guards() {
+                Ok(guards) => b = b.guards(guards),
+                Err(problems) => {
+                    for (name, message) in problems {
+                        self.entry(format!("guards.{name}"), message);
+                    }
+                }
+            }
+        }
+        b
+    }
+
     fn object(&mut self, systems: &[String], o: &ObjectConfig) -> Option<FieldMap> {
         let mut b = FieldMap::builder()
             .object(o.name.as_str())
@@ -652,8 +839,15 @@ impl Loader<'_> {
             ),
         }
         if let Some(k) = &o.key {
+            if !o.match_keys.is_empty() {
+                self.entry(
+                    "key".to_owned(),
+                    "give either `key` or `match_keys`, not both".to_owned(),
+                );
+            }
             b = b.key(k.as_str());
         }
+        b = self.records(systems, o, b);
         if let Some(p) = &o.default_policy {
             if let Some(p) = self.policy("default_policy".to_owned(), p) {
                 b = b.default_policy(p);
@@ -691,6 +885,36 @@ fn policy_config(p: &ConflictPolicy) -> PolicyConfig {
     }
 }
 
+fn direction_config(d: &Direction) -> DirectionConfig {
+    match d {
+        Direction::Bidirectional => DirectionConfig::Both,
+        Direction::NotSynced => DirectionConfig::NotSynced,
+        Direction::OneWay {
+            from,
+            enforce: false,
+        } => DirectionConfig::OneWayFrom(from.as_str().to_owned()),
+        Direction::OneWay {
+            from,
+            enforce: true,
+        } => DirectionConfig::EnforcedFrom(from.as_str().to_owned()),
+    }
+}
+
+fn direction(d: &DirectionConfig) -> Direction {
+    match d {
+        DirectionConfig::Both => Direction::Bidirectional,
+        DirectionConfig::NotSynced => Direction::NotSynced,
+        DirectionConfig::OneWayFrom(s) => Direction::OneWay {
+            from: s.as_str().into(),
+            enforce: false,
+        },
+        DirectionConfig::EnforcedFrom(s) => Direction::OneWay {
+            from: s.as_str().into(),
+            enforce: true,
+        },
+    }
+}
+
 fn field_config(map: &FieldMap, f: &Field) -> FieldConfig {
     let mut systems: IndexMap<String, SystemFieldConfig> = IndexMap::new();
     for s in map.systems() {
@@ -712,18 +936,7 @@ fn field_config(map: &FieldMap, f: &Field) -> FieldConfig {
     }
     FieldConfig {
         name: f.name.clone(),
-        direction: match &f.direction {
-            Direction::Bidirectional => DirectionConfig::Both,
-            Direction::NotSynced => DirectionConfig::NotSynced,
-            Direction::OneWay {
-                from,
-                enforce: false,
-            } => DirectionConfig::OneWayFrom(from.as_str().to_owned()),
-            Direction::OneWay {
-                from,
-                enforce: true,
-            } => DirectionConfig::EnforcedFrom(from.as_str().to_owned()),
-        },
+        direction: direction_config(&f.direction),
         policy: f.policy.as_ref().map(policy_config),
         no_overwrite_on_empty: f.no_overwrite_on_empty,
         normalize: match &f.normalization {
@@ -757,15 +970,44 @@ fn field_config(map: &FieldMap, f: &Field) -> FieldConfig {
                 })
                 .collect(),
         }),
+        references: f.reference.clone(),
     }
 }
 
 impl ObjectConfig {
     /// The config of one built map (its systems aside).
     pub fn from_map(map: &FieldMap) -> Self {
+        let r = &map.record_defs;
+        let (key, match_keys) = match r.match_keys.as_slice() {
+            [one] if one.normalization == Normalization::CaseInsensitive => {
+                (Some(one.field.clone()), Vec::new())
+            }
+            keys => (None, keys.iter().map(MatchKeyConfig::from_key).collect()),
+        };
         ObjectConfig {
             name: map.object().to_owned(),
-            key: map.key_field().map(|k| k.name().to_owned()),
+            key,
+            match_keys,
+            matching: (r.mode != MatchMode::default()).then_some(r.mode),
+            records: r
+                .flow
+                .as_ref()
+                .map_or(DirectionConfig::Both, direction_config),
+            deletes: (r.deletes != DeletePolicy::default()).then_some(r.deletes),
+            deletes_from: r
+                .deletes_from
+                .iter()
+                .map(|(s, p)| (s.as_str().to_owned(), *p))
+                .collect(),
+            delete_vs_edit: (r.delete_vs_edit != DeleteEditPolicy::default())
+                .then_some(r.delete_vs_edit),
+            scope: r
+                .scope
+                .iter()
+                .map(|(s, f)| (s.as_str().to_owned(), FilterConfig::from_filter(f)))
+                .collect(),
+            scope_exit: (r.scope_exit != ScopeExit::default()).then_some(r.scope_exit),
+            guards: GuardsConfig::from_guards(&r.guards),
             default_policy: match map.default_policy() {
                 ConflictPolicy::LastWriteWins => None,
                 p => Some(policy_config(p)),
@@ -789,6 +1031,15 @@ impl MapConfig {
                 .collect(),
             object: Some(o.name),
             key: o.key,
+            match_keys: o.match_keys,
+            matching: o.matching,
+            records: o.records,
+            deletes: o.deletes,
+            deletes_from: o.deletes_from,
+            delete_vs_edit: o.delete_vs_edit,
+            scope: o.scope,
+            scope_exit: o.scope_exit,
+            guards: o.guards,
             default_policy: o.default_policy,
             no_overwrite_on_empty: o.no_overwrite_on_empty,
             skew_tolerance_ms: o.skew_tolerance_ms,
@@ -802,6 +1053,15 @@ impl MapConfig {
         let object = ObjectConfig {
             name: self.object.unwrap_or_else(|| "records".to_owned()),
             key: self.key,
+            match_keys: self.match_keys,
+            matching: self.matching,
+            records: self.records,
+            deletes: self.deletes,
+            deletes_from: self.deletes_from,
+            delete_vs_edit: self.delete_vs_edit,
+            scope: self.scope,
+            scope_exit: self.scope_exit,
+            guards: self.guards,
             default_policy: self.default_policy,
             no_overwrite_on_empty: self.no_overwrite_on_empty,
             skew_tolerance_ms: self.skew_tolerance_ms,
@@ -854,13 +1114,17 @@ impl FieldMap {
 
     /// The map as a JSON config file.
     pub fn to_json(&self) -> Result<String, ConfigError> {
-        write_json(&MapConfig::from_map(self))
+        let c = MapConfig::from_map(self);
+        no_custom_filter("json", self.object(), &c.scope)?;
+        write_json(&c)
     }
 
     /// The map as a TOML config file.
     #[cfg(feature = "toml")]
     pub fn to_toml(&self) -> Result<String, ConfigError> {
-        write_toml(&MapConfig::from_map(self))
+        let c = MapConfig::from_map(self);
+        no_custom_filter("toml", self.object(), &c.scope)?;
+        write_toml(&c)
     }
 }
 
@@ -952,13 +1216,21 @@ impl MapSet {
 
     /// The set as a JSON config file.
     pub fn to_json(&self) -> Result<String, ConfigError> {
-        write_json(&self.to_config())
+        let c = self.to_config();
+        for o in &c.objects {
+            no_custom_filter("json", &o.name, &o.scope)?;
+        }
+        write_json(&c)
     }
 
     /// The set as a TOML config file.
     #[cfg(feature = "toml")]
     pub fn to_toml(&self) -> Result<String, ConfigError> {
-        write_toml(&self.to_config())
+        let c = self.to_config();
+        for o in &c.objects {
+            no_custom_filter("toml", &o.name, &o.scope)?;
+        }
+        write_toml(&c)
     }
 
     /// The shared systems, in priority order.

@@ -127,6 +127,14 @@ fn looked_up<'a>(lookup: Lookup<'a>, value: &Value, direction: Conversion) -> Ma
     }
 }
 
+fn owned(m: Mapped<'_>) -> Result<Option<Value>, MappingError> {
+    match m {
+        Mapped::Value(v) => Ok(Some(v.into_owned())),
+        Mapped::Skip => Ok(None),
+        Mapped::Failed(e) => Err(e),
+    }
+}
+
 impl FieldSpec {
     /// `system`'s native value in canonical form. Empty values, and systems
     /// with neither a value map nor a transform, borrow the value as it is.
@@ -171,10 +179,71 @@ impl FieldSpec {
         }
     }
 
-    /// Whether the field has a value map (whose unmapped policy may skip
-    /// values).
-    pub(crate) fn has_value_map(&self) -> bool {
-        self.value_map.is_some()
+    /// `system`'s native value in canonical form, as a plan reads it
+    /// (through the system's value map or transform). `Ok(None)` when the
+    /// value map's unmapped policy skips the value, or the field is not in
+    /// `system`. Reference fields are translated by the engine through the
+    /// parent's links, not here.
+    ///
+    /// ```
+    /// use recsync::mapping::{Builtin, DateFormat, Field, FieldMap};
+    /// use serde_json::json;
+    ///
+    /// let map = FieldMap::builder()
+    ///     .systems(["crm", "erp"])
+    ///     .field(Field::new("born").transform("crm", Builtin::Date { native: DateFormat::MonthDayYear }))
+    ///     .build()?;
+    /// let born = map.field("born").unwrap();
+    /// assert_eq!(born.to_canonical("crm", &json!("03/01/2026"))?, Some(json!("2026-03-01")));
+    /// assert_eq!(born.to_native("crm", &json!("2026-03-01"))?, Some(json!("03/01/2026")));
+    /// assert!(born.to_canonical("crm", &json!("2026-03-01")).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_canonical(
+        &self,
+        system: &str,
+        native: &Value,
+    ) -> Result<Option<Value>, MappingError> {
+        match self.system_at(system) {
+            Some(s) => owned(self.read(s, native)),
+            None => Ok(None),
+        }
+    }
+
+    /// The canonical value in `system`'s native form, as a plan writes it.
+    /// `Ok(None)` when the value map's unmapped policy skips the value, or
+    /// the field is not in `system`.
+    pub fn to_native(
+        &self,
+        system: &str,
+        canonical: &Value,
+    ) -> Result<Option<Value>, MappingError> {
+        match self.system_at(system) {
+            Some(s) => owned(self.write(s, canonical)),
+            None => Ok(None),
+        }
+    }
+
+    /// The index of `system` if the field is in it.
+    fn system_at(&self, system: &str) -> Option<usize> {
+        self.systems
+            .iter()
+            .position(|s| s == system)
+            .filter(|&i| self.native_at(i).is_some())
+    }
+
+    /// Whether `system`'s values go through a transform (not a value map,
+    /// not the identity).
+    pub(crate) fn has_transform(&self, system: usize) -> bool {
+        !self
+            .value_map
+            .as_deref()
+            .is_some_and(|vm| vm.covers(system))
+            && self
+                .transforms
+                .get(system)
+                .and_then(Option::as_ref)
+                .is_some_and(|t| !t.is_identity())
     }
 
     /// Whether `system` (by index in the map's systems) requires the field:

@@ -15,7 +15,20 @@
 //! ([`MapProblem`]), among them value maps and transforms that would not
 //! round-trip on a field that flows both ways, and lossy transforms where a
 //! field flows both ways. Maps load from and save to JSON and TOML config
-//! files (see [`MapConfig`] and [`MapSet`]).
+//! files (see [`MapConfig`] and [`MapSet`]), record rules included: match
+//! keys, matching mode, record direction, delete policies, scope filters
+//! ([`FilterConfig`]), scope exit and guards ([`GuardsConfig`]).
+//!
+//! [`FieldSpec::to_canonical`] and [`FieldSpec::to_native`] convert one
+//! value as a plan does. In a plan, a value that cannot be converted or
+//! written is a per-record issue:
+//!
+//! | problem | what the plan does |
+//! | --- | --- |
+//! | reading a value fails (transform error, unmapped value) | [`IssueKind::Mapping`](crate::plan::IssueKind::Mapping); the record is skipped, what it holds is kept for the next plan |
+//! | writing a value to a system fails | [`IssueKind::Mapping`](crate::plan::IssueKind::Mapping); that system's write is blocked, the others go on |
+//! | a value breaks a [`Validation`] rule | [`IssueKind::InvalidValue`](crate::plan::IssueKind::InvalidValue); the record is written without the field, flagged until corrected |
+//! | a required field would be empty | [`IssueKind::MissingRequired`](crate::plan::IssueKind::MissingRequired); the write to that system is blocked until corrected |
 //!
 //! ```
 //! use recsync::mapping::{Field, FieldMap};
@@ -38,6 +51,7 @@ mod builtin;
 mod config;
 mod convert;
 mod normalize;
+mod record_config;
 mod records;
 mod registry;
 mod transform;
@@ -60,6 +74,7 @@ pub use config::{
 pub use convert::{Conversion, MappingError};
 pub(crate) use convert::{Mapped, Slot};
 pub use normalize::{Normalization, Normalizer};
+pub use record_config::{BudgetConfig, FilterConfig, GuardsConfig, MatchKeyConfig};
 pub use registry::Registry;
 pub use transform::{Transform, TransformError, TransformErrorKind};
 pub use validate::{Validation, ValueProblem, ValueType};
@@ -389,6 +404,8 @@ pub struct FieldMap {
     no_overwrite_on_empty: bool,
     /// The fields as given, for saving the map back to a config file.
     defs: Vec<Field>,
+    /// The record rules as given, for the same.
+    record_defs: RecordRulesBuilder,
 }
 
 impl FieldMap {
@@ -899,6 +916,7 @@ impl FieldMapBuilder {
                 }
             }
         }
+        let record_defs = self.records.clone();
         let records = self.records.build(&systems, &specs, &mut problems);
 
         if problems.is_empty() {
@@ -912,6 +930,7 @@ impl FieldMapBuilder {
                 default_policy: self.default_policy,
                 no_overwrite_on_empty: self.no_overwrite_on_empty,
                 defs,
+                record_defs,
             };
             map.fingerprint = map.compute_fingerprint();
             Ok(map)

@@ -373,6 +373,11 @@ pub(crate) fn resolve(
             .as_ref()
             .or_else(|| at.iter().flatten().next().copied())
         {
+            // Reading a value as empty would empty the field everywhere.
+            Some(c) if is_empty_value(c) => {
+                bad_row(r, "its canonical value is empty".to_owned(), problems);
+                continue;
+            }
             Some(c) => c.clone(),
             None => continue,
         };
