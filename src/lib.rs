@@ -81,6 +81,7 @@ pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod runner;
 pub mod scope;
 pub mod store;
 #[cfg(feature = "testkit")]
@@ -97,5 +98,6 @@ pub use mapping::{Direction, Field, FieldMap, MapError, Normalization};
 pub use model::{is_empty_value, Coverage, Record, Snapshot, SystemId};
 pub use plan::{Conflict, OpId, OpKind, Reason, SyncPlan, WriteOp};
 pub use policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback};
+pub use runner::{SyncReport, SyncRunner};
 pub use scope::{Filter, ScopeExit};
 pub use store::{MemoryStore, StateStore, StoreError};
