@@ -53,6 +53,15 @@
 //! configuration). It depends on the core, never the reverse, and on no
 //! async runtime.
 //!
+//! [`runner`] holds the loop around the engine: a [`SyncRunner`] per object
+//! type reads every system at once (incrementally where the connector can),
+//! plans, executes in batches with per-op retries of rate limits and
+//! transient failures, re-plans writes refused as stale, commits and saves
+//! the baseline in a [`StateStore`]. It reports progress as a stream of
+//! [`SyncEvent`](runner::SyncEvent)s and each run as a [`SyncReport`]. Time
+//! and waiting are injected ([`Clock`](runner::Clock),
+//! [`Sleeper`](runner::Sleeper)), so it runs on any executor.
+//!
 //! # Crate features
 //!
 //! No feature is on by default.

@@ -245,7 +245,8 @@ impl SyncRunnerBuilder {
     /// still editing is synced once they stop. Their system's records are
     /// then read as a partial snapshot (records missing from a complete one
     /// still count as deleted), and its cursor is not moved on, so the next
-    /// run reads them again.
+    /// run reads them again. A record the runner itself wrote a moment ago
+    /// counts as recently edited too: its echo is read once it is quiet.
     #[must_use]
     pub fn debounce(mut self, quiet: Duration) -> Self {
         self.debounce = Some(quiet);
