@@ -56,6 +56,15 @@
 //! configuration). It depends on the core, never the reverse, and on no
 //! async runtime.
 //!
+//! [`runner`] holds the loop around the engine: a [`SyncRunner`] per object
+//! type reads every system at once (incrementally where the connector can),
+//! plans, executes in batches with per-op retries of rate limits and
+//! transient failures, re-plans writes refused as stale, commits and saves
+//! the baseline in a [`StateStore`]. It reports progress as a stream of
+//! [`SyncEvent`](runner::SyncEvent)s and each run as a [`SyncReport`]. Time
+//! and waiting are injected ([`Clock`](runner::Clock),
+//! [`Sleeper`](runner::Sleeper)), so it runs on any executor.
+//!
 //! # Crate features
 //!
 //! No feature is on by default.
@@ -84,6 +93,7 @@ pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod runner;
 pub mod scope;
 pub mod store;
 #[cfg(feature = "testkit")]
@@ -100,5 +110,6 @@ pub use mapping::{Direction, Field, FieldMap, MapError, Normalization};
 pub use model::{is_empty_value, Coverage, Record, Snapshot, SystemId};
 pub use plan::{Conflict, OpId, OpKind, Reason, SyncPlan, WriteOp};
 pub use policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback};
+pub use runner::{SyncReport, SyncRunner};
 pub use scope::{Filter, ScopeExit};
 pub use store::{MemoryStore, StateStore, StoreError};

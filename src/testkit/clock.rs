@@ -1,36 +1,17 @@
-//! Clocks for [`MemoryConnector`](super::MemoryConnector): where its
-//! `updated_at` and per-field timestamps come from.
+//! Clocks for [`MemoryConnector`](super::MemoryConnector) (where its
+//! `updated_at` and per-field timestamps come from) and for the
+//! [runner](crate::runner). [`Clock`] and [`SystemClock`] live in the runner
+//! and are re-exported here.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
-/// Where a [`MemoryConnector`](super::MemoryConnector) reads the time it
-/// stamps on records.
-///
-/// Implemented by [`ManualClock`] (deterministic, for tests), [`SystemClock`]
-/// (the wall clock, for demos) and any `Fn() -> DateTime<Utc>`.
-pub trait Clock: Send + Sync {
-    /// The current time.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-impl<F: Fn() -> DateTime<Utc> + Send + Sync> Clock for F {
-    fn now(&self) -> DateTime<Utc> {
-        self()
-    }
-}
-
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        DateTime::<Utc>::from(std::time::SystemTime::now())
-    }
-}
+use crate::runner::Sleeper;
+pub use crate::runner::{Clock, SystemClock};
 
 /// A clock that only moves when told: tests [`advance`](ManualClock::advance)
 /// or [`set`](ManualClock::set) it, or give it a step by which every reading
@@ -38,6 +19,9 @@ impl Clock for SystemClock {
 ///
 /// Clones share one time, so several connectors can read one clock and a
 /// test can move it for all of them.
+///
+/// It is also a [`Sleeper`]: a runner given it "sleeps" by moving the clock
+/// on at once, so tests of retries and rate limits never wait.
 ///
 /// ```
 /// use chrono::TimeDelta;
@@ -118,5 +102,17 @@ impl fmt::Debug for ManualClock {
 impl Default for ManualClock {
     fn default() -> Self {
         ManualClock::default_ticking()
+    }
+}
+
+#[async_trait]
+impl Sleeper for ManualClock {
+    async fn sleep(&self, duration: Duration) {
+        let by = TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0 = state
+            .0
+            .checked_add_signed(by)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
     }
 }

@@ -1,0 +1,426 @@
+//! A stateful property test in the style of vdirsyncer's `SyncMachine`:
+//! three `MemoryConnector`s, random interleavings of user creates, edits,
+//! deletes and sync runs under injected rate limits, transient failures,
+//! failing ops and crashes. After fault-free runs every system holds the
+//! same records with the same synced fields, each field holds the last
+//! change a person made to it (last-write-wins), every record a person
+//! deleted is gone everywhere, no record exists twice, and one more run
+//! plans nothing.
+#![cfg(feature = "testkit")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use proptest::prelude::*;
+use recsync::connector::{Applied, Capabilities, Changes, Cursor};
+use recsync::plan::WriteOp;
+use recsync::runner::{RetryPolicy, RunError, SyncRunner};
+use recsync::testkit::{ManualClock, MemoryConnector};
+use recsync::{
+    Connector, ConnectorError, DeleteEditPolicy, DeletePolicy, Field, FieldMap, Guards,
+    MemoryStore, Snapshot, StateStore, SyncEngine, SystemId,
+};
+use serde_json::{json, Value};
+
+const OBJ: &str = "contacts";
+const SYSTEMS: [&str; 3] = ["a", "b", "c"];
+const FIELDS: [&str; 2] = ["name", "phone"];
+
+/// A fault armed on a system for one sync run.
+#[derive(Debug, Clone)]
+enum Fault {
+    /// The next calls (fetch first) are rate limited.
+    RateLimit { calls: usize, after: u64 },
+    /// Transient failures, starting at the first apply.
+    ApplyTransient(usize),
+    /// Rate limits starting at the first apply.
+    ApplyRateLimit(usize),
+    /// The first apply dies after this many ops.
+    Crash(usize),
+    /// These positions of the first batch fail (transient: retried;
+    /// permanent: given up).
+    FailOps {
+        positions: Vec<usize>,
+        retryable: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Act {
+    Create {
+        sys: usize,
+    },
+    Edit {
+        sys: usize,
+        pick: usize,
+        field: usize,
+    },
+    Delete {
+        sys: usize,
+        pick: usize,
+    },
+    Sync {
+        faults: Vec<(usize, Fault)>,
+    },
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        (1usize..4, 0u64..5).prop_map(|(calls, after)| Fault::RateLimit { calls, after }),
+        (1usize..4).prop_map(Fault::ApplyTransient),
+        (1usize..4).prop_map(Fault::ApplyRateLimit),
+        (0usize..4).prop_map(Fault::Crash),
+        (prop::collection::vec(0usize..4, 1..3), any::<bool>()).prop_map(
+            |(positions, retryable)| Fault::FailOps {
+                positions,
+                retryable
+            }
+        ),
+    ]
+}
+
+fn act() -> impl Strategy<Value = Act> {
+    prop_oneof![
+        2 => (0usize..3).prop_map(|sys| Act::Create { sys }),
+        4 => (0usize..3, 0usize..8, 0usize..2)
+            .prop_map(|(sys, pick, field)| Act::Edit { sys, pick, field }),
+        1 => (0usize..3, 0usize..8).prop_map(|(sys, pick)| Act::Delete { sys, pick }),
+        3 => prop::collection::vec((0usize..3, fault()), 0..3)
+            .prop_map(|faults| Act::Sync { faults }),
+    ]
+}
+
+/// A `MemoryConnector` that arms a fault at its first `apply`.
+#[derive(Debug, Clone)]
+struct Armed {
+    inner: MemoryConnector,
+    on_apply: Arc<Mutex<Option<Fault>>>,
+}
+
+fn arm(c: &MemoryConnector, fault: &Fault) {
+    match fault {
+        Fault::RateLimit { calls, after } => {
+            c.rate_limit_next(*calls, Some(Duration::from_secs(*after)));
+        }
+        Fault::ApplyRateLimit(calls) => c.rate_limit_next(*calls, Some(Duration::from_secs(1))),
+        Fault::ApplyTransient(n) => c.fail_next_transient(*n),
+        Fault::Crash(n) => c.crash_after_ops(*n),
+        Fault::FailOps {
+            positions,
+            retryable,
+        } => {
+            let error = if *retryable {
+                ConnectorError::transient("injected")
+            } else {
+                ConnectorError::permanent("injected")
+            };
+            c.fail_ops_in_next_apply(positions.iter().copied(), error);
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for Armed {
+    fn system(&self) -> &SystemId {
+        self.inner.system()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn fetch(&self, object: &str) -> Result<Snapshot, ConnectorError> {
+        self.inner.fetch(object).await
+    }
+    async fn fetch_changes(
+        &self,
+        object: &str,
+        cursor: Option<&Cursor>,
+    ) -> Result<Changes, ConnectorError> {
+        self.inner.fetch_changes(object, cursor).await
+    }
+    async fn fetch_records(
+        &self,
+        object: &str,
+        ids: &[String],
+    ) -> Result<Snapshot, ConnectorError> {
+        self.inner.fetch_records(object, ids).await
+    }
+    async fn apply(
+        &self,
+        object: &str,
+        ops: &[WriteOp],
+    ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
+        let armed = self.on_apply.lock().unwrap().take();
+        if let Some(fault) = armed {
+            arm(&self.inner, &fault);
+        }
+        self.inner.apply(object, ops).await
+    }
+}
+
+/// What a person last did to one entity (by its email).
+#[derive(Debug, Default, Clone)]
+struct Expect {
+    deleted: bool,
+    fields: BTreeMap<&'static str, Value>,
+}
+
+struct Machine {
+    clock: ManualClock,
+    conns: Vec<MemoryConnector>,
+    armed: Vec<Armed>,
+    runner: SyncRunner,
+    store: MemoryStore,
+    model: BTreeMap<String, Expect>,
+    created: usize,
+    edits: usize,
+}
+
+fn start() -> DateTime<Utc> {
+    "2026-05-01T00:00:00Z".parse().unwrap()
+}
+
+impl Machine {
+    fn new() -> Self {
+        let clock = ManualClock::ticking(start(), TimeDelta::seconds(1));
+        let conns: Vec<MemoryConnector> = SYSTEMS
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                MemoryConnector::builder(*s)
+                    .clock(clock.clone())
+                    // One system reads complete snapshots, one takes small
+                    // batches.
+                    .incremental_fetch(i != 2)
+                    .max_batch_size(if i == 1 { 2 } else { 100 })
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let map = FieldMap::builder()
+            .object(OBJ)
+            .systems(SYSTEMS)
+            .key("email")
+            .deletes(DeletePolicy::Propagate)
+            .delete_vs_edit(DeleteEditPolicy::DeleteWins)
+            .guards(Guards::off())
+            .field(Field::new("email"))
+            .field(Field::new("name"))
+            .field(Field::new("phone"))
+            .build()
+            .unwrap();
+        let armed: Vec<Armed> = conns
+            .iter()
+            .map(|c| Armed {
+                inner: c.clone(),
+                on_apply: Arc::default(),
+            })
+            .collect();
+        let store = MemoryStore::new();
+        let mut b = SyncRunner::builder(SyncEngine::new(map))
+            .store(store.clone())
+            .clock(clock.clone())
+            .sleeper(clock.clone())
+            .retry(RetryPolicy::new().max_attempts(3).jitter_seed(9));
+        for a in &armed {
+            b = b.connector(a.clone());
+        }
+        Machine {
+            clock,
+            conns,
+            armed,
+            runner: b.build().unwrap(),
+            store,
+            model: BTreeMap::new(),
+            created: 0,
+            edits: 0,
+        }
+    }
+
+    fn email_of(&self, sys: usize, id: &str) -> Option<String> {
+        self.conns[sys]
+            .get(OBJ, id)
+            .and_then(|r| r.get("email").and_then(Value::as_str).map(str::to_owned))
+    }
+
+    fn pick(&self, sys: usize, pick: usize) -> Option<String> {
+        let records = self.conns[sys].records(OBJ);
+        (!records.is_empty()).then(|| records[pick % records.len()].id.clone())
+    }
+
+    async fn step(&mut self, act: &Act) {
+        match act {
+            Act::Create { sys } => {
+                self.created += 1;
+                let email = format!("p{}@x.io", self.created);
+                let name = json!(format!("n{}", self.created));
+                self.conns[*sys].insert(
+                    OBJ,
+                    [("email", json!(email.clone())), ("name", name.clone())],
+                );
+                let mut e = Expect::default();
+                e.fields.insert("name", name);
+                self.model.insert(email, e);
+            }
+            Act::Edit { sys, pick, field } => {
+                let Some(id) = self.pick(*sys, *pick) else {
+                    return;
+                };
+                let Some(email) = self.email_of(*sys, &id) else {
+                    return;
+                };
+                // Every edit writes a value never written before: a value
+                // changed back to what was last synced is no change to a sync
+                // that compares states (ABA), and the model could not tell.
+                let name = FIELDS[*field];
+                self.edits += 1;
+                let value = json!(format!("{name}-{}", self.edits));
+                self.conns[*sys]
+                    .edit(OBJ, &id, [(name, value.clone())])
+                    .unwrap();
+                if let Some(e) = self.model.get_mut(&email) {
+                    e.fields.insert(name, value);
+                }
+            }
+            Act::Delete { sys, pick } => {
+                let Some(id) = self.pick(*sys, *pick) else {
+                    return;
+                };
+                let Some(email) = self.email_of(*sys, &id) else {
+                    return;
+                };
+                // A record a crashed batch created, that no run has linked
+                // yet, is left alone: its delete would go unseen and the
+                // entity be created again (the ignored test
+                // `a_deleted_record_of_an_unconfirmed_create_is_not_created_again`
+                // in tests/runner.rs shows it).
+                let baseline = self.store.load(OBJ).unwrap();
+                let unlinked = baseline.find_linked(SYSTEMS[*sys], &id).is_none();
+                let from_sync = self.conns[*sys]
+                    .get(OBJ, &id)
+                    .is_some_and(|r| r.correlation.is_some());
+                if unlinked && from_sync {
+                    return;
+                }
+                self.conns[*sys].delete(OBJ, &id).unwrap();
+                if let Some(e) = self.model.get_mut(&email) {
+                    e.deleted = true;
+                }
+            }
+            Act::Sync { faults } => {
+                for (sys, fault) in faults {
+                    match fault {
+                        Fault::RateLimit { .. } => arm(&self.conns[*sys], fault),
+                        other => *self.armed[*sys].on_apply.lock().unwrap() = Some(other.clone()),
+                    }
+                }
+                match self.runner.run().await {
+                    Ok(_) => {}
+                    // Reading a system failed for good: the run stops,
+                    // nothing is written or saved.
+                    Err(RunError::Fetch { .. }) => {}
+                    Err(other) => panic!("run failed: {other}"),
+                }
+                for (c, a) in self.conns.iter().zip(&self.armed) {
+                    c.clear_faults();
+                    *a.on_apply.lock().unwrap() = None;
+                }
+            }
+        }
+        self.clock.advance(TimeDelta::seconds(1));
+    }
+
+    /// (email, name, phone) per record.
+    fn rows(&self, sys: usize) -> Vec<(String, Option<Value>, Option<Value>)> {
+        let mut rows: Vec<_> = self.conns[sys]
+            .records(OBJ)
+            .into_iter()
+            .map(|r| {
+                let get = |f: &str| r.get(f).filter(|v| !v.is_null()).cloned();
+                (
+                    r.get("email")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    get("name"),
+                    get("phone"),
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+}
+
+fn check(acts: &[Act]) -> Result<(), TestCaseError> {
+    futures::executor::block_on(async {
+        let mut m = Machine::new();
+        for act in acts {
+            m.step(act).await;
+        }
+        // Fault-free runs until one plans nothing.
+        let mut quiet = false;
+        for _ in 0..4 {
+            let report = m
+                .runner
+                .run()
+                .await
+                .map_err(|e| TestCaseError::fail(format!("final run failed: {e}")))?;
+            prop_assert_eq!(report.failed(), 0, "{}", report);
+            if report.planned() == 0 {
+                quiet = true;
+                break;
+            }
+        }
+        prop_assert!(quiet, "still planning after four fault-free runs");
+        let last = m.runner.run().await.unwrap();
+        prop_assert_eq!(last.planned(), 0, "{}", last);
+
+        // Every system agrees on every synced field.
+        let rows = m.rows(0);
+        prop_assert_eq!(&rows, &m.rows(1));
+        prop_assert_eq!(&rows, &m.rows(2));
+
+        // No duplicates.
+        let emails: BTreeSet<&String> = rows.iter().map(|r| &r.0).collect();
+        prop_assert_eq!(emails.len(), rows.len(), "duplicate records: {:?}", rows);
+
+        // Each entity is as its last change left it: deleted everywhere, or
+        // present with the last value a person wrote to each field.
+        for (email, expect) in &m.model {
+            let row = rows.iter().find(|r| &r.0 == email);
+            if expect.deleted {
+                prop_assert!(row.is_none(), "{} was deleted but is {:?}", email, row);
+                continue;
+            }
+            let Some((_, name, phone)) = row else {
+                return Err(TestCaseError::fail(format!("{email} was lost")));
+            };
+            prop_assert_eq!(
+                name.as_ref(),
+                expect.fields.get("name"),
+                "name of {}",
+                email
+            );
+            prop_assert_eq!(
+                phone.as_ref(),
+                expect.fields.get("phone"),
+                "phone of {}",
+                email
+            );
+        }
+        prop_assert_eq!(rows.len(), m.model.values().filter(|e| !e.deleted).count());
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sync_machine(acts in prop::collection::vec(act(), 1..24)) {
+        check(&acts)?;
+    }
+}
