@@ -170,6 +170,12 @@ struct Planner<'c, 'a> {
     decided: Vec<Option<(Value, Reason)>>,
     /// Fields held (not to be written anywhere, created included).
     held_fields: Vec<bool>,
+    /// Fields whose source value names a parent not linked yet: a create
+    /// the field targets waits for the parent (parents are created first).
+    waiting: Vec<bool>,
+    /// Systems whose record left scope while a guard withholds scope exits:
+    /// the link stays as it was, and the record takes no part.
+    exit_withheld: Vec<bool>,
     /// Targets whose write is blocked (a required field would be empty).
     blocked: Vec<bool>,
 }
@@ -258,6 +264,8 @@ impl<'c, 'a> Planner<'c, 'a> {
             writes: vec![Vec::new(); n],
             decided: vec![None; map.fields().len()],
             held_fields: vec![false; map.fields().len()],
+            waiting: vec![false; map.fields().len()],
+            exit_withheld: vec![false; n],
             blocked: vec![false; n],
         }
     }
@@ -426,7 +434,8 @@ impl<'c, 'a> Planner<'c, 'a> {
         }
         let n = self.n();
         for s in 0..n {
-            self.part[s] = self.links[s].status == Some(LinkStatus::Active);
+            self.part[s] =
+                self.links[s].status == Some(LinkStatus::Active) && !self.exit_withheld[s];
         }
         self.plan_creates_targets();
         for f in 0..self.cx.map.fields().len() {
@@ -462,9 +471,10 @@ impl<'c, 'a> Planner<'c, 'a> {
                     });
                     self.seen[s] = None;
                     if self.withhold.scope_exits {
-                        // Withheld: the record is left as it was.
-                        self.part[s] = false;
-                        self.links[s].status = Some(LinkStatus::Frozen);
+                        // Withheld: the link is left as it was (committed
+                        // unchanged, so the next plan sees the exit again),
+                        // and the record takes no part in this plan.
+                        self.exit_withheld[s] = true;
                         continue;
                     }
                     match exit {
@@ -616,7 +626,9 @@ impl<'c, 'a> Planner<'c, 'a> {
                 let mut targets = Vec::new();
                 for t in 0..n {
                     match self.links[t].status {
-                        Some(LinkStatus::Active) if rules.target[t] => targets.push(t),
+                        Some(LinkStatus::Active) if rules.target[t] && !self.exit_withheld[t] => {
+                            targets.push(t)
+                        }
                         Some(LinkStatus::Active | LinkStatus::Frozen) => {
                             self.set_status(t, Some(LinkStatus::Detached))
                         }
@@ -674,6 +686,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         for t in 0..self.n() {
             if deleting.contains(&t)
                 || self.links[t].status != Some(LinkStatus::Active)
+                || self.exit_withheld[t]
                 || !rules.target[t]
             {
                 continue;
@@ -917,6 +930,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         if waiting {
             // Never decide without a source whose value could not be read.
             self.held_fields[f] = true;
+            self.waiting[f] = true;
             return;
         }
         let canonical = self.canonical(f);
@@ -1204,7 +1218,16 @@ impl<'c, 'a> Planner<'c, 'a> {
             let mut fields: Vec<FieldWrite> = Vec::new();
             let mut waits = false;
             for (f, field) in map.fields().iter().enumerate() {
-                if !field.target_at(t) || self.held_fields[f] {
+                if !field.target_at(t) {
+                    continue;
+                }
+                if self.waiting[f] {
+                    // Created without its parent, the record would be written
+                    // twice (and briefly wrong): it waits, parents first.
+                    waits = true;
+                    continue;
+                }
+                if self.held_fields[f] {
                     continue;
                 }
                 let Some(nat) = field.native_at(t) else {
@@ -1338,6 +1361,9 @@ impl<'c, 'a> Planner<'c, 'a> {
         // Links: new, changed status, or a new version or hash seen.
         for s in 0..self.n() {
             let l = &self.links[s];
+            if self.exit_withheld[s] && !l.dirty {
+                continue;
+            }
             let seen = self.seen[s].or(self.input.seen[s]);
             let (hash, version) = match seen {
                 Some(r) if l.status.is_some() => (self.input.hashes[s], r.version.as_deref()),
