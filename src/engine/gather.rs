@@ -339,7 +339,11 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         unlinked.retain(|(s, r)| !dup_ids.contains(&(*s, r.id.as_str())));
     }
 
-    let groups = identity::group_unlinked(map, baseline, &cx.sys_slot, unlinked, issues);
+    let gone = |slot: u32, s: usize| {
+        rows.find(slot)
+            .is_some_and(|row| matches!(rows.cells[row * n + s], Cell::Gone))
+    };
+    let groups = identity::group_unlinked(map, baseline, &cx.sys_slot, unlinked, &gone, issues);
     let mut new_entities = Vec::new();
     for g in groups {
         match g.entity {
