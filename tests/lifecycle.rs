@@ -733,6 +733,18 @@ fn delete_against_edit_is_held_by_default() {
         other => panic!("expected one hold, got {other:?}"),
     }
     assert!(sys[1].records.contains_key("m1"), "the edit is not lost");
+    // Still held on the next plans, though the commit took in the edit.
+    for _ in 0..2 {
+        let again = sync(&engine, &mut baseline, &mut sys);
+        assert!(again.ops.is_empty(), "{again}");
+        assert!(
+            matches!(&again.held[..], [h] if matches!(&h.kind,
+                HoldKind::Deleted { by: DeleteHeldBy::DeleteAgainstEdit, edited_in, .. }
+                    if edited_in == &vec![sid("mkt")])),
+            "{again}"
+        );
+    }
+    assert_eq!(sys[1].get("m1").get("phone"), Some(&json!("999")));
     // The review restores the record with the edit.
     let review = baseline.reviews()[0].id();
     baseline
@@ -763,6 +775,32 @@ fn delete_against_edit_edit_wins_re_creates_the_record() {
     assert_eq!(sys[0].get(new_id).get("phone"), Some(&json!("999")));
     assert!(sys[1].records.contains_key("m1"));
     assert!(baseline.reviews().is_empty());
+    assert_quiet(&engine, &baseline, &sys);
+}
+
+#[test]
+fn a_restore_whose_commit_was_lost_is_not_made_twice() {
+    let engine = engine(
+        builder()
+            .deletes(DeletePolicy::Propagate)
+            .delete_vs_edit(DeleteEditPolicy::EditWins),
+    );
+    let (mut baseline, mut sys) = linked(&engine, 2);
+    let eid = entity_of(&baseline, "crm", "c1");
+    sys[0].remove("c1");
+    sys[1].edit("m1", "phone", "999");
+    let plan = engine.plan(&baseline, &snapshots(&sys)).expect("plan");
+    assert_eq!(ops_of(&plan, OpKind::Create), vec![("crm".into(), None)]);
+    execute(&mut sys, &plan, usize::MAX);
+    // No commit. The re-created record carries the entity's correlation key,
+    // while the baseline still links the deleted c1.
+    let again = sync(&engine, &mut baseline, &mut sys);
+    assert!(again.ops.is_empty(), "{again}");
+    assert!(again.issues.is_empty(), "{again}");
+    assert_eq!(sys[0].records.len(), 2, "no second create");
+    let e = baseline.entity(&eid).expect("kept");
+    assert_eq!(e.link("crm"), Some("c3"));
+    assert_eq!(sys[0].get("c3").get("phone"), Some(&json!("999")));
     assert_quiet(&engine, &baseline, &sys);
 }
 
