@@ -268,6 +268,12 @@ proptest! {
         prop_assert!(duplicates(&s1).is_empty(), "duplicates: {:?}\n{}", duplicates(&s1), plan);
         prop_assert_eq!(state(&s2), state(&s1), "crash at op {} of\n{}\nthen:\n{}", k, plan, plans[0]);
         prop_assert_eq!(b2.len(), b1.len());
+        let ids = |b: &Baseline| {
+            let mut v: Vec<_> = b.entities().map(|e| e.id().clone()).collect();
+            v.sort();
+            v
+        };
+        prop_assert_eq!(ids(&b2), ids(&b1), "entities differ after a crash at op {}", k);
         // A create executed before the crash is linked, never made again.
         for (i, op) in plan.ops.iter().take(k).enumerate() {
             if op.kind == recsync::OpKind::Create {
