@@ -216,14 +216,16 @@ impl<'b> KeyLookup<'b> {
 }
 
 /// Groups records not linked yet into entities. `unlinked` holds records in
-/// scope and not deleted. Issues go to `issues`; records left out of every
-/// group were reported there (ambiguous) or are unmatched under
-/// [`MatchMode::MatchOnly`].
+/// scope and not deleted; `gone(slot, s)` says whether the record entity
+/// `slot` is linked to in system `s` is deleted by this plan's snapshots.
+/// Issues go to `issues`; records left out of every group were reported
+/// there (ambiguous) or are unmatched under [`MatchMode::MatchOnly`].
 pub(crate) fn group_unlinked<'r>(
     map: &FieldMap,
     baseline: &Baseline,
     sys_slot: &[Option<usize>],
     mut unlinked: Vec<(usize, &'r Record)>,
+    gone: &dyn Fn(u32, usize) -> bool,
     issues: &mut Vec<Issue>,
 ) -> Vec<Group<'r>> {
     let systems = map.systems();
@@ -275,12 +277,17 @@ pub(crate) fn group_unlinked<'r>(
         }
         out
     };
-    // Whether an existing entity has a live link in system s.
+    // Whether an existing entity has a live link in system s. A link to a
+    // record deleted there (held, being restored, or gone in this plan's
+    // snapshot) is not live: a record carrying the entity's correlation key
+    // or key value in that system is a restore's create (whose commit may
+    // have been lost), or the record come back, and joins the entity.
     let linked_in = |slot: u32, s: usize| -> bool {
         baseline
             .entity_at(slot)
             .and_then(|e| sys_slot[s].and_then(|b| e.link(b)))
-            .is_some_and(|l| l.status != LinkStatus::Detached)
+            .is_some_and(|l| matches!(l.status, LinkStatus::Active | LinkStatus::Frozen))
+            && !gone(slot, s)
     };
 
     // 1. Correlation keys.

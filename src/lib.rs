@@ -49,6 +49,45 @@
 //! [`plan`] (the write plan and its reasons). `tests/properties.rs` states the
 //! crate's promises as property tests.
 //!
+//! # Record lifecycle
+//!
+//! - **Matching** ([`identity`]): a record not linked yet is linked by its
+//!   [correlation key](Record::correlation) (recsync created it), else by
+//!   the map's match keys in order, each compared after its normalization
+//!   ([`Normalization::CaseInsensitive`], trimmed, unless set). An ambiguous
+//!   match is an [`AmbiguousMatch`](plan::IssueKind::AmbiguousMatch) issue
+//!   naming every candidate; nothing is linked or created for it. Records
+//!   left over are created elsewhere under [`MatchMode::MatchThenCreate`]
+//!   (the default), reported under [`MatchMode::MatchOnly`];
+//!   [`MatchMode::CreateOnly`] matches nothing.
+//! - **Creates** carry a correlation key; the outcome reports the new id
+//!   ([`OpOutcome::created`]) and commit links it. A create executed but
+//!   never committed is found by the next plan (correlation or match key)
+//!   and linked, never made twice.
+//! - **Deletes** need positive evidence: a tombstone, or a linked record
+//!   absent from a [complete](Coverage::Complete) snapshot (absence from a
+//!   partial one means nothing). [`DeletePolicy::Hold`] (the default) holds
+//!   them for review ([`Baseline::resolve`]); `Propagate` and `Unlink` are
+//!   the others. A delete against an edit made elsewhere follows
+//!   [`DeleteEditPolicy`]: `Hold` (the default), `EditWins` (re-created) or
+//!   `DeleteWins`.
+//! - **Scope** ([`scope`]): a record leaving its system's [`Filter`] is
+//!   unlinked ([`ScopeExit::Unlink`], the default) or frozen, never deleted
+//!   elsewhere; a filter change is not a wave of deletes.
+//! - **References**: a field marked
+//!   [`references`](Field::references) is translated through the parent
+//!   object's baseline ([`PlanOptions::parent`]); a record whose parent is
+//!   not linked yet waits, so parents are created first.
+//! - **Guards** ([`guard`]): deletes (10 records or 10% of entities),
+//!   emptied fields (100 or 10%) and scope exits (10 or 10%) over budget,
+//!   and an empty complete snapshot from a system with linked records, are
+//!   refused: withheld, listed in [`SyncPlan::refusal`], and made only when
+//!   approved ([`PlanOptions::approve`]).
+//!
+//! `tests/lifecycle.rs` shows each case; `tests/crash_safety.rs` proves that
+//! executing any prefix of a plan and planning again ends where an
+//! uninterrupted run does, with no duplicates.
+//!
 //! Around the pure core, [`connector`] holds the async [`Connector`] trait a
 //! host implements per system (fetch a snapshot or the changes since a
 //! cursor, apply a batch of write ops), its contract, and the

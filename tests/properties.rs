@@ -557,3 +557,542 @@ fn manual_review_resolution_is_written() {
     let last = engine.plan(&baseline, &snapshots(&names, &data)).unwrap();
     assert!(last.ops.is_empty() && last.conflicts.is_empty(), "{last}");
 }
+
+// ------------------------------------------------------------------------
+// The same promises with the whole record lifecycle: records created and
+// deleted, records leaving scope, and references to another object type
+// (contacts pointing at companies) whose parents may be created later.
+
+mod common;
+
+mod lifecycle {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+    use recsync::{
+        Baseline, DeleteEditPolicy, DeletePolicy, EntityId, Field, FieldMap, Filter, Guards,
+        PlanOptions, Record, SyncEngine, SyncPlan,
+    };
+    use serde_json::{json, Value};
+
+    use super::common::{execute, snapshots, Sys};
+    use super::{eqv, ts};
+
+    const NAMES: [&str; 3] = ["a", "b", "c"];
+    const VALUES: [&str; 2] = ["f1", "f2"];
+
+    #[derive(Debug, Clone)]
+    pub(super) enum Edit {
+        Update {
+            sys: usize,
+            entity: usize,
+            field: usize,
+            value: Value,
+            at: i64,
+        },
+        /// Points a contact at company `company` (2: the company `NewCompany`
+        /// made in that system, when there is one).
+        SetCompany {
+            sys: usize,
+            entity: usize,
+            company: usize,
+        },
+        /// A new company in `sys`.
+        NewCompany {
+            sys: usize,
+        },
+        /// A new contact with email `n{key}@x`.
+        Create {
+            sys: usize,
+            key: usize,
+            value: Value,
+        },
+        Delete {
+            sys: usize,
+            entity: usize,
+        },
+        /// System `a` moves a contact out of (or back into) its scope.
+        Scope {
+            entity: usize,
+            out: bool,
+        },
+    }
+
+    #[derive(Debug, Clone)]
+    pub(super) struct Case {
+        n: usize,
+        entities: usize,
+        edits: Vec<Edit>,
+        delete_vs_edit: DeleteEditPolicy,
+    }
+
+    fn val() -> impl Strategy<Value = Value> {
+        prop_oneof![Just(json!("x")), Just(json!("y")), Just(json!(""))]
+    }
+
+    fn edit(n: usize, e: usize) -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            4 => (0..n, 0..e, 0..VALUES.len(), val(), 1i64..6).prop_map(
+                |(sys, entity, field, value, at)| Edit::Update { sys, entity, field, value, at }
+            ),
+            2 => (0..n, 0..e, 0usize..3)
+                .prop_map(|(sys, entity, company)| Edit::SetCompany { sys, entity, company }),
+            1 => (0..n).prop_map(|sys| Edit::NewCompany { sys }),
+            2 => (0..n, 0usize..3, val()).prop_map(|(sys, key, value)| Edit::Create { sys, key, value }),
+            2 => (0..n, 0..e).prop_map(|(sys, entity)| Edit::Delete { sys, entity }),
+            2 => (0..e, any::<bool>()).prop_map(|(entity, out)| Edit::Scope { entity, out }),
+        ]
+    }
+
+    pub(super) fn case() -> impl Strategy<Value = Case> {
+        (2usize..=3, 1usize..=4).prop_flat_map(|(n, e)| {
+            (
+                prop::collection::vec(edit(n, e), 0..8),
+                prop_oneof![
+                    Just(DeleteEditPolicy::EditWins),
+                    Just(DeleteEditPolicy::DeleteWins),
+                    Just(DeleteEditPolicy::Hold)
+                ],
+            )
+                .prop_map(move |(edits, delete_vs_edit)| Case {
+                    n,
+                    entities: e,
+                    edits,
+                    delete_vs_edit,
+                })
+        })
+    }
+
+    pub(super) struct World {
+        n: usize,
+        companies: SyncEngine,
+        contacts: SyncEngine,
+        pub(super) co_base: Baseline,
+        pub(super) base: Baseline,
+        pub(super) co: Vec<Sys>,
+        pub(super) ct: Vec<Sys>,
+        /// Every contacts plan made after the edits.
+        pub(super) plans: Vec<SyncPlan>,
+        /// What the edits did: which entities changed how.
+        pub(super) effects: Effects,
+    }
+
+    #[derive(Debug, Default)]
+    pub(super) struct Effects {
+        /// (entity, field) -> (system, value) of updates applied to records.
+        pub(super) updates: BTreeMap<(usize, usize), Vec<(usize, Value)>>,
+        /// Entities whose company was set, deleted somewhere, scoped.
+        pub(super) company_set: BTreeSet<usize>,
+        pub(super) deleted: BTreeMap<usize, BTreeSet<usize>>,
+        pub(super) scoped: BTreeMap<usize, bool>,
+        /// Emails created, with the system and f1 value.
+        pub(super) created: BTreeMap<String, Vec<(usize, Value)>>,
+    }
+
+    fn engines(n: usize, delete_vs_edit: DeleteEditPolicy) -> (SyncEngine, SyncEngine) {
+        let names = NAMES[..n].iter().copied();
+        let companies = FieldMap::builder()
+            .object("companies")
+            .systems(names.clone())
+            .key("domain")
+            .field(Field::new("domain").case_insensitive())
+            .guards(Guards::off())
+            .build()
+            .expect("map");
+        let mut b = FieldMap::builder()
+            .object("contacts")
+            .systems(names)
+            .key("email")
+            .field(Field::new("email").case_insensitive())
+            .field(Field::new("company").references("companies"))
+            .deletes(DeletePolicy::Propagate)
+            .delete_vs_edit(delete_vs_edit)
+            .scope("a", Filter::field("status").not_equals("out"))
+            .guards(Guards::off());
+        for f in VALUES {
+            b = b.field(Field::new(f));
+        }
+        (
+            SyncEngine::new(companies),
+            SyncEngine::new(b.build().expect("map")),
+        )
+    }
+
+    impl World {
+        pub(super) fn new(case: &Case) -> World {
+            let n = case.n;
+            let (companies, contacts) = engines(n, case.delete_vs_edit);
+            let mut co: Vec<Sys> = NAMES[..n]
+                .iter()
+                .map(|s| Sys::new(s, &format!("{s}k")))
+                .collect();
+            let mut ct: Vec<Sys> = NAMES[..n].iter().map(|s| Sys::new(s, s)).collect();
+            for s in 0..n {
+                for k in 0..2 {
+                    let id = format!("{}{}", co[s].prefix, k + 1);
+                    co[s].put(Record::new(id).field("domain", format!("d{k}.com")));
+                }
+                for e in 0..case.entities {
+                    let mut r = Record::new(format!("{}{}", ct[s].prefix, e + 1))
+                        .field("email", format!("p{e}@x"))
+                        .field("company", format!("{}1", co[s].prefix));
+                    for f in VALUES {
+                        r = r.field_at(f, "init", ts(0));
+                    }
+                    ct[s].put(r);
+                }
+            }
+            let mut w = World {
+                n,
+                companies,
+                contacts,
+                co_base: Baseline::new(),
+                base: Baseline::new(),
+                co,
+                ct,
+                plans: Vec::new(),
+                effects: Effects::default(),
+            };
+            w.round();
+            let first = w.round();
+            assert!(first, "the initial systems settle at once");
+            w.plans.clear();
+            assert_eq!(w.base.len(), case.entities);
+            w.edit(&case.edits);
+            w
+        }
+
+        fn edit(&mut self, edits: &[Edit]) {
+            for ed in edits {
+                match ed {
+                    Edit::Update {
+                        sys,
+                        entity,
+                        field,
+                        value,
+                        at,
+                    } => {
+                        let id = format!("{}{}", self.ct[*sys].prefix, entity + 1);
+                        if let Some(r) = self.ct[*sys].records.get_mut(&id) {
+                            r.fields.insert(VALUES[*field].into(), value.clone());
+                            r.field_updated_at.insert(VALUES[*field].into(), ts(*at));
+                            self.effects
+                                .updates
+                                .entry((*entity, *field))
+                                .or_default()
+                                .push((*sys, value.clone()));
+                        }
+                    }
+                    Edit::SetCompany {
+                        sys,
+                        entity,
+                        company,
+                    } => {
+                        let co = &self.co[*sys];
+                        let target = format!("{}{}", co.prefix, company + 1);
+                        let id = format!("{}{}", self.ct[*sys].prefix, entity + 1);
+                        if co.records.contains_key(&target) {
+                            if let Some(r) = self.ct[*sys].records.get_mut(&id) {
+                                r.fields.insert("company".into(), json!(target));
+                                self.effects.company_set.insert(*entity);
+                            }
+                        }
+                    }
+                    Edit::NewCompany { sys } => {
+                        let co = &mut self.co[*sys];
+                        let id = format!("{}3", co.prefix);
+                        if !co.records.contains_key(&id) {
+                            co.put(Record::new(id).field("domain", format!("new-{sys}.com")));
+                        }
+                    }
+                    Edit::Create { sys, key, value } => {
+                        let s = &mut self.ct[*sys];
+                        let email = format!("n{key}@x");
+                        if !s
+                            .records
+                            .values()
+                            .any(|r| r.get("email") == Some(&json!(email)))
+                        {
+                            let id = format!("{}{}", s.prefix, s.next + 1);
+                            let company = format!("{}2", self.co[*sys].prefix);
+                            s.put(
+                                Record::new(id)
+                                    .field("email", email.clone())
+                                    .field("company", company)
+                                    .field_at("f1", value.clone(), ts(3)),
+                            );
+                            self.effects
+                                .created
+                                .entry(email)
+                                .or_default()
+                                .push((*sys, value.clone()));
+                        }
+                    }
+                    Edit::Delete { sys, entity } => {
+                        let id = format!("{}{}", self.ct[*sys].prefix, entity + 1);
+                        if self.ct[*sys].records.remove(&id).is_some() {
+                            self.effects
+                                .deleted
+                                .entry(*entity)
+                                .or_default()
+                                .insert(*sys);
+                        }
+                    }
+                    Edit::Scope { entity, out } => {
+                        let id = format!("a{}", entity + 1);
+                        if let Some(r) = self.ct[0].records.get_mut(&id) {
+                            r.fields
+                                .insert("status".into(), json!(if *out { "out" } else { "in" }));
+                            self.effects.scoped.insert(*entity, *out);
+                        }
+                    }
+                }
+            }
+        }
+
+        /// One round: contacts (with the companies baseline), then
+        /// companies; true when neither had anything to write.
+        fn round(&mut self) -> bool {
+            let options = PlanOptions::new().parent("companies", &self.co_base);
+            let plan = self
+                .contacts
+                .plan_with(&self.base, &snapshots(&self.ct), &options)
+                .expect("plan");
+            let outcomes = execute(&mut self.ct, &plan, usize::MAX);
+            self.contacts
+                .commit(&mut self.base, &plan, &outcomes)
+                .expect("commit");
+            let quiet = plan.ops.is_empty();
+            self.plans.push(plan);
+            let plan = self
+                .companies
+                .plan(&self.co_base, &snapshots(&self.co))
+                .expect("plan");
+            let outcomes = execute(&mut self.co, &plan, usize::MAX);
+            self.companies
+                .commit(&mut self.co_base, &plan, &outcomes)
+                .expect("commit");
+            quiet && plan.ops.is_empty()
+        }
+
+        /// Rounds until quiet.
+        pub(super) fn settle(&mut self) {
+            for _ in 0..8 {
+                if self.round() {
+                    return;
+                }
+            }
+            panic!(
+                "not quiet after 8 rounds:\n{}",
+                self.plans[self.plans.len() - 1]
+            );
+        }
+
+        pub(super) fn entity(&self, e: usize) -> Option<EntityId> {
+            (0..self.n).find_map(|s| {
+                self.base
+                    .find_linked(NAMES[s], &format!("{}{}", NAMES[s], e + 1))
+                    .map(|x| x.id().clone())
+            })
+        }
+
+        /// Whether any plan held something of the entity (a field, a delete,
+        /// a conflict) or reported an issue about it.
+        pub(super) fn held(&self, eid: &EntityId) -> bool {
+            self.plans.iter().any(|p| {
+                p.held.iter().any(|h| &h.entity == eid)
+                    || p.conflicts.iter().any(|c| &c.entity == eid)
+                    || p.issues.iter().any(|i| i.entity.as_ref() == Some(eid))
+            })
+        }
+
+        /// Each linked system's record of the entity.
+        pub(super) fn records(&self, eid: &EntityId) -> Vec<(usize, &Record)> {
+            let Some(e) = self.base.entity(eid) else {
+                return Vec::new();
+            };
+            (0..self.n)
+                .filter_map(|s| {
+                    let id = e.link(NAMES[s])?;
+                    Some((s, self.ct[s].records.get(id)?))
+                })
+                .collect()
+        }
+
+        /// A record's company, as the company entity it names.
+        pub(super) fn company(&self, s: usize, r: &Record) -> Option<EntityId> {
+            let id = r.get("company")?.as_str()?;
+            self.co_base
+                .find_linked(NAMES[s], id)
+                .map(|e| e.id().clone())
+        }
+
+        /// Records sharing an email in one system.
+        pub(super) fn duplicates(&self) -> Vec<String> {
+            let mut out = Vec::new();
+            for s in &self.ct {
+                let mut seen = BTreeSet::new();
+                for r in s.records.values() {
+                    let email = r.get("email").map(Value::to_string).unwrap_or_default();
+                    if !seen.insert(email.to_lowercase()) {
+                        out.push(format!("{} {}", s.name, email));
+                    }
+                }
+            }
+            out
+        }
+
+        pub(super) fn linked_records(&self, eid: &EntityId) -> usize {
+            self.records(eid).len()
+        }
+
+        pub(super) fn has_email(&self, s: usize, email: &str) -> Option<&Record> {
+            self.ct[s]
+                .records
+                .values()
+                .find(|r| r.get("email").and_then(Value::as_str) == Some(email))
+        }
+
+        pub(super) fn n(&self) -> usize {
+            self.n
+        }
+
+        pub(super) fn last(&self) -> String {
+            self.plans
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n--\n")
+        }
+    }
+
+    pub(super) fn converged(w: &World) -> Result<(), String> {
+        if !w.duplicates().is_empty() {
+            return Err(format!("duplicates {:?}", w.duplicates()));
+        }
+        for e in w.base.entities() {
+            let eid = e.id().clone();
+            if w.held(&eid) {
+                continue;
+            }
+            let recs = w.records(&eid);
+            if recs.len() != e.links().count() {
+                return Err(format!("entity {eid} links a record that is gone"));
+            }
+            let Some((s0, r0)) = recs.first() else {
+                continue;
+            };
+            for (s, r) in &recs[1..] {
+                for f in VALUES.iter().chain(["email"].iter()) {
+                    let (a, b) = (r0.get(f), r.get(f));
+                    let same = if *f == "email" {
+                        a.map(|v| v.to_string().to_lowercase())
+                            == b.map(|v| v.to_string().to_lowercase())
+                    } else {
+                        eqv(a, b)
+                    };
+                    if !same {
+                        return Err(format!(
+                            "entity {eid} field {f}: {a:?} in {s0}, {b:?} in {s}"
+                        ));
+                    }
+                }
+                if w.company(*s0, r0) != w.company(*s, r) {
+                    return Err(format!(
+                        "entity {eid} company: {:?} in {s0}, {:?} in {s}",
+                        r0.get("company"),
+                        r.get("company")
+                    ));
+                }
+            }
+            if recs.len() < w.n()
+                && w.base
+                    .entity(&eid)
+                    .is_some_and(|e| (0..w.n()).all(|s| e.link_status(NAMES[s]).is_none()))
+            {
+                return Err(format!("entity {eid} is missing in some system"));
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn convergence_with_creates_deletes_scope_and_references(case in lifecycle::case()) {
+        let mut w = lifecycle::World::new(&case);
+        w.settle();
+        if let Err(e) = lifecycle::converged(&w) {
+            prop_assert!(false, "{}\nplans:\n{}", e, w.last());
+        }
+    }
+
+    #[test]
+    fn no_lost_update_with_creates_deletes_scope_and_references(case in lifecycle::case()) {
+        let mut w = lifecycle::World::new(&case);
+        w.settle();
+        let fx = &w.effects;
+        // An update made in one system only, to a contact not deleted and
+        // not moved in or out of scope, reaches every system.
+        for ((e, f), by) in &fx.updates {
+            let systems: BTreeSet<usize> = by.iter().map(|(s, _)| *s).collect();
+            let (_, v) = by.last().expect("one update");
+            if systems.len() != 1 || is_empty_value(v) || fx.deleted.contains_key(e) || fx.scoped.contains_key(e) {
+                continue;
+            }
+            let eid = w.entity(*e).expect("still linked");
+            if w.held(&eid) {
+                continue;
+            }
+            prop_assert_eq!(w.linked_records(&eid), w.n(), "entity {} not in every system\n{}", e, w.last());
+            for (s, r) in w.records(&eid) {
+                prop_assert!(eqv(r.get(["f1", "f2"][*f]), Some(v)),
+                    "entity {} lost {:?} in system {}\n{}", e, v, s, w.last());
+            }
+        }
+        // A contact created in one system (or matched between systems) is in
+        // every system, with its value where only one system set it.
+        for (email, by) in &fx.created {
+            for s in 0..w.n() {
+                let Some(r) = w.has_email(s, email) else {
+                    prop_assert!(false, "{} not created in system {}\n{}", email, s, w.last());
+                    unreachable!()
+                };
+                if let [(_, v)] = by.as_slice() {
+                    if !is_empty_value(v) {
+                        prop_assert!(eqv(r.get("f1"), Some(v)), "{} lost {:?} in {}\n{}", email, v, s, w.last());
+                    }
+                }
+            }
+        }
+        // A delete with no edit against it reaches every system (the map
+        // propagates deletes); a record leaving scope is never deleted.
+        for (e, from) in &fx.deleted {
+            let edited = fx.updates.keys().any(|(x, _)| x == e) || fx.company_set.contains(e);
+            let email = format!("p{e}@x");
+            if fx.scoped.contains_key(e) {
+                continue;
+            }
+            if !edited {
+                for s in 0..w.n() {
+                    prop_assert!(w.has_email(s, &email).is_none(),
+                        "delete of entity {} from {:?} not propagated to {}\n{}", e, from, s, w.last());
+                }
+            }
+        }
+        for (e, out) in &fx.scoped {
+            if !*out || fx.deleted.contains_key(e) {
+                continue;
+            }
+            let email = format!("p{e}@x");
+            for s in 0..w.n() {
+                prop_assert!(w.has_email(s, &email).is_some(),
+                    "entity {} left scope and was deleted in {}\n{}", e, s, w.last());
+            }
+            prop_assert!(w.base.find_linked("a", &format!("a{}", e + 1)).is_none(),
+                "entity {} left scope but is still linked in a\n{}", e, w.last());
+        }
+    }
+}

@@ -170,6 +170,17 @@ struct Planner<'c, 'a> {
     decided: Vec<Option<(Value, Reason)>>,
     /// Fields held (not to be written anywhere, created included).
     held_fields: Vec<bool>,
+    /// Fields whose source value names a parent not linked yet: a create
+    /// the field targets waits for the parent (parents are created first).
+    waiting: Vec<bool>,
+    /// Systems whose record left scope while a guard withholds scope exits:
+    /// the link stays as it was, and the record takes no part.
+    exit_withheld: Vec<bool>,
+    /// Systems whose record was linked by this plan through its correlation
+    /// key: the record a create of this entity made, whose commit was lost.
+    /// Its values are recsync's own write, not a change, unless they differ
+    /// from every other source's and the canonical value.
+    echo: Vec<bool>,
     /// Targets whose write is blocked (a required field would be empty).
     blocked: Vec<bool>,
 }
@@ -258,6 +269,9 @@ impl<'c, 'a> Planner<'c, 'a> {
             writes: vec![Vec::new(); n],
             decided: vec![None; map.fields().len()],
             held_fields: vec![false; map.fields().len()],
+            waiting: vec![false; map.fields().len()],
+            exit_withheld: vec![false; n],
+            echo: vec![false; n],
             blocked: vec![false; n],
         }
     }
@@ -426,8 +440,10 @@ impl<'c, 'a> Planner<'c, 'a> {
         }
         let n = self.n();
         for s in 0..n {
-            self.part[s] = self.links[s].status == Some(LinkStatus::Active);
+            self.part[s] =
+                self.links[s].status == Some(LinkStatus::Active) && !self.exit_withheld[s];
         }
+        self.echo = (0..n).map(|s| self.is_echo(s)).collect();
         self.plan_creates_targets();
         for f in 0..self.cx.map.fields().len() {
             self.field(f);
@@ -462,9 +478,10 @@ impl<'c, 'a> Planner<'c, 'a> {
                     });
                     self.seen[s] = None;
                     if self.withhold.scope_exits {
-                        // Withheld: the record is left as it was.
-                        self.part[s] = false;
-                        self.links[s].status = Some(LinkStatus::Frozen);
+                        // Withheld: the link is left as it was (committed
+                        // unchanged, so the next plan sees the exit again),
+                        // and the record takes no part in this plan.
+                        self.exit_withheld[s] = true;
                         continue;
                     }
                     match exit {
@@ -526,7 +543,22 @@ impl<'c, 'a> Planner<'c, 'a> {
             }
             return self.live_links() > 0 || self.res.change.new;
         }
-        let edited = self.edited_systems(&deleting);
+        let mut edited = self.edited_systems(&deleting);
+        // A delete held against an edit stays held until reviewed: the
+        // commit that held it advanced the edit's shadow, so the edit no
+        // longer reads as one, but it is still what the delete would lose.
+        if let Some(r) = review
+            .filter(|r| r.resolution.is_none() && r.held_by == DeleteHeldBy::DeleteAgainstEdit)
+        {
+            for name in &r.edited_in {
+                if let Some(s) = self.cx.map.system_index(name.as_str()) {
+                    if !edited.contains(&s) && !deleting.contains(&s) {
+                        edited.push(s);
+                    }
+                }
+            }
+            edited.sort_unstable();
+        }
         let action = match review.and_then(|r| r.resolution.as_ref()) {
             Some(ReviewChoice::Delete) => DeleteAction::Propagate,
             Some(ReviewChoice::Restore) => DeleteAction::Restore,
@@ -616,7 +648,9 @@ impl<'c, 'a> Planner<'c, 'a> {
                 let mut targets = Vec::new();
                 for t in 0..n {
                     match self.links[t].status {
-                        Some(LinkStatus::Active) if rules.target[t] => targets.push(t),
+                        Some(LinkStatus::Active) if rules.target[t] && !self.exit_withheld[t] => {
+                            targets.push(t)
+                        }
                         Some(LinkStatus::Active | LinkStatus::Frozen) => {
                             self.set_status(t, Some(LinkStatus::Detached))
                         }
@@ -674,6 +708,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         for t in 0..self.n() {
             if deleting.contains(&t)
                 || self.links[t].status != Some(LinkStatus::Active)
+                || self.exit_withheld[t]
                 || !rules.target[t]
             {
                 continue;
@@ -804,6 +839,29 @@ impl<'c, 'a> Planner<'c, 'a> {
             .collect()
     }
 
+    /// Whether system `s`'s record was linked by this plan through its
+    /// correlation key (naming this entity, or another record of it), with
+    /// another system taking part.
+    fn is_echo(&self, s: usize) -> bool {
+        let Some(c) = self.seen[s].and_then(|r| r.correlation.as_deref()) else {
+            return false;
+        };
+        if !self.input.new_links[s] || !self.part[s] {
+            return false;
+        }
+        let others = (0..self.n()).filter(|o| *o != s && self.part[*o]);
+        let mut others = others.peekable();
+        if others.peek().is_none() {
+            return false;
+        }
+        c == self.input.id.as_str()
+            || (0..self.n()).any(|o| {
+                o != s
+                    && self.seen[o]
+                        .is_some_and(|r| EntityId::from_link(&self.systems[o], &r.id).as_str() == c)
+            })
+    }
+
     /// Which systems the entity is created in.
     fn plan_creates_targets(&mut self) {
         let rules = self.cx.map.records();
@@ -893,6 +951,27 @@ impl<'c, 'a> Planner<'c, 'a> {
                 }
             }
         }
+        // The record a lost create made holds what recsync wrote: an echo,
+        // where another source or the canonical value has it too.
+        if cands.iter().any(|c| self.echo[c.s]) {
+            let canon = self.canonical(f).map(ValueRef::to_value);
+            let keep: Vec<bool> = cands
+                .iter()
+                .map(|c| {
+                    let echoed = cands.iter().any(|o| {
+                        !self.echo[o.s] && norm.equal(Some(&o.canonical), Some(&c.canonical))
+                    }) || canon
+                        .as_ref()
+                        .is_some_and(|v| norm.equal(Some(v), Some(&c.canonical)));
+                    !(self.echo[c.s] && echoed)
+                })
+                .collect();
+            let mut i = 0;
+            cands.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
         // A value no value map row reads (a one-way row's target value) is
         // no change when it is what the map writes to that system for the
         // value the others hold: on first sight, or an echo.
@@ -917,6 +996,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         if waiting {
             // Never decide without a source whose value could not be read.
             self.held_fields[f] = true;
+            self.waiting[f] = true;
             return;
         }
         let canonical = self.canonical(f);
@@ -1212,7 +1292,16 @@ impl<'c, 'a> Planner<'c, 'a> {
             let mut fields: Vec<FieldWrite> = Vec::new();
             let mut waits = false;
             for (f, field) in map.fields().iter().enumerate() {
-                if !field.target_at(t) || self.held_fields[f] {
+                if !field.target_at(t) {
+                    continue;
+                }
+                if self.waiting[f] {
+                    // Created without its parent, the record would be written
+                    // twice (and briefly wrong): it waits, parents first.
+                    waits = true;
+                    continue;
+                }
+                if self.held_fields[f] {
                     continue;
                 }
                 let Some(nat) = field.native_at(t) else {
@@ -1346,6 +1435,9 @@ impl<'c, 'a> Planner<'c, 'a> {
         // Links: new, changed status, or a new version or hash seen.
         for s in 0..self.n() {
             let l = &self.links[s];
+            if self.exit_withheld[s] && !l.dirty {
+                continue;
+            }
             let seen = self.seen[s].or(self.input.seen[s]);
             let (hash, version) = match seen {
                 Some(r) if l.status.is_some() => (self.input.hashes[s], r.version.as_deref()),

@@ -339,7 +339,11 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         unlinked.retain(|(s, r)| !dup_ids.contains(&(*s, r.id.as_str())));
     }
 
-    let groups = identity::group_unlinked(map, baseline, &cx.sys_slot, unlinked, issues);
+    let gone = |slot: u32, s: usize| {
+        rows.find(slot)
+            .is_some_and(|row| matches!(rows.cells[row * n + s], Cell::Gone))
+    };
+    let groups = identity::group_unlinked(map, baseline, &cx.sys_slot, unlinked, &gone, issues);
     let mut new_entities = Vec::new();
     for g in groups {
         match g.entity {
@@ -400,7 +404,18 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         let Some((s0, r0)) = records.first() else {
             continue;
         };
-        let base = EntityId::from_link(&map.systems()[*s0], &r0.id);
+        // A group holding the record a lost create made keeps the id the
+        // create was planned under (its correlation key names another
+        // record of the group), so a crashed run ends with the same
+        // entities as an uninterrupted one.
+        let planned = records.iter().find_map(|(_, r)| {
+            let c = r.correlation.as_deref()?;
+            records
+                .iter()
+                .any(|(s, o)| EntityId::from_link(&map.systems()[*s], &o.id).as_str() == c)
+                .then(|| EntityId::new(c))
+        });
+        let base = planned.unwrap_or_else(|| EntityId::from_link(&map.systems()[*s0], &r0.id));
         let mut id = base.clone();
         let mut k = 2;
         while baseline.find_entity(&id).is_some() || taken.contains(&id) {
