@@ -919,7 +919,6 @@ async fn runner_debug_shows_no_records() {
 /// tombstone, which carries the correlation key, is ignored for unlinked
 /// records) and the entity is created in that system again.
 #[tokio::test]
-#[ignore = "engine bug: a tombstone carrying the correlation key of an unconfirmed create is ignored, so the entity is created again"]
 async fn a_deleted_record_of_an_unconfirmed_create_is_not_created_again() {
     let clock = ManualClock::ticking(start(), TimeDelta::seconds(1));
     let shop = conn("shop", &clock);

@@ -249,7 +249,14 @@ impl<'c, 'a> Planner<'c, 'a> {
             extra,
             systems: map.systems(),
             links,
-            seen: input.seen.clone(),
+            // A deleted record (a lost create's tombstone) is linked, not
+            // read.
+            seen: input
+                .seen
+                .iter()
+                .zip(&input.deleted)
+                .map(|(r, d)| if *d { None } else { *r })
+                .collect(),
             part: vec![false; n],
             create: vec![false; n],
             res: EntityResult {

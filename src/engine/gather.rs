@@ -188,6 +188,10 @@ enum Cell<'a> {
     Dup,
     /// A tombstone, or absent from a complete snapshot.
     Gone,
+    /// A tombstone of a record not linked yet whose correlation key names
+    /// the entity: a create whose commit was lost, deleted since. Linked by
+    /// this plan, and deleted.
+    NewGone(&'a Record),
 }
 
 /// Rows of cells, one row per entity touched, one cell per map system.
@@ -272,7 +276,15 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                         _ => Cell::Dup,
                     };
                 }
-                None if r.deleted => {}
+                None if r.deleted => {
+                    if let Some(slot) = lost_create(cx, s, r) {
+                        let row = rows.row(slot);
+                        let cell = rows.cell(row, s);
+                        if matches!(cell, Cell::Empty) {
+                            *cell = Cell::NewGone(r);
+                        }
+                    }
+                }
                 None if cx.in_scope(s, r) => unlinked.push((s, r)),
                 None => {}
             }
@@ -393,6 +405,11 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                     input.new_links[s] = true;
                 }
                 Cell::Gone => input.deleted[s] = true,
+                Cell::NewGone(r) => {
+                    input.seen[s] = Some(*r);
+                    input.new_links[s] = true;
+                    input.deleted[s] = true;
+                }
                 Cell::Empty | Cell::Dup => {}
             }
         }
@@ -441,6 +458,19 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
     Gathered { inputs, touches }
 }
 
+/// The entity a tombstone in system `s` is the lost create of: its
+/// correlation key names an existing entity with no live link in `s`.
+fn lost_create(cx: &Cx<'_>, s: usize, r: &Record) -> Option<u32> {
+    let slot = cx
+        .baseline
+        .find_entity(&EntityId::new(r.correlation.as_deref()?))?;
+    let e = cx.baseline.entity_at(slot)?;
+    let live = cx.sys_slot[s]
+        .and_then(|b| e.link(b))
+        .is_some_and(|l| matches!(l.status, LinkStatus::Active | LinkStatus::Frozen));
+    (!live).then_some(slot)
+}
+
 /// `Some` when the entity needs no planning: nothing pending, and every
 /// record seen has the version or content it had at the last commit. The
 /// inner change updates links whose version moved while content did not.
@@ -454,7 +484,7 @@ fn fast_path(cx: &Cx<'_>, slot: u32, cells: &[Cell<'_>]) -> Option<Option<Entity
         let r = match cell {
             Cell::Empty | Cell::Dup => continue,
             Cell::Seen(r) => *r,
-            Cell::New(_) | Cell::Gone => return None,
+            Cell::New(_) | Cell::Gone | Cell::NewGone(_) => return None,
         };
         let link = cx.sys_slot[s].and_then(|b| e.link(b))?;
         let in_scope = cx.in_scope(s, r);
