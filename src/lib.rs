@@ -3,9 +3,10 @@
 //! Hand it what each system holds now ([`Snapshot`]s) and the last-synced
 //! [`Baseline`]; the [`SyncEngine`] diffs each system against the baseline,
 //! maps fields through the [`FieldMap`], resolves conflicts per field by the
-//! [`ConflictPolicy`] you chose, and returns a [`SyncPlan`]: updates of only
-//! the changed fields, each with an idempotency key and the reason for every
-//! value, plus conflicts held for review and per-record issues. Execute the
+//! [`ConflictPolicy`] you chose, and returns a [`SyncPlan`]: creates, updates
+//! of only the changed fields and deletes, each with an idempotency key and
+//! the reason for every value, plus conflicts held for review and per-record
+//! issues. Execute the
 //! plan, report [`Outcomes`], and [`commit`](SyncEngine::commit) the new
 //! baseline. The engine is pure: no I/O, no clock, same input, same plan.
 //!
@@ -117,6 +118,9 @@
 //! - **`proptest`**: `recsync::testkit::strategies`, proptest strategies for
 //!   records, snapshots, field maps, conflict policies and edit histories,
 //!   for your own property tests. Turns on `testkit`; adds `proptest`.
+//! - **`toml`**: field maps from and to TOML config files
+//!   ([`MapSet::from_toml`](mapping::MapSet::from_toml)); JSON needs no
+//!   feature. Adds `toml`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
