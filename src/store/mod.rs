@@ -28,6 +28,8 @@ mod file;
 mod memory;
 mod review;
 #[cfg(feature = "sqlite")]
+mod row;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::error::Error as StdError;

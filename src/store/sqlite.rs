@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::row::EntityJson;
 use super::{StateStore, StoreError};
 use crate::baseline::{Baseline, BaselineHeader, EntityId, EntityRecord};
 use crate::engine::CommitSummary;
@@ -202,8 +203,8 @@ impl SqliteStore {
             match changes {
                 Changes::Some(summary) => {
                     for id in &summary.touched {
-                        match baseline.export(id) {
-                            Some(record) => rows.put(&record)?,
+                        match EntityJson::new(baseline, id) {
+                            Some(json) => rows.put(id, &json)?,
                             // Named as touched but not in the baseline: the
                             // store mirrors the baseline, so the row goes.
                             None => rows.delete(id)?,
@@ -222,7 +223,10 @@ impl SqliteStore {
                     )
                     .map_err(backend("cannot clear the old entities"))?;
                     for entity in baseline.entities() {
-                        rows.put(&entity.to_record())?;
+                        let id = entity.id();
+                        if let Some(json) = EntityJson::new(baseline, id) {
+                            rows.put(id, &json)?;
+                        }
                     }
                 }
             }
@@ -241,10 +245,10 @@ struct Rows<'c, 'o> {
 }
 
 impl Rows<'_, '_> {
-    fn put(&mut self, record: &EntityRecord) -> Result<(), StoreError> {
-        let (object, id) = (self.object, &record.id);
+    fn put(&mut self, id: &EntityId, json: &EntityJson<'_>) -> Result<(), StoreError> {
+        let object = self.object;
         self.buf.clear();
-        encode(record, &mut self.buf).map_err(|e| StoreError::Backend {
+        serde_json::to_writer(&mut self.buf, json).map_err(|e| StoreError::Backend {
             message: format!("cannot serialize entity {id} of {object}"),
             source: Some(Box::new(e)),
         })?;
@@ -265,11 +269,6 @@ impl Rows<'_, '_> {
 enum Changes<'a> {
     Some(&'a CommitSummary),
     All,
-}
-
-/// One entity row's bytes: the record as compact JSON.
-pub(crate) fn encode(record: &EntityRecord, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    serde_json::to_writer(out, record)
 }
 
 fn write_header(
