@@ -1,21 +1,29 @@
-//! One entity as the JSON of its [`EntityRecord`], written straight from the
-//! baseline's compact in-memory form.
+//! One entity as a compact JSON row, written straight from the baseline's
+//! in-memory form, and read back as an [`EntityRecord`].
 //!
-//! `serde_json::to_vec(&baseline.export(id))` builds an `EntityRecord` first:
-//! every value decoded into a `serde_json::Value`, every shadow spelled out
-//! and every field name copied, only to be serialized and dropped. Stores
-//! that write entities one by one write the same bytes from [`EntityJson`]
-//! without those allocations, reading values in place. The output is
-//! byte-for-byte what serializing the exported record gives (the tests
-//! check it), so rows read back through `EntityRecord`'s `Deserialize`.
+//! The row is the JSON of the entity's `EntityRecord` with one change: as
+//! in memory, a system's shadow lists only the fields where it differs from
+//! the canonical value (`"shadows"`: the differing values; `"absent"`: the
+//! fields the system does not hold though a canonical value exists). Most
+//! shadows equal the canonical value, so a row of twenty fields in two
+//! systems is about a third of the spelled-out record.
+//!
+//! [`EntityJson`] writes it without building the `EntityRecord`: values are
+//! read in place from the compact encoding, nothing is decoded into a
+//! `serde_json::Value` and no field name is copied. [`decode`] reads a row
+//! back. Rows are only ever read through [`decode`], so the format can
+//! grow: unknown keys are ignored.
 
 use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
 use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
 
-use crate::baseline::{Baseline, Entity, EntityId, Held, LinkRecord, Observed, ValuesView};
+use crate::baseline::{
+    Baseline, DeleteReview, Entity, EntityId, EntityRecord, Held, LinkRecord, Observed, ValuesView,
+};
 use crate::codec::{get_bytes, get_value, ValueRef};
 use crate::model::SystemId;
 
@@ -50,50 +58,22 @@ impl<'a> EntityJson<'a> {
         self.baseline.fields().get(f).map_or("", String::as_str)
     }
 
-    /// System slots that have a shadow row, sorted by system name: those
-    /// linked, and those with a shadow that differs from the canonical value.
-    fn shadow_systems(&self) -> Vec<usize> {
-        let mut slots: Vec<usize> = self
-            .entity
-            .links
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.is_some())
-            .map(|(s, _)| s)
-            .collect();
-        for (s, _, _) in &self.view.overrides {
-            let s = *s as usize;
-            if !slots.contains(&s) {
-                slots.push(s);
+    /// The shadows that differ from the canonical value, by system slot
+    /// (sorted by system name), each in field slot order.
+    fn overrides(&self) -> Vec<(usize, Vec<(usize, Option<ValueRef<'a>>)>)> {
+        let mut by_system: Vec<(usize, Vec<(usize, Option<ValueRef<'a>>)>)> = Vec::new();
+        for (s, f, v) in &self.view.overrides {
+            let (s, f) = (*s as usize, *f as usize);
+            match by_system.iter_mut().find(|(os, _)| *os == s) {
+                Some((_, row)) => row.push((f, *v)),
+                None => by_system.push((s, vec![(f, *v)])),
             }
         }
-        slots.sort_by(|a, b| self.system(*a).cmp(self.system(*b)));
-        slots
-    }
-
-    fn shadow(&self, s: usize, f: usize) -> Option<ValueRef<'a>> {
-        match self
-            .view
-            .overrides
-            .iter()
-            .find(|(os, of, _)| *os as usize == s && *of as usize == f)
-        {
-            Some((_, _, v)) => *v,
-            None => self.view.canonical.get(f).copied().flatten(),
+        by_system.sort_by(|a, b| self.system(a.0).cmp(self.system(b.0)));
+        for (_, row) in &mut by_system {
+            row.sort_by_key(|(f, _)| *f);
         }
-    }
-
-    /// The highest field slot a shadow row of `s` can have, plus one.
-    fn row_len(&self, s: usize) -> usize {
-        let overrides = self
-            .view
-            .overrides
-            .iter()
-            .filter(|(os, _, _)| *os as usize == s)
-            .map(|(_, f, _)| *f as usize + 1)
-            .max()
-            .unwrap_or(0);
-        overrides.max(self.view.canonical.len())
+        by_system
     }
 }
 
@@ -103,11 +83,27 @@ impl Serialize for EntityJson<'_> {
         let held = extra.map_or(&[][..], |x| &x.held[..]);
         let pending = extra.map_or(&[][..], |x| &x.pending[..]);
         let delete = extra.and_then(|x| x.delete.as_ref());
-        let mut st = serializer.serialize_struct("EntityRecord", 8)?;
+        let mut st = serializer.serialize_struct("EntityRow", 9)?;
         st.serialize_field("id", &self.entity.id)?;
         st.serialize_field("links", &Links(self))?;
         st.serialize_field("canonical", &Canonical(self))?;
-        st.serialize_field("shadows", &Shadows(self))?;
+        let overrides = self.overrides();
+        if overrides
+            .iter()
+            .any(|(_, row)| row.iter().any(|(_, v)| v.is_some()))
+        {
+            st.serialize_field("shadows", &Overrides(self, &overrides, true))?;
+        } else {
+            st.skip_field("shadows")?;
+        }
+        if overrides
+            .iter()
+            .any(|(_, row)| row.iter().any(|(_, v)| v.is_none()))
+        {
+            st.serialize_field("absent", &Overrides(self, &overrides, false))?;
+        } else {
+            st.skip_field("absent")?;
+        }
         if !held.is_empty() {
             let map: IndexMap<&str, &Held> = held
                 .iter()
@@ -188,32 +184,54 @@ impl Serialize for Canonical<'_, '_> {
     }
 }
 
-struct Shadows<'e, 'a>(&'e EntityJson<'a>);
+type OverrideRows<'a> = [(usize, Vec<(usize, Option<ValueRef<'a>>)>)];
 
-impl Serialize for Shadows<'_, '_> {
+/// `"shadows"` (`values`: the differing values, by system then field) or
+/// `"absent"` (the fields a system lacks, by system).
+struct Overrides<'e, 'a>(&'e EntityJson<'a>, &'e OverrideRows<'a>, bool);
+
+impl Serialize for Overrides<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let e = self.0;
-        let systems = e.shadow_systems();
-        let mut map = serializer.serialize_map(Some(systems.len()))?;
-        for s in systems {
-            map.serialize_entry(e.system(s), &Row(e, s))?;
+        let (e, rows, values) = (self.0, self.1, self.2);
+        let mut map = serializer.serialize_map(None)?;
+        for (s, row) in rows {
+            if values {
+                if row.iter().any(|(_, v)| v.is_some()) {
+                    map.serialize_entry(e.system(*s), &Present(e, row))?;
+                }
+            } else if row.iter().any(|(_, v)| v.is_none()) {
+                map.serialize_entry(e.system(*s), &Absent(e, row))?;
+            }
         }
         map.end()
     }
 }
 
-struct Row<'e, 'a>(&'e EntityJson<'a>, usize);
+struct Present<'e, 'a>(&'e EntityJson<'a>, &'e [(usize, Option<ValueRef<'a>>)]);
 
-impl Serialize for Row<'_, '_> {
+impl Serialize for Present<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let (e, s) = (self.0, self.1);
         let mut map = serializer.serialize_map(None)?;
-        for f in 0..e.row_len(s) {
-            if let Some(v) = e.shadow(s, f) {
-                map.serialize_entry(e.field(f), &Val(v))?;
+        for (f, v) in self.1 {
+            if let Some(v) = v {
+                map.serialize_entry(self.0.field(*f), &Val(*v))?;
             }
         }
         map.end()
+    }
+}
+
+struct Absent<'e, 'a>(&'e EntityJson<'a>, &'e [(usize, Option<ValueRef<'a>>)]);
+
+impl Serialize for Absent<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(None)?;
+        for (f, v) in self.1 {
+            if v.is_none() {
+                seq.serialize_element(self.0.field(*f))?;
+            }
+        }
+        seq.end()
     }
 }
 
@@ -259,11 +277,72 @@ impl Serialize for Val<'_> {
     }
 }
 
+/// A row as stored: [`EntityRecord`]'s fields, shadows as overrides.
+#[derive(Deserialize)]
+struct StoredRow {
+    id: EntityId,
+    links: BTreeMap<SystemId, LinkRecord>,
+    #[serde(default)]
+    canonical: IndexMap<String, Value>,
+    #[serde(default)]
+    shadows: BTreeMap<SystemId, IndexMap<String, Value>>,
+    #[serde(default)]
+    absent: BTreeMap<SystemId, Vec<String>>,
+    #[serde(default)]
+    held: IndexMap<String, Held>,
+    #[serde(default)]
+    pending: BTreeMap<SystemId, IndexMap<String, Observed>>,
+    #[serde(default)]
+    delete_review: Option<DeleteReview>,
+    #[serde(default)]
+    unsettled: bool,
+}
+
+/// Reads a row written by [`EntityJson`] back as the entity's record.
+pub(crate) fn decode(bytes: &[u8]) -> serde_json::Result<EntityRecord> {
+    let row: StoredRow = serde_json::from_slice(bytes)?;
+    let mut shadows: BTreeMap<SystemId, IndexMap<String, Value>> = BTreeMap::new();
+    // Every linked system has a shadow row, as does every system with a
+    // shadow that differs.
+    for s in row
+        .links
+        .keys()
+        .chain(row.shadows.keys())
+        .chain(row.absent.keys())
+    {
+        if !shadows.contains_key(s) {
+            shadows.insert(s.clone(), row.canonical.clone());
+        }
+    }
+    for (s, values) in row.shadows {
+        if let Some(shadow) = shadows.get_mut(&s) {
+            shadow.extend(values);
+        }
+    }
+    for (s, fields) in row.absent {
+        if let Some(shadow) = shadows.get_mut(&s) {
+            for f in fields {
+                shadow.shift_remove(&f);
+            }
+        }
+    }
+    Ok(EntityRecord {
+        id: row.id,
+        links: row.links,
+        canonical: row.canonical,
+        shadows,
+        held: row.held,
+        pending: row.pending,
+        delete_review: row.delete_review,
+        unsettled: row.unsettled,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::baseline::{BaselineHeader, EntityRecord, LinkStatus};
-    use serde_json::{json, Value};
+    use crate::baseline::{BaselineHeader, LinkStatus};
+    use serde_json::json;
 
     fn values() -> Vec<Value> {
         vec![
@@ -351,18 +430,24 @@ mod tests {
     }
 
     #[test]
-    fn writes_the_bytes_of_the_exported_record() {
+    fn rows_read_back_as_the_exported_record() {
         let b = Baseline::from_parts(BaselineHeader::default(), (0..60).map(record)).unwrap();
+        let (mut rows, mut full) = (0, 0);
         for e in b.entities() {
-            let expected = serde_json::to_vec(&e.to_record()).unwrap();
-            let direct = serde_json::to_vec(&EntityJson::new(&b, e.id()).unwrap()).unwrap();
-            assert_eq!(
-                String::from_utf8(direct).unwrap(),
-                String::from_utf8(expected).unwrap(),
-                "entity {}",
-                e.id()
-            );
+            let expected = e.to_record();
+            let row = serde_json::to_vec(&EntityJson::new(&b, e.id()).unwrap()).unwrap();
+            let back = decode(&row).unwrap();
+            assert_eq!(back, expected, "entity {}", e.id());
+            rows += row.len();
+            full += serde_json::to_vec(&expected).unwrap().len();
         }
+        assert!(rows < full, "{rows} >= {full}");
         assert!(EntityJson::new(&b, &EntityId::new("nope")).is_none());
+    }
+
+    #[test]
+    fn a_bad_row_is_an_error_with_its_place() {
+        let err = decode(br#"{"id": "crm:1", "links": {"crm": 7}}"#).unwrap_err();
+        assert_eq!((err.line(), err.column() > 0), (1, true), "{err}");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::row::EntityJson;
+use super::row::{self, EntityJson};
 use super::{StateStore, StoreError};
 use crate::baseline::{Baseline, BaselineHeader, EntityId, EntityRecord};
 use crate::engine::CommitSummary;
@@ -46,8 +46,10 @@ ON CONFLICT (object, id) DO UPDATE SET record = excluded.record";
 const DELETE_ENTITY: &str = "DELETE FROM recsync_entities WHERE object = ?1 AND id = ?2";
 
 /// Keeps baselines in a SQLite database file: one header row per object
-/// type (revision, map fingerprint and cursors) and one row per entity (its
-/// [`EntityRecord`] as compact JSON).
+/// type (revision, map fingerprint and cursors) and one row per entity: its
+/// [`EntityRecord`] as compact JSON, with each system's shadow kept only
+/// where it differs from the canonical value (as in memory), written
+/// straight from the baseline without building the record.
 ///
 /// [`save`](StateStore::save) upserts the entities the commit touched,
 /// deletes those it removed and updates the header, all in one transaction:
@@ -402,7 +404,7 @@ fn decode_row(row: &rusqlite::Row<'_>, object: &str) -> Result<EntityRecord, Sto
             })
         }
     };
-    let record: EntityRecord = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+    let record = row::decode(bytes).map_err(|e| StoreError::Corrupt {
         object: object.to_owned(),
         message: format!("entity {id}: {e}"),
     })?;
