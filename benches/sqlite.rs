@@ -227,7 +227,7 @@ fn setup(n: u64, changes: u64) -> Setup {
     // One save (not measured) writes the changed rows; the bare loop writes
     // the very bytes it left.
     store.save(OBJECT, &baseline, &summary).unwrap();
-    let mut bare = open_bare(store.path());
+    let bare = open_bare(store.path());
     let object_id: i64 = bare
         .query_row(
             "SELECT id FROM recsync_objects WHERE name = ?1",
@@ -275,9 +275,11 @@ fn setup(n: u64, changes: u64) -> Setup {
 
 fn open_bare(path: &Path) -> Connection {
     let conn = Connection::open(path).unwrap();
-    // The store's settings: write-ahead log, synchronous=NORMAL.
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
-        .unwrap();
+    // The store's settings: write-ahead log, synchronous=NORMAL, 64 MiB cache.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536",
+    )
+    .unwrap();
     conn
 }
 
