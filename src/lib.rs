@@ -53,6 +53,14 @@
 //! configuration). It depends on the core, never the reverse, and on no
 //! async runtime.
 //!
+//! [`store`] keeps baselines between runs: the [`StateStore`] trait, a
+//! [`MemoryStore`], a [`JsonFileStore`](store::JsonFileStore) (one file per
+//! object type, replaced atomically) and, with feature `sqlite`, a
+//! `SqliteStore` that saves only the entities a commit touched, in one
+//! transaction; [`ReviewQueue`](store::ReviewQueue) lists what a stored
+//! baseline holds for review and keeps the decisions. Stores depend on the
+//! core, never the reverse.
+//!
 //! # Crate features
 //!
 //! No feature is on by default.
@@ -66,6 +74,11 @@
 //! - **`proptest`**: `recsync::testkit::strategies`, proptest strategies for
 //!   records, snapshots, field maps, conflict policies and edit histories,
 //!   for your own property tests. Turns on `testkit`; adds `proptest`.
+//! - **`sqlite`**: `recsync::store::SqliteStore`, baselines in a SQLite
+//!   database (write-ahead log, one row per entity, owner-only file) that
+//!   saves only the entities a commit touched, in one transaction. Adds
+//!   `rusqlite` with SQLite bundled: building it compiles SQLite's C source,
+//!   so a C compiler (`cc`) must be installed; no system SQLite is needed.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
