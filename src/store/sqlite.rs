@@ -206,18 +206,10 @@ impl SqliteStore {
                 delete: tx
                     .prepare_cached(DELETE_ENTITY)
                     .map_err(backend("cannot prepare the entity delete"))?,
-                buf: Vec::new(),
             };
             match changes {
                 Changes::Some(summary) => {
-                    for id in &summary.touched {
-                        match EntityJson::new(baseline, id) {
-                            Some(json) => rows.put(id, &json)?,
-                            // Named as touched but not in the baseline: the
-                            // store mirrors the baseline, so the row goes.
-                            None => rows.delete(id)?,
-                        }
-                    }
+                    rows.put_all(baseline, &summary.touched)?;
                     for id in &summary.removed {
                         if baseline.entity(id).is_none() {
                             rows.delete(id)?;
@@ -230,12 +222,8 @@ impl SqliteStore {
                         params![object_id],
                     )
                     .map_err(backend("cannot clear the old entities"))?;
-                    for entity in baseline.entities() {
-                        let id = entity.id();
-                        if let Some(json) = EntityJson::new(baseline, id) {
-                            rows.put(id, &json)?;
-                        }
-                    }
+                    let ids: Vec<EntityId> = baseline.entities().map(|e| e.id().clone()).collect();
+                    rows.put_all(baseline, &ids)?;
                 }
             }
         }
@@ -249,20 +237,101 @@ struct Rows<'c, 'o> {
     object_id: i64,
     upsert: rusqlite::CachedStatement<'c>,
     delete: rusqlite::CachedStatement<'c>,
-    buf: Vec<u8>,
+}
+
+/// Below this many entities a save serializes and writes on one thread.
+const PIPELINE_MIN: usize = 2048;
+/// Entities per batch handed from the serializing thread to the writer.
+const BATCH: usize = 256;
+
+/// Serialized rows of a batch of entities, back to back.
+struct Batch<'i> {
+    ids: &'i [EntityId],
+    bytes: Vec<u8>,
+    /// Per entity, where its row ends in `bytes`; `None`: not in the
+    /// baseline.
+    ends: Vec<Option<usize>>,
+}
+
+fn serialize_batch<'i>(
+    baseline: &Baseline,
+    object: &str,
+    ids: &'i [EntityId],
+) -> Result<Batch<'i>, StoreError> {
+    let mut batch = Batch {
+        ids,
+        bytes: Vec::with_capacity(ids.len() * 512),
+        ends: Vec::with_capacity(ids.len()),
+    };
+    for id in ids {
+        match EntityJson::new(baseline, id) {
+            Some(json) => {
+                serde_json::to_writer(&mut batch.bytes, &json).map_err(|e| {
+                    StoreError::Backend {
+                        message: format!("cannot serialize entity {id} of {object}"),
+                        source: Some(Box::new(e)),
+                    }
+                })?;
+                batch.ends.push(Some(batch.bytes.len()));
+            }
+            None => batch.ends.push(None),
+        }
+    }
+    Ok(batch)
 }
 
 impl Rows<'_, '_> {
-    fn put(&mut self, id: &EntityId, json: &EntityJson<'_>) -> Result<(), StoreError> {
+    /// Writes the rows of `ids`; an id the baseline does not have (named
+    /// as touched, yet gone) has its row deleted: the store mirrors the
+    /// baseline.
+    ///
+    /// Turning entities into rows costs about what SQLite's writing them
+    /// does, so for large saves a second thread serializes batches while
+    /// this one writes the previous ones. If no thread can be started, it
+    /// all happens here.
+    fn put_all(&mut self, baseline: &Baseline, ids: &[EntityId]) -> Result<(), StoreError> {
         let object = self.object;
-        self.buf.clear();
-        serde_json::to_writer(&mut self.buf, json).map_err(|e| StoreError::Backend {
-            message: format!("cannot serialize entity {id} of {object}"),
-            source: Some(Box::new(e)),
-        })?;
-        self.upsert
-            .execute(params![self.object_id, id.as_str(), &self.buf[..]])
-            .map_err(backend_for("cannot write entity", object, id))?;
+        if ids.len() < PIPELINE_MIN {
+            return self.write_batch(&serialize_batch(baseline, object, ids)?);
+        }
+        std::thread::scope(|scope| {
+            let (send, receive) = std::sync::mpsc::sync_channel(4);
+            let serializer = std::thread::Builder::new()
+                .name("recsync-store-rows".into())
+                .spawn_scoped(scope, move || {
+                    for part in ids.chunks(BATCH) {
+                        let batch = serialize_batch(baseline, object, part);
+                        let failed = batch.is_err();
+                        // The writer hung up: it failed and returns its error.
+                        if send.send(batch).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+            if serializer.is_err() {
+                return self.write_batch(&serialize_batch(baseline, object, ids)?);
+            }
+            for batch in receive {
+                self.write_batch(&batch?)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn write_batch(&mut self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        let mut start = 0;
+        for (id, end) in batch.ids.iter().zip(&batch.ends) {
+            match end {
+                Some(end) => {
+                    let row = batch.bytes.get(start..*end).unwrap_or_default();
+                    start = *end;
+                    self.upsert
+                        .execute(params![self.object_id, id.as_str(), row])
+                        .map_err(backend_for("cannot write entity", self.object, id))?;
+                }
+                None => self.delete(id)?,
+            }
+        }
         Ok(())
     }
 

@@ -329,3 +329,56 @@ fn a_newer_schema_is_refused() {
     let err = SqliteStore::open(&db).unwrap_err();
     assert!(err.to_string().contains("schema version 7"), "{err}");
 }
+
+/// Saves of thousands of entities serialize on a second thread while the
+/// first writes: still one transaction, rows for ids the baseline lacks
+/// still deleted, a failure late in the save still keeps nothing.
+#[test]
+fn large_saves_are_one_transaction_too() {
+    let dir = temp_dir("sqlite-large");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(3000);
+    assert!(s.first_summary.touched.len() >= 3000);
+    let store = SqliteStore::open(&db).unwrap();
+    store
+        .save("contacts", &s.first, &s.first_summary)
+        .unwrap();
+    assert_same(&store.load("contacts").unwrap(), &s.first);
+
+    // A row the baseline no longer has, named among thousands.
+    Connection::open(&db)
+        .unwrap()
+        .execute(
+            "INSERT INTO recsync_entities (object, id, record) VALUES (1, 'crm:ghost', x'00')",
+            [],
+        )
+        .unwrap();
+    let mut summary = CommitSummary::default();
+    summary.touched.extend(s.held.entities().map(|e| e.id().clone()));
+    summary.touched.insert(1500, recsync::EntityId::new("crm:ghost"));
+    let last = summary.touched.last().unwrap().to_string();
+    {
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON recsync_entities WHEN NEW.id = '{last}'
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;"
+        ))
+        .unwrap();
+    }
+    let err = store.save("contacts", &s.held, &summary).unwrap_err();
+    assert!(err.to_string().contains("cannot write entity"), "{err}");
+    assert!(rows(&db).contains_key("crm:ghost"));
+    let back = store.load("contacts");
+    assert!(back.is_err(), "the ghost row is still there, unreadable");
+
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TRIGGER refuse")
+        .unwrap();
+    store.save("contacts", &s.held, &summary).unwrap();
+    assert!(!rows(&db).contains_key("crm:ghost"));
+    let back = store.load("contacts").unwrap();
+    assert_same(&back, &s.held);
+    assert_eq!(back.cursor("crm"), Some("crm-cursor-2"));
+}
