@@ -60,8 +60,8 @@ impl<'a> EntityJson<'a> {
 
     /// The shadows that differ from the canonical value, by system slot
     /// (sorted by system name), each in field slot order.
-    fn overrides(&self) -> Vec<(usize, Vec<(usize, Option<ValueRef<'a>>)>)> {
-        let mut by_system: Vec<(usize, Vec<(usize, Option<ValueRef<'a>>)>)> = Vec::new();
+    fn overrides(&self) -> Vec<OverrideRow<'a>> {
+        let mut by_system: Vec<OverrideRow<'a>> = Vec::new();
         for (s, f, v) in &self.view.overrides {
             let (s, f) = (*s as usize, *f as usize);
             match by_system.iter_mut().find(|(os, _)| *os == s) {
@@ -184,7 +184,10 @@ impl Serialize for Canonical<'_, '_> {
     }
 }
 
-type OverrideRows<'a> = [(usize, Vec<(usize, Option<ValueRef<'a>>)>)];
+/// One system's differing shadows: (system slot, [(field slot, value or
+/// absent)]).
+type OverrideRow<'a> = (usize, Vec<(usize, Option<ValueRef<'a>>)>);
+type OverrideRows<'a> = [OverrideRow<'a>];
 
 /// `"shadows"` (`values`: the differing values, by system then field) or
 /// `"absent"` (the fields a system lacks, by system).

@@ -81,6 +81,9 @@ const DELETE_ENTITY: &str = "DELETE FROM recsync_entities WHERE object = ?1 AND 
 /// - **Rows**: an ordinary table keyed by `(object, id)`, not `WITHOUT
 ///   ROWID`: an entity of twenty fields with its shadows is about a
 ///   kilobyte, and SQLite advises `WITHOUT ROWID` only for small rows.
+/// - **Threads**: a save of thousands of entities turns them into rows on a
+///   second, scoped thread while the calling thread writes the rows before
+///   them; both finish before `save` returns.
 /// - **Permissions**: a new database file is created owner-only (0600 on
 ///   unix) before SQLite opens it; SQLite gives its `-wal` and `-shm` files
 ///   the same permissions.

@@ -341,9 +341,7 @@ fn large_saves_are_one_transaction_too() {
     let s = synced(3000);
     assert!(s.first_summary.touched.len() >= 3000);
     let store = SqliteStore::open(&db).unwrap();
-    store
-        .save("contacts", &s.first, &s.first_summary)
-        .unwrap();
+    store.save("contacts", &s.first, &s.first_summary).unwrap();
     assert_same(&store.load("contacts").unwrap(), &s.first);
 
     // A row the baseline no longer has, named among thousands.
@@ -355,8 +353,12 @@ fn large_saves_are_one_transaction_too() {
         )
         .unwrap();
     let mut summary = CommitSummary::default();
-    summary.touched.extend(s.held.entities().map(|e| e.id().clone()));
-    summary.touched.insert(1500, recsync::EntityId::new("crm:ghost"));
+    summary
+        .touched
+        .extend(s.held.entities().map(|e| e.id().clone()));
+    summary
+        .touched
+        .insert(1500, recsync::EntityId::new("crm:ghost"));
     let last = summary.touched.last().unwrap().to_string();
     {
         let conn = Connection::open(&db).unwrap();
