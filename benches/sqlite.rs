@@ -343,6 +343,9 @@ fn main() {
     println!(
         "SQLite commit of {changes} changed entities into a {n}-entity store, median of {runs}"
     );
+    if test_mode {
+        println!("(--test: one run on a small store, a smoke check and not a measurement)");
+    }
     println!("| what | time | ratio to bare |");
     println!("| --- | --- | --- |");
     println!("| recsync SqliteStore::save | {ours:.1?} | {ratio:.2}x |");
