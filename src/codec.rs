@@ -62,7 +62,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn get_bytes<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+pub(crate) fn get_bytes<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
     let len = usize::try_from(get_varint(bytes, pos)?).ok()?;
     let end = pos.checked_add(len)?;
     let b = bytes.get(*pos..end)?;

@@ -105,6 +105,14 @@
 //! and waiting are injected ([`Clock`](runner::Clock),
 //! [`Sleeper`](runner::Sleeper)), so it runs on any executor.
 //!
+//! [`store`] keeps baselines between runs: the [`StateStore`] trait, a
+//! [`MemoryStore`], a [`JsonFileStore`](store::JsonFileStore) (one file per
+//! object type, replaced atomically) and, with feature `sqlite`, a
+//! `SqliteStore` that saves only the entities a commit touched, in one
+//! transaction; [`ReviewQueue`](store::ReviewQueue) lists what a stored
+//! baseline holds for review and keeps the decisions. Stores depend on the
+//! core, never the reverse.
+//!
 //! # Crate features
 //!
 //! No feature is on by default.
@@ -121,6 +129,11 @@
 //! - **`toml`**: field maps from and to TOML config files
 //!   ([`MapSet::from_toml`](mapping::MapSet::from_toml)); JSON needs no
 //!   feature. Adds `toml`.
+//! - **`sqlite`**: `recsync::store::SqliteStore`, baselines in a SQLite
+//!   database (write-ahead log, one row per entity, owner-only file) that
+//!   saves only the entities a commit touched, in one transaction. Adds
+//!   `rusqlite` with SQLite bundled: building it compiles SQLite's C source,
+//!   so a C compiler (`cc`) must be installed; no system SQLite is needed.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

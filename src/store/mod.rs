@@ -8,15 +8,29 @@
 //! [`CommitSummary`] the commit returned, so a store that keeps entities one
 //! by one writes only those.
 //!
-//! | store | keeps | a crash mid-save leaves |
-//! | --- | --- | --- |
-//! | [`MemoryStore`] | nothing past the process | - |
+//! | store | keeps | a save writes | a crash mid-save leaves |
+//! | --- | --- | --- | --- |
+//! | [`MemoryStore`] | nothing past the process | the whole baseline (a clone) | nothing (the process is gone) |
+//! | [`JsonFileStore`] | one JSON file per object type, owner-only | the whole baseline, to a temp file renamed over the old one | the last complete save; perhaps a stray `.tmp` file, ignored |
+//! | `SqliteStore` (feature `sqlite`) | one SQLite database, a row per entity, owner-only | only the entities the commit touched or removed, and the header, in one transaction | the last committed save (after a power cut, perhaps an earlier one: see its docs) |
+//!
+//! In every store the cursors are part of the baseline's header and are
+//! saved with the entities, never apart from them.
+//!
+//! [`ReviewQueue`] lists what a stored baseline holds for review and keeps a
+//! reviewer's decisions in the store, for the next run to apply.
 //!
 //! Stores are synchronous: a save is one short write per run, and a
 //! runtime-agnostic library has no executor to move it to. Hosts on an
 //! async runtime that need to may call them from a blocking task.
 
+mod file;
 mod memory;
+mod review;
+#[cfg(feature = "sqlite")]
+mod row;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -25,7 +39,11 @@ use std::path::PathBuf;
 use crate::baseline::{Baseline, BaselineError};
 use crate::engine::CommitSummary;
 
+pub use file::JsonFileStore;
 pub use memory::MemoryStore;
+pub use review::{ReviewError, ReviewItem, ReviewQueue};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 /// Keeps the baseline of each object type between runs.
 ///

@@ -1,0 +1,407 @@
+//! State stores on real files: the JSON file store, the SQLite store
+//! (feature `sqlite`) and the review queue over both.
+
+use std::path::PathBuf;
+
+use recsync::baseline::Review;
+use recsync::store::{JsonFileStore, ReviewItem, ReviewQueue};
+use recsync::{
+    Baseline, CommitSummary, ConflictPolicy, Field, FieldMap, MemoryStore, Outcomes, Record,
+    ReviewChoice, Snapshot, StateStore, StoreError, SyncEngine,
+};
+use serde_json::json;
+
+// ----- fixture: a baseline with cursors, a held conflict and a held delete
+
+fn engine() -> SyncEngine {
+    SyncEngine::new(
+        FieldMap::builder()
+            .object("contacts")
+            .systems(["crm", "mkt"])
+            .key("email")
+            .field(Field::new("email").case_insensitive())
+            .field(Field::new("name"))
+            .field(Field::new("amount").policy(ConflictPolicy::ManualReview))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn contact(id: &str, n: u32, amount: i64) -> Record {
+    Record::new(id)
+        .field("email", format!("p{n}@example.com"))
+        .field("name", format!("Person {n}"))
+        .field("amount", amount)
+}
+
+fn crm(n: u32) -> Record {
+    contact(&format!("c{n}"), n, 100)
+}
+
+fn mkt(n: u32) -> Record {
+    contact(&format!("m{n}"), n, 100)
+}
+
+/// Snapshots after the edits: contact 1's amount changed in both systems
+/// (a conflict for review), contact 2 deleted in crm (a held delete).
+fn edited(count: u32) -> Vec<Snapshot> {
+    let crm_records = (1..=count)
+        .filter(|n| *n != 2)
+        .map(|n| {
+            if n == 1 {
+                contact("c1", 1, 120)
+            } else {
+                crm(n)
+            }
+        })
+        .collect();
+    let mkt_records = (1..=count)
+        .map(|n| {
+            if n == 1 {
+                contact("m1", 1, 130)
+            } else {
+                mkt(n)
+            }
+        })
+        .collect();
+    vec![
+        Snapshot::complete("crm", crm_records),
+        Snapshot::complete("mkt", mkt_records),
+    ]
+}
+
+struct Synced {
+    engine: SyncEngine,
+    /// After the first sync.
+    first: Baseline,
+    first_summary: CommitSummary,
+    /// After the edits: a conflict and a delete held.
+    held: Baseline,
+    held_summary: CommitSummary,
+}
+
+fn synced(count: u32) -> Synced {
+    let engine = engine();
+    let mut b = Baseline::new();
+    let snaps = [
+        Snapshot::complete("crm", (1..=count).map(crm).collect()),
+        Snapshot::complete("mkt", (1..=count).map(mkt).collect()),
+    ];
+    let plan = engine.plan(&b, &snaps).unwrap();
+    let first_summary = engine
+        .commit(&mut b, &plan, &Outcomes::all_applied(&plan))
+        .unwrap();
+    b.set_cursor("crm", "crm-cursor-1");
+    b.set_cursor("mkt", "mkt-cursor-1");
+    assert_eq!(b.len(), count as usize);
+    let first = b.clone();
+
+    let plan = engine.plan(&b, &edited(count)).unwrap();
+    assert_eq!(plan.conflicts.len(), 1, "{plan}");
+    let held_summary = engine
+        .commit(&mut b, &plan, &Outcomes::all_applied(&plan))
+        .unwrap();
+    b.set_cursor("crm", "crm-cursor-2");
+    let reviews = b.reviews();
+    assert_eq!(reviews.len(), 2, "{reviews:?}");
+    assert!(reviews.iter().any(|r| matches!(r, Review::Field(_))));
+    assert!(reviews.iter().any(|r| matches!(r, Review::Delete(_))));
+    Synced {
+        engine,
+        first,
+        first_summary,
+        held: b,
+        held_summary,
+    }
+}
+
+/// A fresh directory under the system's temp dir.
+fn temp_dir(name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let dir = std::env::temp_dir().join(format!(
+        "recsync-{name}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    assert!(!dir.exists());
+    dir
+}
+
+struct Cleanup(PathBuf);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn assert_same(a: &Baseline, b: &Baseline) {
+    assert_eq!(a.header(), b.header());
+    assert_eq!(a.len(), b.len());
+    assert!(a == b, "baselines differ");
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+// ----- JSON file store
+
+mod json_file {
+    use super::*;
+
+    #[test]
+    fn round_trip_with_cursors_and_held_reviews() {
+        let dir = temp_dir("json-round-trip");
+        let _c = Cleanup(dir.clone());
+        let s = synced(5);
+        let store = JsonFileStore::open(dir.join("state")).unwrap();
+        assert_eq!(store.load("contacts").unwrap(), Baseline::new());
+        store.save("contacts", &s.first, &s.first_summary).unwrap();
+        store.save("contacts", &s.held, &s.held_summary).unwrap();
+        let back = store.load("contacts").unwrap();
+        assert_same(&back, &s.held);
+        assert_eq!(back.cursor("crm"), Some("crm-cursor-2"));
+        assert_eq!(back.cursor("mkt"), Some("mkt-cursor-1"));
+        assert_eq!(back.reviews().len(), 2);
+        // Objects are independent.
+        assert_eq!(store.load("deals").unwrap().len(), 0);
+        store.replace("deals", &s.first).unwrap();
+        assert_same(&store.load("contacts").unwrap(), &s.held);
+        assert_same(&store.load("deals").unwrap(), &s.first);
+    }
+
+    #[test]
+    fn a_leftover_temp_file_is_ignored_and_the_last_complete_state_loads() {
+        let dir = temp_dir("json-crash");
+        let _c = Cleanup(dir.clone());
+        let s = synced(5);
+        let store = JsonFileStore::open(&dir).unwrap();
+        store.replace("contacts", &s.first).unwrap();
+        // A save that died half way: its temp file holds the start of the
+        // next baseline, and was never renamed.
+        let next = serde_json::to_vec(&s.held).unwrap();
+        let temp = dir.join(format!(".contacts.json.{}.0.tmp", u32::MAX));
+        std::fs::write(&temp, &next[..next.len() / 2]).unwrap();
+        let back = store.load("contacts").unwrap();
+        assert_same(&back, &s.first);
+        assert_eq!(back.cursor("crm"), Some("crm-cursor-1"));
+        // A new store on the same directory saves and loads past it.
+        let again = JsonFileStore::open(&dir).unwrap();
+        again.save("contacts", &s.held, &s.held_summary).unwrap();
+        assert_same(&again.load("contacts").unwrap(), &s.held);
+        // Every save went through a temp file that is gone now.
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.contains(&"contacts.json".to_owned()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_are_owner_only() {
+        let dir = temp_dir("json-mode");
+        let _c = Cleanup(dir.clone());
+        let store = JsonFileStore::open(dir.join("nested").join("state")).unwrap();
+        assert_eq!(mode(&dir.join("nested").join("state")), 0o700);
+        let s = synced(3);
+        store.replace("contacts", &s.held).unwrap();
+        assert_eq!(mode(&store.path_of("contacts")), 0o600);
+        // Still owner-only after a second save renamed a new file over it.
+        store.save("contacts", &s.held, &s.held_summary).unwrap();
+        assert_eq!(mode(&store.path_of("contacts")), 0o600);
+    }
+
+    #[test]
+    fn a_corrupt_file_names_the_object_and_where() {
+        let dir = temp_dir("json-corrupt");
+        let _c = Cleanup(dir.clone());
+        let store = JsonFileStore::open(&dir).unwrap();
+        std::fs::write(
+            store.path_of("contacts"),
+            "{\n  \"header\": {\"revision\": 3},\n  \"entities\": [ {\"id\": 7 ]\n}\n",
+        )
+        .unwrap();
+        let err = store.load("contacts").unwrap_err();
+        let StoreError::Corrupt { object, message } = &err else {
+            panic!("expected a corrupt error, got {err:?}");
+        };
+        assert_eq!(object, "contacts");
+        assert!(message.contains("line 3 column"), "{message}");
+        assert!(
+            err.to_string().starts_with("stored state of contacts"),
+            "{err}"
+        );
+
+        // A file cut short.
+        let s = synced(3);
+        let text = serde_json::to_vec(&s.held).unwrap();
+        std::fs::write(store.path_of("deals"), &text[..text.len() - 10]).unwrap();
+        let err = store.load("deals").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { object, message }
+                if object == "deals" && message.contains("line 1 column")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn object_names_stay_inside_the_directory() {
+        let dir = temp_dir("json-names");
+        let _c = Cleanup(dir.clone());
+        let store = JsonFileStore::open(dir.join("state")).unwrap();
+        let s = synced(2);
+        store.replace("../escape", &s.first).unwrap();
+        assert!(store.path_of("../escape").starts_with(dir.join("state")));
+        assert!(!dir.join("escape.json").exists());
+        assert_same(&store.load("../escape").unwrap(), &s.first);
+    }
+}
+
+// ----- review queue (any store)
+
+fn review_then_next_plan_applies_the_decision(store: &dyn StateStore) {
+    let s = synced(4);
+    store.save("contacts", &s.first, &s.first_summary).unwrap();
+    store.save("contacts", &s.held, &s.held_summary).unwrap();
+
+    let queue = ReviewQueue::new(store, "contacts");
+    let open = queue.open().unwrap();
+    assert_eq!(open.len(), 2, "{open:?}");
+    let conflict = open
+        .iter()
+        .find_map(|i| match i {
+            ReviewItem::Field(c) => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(conflict.field, "amount");
+    assert_eq!(conflict.baseline, Some(json!(100)));
+    let mut candidates: Vec<_> = conflict
+        .candidates
+        .iter()
+        .map(|c| (c.system.to_string(), c.value.clone()))
+        .collect();
+    candidates.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        candidates,
+        [
+            ("crm".to_owned(), json!(120)),
+            ("mkt".to_owned(), json!(130))
+        ]
+    );
+    let delete = open
+        .iter()
+        .find_map(|i| match i {
+            ReviewItem::Delete(d) => Some(d.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(delete.deleted_in.len(), 1);
+    assert_eq!(delete.deleted_in[0].0, "crm");
+
+    // A choice that does not fit is refused and nothing is saved.
+    let err = queue
+        .resolve(conflict.id, ReviewChoice::Restore)
+        .unwrap_err();
+    assert!(
+        matches!(err, recsync::store::ReviewError::Resolve(_)),
+        "{err}"
+    );
+    assert_eq!(queue.open().unwrap().len(), 2);
+
+    let entity = queue
+        .resolve(conflict.id, ReviewChoice::System("mkt".into()))
+        .unwrap();
+    assert_eq!(entity, conflict.entity);
+    // Decided: no longer open; the delete still is.
+    let still = queue.open().unwrap();
+    assert_eq!(still.len(), 1);
+    assert_eq!(still[0].id(), delete.id);
+
+    // The next run, from the store, applies the decision: crm gets 130.
+    let b = store.load("contacts").unwrap();
+    let plan = s.engine.plan(&b, &edited(4)).unwrap();
+    assert!(plan.conflicts.is_empty(), "{plan}");
+    let writes: Vec<_> = plan
+        .ops
+        .iter()
+        .flat_map(|op| {
+            op.fields
+                .iter()
+                .map(move |f| (op.system.to_string(), f.field.clone(), f.value.clone()))
+        })
+        .collect();
+    assert_eq!(
+        writes,
+        [("crm".to_owned(), "amount".to_owned(), json!(130))]
+    );
+    assert!(matches!(
+        plan.ops[0].fields[0].reason,
+        recsync::Reason::Reviewed { .. }
+    ));
+
+    // The held delete, resolved to restore, re-creates the record in crm.
+    queue.resolve(delete.id, ReviewChoice::Restore).unwrap();
+    assert!(queue.open().unwrap().is_empty());
+    let b = store.load("contacts").unwrap();
+    let plan = s.engine.plan(&b, &edited(4)).unwrap();
+    assert!(
+        plan.ops
+            .iter()
+            .any(|op| op.kind == recsync::OpKind::Create && op.system == "crm"),
+        "{plan}"
+    );
+}
+
+mod review {
+    use super::*;
+
+    #[test]
+    fn memory_store() {
+        review_then_next_plan_applies_the_decision(&MemoryStore::new());
+    }
+
+    #[test]
+    fn json_file_store() {
+        let dir = temp_dir("review-json");
+        let _c = Cleanup(dir.clone());
+        review_then_next_plan_applies_the_decision(&JsonFileStore::open(&dir).unwrap());
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_store() {
+        let dir = temp_dir("review-sqlite");
+        let _c = Cleanup(dir.clone());
+        let store = recsync::store::SqliteStore::open(dir.join("state.db")).unwrap();
+        review_then_next_plan_applies_the_decision(&store);
+    }
+
+    #[test]
+    fn an_unknown_id_is_refused() {
+        let store = MemoryStore::new();
+        let s = synced(3);
+        store.replace("contacts", &s.held).unwrap();
+        let queue = ReviewQueue::new(&store, "contacts");
+        assert_eq!(queue.open().unwrap().len(), 2);
+        let bogus: recsync::plan::ConflictId =
+            serde_json::from_value(json!("00000000000000ff")).unwrap();
+        let err = queue
+            .resolve(bogus, ReviewChoice::Value(json!(1)))
+            .unwrap_err();
+        assert!(err.to_string().contains("nothing is held"), "{err}");
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[path = "store/sqlite.rs"]
+mod sqlite;
