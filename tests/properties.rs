@@ -325,6 +325,17 @@ proptest! {
         let r = run(&case);
         let again = r.engine.plan(&r.baseline, &snapshots(&r.names, &r.after)).expect("plan");
         prop_assert!(again.ops.is_empty(), "after:\n{}\nagain:\n{}", r.plan, again);
+        // Once the baseline has seen what the systems hold after its own
+        // writes, a quiet plan changes nothing: a store saves nothing.
+        let mut b = r.baseline.clone();
+        r.engine.commit(&mut b, &again, &Outcomes::all_applied(&again)).expect("commit");
+        let third = r.engine.plan(&b, &snapshots(&r.names, &r.after)).expect("plan");
+        prop_assert!(third.ops.is_empty(), "{}", third);
+        let summary = r.engine.commit(&mut b, &third, &Outcomes::all_applied(&third)).expect("commit");
+        prop_assert!(
+            summary.touched.is_empty() && summary.removed.is_empty(),
+            "a quiet plan touched {:?}", summary
+        );
     }
 
     #[test]

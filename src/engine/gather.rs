@@ -501,6 +501,10 @@ fn fast_path(cx: &Cx<'_>, slot: u32, cells: &[Cell<'_>]) -> Option<Option<Entity
         if hash != link.hash {
             return None;
         }
+        // Same content: only a moved version is worth recording.
+        if r.version.as_deref() == link.version.as_deref() {
+            continue;
+        }
         touch
             .get_or_insert_with(|| EntityChange::new(e.id.clone()))
             .links
