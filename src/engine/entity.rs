@@ -110,6 +110,24 @@ struct LinkNow<'a> {
     dirty: bool,
 }
 
+/// When a current value changed, looked up only when a decision needs it.
+#[derive(Clone, Copy)]
+enum Stamp<'a> {
+    /// A seen record's native field.
+    Field(&'a Record, &'a str),
+    /// Remembered with the value.
+    Known(Option<DateTime<Utc>>),
+}
+
+impl Stamp<'_> {
+    fn get(self) -> Option<DateTime<Utc>> {
+        match self {
+            Stamp::Field(r, nat) => r.changed_at(nat),
+            Stamp::Known(at) => at,
+        }
+    }
+}
+
 /// Why a value could not be converted.
 enum Fail {
     Mapping(MappingError),
@@ -337,21 +355,20 @@ impl<'c, 'a> Planner<'c, 'a> {
 
     /// What system `s` holds for field `f` now: seen, else remembered from
     /// a hold or a skipped plan.
-    fn current(&self, s: usize, f: usize) -> Option<(&'a Value, Option<DateTime<Utc>>)> {
-        let field = &self.cx.map.fields()[f];
-        let nat = field.native_at(s)?;
+    fn current(&self, s: usize, f: usize) -> Option<(&'a Value, Stamp<'a>)> {
         if let Some(r) = self.seen[s] {
-            if let Some(v) = r.get(nat) {
-                return Some((v, r.changed_at(nat)));
+            if let Some((nat, v)) = self.cx.field_value(s, f, r) {
+                return Some((v, Stamp::Field(r, nat)));
             }
         }
         if let Some(o) = self
             .held_before(f)
             .and_then(|h| h.observed.get(&self.systems[s]))
         {
-            return Some((&o.value, o.changed_at));
+            return Some((&o.value, Stamp::Known(o.changed_at)));
         }
-        self.pending_before(s, f).map(|o| (&o.value, o.changed_at))
+        self.pending_before(s, f)
+            .map(|o| (&o.value, Stamp::Known(o.changed_at)))
     }
 
     /// Native to canonical, references translated through the parent.
@@ -933,7 +950,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                     s,
                     native: cur,
                     canonical: canonical.into_owned(),
-                    at,
+                    at: at.get(),
                 }),
                 // The unmapped policy says: this system's value is not read.
                 Err(Fail::Skip) => {}
@@ -951,7 +968,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                             f,
                             Observed {
                                 value: cur.clone(),
-                                changed_at: at,
+                                changed_at: at.get(),
                             },
                         ));
                     }
@@ -1501,7 +1518,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                             f as u32,
                             Observed {
                                 value: cur.clone(),
-                                changed_at: at,
+                                changed_at: at.get(),
                             },
                         ));
                     }

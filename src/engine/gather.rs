@@ -9,6 +9,7 @@
 //! they had at the last commit, with nothing pending, is skipped here
 //! without reading a field.
 
+use std::cell::Cell as Hint;
 use std::collections::{HashMap, HashSet};
 
 use crate::baseline::{Baseline, EntityId, LinkRecord, LinkStatus};
@@ -54,6 +55,10 @@ pub(crate) struct Cx<'a> {
     pub(crate) parents: Vec<Option<Parent<'a>>>,
     /// Whether entities may be skipped on unchanged versions and hashes.
     pub(crate) fast: bool,
+    /// Per map system and field: where the native field was last found in
+    /// a record. Records of one system mostly list fields in one order, so
+    /// a lookup is one string compare instead of hashing the name.
+    hints: Vec<Hint<u32>>,
 }
 
 impl<'a> Cx<'a> {
@@ -119,7 +124,27 @@ impl<'a> Cx<'a> {
             snaps,
             parents,
             fast: baseline.header().fingerprint == Some(map.fingerprint()),
+            hints: vec![Hint::new(0); n * map.fields().len()],
         })
+    }
+
+    /// Record `r` of system `s`: its native name and value of field `f`.
+    pub(crate) fn field_value<'r>(
+        &self,
+        s: usize,
+        f: usize,
+        r: &'r Record,
+    ) -> Option<(&'a str, &'r serde_json::Value)> {
+        let nat = self.map.fields().get(f)?.native_at(s)?;
+        let hint = self.hints.get(s * self.map.fields().len() + f)?;
+        if let Some((k, v)) = r.fields.get_index(hint.get() as usize) {
+            if k == nat {
+                return Some((nat, v));
+            }
+        }
+        let (i, _, v) = r.fields.get_full(nat)?;
+        hint.set(u32::try_from(i).unwrap_or(0));
+        Some((nat, v))
     }
 
     /// Complete snapshots with no records from systems with linked records:
@@ -265,6 +290,9 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
     for s in 0..n {
         let Some(snap) = cx.snaps[s] else { continue };
         let bs = cx.sys_slot[s];
+        // Links of this system the snapshot names: when it names them all,
+        // a complete snapshot has nothing missing.
+        let mut named = 0usize;
         for r in &snap.records {
             match bs.and_then(|b| baseline.find_link(b, &r.id)) {
                 Some(slot) => {
@@ -275,6 +303,9 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                         Cell::Empty => Cell::Seen(r),
                         _ => Cell::Dup,
                     };
+                    if matches!(cell, Cell::Gone | Cell::Seen(_)) {
+                        named += 1;
+                    }
                 }
                 None if r.deleted => {
                     if let Some(slot) = lost_create(cx, s, r) {
@@ -290,7 +321,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             }
         }
         if snap.coverage == Coverage::Complete {
-            if let Some(b) = bs {
+            if let Some(b) = bs.filter(|b| named < baseline.linked_count(*b)) {
                 for (slot, e) in baseline.occupied() {
                     let live = e.link(b).is_some_and(|l| {
                         matches!(l.status, LinkStatus::Active | LinkStatus::Frozen)
