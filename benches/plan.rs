@@ -79,7 +79,7 @@ fn bench(c: &mut Criterion) {
         });
         let mut rng = Rng(0x5eed);
         for r in crm.iter_mut() {
-            if rng.next() % 20 == 0 {
+            if rng.next().is_multiple_of(20) {
                 let f = FIELDS[(rng.next() % FIELDS.len() as u64) as usize];
                 r.fields
                     .insert(f.into(), json!(format!("edited-{}", rng.next() % 100)));

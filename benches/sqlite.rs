@@ -100,7 +100,7 @@ fn fields(i: u64, changed: bool) -> Vec<(&'static str, Value)> {
     let tags: Vec<&str> = TAGS
         .iter()
         .copied()
-        .filter(|_| mix(i, 5) % 3 == 0)
+        .filter(|_| mix(i, 5).is_multiple_of(3))
         .take(1 + (mix(i, 6) % 3) as usize)
         .collect();
     let score = (mix(i, 7) % 100) as i64 + if changed { 1 } else { 0 };
@@ -137,7 +137,7 @@ fn fields(i: u64, changed: bool) -> Vec<(&'static str, Value)> {
         ("revenue", json!((mix(i, 14) % 10_000_000) as f64 / 100.0)),
         ("city", json!(city)),
         ("country", json!(country)),
-        ("opt_in", json!(mix(i, 15) % 2 == 0)),
+        ("opt_in", json!(mix(i, 15).is_multiple_of(2))),
         ("tags", json!(tags)),
         ("notes", json!(notes)),
         ("owner", json!(pick(&NAMES, i, 16))),
@@ -201,7 +201,7 @@ const UPSERT: &str = "INSERT INTO recsync_entities (object, id, record) VALUES (
 fn setup(n: u64, changes: u64) -> Setup {
     let t = Instant::now();
     let step = (n / changes).max(1);
-    let is_changed = |i: u64| i % step == 0 && i / step < changes;
+    let is_changed = |i: u64| i.is_multiple_of(step) && i / step < changes;
     let dir = std::env::temp_dir().join(format!("recsync-bench-sqlite-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = SqliteStore::open(dir.join("state.db")).unwrap();

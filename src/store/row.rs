@@ -372,12 +372,12 @@ mod tests {
         let vals = values();
         let mut r = EntityRecord {
             id: EntityId::new(format!("crm:{i}")),
-            unsettled: i % 3 == 0,
+            unsettled: i.is_multiple_of(3),
             ..EntityRecord::default()
         };
         let fields = ["email", "name", "score", "tags", "notes", "misc"];
         for (k, f) in fields.iter().enumerate() {
-            if (i + k) % 5 != 0 {
+            if !(i + k).is_multiple_of(5) {
                 r.canonical
                     .insert((*f).to_owned(), vals[(i + k) % vals.len()].clone());
             }
@@ -390,7 +390,7 @@ mod tests {
                 SystemId::new(*system),
                 LinkRecord {
                     id: format!("{system}-{i}"),
-                    version: (i % 2 == 0).then(|| format!("v{i}")),
+                    version: i.is_multiple_of(2).then(|| format!("v{i}")),
                     hash: (i * 31 + s) as u64 % 3,
                     status: if i % 7 == s {
                         LinkStatus::Deleted
@@ -400,7 +400,7 @@ mod tests {
                 },
             );
             let mut row = r.canonical.clone();
-            if (i + s) % 2 == 0 {
+            if (i + s).is_multiple_of(2) {
                 row.insert("score".into(), vals[(i * 7 + s) % vals.len()].clone());
                 row.shift_remove("name");
             }
