@@ -46,24 +46,56 @@
 //! [`plan`] (the write plan and its reasons). `tests/properties.rs` states the
 //! crate's promises as property tests.
 //!
+//! Around the pure core, [`connector`] holds the async [`Connector`] trait a
+//! host implements per system (fetch a snapshot or the changes since a
+//! cursor, apply a batch of write ops), its contract, and the
+//! [`ConnectorError`] kinds a caller acts on (retry, re-read, fix the
+//! configuration). It depends on the core, never the reverse, and on no
+//! async runtime.
+//!
 //! # Crate features
 //!
-//! None yet: the core needs no optional dependency.
+//! No feature is on by default.
+//!
+//! - **`testkit`**: `recsync::testkit`, what connector authors and hosts
+//!   test with: `MemoryConnector` (an in-memory system with versions,
+//!   timestamps from an injectable clock, external ids, a change log, and
+//!   deterministic fault injection), `testkit::conformance` (checks of the
+//!   `Connector` contract you run against your own connector) and
+//!   `OpBuilder`. Adds no dependency.
+//! - **`proptest`**: `recsync::testkit::strategies`, proptest strategies for
+//!   records, snapshots, field maps, conflict policies and edit histories,
+//!   for your own property tests. Turns on `testkit`; adds `proptest`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod baseline;
+mod codec;
+pub mod connector;
 pub mod engine;
+pub mod guard;
 mod hash;
+pub mod identity;
 pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod scope;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use baseline::{Baseline, EntityId, ReviewChoice};
-pub use engine::{CommitError, OpOutcome, Outcomes, PlanError, SyncEngine};
+pub use connector::{Connector, ConnectorError, ConnectorExt};
+pub use engine::{
+    CommitError, CommitSummary, OpOutcome, Outcomes, PlanError, PlanOptions, SyncEngine,
+};
+pub use guard::{Budget, Guards};
+pub use identity::{MatchKey, MatchMode};
 pub use mapping::{Direction, Field, FieldMap, MapError, Normalization};
 pub use model::{is_empty_value, Coverage, Record, Snapshot, SystemId};
-pub use plan::{Conflict, OpId, Reason, SyncPlan, WriteOp};
-pub use policy::{ConflictPolicy, Fallback};
+pub use plan::{Conflict, OpId, OpKind, Reason, SyncPlan, WriteOp};
+pub use policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback};
+pub use scope::{Filter, ScopeExit};
+pub use store::{MemoryStore, StateStore, StoreError};

@@ -13,7 +13,7 @@ use serde_json::Value;
 ///
 /// A sync has two or more systems; the [`FieldMap`](crate::FieldMap) names
 /// them, in priority order.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SystemId(String);
 

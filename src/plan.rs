@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::baseline::{EntityId, Held};
+use crate::baseline::{DeleteReview, EntityId, Held, LinkRecord, Observed};
+use crate::guard::Refusal;
+use crate::mapping::{MappingError, ValueProblem};
 use crate::model::SystemId;
 use crate::policy::{HeldBy, WinRule};
 
@@ -57,6 +59,12 @@ hex_id!(
     ConflictId
 );
 
+impl From<&Conflict> for ConflictId {
+    fn from(c: &Conflict) -> Self {
+        c.id
+    }
+}
+
 /// Why a field gets the value it is written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "why", rename_all = "snake_case")]
@@ -94,6 +102,8 @@ pub enum Reason {
     /// The target does not hold the canonical value: a write failed before,
     /// or the record is newly linked.
     Behind,
+    /// The entity's value, copied into a record created for it.
+    NewRecord,
 }
 
 impl fmt::Display for Reason {
@@ -124,6 +134,7 @@ impl fmt::Display for Reason {
             Reason::Resolver { resolver } => write!(f, "decided by resolver {resolver}"),
             Reason::Reviewed { conflict } => write!(f, "resolved by review of conflict {conflict}"),
             Reason::Behind => f.write_str("target behind the canonical value (retry or new link)"),
+            Reason::NewRecord => f.write_str("the entity's value, for the record created"),
         }
     }
 }
@@ -247,7 +258,8 @@ pub struct Conflict {
     pub sensitive: bool,
 }
 
-/// Why a value was not propagated, though no conflict is open.
+/// Why a value or a record was not propagated, though no field conflict is
+/// open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -259,13 +271,63 @@ pub enum HoldKind {
         system: SystemId,
     },
     /// A linked record was deleted (a tombstone, or absent from a complete
-    /// snapshot); the delete is held and not propagated.
+    /// snapshot) and the delete is not propagated: it waits for review
+    /// ([`Baseline::resolve`](crate::Baseline::resolve) with the review id),
+    /// or for a guard's approval.
     Deleted {
         /// The system.
         system: SystemId,
         /// The record.
         record_id: String,
+        /// The id to resolve the delete by.
+        review: ConflictId,
+        /// Why it is held.
+        by: DeleteHeldBy,
+        /// Systems that changed the record since the last sync, where that
+        /// is why it is held.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        edited_in: Vec<SystemId>,
     },
+    /// A record is out of its system's scope and the map freezes such
+    /// records: nothing is read from or written to it until it returns.
+    Frozen {
+        /// The system.
+        system: SystemId,
+        /// The record.
+        record_id: String,
+    },
+    /// The entity is not created in a system whose scope would not include
+    /// the record created.
+    OutOfTargetScope {
+        /// The system.
+        system: SystemId,
+    },
+}
+
+/// Why a delete is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeleteHeldBy {
+    /// The map's delete policy for that system is to hold for review.
+    Policy,
+    /// Another system changed the record since the last sync and the
+    /// delete-against-edit policy is to hold for review.
+    DeleteAgainstEdit,
+    /// A safety guard refused the plan and the delete waits for approval.
+    Guard,
+}
+
+impl fmt::Display for DeleteHeldBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeleteHeldBy::Policy => "held for review by the delete policy",
+            DeleteHeldBy::DeleteAgainstEdit => {
+                "held for review: edited elsewhere since the last sync"
+            }
+            DeleteHeldBy::Guard => "withheld by a safety guard until approved",
+        })
+    }
 }
 
 /// A value or record held back, with the reason.
@@ -301,15 +363,39 @@ pub enum IssueKind {
     /// The record has no value for the map's key (or the map has no key):
     /// it cannot be linked.
     NoKey,
-    /// A transform failed; the field is left alone for this record.
-    Transform {
-        /// What failed.
-        message: String,
-        /// The value.
-        value: Value,
+    /// The field's mapping failed to convert a value (a transform error,
+    /// or a value no value map row covers in that direction while the
+    /// field's unmapped policy is `error`). Reading a record's value: the
+    /// record is skipped in this plan and what was seen is kept for the
+    /// next. Writing to a record: that record is not written; the other
+    /// systems are.
+    Mapping {
+        /// What failed, with the value.
+        error: MappingError,
     },
+    /// A value about to be written breaks the target system's validation
+    /// rules for the field (type, length, allowed values): the record is
+    /// written without that field and stays flagged until the value is
+    /// corrected.
+    InvalidValue {
+        /// The rule broken, with the value.
+        problem: ValueProblem,
+    },
+    /// The target system requires the field and the write would leave it
+    /// empty: the record's write to that system is blocked until corrected.
+    MissingRequired,
     /// A reviewer's decision no longer applies: the conflict changed.
     StaleResolution,
+    /// A reference field names a parent record that is not linked yet (in
+    /// the source, or in the target the value would be written to): the
+    /// write waits, and is planned once the parent is linked.
+    WaitingForParent {
+        /// The parent object type.
+        object: String,
+        /// The parent's native id in the record's system, or the parent
+        /// entity's id when the wait is for the target.
+        parent: String,
+    },
 }
 
 /// A problem with one record, in the plan.
@@ -328,41 +414,105 @@ pub struct Issue {
     pub field: Option<String>,
     /// What is wrong.
     pub kind: IssueKind,
+    /// The values in `kind` come from a field marked sensitive (or a match
+    /// key that is): displays redact them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 /// What commit records in the baseline for one entity. Hosts need not read
 /// it; it is part of the plan so that a serialized plan can be committed.
+/// Systems and fields are named by their index in the map the plan was made
+/// with (the plan's [fingerprint](SyncPlan::fingerprint) says which).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct EntityChange {
     /// The entity.
     pub entity: EntityId,
-    /// Links to set: system, record id, version seen.
-    pub links: Vec<(SystemId, String, Option<String>)>,
-    /// Canonical values to set.
-    pub canonical: Vec<(String, Value)>,
-    /// Shadows to set from what sources were seen holding.
-    pub shadows: Vec<(SystemId, String, Value)>,
-    /// Fields now held.
-    pub hold: Vec<(String, Held)>,
-    /// Fields no longer held.
-    pub release: Vec<String>,
+    /// The entity is new.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) new: bool,
+    /// Links to set (or, with `None`, to drop), by system index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) links: Vec<(u32, Option<LinkRecord>)>,
+    /// Canonical values to set, by field index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) canonical: Vec<(u32, Option<Value>)>,
+    /// Shadows to set from what systems were seen holding: system index,
+    /// field index, value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) shadows: Vec<(u32, u32, Option<Value>)>,
+    /// Fields now held (`Some`) or no longer held (`None`), by field index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) held: Vec<(u32, Option<Held>)>,
+    /// The values kept from skipped records, replacing what was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pending: Option<Vec<(u32, u32, Observed)>>,
+    /// The delete review to keep, or to clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) delete_review: Option<Update<DeleteReview>>,
+    /// Something planned will not happen in this plan (a write waits or was
+    /// refused): the next plan looks at the entity again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) unsettled: bool,
+    /// The entity leaves the baseline (every record of it is gone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) remove: bool,
+}
+
+/// A change to something kept: set it, or clear it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Update<T> {
+    Set(T),
+    Clear,
+}
+
+impl EntityChange {
+    pub(crate) fn new(entity: EntityId) -> Self {
+        EntityChange {
+            entity,
+            ..EntityChange::default()
+        }
+    }
+
+    /// Whether commit has anything to do for the entity beyond its ops.
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.new
+            && self.links.is_empty()
+            && self.canonical.is_empty()
+            && self.shadows.is_empty()
+            && self.held.is_empty()
+            && self.pending.is_none()
+            && self.delete_review.is_none()
+            && !self.unsettled
+            && !self.remove
+    }
 }
 
 /// The write plan.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SyncPlan {
+    /// The object type planned.
+    pub object: String,
     /// The baseline revision planned from.
     pub baseline_revision: u64,
-    /// Writes, in entity then system priority order.
+    /// The fingerprint of the field map planned with; a plan is committed
+    /// only with the same map.
+    pub fingerprint: u64,
+    /// Writes, in entity order, then system priority order.
     pub ops: Vec<WriteOp>,
     /// Conflicts held for review.
     pub conflicts: Vec<Conflict>,
-    /// Values and deletes held back.
+    /// Values and records held back.
     pub held: Vec<Hold>,
     /// Per-record problems.
     pub issues: Vec<Issue>,
+    /// Set when a safety guard refused part of the plan: what would have
+    /// happened, and the approval that lets the next plan do it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
     /// Baseline changes that commit applies.
     pub changes: Vec<EntityChange>,
 }
@@ -416,6 +566,9 @@ impl fmt::Display for Explain<'_> {
             p.held.len(),
             p.issues.len()
         )?;
+        if let Some(r) = &p.refusal {
+            writeln!(f, "{r}")?;
+        }
         for op in &p.ops {
             writeln!(
                 f,
@@ -461,9 +614,32 @@ impl fmt::Display for Explain<'_> {
                     h.entity,
                     h.field.as_deref().unwrap_or("?")
                 )?,
-                HoldKind::Deleted { system, record_id } => writeln!(
+                HoldKind::Deleted {
+                    system,
+                    record_id,
+                    review,
+                    by,
+                    edited_in,
+                } => {
+                    write!(
+                        f,
+                        "held {}: record {record_id} deleted in {system}, not propagated ({by}; review {review})",
+                        h.entity
+                    )?;
+                    if !edited_in.is_empty() {
+                        f.write_str("; edited in ")?;
+                        join(f, edited_in)?;
+                    }
+                    writeln!(f)?
+                }
+                HoldKind::Frozen { system, record_id } => writeln!(
                     f,
-                    "held {}: record {record_id} deleted in {system}, delete not propagated",
+                    "held {}: record {record_id} out of {system}'s scope, frozen",
+                    h.entity
+                )?,
+                HoldKind::OutOfTargetScope { system } => writeln!(
+                    f,
+                    "held {}: not created in {system}, whose scope would exclude it",
                     h.entity
                 )?,
             }
@@ -476,7 +652,12 @@ impl fmt::Display for Explain<'_> {
             match &i.kind {
                 IssueKind::DuplicateRecordId => writeln!(f, ": record id appears more than once")?,
                 IssueKind::AmbiguousMatch { key, candidates } => {
-                    write!(f, ": key {key:?} matches several records:")?;
+                    let key = if i.sensitive && self.redact {
+                        "[redacted]".to_owned()
+                    } else {
+                        format!("{key:?}")
+                    };
+                    write!(f, ": key {key} matches several records:")?;
                     for (s, r) in candidates {
                         write!(f, " {s}/{r}")?;
                     }
@@ -486,10 +667,27 @@ impl fmt::Display for Explain<'_> {
                     writeln!(f, ": no record with its key in any other system")?
                 }
                 IssueKind::NoKey => writeln!(f, ": no key value, cannot be linked")?,
-                IssueKind::Transform { message, .. } => {
-                    writeln!(f, ": transform failed: {message}")?
+                IssueKind::Mapping { error } if i.sensitive && self.redact => writeln!(
+                    f,
+                    ": mapping {} failed for a [redacted] value, record skipped",
+                    error.direction()
+                )?,
+                IssueKind::Mapping { error } => {
+                    writeln!(f, ": mapping failed, record skipped: {error}")?
+                }
+                IssueKind::InvalidValue { .. } if i.sensitive && self.redact => {
+                    writeln!(f, ": invalid [redacted] value, written without the field")?
+                }
+                IssueKind::InvalidValue { problem } => {
+                    writeln!(f, ": {problem}, written without the field")?
+                }
+                IssueKind::MissingRequired => {
+                    writeln!(f, ": required field missing, write blocked")?
                 }
                 IssueKind::StaleResolution => writeln!(f, ": review decision no longer applies")?,
+                IssueKind::WaitingForParent { object, parent } => {
+                    writeln!(f, ": waiting for parent {parent} of {object} to be linked")?
+                }
             }
         }
         Ok(())

@@ -15,6 +15,10 @@
 //!
 //! The `no_overwrite_on_empty` guard is layered on top of any of them (see
 //! [`Field::no_overwrite_on_empty`](crate::mapping::Field::no_overwrite_on_empty)).
+//!
+//! Whole records have their own rules: what a delete in one system does to
+//! the others ([`DeletePolicy`]), and what wins when one system deleted a
+//! record that another changed since the last sync ([`DeleteEditPolicy`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -76,6 +80,41 @@ impl ConflictPolicy {
             ConflictPolicy::Custom(r) => format!("resolver {}", r.name()),
         }
     }
+}
+
+/// What a record deleted in one system does to the entity's records in the
+/// others. Set per map and per deleting system
+/// ([`FieldMapBuilder::deletes`](crate::mapping::FieldMapBuilder::deletes),
+/// [`deletes_from`](crate::mapping::FieldMapBuilder::deletes_from)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeletePolicy {
+    /// Delete the records in the other systems (within the
+    /// [delete guard](crate::guard::Guards::deletes)).
+    Propagate,
+    /// Unlink the deleted record and keep the others.
+    Unlink,
+    /// Hold the delete for review. The default: nothing is deleted that a
+    /// person did not confirm.
+    #[default]
+    Hold,
+}
+
+/// What wins when one system deleted a record and another changed it since
+/// the last sync. It applies where the delete would propagate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeleteEditPolicy {
+    /// The edit wins: the record is re-created where it was deleted, with
+    /// the edit in it.
+    EditWins,
+    /// The delete wins: it propagates, and the edit goes with the record.
+    DeleteWins,
+    /// Hold for review. The default: the edit is never lost silently.
+    #[default]
+    Hold,
 }
 
 /// What decides an [`Authority`](ConflictPolicy::Authority) field's conflict

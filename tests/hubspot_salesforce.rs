@@ -137,7 +137,8 @@ fn edit(r: Record, field: &str, value: Value, h: u32) -> Record {
 fn first_sync_links_by_email_case_and_whitespace_insensitive() {
     let e = engine();
     let b = synced(&e);
-    let (id, entity) = b.entities().next().unwrap();
+    let entity = b.entities().next().unwrap();
+    let id = entity.id();
     assert_eq!(id.as_str(), "hubspot:h1");
     assert_eq!(entity.link("salesforce"), Some("s1"));
 }
@@ -326,7 +327,7 @@ fn failed_write_is_planned_again_with_the_same_id() {
 }
 
 #[test]
-fn unmatched_record_is_reported_not_dropped() {
+fn unmatched_record_is_created_not_dropped() {
     let e = engine();
     let b = synced(&e);
     let plan = e
@@ -341,9 +342,20 @@ fn unmatched_record_is_reported_not_dropped() {
             ],
         )
         .unwrap();
-    assert_eq!(plan.issues.len(), 1);
-    assert_eq!(plan.issues[0].record_id, "h2");
-    assert!(matches!(plan.issues[0].kind, IssueKind::Unmatched));
+    // Matched by nothing: created in Salesforce, carrying its correlation key.
+    assert!(plan.issues.is_empty(), "{plan}");
+    assert_eq!(plan.ops.len(), 1, "{plan}");
+    let op = &plan.ops[0];
+    assert_eq!(op.kind, recsync::OpKind::Create);
+    assert_eq!(op.system, "salesforce");
+    assert_eq!(op.correlation.as_deref(), Some("hubspot:h2"));
+    assert_eq!(
+        op.fields
+            .iter()
+            .map(|w| (w.native.as_str(), w.value.clone()))
+            .collect::<Vec<_>>(),
+        vec![("Email", json!("new@example.com"))]
+    );
 }
 
 #[test]
@@ -440,6 +452,9 @@ fn numeric_keys_match_across_number_forms() {
 struct OnlyNumbers;
 
 impl recsync::mapping::Transform for OnlyNumbers {
+    fn name(&self) -> &str {
+        "only_numbers"
+    }
     fn to_canonical(&self, v: &Value) -> Result<Value, recsync::mapping::TransformError> {
         if v.is_number() {
             Ok(v.clone())
@@ -489,6 +504,6 @@ fn unreadable_authority_value_holds_the_field_with_an_issue() {
         )
         .unwrap();
     assert!(plan.ops.is_empty(), "{plan}");
-    assert!(matches!(plan.issues[0].kind, IssueKind::Transform { .. }));
+    assert!(matches!(plan.issues[0].kind, IssueKind::Mapping { .. }));
     assert_eq!(plan.issues[0].field.as_deref(), Some("n"));
 }

@@ -202,6 +202,7 @@ fn run_with(case: &Case, names: Vec<String>, id_prefix: &[String]) -> Run {
             baseline
                 .find_linked(names[0].as_str(), &format!("{}{}", id_prefix[0], e + 1))
                 .expect("linked")
+                .id()
                 .clone()
         })
         .collect();

@@ -3,11 +3,19 @@
 //! Each canonical field has a native name in each system that has it, a
 //! [`Direction`], a [`ConflictPolicy`] (else the map's default), the
 //! `no_overwrite_on_empty` guard (else the map's default), a
-//! [`Normalization`] for change detection, and optionally a per-system
-//! [`Transform`] between native and canonical values.
+//! [`Normalization`] for change detection, and per system either a
+//! [`Transform`] (a [`Builtin`] one or your own) or a [`ValueMap`] between
+//! native and canonical values, and [`Validation`] rules for the values
+//! written to it.
 //!
 //! The systems are named in **priority order**: where a tie has to be broken
 //! (equal timestamps, agreeing values in different forms), the first wins.
+//!
+//! [`FieldMapBuilder::build`] checks the whole map and lists every problem
+//! ([`MapProblem`]), among them value maps and transforms that would not
+//! round-trip on a field that flows both ways, and lossy transforms where a
+//! field flows both ways. Maps load from and save to JSON and TOML config
+//! files (see [`MapConfig`] and [`MapSet`]).
 //!
 //! ```
 //! use recsync::mapping::{Field, FieldMap};
@@ -26,20 +34,46 @@
 //! # Ok::<(), recsync::mapping::MapError>(())
 //! ```
 
+mod builtin;
+mod config;
+mod convert;
 mod normalize;
+mod records;
+mod registry;
 mod transform;
+mod validate;
+mod value_map;
 
+use std::any::Any;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
 use chrono::TimeDelta;
+use serde_json::Value;
 
-pub use normalize::Normalization;
-pub use transform::{Transform, TransformError};
+pub use builtin::{Builtin, DateFormat, DateTimeFormat, Zone, ZoneError};
+pub use config::{
+    ConfigError, ConfigProblem, DirectionConfig, FieldConfig, MapConfig, MapSet, MapSetConfig,
+    ObjectConfig, PolicyConfig, RowConfig, SystemFieldConfig, UnmappedConfig, ValueMapConfig,
+};
+pub use convert::{Conversion, MappingError};
+pub(crate) use convert::{Mapped, Slot};
+pub use normalize::{Normalization, Normalizer};
+pub use registry::Registry;
+pub use transform::{Transform, TransformError, TransformErrorKind};
+pub use validate::{Validation, ValueProblem, ValueType};
+pub use value_map::{RowDirection, Unmapped, ValueMap, ValueRow};
 
+pub(crate) use records::RecordRules;
+use records::RecordRulesBuilder;
+
+use crate::guard::Guards;
+use crate::hash::StableHasher;
+use crate::identity::{MatchKey, MatchMode};
 use crate::model::SystemId;
-use crate::policy::ConflictPolicy;
+use crate::policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy};
+use crate::scope::{Filter, ScopeExit};
 
 /// Which systems a field flows from and to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +109,11 @@ pub struct Field {
     policy: Option<ConflictPolicy>,
     no_overwrite_on_empty: Option<bool>,
     normalization: Normalization,
-    transforms: Vec<(SystemId, Arc<dyn Transform>)>,
+    transforms: Vec<(SystemId, Slot)>,
+    value_map: Option<ValueMap>,
+    validations: Vec<(SystemId, Validation)>,
     sensitive: bool,
+    reference: Option<String>,
 }
 
 impl Field {
@@ -91,7 +128,10 @@ impl Field {
             no_overwrite_on_empty: None,
             normalization: Normalization::Exact,
             transforms: Vec::new(),
+            value_map: None,
+            validations: Vec::new(),
             sensitive: false,
+            reference: None,
         }
     }
 
@@ -149,7 +189,8 @@ impl Field {
         self
     }
 
-    /// How values are compared when detecting changes.
+    /// How values are compared when detecting changes, and when a value
+    /// map matches native values.
     #[must_use]
     pub fn normalize(mut self, normalization: Normalization) -> Self {
         self.normalization = normalization;
@@ -162,14 +203,46 @@ impl Field {
         self.normalize(Normalization::CaseInsensitive)
     }
 
-    /// The transform between `system`'s native values and canonical values.
+    /// The transform between `system`'s native values and canonical values:
+    /// a [`Builtin`] or your own [`Transform`].
     #[must_use]
-    pub fn transform(
+    pub fn transform<T: Transform + 'static>(
         mut self,
         system: impl Into<SystemId>,
-        transform: impl Transform + 'static,
+        transform: T,
     ) -> Self {
-        self.transforms.push((system.into(), Arc::new(transform)));
+        let slot = match (&transform as &dyn Any).downcast_ref::<Builtin>() {
+            Some(b) => Slot::Builtin(b.clone()),
+            None => Slot::Custom(Arc::new(transform)),
+        };
+        self.transforms.push((system.into(), slot));
+        self
+    }
+
+    /// A shared transform for `system` (as a [`Registry`] holds them).
+    #[must_use]
+    pub fn transform_shared(
+        mut self,
+        system: impl Into<SystemId>,
+        transform: Arc<dyn Transform>,
+    ) -> Self {
+        self.transforms
+            .push((system.into(), Slot::Custom(transform)));
+        self
+    }
+
+    /// The value map (picklist) between the systems its rows name. Those
+    /// systems cannot also have a transform for this field.
+    #[must_use]
+    pub fn value_map(mut self, map: ValueMap) -> Self {
+        self.value_map = Some(map);
+        self
+    }
+
+    /// The rules native values written to `system` must follow.
+    #[must_use]
+    pub fn validate(mut self, system: impl Into<SystemId>, rules: Validation) -> Self {
+        self.validations.push((system.into(), rules));
         self
     }
 
@@ -177,6 +250,19 @@ impl Field {
     #[must_use]
     pub fn sensitive(mut self) -> Self {
         self.sensitive = true;
+        self
+    }
+
+    /// The field refers to a record of another object type (a contact's
+    /// company, a deal's account): its native value in each system is that
+    /// record's native id there. Its canonical value is the referred
+    /// entity's id, and writes translate it through the link table of
+    /// `object`'s baseline, given to the plan with
+    /// [`PlanOptions::parent`](crate::engine::PlanOptions::parent). A write
+    /// whose parent is not linked in the target yet waits.
+    #[must_use]
+    pub fn references(mut self, object: impl Into<String>) -> Self {
+        self.reference = Some(object.into());
         self
     }
 }
@@ -192,8 +278,11 @@ pub struct FieldSpec {
     policy: ConflictPolicy,
     no_overwrite_on_empty: bool,
     normalization: Normalization,
-    transforms: Vec<Option<Arc<dyn Transform>>>,
+    transforms: Vec<Option<Slot>>,
+    value_map: Option<Arc<value_map::ResolvedMap>>,
+    validations: Vec<Option<Validation>>,
     sensitive: bool,
+    reference: Option<String>,
     systems: Arc<[SystemId]>,
 }
 
@@ -225,13 +314,33 @@ impl FieldSpec {
     }
 
     /// How values are compared.
-    pub fn normalization(&self) -> Normalization {
-        self.normalization
+    pub fn normalization(&self) -> &Normalization {
+        &self.normalization
+    }
+
+    /// The transform for `system`, if the field has one there.
+    pub fn transform(&self, system: &str) -> Option<&dyn Transform> {
+        let i = self.systems.iter().position(|s| s == system)?;
+        self.transforms
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(Slot::get)
+    }
+
+    /// The validation rules for values written to `system`, if any.
+    pub fn validation(&self, system: &str) -> Option<&Validation> {
+        let i = self.systems.iter().position(|s| s == system)?;
+        self.validations.get(i).and_then(Option::as_ref)
     }
 
     /// Whether the field is marked sensitive.
     pub fn is_sensitive(&self) -> bool {
         self.sensitive
+    }
+
+    /// The object type the field refers to, if it is a reference.
+    pub fn reference(&self) -> Option<&str> {
+        self.reference.as_deref()
     }
 
     /// Whether `system` is a source for this field.
@@ -265,29 +374,6 @@ impl FieldSpec {
     pub(crate) fn enforced(&self) -> bool {
         matches!(self.direction, Direction::OneWay { enforce: true, .. })
     }
-
-    pub(crate) fn to_canonical(
-        &self,
-        system: usize,
-        native: &serde_json::Value,
-    ) -> Result<serde_json::Value, TransformError> {
-        match self.transforms.get(system).and_then(Option::as_ref) {
-            Some(t) => t.to_canonical(native),
-            None => Ok(native.clone()),
-        }
-    }
-
-    #[allow(clippy::wrong_self_convention)]
-    pub(crate) fn from_canonical(
-        &self,
-        system: usize,
-        canonical: &serde_json::Value,
-    ) -> Result<serde_json::Value, TransformError> {
-        match self.transforms.get(system).and_then(Option::as_ref) {
-            Some(t) => t.from_canonical(canonical),
-            None => Ok(canonical.clone()),
-        }
-    }
 }
 
 /// How the systems' fields correspond. Build one with [`FieldMap::builder`].
@@ -296,8 +382,13 @@ pub struct FieldMap {
     object: String,
     systems: Arc<[SystemId]>,
     fields: Vec<FieldSpec>,
-    key: Option<usize>,
+    records: RecordRules,
     skew_tolerance: TimeDelta,
+    fingerprint: u64,
+    default_policy: ConflictPolicy,
+    no_overwrite_on_empty: bool,
+    /// The fields as given, for saving the map back to a config file.
+    defs: Vec<Field>,
 }
 
 impl FieldMap {
@@ -327,9 +418,39 @@ impl FieldMap {
         self.fields.iter().find(|f| f.name == name)
     }
 
-    /// The canonical field records are matched by on first sync, if any.
+    /// The first canonical field records are matched by, if any.
     pub fn key_field(&self) -> Option<&FieldSpec> {
-        self.key.and_then(|k| self.fields.get(k))
+        self.records
+            .match_keys
+            .first()
+            .and_then(|(k, _)| self.fields.get(*k))
+    }
+
+    /// How records not linked yet become entities.
+    pub fn match_mode(&self) -> MatchMode {
+        self.records.mode
+    }
+
+    /// The safety guards.
+    pub fn guards(&self) -> &Guards {
+        &self.records.guards
+    }
+
+    /// A fingerprint of everything in the map that decides what is synced
+    /// and how (not the guards). Baselines remember the fingerprint of the
+    /// map they were committed with; while it is unchanged, a plan may skip
+    /// records that did not change.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Match keys: field index and normalization, in order.
+    pub(crate) fn match_keys(&self) -> &[(usize, Normalization)] {
+        &self.records.match_keys
+    }
+
+    pub(crate) fn records(&self) -> &RecordRules {
+        &self.records
     }
 
     /// How far apart two systems' timestamps may be and still tie.
@@ -337,8 +458,46 @@ impl FieldMap {
         self.skew_tolerance
     }
 
+    /// The policy of fields that do not set their own.
+    pub fn default_policy(&self) -> &ConflictPolicy {
+        &self.default_policy
+    }
+
+    /// The empty-value guard of fields that do not set their own.
+    pub fn default_no_overwrite_on_empty(&self) -> bool {
+        self.no_overwrite_on_empty
+    }
+
     pub(crate) fn system_index(&self, system: &str) -> Option<usize> {
         self.systems.iter().position(|s| s == system)
+    }
+
+    fn compute_fingerprint(&self) -> u64 {
+        let mut h = StableHasher::new("map");
+        h.str(&self.object);
+        for s in self.systems.iter() {
+            h.str(s.as_str());
+        }
+        for f in &self.fields {
+            h.str(&f.name);
+            for n in &f.native {
+                h.str(n.as_deref().unwrap_or("\u{0}"));
+            }
+            h.str(&format!("{:?}", f.direction));
+            h.str(&f.policy.name());
+            h.u64(u64::from(f.no_overwrite_on_empty));
+            h.str(&format!("{:?}", f.normalization));
+            for t in &f.transforms {
+                h.str(&t.as_ref().map_or(String::new(), |t| format!("{t:?}")));
+            }
+            h.str(f.reference.as_deref().unwrap_or(""));
+            // Value maps and validation rules change what is read and
+            // written: a changed map looks at every entity again.
+            h.str(&format!("{:?}", f.value_map));
+            h.str(&format!("{:?}", f.validations));
+        }
+        self.records.fingerprint(&mut h, &self.fields);
+        h.finish()
     }
 }
 
@@ -349,7 +508,7 @@ pub struct FieldMapBuilder {
     object: String,
     systems: Vec<SystemId>,
     fields: Vec<Field>,
-    key: Option<String>,
+    records: RecordRulesBuilder,
     default_policy: ConflictPolicy,
     no_overwrite_on_empty: bool,
     skew_tolerance: TimeDelta,
@@ -361,7 +520,7 @@ impl Default for FieldMapBuilder {
             object: "records".to_owned(),
             systems: Vec::new(),
             fields: Vec::new(),
-            key: None,
+            records: RecordRulesBuilder::default(),
             default_policy: ConflictPolicy::LastWriteWins,
             no_overwrite_on_empty: false,
             skew_tolerance: TimeDelta::zero(),
@@ -400,12 +559,85 @@ impl FieldMapBuilder {
         self
     }
 
-    /// The canonical field that links records on first sync: records whose
-    /// key values are equal after trimming and case-folding are the same
-    /// entity.
+    /// Adds a match key: records not linked yet whose values of this
+    /// canonical field are equal after trimming and case-folding are the
+    /// same entity. Keys are tried in the order given.
     #[must_use]
-    pub fn key(mut self, field: impl Into<String>) -> Self {
-        self.key = Some(field.into());
+    pub fn key(self, field: impl Into<String>) -> Self {
+        self.match_key(MatchKey::new(field))
+    }
+
+    /// Adds a match key with its own normalization (a phone compared by
+    /// digits only). Keys are tried in the order given.
+    #[must_use]
+    pub fn match_key(mut self, key: MatchKey) -> Self {
+        self.records.match_keys.push(key);
+        self
+    }
+
+    /// How records not linked yet become entities. Default:
+    /// [`MatchMode::MatchThenCreate`].
+    #[must_use]
+    pub fn matching(mut self, mode: MatchMode) -> Self {
+        self.records.mode = mode;
+        self
+    }
+
+    /// Which way whole records flow: where new records are created and
+    /// deletes propagate. [`Direction::Bidirectional`] (the default): from
+    /// every system to every other. [`Direction::OneWay`]: only `from`'s new
+    /// records are created in, and its deletes reach, the others; a record
+    /// deleted in a target is unlinked, or re-created when `enforce` is set.
+    /// [`Direction::NotSynced`]: no creates, no delete propagation.
+    #[must_use]
+    pub fn records(mut self, direction: Direction) -> Self {
+        self.records.flow = Some(direction);
+        self
+    }
+
+    /// What a delete in any system does to the others. Default:
+    /// [`DeletePolicy::Hold`].
+    #[must_use]
+    pub fn deletes(mut self, policy: DeletePolicy) -> Self {
+        self.records.deletes = policy;
+        self
+    }
+
+    /// What a delete in `system` does to the others, instead of the map's
+    /// default.
+    #[must_use]
+    pub fn deletes_from(mut self, system: impl Into<SystemId>, policy: DeletePolicy) -> Self {
+        self.records.deletes_from.push((system.into(), policy));
+        self
+    }
+
+    /// What wins when one system deleted a record another changed since the
+    /// last sync. Default: [`DeleteEditPolicy::Hold`].
+    #[must_use]
+    pub fn delete_vs_edit(mut self, policy: DeleteEditPolicy) -> Self {
+        self.records.delete_vs_edit = policy;
+        self
+    }
+
+    /// The records of `system` that are in sync. Default: all.
+    #[must_use]
+    pub fn scope(mut self, system: impl Into<SystemId>, filter: Filter) -> Self {
+        self.records.scope.push((system.into(), filter));
+        self
+    }
+
+    /// What happens to a linked record that leaves scope. Default:
+    /// [`ScopeExit::Unlink`].
+    #[must_use]
+    pub fn scope_exit(mut self, exit: ScopeExit) -> Self {
+        self.records.scope_exit = exit;
+        self
+    }
+
+    /// The safety guards. Default: [`Guards::default`].
+    #[must_use]
+    pub fn guards(mut self, guards: Guards) -> Self {
+        self.records.guards = guards;
         self
     }
 
@@ -472,6 +704,7 @@ impl FieldMapBuilder {
 
         let mut names = BTreeSet::new();
         let mut specs = Vec::with_capacity(self.fields.len());
+        let defs = self.fields.clone();
         for field in self.fields {
             let name = field.name.clone();
             if name.is_empty() {
@@ -503,14 +736,52 @@ impl FieldMapBuilder {
                     None => unknown(&name, s, &mut problems),
                 }
             }
-            let mut transforms: Vec<Option<Arc<dyn Transform>>> = vec![None; systems.len()];
+            let present: Vec<bool> = native.iter().map(Option::is_some).collect();
+            let mut transforms: Vec<Option<Slot>> = vec![None; systems.len()];
             for (s, t) in field.transforms {
                 match index(&s) {
-                    Some(i) => transforms[i] = Some(t),
                     None => unknown(&name, &s, &mut problems),
+                    Some(i) if !present[i] => problems.push(MapProblem::NotInSystem {
+                        field: name.clone(),
+                        system: s,
+                        what: "a transform",
+                    }),
+                    Some(i) if transforms[i].is_some() => problems.push(MapProblem::Twice {
+                        field: name.clone(),
+                        system: s,
+                        what: "transforms",
+                    }),
+                    Some(i) => {
+                        if let Slot::Builtin(b) = &t {
+                            if let Err(message) = b.check() {
+                                problems.push(MapProblem::InvalidTransform {
+                                    field: name.clone(),
+                                    system: s.clone(),
+                                    message,
+                                });
+                            }
+                        }
+                        transforms[i] = Some(t);
+                    }
                 }
             }
-            let present: Vec<bool> = native.iter().map(Option::is_some).collect();
+            let mut validations: Vec<Option<Validation>> = vec![None; systems.len()];
+            for (s, v) in field.validations {
+                match index(&s) {
+                    None => unknown(&name, &s, &mut problems),
+                    Some(i) if !present[i] => problems.push(MapProblem::NotInSystem {
+                        field: name.clone(),
+                        system: s,
+                        what: "validation rules",
+                    }),
+                    Some(i) if validations[i].is_some() => problems.push(MapProblem::Twice {
+                        field: name.clone(),
+                        system: s,
+                        what: "validation rules",
+                    }),
+                    Some(i) => validations[i] = Some(v),
+                }
+            }
             let (source, target) = match &field.direction {
                 Direction::Bidirectional => (present.clone(), present.clone()),
                 Direction::NotSynced => (vec![false; systems.len()], vec![false; systems.len()]),
@@ -559,6 +830,29 @@ impl FieldMapBuilder {
                     }
                 }
             }
+            let shape = value_map::FieldShape {
+                name: &name,
+                systems: &systems,
+                present: &present,
+                source: &source,
+                target: &target,
+                normalization: &field.normalization,
+            };
+            let resolved = field
+                .value_map
+                .as_ref()
+                .map(|vm| value_map::resolve(vm, &shape, &mut problems));
+            for (i, t) in transforms.iter().enumerate() {
+                let Some(t) = t else { continue };
+                if resolved.as_ref().is_some_and(|vm| vm.covers(i)) {
+                    problems.push(MapProblem::TransformAndValueMap {
+                        field: name.clone(),
+                        system: systems[i].clone(),
+                    });
+                } else if source[i] && target[i] {
+                    check_round_trip(&shape, i, t.get(), &mut problems);
+                }
+            }
             specs.push(FieldSpec {
                 name,
                 native,
@@ -571,7 +865,10 @@ impl FieldMapBuilder {
                     .unwrap_or(self.no_overwrite_on_empty),
                 normalization: field.normalization,
                 transforms,
+                value_map: resolved.map(Arc::new),
+                validations,
                 sensitive: field.sensitive,
+                reference: field.reference,
                 systems: systems.clone(),
             });
         }
@@ -595,27 +892,70 @@ impl FieldMapBuilder {
             }
         }
 
-        let key = match &self.key {
-            None => None,
-            Some(k) => match specs.iter().position(|f| &f.name == k) {
-                Some(i) => Some(i),
-                None => {
-                    problems.push(MapProblem::UnknownKey { key: k.clone() });
-                    None
+        for f in &specs {
+            if let Some(object) = &f.reference {
+                if object.is_empty() {
+                    problems.push(MapProblem::EmptyName { what: "object" });
                 }
-            },
-        };
+            }
+        }
+        let records = self.records.build(&systems, &specs, &mut problems);
 
         if problems.is_empty() {
-            Ok(FieldMap {
+            let mut map = FieldMap {
                 object: self.object,
                 systems,
                 fields: specs,
-                key,
+                records,
                 skew_tolerance: self.skew_tolerance,
-            })
+                fingerprint: 0,
+                default_policy: self.default_policy,
+                no_overwrite_on_empty: self.no_overwrite_on_empty,
+                defs,
+            };
+            map.fingerprint = map.compute_fingerprint();
+            Ok(map)
         } else {
             Err(MapError { problems })
+        }
+    }
+}
+
+/// Reports a lossy transform on system `s` (a source and a target of the
+/// field), or any of its samples that does not come back unchanged.
+fn check_round_trip(
+    field: &value_map::FieldShape<'_>,
+    s: usize,
+    t: &dyn Transform,
+    problems: &mut Vec<MapProblem>,
+) {
+    let problem_base = || (field.name.to_owned(), field.systems[s].clone());
+    if t.lossy() {
+        let (field, system) = problem_base();
+        problems.push(MapProblem::LossyTwoWay {
+            field,
+            system,
+            transform: t.name().to_owned(),
+        });
+        return;
+    }
+    for sample in t.samples() {
+        let back = t.to_canonical(&sample).and_then(|c| t.from_canonical(&c));
+        let (field_name, system) = problem_base();
+        match back {
+            Ok(b) if field.normalization.equal(Some(&b), Some(&sample)) => {}
+            Ok(b) => problems.push(MapProblem::NoRoundTrip {
+                field: field_name,
+                system,
+                value: sample,
+                back: Some(b),
+            }),
+            Err(e) => problems.push(MapProblem::SampleFails {
+                field: field_name,
+                system,
+                value: sample,
+                error: e.to_string(),
+            }),
         }
     }
 }
@@ -723,7 +1063,167 @@ pub enum MapProblem {
         /// The key.
         key: String,
     },
+    /// A match key was given twice.
+    #[error("key {key} is given twice")]
+    DuplicateKey {
+        /// The key.
+        key: String,
+    },
+    /// A system was given two scope filters.
+    #[error("system {system} has two scope filters")]
+    DuplicateScope {
+        /// The system.
+        system: SystemId,
+    },
     /// The skew tolerance is negative.
     #[error("the skew tolerance is negative")]
     NegativeSkewTolerance,
+    /// A field gives a system something (a transform, validation rules, a
+    /// value map value) though the system does not have the field.
+    #[error("field {field} gives {what} for {system}, which does not have the field")]
+    NotInSystem {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// What was given.
+        what: &'static str,
+    },
+    /// A field gives a system two of something that it can have only one of.
+    #[error("field {field} gives two {what} for {system}")]
+    Twice {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// What was given twice.
+        what: &'static str,
+    },
+    /// A built-in transform's own settings are invalid.
+    #[error("field {field}: the transform for {system} is invalid: {message}")]
+    InvalidTransform {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// What is wrong.
+        message: String,
+    },
+    /// A system has both a transform and values in the field's value map.
+    #[error("field {field} has both a transform and a value map for {system}")]
+    TransformAndValueMap {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+    },
+    /// A lossy transform on a system that is both a source and a target of
+    /// the field: values would change on every round trip.
+    #[error(
+        "field {field} flows both ways through {system}, but its transform {transform} is lossy"
+    )]
+    LossyTwoWay {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// The transform's name.
+        transform: String,
+    },
+    /// A native value that does not come back unchanged (after the field's
+    /// normalization) when converted to canonical and back, on a system that
+    /// is both a source and a target: the field would be rewritten on every
+    /// sync.
+    #[error(
+        "field {field}: value {value} of {system} does not round-trip (it comes back as {})",
+        back.as_ref().map_or_else(|| "nothing: no row maps it back".to_owned(), Value::to_string)
+    )]
+    NoRoundTrip {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// The native value.
+        value: Value,
+        /// What it comes back as, if anything.
+        back: Option<Value>,
+    },
+    /// A transform's own sample value fails to convert to canonical and
+    /// back.
+    #[error("field {field}: the transform for {system} fails on its sample {value}: {error}")]
+    SampleFails {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// The sample.
+        value: Value,
+        /// The error.
+        error: String,
+    },
+    /// A value map row that cannot be used.
+    #[error("field {field}: value map row {row} is invalid: {reason}")]
+    BadValueMapRow {
+        /// The field.
+        field: String,
+        /// The row, counted from 1.
+        row: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value map maps one value to two different values in one direction.
+    #[error("field {field}: value {value} of {system} maps to two different values {direction}")]
+    AmbiguousValue {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// The value (native when converting to canonical, canonical when
+        /// converting to native).
+        value: Value,
+        /// Which way.
+        direction: Conversion,
+    },
+    /// A value map's default for unmapped values has no native form in a
+    /// target system.
+    #[error("field {field}: the default value {value} has no row for {system}")]
+    UnmappedDefault {
+        /// The field.
+        field: String,
+        /// The system.
+        system: SystemId,
+        /// The default.
+        value: Value,
+    },
+}
+
+impl MapProblem {
+    /// The field the problem is about, where it is about one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            MapProblem::DuplicateField { field }
+            | MapProblem::UnknownSystem { field, .. }
+            | MapProblem::NativeForAbsentSystem { field, .. }
+            | MapProblem::SourceLacksField { field, .. }
+            | MapProblem::NothingToSync { field }
+            | MapProblem::AuthorityNotSource { field, .. }
+            | MapProblem::NotInSystem { field, .. }
+            | MapProblem::Twice { field, .. }
+            | MapProblem::InvalidTransform { field, .. }
+            | MapProblem::TransformAndValueMap { field, .. }
+            | MapProblem::LossyTwoWay { field, .. }
+            | MapProblem::NoRoundTrip { field, .. }
+            | MapProblem::SampleFails { field, .. }
+            | MapProblem::BadValueMapRow { field, .. }
+            | MapProblem::AmbiguousValue { field, .. }
+            | MapProblem::UnmappedDefault { field, .. } => Some(field),
+            MapProblem::NativeMappedTwice { fields, .. } => Some(&fields.0),
+            MapProblem::UnknownKey { key } | MapProblem::DuplicateKey { key } => Some(key),
+            MapProblem::TooFewSystems { .. }
+            | MapProblem::DuplicateSystem { .. }
+            | MapProblem::EmptyName { .. }
+            | MapProblem::DuplicateScope { .. }
+            | MapProblem::NegativeSkewTolerance => None,
+        }
+    }
 }

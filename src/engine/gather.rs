@@ -1,0 +1,473 @@
+//! Gathering: which records belong to which entity, what was deleted, which
+//! entities need planning at all.
+//!
+//! Each snapshot record is looked up in the baseline's link index. Linked
+//! records fill their entity's row; records not linked yet go to
+//! [`identity`](crate::identity) to be correlated, matched or created; a
+//! complete snapshot's missing records and every tombstone are deletion
+//! evidence. An entity whose records all report the version or content hash
+//! they had at the last commit, with nothing pending, is skipped here
+//! without reading a field.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::baseline::{Baseline, EntityId, LinkRecord, LinkStatus};
+use crate::hash::FoldHasher;
+use crate::identity;
+use crate::mapping::FieldMap;
+use crate::model::{Coverage, Record, Snapshot};
+use crate::plan::{EntityChange, Issue, IssueKind};
+
+use super::{PlanError, PlanOptions};
+
+/// The seed of record content hashes. Persisted in baselines: never change.
+const CONTENT_SEED: u64 = 0x7265_6373_796e_6331;
+
+/// The content hash of a record's fields (names and values, in the record's
+/// order); never 0, which means "not known".
+pub(crate) fn record_hash(r: &Record) -> u64 {
+    let mut h = FoldHasher::new(CONTENT_SEED);
+    h.u64(r.fields.len() as u64);
+    for (k, v) in &r.fields {
+        h.bytes(k.as_bytes());
+        h.value(v);
+    }
+    h.finish().max(1)
+}
+
+/// A reference field's parent baseline, and its system slots by map system
+/// index.
+pub(crate) type Parent<'a> = (&'a Baseline, Vec<Option<usize>>);
+
+/// Everything a plan reads, resolved once.
+pub(crate) struct Cx<'a> {
+    pub(crate) map: &'a FieldMap,
+    pub(crate) baseline: &'a Baseline,
+    /// Map system index to baseline system slot.
+    pub(crate) sys_slot: Vec<Option<usize>>,
+    /// Map field index to baseline field slot.
+    pub(crate) field_slot: Vec<Option<usize>>,
+    /// Per map system, its snapshot.
+    pub(crate) snaps: Vec<Option<&'a Snapshot>>,
+    /// Per map field, for reference fields: the parent baseline and its
+    /// system slots by map system index.
+    pub(crate) parents: Vec<Option<Parent<'a>>>,
+    /// Whether entities may be skipped on unchanged versions and hashes.
+    pub(crate) fast: bool,
+}
+
+impl<'a> Cx<'a> {
+    pub(crate) fn new(
+        map: &'a FieldMap,
+        baseline: &'a Baseline,
+        snapshots: &'a [Snapshot],
+        options: &PlanOptions<'a>,
+    ) -> Result<Self, PlanError> {
+        let n = map.systems().len();
+        let mut snaps: Vec<Option<&'a Snapshot>> = vec![None; n];
+        for snap in snapshots {
+            let Some(s) = map.system_index(snap.system.as_str()) else {
+                return Err(PlanError::UnknownSystem {
+                    system: snap.system.clone(),
+                });
+            };
+            if snaps[s].is_some() {
+                return Err(PlanError::DuplicateSnapshot {
+                    system: snap.system.clone(),
+                });
+            }
+            snaps[s] = Some(snap);
+        }
+        let sys_slot = map
+            .systems()
+            .iter()
+            .map(|s| baseline.system_slot(s.as_str()))
+            .collect();
+        let field_slot = map
+            .fields()
+            .iter()
+            .map(|f| baseline.field_slot(f.name()))
+            .collect();
+        let mut parents = Vec::with_capacity(map.fields().len());
+        for f in map.fields() {
+            let Some(object) = f.reference() else {
+                parents.push(None);
+                continue;
+            };
+            let parent = match options.parent_of(object) {
+                Some(b) => b,
+                None if object == map.object() => baseline,
+                None => {
+                    return Err(PlanError::MissingParent {
+                        field: f.name().to_owned(),
+                        object: object.to_owned(),
+                    })
+                }
+            };
+            let slots = map
+                .systems()
+                .iter()
+                .map(|s| parent.system_slot(s.as_str()))
+                .collect();
+            parents.push(Some((parent, slots)));
+        }
+        Ok(Cx {
+            map,
+            baseline,
+            sys_slot,
+            field_slot,
+            snaps,
+            parents,
+            fast: baseline.header().fingerprint == Some(map.fingerprint()),
+        })
+    }
+
+    /// Complete snapshots with no records from systems with linked records:
+    /// (system index, records linked there).
+    pub(crate) fn empty_snapshots(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (s, snap) in self.snaps.iter().enumerate() {
+            let Some(snap) = snap else { continue };
+            if snap.coverage != Coverage::Complete || !snap.records.is_empty() {
+                continue;
+            }
+            let linked = self.sys_slot[s].map_or(0, |b| self.baseline.linked_count(b));
+            if linked > 0 {
+                out.push((s, linked));
+            }
+        }
+        out
+    }
+
+    pub(crate) fn ignore_snapshot(&mut self, s: usize) {
+        if let Some(slot) = self.snaps.get_mut(s) {
+            *slot = None;
+        }
+    }
+
+    pub(crate) fn coverage(&self, s: usize) -> Option<Coverage> {
+        self.snaps[s].map(|snap| snap.coverage)
+    }
+
+    pub(crate) fn in_scope(&self, s: usize, r: &Record) -> bool {
+        self.map.records().scope[s]
+            .as_ref()
+            .is_none_or(|f| f.matches(r))
+    }
+}
+
+/// One entity to plan.
+#[derive(Debug, Clone)]
+pub(crate) struct EntityInput<'a> {
+    /// The baseline slot, or `None` for an entity new in this plan.
+    pub(crate) slot: Option<u32>,
+    pub(crate) id: EntityId,
+    /// Per map system: the record seen (linked, or linked by this plan).
+    pub(crate) seen: Vec<Option<&'a Record>>,
+    /// Per map system: the seen record's content hash (0 if none).
+    pub(crate) hashes: Vec<u64>,
+    /// Per map system: deletion evidence (a tombstone, or absent from a
+    /// complete snapshot).
+    pub(crate) deleted: Vec<bool>,
+    /// Per map system: the record was linked by this plan.
+    pub(crate) new_links: Vec<bool>,
+}
+
+pub(crate) struct Gathered<'a> {
+    pub(crate) inputs: Vec<EntityInput<'a>>,
+    /// Link updates of skipped entities (a version changed, content did not).
+    pub(crate) touches: Vec<EntityChange>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cell<'a> {
+    Empty,
+    Seen(&'a Record),
+    New(&'a Record),
+    /// The id appears more than once in the snapshot: not read, not deleted.
+    Dup,
+    /// A tombstone, or absent from a complete snapshot.
+    Gone,
+}
+
+/// Rows of cells, one row per entity touched, one cell per map system.
+struct Rows<'a> {
+    n: usize,
+    cells: Vec<Cell<'a>>,
+    slots: Vec<u32>,
+    dense: Vec<u32>,
+    sparse: HashMap<u32, u32>,
+    use_dense: bool,
+}
+
+impl<'a> Rows<'a> {
+    fn new(n: usize, slot_count: usize, records: usize) -> Self {
+        let use_dense = records.saturating_mul(8) >= slot_count;
+        Rows {
+            n,
+            cells: Vec::new(),
+            slots: Vec::new(),
+            dense: if use_dense {
+                vec![u32::MAX; slot_count]
+            } else {
+                Vec::new()
+            },
+            sparse: HashMap::new(),
+            use_dense,
+        }
+    }
+
+    fn find(&self, slot: u32) -> Option<usize> {
+        if self.use_dense {
+            self.dense
+                .get(slot as usize)
+                .filter(|r| **r != u32::MAX)
+                .map(|r| *r as usize)
+        } else {
+            self.sparse.get(&slot).map(|r| *r as usize)
+        }
+    }
+
+    fn row(&mut self, slot: u32) -> usize {
+        if let Some(r) = self.find(slot) {
+            return r;
+        }
+        let r = self.slots.len();
+        self.slots.push(slot);
+        self.cells.extend(std::iter::repeat_n(Cell::Empty, self.n));
+        if self.use_dense {
+            if let Some(d) = self.dense.get_mut(slot as usize) {
+                *d = r as u32;
+            }
+        } else {
+            self.sparse.insert(slot, r as u32);
+        }
+        r
+    }
+
+    fn cell(&mut self, row: usize, s: usize) -> &mut Cell<'a> {
+        &mut self.cells[row * self.n + s]
+    }
+}
+
+pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
+    let map = cx.map;
+    let baseline = cx.baseline;
+    let n = map.systems().len();
+    let total: usize = cx.snaps.iter().flatten().map(|s| s.records.len()).sum();
+    let mut rows = Rows::new(n, baseline.slot_count(), total);
+    let mut unlinked: Vec<(usize, &'a Record)> = Vec::new();
+
+    for s in 0..n {
+        let Some(snap) = cx.snaps[s] else { continue };
+        let bs = cx.sys_slot[s];
+        for r in &snap.records {
+            match bs.and_then(|b| baseline.find_link(b, &r.id)) {
+                Some(slot) => {
+                    let row = rows.row(slot);
+                    let cell = rows.cell(row, s);
+                    *cell = match cell {
+                        Cell::Empty if r.deleted => Cell::Gone,
+                        Cell::Empty => Cell::Seen(r),
+                        _ => Cell::Dup,
+                    };
+                }
+                None if r.deleted => {}
+                None if cx.in_scope(s, r) => unlinked.push((s, r)),
+                None => {}
+            }
+        }
+        if snap.coverage == Coverage::Complete {
+            if let Some(b) = bs {
+                for (slot, e) in baseline.occupied() {
+                    let live = e.link(b).is_some_and(|l| {
+                        matches!(l.status, LinkStatus::Active | LinkStatus::Frozen)
+                    });
+                    if live
+                        && rows
+                            .find(slot)
+                            .is_none_or(|row| matches!(rows.cells[row * n + s], Cell::Empty))
+                    {
+                        let row = rows.row(slot);
+                        *rows.cell(row, s) = Cell::Gone;
+                    }
+                }
+            }
+        }
+    }
+
+    // Duplicated ids: every copy is ignored, reported once.
+    for row in 0..rows.slots.len() {
+        for s in 0..n {
+            if matches!(rows.cells[row * n + s], Cell::Dup) {
+                let id = cx.sys_slot[s]
+                    .and_then(|b| baseline.entity_at(rows.slots[row])?.link(b))
+                    .map(|l| l.id.to_string())
+                    .unwrap_or_default();
+                issues.push(Issue {
+                    system: map.systems()[s].clone(),
+                    record_id: id,
+                    entity: baseline.entity_at(rows.slots[row]).map(|e| e.id.clone()),
+                    field: None,
+                    kind: IssueKind::DuplicateRecordId,
+                    sensitive: false,
+                });
+            }
+        }
+    }
+    unlinked.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+    let mut dup_ids: HashSet<(usize, &str)> = HashSet::new();
+    for w in unlinked.windows(2) {
+        if w[0].0 == w[1].0 && w[0].1.id == w[1].1.id {
+            dup_ids.insert((w[0].0, w[0].1.id.as_str()));
+        }
+    }
+    if !dup_ids.is_empty() {
+        let mut reported = HashSet::new();
+        for (s, r) in &unlinked {
+            if dup_ids.contains(&(*s, r.id.as_str())) && reported.insert((*s, r.id.as_str())) {
+                issues.push(Issue {
+                    system: map.systems()[*s].clone(),
+                    record_id: r.id.clone(),
+                    entity: None,
+                    field: None,
+                    kind: IssueKind::DuplicateRecordId,
+                    sensitive: false,
+                });
+            }
+        }
+        unlinked.retain(|(s, r)| !dup_ids.contains(&(*s, r.id.as_str())));
+    }
+
+    let groups = identity::group_unlinked(map, baseline, &cx.sys_slot, unlinked, issues);
+    let mut new_entities = Vec::new();
+    for g in groups {
+        match g.entity {
+            Some(slot) => {
+                let row = rows.row(slot);
+                for (s, r) in g.records {
+                    *rows.cell(row, s) = Cell::New(r);
+                }
+            }
+            None => new_entities.push(g.records),
+        }
+    }
+    for slot in baseline.attention() {
+        rows.row(*slot);
+    }
+
+    let mut inputs = Vec::new();
+    let mut touches = Vec::new();
+    for (row, slot) in rows.slots.iter().enumerate() {
+        let cells = &rows.cells[row * n..(row + 1) * n];
+        if let Some(touch) = fast_path(cx, *slot, cells) {
+            if let Some(change) = touch {
+                touches.push(change);
+            }
+            continue;
+        }
+        let Some(e) = baseline.entity_at(*slot) else {
+            continue;
+        };
+        let mut input = EntityInput {
+            slot: Some(*slot),
+            id: e.id.clone(),
+            seen: vec![None; n],
+            hashes: vec![0; n],
+            deleted: vec![false; n],
+            new_links: vec![false; n],
+        };
+        for (s, cell) in cells.iter().enumerate() {
+            match cell {
+                Cell::Seen(r) => {
+                    input.seen[s] = Some(*r);
+                    input.hashes[s] = record_hash(r);
+                }
+                Cell::New(r) => {
+                    input.seen[s] = Some(*r);
+                    input.hashes[s] = record_hash(r);
+                    input.new_links[s] = true;
+                }
+                Cell::Gone => input.deleted[s] = true,
+                Cell::Empty | Cell::Dup => {}
+            }
+        }
+        inputs.push(input);
+    }
+
+    let mut taken: HashSet<EntityId> = HashSet::new();
+    for records in new_entities {
+        let Some((s0, r0)) = records.first() else {
+            continue;
+        };
+        let base = EntityId::from_link(&map.systems()[*s0], &r0.id);
+        let mut id = base.clone();
+        let mut k = 2;
+        while baseline.find_entity(&id).is_some() || taken.contains(&id) {
+            id = EntityId::new(format!("{base}~{k}"));
+            k += 1;
+        }
+        taken.insert(id.clone());
+        let mut input = EntityInput {
+            slot: None,
+            id,
+            seen: vec![None; n],
+            hashes: vec![0; n],
+            deleted: vec![false; n],
+            new_links: vec![false; n],
+        };
+        for (s, r) in records {
+            input.seen[s] = Some(r);
+            input.hashes[s] = record_hash(r);
+            input.new_links[s] = true;
+        }
+        inputs.push(input);
+    }
+    Gathered { inputs, touches }
+}
+
+/// `Some` when the entity needs no planning: nothing pending, and every
+/// record seen has the version or content it had at the last commit. The
+/// inner change updates links whose version moved while content did not.
+fn fast_path(cx: &Cx<'_>, slot: u32, cells: &[Cell<'_>]) -> Option<Option<EntityChange>> {
+    if !cx.fast || cx.baseline.attention().contains(&slot) {
+        return None;
+    }
+    let e = cx.baseline.entity_at(slot)?;
+    let mut touch: Option<EntityChange> = None;
+    for (s, cell) in cells.iter().enumerate() {
+        let r = match cell {
+            Cell::Empty | Cell::Dup => continue,
+            Cell::Seen(r) => *r,
+            Cell::New(_) | Cell::Gone => return None,
+        };
+        let link = cx.sys_slot[s].and_then(|b| e.link(b))?;
+        let in_scope = cx.in_scope(s, r);
+        match link.status {
+            LinkStatus::Active if in_scope => {}
+            LinkStatus::Frozen if !in_scope => continue,
+            _ => return None,
+        }
+        let same_version = r.version.is_some() && r.version.as_deref() == link.version.as_deref();
+        if same_version {
+            continue;
+        }
+        let hash = record_hash(r);
+        if hash != link.hash {
+            return None;
+        }
+        touch
+            .get_or_insert_with(|| EntityChange::new(e.id.clone()))
+            .links
+            .push((
+                s as u32,
+                Some(LinkRecord {
+                    id: r.id.clone(),
+                    version: r.version.clone(),
+                    hash,
+                    status: link.status,
+                }),
+            ));
+    }
+    Some(touch)
+}

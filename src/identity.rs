@@ -1,0 +1,485 @@
+//! Identity: which records are the same entity.
+//!
+//! Linked records stay linked (the baseline keeps the links). A record that
+//! is not linked yet is, in order:
+//!
+//! 1. **Correlated**: it carries the correlation key of a create recsync
+//!    planned ([`Record::correlation`]), so it is the record that create
+//!    made, even if the commit that would have linked it was lost. It joins
+//!    that entity; a create is never made twice.
+//! 2. **Matched** by the map's match keys, in order (email, then phone),
+//!    each compared after its own normalization. A match is never guessed:
+//!    one record matching several entities, or several records of one
+//!    system matching one, is reported as an
+//!    [`AmbiguousMatch`](crate::plan::IssueKind::AmbiguousMatch) issue
+//!    naming every candidate, and nothing is linked or created for them.
+//! 3. Otherwise, **created** in the other systems (where the map's record
+//!    direction allows), or reported as
+//!    [`Unmatched`](crate::plan::IssueKind::Unmatched), as the map's
+//!    [`MatchMode`] says.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::baseline::{Baseline, Entity, EntityId, LinkStatus};
+use crate::hash::StableHasher;
+use crate::mapping::{FieldMap, FieldSpec, Mapped, Normalization};
+use crate::model::{Record, SystemId};
+use crate::plan::{Issue, IssueKind};
+
+/// How records not linked yet become entities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MatchMode {
+    /// Link records that match; report the others as unmatched.
+    MatchOnly,
+    /// Link records that match; create the others in the systems the map's
+    /// record direction allows. The default.
+    #[default]
+    MatchThenCreate,
+    /// Match nothing: every record not linked yet is created in the other
+    /// systems (loading into systems known to be empty). Correlation keys
+    /// still link the records recsync itself created.
+    CreateOnly,
+}
+
+/// One key records are matched by: a canonical field, compared after a
+/// normalization ([`Normalization::CaseInsensitive`] unless set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchKey {
+    pub(crate) field: String,
+    pub(crate) normalization: Normalization,
+}
+
+impl MatchKey {
+    /// Match by `field`, trimmed and case-folded.
+    pub fn new(field: impl Into<String>) -> Self {
+        MatchKey {
+            field: field.into(),
+            normalization: Normalization::CaseInsensitive,
+        }
+    }
+
+    /// Compare values after `normalization` instead.
+    #[must_use]
+    pub fn normalize(mut self, normalization: Normalization) -> Self {
+        self.normalization = normalization;
+        self
+    }
+
+    /// The canonical field.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// How values are compared.
+    pub fn normalization(&self) -> &Normalization {
+        &self.normalization
+    }
+}
+
+impl From<&str> for MatchKey {
+    fn from(field: &str) -> Self {
+        MatchKey::new(field)
+    }
+}
+
+/// The text a key value is compared by: the normalized string (non-empty),
+/// or the number (integers without a fraction, so `7` and `7.0` match).
+pub(crate) fn key_text(norm: &Normalization, value: &Value) -> Option<String> {
+    let v = norm.apply(value);
+    match &*v {
+        Value::String(s) => {
+            let t = s.trim();
+            (!t.is_empty()).then(|| t.to_owned())
+        }
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                Some(format!("{f:.0}"))
+            }
+            _ => Some(n.to_string()),
+        },
+        _ => None,
+    }
+}
+
+/// A fingerprint of the map's match keys, naming what a key index holds.
+pub(crate) fn key_spec(map: &FieldMap) -> u64 {
+    let mut h = StableHasher::new("keys");
+    for (f, norm) in map.match_keys() {
+        h.str(map.fields()[*f].name());
+        h.str(&format!("{norm:?}"));
+    }
+    h.finish() | 1
+}
+
+/// An entity's key text for match key `k` of `map`.
+pub(crate) fn entity_key(
+    map: &FieldMap,
+    baseline_fields: &[String],
+    k: usize,
+    entity: &Entity,
+) -> Option<String> {
+    let (f, norm) = map.match_keys().get(k)?;
+    let name = map.fields().get(*f)?.name();
+    let slot = baseline_fields.iter().position(|x| x == name)?;
+    let v = entity.view().canonical(slot)?.to_value();
+    key_text(norm, &v)
+}
+
+/// A record's key text for match key `k`, read through the field's
+/// transform for its system.
+fn record_key(map: &FieldMap, k: usize, s: usize, r: &Record) -> Option<String> {
+    let (f, norm) = map.match_keys().get(k)?;
+    let field = map.fields().get(*f)?;
+    let native = r.get(field.native_at(s)?)?;
+    match field.read(s, native) {
+        Mapped::Value(canonical) => key_text(norm, &canonical),
+        // A key that cannot be read matches nothing; the record's field
+        // sync reports the mapping problem.
+        Mapped::Skip | Mapped::Failed(_) => None,
+    }
+}
+
+/// Records that are one entity: joining an existing one, or new.
+#[derive(Debug)]
+pub(crate) struct Group<'r> {
+    /// The existing entity's slot, if joining one.
+    pub(crate) entity: Option<u32>,
+    /// The records, by system index (at most one per system).
+    pub(crate) records: Vec<(usize, &'r Record)>,
+}
+
+impl Group<'_> {
+    fn has_system(&self, s: usize) -> bool {
+        self.records.iter().any(|(x, _)| *x == s)
+    }
+}
+
+/// Finds the existing entities whose key `k` is `text`.
+struct KeyLookup<'b> {
+    baseline: &'b Baseline,
+    /// Built for this plan when the baseline's index is not for these keys.
+    temp: Vec<HashMap<String, Vec<u32>>>,
+    use_index: bool,
+}
+
+impl<'b> KeyLookup<'b> {
+    fn new(map: &FieldMap, baseline: &'b Baseline) -> Self {
+        let use_index = baseline.keys.spec == key_spec(map)
+            && baseline.keys.tables.len() == map.match_keys().len();
+        let mut temp: Vec<HashMap<String, Vec<u32>>> = Vec::new();
+        if !use_index {
+            temp = vec![HashMap::new(); map.match_keys().len()];
+            for (slot, e) in baseline.occupied() {
+                for (k, table) in temp.iter_mut().enumerate() {
+                    if let Some(t) = entity_key(map, baseline.fields(), k, e) {
+                        table.entry(t).or_default().push(slot);
+                    }
+                }
+            }
+        }
+        KeyLookup {
+            baseline,
+            temp,
+            use_index,
+        }
+    }
+
+    fn find(&self, map: &FieldMap, k: usize, text: &str) -> Vec<u32> {
+        if !self.use_index {
+            return self
+                .temp
+                .get(k)
+                .and_then(|t| t.get(text))
+                .cloned()
+                .unwrap_or_default();
+        }
+        let Some(table) = self.baseline.keys.tables.get(k) else {
+            return Vec::new();
+        };
+        let mut out: Vec<u32> = table
+            .candidates(self.baseline.key_hash(text.as_bytes()))
+            .filter(|slot| {
+                self.baseline.entity_at(*slot).is_some_and(|e| {
+                    entity_key(map, self.baseline.fields(), k, e).as_deref() == Some(text)
+                })
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// Groups records not linked yet into entities. `unlinked` holds records in
+/// scope and not deleted. Issues go to `issues`; records left out of every
+/// group were reported there (ambiguous) or are unmatched under
+/// [`MatchMode::MatchOnly`].
+pub(crate) fn group_unlinked<'r>(
+    map: &FieldMap,
+    baseline: &Baseline,
+    sys_slot: &[Option<usize>],
+    mut unlinked: Vec<(usize, &'r Record)>,
+    issues: &mut Vec<Issue>,
+) -> Vec<Group<'r>> {
+    let systems = map.systems();
+    unlinked.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+    let n = unlinked.len();
+    let mut group_of: Vec<Option<usize>> = vec![None; n];
+    let mut failed = vec![false; n];
+    let mut groups: Vec<Group<'r>> = Vec::new();
+    let sys = |s: usize| systems[s].clone();
+
+    let ambiguous = |issues: &mut Vec<Issue>,
+                     key: &str,
+                     sensitive: bool,
+                     members: &[usize],
+                     extra: &[(SystemId, String)]| {
+        let mut candidates: Vec<(SystemId, String)> = members
+            .iter()
+            .map(|i| (sys(unlinked[*i].0), unlinked[*i].1.id.clone()))
+            .collect();
+        candidates.extend(extra.iter().cloned());
+        candidates.sort();
+        candidates.dedup();
+        for i in members {
+            let (s, r) = unlinked[*i];
+            issues.push(Issue {
+                system: sys(s),
+                record_id: r.id.clone(),
+                entity: None,
+                field: None,
+                kind: IssueKind::AmbiguousMatch {
+                    key: key.to_owned(),
+                    candidates: candidates.clone(),
+                },
+                sensitive,
+            });
+        }
+    };
+    // The records an existing entity is linked to, as candidates.
+    let entity_links = |slot: u32| -> Vec<(SystemId, String)> {
+        let Some(e) = baseline.entity_at(slot) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (s, name) in systems.iter().enumerate() {
+            let linked = sys_slot[s].and_then(|b| e.link(b));
+            if let Some(l) = linked.filter(|l| l.status != LinkStatus::Detached) {
+                out.push((name.clone(), l.id.to_string()));
+            }
+        }
+        out
+    };
+    // Whether an existing entity has a live link in system s.
+    let linked_in = |slot: u32, s: usize| -> bool {
+        baseline
+            .entity_at(slot)
+            .and_then(|e| sys_slot[s].and_then(|b| e.link(b)))
+            .is_some_and(|l| l.status != LinkStatus::Detached)
+    };
+
+    // 1. Correlation keys.
+    let would_be: HashMap<String, usize> = unlinked
+        .iter()
+        .enumerate()
+        .map(|(i, (s, r))| {
+            (
+                EntityId::from_link(&systems[*s], &r.id).as_str().to_owned(),
+                i,
+            )
+        })
+        .collect();
+    let mut by_entity: BTreeMap<u32, usize> = BTreeMap::new();
+    for i in 0..n {
+        let (s, r) = unlinked[i];
+        let Some(c) = r.correlation.as_deref() else {
+            continue;
+        };
+        if let Some(slot) = baseline.find_entity(&EntityId::new(c)) {
+            let g = *by_entity.entry(slot).or_insert_with(|| {
+                groups.push(Group {
+                    entity: Some(slot),
+                    records: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            if linked_in(slot, s) || groups[g].has_system(s) {
+                let mut extra = entity_links(slot);
+                extra.extend(
+                    groups[g]
+                        .records
+                        .iter()
+                        .map(|(x, rr)| (sys(*x), rr.id.clone())),
+                );
+                ambiguous(issues, c, false, &[i], &extra);
+                failed[i] = true;
+            } else {
+                groups[g].records.push((s, r));
+                group_of[i] = Some(g);
+            }
+        } else if let Some(&j) = would_be.get(c).filter(|j| **j != i) {
+            let g = match group_of[j] {
+                Some(g) => g,
+                None => {
+                    groups.push(Group {
+                        entity: None,
+                        records: vec![unlinked[j]],
+                    });
+                    group_of[j] = Some(groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
+            if groups[g].has_system(s) {
+                ambiguous(issues, c, false, &[i, j], &[]);
+                failed[i] = true;
+            } else {
+                groups[g].records.push((s, r));
+                group_of[i] = Some(g);
+            }
+        }
+    }
+
+    // 2. Match keys, in order.
+    if map.match_mode() != MatchMode::CreateOnly && !map.match_keys().is_empty() {
+        let lookup = KeyLookup::new(map, baseline);
+        for k in 0..map.match_keys().len() {
+            let key_sensitive = map
+                .match_keys()
+                .get(k)
+                .and_then(|(f, _)| map.fields().get(*f))
+                .is_some_and(FieldSpec::is_sensitive);
+            let mut buckets: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for i in 0..n {
+                if group_of[i].is_none() && !failed[i] {
+                    let (s, r) = unlinked[i];
+                    if let Some(t) = record_key(map, k, s, r) {
+                        buckets.entry(t).or_default().push(i);
+                    }
+                }
+            }
+            if buckets.is_empty() {
+                continue;
+            }
+            let mut group_keys: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+            for (g, group) in groups.iter().enumerate() {
+                for (s, r) in &group.records {
+                    if let Some(t) = record_key(map, k, *s, r) {
+                        group_keys.entry(t).or_default().insert(g);
+                    }
+                }
+                if let Some(t) = group
+                    .entity
+                    .and_then(|slot| baseline.entity_at(slot))
+                    .and_then(|e| entity_key(map, baseline.fields(), k, e))
+                {
+                    group_keys.entry(t).or_default().insert(g);
+                }
+            }
+            for (text, members) in buckets {
+                // Targets: groups with this key, and existing entities with
+                // it that no group stands for yet.
+                let mut target_groups: Vec<usize> = group_keys
+                    .get(&text)
+                    .map(|gs| gs.iter().copied().collect())
+                    .unwrap_or_default();
+                for slot in lookup.find(map, k, &text) {
+                    match by_entity.get(&slot) {
+                        Some(g) => {
+                            if !target_groups.contains(g) {
+                                target_groups.push(*g);
+                            }
+                        }
+                        None => {
+                            groups.push(Group {
+                                entity: Some(slot),
+                                records: Vec::new(),
+                            });
+                            by_entity.insert(slot, groups.len() - 1);
+                            target_groups.push(groups.len() - 1);
+                        }
+                    }
+                }
+                let mut seen_systems = BTreeSet::new();
+                let mut clash = members.iter().any(|i| !seen_systems.insert(unlinked[*i].0));
+                if let [g] = target_groups.as_slice() {
+                    let group = &groups[*g];
+                    clash |= members.iter().any(|i| {
+                        let s = unlinked[*i].0;
+                        group.has_system(s) || group.entity.is_some_and(|slot| linked_in(slot, s))
+                    });
+                }
+                if target_groups.len() > 1 || clash {
+                    let mut extra = Vec::new();
+                    for g in &target_groups {
+                        if let Some(slot) = groups[*g].entity {
+                            extra.extend(entity_links(slot));
+                        }
+                        extra.extend(
+                            groups[*g]
+                                .records
+                                .iter()
+                                .map(|(s, r)| (sys(*s), r.id.clone())),
+                        );
+                    }
+                    ambiguous(issues, &text, key_sensitive, &members, &extra);
+                    for i in members {
+                        failed[i] = true;
+                    }
+                    continue;
+                }
+                let g = match target_groups.first() {
+                    Some(g) => *g,
+                    None if members.len() >= 2 => {
+                        groups.push(Group {
+                            entity: None,
+                            records: Vec::new(),
+                        });
+                        groups.len() - 1
+                    }
+                    None => continue,
+                };
+                for i in members {
+                    groups[g].records.push(unlinked[i]);
+                    group_of[i] = Some(g);
+                }
+            }
+        }
+    }
+
+    // 3. What is left: created, or unmatched.
+    for i in 0..n {
+        if group_of[i].is_some() || failed[i] {
+            continue;
+        }
+        let (s, r) = unlinked[i];
+        if map.match_mode() == MatchMode::MatchOnly {
+            issues.push(Issue {
+                system: sys(s),
+                record_id: r.id.clone(),
+                entity: None,
+                field: None,
+                kind: if map.match_keys().is_empty() {
+                    IssueKind::NoKey
+                } else {
+                    IssueKind::Unmatched
+                },
+                sensitive: false,
+            });
+        } else {
+            groups.push(Group {
+                entity: None,
+                records: vec![(s, r)],
+            });
+        }
+    }
+    groups.retain(|g| !g.records.is_empty());
+    for g in &mut groups {
+        g.records.sort_by_key(|(s, _)| *s);
+    }
+    groups
+}

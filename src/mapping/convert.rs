@@ -1,0 +1,198 @@
+//! Converting one field's values between native and canonical form, as the
+//! engine does: [`MappingError`], and the crate-internal `Mapped` result of
+//! `FieldSpec::read` / `FieldSpec::write`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::builtin::Builtin;
+use super::transform::{Transform, TransformError};
+use super::validate::ValueProblem;
+use super::value_map::Lookup;
+use super::FieldSpec;
+use crate::model::is_empty_value;
+
+/// Which way a value was being converted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conversion {
+    /// Read: a system's native value to the canonical form.
+    ToCanonical,
+    /// Write: the canonical value to a system's native form.
+    ToNative,
+}
+
+impl fmt::Display for Conversion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Conversion::ToCanonical => "to canonical",
+            Conversion::ToNative => "to native",
+        })
+    }
+}
+
+/// A value a field's mapping could not convert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MappingError {
+    /// The field's transform failed.
+    #[error("{error}")]
+    Transform {
+        /// What failed.
+        error: TransformError,
+        /// Which way.
+        direction: Conversion,
+    },
+    /// No value map row covers the value in this direction, and the field's
+    /// unmapped policy is [`Unmapped::Error`](super::Unmapped::Error).
+    #[error("value {value} has no row in the value map {direction}")]
+    Unmapped {
+        /// The value.
+        value: Value,
+        /// Which way.
+        direction: Conversion,
+    },
+}
+
+impl MappingError {
+    /// The value that could not be converted.
+    pub fn value(&self) -> &Value {
+        match self {
+            MappingError::Transform { error, .. } => &error.value,
+            MappingError::Unmapped { value, .. } => value,
+        }
+    }
+
+    /// Which way the value was being converted.
+    pub fn direction(&self) -> Conversion {
+        match self {
+            MappingError::Transform { direction, .. }
+            | MappingError::Unmapped { direction, .. } => *direction,
+        }
+    }
+}
+
+/// One value converted by a field's mapping.
+#[derive(Debug)]
+pub(crate) enum Mapped<'a> {
+    /// The converted value (borrowed where nothing changed).
+    Value(Cow<'a, Value>),
+    /// The unmapped policy says: leave the field alone for this record and
+    /// system.
+    Skip,
+    /// The value could not be converted.
+    Failed(MappingError),
+}
+
+/// How a field converts one system's values: a value map, a transform, or
+/// nothing (identity).
+#[derive(Debug, Clone)]
+pub(crate) enum Slot {
+    Builtin(Builtin),
+    Custom(std::sync::Arc<dyn Transform>),
+}
+
+impl Slot {
+    pub(crate) fn get(&self) -> &dyn Transform {
+        match self {
+            Slot::Builtin(b) => b,
+            Slot::Custom(t) => t.as_ref(),
+        }
+    }
+
+    pub(crate) fn is_identity(&self) -> bool {
+        matches!(self, Slot::Builtin(Builtin::Identity))
+    }
+}
+
+fn transformed<'a>(result: Result<Value, TransformError>, direction: Conversion) -> Mapped<'a> {
+    match result {
+        Ok(v) => Mapped::Value(Cow::Owned(v)),
+        Err(error) => Mapped::Failed(MappingError::Transform { error, direction }),
+    }
+}
+
+fn looked_up<'a>(lookup: Lookup<'a>, value: &Value, direction: Conversion) -> Mapped<'a> {
+    match lookup {
+        Lookup::Found(v) => Mapped::Value(v),
+        Lookup::Skip => Mapped::Skip,
+        Lookup::Unmapped => Mapped::Failed(MappingError::Unmapped {
+            value: value.clone(),
+            direction,
+        }),
+    }
+}
+
+impl FieldSpec {
+    /// `system`'s native value in canonical form. Empty values, and systems
+    /// with neither a value map nor a transform, borrow the value as it is.
+    pub(crate) fn read<'a>(&'a self, system: usize, native: &'a Value) -> Mapped<'a> {
+        if is_empty_value(native) {
+            return Mapped::Value(Cow::Borrowed(native));
+        }
+        if let Some(vm) = self.value_map.as_deref().filter(|vm| vm.covers(system)) {
+            return looked_up(
+                vm.read(&self.normalization, system, native),
+                native,
+                Conversion::ToCanonical,
+            );
+        }
+        match self.transforms.get(system).and_then(Option::as_ref) {
+            Some(t) if !t.is_identity() => {
+                transformed(t.get().to_canonical(native), Conversion::ToCanonical)
+            }
+            _ => Mapped::Value(Cow::Borrowed(native)),
+        }
+    }
+
+    /// The canonical value in `system`'s native form. Empty values, and
+    /// systems with neither a value map nor a transform, borrow the value as
+    /// it is.
+    pub(crate) fn write<'a>(&'a self, system: usize, canonical: &'a Value) -> Mapped<'a> {
+        if is_empty_value(canonical) {
+            return Mapped::Value(Cow::Borrowed(canonical));
+        }
+        if let Some(vm) = self.value_map.as_deref().filter(|vm| vm.covers(system)) {
+            return looked_up(
+                vm.write(&self.normalization, system, canonical),
+                canonical,
+                Conversion::ToNative,
+            );
+        }
+        match self.transforms.get(system).and_then(Option::as_ref) {
+            Some(t) if !t.is_identity() => {
+                transformed(t.get().from_canonical(canonical), Conversion::ToNative)
+            }
+            _ => Mapped::Value(Cow::Borrowed(canonical)),
+        }
+    }
+
+    /// Whether the field has a value map (whose unmapped policy may skip
+    /// values).
+    pub(crate) fn has_value_map(&self) -> bool {
+        self.value_map.is_some()
+    }
+
+    /// Whether `system` (by index in the map's systems) requires the field:
+    /// a write that would leave it empty there must be blocked.
+    pub fn is_required(&self, system: usize) -> bool {
+        self.validations
+            .get(system)
+            .and_then(Option::as_ref)
+            .is_some_and(|v| v.required)
+    }
+
+    /// Checks a native value about to be written to `system` (by index in
+    /// the map's systems) against that system's [`Validation`](super::Validation)
+    /// rules for the field. A system without rules accepts anything.
+    pub fn check(&self, system: usize, value: &Value) -> Result<(), ValueProblem> {
+        match self.validations.get(system).and_then(Option::as_ref) {
+            Some(rules) => rules.check_with(&self.normalization, value),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Where baselines live between runs: the [`StateStore`] trait and the
+//! stores that ship with the crate.
+//!
+//! A store keeps one [`Baseline`] per object type (`"contacts"`,
+//! `"deals"`), cursors and review decisions included (they are part of the
+//! baseline). After a commit the host (or the
+//! runner) saves the baseline with the
+//! [`CommitSummary`] the commit returned, so a store that keeps entities one
+//! by one writes only those.
+//!
+//! | store | keeps | a crash mid-save leaves |
+//! | --- | --- | --- |
+//! | [`MemoryStore`] | nothing past the process | - |
+//!
+//! Stores are synchronous: a save is one short write per run, and a
+//! runtime-agnostic library has no executor to move it to. Hosts on an
+//! async runtime that need to may call them from a blocking task.
+
+mod memory;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::baseline::{Baseline, BaselineError};
+use crate::engine::CommitSummary;
+
+pub use memory::MemoryStore;
+
+/// Keeps the baseline of each object type between runs.
+///
+/// # Contract
+///
+/// - [`load`](StateStore::load) returns what the last completed
+///   [`save`](StateStore::save) or [`replace`](StateStore::replace) for the
+///   object left, or an empty baseline if there was none. A save that did
+///   not complete (the process died, the disk filled) leaves the state before
+///   it: never a mix.
+/// - `save` may write only the entities `changed` names (touched and
+///   removed) and the baseline's header (revision, fingerprint, cursors);
+///   every other entity is as the last save left it. `replace` writes the
+///   whole baseline.
+/// - Objects are independent: saving one never changes another.
+/// - Files and databases holding baselines hold personal data: a store that
+///   creates them makes them readable by their owner only.
+pub trait StateStore: Send + Sync + fmt::Debug {
+    /// The object's baseline as last saved, or an empty one.
+    fn load(&self, object: &str) -> Result<Baseline, StoreError>;
+
+    /// Saves `baseline` after a commit that changed the entities in
+    /// `changed`.
+    fn save(
+        &self,
+        object: &str,
+        baseline: &Baseline,
+        changed: &CommitSummary,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the object's whole baseline.
+    fn replace(&self, object: &str, baseline: &Baseline) -> Result<(), StoreError>;
+}
+
+/// A store could not load or save.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Reading or writing a file failed.
+    #[error("store file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// What the store holds for an object cannot be read back.
+    #[error("stored state of {object} is unreadable: {message}")]
+    Corrupt {
+        /// The object type.
+        object: String,
+        /// What is wrong, and where.
+        message: String,
+    },
+    /// The stored entities do not make a valid baseline.
+    #[error("stored state of {object}: {source}")]
+    Baseline {
+        /// The object type.
+        object: String,
+        /// What is wrong.
+        #[source]
+        source: BaselineError,
+    },
+    /// The store's backend (a database) failed.
+    #[error("store backend: {message}")]
+    Backend {
+        /// What failed.
+        message: String,
+        /// The backend's own error.
+        #[source]
+        source: Option<Box<dyn StdError + Send + Sync>>,
+    },
+}

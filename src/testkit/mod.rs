@@ -1,0 +1,41 @@
+//! What connector authors and hosts need to test with (feature `testkit`).
+//!
+//! - [`MemoryConnector`]: an in-memory system that keeps the
+//!   [`Connector`](crate::Connector) contract (versions, timestamps from an
+//!   injectable [`Clock`], external ids, complete and incremental fetch),
+//!   with a user-side edit API and deterministic fault injection.
+//! - [`conformance`]: checks you run against your own connector.
+//! - [`OpBuilder`]: write ops by hand, to drive a connector directly.
+//! - `strategies` (feature `proptest`): proptest strategies for records,
+//!   snapshots, field maps, conflict policies and edit histories.
+//!
+//! ```
+//! use recsync::testkit::{MemoryConnector, OpBuilder};
+//! use recsync::{Connector, ConnectorError};
+//! use serde_json::json;
+//!
+//! # futures::executor::block_on(async {
+//! let shop = MemoryConnector::new("shop");
+//! let id = shop.insert("orders", [("total", json!(120))]);
+//! shop.rate_limit_next(1, Some(std::time::Duration::from_secs(2)));
+//!
+//! let op = OpBuilder::update("shop", "orders", &id).field("total", json!(130)).build();
+//! let err = shop.apply("orders", &[op.clone()]).await.unwrap_err();
+//! assert!(err.is_retryable());
+//! let results = shop.apply("orders", &[op]).await?;
+//! assert!(results[0].is_ok());
+//! assert_eq!(shop.get("orders", &id).unwrap().get("total"), Some(&json!(130)));
+//! # Ok::<(), ConnectorError>(())
+//! # }).unwrap();
+//! ```
+
+mod clock;
+pub mod conformance;
+mod memory;
+mod ops;
+#[cfg(feature = "proptest")]
+pub mod strategies;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use memory::{BuildError, MemoryConnector, MemoryConnectorBuilder, Stats};
+pub use ops::OpBuilder;
