@@ -163,15 +163,30 @@ fn report(n: usize) {
     let records = 2 * n;
     let m = mark();
     let f = floor::snapshots(&spec, State::Initial);
-    line("floor snapshot record (Vec<Value> by index)", "record", m, records);
+    line(
+        "floor snapshot record (Vec<Value> by index)",
+        "record",
+        m,
+        records,
+    );
     drop(f);
     let m = mark();
     let r = support::snapshots(&spec, State::Initial, true);
-    line("recsync snapshot Record (with version)", "record", m, records);
+    line(
+        "recsync snapshot Record (with version)",
+        "record",
+        m,
+        records,
+    );
     drop(r);
     let m = mark();
     let t = typical::snapshots(&spec, State::Initial);
-    line("typical snapshot record (HashMap of IndexMap)", "record", m, records);
+    line(
+        "typical snapshot record (HashMap of IndexMap)",
+        "record",
+        m,
+        records,
+    );
     drop(t);
 
     // Baselines after the initial sync.
@@ -189,6 +204,13 @@ fn report(n: usize) {
             "entity",
             m,
             n,
+        );
+        println!(
+            "{:<52} {:>10.0} {:>8} {:>12}   per entity",
+            "  as Baseline::heap_bytes() counts it",
+            baseline.heap_bytes() as f64 / n.max(1) as f64,
+            "",
+            ""
         );
         if systems == 2 && versions {
             peak_line("  peak during the initial sync", "entity", m, n);

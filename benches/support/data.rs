@@ -116,31 +116,130 @@ const CREATE: u64 = 5;
 const INCREMENT: u64 = 6;
 
 const FIRST: &[&str] = &[
-    "Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis",
-    "Radia", "John", "Sophie", "Niklaus", "Hedy", "Tim", "Katherine", "Linus", "Anita", "Bjarne",
-    "Karen", "Guido", "Jean", "Yukihiro", "Shafi", "Leslie", "Lynn", "Robin", "Mary", "Carl",
+    "Ada",
+    "Alan",
+    "Grace",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Frances",
+    "Ken",
+    "Margaret",
+    "Dennis",
+    "Radia",
+    "John",
+    "Sophie",
+    "Niklaus",
+    "Hedy",
+    "Tim",
+    "Katherine",
+    "Linus",
+    "Anita",
+    "Bjarne",
+    "Karen",
+    "Guido",
+    "Jean",
+    "Yukihiro",
+    "Shafi",
+    "Leslie",
+    "Lynn",
+    "Robin",
+    "Mary",
+    "Carl",
 ];
 const LAST: &[&str] = &[
-    "Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton",
-    "Ritchie", "Perlman", "McCarthy", "Wilson", "Wirth", "Lamarr", "Berners-Lee", "Johnson",
-    "Torvalds", "Borg", "Stroustrup", "Jones", "van Rossum", "Sammet", "Matsumoto", "Goldwasser",
-    "Lamport", "Conway", "Milner", "Keller", "Hewitt",
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Thompson",
+    "Hamilton",
+    "Ritchie",
+    "Perlman",
+    "McCarthy",
+    "Wilson",
+    "Wirth",
+    "Lamarr",
+    "Berners-Lee",
+    "Johnson",
+    "Torvalds",
+    "Borg",
+    "Stroustrup",
+    "Jones",
+    "van Rossum",
+    "Sammet",
+    "Matsumoto",
+    "Goldwasser",
+    "Lamport",
+    "Conway",
+    "Milner",
+    "Keller",
+    "Hewitt",
 ];
 const TITLES: &[&str] = &[
-    "CEO", "CTO", "CFO", "VP Sales", "VP Marketing", "Head of Operations", "Engineering Manager",
-    "Software Engineer", "Account Executive", "Marketing Manager", "Product Manager",
-    "Data Analyst", "Office Manager", "Procurement Lead", "Founder",
+    "CEO",
+    "CTO",
+    "CFO",
+    "VP Sales",
+    "VP Marketing",
+    "Head of Operations",
+    "Engineering Manager",
+    "Software Engineer",
+    "Account Executive",
+    "Marketing Manager",
+    "Product Manager",
+    "Data Analyst",
+    "Office Manager",
+    "Procurement Lead",
+    "Founder",
 ];
 const STAGES: &[&str] = &[
-    "subscriber", "lead", "mql", "sql", "opportunity", "customer", "evangelist", "other",
+    "subscriber",
+    "lead",
+    "mql",
+    "sql",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
 ];
 const INDUSTRIES: &[&str] = &[
-    "Software", "Manufacturing", "Retail", "Healthcare", "Finance", "Education", "Logistics",
-    "Energy", "Media", "Hospitality", "Construction", "Agriculture",
+    "Software",
+    "Manufacturing",
+    "Retail",
+    "Healthcare",
+    "Finance",
+    "Education",
+    "Logistics",
+    "Energy",
+    "Media",
+    "Hospitality",
+    "Construction",
+    "Agriculture",
 ];
 const CITIES: &[&str] = &[
-    "Oslo", "Berlin", "Paris", "Lisbon", "Madrid", "Milan", "Vienna", "Prague", "Warsaw", "Dublin",
-    "London", "Toronto", "Chicago", "Austin", "Denver", "Seattle", "Sydney", "Tokyo", "Seoul",
+    "Oslo",
+    "Berlin",
+    "Paris",
+    "Lisbon",
+    "Madrid",
+    "Milan",
+    "Vienna",
+    "Prague",
+    "Warsaw",
+    "Dublin",
+    "London",
+    "Toronto",
+    "Chicago",
+    "Austin",
+    "Denver",
+    "Seattle",
+    "Sydney",
+    "Tokyo",
+    "Seoul",
     "Singapore",
 ];
 const COUNTRIES: &[&str] = &[
@@ -148,11 +247,28 @@ const COUNTRIES: &[&str] = &[
     "SG",
 ];
 const SOURCES: &[&str] = &[
-    "web", "referral", "event", "partner", "cold call", "paid search", "social", "import",
+    "web",
+    "referral",
+    "event",
+    "partner",
+    "cold call",
+    "paid search",
+    "social",
+    "import",
 ];
 const TAGS: &[&str] = &[
-    "vip", "newsletter", "webinar", "trial", "churn-risk", "upsell", "partner", "beta", "event",
-    "enterprise", "smb", "renewal",
+    "vip",
+    "newsletter",
+    "webinar",
+    "trial",
+    "churn-risk",
+    "upsell",
+    "partner",
+    "beta",
+    "event",
+    "enterprise",
+    "smb",
+    "renewal",
 ];
 const SYLLABLES: &[&str] = &[
     "North", "wind", "Blue", "Star", "Iron", "Bright", "Oak", "Silver", "Green", "field", "stone",
@@ -160,15 +276,50 @@ const SYLLABLES: &[&str] = &[
 ];
 const SUFFIXES: &[&str] = &["Inc", "Ltd", "GmbH", "AS", "Labs", "Group", "Systems", "Co"];
 const WORDS: &[&str] = &[
-    "called", "about", "renewal", "pricing", "asked", "for", "a", "demo", "next", "week", "budget",
-    "approved", "waiting", "on", "legal", "prefers", "email", "met", "at", "conference", "needs",
-    "integration", "with", "their", "ERP", "follow", "up", "in", "Q3", "decision", "maker", "is",
-    "the", "team", "lead", "interested", "enterprise", "plan", "sent", "proposal",
+    "called",
+    "about",
+    "renewal",
+    "pricing",
+    "asked",
+    "for",
+    "a",
+    "demo",
+    "next",
+    "week",
+    "budget",
+    "approved",
+    "waiting",
+    "on",
+    "legal",
+    "prefers",
+    "email",
+    "met",
+    "at",
+    "conference",
+    "needs",
+    "integration",
+    "with",
+    "their",
+    "ERP",
+    "follow",
+    "up",
+    "in",
+    "Q3",
+    "decision",
+    "maker",
+    "is",
+    "the",
+    "team",
+    "lead",
+    "interested",
+    "enterprise",
+    "plan",
+    "sent",
+    "proposal",
 ];
 
 fn date(days_since_ce: u64) -> String {
-    let d = NaiveDate::from_num_days_from_ce_opt(days_since_ce as i32)
-        .unwrap_or(NaiveDate::MIN);
+    let d = NaiveDate::from_num_days_from_ce_opt(days_since_ce as i32).unwrap_or(NaiveDate::MIN);
     format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
@@ -278,7 +429,11 @@ fn entity_values(number: u64, salt: u64) -> Vec<Value> {
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    let domain = if salt == 0 { "example.com" } else { "new.example.net" };
+    let domain = if salt == 0 {
+        "example.com"
+    } else {
+        "new.example.net"
+    };
     values[0] = format!("{first}.{last}.{salt}x{number}@{domain}").into();
     if let Some(c) = values[8].as_str() {
         values[17] = website(c).into();
@@ -322,8 +477,10 @@ enum Fate {
     Deleted,
 }
 
-/// 1-3 distinct edited fields (never the email) with values that differ from
-/// `base`, and from `avoid` where it names the same field.
+/// 1-3 distinct edited fields (never the email, nor any in `exclude`) with
+/// values that differ from `base`. With `fields`, the same fields as those
+/// edits, each set to a value that also differs from theirs (a conflict)
+/// where the field has such a value.
 fn edits(
     rng: &mut Rng,
     base: &[Value],
@@ -348,9 +505,14 @@ fn edits(
         .into_iter()
         .map(|f| {
             let avoid = fields.and_then(|same| same.iter().find(|(g, _)| *g == f).map(|(_, v)| v));
+            // A field with two values (the opt-in) has none that differs
+            // from both the base and the other side: after a few draws the
+            // two sides agree instead of conflicting.
+            let mut draws = 0;
             loop {
                 let v = field_value(f, rng);
-                if v != base[f] && Some(&v) != avoid {
+                draws += 1;
+                if v != base[f] && (Some(&v) != avoid || draws > 32) {
                     break (f, v);
                 }
             }
@@ -515,4 +677,3 @@ impl Spec {
         }
     }
 }
-
