@@ -286,13 +286,30 @@ impl fmt::Display for Ratio {
     }
 }
 
+/// Counts of `items` by the variant name of their `Debug` form.
+fn kinds<T: fmt::Debug>(items: impl Iterator<Item = T>) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for item in items {
+        let text = format!("{item:?}");
+        let name = text
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .next()
+            .unwrap_or_default();
+        *counts.entry(name.to_owned()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    parts.join(", ")
+}
+
 fn recsync_summary(plan: &SyncPlan) -> String {
     let fields: usize = plan.ops.iter().map(|o| o.fields.len()).sum();
     format!(
-        "{} ops ({fields} field writes), {} conflicts held, {} holds, {} issues, {} entity changes",
+        "{} ops [{}] ({fields} field writes), {} conflicts held, {} holds [{}], {} issues, {} entity changes",
         plan.ops.len(),
+        kinds(plan.ops.iter().map(|o| o.kind)),
         plan.conflicts.len(),
         plan.held.len(),
+        kinds(plan.held.iter().map(|h| &h.kind)),
         plan.issues.len(),
         plan.changes.len()
     )
@@ -381,7 +398,7 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
         let base = floor::baseline(&spec);
         let snaps = floor::snapshots(&spec, State::Changed);
         let plan = floor::plan(&base, &snaps);
-        println!("{full}/{n}: floor plans {} writes", plan.writes());
+        println!("{full}/{n}: floor plans {}", plan.writes());
         b.run(
             &full,
             Form::Floor,
@@ -427,7 +444,7 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
         let base = typical::baseline(&spec);
         let snaps = typical::snapshots(&spec, State::Changed);
         let plan = typical::plan(&base, &snaps);
-        println!("{full}/{n}: typical user plans {} writes", plan.writes());
+        println!("{full}/{n}: typical user plans {}", plan.writes());
         b.run(
             &full,
             Form::Typical,

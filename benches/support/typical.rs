@@ -72,11 +72,18 @@ impl TypicalPlan {
         }
     }
 
-    /// How many writes (updates, creates, deletes) the plan has.
-    pub fn writes(&self) -> usize {
-        self.updates.iter().map(Vec::len).sum::<usize>()
-            + self.creates.iter().map(Vec::len).sum::<usize>()
-            + self.deletes.iter().map(Vec::len).sum::<usize>()
+    /// The writes the plan has: updates, creates and deletes.
+    pub fn writes(&self) -> String {
+        let count = |per: &[Vec<_>]| per.iter().map(Vec::len).sum::<usize>();
+        let (u, c, d) = (
+            count(&self.updates),
+            count(&self.creates),
+            count(&self.deletes),
+        );
+        format!(
+            "{} writes ({u} updates, {c} creates, {d} deletes)",
+            u + c + d
+        )
     }
 }
 
