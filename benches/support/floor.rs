@@ -105,11 +105,10 @@ impl FloorPlan {
 
     /// The writes the plan has: updates, creates and deletes.
     pub fn writes(&self) -> String {
-        let count = |per: &[Vec<_>]| per.iter().map(Vec::len).sum::<usize>();
         let (u, c, d) = (
-            count(&self.updates),
-            count(&self.creates),
-            count(&self.deletes),
+            total(&self.updates),
+            total(&self.creates),
+            total(&self.deletes),
         );
         format!(
             "{} writes ({u} updates, {c} creates, {d} deletes)",
@@ -302,4 +301,9 @@ pub fn commit(base: &mut FloorBaseline, plan: &FloorPlan) {
             });
         }
     }
+}
+
+/// Items in all of the per-system lists.
+fn total<T>(per_system: &[Vec<T>]) -> usize {
+    per_system.iter().map(Vec::len).sum()
 }
