@@ -213,7 +213,12 @@ fn report(n: usize) {
             ""
         );
         if systems == 2 && versions {
-            peak_line("  peak during the initial sync", "entity", m, n);
+            peak_line(
+                "  peak during the initial sync (its snapshots included)",
+                "entity",
+                m,
+                n,
+            );
             // The full plan: baseline and changed snapshots in memory.
             let snaps = support::snapshots(&spec, State::Changed, versions);
             let m = mark();
