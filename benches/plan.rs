@@ -28,7 +28,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
-use recsync::{Outcomes, SyncPlan};
+use recsync::{OpKind, Outcomes, SyncPlan};
 
 use support::{floor, typical, Spec, State};
 
@@ -315,6 +315,100 @@ fn recsync_summary(plan: &SyncPlan) -> String {
     )
 }
 
+/// One field written to one record: system, record id, field index, value.
+type FieldUpdate = (usize, String, usize, serde_json::Value);
+
+/// Every field update of recsync's plan, sorted.
+fn recsync_updates(plan: &SyncPlan) -> Vec<FieldUpdate> {
+    let mut out: Vec<FieldUpdate> = Vec::new();
+    for op in plan.ops.iter().filter(|o| o.kind == OpKind::Update) {
+        let s = support::SYSTEMS
+            .iter()
+            .position(|name| *name == op.system.as_str())
+            .unwrap_or(usize::MAX);
+        for w in &op.fields {
+            let f = support::FIELDS
+                .iter()
+                .position(|name| *name == w.field)
+                .unwrap_or(usize::MAX);
+            let id = op.record_id.clone().unwrap_or_default();
+            out.push((s, id, f, w.value.clone()));
+        }
+    }
+    out.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+    out
+}
+
+/// Every field update of the floor's plan, sorted.
+fn floor_updates(plan: &floor::FloorPlan) -> Vec<FieldUpdate> {
+    let mut out: Vec<FieldUpdate> = Vec::new();
+    for (s, writes) in plan.updates.iter().enumerate() {
+        for w in writes {
+            for (f, v) in &w.fields {
+                out.push((s, w.record.clone(), usize::from(*f), v.clone()));
+            }
+        }
+    }
+    out.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+    out
+}
+
+/// Prints where recsync's field updates differ from the floor's (the same
+/// data; only conflicts may be decided differently: recsync's map is
+/// last-write-wins, the floor's rule is "the first system wins").
+fn compare_updates(what: &str, rs: &[FieldUpdate], fl: &[FieldUpdate]) {
+    let (mut only_rs, mut only_fl, mut other_value, mut same) =
+        (Vec::new(), Vec::new(), Vec::new(), 0);
+    let (mut i, mut j) = (0, 0);
+    while i < rs.len() || j < fl.len() {
+        let order = match (rs.get(i), fl.get(j)) {
+            (Some(a), Some(b)) => (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                only_rs.push(&rs[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                only_fl.push(&fl[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                if rs[i].3 == fl[j].3 {
+                    same += 1;
+                } else {
+                    other_value.push((&rs[i], &fl[j].3));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    println!(
+        "{what}: field updates: {same} alike, {} with another value (conflicts decided otherwise), {} only recsync's, {} only the floor's",
+        other_value.len(),
+        only_rs.len(),
+        only_fl.len()
+    );
+    let show = |u: &FieldUpdate| {
+        format!(
+            "{} {} {} := {}",
+            support::SYSTEMS.get(u.0).unwrap_or(&"?"),
+            u.1,
+            support::FIELDS.get(u.2).unwrap_or(&"?"),
+            u.3
+        )
+    };
+    for u in only_rs.iter().take(3) {
+        println!("  only recsync: {}", show(u));
+    }
+    for u in only_fl.iter().take(3) {
+        println!("  only floor:   {}", show(u));
+    }
+}
+
 /// One data shape at one size: the full plan for each form, and for two
 /// systems with versions also the commit and (at the largest size) the
 /// incremental plans.
@@ -346,12 +440,14 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
     let measure = Duration::from_secs(3);
     let measure_commit = Duration::from_secs(1);
 
+    let mut rs_updates: Vec<FieldUpdate> = Vec::new();
     if b.wants(Form::Recsync, &ids) {
         let engine = support::engine(systems);
         let baseline = support::synced(&engine, &spec, versions);
         let snaps = support::snapshots(&spec, State::Changed, versions);
         let plan = engine.plan(&baseline, &snaps).expect("plan");
         println!("{full}/{n}: recsync plans {}", recsync_summary(&plan));
+        rs_updates = recsync_updates(&plan);
         b.run(
             &full,
             Form::Recsync,
@@ -399,6 +495,11 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
         let snaps = floor::snapshots(&spec, State::Changed);
         let plan = floor::plan(&base, &snaps);
         println!("{full}/{n}: floor plans {}", plan.writes());
+        // Taken, so the recsync side is freed before the floor's timing.
+        let recsync_side = std::mem::take(&mut rs_updates);
+        if !recsync_side.is_empty() {
+            compare_updates(&format!("{full}/{n}"), &recsync_side, &floor_updates(&plan));
+        }
         b.run(
             &full,
             Form::Floor,
