@@ -1226,12 +1226,13 @@ impl<'c, 'a> Planner<'c, 'a> {
 
         // Propagate to linked targets.
         let reason = decided.as_ref().map(|(_, r)| r.clone());
-        let value: Option<Cow<'_, Value>> = match &decided {
-            Some((v, _)) => Some(Cow::Borrowed(v)),
-            None => canonical.map(|c| Cow::Owned(c.to_value())),
-        };
         self.decided[f] = decided.clone();
-        let Some(value) = value else { return };
+        if decided.is_none() && canonical.is_none() {
+            return;
+        }
+        // Nothing decided: the canonical value is decoded only for a target
+        // that may be behind it.
+        let mut decoded: Option<Value> = None;
         for t in 0..n {
             if !self.part[t] || !field.target_at(t) {
                 continue;
@@ -1249,7 +1250,26 @@ impl<'c, 'a> Planner<'c, 'a> {
             } else {
                 shadow.or(observed_now)
             };
-            let native = match self.write(f, t, &value) {
+            let value: &Value = match (&decided, canonical) {
+                (Some((v, _)), _) => v,
+                (None, Some(c)) => {
+                    // The common case: the target holds the canonical value
+                    // and the field passes through unchanged.
+                    let through = self.cx.parents[f].is_none() && field.passes_through(t);
+                    let same = through
+                        && match expected {
+                            Some(Known::Val(v)) => codec::same(norm, Some(v), Some(c)),
+                            Some(Known::Ref(r)) => r == c,
+                            None => false,
+                        };
+                    if same {
+                        continue;
+                    }
+                    decoded.get_or_insert_with(|| c.to_value())
+                }
+                (None, None) => continue,
+            };
+            let native = match self.write(f, t, value) {
                 Ok(v) => v,
                 Err(fail) => {
                     self.fail(t, f, fail);
@@ -1271,7 +1291,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                     // dates it is written, "1/1/2026" for "01/01/2026") is
                     // up to date: writing it again would loop.
                     Mapped::Value(c)
-                        if field.has_transform(t) && norm.equal(Some(&c), Some(&value)) =>
+                        if field.has_transform(t) && norm.equal(Some(&c), Some(value)) =>
                     {
                         continue
                     }

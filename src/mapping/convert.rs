@@ -234,6 +234,20 @@ impl FieldSpec {
 
     /// Whether `system`'s values go through a transform (not a value map,
     /// not the identity).
+    /// Whether values pass to and from `system` unchanged: no value map
+    /// covers it and its transform (if any) is the identity.
+    pub(crate) fn passes_through(&self, system: usize) -> bool {
+        !self
+            .value_map
+            .as_deref()
+            .is_some_and(|vm| vm.covers(system))
+            && self
+                .transforms
+                .get(system)
+                .and_then(Option::as_ref)
+                .is_none_or(Slot::is_identity)
+    }
+
     pub(crate) fn has_transform(&self, system: usize) -> bool {
         !self
             .value_map
