@@ -15,8 +15,8 @@ use recsync::plan::WriteOp;
 use recsync::runner::{RetryPolicy, RunError, SyncEvent, SyncRunner};
 use recsync::testkit::{ManualClock, MemoryConnector};
 use recsync::{
-    Connector, ConnectorError, DeletePolicy, Field, FieldMap, Guards, MemoryStore, Snapshot,
-    StateStore, SyncEngine, SystemId,
+    Budget, Connector, ConnectorError, DeletePolicy, Field, FieldMap, Guards, MemoryStore,
+    Snapshot, StateStore, SyncEngine, SystemId,
 };
 use serde_json::{json, Value};
 
@@ -942,4 +942,55 @@ async fn a_deleted_record_of_an_unconfirmed_create_is_not_created_again() {
         !emails(&erp.inner).contains(&"ada@example.com".to_owned()),
         "the delete is lost: ada was created in erp again"
     );
+}
+
+/// A mass delete refused by the delete guard waits in the report; once the
+/// host approves the refusal, the next run makes it.
+#[tokio::test]
+async fn a_refused_mass_delete_is_made_after_approval() {
+    let clock = ManualClock::ticking(start(), TimeDelta::seconds(1));
+    let crm = conn("crm", &clock);
+    let shop = conn("shop", &clock);
+    let ids: Vec<String> = (0..5)
+        .map(|i| person(&crm, &format!("p{i}@example.com"), "P"))
+        .collect();
+    let map = FieldMap::builder()
+        .object(OBJ)
+        .systems(["crm", "shop"])
+        .key("email")
+        .deletes(DeletePolicy::Propagate)
+        .guards(Guards::default().deletes(Budget::new(1, 0.0)))
+        .field(Field::new("email").case_insensitive())
+        .field(Field::new("name"))
+        .build()
+        .unwrap();
+    let r = SyncRunner::builder(SyncEngine::new(map))
+        .store(MemoryStore::new())
+        .clock(clock.clone())
+        .sleeper(clock.clone())
+        .connector(crm.clone())
+        .connector(shop.clone())
+        .build()
+        .unwrap();
+    r.run().await.unwrap();
+    assert_eq!(emails(&shop).len(), 5);
+
+    for id in &ids[..3] {
+        crm.delete(OBJ, id).unwrap();
+    }
+    let refused = r.run().await.unwrap();
+    let refusal = refused.refusal.clone().expect("the deletes are refused");
+    assert_eq!(refusal.withheld.len(), 3, "{refusal:?}");
+    assert_eq!(emails(&shop).len(), 5, "nothing deleted before approval");
+    assert!(refused.to_string().contains("refused"), "{refused}");
+
+    r.approve(&refusal);
+    let approved = r.run().await.unwrap();
+    assert!(approved.refusal.is_none(), "{approved}");
+    assert_eq!(
+        approved.system("shop").unwrap().applied.delete,
+        3,
+        "{approved}"
+    );
+    assert_eq!(emails(&shop), ["p3@example.com", "p4@example.com"]);
 }

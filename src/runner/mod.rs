@@ -88,6 +88,7 @@ use futures::stream::{self, StreamExt};
 use crate::baseline::{Baseline, EntityId, LinkStatus};
 use crate::connector::{Applied, Connector, ConnectorError, ConnectorExt, Cursor, ErrorKind};
 use crate::engine::{CommitError, OpOutcome, Outcomes, PlanError, PlanOptions, SyncEngine};
+use crate::guard::{Approval, Refusal};
 use crate::model::{Coverage, Record, Snapshot, SystemId};
 use crate::plan::{OpKind, SyncPlan, WriteOp};
 use crate::store::{StateStore, StoreError};
@@ -153,6 +154,8 @@ pub struct SyncRunner {
     parents: Vec<String>,
     subscribers: events::Subscribers,
     running: futures::lock::Mutex<()>,
+    /// Approvals for the next run's plan.
+    approvals: std::sync::Mutex<Vec<Approval>>,
 }
 
 impl fmt::Debug for SyncRunner {
@@ -319,6 +322,7 @@ impl SyncRunnerBuilder {
             parents: self.parents,
             subscribers: events::Subscribers::default(),
             running: futures::lock::Mutex::new(()),
+            approvals: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -365,6 +369,21 @@ impl SyncRunner {
     /// The engine it plans with.
     pub fn engine(&self) -> &SyncEngine {
         &self.engine
+    }
+
+    /// Approves what a safety guard refused in a run (its report's
+    /// [`refusal`](SyncReport::refusal)): the next run plans those changes
+    /// if they are still exactly what was refused. An approval is used by
+    /// one run.
+    pub fn approve(&self, refusal: &Refusal) {
+        self.approvals().extend(refusal.approvals.iter().copied());
+    }
+
+    fn approvals(&self) -> std::sync::MutexGuard<'_, Vec<Approval>> {
+        // A panic while holding the lock leaves a whole Vec behind.
+        self.approvals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A stream of the [`SyncEvent`]s of every run from now on. Events are
@@ -437,12 +456,16 @@ impl SyncRunner {
         for (name, parent) in self.parents.iter().zip(&parents) {
             options = options.parent(name.clone(), parent);
         }
+        let approvals = std::mem::take(&mut *self.approvals());
+        for a in &approvals {
+            options = options.approve_stage(*a);
+        }
         let plan = self.engine.plan_with(&baseline, &snapshots, &options)?;
         drop(snapshots);
         report.conflicts = plan.conflicts.len();
         report.held = plan.held.len();
         report.issues = plan.issues.len();
-        report.refused = plan.refusal.is_some();
+        report.refusal = plan.refusal.clone();
         for op in &plan.ops {
             if let Some(s) = report.system_mut(&op.system) {
                 s.planned.add(op.kind);

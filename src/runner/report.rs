@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::baseline::EntityId;
 use crate::connector::ErrorKind;
+use crate::guard::Refusal;
 use crate::model::SystemId;
 use crate::plan::OpKind;
 
@@ -116,7 +117,7 @@ pub struct ErrorGroup {
 /// failed: rate limited: shop:shop-2
 /// held: 0 conflicts, 0 values; issues: 0; re-planned: 0; debounced: 0
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SyncReport {
     /// The object type synced.
@@ -143,8 +144,9 @@ pub struct SyncReport {
     pub replanned: usize,
     /// Records left for a later run because they were edited too recently.
     pub debounced: usize,
-    /// A safety guard refused part of the plan; it waits for approval.
-    pub refused: bool,
+    /// What a safety guard refused: those changes wait until approved with
+    /// [`SyncRunner::approve`](super::SyncRunner::approve).
+    pub refusal: Option<Refusal>,
 }
 
 impl SyncReport {
@@ -161,7 +163,7 @@ impl SyncReport {
             issues: 0,
             replanned: 0,
             debounced: 0,
-            refused: false,
+            refusal: None,
         }
     }
 
@@ -295,7 +297,7 @@ impl fmt::Display for SyncReport {
             }
             writeln!(f)?;
         }
-        if self.refused {
+        if self.refusal.is_some() {
             writeln!(
                 f,
                 "refused by a safety guard: part of the plan waits for approval"
