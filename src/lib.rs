@@ -134,6 +134,13 @@
 //!   saves only the entities a commit touched, in one transaction. Adds
 //!   `rusqlite` with SQLite bundled: building it compiles SQLite's C source,
 //!   so a C compiler (`cc`) must be installed; no system SQLite is needed.
+//! - **`parallel`**: large plans split their work over threads: looking up
+//!   records in the baseline, the fast path, and planning the entities
+//!   that changed, in contiguous chunks (scoped `std` threads, one per core
+//!   unless [`PlanOptions::threads`](engine::PlanOptions) says otherwise; a
+//!   few thousand entities per thread at least, so a small or incremental
+//!   plan stays on the calling thread). The plan is the same on any number
+//!   of threads. Adds no dependency.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -173,6 +173,9 @@ struct Planner<'c, 'a> {
     systems: &'a [SystemId],
     links: Vec<LinkNow<'a>>,
     seen: Vec<Option<&'a Record>>,
+    /// Per system and field (`s * fields + f`): the seen record's native
+    /// name and value of the field, looked up once per entity.
+    values: Vec<Option<(&'a str, &'a Value)>>,
     /// Systems that take part in field sync (active links).
     part: Vec<bool>,
     /// Systems a record is created in (restores included).
@@ -258,6 +261,19 @@ impl<'c, 'a> Planner<'c, 'a> {
         }
         let mut change = EntityChange::new(input.id.clone());
         change.new = input.slot.is_none();
+        let fields = map.fields().len();
+        let mut values = vec![None; n * fields];
+        for ((s, r), row) in input
+            .seen
+            .iter()
+            .enumerate()
+            .zip(values.chunks_mut(fields.max(1)))
+        {
+            let Some(r) = r else { continue };
+            for (f, slot) in row.iter_mut().enumerate() {
+                *slot = cx.field_value(s, f, r);
+            }
+        }
         Planner {
             cx,
             input,
@@ -275,6 +291,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 .zip(&input.deleted)
                 .map(|(r, d)| if *d { None } else { *r })
                 .collect(),
+            values,
             part: vec![false; n],
             create: vec![false; n],
             res: EntityResult {
@@ -357,7 +374,8 @@ impl<'c, 'a> Planner<'c, 'a> {
     /// a hold or a skipped plan.
     fn current(&self, s: usize, f: usize) -> Option<(&'a Value, Stamp<'a>)> {
         if let Some(r) = self.seen[s] {
-            if let Some((nat, v)) = self.cx.field_value(s, f, r) {
+            let fields = self.cx.map.fields().len();
+            if let Some(Some((nat, v))) = self.values.get(s * fields + f) {
                 return Some((v, Stamp::Field(r, nat)));
             }
         }

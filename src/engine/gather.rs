@@ -9,8 +9,8 @@
 //! they had at the last commit, with nothing pending, is skipped here
 //! without reading a field.
 
-use std::cell::Cell as Hint;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::baseline::{Baseline, EntityId, LinkRecord, LinkStatus};
 use crate::hash::FoldHasher;
@@ -19,7 +19,7 @@ use crate::mapping::FieldMap;
 use crate::model::{Coverage, Record, Snapshot};
 use crate::plan::{EntityChange, Issue, IssueKind};
 
-use super::{PlanError, PlanOptions};
+use super::{par, PlanError, PlanOptions};
 
 /// The seed of record content hashes. Persisted in baselines: never change.
 const CONTENT_SEED: u64 = 0x7265_6373_796e_6331;
@@ -58,7 +58,9 @@ pub(crate) struct Cx<'a> {
     /// Per map system and field: where the native field was last found in
     /// a record. Records of one system mostly list fields in one order, so
     /// a lookup is one string compare instead of hashing the name.
-    hints: Vec<Hint<u32>>,
+    hints: Vec<AtomicU32>,
+    /// Threads the plan may use (`None`: one per core).
+    pub(crate) threads: Option<usize>,
 }
 
 impl<'a> Cx<'a> {
@@ -124,7 +126,10 @@ impl<'a> Cx<'a> {
             snaps,
             parents,
             fast: baseline.header().fingerprint == Some(map.fingerprint()),
-            hints: vec![Hint::new(0); n * map.fields().len()],
+            hints: (0..n * map.fields().len())
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+            threads: options.thread_count(),
         })
     }
 
@@ -137,13 +142,14 @@ impl<'a> Cx<'a> {
     ) -> Option<(&'a str, &'r serde_json::Value)> {
         let nat = self.map.fields().get(f)?.native_at(s)?;
         let hint = self.hints.get(s * self.map.fields().len() + f)?;
-        if let Some((k, v)) = r.fields.get_index(hint.get() as usize) {
+        // Relaxed: a hint is only a guess, checked before it is used.
+        if let Some((k, v)) = r.fields.get_index(hint.load(Ordering::Relaxed) as usize) {
             if k == nat {
                 return Some((nat, v));
             }
         }
         let (i, _, v) = r.fields.get_full(nat)?;
-        hint.set(u32::try_from(i).unwrap_or(0));
+        hint.store(u32::try_from(i).unwrap_or(0), Ordering::Relaxed);
         Some((nat, v))
     }
 
@@ -293,8 +299,18 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         // Links of this system the snapshot names: when it names them all,
         // a complete snapshot has nothing missing.
         let mut named = 0usize;
-        for r in &snap.records {
-            match bs.and_then(|b| baseline.find_link(b, &r.id)) {
+        // The lookups read the baseline only: they may run on every thread.
+        let found = match bs {
+            Some(b) => flat(par::chunked(&snap.records, cx.threads, |records| {
+                records
+                    .iter()
+                    .map(|r| baseline.find_link(b, &r.id))
+                    .collect::<Vec<_>>()
+            })),
+            None => vec![None; snap.records.len()],
+        };
+        for (r, found) in snap.records.iter().zip(found) {
+            match found {
                 Some(slot) => {
                     let row = rows.row(slot);
                     let cell = rows.cell(row, s);
@@ -403,48 +419,35 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         rows.row(*slot);
     }
 
+    let order: Vec<u32> = (0..rows.slots.len() as u32).collect();
+    let parts = par::chunked(&order, cx.threads, |chunk| {
+        let mut inputs = Vec::new();
+        let mut touches = Vec::new();
+        // Content hashes the fast path computed, so the slow path does not
+        // compute them again.
+        let mut known = vec![0u64; n];
+        for row in chunk {
+            let row = *row as usize;
+            let slot = rows.slots[row];
+            let cells = &rows.cells[row * n..(row + 1) * n];
+            known.fill(0);
+            if let Some(touch) = fast_path(cx, slot, cells, &mut known) {
+                if let Some(change) = touch {
+                    touches.push(change);
+                }
+                continue;
+            }
+            if let Some(input) = entity_input(baseline, slot, cells, &known) {
+                inputs.push(input);
+            }
+        }
+        (inputs, touches)
+    });
     let mut inputs = Vec::new();
     let mut touches = Vec::new();
-    for (row, slot) in rows.slots.iter().enumerate() {
-        let cells = &rows.cells[row * n..(row + 1) * n];
-        if let Some(touch) = fast_path(cx, *slot, cells) {
-            if let Some(change) = touch {
-                touches.push(change);
-            }
-            continue;
-        }
-        let Some(e) = baseline.entity_at(*slot) else {
-            continue;
-        };
-        let mut input = EntityInput {
-            slot: Some(*slot),
-            id: e.id.clone(),
-            seen: vec![None; n],
-            hashes: vec![0; n],
-            deleted: vec![false; n],
-            new_links: vec![false; n],
-        };
-        for (s, cell) in cells.iter().enumerate() {
-            match cell {
-                Cell::Seen(r) => {
-                    input.seen[s] = Some(*r);
-                    input.hashes[s] = record_hash(r);
-                }
-                Cell::New(r) => {
-                    input.seen[s] = Some(*r);
-                    input.hashes[s] = record_hash(r);
-                    input.new_links[s] = true;
-                }
-                Cell::Gone => input.deleted[s] = true,
-                Cell::NewGone(r) => {
-                    input.seen[s] = Some(*r);
-                    input.new_links[s] = true;
-                    input.deleted[s] = true;
-                }
-                Cell::Empty | Cell::Dup => {}
-            }
-        }
-        inputs.push(input);
+    for (i, t) in parts {
+        inputs.extend(i);
+        touches.extend(t);
     }
 
     let mut taken: HashSet<EntityId> = HashSet::new();
@@ -489,6 +492,57 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
     Gathered { inputs, touches }
 }
 
+/// The parts of a chunked result, as one vector.
+fn flat<T>(parts: Vec<Vec<T>>) -> Vec<T> {
+    let mut parts = parts.into_iter();
+    let mut all = parts.next().unwrap_or_default();
+    for part in parts {
+        all.extend(part);
+    }
+    all
+}
+
+/// What the slow path needs of a baseline entity and its row of cells.
+fn entity_input<'a>(
+    baseline: &Baseline,
+    slot: u32,
+    cells: &[Cell<'a>],
+    known: &[u64],
+) -> Option<EntityInput<'a>> {
+    let e = baseline.entity_at(slot)?;
+    let n = cells.len();
+    let mut input = EntityInput {
+        slot: Some(slot),
+        id: e.id.clone(),
+        seen: vec![None; n],
+        hashes: vec![0; n],
+        deleted: vec![false; n],
+        new_links: vec![false; n],
+    };
+    for ((s, cell), known) in cells.iter().enumerate().zip(known) {
+        let hash = |r: &Record| if *known != 0 { *known } else { record_hash(r) };
+        match cell {
+            Cell::Seen(r) => {
+                input.seen[s] = Some(*r);
+                input.hashes[s] = hash(r);
+            }
+            Cell::New(r) => {
+                input.seen[s] = Some(*r);
+                input.hashes[s] = hash(r);
+                input.new_links[s] = true;
+            }
+            Cell::Gone => input.deleted[s] = true,
+            Cell::NewGone(r) => {
+                input.seen[s] = Some(*r);
+                input.new_links[s] = true;
+                input.deleted[s] = true;
+            }
+            Cell::Empty | Cell::Dup => {}
+        }
+    }
+    Some(input)
+}
+
 /// The entity a tombstone in system `s` is the lost create of: its
 /// correlation key names an existing entity with no live link in `s`.
 fn lost_create(cx: &Cx<'_>, s: usize, r: &Record) -> Option<u32> {
@@ -505,7 +559,14 @@ fn lost_create(cx: &Cx<'_>, s: usize, r: &Record) -> Option<u32> {
 /// `Some` when the entity needs no planning: nothing pending, and every
 /// record seen has the version or content it had at the last commit. The
 /// inner change updates links whose version moved while content did not.
-fn fast_path(cx: &Cx<'_>, slot: u32, cells: &[Cell<'_>]) -> Option<Option<EntityChange>> {
+/// The content hashes it computes are left in `known` (by system; 0 where
+/// it computed none).
+fn fast_path(
+    cx: &Cx<'_>,
+    slot: u32,
+    cells: &[Cell<'_>],
+    known: &mut [u64],
+) -> Option<Option<EntityChange>> {
     if !cx.fast || cx.baseline.attention().contains(&slot) {
         return None;
     }
@@ -529,6 +590,9 @@ fn fast_path(cx: &Cx<'_>, slot: u32, cells: &[Cell<'_>]) -> Option<Option<Entity
             continue;
         }
         let hash = record_hash(r);
+        if let Some(k) = known.get_mut(s) {
+            *k = hash;
+        }
         if hash != link.hash {
             return None;
         }

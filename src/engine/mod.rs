@@ -22,6 +22,7 @@
 mod commit;
 mod entity;
 mod gather;
+mod par;
 
 use std::collections::BTreeMap;
 
@@ -57,6 +58,7 @@ pub struct SyncEngine {
 pub struct PlanOptions<'a> {
     parents: Vec<(String, &'a Baseline)>,
     approvals: Vec<Approval>,
+    threads: Option<usize>,
 }
 
 impl<'a> PlanOptions<'a> {
@@ -87,6 +89,22 @@ impl<'a> PlanOptions<'a> {
     pub fn approve_stage(mut self, approval: Approval) -> Self {
         self.approvals.push(approval);
         self
+    }
+
+    /// Plans on up to `threads` threads (feature `parallel`; at least 1).
+    /// Without this, a plan uses every core
+    /// ([`std::thread::available_parallelism`]). Only large plans are split
+    /// (a few thousand entities per thread at least); the plan is the same
+    /// on any number of threads.
+    #[cfg(feature = "parallel")]
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
+        self
+    }
+
+    pub(crate) fn thread_count(&self) -> Option<usize> {
+        self.threads
     }
 
     fn parent_of(&self, object: &str) -> Option<&'a Baseline> {
@@ -318,10 +336,15 @@ impl SyncEngine {
             ..SyncPlan::default()
         };
         let gathered = gather::gather(&cx, &mut plan.issues);
-        let mut results: Vec<entity::EntityResult> = gathered
-            .inputs
-            .iter()
-            .map(|input| entity::plan_entity(&cx, input, entity::Withhold::default()))
+        let mut results: Vec<entity::EntityResult> =
+            par::chunked(&gathered.inputs, cx.threads, |inputs| {
+                inputs
+                    .iter()
+                    .map(|input| entity::plan_entity(&cx, input, entity::Withhold::default()))
+                    .collect::<Vec<_>>()
+            })
+            .into_iter()
+            .flatten()
             .collect();
 
         // Budgets, over what the plan would do.
