@@ -375,7 +375,12 @@ impl<'c, 'a> Planner<'c, 'a> {
     fn current(&self, s: usize, f: usize) -> Option<(&'a Value, Stamp<'a>)> {
         if let Some(r) = self.seen[s] {
             let fields = self.cx.map.fields().len();
-            if let Some(Some((nat, v))) = self.values.get(s * fields + f) {
+            let found = if f < fields {
+                self.values.get(s * fields + f)
+            } else {
+                None
+            };
+            if let Some(Some((nat, v))) = found {
                 return Some((v, Stamp::Field(r, nat)));
             }
         }

@@ -61,8 +61,11 @@ where
         let first = chunks.next().unwrap_or(&[]);
         let spawned: Vec<_> = chunks
             .map(|chunk| {
+                // The stack of a main thread: hashing and comparing nest
+                // as deep as the values do.
                 let started = std::thread::Builder::new()
                     .name("recsync-plan".into())
+                    .stack_size(8 << 20)
                     .spawn_scoped(scope, move || work(chunk));
                 (chunk, started.ok())
             })
