@@ -263,13 +263,17 @@ impl<'c, 'a> Planner<'c, 'a> {
         change.new = input.slot.is_none();
         let fields = map.fields().len();
         let mut values = vec![None; n * fields];
-        for ((s, r), row) in input
+        for (((s, r), deleted), row) in input
             .seen
             .iter()
             .enumerate()
+            .zip(&input.deleted)
             .zip(values.chunks_mut(fields.max(1)))
         {
-            let Some(r) = r else { continue };
+            // A deleted record is linked, not read.
+            let (Some(r), false) = (r, deleted) else {
+                continue;
+            };
             for (f, slot) in row.iter_mut().enumerate() {
                 *slot = cx.field_value(s, f, r);
             }
