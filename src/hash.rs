@@ -118,17 +118,18 @@ impl FoldHasher {
     #[inline]
     pub(crate) fn bytes(&mut self, bytes: &[u8]) {
         self.u64(bytes.len() as u64);
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.u64(u64::from_le_bytes(w));
+        let (words, rest) = bytes.as_chunks::<8>();
+        for w in words {
+            self.u64(u64::from_le_bytes(*w));
         }
-        let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.u64(u64::from_le_bytes(w));
+            // The tail, zero-padded, byte by byte: a copy of a length not
+            // known at compile time would be a call to `memcpy`.
+            let mut w = 0u64;
+            for (i, b) in rest.iter().enumerate() {
+                w |= u64::from(*b) << (8 * i);
+            }
+            self.u64(w);
         }
     }
 

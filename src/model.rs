@@ -3,6 +3,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
@@ -13,19 +14,33 @@ use serde_json::Value;
 ///
 /// A sync has two or more systems; the [`FieldMap`](crate::FieldMap) names
 /// them, in priority order.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SystemId(String);
+///
+/// Cloning one is cheap (a shared string): plans name a system in every
+/// write, reason and conflict.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SystemId(Arc<str>);
 
 impl SystemId {
     /// Makes a system id from its name.
     pub fn new(name: impl Into<String>) -> Self {
-        SystemId(name.into())
+        SystemId(Arc::from(name.into()))
     }
 
     /// The system's name.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl Serialize for SystemId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SystemId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(SystemId::new)
     }
 }
 
@@ -49,7 +64,7 @@ impl From<&str> for SystemId {
 
 impl From<String> for SystemId {
     fn from(name: String) -> Self {
-        SystemId(name)
+        SystemId::new(name)
     }
 }
 
@@ -67,13 +82,13 @@ impl Borrow<str> for SystemId {
 
 impl PartialEq<str> for SystemId {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        &*self.0 == other
     }
 }
 
 impl PartialEq<&str> for SystemId {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        &*self.0 == *other
     }
 }
 

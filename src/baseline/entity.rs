@@ -301,6 +301,9 @@ impl<'a> ValuesView<'a> {
     fn read(&mut self, bytes: &'a [u8]) -> Option<()> {
         let mut pos = 0;
         let n = get_varint(bytes, &mut pos)?;
+        // Fields are stored by slot, mostly every slot from 0.
+        self.canonical
+            .reserve(usize::try_from(n).unwrap_or(0).min(bytes.len()));
         for _ in 0..n {
             let f = usize::try_from(get_varint(bytes, &mut pos)?).ok()?;
             let v = get_value(bytes, &mut pos)?;

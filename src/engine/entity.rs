@@ -150,7 +150,8 @@ fn mapped(m: Mapped<'_>) -> Result<Cow<'_, Value>, Fail> {
 struct Cand<'a> {
     s: usize,
     native: &'a Value,
-    canonical: Value,
+    /// Borrowed from the record where the field passes through.
+    canonical: Cow<'a, Value>,
     at: Option<DateTime<Utc>>,
 }
 
@@ -204,6 +205,23 @@ struct Planner<'c, 'a> {
     echo: Vec<bool>,
     /// Targets whose write is blocked (a required field would be empty).
     blocked: Vec<bool>,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests turn the shortcut of [`Planner::unchanged`] off, to compare.
+    static FULL_WALK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn full_walk() -> bool {
+    FULL_WALK.with(std::cell::Cell::get)
+}
+
+#[cfg(not(test))]
+#[inline]
+fn full_walk() -> bool {
+    false
 }
 
 pub(crate) fn plan_entity(
@@ -957,6 +975,9 @@ impl<'c, 'a> Planner<'c, 'a> {
         let norm = field.normalization();
         let n = self.n();
         let held_before = self.held_before(f);
+        if held_before.is_none() && !full_walk() && self.unchanged(f, field) {
+            return;
+        }
 
         // Detect.
         let mut cands: Vec<Cand<'a>> = Vec::new();
@@ -976,7 +997,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 Ok(canonical) => cands.push(Cand {
                     s,
                     native: cur,
-                    canonical: canonical.into_owned(),
+                    canonical,
                     at: at.get(),
                 }),
                 // The unmapped policy says: this system's value is not read.
@@ -1032,7 +1053,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 Some((first, rest)) => rest
                     .iter()
                     .all(|c| norm.equal(Some(&c.canonical), Some(&first.canonical)))
-                    .then(|| first.canonical.clone()),
+                    .then(|| first.canonical.clone().into_owned()),
             };
             for (s, cur, e) in unmapped {
                 let echo = agreed.as_ref().is_some_and(|v| {
@@ -1110,7 +1131,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                             .collect(),
                     }
                 };
-                decided = Some((cands[live[0]].canonical.clone(), reason));
+                decided = Some((cands[live[0]].canonical.clone().into_owned(), reason));
             } else {
                 let baseline_value = canonical_value();
                 let mut h = StableHasher::new("conflict");
@@ -1150,7 +1171,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                         Decision::Take(i, rule) => {
                             let c = &cands[live[i]];
                             decided = Some((
-                                c.canonical.clone(),
+                                c.canonical.clone().into_owned(),
                                 Reason::ConflictWon {
                                     winner: self.systems[c.s].clone(),
                                     rule,
@@ -1172,7 +1193,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                                     .iter()
                                     .map(|i| ConflictCandidate {
                                         system: self.systems[cands[*i].s].clone(),
-                                        value: cands[*i].canonical.clone(),
+                                        value: cands[*i].canonical.clone().into_owned(),
                                         changed_at: cands[*i].at,
                                     })
                                     .collect(),
@@ -1253,7 +1274,6 @@ impl<'c, 'a> Planner<'c, 'a> {
 
         // Propagate to linked targets.
         let reason = decided.as_ref().map(|(_, r)| r.clone());
-        self.decided[f] = decided.clone();
         if decided.is_none() && canonical.is_none() {
             return;
         }
@@ -1277,12 +1297,14 @@ impl<'c, 'a> Planner<'c, 'a> {
             } else {
                 shadow.or(observed_now)
             };
+            // Written as it is: neither a reference, nor a value map or
+            // transform for this target.
+            let through = self.cx.parents[f].is_none() && field.passes_through(t);
             let value: &Value = match (&decided, canonical) {
                 (Some((v, _)), _) => v,
                 (None, Some(c)) => {
                     // The common case: the target holds the canonical value
                     // and the field passes through unchanged.
-                    let through = self.cx.parents[f].is_none() && field.passes_through(t);
                     let same = through
                         && match expected {
                             Some(Known::Val(v)) => codec::same(norm, Some(v), Some(c)),
@@ -1296,20 +1318,26 @@ impl<'c, 'a> Planner<'c, 'a> {
                 }
                 (None, None) => continue,
             };
-            let native = match self.write(f, t, value) {
-                Ok(v) => v,
-                Err(fail) => {
-                    self.fail(t, f, fail);
-                    if self.skipped {
-                        return;
+            let native: Cow<'_, Value> = if through {
+                Cow::Borrowed(value)
+            } else {
+                match self.write(f, t, value) {
+                    Ok(v) => Cow::Owned(v),
+                    Err(fail) => {
+                        self.fail(t, f, fail);
+                        if self.skipped {
+                            return;
+                        }
+                        continue;
                     }
-                    continue;
                 }
             };
             if known_same(norm, expected, &native) {
                 continue;
             }
-            if let Some(e) = expected.map(Known::to_value) {
+            // A value map's skip, or another rendering through a
+            // transform: only where the value is converted.
+            if let Some(e) = expected.filter(|_| !through).map(Known::to_value) {
                 match field.read(t, &e) {
                     // A value the unmapped policy skips is left alone.
                     Mapped::Skip => continue,
@@ -1345,13 +1373,50 @@ impl<'c, 'a> Planner<'c, 'a> {
                 FieldWrite {
                     field: name.to_owned(),
                     native: nat.to_owned(),
-                    value: native,
+                    value: native.into_owned(),
                     reason: reason.clone().unwrap_or(Reason::Behind),
                     sensitive: field.is_sensitive(),
                 },
                 expected.map(Known::to_value),
             ));
         }
+        // For the creates (a skipped entity returned above: it writes
+        // nothing).
+        self.decided[f] = decided;
+    }
+
+    /// The common case, told without the full walk below: every system
+    /// taking part holds exactly its shadow (or was not seen and keeps
+    /// nothing), and every target's shadow is the canonical value, passed
+    /// through unchanged. [`field`](Self::field) would then find no
+    /// candidate, adopt no shadow and write nothing. Anything else (a
+    /// held field, a reference, a transform, a target seen for the first
+    /// time) takes the full walk.
+    fn unchanged(&self, f: usize, field: &FieldSpec) -> bool {
+        if self.cx.parents[f].is_some() {
+            return false;
+        }
+        let Some(canonical) = self.canonical(f) else {
+            return false;
+        };
+        for s in 0..self.n() {
+            let (source, target) = (field.source_at(s), field.target_at(s));
+            if !self.part[s] || !(source || target) {
+                continue;
+            }
+            let Some(shadow) = self.shadow(s, f) else {
+                return false;
+            };
+            if target && !(field.passes_through(s) && shadow == canonical) {
+                return false;
+            }
+            if let Some((cur, _)) = self.current(s, f) {
+                if !shadow.eq_value(cur) {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn build_creates(&mut self) {
@@ -1582,5 +1647,76 @@ fn id_text(v: &Value) -> Option<String> {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(all(test, feature = "proptest"))]
+mod tests {
+    use futures::executor::block_on;
+    use proptest::prelude::*;
+
+    use super::FULL_WALK;
+    use crate::connector::Connector;
+    use crate::testkit::strategies::{edit_history, field_map, Edit};
+    use crate::testkit::MemoryConnector;
+    use crate::{Baseline, OpOutcome, Outcomes, Snapshot, SyncEngine, SyncPlan, WriteOp};
+
+    const SYSTEMS: [&str; 3] = ["crm", "shop", "erp"];
+    const OBJECT: &str = "contacts";
+
+    fn plan(engine: &SyncEngine, baseline: &Baseline, snaps: &[Snapshot], full: bool) -> SyncPlan {
+        FULL_WALK.with(|w| w.set(full));
+        let plan = engine.plan(baseline, snaps);
+        FULL_WALK.with(|w| w.set(false));
+        plan.expect("plan")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Every sync of a random edit history (conflicts held for review,
+        /// one-way and enforced fields, the empty-value guard, case
+        /// folding) plans the same with the unchanged-field shortcut as
+        /// with the full walk of every field.
+        #[test]
+        fn the_unchanged_field_shortcut_plans_what_the_full_walk_plans(
+            map in field_map(&SYSTEMS, &["email", "phone", "city"]),
+            history in edit_history(3, "email", &["phone", "city"], 0..40),
+        ) {
+            let engine = SyncEngine::new(map);
+            let systems: Vec<MemoryConnector> =
+                SYSTEMS.iter().map(|s| MemoryConnector::new(*s)).collect();
+            let mut baseline = Baseline::new();
+            for edit in history.iter().chain([&Edit::Sync, &Edit::Sync]) {
+                edit.apply(&systems, OBJECT);
+                if *edit != Edit::Sync {
+                    continue;
+                }
+                let snaps = systems
+                    .iter()
+                    .map(|c| block_on(c.fetch(OBJECT)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("fetch");
+                let planned = plan(&engine, &baseline, &snaps, false);
+                prop_assert_eq!(&planned, &plan(&engine, &baseline, &snaps, true));
+                let mut outcomes = Outcomes::new();
+                for c in &systems {
+                    let ops: Vec<WriteOp> = planned
+                        .ops
+                        .iter()
+                        .filter(|op| op.system == *c.system())
+                        .cloned()
+                        .collect();
+                    if ops.is_empty() {
+                        continue;
+                    }
+                    let results = block_on(c.apply(OBJECT, &ops)).expect("apply");
+                    for (op, r) in ops.iter().zip(results) {
+                        outcomes.record(op.id, OpOutcome::from(r));
+                    }
+                }
+                engine.commit(&mut baseline, &planned, &outcomes).expect("commit");
+            }
+        }
     }
 }

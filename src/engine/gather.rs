@@ -19,6 +19,7 @@ use crate::mapping::FieldMap;
 use crate::model::{Coverage, Record, Snapshot};
 use crate::plan::{EntityChange, Issue, IssueKind};
 
+use super::entity::{plan_entity, EntityResult, Withhold};
 use super::{par, PlanError, PlanOptions};
 
 /// The seed of record content hashes. Persisted in baselines: never change.
@@ -206,6 +207,10 @@ pub(crate) struct EntityInput<'a> {
 
 pub(crate) struct Gathered<'a> {
     pub(crate) inputs: Vec<EntityInput<'a>>,
+    /// The plans of the first inputs (the baseline's entities), made
+    /// while their records were fresh in the cache; the rest (new
+    /// entities) are planned by the caller.
+    pub(crate) results: Vec<EntityResult>,
     /// Link updates of skipped entities (a version changed, content did not).
     pub(crate) touches: Vec<EntityChange>,
 }
@@ -236,18 +241,24 @@ struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
+    /// Rows for `records` (the most records of one snapshot: at least
+    /// that many rows are made) over a baseline of `slot_count` slots.
     fn new(n: usize, slot_count: usize, records: usize) -> Self {
         let use_dense = records.saturating_mul(8) >= slot_count;
         Rows {
             n,
-            cells: Vec::new(),
-            slots: Vec::new(),
+            cells: Vec::with_capacity(records.saturating_mul(n)),
+            slots: Vec::with_capacity(records),
             dense: if use_dense {
                 vec![u32::MAX; slot_count]
             } else {
                 Vec::new()
             },
-            sparse: HashMap::new(),
+            sparse: if use_dense {
+                HashMap::new()
+            } else {
+                HashMap::with_capacity(records)
+            },
             use_dense,
         }
     }
@@ -289,8 +300,14 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
     let map = cx.map;
     let baseline = cx.baseline;
     let n = map.systems().len();
-    let total: usize = cx.snaps.iter().flatten().map(|s| s.records.len()).sum();
-    let mut rows = Rows::new(n, baseline.slot_count(), total);
+    let most = cx
+        .snaps
+        .iter()
+        .flatten()
+        .map(|s| s.records.len())
+        .max()
+        .unwrap_or(0);
+    let mut rows = Rows::new(n, baseline.slot_count(), most);
     let mut unlinked: Vec<(usize, &'a Record)> = Vec::new();
 
     for s in 0..n {
@@ -422,6 +439,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
     let order: Vec<u32> = (0..rows.slots.len() as u32).collect();
     let parts = par::chunked(&order, cx.threads, |chunk| {
         let mut inputs = Vec::new();
+        let mut results = Vec::new();
         let mut touches = Vec::new();
         // Content hashes the fast path computed, so the slow path does not
         // compute them again.
@@ -438,15 +456,18 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                 continue;
             }
             if let Some(input) = entity_input(baseline, slot, cells, &known) {
+                results.push(plan_entity(cx, &input, Withhold::default()));
                 inputs.push(input);
             }
         }
-        (inputs, touches)
+        (inputs, results, touches)
     });
     let mut inputs = Vec::new();
+    let mut results = Vec::new();
     let mut touches = Vec::new();
-    for (i, t) in parts {
+    for (i, r, t) in parts {
         inputs.extend(i);
+        results.extend(r);
         touches.extend(t);
     }
 
@@ -489,7 +510,11 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         }
         inputs.push(input);
     }
-    Gathered { inputs, touches }
+    Gathered {
+        inputs,
+        results,
+        touches,
+    }
 }
 
 /// The parts of a chunked result, as one vector.

@@ -335,17 +335,19 @@ impl SyncEngine {
             fingerprint: self.map.fingerprint(),
             ..SyncPlan::default()
         };
-        let gathered = gather::gather(&cx, &mut plan.issues);
-        let mut results: Vec<entity::EntityResult> =
-            par::chunked(&gathered.inputs, cx.threads, |inputs| {
-                inputs
-                    .iter()
-                    .map(|input| entity::plan_entity(&cx, input, entity::Withhold::default()))
-                    .collect::<Vec<_>>()
-            })
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut gathered = gather::gather(&cx, &mut plan.issues);
+        // The baseline's entities were planned as they were gathered; the
+        // new ones are planned here. Results stay in input order.
+        let mut results = std::mem::take(&mut gathered.results);
+        let new = gathered.inputs.get(results.len()..).unwrap_or_default();
+        for part in par::chunked(new, cx.threads, |inputs| {
+            inputs
+                .iter()
+                .map(|input| entity::plan_entity(&cx, input, entity::Withhold::default()))
+                .collect::<Vec<_>>()
+        }) {
+            results.extend(part);
+        }
 
         // Budgets, over what the plan would do.
         let entities = baseline.len();
@@ -405,18 +407,32 @@ impl SyncEngine {
             plan.refusal = Some(refusal);
         }
 
-        results.sort_by(|a, b| a.change.entity.cmp(&b.change.entity));
-        for r in results {
+        // In entity order. Results are large: their order is sorted, not
+        // they. Entities planned and entities only touched (a version moved,
+        // nothing else) are apart, so their changes merge.
+        let mut order: Vec<usize> = (0..results.len()).collect();
+        order.sort_unstable_by(|a, b| results[*a].change.entity.cmp(&results[*b].change.entity));
+        let mut results: Vec<Option<entity::EntityResult>> =
+            results.into_iter().map(Some).collect();
+        let mut touches = gathered.touches;
+        touches.sort_unstable_by(|a, b| a.entity.cmp(&b.entity));
+        let mut touches = touches.into_iter().peekable();
+        for i in order {
+            let Some(r) = results.get_mut(i).and_then(Option::take) else {
+                continue;
+            };
             plan.ops.extend(r.ops);
             plan.conflicts.extend(r.conflicts);
             plan.held.extend(r.held);
             plan.issues.extend(r.issues);
             if !r.change.is_empty() || r.has_ops {
+                while let Some(t) = touches.next_if(|t| t.entity < r.change.entity) {
+                    plan.changes.push(t);
+                }
                 plan.changes.push(r.change);
             }
         }
-        plan.changes.extend(gathered.touches);
-        plan.changes.sort_by(|a, b| a.entity.cmp(&b.entity));
+        plan.changes.extend(touches);
         Ok(plan)
     }
 
