@@ -51,6 +51,13 @@ pub(crate) struct EntityResult {
 }
 
 impl EntityResult {
+    /// Whether the entity plans a guarded change (a delete, an emptied
+    /// field, a scope exit): only such an entity is planned again when a
+    /// guard withholds its kind.
+    pub(crate) fn guarded(&self) -> bool {
+        !(self.deletes.is_empty() && self.emptied.is_empty() && self.exits.is_empty())
+    }
+
     pub(crate) fn affected_by(&self, w: Withhold) -> bool {
         (w.deletes && !self.deletes.is_empty())
             || (w.emptied && !self.emptied.is_empty())

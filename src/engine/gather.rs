@@ -206,11 +206,14 @@ pub(crate) struct EntityInput<'a> {
 }
 
 pub(crate) struct Gathered<'a> {
-    pub(crate) inputs: Vec<EntityInput<'a>>,
-    /// The plans of the first inputs (the baseline's entities), made
-    /// while their records were fresh in the cache; the rest (new
-    /// entities) are planned by the caller.
+    /// The plans of the baseline's entities that need one, made while
+    /// their records were fresh in the cache.
     pub(crate) results: Vec<EntityResult>,
+    /// The inputs of those results that plan a guarded change (by index in
+    /// `results`), to plan again if a guard withholds it.
+    pub(crate) kept: Vec<(usize, EntityInput<'a>)>,
+    /// Entities new in this plan, for the caller to plan.
+    pub(crate) new: Vec<EntityInput<'a>>,
     /// Link updates of skipped entities (a version changed, content did not).
     pub(crate) touches: Vec<EntityChange>,
 }
@@ -438,7 +441,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
 
     let order: Vec<u32> = (0..rows.slots.len() as u32).collect();
     let parts = par::chunked(&order, cx.threads, |chunk| {
-        let mut inputs = Vec::new();
+        let mut kept = Vec::new();
         let mut results = Vec::new();
         let mut touches = Vec::new();
         // Content hashes the fast path computed, so the slow path does not
@@ -456,21 +459,26 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                 continue;
             }
             if let Some(input) = entity_input(baseline, slot, cells, &known) {
-                results.push(plan_entity(cx, &input, Withhold::default()));
-                inputs.push(input);
+                let result = plan_entity(cx, &input, Withhold::default());
+                if result.guarded() {
+                    kept.push((results.len(), input));
+                }
+                results.push(result);
             }
         }
-        (inputs, results, touches)
+        (results, kept, touches)
     });
-    let mut inputs = Vec::new();
     let mut results = Vec::new();
+    let mut kept = Vec::new();
     let mut touches = Vec::new();
-    for (i, r, t) in parts {
-        inputs.extend(i);
+    for (r, k, t) in parts {
+        let base = results.len();
         results.extend(r);
+        kept.extend(k.into_iter().map(|(i, input)| (base + i, input)));
         touches.extend(t);
     }
 
+    let mut new = Vec::new();
     let mut taken: HashSet<EntityId> = HashSet::new();
     for records in new_entities {
         let Some((s0, r0)) = records.first() else {
@@ -508,11 +516,12 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             input.hashes[s] = record_hash(r);
             input.new_links[s] = true;
         }
-        inputs.push(input);
+        new.push(input);
     }
     Gathered {
-        inputs,
         results,
+        kept,
+        new,
         touches,
     }
 }

@@ -335,18 +335,22 @@ impl SyncEngine {
             fingerprint: self.map.fingerprint(),
             ..SyncPlan::default()
         };
-        let mut gathered = gather::gather(&cx, &mut plan.issues);
+        let gathered = gather::gather(&cx, &mut plan.issues);
         // The baseline's entities were planned as they were gathered; the
-        // new ones are planned here. Results stay in input order.
-        let mut results = std::mem::take(&mut gathered.results);
-        let new = gathered.inputs.get(results.len()..).unwrap_or_default();
-        for part in par::chunked(new, cx.threads, |inputs| {
+        // new ones are planned here.
+        let mut results = gathered.results;
+        let mut kept = gathered.kept;
+        let new_results = par::chunked(&gathered.new, cx.threads, |inputs| {
             inputs
                 .iter()
                 .map(|input| entity::plan_entity(&cx, input, entity::Withhold::default()))
                 .collect::<Vec<_>>()
-        }) {
-            results.extend(part);
+        });
+        for (result, input) in new_results.into_iter().flatten().zip(gathered.new) {
+            if result.guarded() {
+                kept.push((results.len(), input));
+            }
+            results.push(result);
         }
 
         // Budgets, over what the plan would do.
@@ -395,9 +399,9 @@ impl SyncEngine {
                 .approvals
                 .contains(&crate::guard::fingerprint(&trips, &items))
             {
-                for (i, r) in results.iter_mut().enumerate() {
-                    if r.affected_by(withhold) {
-                        *r = entity::plan_entity(&cx, &gathered.inputs[i], withhold);
+                for (i, input) in &kept {
+                    if let Some(r) = results.get_mut(*i).filter(|r| r.affected_by(withhold)) {
+                        *r = entity::plan_entity(&cx, input, withhold);
                     }
                 }
                 refusal.add(trips, items);
