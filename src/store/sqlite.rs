@@ -61,6 +61,15 @@ const DELETE_ENTITY: &str = "DELETE FROM recsync_entities WHERE object = ?1 AND 
 /// commit that touched ten entities writes ten rows, whatever the size of
 /// the baseline.
 ///
+/// That holds when the database has the revision the commit started from
+/// (or the same revision, saved again, as
+/// [`ReviewQueue::resolve`](crate::store::ReviewQueue::resolve) does). When
+/// it has none, an older one (commits whose saves were skipped or failed)
+/// or a later one (another process saved since this baseline was loaded),
+/// the save writes the whole baseline instead, like
+/// [`replace`](StateStore::replace): the rows are always one baseline's,
+/// never a mix of two.
+///
 /// # Settings
 ///
 /// - **Journal**: write-ahead log (`journal_mode=WAL`): readers do not block
@@ -198,6 +207,20 @@ impl SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend("cannot begin a transaction"))?;
+        // The summary names what one commit changed: it is enough only on
+        // top of the revision that commit started from (or the same one,
+        // saved again). Anything else (no save yet, saves skipped or
+        // failed, another writer's later save) is written whole, so the
+        // rows never mix two baselines.
+        let changes = match changes {
+            Changes::Some(summary)
+                if stored_revision(&tx, object)?
+                    .is_some_and(|r| r == baseline.revision() || r + 1 == baseline.revision()) =>
+            {
+                Changes::Some(summary)
+            }
+            _ => Changes::All,
+        };
         let object_id = write_header(&tx, object, baseline.header())?;
         {
             let mut rows = Rows {
@@ -349,6 +372,20 @@ impl Rows<'_, '_> {
 enum Changes<'a> {
     Some(&'a CommitSummary),
     All,
+}
+
+/// The revision the store holds for `object`, if it holds one it can read.
+fn stored_revision(
+    tx: &rusqlite::Transaction<'_>,
+    object: &str,
+) -> Result<Option<u64>, StoreError> {
+    let revision: Option<i64> = tx
+        .prepare_cached("SELECT revision FROM recsync_objects WHERE name = ?1")
+        .map_err(backend("cannot prepare the revision query"))?
+        .query_row(params![object], |row| row.get(0))
+        .optional()
+        .map_err(backend("cannot read the stored revision"))?;
+    Ok(revision.and_then(|r| u64::try_from(r).ok()))
 }
 
 fn write_header(

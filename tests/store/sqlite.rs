@@ -129,6 +129,55 @@ fn a_save_writes_only_the_entities_the_commit_named() {
     assert_eq!(mixed.header(), s.held.header());
 }
 
+/// A summary names what one commit changed. Saved on top of any other
+/// revision than the one that commit started from, it would leave rows of
+/// two baselines; the store writes the whole baseline instead.
+#[test]
+fn a_save_on_top_of_another_revision_writes_the_whole_baseline() {
+    let dir = temp_dir("sqlite-revisions");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(6);
+    // A third commit that changes nothing: its summary names no entity.
+    let mut third = s.held.clone();
+    let plan = s.engine.plan(&third, &[]).unwrap();
+    let third_summary = s
+        .engine
+        .commit(&mut third, &plan, &Outcomes::all_applied(&plan))
+        .unwrap();
+    assert_eq!(third.revision(), s.held.revision() + 1);
+    assert!(third_summary.touched.is_empty() && third_summary.removed.is_empty());
+    assert!(s.first != s.held, "the second commit changed entities");
+
+    // The second commit's save was skipped: the database is two behind.
+    let store = SqliteStore::open(&db).unwrap();
+    store.save("contacts", &s.first, &s.first_summary).unwrap();
+    store.save("contacts", &third, &third_summary).unwrap();
+    assert_same(&store.load("contacts").unwrap(), &third);
+
+    // Another writer saved a later revision: this save wins whole.
+    store.replace("contacts", &third).unwrap();
+    store.save("contacts", &s.first, &s.first_summary).unwrap();
+    assert_same(&store.load("contacts").unwrap(), &s.first);
+
+    // No revision stored yet: the whole baseline, whatever the summary.
+    let fresh = SqliteStore::open(dir.join("fresh.db")).unwrap();
+    fresh
+        .save("contacts", &s.held, &CommitSummary::default())
+        .unwrap();
+    assert_same(&fresh.load("contacts").unwrap(), &s.held);
+
+    // On top of the revision before, or the same one again, only the
+    // named rows are written (checked row by row above): the save of the
+    // empty summary writes no row.
+    store.save("contacts", &s.held, &s.held_summary).unwrap();
+    let before = rows(&db);
+    store.save("contacts", &third, &third_summary).unwrap();
+    store.save("contacts", &third, &third_summary).unwrap();
+    assert_eq!(rows(&db), before);
+    assert_same(&store.load("contacts").unwrap(), &third);
+}
+
 #[test]
 fn an_aborted_transaction_leaves_the_last_complete_state() {
     let dir = temp_dir("sqlite-aborted");
