@@ -12,7 +12,7 @@
 //! | --- | --- | --- | --- |
 //! | [`MemoryStore`] | nothing past the process | the whole baseline (a clone) | nothing (the process is gone) |
 //! | [`JsonFileStore`] | one JSON file per object type, owner-only | the whole baseline, to a temp file renamed over the old one | the last complete save; perhaps a stray `.tmp` file, ignored |
-//! | `SqliteStore` (feature `sqlite`) | one SQLite database, a row per entity, owner-only | only the entities the commit touched or removed, and the header, in one transaction (the whole baseline when the database does not hold the revision the commit started from) | the last committed save (after a power cut, perhaps an earlier one: see its docs) |
+//! | `SqliteStore` (feature `sqlite`) | one SQLite database, a row per entity, owner-only | only the entities the commit touched or removed, and the header, in one transaction (the whole baseline when the database holds neither the revision the commit started from nor the baseline's own) | the last committed save (after a power cut, perhaps an earlier one: see its docs) |
 //!
 //! In every store the cursors are part of the baseline's header and are
 //! saved with the entities, never apart from them.
@@ -60,7 +60,8 @@ pub use sqlite::SqliteStore;
 ///   holds the revision the commit started from (`baseline.revision() - 1`)
 ///   or `baseline`'s own revision; otherwise it writes the whole baseline.
 ///   Either way `load` then returns `baseline`, given the summary of the
-///   commit that made it. `replace` writes the whole baseline.
+///   commit that made it and no other writer of the object in between.
+///   `replace` writes the whole baseline.
 /// - Objects are independent: saving one never changes another.
 /// - Files and databases holding baselines hold personal data: a store that
 ///   creates them makes them readable by their owner only.

@@ -14,7 +14,10 @@ use crate::plan::{Conflict, ConflictId};
 /// the stored baseline (saving only the entity it is about); the next plan
 /// from that baseline applies it. Resolve only between runs of the same
 /// object type: a run that loaded the baseline before the decision and
-/// saves after it would not carry the decision.
+/// saves after it would not carry the decision, and a decision saved after
+/// a run saved (when the run's save came between its load and save) makes
+/// a `SqliteStore` save the whole baseline it loaded, undoing that run's
+/// save.
 ///
 /// ```
 /// use recsync::store::{MemoryStore, ReviewQueue};

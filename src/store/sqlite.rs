@@ -61,14 +61,20 @@ const DELETE_ENTITY: &str = "DELETE FROM recsync_entities WHERE object = ?1 AND 
 /// commit that touched ten entities writes ten rows, whatever the size of
 /// the baseline.
 ///
-/// That holds when the database has the revision the commit started from
-/// (or the same revision, saved again, as
+/// The rows a summary names are enough only on top of the revision the
+/// commit started from (or the same revision, saved again, as
 /// [`ReviewQueue::resolve`](crate::store::ReviewQueue::resolve) does). When
-/// it has none, an older one (commits whose saves were skipped or failed)
-/// or a later one (another process saved since this baseline was loaded),
-/// the save writes the whole baseline instead, like
-/// [`replace`](StateStore::replace): the rows are always one baseline's,
-/// never a mix of two.
+/// the database holds no revision of the object, an older one (commits
+/// whose saves were skipped or failed) or a later one (another process
+/// saved since this baseline was loaded), the save writes the whole
+/// baseline instead, like [`replace`](StateStore::replace); over a later
+/// revision, that undoes the other save.
+///
+/// Revisions are numbers: they tell a missed save apart, not two processes
+/// that loaded the same revision and each committed. The second of their
+/// saves writes its rows over the first's, and the rows it does not name
+/// stay the first's. Give each object type one writer at a time (one
+/// runner per object type, reviews between its runs).
 ///
 /// # Settings
 ///
