@@ -13,18 +13,22 @@ use super::{DeleteReview, EntityId, EntityRecord, Held, LinkRecord, LinkStatus, 
 use crate::codec::{self, get_slot, get_value, get_varint, put_value, put_varint, ValueRef};
 use crate::model::SystemId;
 
+use super::Text;
+
 /// An entity's link to one system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LinkState {
-    pub(crate) id: Box<str>,
-    pub(crate) version: Option<Box<str>>,
+    /// Short ids and versions are kept in place: the compares of a plan's
+    /// lookups read no other cache line.
+    pub(crate) id: Text,
+    pub(crate) version: Option<Text>,
     /// Content hash of the record as last seen; 0 when not known.
     pub(crate) hash: u64,
     pub(crate) status: LinkStatus,
 }
 
 impl LinkState {
-    pub(crate) fn active(id: Box<str>, version: Option<Box<str>>, hash: u64) -> Self {
+    pub(crate) fn active(id: Text, version: Option<Text>, hash: u64) -> Self {
         LinkState {
             id,
             version,
@@ -158,7 +162,7 @@ impl Entity {
             .links
             .iter()
             .flatten()
-            .map(|l| l.id.len() + l.version.as_ref().map_or(0, |v| v.len()))
+            .map(|l| l.id.heap_len() + l.version.as_ref().map_or(0, Text::heap_len))
             .sum();
         self.id.as_str().len()
             + std::mem::size_of_val(&*self.links)
@@ -236,8 +240,8 @@ impl Entity {
             entity.set_link(
                 sys(&name),
                 Some(LinkState {
-                    id: l.id.into_boxed_str(),
-                    version: l.version.map(String::into_boxed_str),
+                    id: l.id.into(),
+                    version: l.version.map(Text::from),
                     hash: l.hash,
                     status: l.status,
                 }),

@@ -29,6 +29,7 @@
 
 mod entity;
 mod index;
+mod text;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -44,6 +45,7 @@ use crate::plan::{Conflict, ConflictId, DeleteHeldBy};
 
 pub(crate) use entity::{Entity, Extra, LinkState, ValuesView};
 pub(crate) use index::RawIndex;
+pub(crate) use text::Text;
 
 /// A stable name for one entity.
 ///
@@ -729,7 +731,7 @@ impl Baseline {
         index.candidates(h).find(|slot| {
             self.entity_at(*slot)
                 .and_then(|e| e.link(s))
-                .is_some_and(|l| &*l.id == record_id)
+                .is_some_and(|l| l.id.is(record_id))
         })
     }
 

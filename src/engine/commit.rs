@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::baseline::{
     Baseline, BaselineError, Entity, EntityId, KeyIndex, LinkState, LinkStatus, RawIndex,
-    ReviewChoice,
+    ReviewChoice, Text,
 };
 use crate::identity::{entity_key, key_spec};
 use crate::mapping::FieldMap;
@@ -288,8 +288,8 @@ fn apply(
             .and_then(|e| e.link(b))
             .is_some_and(|l| l.status != LinkStatus::Detached);
         let state = l.as_ref().map(|l| LinkState {
-            id: l.id.clone().into_boxed_str(),
-            version: l.version.clone().map(String::into_boxed_str),
+            id: Text::new(&l.id),
+            version: l.version.as_deref().map(Text::new),
             hash: l.hash,
             status: l.status,
         });
@@ -338,7 +338,7 @@ fn apply(
                     }
                     if let Some(e) = baseline.entity_mut(slot) {
                         if let Some(Some(l)) = e.links.get_mut(t) {
-                            l.version = version.clone().map(String::into_boxed_str);
+                            l.version = version.as_deref().map(Text::new);
                             l.hash = 0;
                         }
                     }
@@ -349,8 +349,8 @@ fn apply(
                         slot,
                         t,
                         Some(LinkState::active(
-                            id.into_boxed_str(),
-                            version.clone().map(String::into_boxed_str),
+                            id.into(),
+                            version.as_deref().map(Text::new),
                             0,
                         )),
                     )?;

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::baseline::{Baseline, EntityId, LinkRecord, LinkStatus};
+use crate::baseline::{Baseline, EntityId, LinkRecord, LinkState, LinkStatus};
 use crate::hash::FoldHasher;
 use crate::identity;
 use crate::mapping::FieldMap;
@@ -595,6 +595,15 @@ fn lost_create(cx: &Cx<'_>, s: usize, r: &Record) -> Option<u32> {
 /// inner change updates links whose version moved while content did not.
 /// The content hashes it computes are left in `known` (by system; 0 where
 /// it computed none).
+/// Whether `r` reports the version its link recorded (both none counts).
+fn reports_version(r: &Record, link: &LinkState) -> bool {
+    match (&r.version, &link.version) {
+        (Some(v), Some(l)) => l.is(v),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 fn fast_path(
     cx: &Cx<'_>,
     slot: u32,
@@ -619,8 +628,8 @@ fn fast_path(
             LinkStatus::Frozen if !in_scope => continue,
             _ => return None,
         }
-        let same_version = r.version.is_some() && r.version.as_deref() == link.version.as_deref();
-        if same_version {
+        let same_version = reports_version(r, link);
+        if same_version && r.version.is_some() {
             continue;
         }
         let hash = record_hash(r);
@@ -631,7 +640,7 @@ fn fast_path(
             return None;
         }
         // Same content: only a moved version is worth recording.
-        if r.version.as_deref() == link.version.as_deref() {
+        if same_version {
             continue;
         }
         touch
