@@ -15,10 +15,14 @@ const INLINE: usize = 22;
 
 /// An immutable string, in place up to 22 bytes, on the heap beyond.
 ///
-/// Each string has one form (in place exactly when it fits), so equality
-/// of the forms is equality of the strings.
+/// Each string has one form (in place exactly when it fits, the unused
+/// bytes zero), so equality of the forms is equality of the strings. The
+/// form is private: only [`Text::new`] and `From` make one.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Text {
+pub(crate) struct Text(Form);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Form {
     Inline { len: u8, bytes: [u8; INLINE] },
     Heap(Box<str>),
 }
@@ -27,40 +31,40 @@ impl Text {
     pub(crate) fn new(s: &str) -> Self {
         match Self::inline(s.as_bytes()) {
             Some(text) => text,
-            None => Text::Heap(s.into()),
+            None => Text(Form::Heap(s.into())),
         }
     }
 
     fn inline(s: &[u8]) -> Option<Self> {
         let mut bytes = [0u8; INLINE];
         bytes.get_mut(..s.len())?.copy_from_slice(s);
-        Some(Text::Inline {
+        Some(Text(Form::Inline {
             len: s.len() as u8,
             bytes,
-        })
+        }))
     }
 
     /// The UTF-8 bytes, read without checking them again.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        match self {
-            Text::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
-            Text::Heap(s) => s.as_bytes(),
+        match &self.0 {
+            Form::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Form::Heap(s) => s.as_bytes(),
         }
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        match self {
+        match &self.0 {
             // The bytes were copied from a `str`: this never fails.
-            Text::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
-            Text::Heap(s) => s,
+            Form::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            Form::Heap(s) => s,
         }
     }
 
     /// Bytes held on the heap.
     pub(crate) fn heap_len(&self) -> usize {
-        match self {
-            Text::Inline { .. } => 0,
-            Text::Heap(s) => s.len(),
+        match &self.0 {
+            Form::Inline { .. } => 0,
+            Form::Heap(s) => s.len(),
         }
     }
 
@@ -86,7 +90,7 @@ impl From<&str> for Text {
 
 impl From<String> for Text {
     fn from(s: String) -> Self {
-        Self::inline(s.as_bytes()).unwrap_or_else(|| Text::Heap(s.into_boxed_str()))
+        Self::inline(s.as_bytes()).unwrap_or_else(|| Text(Form::Heap(s.into_boxed_str())))
     }
 }
 
@@ -116,7 +120,10 @@ mod tests {
             "ü and ß: 22 bytes!!",
         ] {
             let t = Text::from(s);
-            assert!(s.len() > INLINE || matches!(t, Text::Inline { .. }), "{s}");
+            assert!(
+                s.len() > INLINE || matches!(t.0, Form::Inline { .. }),
+                "{s}"
+            );
             assert_eq!(t.as_str(), s);
             assert!(t.is(s));
             assert_eq!(t, Text::from(s.to_owned()));
@@ -124,7 +131,7 @@ mod tests {
         let long = "a-record-id-of-23-bytes";
         assert_eq!(long.len(), INLINE + 1);
         let t = Text::from(long);
-        assert!(matches!(t, Text::Heap(_)));
+        assert!(matches!(t.0, Form::Heap(_)));
         assert_eq!((t.heap_len(), Text::from("1").heap_len()), (INLINE + 1, 0));
         assert_eq!(&*t, long);
         assert_eq!(t, Text::from(long.to_owned()));

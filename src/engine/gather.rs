@@ -590,11 +590,6 @@ fn lost_create(cx: &Cx<'_>, s: usize, r: &Record) -> Option<u32> {
     (!live).then_some(slot)
 }
 
-/// `Some` when the entity needs no planning: nothing pending, and every
-/// record seen has the version or content it had at the last commit. The
-/// inner change updates links whose version moved while content did not.
-/// The content hashes it computes are left in `known` (by system; 0 where
-/// it computed none).
 /// Whether `r` reports the version its link recorded (both none counts).
 fn reports_version(r: &Record, link: &LinkState) -> bool {
     match (&r.version, &link.version) {
@@ -604,6 +599,11 @@ fn reports_version(r: &Record, link: &LinkState) -> bool {
     }
 }
 
+/// `Some` when the entity needs no planning: nothing pending, and every
+/// record seen has the version or content it had at the last commit. The
+/// inner change updates links whose version moved while content did not.
+/// The content hashes it computes are left in `known` (by system; 0 where
+/// it computed none).
 fn fast_path(
     cx: &Cx<'_>,
     slot: u32,
