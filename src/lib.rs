@@ -64,7 +64,9 @@
 //! - **Creates** carry a correlation key; the outcome reports the new id
 //!   ([`OpOutcome::created`]) and commit links it. A create executed but
 //!   never committed is found by the next plan (correlation or match key)
-//!   and linked, never made twice.
+//!   and linked, never made twice. Deleted before that plan, it is deleted
+//!   where a tombstone carries its key, and made again where a complete
+//!   snapshot only lacks it.
 //! - **Deletes** need positive evidence: a tombstone, or a linked record
 //!   absent from a [complete](Coverage::Complete) snapshot (absence from a
 //!   partial one means nothing). [`DeletePolicy::Hold`] (the default) holds
