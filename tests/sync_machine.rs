@@ -251,12 +251,10 @@ impl Machine {
             .and_then(|r| r.get("email").and_then(Value::as_str).map(str::to_owned))
     }
 
-    /// The entity the stored baseline links to record `id` of `sys`.
-    fn linked(&self, sys: usize, id: &str) -> Option<String> {
+    /// Whether the stored baseline links record `id` of `sys`.
+    fn linked(&self, sys: usize, id: &str) -> bool {
         let baseline = self.store.load(OBJ).unwrap();
-        baseline
-            .find_linked(SYSTEMS[sys], id)
-            .map(|e| e.id().to_string())
+        baseline.find_linked(SYSTEMS[sys], id).is_some()
     }
 
     /// Whether `sys` holds a record with this email.
@@ -316,7 +314,7 @@ impl Machine {
                 // Complete snapshots (the third system) show a delete only
                 // as a linked record gone missing.
                 let unknown = *sys == 2
-                    && self.linked(*sys, &id).is_none()
+                    && !self.linked(*sys, &id)
                     && (0..3).any(|o| o != *sys && self.holds(o, &email));
                 self.conns[*sys].delete(OBJ, &id).unwrap();
                 if let Some(e) = self.model.get_mut(&email) {

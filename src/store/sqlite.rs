@@ -216,8 +216,9 @@ impl SqliteStore {
         // The summary names what one commit changed: it is enough only on
         // top of the revision that commit started from (or the same one,
         // saved again). Anything else (no save yet, saves skipped or
-        // failed, another writer's later save) is written whole, so the
-        // rows never mix two baselines.
+        // failed, another writer's later save) is written whole. Two
+        // writers of the same revision still look alike (see the type's
+        // docs).
         let changes = match changes {
             Changes::Some(summary)
                 if stored_revision(&tx, object)?
