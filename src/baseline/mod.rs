@@ -690,6 +690,16 @@ impl Baseline {
         self.fields.iter().position(|f| f == name)
     }
 
+    /// [`field_slot`](Self::field_slot), looking at `guess` first: a
+    /// baseline committed with a map mostly holds its fields in the map's
+    /// order.
+    pub(crate) fn field_slot_near(&self, guess: usize, name: &str) -> Option<usize> {
+        match self.fields.get(guess) {
+            Some(f) if f == name => Some(guess),
+            _ => self.field_slot(name),
+        }
+    }
+
     pub(crate) fn slot_count(&self) -> usize {
         self.slots.len()
     }

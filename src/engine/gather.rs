@@ -37,6 +37,44 @@ pub(crate) fn record_hash(r: &Record) -> u64 {
     h.finish().max(1)
 }
 
+/// Per map system and field (`s * fields + f`): where the native field was
+/// last found in a record of that system. Records of one system mostly list
+/// their fields in one order, so a lookup is one string compare instead of
+/// hashing the name. Kept by the engine from plan to plan (a plan of one
+/// record would otherwise miss on every field); a hint is only a guess,
+/// checked before it is used, so plans on several threads may share them.
+#[derive(Debug)]
+pub(crate) struct Hints(Box<[AtomicU32]>);
+
+impl Hints {
+    /// First guesses for `map`: each field where a record listing the
+    /// system's fields in the map's order has it.
+    pub(crate) fn new(map: &FieldMap) -> Self {
+        let mut hints = Vec::with_capacity(map.systems().len() * map.fields().len());
+        for s in 0..map.systems().len() {
+            let mut at = 0u32;
+            for f in map.fields() {
+                hints.push(AtomicU32::new(at));
+                if f.native_at(s).is_some() {
+                    at += 1;
+                }
+            }
+        }
+        Hints(hints.into_boxed_slice())
+    }
+}
+
+impl Clone for Hints {
+    fn clone(&self) -> Self {
+        Hints(
+            self.0
+                .iter()
+                .map(|h| AtomicU32::new(h.load(Ordering::Relaxed)))
+                .collect(),
+        )
+    }
+}
+
 /// A reference field's parent baseline, and its system slots by map system
 /// index.
 pub(crate) type Parent<'a> = (&'a Baseline, Vec<Option<usize>>);
@@ -56,10 +94,9 @@ pub(crate) struct Cx<'a> {
     pub(crate) parents: Vec<Option<Parent<'a>>>,
     /// Whether entities may be skipped on unchanged versions and hashes.
     pub(crate) fast: bool,
-    /// Per map system and field: where the native field was last found in
-    /// a record. Records of one system mostly list fields in one order, so
-    /// a lookup is one string compare instead of hashing the name.
-    hints: Vec<AtomicU32>,
+    /// Where each native field was last found in a record: the engine's,
+    /// kept from plan to plan.
+    hints: &'a Hints,
     /// Threads the plan may use (`None`: one per core).
     pub(crate) threads: Option<usize>,
 }
@@ -67,6 +104,7 @@ pub(crate) struct Cx<'a> {
 impl<'a> Cx<'a> {
     pub(crate) fn new(
         map: &'a FieldMap,
+        hints: &'a Hints,
         baseline: &'a Baseline,
         snapshots: &'a [Snapshot],
         options: &PlanOptions<'a>,
@@ -94,7 +132,8 @@ impl<'a> Cx<'a> {
         let field_slot = map
             .fields()
             .iter()
-            .map(|f| baseline.field_slot(f.name()))
+            .enumerate()
+            .map(|(i, f)| baseline.field_slot_near(i, f.name()))
             .collect();
         let mut parents = Vec::with_capacity(map.fields().len());
         for f in map.fields() {
@@ -127,9 +166,7 @@ impl<'a> Cx<'a> {
             snaps,
             parents,
             fast: baseline.header().fingerprint == Some(map.fingerprint()),
-            hints: (0..n * map.fields().len())
-                .map(|_| AtomicU32::new(0))
-                .collect(),
+            hints,
             threads: options.thread_count(),
         })
     }
@@ -142,7 +179,7 @@ impl<'a> Cx<'a> {
         r: &'r Record,
     ) -> Option<(&'a str, &'r serde_json::Value)> {
         let nat = self.map.fields().get(f)?.native_at(s)?;
-        let hint = self.hints.get(s * self.map.fields().len() + f)?;
+        let hint = self.hints.0.get(s * self.map.fields().len() + f)?;
         // Relaxed: a hint is only a guess, checked before it is used.
         if let Some((k, v)) = r.fields.get_index(hint.load(Ordering::Relaxed) as usize) {
             if k == nat {
@@ -657,4 +694,59 @@ fn fast_path(
             ));
     }
     Some(touch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Field;
+
+    fn map() -> FieldMap {
+        FieldMap::builder()
+            .object("contacts")
+            .systems(["crm", "shop", "erp"])
+            .key("email")
+            .field(Field::new("email"))
+            .field(Field::new("phone").not_in("shop"))
+            .field(Field::new("name"))
+            .build()
+            .expect("a valid map")
+    }
+
+    #[test]
+    fn first_hints_are_the_positions_of_a_record_in_map_order() {
+        let hints = Hints::new(&map());
+        let at: Vec<u32> = hints.0.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+        // crm and erp have every field; shop has no phone, so its name
+        // comes second.
+        assert_eq!(at, [0, 1, 2, 0, 1, 1, 0, 1, 2]);
+    }
+
+    #[test]
+    fn a_field_is_found_wherever_a_record_lists_it_and_the_hint_follows() {
+        let map = map();
+        let hints = Hints::new(&map);
+        let baseline = Baseline::new();
+        let cx = Cx::new(&map, &hints, &baseline, &[], &PlanOptions::default()).expect("cx");
+        let in_order = Record::new("1")
+            .field("email", "a@x.io")
+            .field("phone", "555")
+            .field("name", "Ann");
+        let reversed = Record::new("2")
+            .field("name", "Bo")
+            .field("phone", "556")
+            .field("email", "b@x.io");
+        let value = |r: &Record, f: usize| cx.field_value(0, f, r).map(|(_, v)| v.clone());
+        for _ in 0..2 {
+            for (r, name) in [(&in_order, "Ann"), (&reversed, "Bo")] {
+                assert_eq!(value(r, 2), Some(serde_json::json!(name)));
+                assert!(value(r, 1).is_some());
+            }
+        }
+        assert_eq!(value(&reversed, 0), Some(serde_json::json!("b@x.io")));
+        // The last record read listed email third: the next guess is there.
+        assert_eq!(hints.0[0].load(Ordering::Relaxed), 2);
+        // A field the system does not have is not looked up.
+        assert_eq!(cx.field_value(1, 1, &in_order), None);
+    }
 }

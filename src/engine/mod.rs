@@ -25,6 +25,7 @@ mod gather;
 mod par;
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,9 +38,10 @@ use crate::plan::{OpId, SyncPlan};
 pub use commit::CommitSummary;
 
 /// Plans and commits syncs for one [`FieldMap`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SyncEngine {
     map: FieldMap,
+    hints: gather::Hints,
 }
 
 /// What a plan needs beside the baseline and snapshots: the baselines of the
@@ -281,10 +283,19 @@ impl Outcomes {
     }
 }
 
+impl fmt::Debug for SyncEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncEngine")
+            .field("map", &self.map)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SyncEngine {
     /// An engine for `map`.
     pub fn new(map: FieldMap) -> Self {
-        SyncEngine { map }
+        let hints = gather::Hints::new(&map);
+        SyncEngine { map, hints }
     }
 
     /// The map.
@@ -306,7 +317,7 @@ impl SyncEngine {
         snapshots: &[Snapshot],
         options: &PlanOptions<'_>,
     ) -> Result<SyncPlan, PlanError> {
-        let mut cx = gather::Cx::new(&self.map, baseline, snapshots, options)?;
+        let mut cx = gather::Cx::new(&self.map, &self.hints, baseline, snapshots, options)?;
         let guards = *self.map.guards();
         let mut refusal = Refusal::empty();
         // A complete snapshot that is suddenly empty is ignored unless approved.
