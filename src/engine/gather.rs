@@ -44,34 +44,58 @@ pub(crate) fn record_hash(r: &Record) -> u64 {
 /// record would otherwise miss on every field); a hint is only a guess,
 /// checked before it is used, so plans on several threads may share them.
 #[derive(Debug)]
-pub(crate) struct Hints(Box<[AtomicU32]>);
+pub(crate) struct Hints(Box<[Line]>);
+
+/// Hints on a cache line of their own: every planning thread reads them, and
+/// a write to something else on their line would make each read a miss.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Line([AtomicU32; LINE]);
+
+const LINE: usize = 16;
 
 impl Hints {
     /// First guesses for `map`: each field where a record listing the
     /// system's fields in the map's order has it.
     pub(crate) fn new(map: &FieldMap) -> Self {
-        let mut hints = Vec::with_capacity(map.systems().len() * map.fields().len());
+        let mut at = Vec::with_capacity(map.systems().len() * map.fields().len());
         for s in 0..map.systems().len() {
-            let mut at = 0u32;
+            let mut i = 0u32;
             for f in map.fields() {
-                hints.push(AtomicU32::new(at));
+                at.push(i);
                 if f.native_at(s).is_some() {
-                    at += 1;
+                    i += 1;
                 }
             }
         }
-        Hints(hints.into_boxed_slice())
+        Hints::from_positions(&at)
+    }
+
+    fn from_positions(at: &[u32]) -> Self {
+        Hints(
+            at.chunks(LINE)
+                .map(|chunk| {
+                    Line(std::array::from_fn(|i| {
+                        AtomicU32::new(chunk.get(i).copied().unwrap_or(0))
+                    }))
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, i: usize) -> Option<&AtomicU32> {
+        self.0.get(i / LINE)?.0.get(i % LINE)
     }
 }
 
 impl Clone for Hints {
     fn clone(&self) -> Self {
-        Hints(
-            self.0
-                .iter()
-                .map(|h| AtomicU32::new(h.load(Ordering::Relaxed)))
-                .collect(),
-        )
+        let at: Vec<u32> = self
+            .0
+            .iter()
+            .flat_map(|line| line.0.iter().map(|h| h.load(Ordering::Relaxed)))
+            .collect();
+        Hints::from_positions(&at)
     }
 }
 
@@ -179,7 +203,7 @@ impl<'a> Cx<'a> {
         r: &'r Record,
     ) -> Option<(&'a str, &'r serde_json::Value)> {
         let nat = self.map.fields().get(f)?.native_at(s)?;
-        let hint = self.hints.0.get(s * self.map.fields().len() + f)?;
+        let hint = self.hints.get(s * self.map.fields().len() + f)?;
         // Relaxed: a hint is only a guess, checked before it is used.
         if let Some((k, v)) = r.fields.get_index(hint.load(Ordering::Relaxed) as usize) {
             if k == nat {
@@ -716,10 +740,16 @@ mod tests {
     #[test]
     fn first_hints_are_the_positions_of_a_record_in_map_order() {
         let hints = Hints::new(&map());
-        let at: Vec<u32> = hints.0.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+        let at: Vec<u32> = (0..9)
+            .filter_map(|i| hints.get(i))
+            .map(|h| h.load(Ordering::Relaxed))
+            .collect();
         // crm and erp have every field; shop has no phone, so its name
         // comes second.
         assert_eq!(at, [0, 1, 2, 0, 1, 1, 0, 1, 2]);
+        let copy = hints.clone();
+        assert!((0..9).all(|i| copy.get(i).map(|h| h.load(Ordering::Relaxed)) == Some(at[i])));
+        assert!(copy.get(9 + LINE).is_none());
     }
 
     #[test]
@@ -745,7 +775,7 @@ mod tests {
         }
         assert_eq!(value(&reversed, 0), Some(serde_json::json!("b@x.io")));
         // The last record read listed email third: the next guess is there.
-        assert_eq!(hints.0[0].load(Ordering::Relaxed), 2);
+        assert_eq!(hints.get(0).map(|h| h.load(Ordering::Relaxed)), Some(2));
         // A field the system does not have is not looked up.
         assert_eq!(cx.field_value(1, 1, &in_order), None);
     }
