@@ -14,7 +14,11 @@
 //! - `commit_2sys/FORM/N`: committing the full two-system plan, every write
 //!   applied (the baseline clone each iteration starts from is not timed);
 //! - `incremental/FORM/K_of_N`: a partial snapshot of K edited records
-//!   against the largest baseline of the run.
+//!   against the largest baseline of the run;
+//! - `unchanged_2sys/recsync/N`: at the largest size, the full two-system
+//!   plan of the initial snapshots (nothing changed: every entity skipped
+//!   on its versions), recsync only. With it, the full plan is split into
+//!   what its unchanged and its edited entities cost.
 //!
 //! Criterion keeps its usual statistics; besides, every iteration is timed
 //! here with `Instant`, and the medians are printed at the end as one table
@@ -70,6 +74,9 @@ struct Bench {
     /// substrings of `group/form/param`.
     filters: Vec<String>,
     rows: BTreeMap<(String, usize, String), Row>,
+    /// Per size: the entities recsync's full two-system plan writes to or
+    /// holds a conflict of (the entities its edits touch).
+    written: BTreeMap<usize, usize>,
 }
 
 impl Bench {
@@ -83,6 +90,7 @@ impl Bench {
             criterion: Criterion::default().configure_from_args(),
             filters,
             rows: BTreeMap::new(),
+            written: BTreeMap::new(),
         }
     }
 
@@ -247,8 +255,37 @@ impl Bench {
                     full.as_secs_f64() / tk.as_secs_f64(),
                     full.as_secs_f64() / t1.as_secs_f64()
                 );
+                self.print_split(n, full, kk, tk);
             }
         }
+    }
+
+    /// The full plan of `n` split into what its unchanged entities cost
+    /// (the plan of the unchanged systems) and what its edited ones cost,
+    /// beside the `k`-record incremental plan's cost per record, and the
+    /// cost per record at which that plan would take a hundredth of the
+    /// full one (issue 6, item 2).
+    fn print_split(&self, n: usize, full: Duration, k: usize, tk: Duration) {
+        let (Some(still), Some(&written)) = (
+            self.median("unchanged_2sys", &n.to_string(), Form::Recsync),
+            self.written.get(&n),
+        ) else {
+            return;
+        };
+        let each = |d: Duration, items: usize| {
+            Time(Some(d / u32::try_from(items.max(1)).unwrap_or(u32::MAX)))
+        };
+        println!(
+            "  with nothing changed: {} ({} per entity); the {written} entities this plan writes: {} each beyond that",
+            Time(Some(still)),
+            each(still, n),
+            each(full.saturating_sub(still), written),
+        );
+        println!(
+            "  the {k}-record incremental plan: {} per record; a hundredth of the full plan would allow {} per record",
+            each(tk, k),
+            each(full / 100, k),
+        );
     }
 }
 
@@ -299,6 +336,17 @@ fn kinds<T: fmt::Debug>(items: impl Iterator<Item = T>) -> String {
     }
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
     parts.join(", ")
+}
+
+/// The entities `plan` writes to or holds a conflict of.
+fn written_entities(plan: &SyncPlan) -> usize {
+    let ids: std::collections::BTreeSet<&str> = plan
+        .ops
+        .iter()
+        .map(|o| o.entity.as_str())
+        .chain(plan.conflicts.iter().map(|c| c.entity.as_str()))
+        .collect();
+    ids.len()
 }
 
 fn recsync_summary(plan: &SyncPlan) -> String {
@@ -433,6 +481,9 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
     if extras {
         ids.push(("commit_2sys".to_owned(), param.clone()));
     }
+    if !ks.is_empty() {
+        ids.push(("unchanged_2sys".to_owned(), param.clone()));
+    }
     ids.extend(
         ks.iter()
             .map(|k| ("incremental".to_owned(), format!("{k}_of_{n}"))),
@@ -448,6 +499,7 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
         let plan = engine.plan(&baseline, &snaps).expect("plan");
         println!("{full}/{n}: recsync plans {}", recsync_summary(&plan));
         rs_updates = recsync_updates(&plan);
+        b.written.insert(n, written_entities(&plan));
         b.run(
             &full,
             Form::Recsync,
@@ -475,6 +527,22 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
             );
         }
         drop((plan, snaps));
+        if !ks.is_empty() && b.selected(&format!("unchanged_2sys/recsync/{param}")) {
+            // What a full plan costs when nothing changed: every entity is
+            // skipped on its versions. Read with the full plan and the
+            // incremental ones (see `print_derived`).
+            let snaps = support::snapshots(&spec, State::Initial, versions);
+            b.run(
+                "unchanged_2sys",
+                Form::Recsync,
+                &param,
+                n,
+                n,
+                measure,
+                || (),
+                |()| engine.plan(&baseline, &snaps).expect("plan"),
+            );
+        }
         for &k in &ks {
             let snap = [support::increment(&spec, k, versions)];
             b.run(
