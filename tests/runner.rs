@@ -713,6 +713,46 @@ async fn debounce_keeps_the_cursor_so_an_incremental_read_sees_the_edit_later() 
 }
 
 #[tokio::test]
+async fn debounce_does_not_wait_for_the_read_back_of_the_runners_own_writes() {
+    let clock = ManualClock::new(start());
+    let crm = conn("crm", &clock);
+    let shop = conn("shop", &clock);
+    person(&crm, "ada@example.com", "Ada");
+    let store = MemoryStore::new();
+    let r = SyncRunner::builder(SyncEngine::new(map(&["crm", "shop"])))
+        .connector(crm.clone())
+        .connector(shop.clone())
+        .store(store.clone())
+        .clock(clock.clone())
+        .sleeper(clock.clone())
+        .debounce(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    clock.advance(TimeDelta::seconds(31));
+    assert_eq!(r.run().await.unwrap().applied(), 1);
+    let cursor = || store.load(OBJ).unwrap().cursor("shop").map(str::to_owned);
+    let before = cursor();
+
+    // The record the run made in the shop is a second old, but it holds
+    // what the run wrote: nothing to wait for, and the cursor moves past it.
+    clock.advance(TimeDelta::seconds(1));
+    let report = r.run().await.unwrap();
+    assert_eq!(report.debounced, 0, "{report}");
+    assert_eq!(report.planned(), 0, "{report}");
+    assert_ne!(cursor(), before, "the shop's cursor moved past the create");
+
+    // A person's edit of that record is still left until it is quiet.
+    let id = shop.records(OBJ)[0].id.clone();
+    shop.edit(OBJ, &id, [("name", json!("Ada L."))]).unwrap();
+    clock.advance(TimeDelta::seconds(1));
+    let report = r.run().await.unwrap();
+    assert_eq!(report.debounced, 1, "{report}");
+    clock.advance(TimeDelta::seconds(31));
+    assert_eq!(r.run().await.unwrap().applied(), 1);
+    assert_eq!(crm.records(OBJ)[0].get("name"), Some(&json!("Ada L.")));
+}
+
+#[tokio::test]
 async fn events_tell_the_run_in_order_and_carry_no_values() {
     let clock = ManualClock::ticking(start(), TimeDelta::seconds(1));
     let crm = conn("crm", &clock);

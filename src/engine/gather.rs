@@ -660,6 +660,22 @@ fn reports_version(r: &Record, link: &LinkState) -> bool {
     }
 }
 
+/// Whether `r`, a record of `system`, is what `baseline` last committed of
+/// it: its link reports the record's version, or the record's content
+/// hashes to what the link keeps. Such a record holds nothing new (the
+/// read-back of recsync's own write, say); a plan skips it.
+pub(crate) fn holds_last_commit(baseline: &Baseline, system: &str, r: &Record) -> bool {
+    let link = baseline.system_slot(system).and_then(|b| {
+        let slot = baseline.find_link(b, &r.id)?;
+        baseline.entity_at(slot)?.link(b)
+    });
+    let Some(link) = link else {
+        return false;
+    };
+    (r.version.is_some() && reports_version(r, link))
+        || (link.hash != 0 && record_hash(r) == link.hash)
+}
+
 /// `Some` when the entity needs no planning: nothing pending, and every
 /// record seen has the version or content it had at the last commit. The
 /// inner change updates links whose version moved while content did not.

@@ -24,6 +24,8 @@ mod entity;
 mod gather;
 mod par;
 
+pub(crate) use gather::holds_last_commit;
+
 use std::collections::BTreeMap;
 use std::fmt;
 

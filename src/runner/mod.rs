@@ -87,7 +87,9 @@ use futures::stream::{self, StreamExt};
 
 use crate::baseline::{Baseline, EntityId, LinkStatus};
 use crate::connector::{Applied, Connector, ConnectorError, ConnectorExt, Cursor, ErrorKind};
-use crate::engine::{CommitError, OpOutcome, Outcomes, PlanError, PlanOptions, SyncEngine};
+use crate::engine::{
+    holds_last_commit, CommitError, OpOutcome, Outcomes, PlanError, PlanOptions, SyncEngine,
+};
 use crate::guard::{Approval, Refusal};
 use crate::model::{Coverage, Record, Snapshot, SystemId};
 use crate::plan::{OpKind, SyncPlan, WriteOp};
@@ -248,8 +250,9 @@ impl SyncRunnerBuilder {
     /// still editing is synced once they stop. Their system's records are
     /// then read as a partial snapshot (records missing from a complete one
     /// still count as deleted), and its cursor is not moved on, so the next
-    /// run reads them again. A record the runner itself wrote a moment ago
-    /// counts as recently edited too: its echo is read once it is quiet.
+    /// run reads them again. A record that holds what the last commit saw
+    /// of it (the same version, or the same content), such as the runner's
+    /// own write read back, is not held back: nothing in it is new.
     #[must_use]
     pub fn debounce(mut self, quiet: Duration) -> Self {
         self.debounce = Some(quiet);
@@ -729,7 +732,14 @@ impl SyncRunner {
             .ok()
             .and_then(|q| now.checked_sub_signed(q))
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        let recent = |r: &Record| !r.deleted && r.updated_at.is_some_and(|at| at > cutoff);
+        let system = read.snapshot.system.clone();
+        // A record holding what the baseline last committed of it (the
+        // read-back of the runner's own write) has nothing new to wait for.
+        let recent = |r: &Record| {
+            !r.deleted
+                && r.updated_at.is_some_and(|at| at > cutoff)
+                && !holds_last_commit(baseline, system.as_str(), r)
+        };
         let debounced = read.snapshot.records.iter().filter(|r| recent(r)).count();
         if debounced == 0 {
             return;
