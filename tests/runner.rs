@@ -70,6 +70,26 @@ fn runner<C: Connector + 'static>(
     b.build().unwrap()
 }
 
+/// A runner of `crm` and `shop` that leaves records edited less than
+/// `quiet` seconds ago for a later run.
+fn debounced(
+    crm: &MemoryConnector,
+    shop: &MemoryConnector,
+    store: &MemoryStore,
+    clock: &ManualClock,
+    quiet: u64,
+) -> SyncRunner {
+    SyncRunner::builder(SyncEngine::new(map(&["crm", "shop"])))
+        .connector(crm.clone())
+        .connector(shop.clone())
+        .store(store.clone())
+        .clock(clock.clone())
+        .sleeper(clock.clone())
+        .debounce(Duration::from_secs(quiet))
+        .build()
+        .unwrap()
+}
+
 /// What a system holds, as (email, name, phone), order ignored.
 fn rows(c: &MemoryConnector) -> BTreeSet<(String, String, String)> {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
@@ -638,15 +658,7 @@ async fn debounce_leaves_fresh_edits_for_a_later_run_and_reads_no_deletes_into_t
     let ada = person(&crm, "ada@example.com", "Ada");
     let bo = person(&crm, "bo@example.com", "Bo");
     let store = MemoryStore::new();
-    let r = SyncRunner::builder(SyncEngine::new(map(&["crm", "shop"])))
-        .connector(crm.clone())
-        .connector(shop.clone())
-        .store(store.clone())
-        .clock(clock.clone())
-        .sleeper(clock.clone())
-        .debounce(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let r = debounced(&crm, &shop, &store, &clock, 60);
 
     // Just created: nothing is old enough.
     let report = r.run().await.unwrap();
@@ -684,15 +696,7 @@ async fn debounce_keeps_the_cursor_so_an_incremental_read_sees_the_edit_later() 
     let shop = conn("shop", &clock);
     let ada = person(&crm, "ada@example.com", "Ada");
     let store = MemoryStore::new();
-    let r = SyncRunner::builder(SyncEngine::new(map(&["crm", "shop"])))
-        .connector(crm.clone())
-        .connector(shop.clone())
-        .store(store.clone())
-        .clock(clock.clone())
-        .sleeper(clock.clone())
-        .debounce(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let r = debounced(&crm, &shop, &store, &clock, 30);
     clock.advance(TimeDelta::seconds(31));
     r.run().await.unwrap();
     clock.advance(TimeDelta::seconds(31));
@@ -719,15 +723,7 @@ async fn debounce_does_not_wait_for_the_read_back_of_the_runners_own_writes() {
     let shop = conn("shop", &clock);
     person(&crm, "ada@example.com", "Ada");
     let store = MemoryStore::new();
-    let r = SyncRunner::builder(SyncEngine::new(map(&["crm", "shop"])))
-        .connector(crm.clone())
-        .connector(shop.clone())
-        .store(store.clone())
-        .clock(clock.clone())
-        .sleeper(clock.clone())
-        .debounce(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let r = debounced(&crm, &shop, &store, &clock, 30);
     clock.advance(TimeDelta::seconds(31));
     assert_eq!(r.run().await.unwrap().applied(), 1);
     let cursor = || store.load(OBJ).unwrap().cursor("shop").map(str::to_owned);
