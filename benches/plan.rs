@@ -261,7 +261,7 @@ impl Bench {
     }
 
     /// The full plan of `n` split into what its unchanged entities cost
-    /// (the plan of the unchanged systems) and what its edited ones cost,
+    /// (the plan of the initial, unchanged snapshots) and what its edited ones cost,
     /// beside the `k`-record incremental plan's cost per record, and the
     /// cost per record at which that plan would take a hundredth of the
     /// full one (issue 6, item 2).
@@ -499,7 +499,9 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
         let plan = engine.plan(&baseline, &snaps).expect("plan");
         println!("{full}/{n}: recsync plans {}", recsync_summary(&plan));
         rs_updates = recsync_updates(&plan);
-        b.written.insert(n, written_entities(&plan));
+        if extras {
+            b.written.insert(n, written_entities(&plan));
+        }
         b.run(
             &full,
             Form::Recsync,

@@ -43,12 +43,12 @@ pub(crate) fn record_hash(r: &Record) -> u64 {
 /// hashing the name. Kept by the engine from plan to plan (a plan of one
 /// record would otherwise miss on every field); a hint is only a guess,
 /// checked before it is used, so plans on several threads may share them.
-#[derive(Debug)]
 pub(crate) struct Hints(Box<[Line]>);
 
 /// Hints on a cache line of their own: every planning thread reads them, and
-/// a write to something else on their line would make each read a miss.
-#[derive(Debug)]
+/// a write to something else on their line would make each read a miss. (A
+/// hint stored on a miss does the same to the hints beside it; records of
+/// one system listing their fields in one order make that rare.)
 #[repr(align(64))]
 struct Line([AtomicU32; LINE]);
 
@@ -766,6 +766,63 @@ mod tests {
         let copy = hints.clone();
         assert!((0..9).all(|i| copy.get(i).map(|h| h.load(Ordering::Relaxed)) == Some(at[i])));
         assert!(copy.get(9 + LINE).is_none());
+    }
+
+    fn hint(hints: &Hints, i: usize) -> Option<u32> {
+        hints.get(i).map(|h| h.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn the_engine_keeps_what_a_plan_learned_of_where_fields_are() {
+        let engine = crate::SyncEngine::new(map());
+        let reversed = Record::new("1")
+            .field("name", "Ann")
+            .field("phone", "555")
+            .field("email", "a@x.io");
+        assert_eq!(hint(&engine.hints, 0), Some(0));
+        let snaps = [
+            Snapshot::complete("crm", vec![reversed]),
+            Snapshot::complete("shop", Vec::new()),
+            Snapshot::complete("erp", Vec::new()),
+        ];
+        let plan = engine.plan(&Baseline::new(), &snaps).expect("plan");
+        assert_eq!(plan.ops.len(), 2, "{plan}");
+        // The next plan looks for crm's email third, its name first.
+        assert_eq!(hint(&engine.hints, 0), Some(2));
+        assert_eq!(hint(&engine.hints, 2), Some(0));
+    }
+
+    #[test]
+    fn baseline_fields_are_found_by_name_where_the_map_has_them_elsewhere() {
+        let engine = crate::SyncEngine::new(map());
+        let record = |id: &str, phone: bool| {
+            let r = Record::new(id).field("email", "a@x.io");
+            let r = if phone { r.field("phone", "555") } else { r };
+            r.field("name", "Ann")
+        };
+        let snaps = [
+            Snapshot::complete("crm", vec![record("c1", true)]),
+            Snapshot::complete("shop", vec![record("s1", false)]),
+            Snapshot::complete("erp", vec![record("e1", true)]),
+        ];
+        let mut baseline = Baseline::new();
+        let plan = engine.plan(&baseline, &snaps).expect("plan");
+        engine
+            .commit(&mut baseline, &plan, &crate::Outcomes::all_applied(&plan))
+            .expect("commit");
+        assert_eq!(baseline.field_slot("name"), Some(2));
+        // A map without phone has name second; the baseline keeps it third.
+        let narrower = FieldMap::builder()
+            .object("contacts")
+            .systems(["crm", "shop", "erp"])
+            .key("email")
+            .field(Field::new("email"))
+            .field(Field::new("name"))
+            .build()
+            .expect("a valid map");
+        let hints = Hints::new(&narrower);
+        let cx = Cx::new(&narrower, &hints, &baseline, &[], &PlanOptions::default()).expect("cx");
+        assert_eq!(cx.field_slot, [Some(0), Some(2)]);
     }
 
     #[test]
