@@ -826,6 +826,40 @@ mod tests {
     }
 
     #[test]
+    fn a_record_holds_the_last_commit_by_version_or_else_by_content() {
+        let engine = crate::SyncEngine::new(map());
+        let ann = |id: &str| {
+            Record::new(id)
+                .field("email", "a@x.io")
+                .field("name", "Ann")
+        };
+        let snaps = [
+            Snapshot::complete("crm", vec![ann("c1").version("v1")]),
+            Snapshot::complete("shop", vec![ann("s1")]),
+            Snapshot::complete("erp", Vec::new()),
+        ];
+        let mut baseline = Baseline::new();
+        let plan = engine.plan(&baseline, &snaps).expect("plan");
+        engine
+            .commit(&mut baseline, &plan, &crate::Outcomes::all_applied(&plan))
+            .expect("commit");
+        let holds = |system: &str, r: &Record| holds_last_commit(&baseline, system, r);
+        // By version: the content is not looked at.
+        assert!(holds("crm", &ann("c1").version("v1")));
+        assert!(holds("crm", &ann("c1").version("v1").field("name", "Bo")));
+        assert!(!holds("crm", &ann("c1").version("v2").field("name", "Bo")));
+        // A new version of the same content is nothing new either.
+        assert!(holds("crm", &ann("c1").version("v2")));
+        // Without a version: by content.
+        assert!(holds("shop", &ann("s1")));
+        assert!(!holds("shop", &ann("s1").field("name", "Bo")));
+        // Records and systems the baseline does not know.
+        assert!(!holds("shop", &ann("s2")));
+        assert!(!holds("crm", &ann("s1")));
+        assert!(!holds("nowhere", &ann("c1")));
+    }
+
+    #[test]
     fn a_field_is_found_wherever_a_record_lists_it_and_the_hint_follows() {
         let map = map();
         let hints = Hints::new(&map);
