@@ -660,20 +660,22 @@ fn reports_version(r: &Record, link: &LinkState) -> bool {
     }
 }
 
-/// Whether `r`, a record of `system`, is what `baseline` last committed of
-/// it: its link reports the record's version, or the record's content
-/// hashes to what the link keeps. Such a record holds nothing new (the
-/// read-back of recsync's own write, say); a plan skips it.
+/// Whether `r`, a record of `system`, is as `baseline` last committed it:
+/// its content is what the last read saw (its link keeps that content's
+/// hash), or, where the last commit wrote it (the link keeps no hash, only
+/// the version the write reported), it reports that version. Nothing in
+/// such a record is new.
 pub(crate) fn holds_last_commit(baseline: &Baseline, system: &str, r: &Record) -> bool {
     let link = baseline.system_slot(system).and_then(|b| {
         let slot = baseline.find_link(b, &r.id)?;
         baseline.entity_at(slot)?.link(b)
     });
-    let Some(link) = link else {
-        return false;
-    };
-    (r.version.is_some() && reports_version(r, link))
-        || (link.hash != 0 && record_hash(r) == link.hash)
+    match link {
+        None => false,
+        // A content the last read saw: compared, not trusted to a version.
+        Some(link) if link.hash != 0 => record_hash(r) == link.hash,
+        Some(link) => r.version.is_some() && reports_version(r, link),
+    }
 }
 
 /// `Some` when the entity needs no planning: nothing pending, and every
@@ -826,7 +828,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_holds_the_last_commit_by_version_or_else_by_content() {
+    fn a_record_holds_the_last_commit_by_content_read_or_version_written() {
         let engine = crate::SyncEngine::new(map());
         let ann = |id: &str| {
             Record::new(id)
@@ -840,19 +842,30 @@ mod tests {
         ];
         let mut baseline = Baseline::new();
         let plan = engine.plan(&baseline, &snaps).expect("plan");
+        let create = plan
+            .ops
+            .iter()
+            .find(|o| o.system.as_str() == "erp")
+            .expect("a create");
+        let mut outcomes = crate::Outcomes::new();
+        outcomes.record(
+            create.id,
+            crate::OpOutcome::created("e1").with_version("w1"),
+        );
         engine
-            .commit(&mut baseline, &plan, &crate::Outcomes::all_applied(&plan))
+            .commit(&mut baseline, &plan, &outcomes)
             .expect("commit");
         let holds = |system: &str, r: &Record| holds_last_commit(&baseline, system, r);
-        // By version: the content is not looked at.
+        // Read last: by content, whatever the version says.
         assert!(holds("crm", &ann("c1").version("v1")));
-        assert!(holds("crm", &ann("c1").version("v1").field("name", "Bo")));
-        assert!(!holds("crm", &ann("c1").version("v2").field("name", "Bo")));
-        // A new version of the same content is nothing new either.
         assert!(holds("crm", &ann("c1").version("v2")));
-        // Without a version: by content.
+        assert!(!holds("crm", &ann("c1").version("v1").field("name", "Bo")));
         assert!(holds("shop", &ann("s1")));
         assert!(!holds("shop", &ann("s1").field("name", "Bo")));
+        // Written last: by the version the write reported.
+        assert!(holds("erp", &ann("e1").version("w1")));
+        assert!(!holds("erp", &ann("e1").version("w2")));
+        assert!(!holds("erp", &ann("e1")));
         // Records and systems the baseline does not know.
         assert!(!holds("shop", &ann("s2")));
         assert!(!holds("crm", &ann("s1")));

@@ -250,9 +250,11 @@ impl SyncRunnerBuilder {
     /// still editing is synced once they stop. Their system's records are
     /// then read as a partial snapshot (records missing from a complete one
     /// still count as deleted), and its cursor is not moved on, so the next
-    /// run reads them again. A record that holds what the last commit saw
-    /// of it (the same version, or the same content), such as the runner's
-    /// own write read back, is not held back: nothing in it is new.
+    /// run reads them again. A record as the last commit left it is not held
+    /// back, since nothing in it is new: its content is what the last read
+    /// saw, or it reports the version the runner's own write to it reported
+    /// (for a system without versions, the read-back of the runner's write
+    /// waits like an edit).
     #[must_use]
     pub fn debounce(mut self, quiet: Duration) -> Self {
         self.debounce = Some(quiet);
@@ -732,15 +734,20 @@ impl SyncRunner {
             .ok()
             .and_then(|q| now.checked_sub_signed(q))
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        let system = read.snapshot.system.clone();
-        // A record holding what the baseline last committed of it (the
-        // read-back of the runner's own write) has nothing new to wait for.
-        let recent = |r: &Record| {
-            !r.deleted
-                && r.updated_at.is_some_and(|at| at > cutoff)
-                && !holds_last_commit(baseline, system.as_str(), r)
-        };
-        let debounced = read.snapshot.records.iter().filter(|r| recent(r)).count();
+        // A record as the last commit left it (the read-back of the
+        // runner's own write, say) has nothing new to wait for.
+        let name = read.snapshot.system.as_str();
+        let recent: Vec<bool> = read
+            .snapshot
+            .records
+            .iter()
+            .map(|r| {
+                !r.deleted
+                    && r.updated_at.is_some_and(|at| at > cutoff)
+                    && !holds_last_commit(baseline, name, r)
+            })
+            .collect();
+        let debounced = recent.iter().filter(|x| **x).count();
         if debounced == 0 {
             return;
         }
@@ -765,7 +772,12 @@ impl SyncRunner {
             snapshot.records.extend(gone);
             snapshot.coverage = Coverage::Partial;
         }
-        snapshot.records.retain(|r| !recent(r));
+        // The tombstones added above are past the end of `recent`: kept.
+        let mut i = 0;
+        snapshot.records.retain(|_| {
+            i += 1;
+            !recent.get(i - 1).copied().unwrap_or(false)
+        });
         read.cursor = None;
         read.debounced = debounced;
     }
