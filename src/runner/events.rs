@@ -23,7 +23,8 @@ pub enum SyncEvent {
         system: SystemId,
         /// How many records (tombstones included) the plan reads.
         records: usize,
-        /// How many were left for a later run by the debounce.
+        /// How many were left for a later run by the debounce (edited too
+        /// recently, or of an entity another record of which was).
         debounced: usize,
         /// Read as changes since the last cursor, not as a complete snapshot.
         incremental: bool,

@@ -247,10 +247,14 @@ impl SyncRunnerBuilder {
 
     /// Leaves records edited less than `quiet` ago (by their `updated_at`
     /// and the runner's clock) for a later run, so that a record someone is
-    /// still editing is synced once they stop. Their system's records are
-    /// then read as a partial snapshot (records missing from a complete one
-    /// still count as deleted), and its cursor is not moved on, so the next
-    /// run reads them again. A record as the last commit left it is not held
+    /// still editing is synced once they stop, and with them the other
+    /// systems' records of their entities: what each system changed
+    /// meanwhile is then decided together, by the conflict policy, once
+    /// all are quiet (an older edit held back is not taken for a newer one
+    /// when it arrives). The systems they are left out of are read as
+    /// partial snapshots (a record missing from a complete one still counts
+    /// as deleted, unless its entity waits), and their cursors are not moved
+    /// on, so the next run reads them again. A record as the last commit left it is not held
     /// back, since nothing in it is new: its content is what the last read
     /// saw, or it reports the version the runner's own write to it reported
     /// (for a system without versions, the read-back of the runner's write
@@ -428,13 +432,13 @@ impl SyncRunner {
                 .map(|c| self.fetch(c.as_ref(), &baseline)),
         )
         .await;
+        let mut reads = reads.into_iter().collect::<Result<Vec<Fetched>, _>>()?;
+        if let Some(quiet) = self.debounce {
+            self.debounce_records(&mut reads, &baseline, quiet);
+        }
         let mut snapshots = Vec::with_capacity(reads.len());
         let mut cursors = Vec::new();
         for (read, system) in reads.into_iter().zip(&self.systems) {
-            let mut read = read?;
-            if let Some(quiet) = self.debounce {
-                self.debounce_records(&mut read, &baseline, quiet);
-            }
             if let Some(s) = report.system_mut(system) {
                 s.fetched = read.snapshot.records.len();
                 s.retries += read.retries;
@@ -727,8 +731,12 @@ impl SyncRunner {
         })
     }
 
-    /// Leaves out records edited less than `quiet` ago.
-    fn debounce_records(&self, read: &mut Fetched, baseline: &Baseline, quiet: Duration) {
+    /// Leaves out records edited less than `quiet` ago, and with them every
+    /// record of their entities in the other systems: an entity is planned
+    /// once all its records are quiet, so that what each system changed
+    /// meanwhile is decided together, by the conflict policy, not in the
+    /// order the records happen to settle.
+    fn debounce_records(&self, reads: &mut [Fetched], baseline: &Baseline, quiet: Duration) {
         let now = self.clock.now();
         let cutoff = TimeDelta::from_std(quiet)
             .ok()
@@ -736,50 +744,84 @@ impl SyncRunner {
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         // A record as the last commit left it (the read-back of the
         // runner's own write, say) has nothing new to wait for.
-        let name = read.snapshot.system.as_str();
-        let recent: Vec<bool> = read
-            .snapshot
-            .records
+        let recent: Vec<Vec<bool>> = reads
             .iter()
-            .map(|r| {
-                !r.deleted
-                    && r.updated_at.is_some_and(|at| at > cutoff)
-                    && !holds_last_commit(baseline, name, r)
+            .map(|read| {
+                let name = read.snapshot.system.as_str();
+                read.snapshot
+                    .records
+                    .iter()
+                    .map(|r| {
+                        !r.deleted
+                            && r.updated_at.is_some_and(|at| at > cutoff)
+                            && !holds_last_commit(baseline, name, r)
+                    })
+                    .collect()
             })
             .collect();
-        let debounced = recent.iter().filter(|x| **x).count();
-        if debounced == 0 {
-            return;
+        let mut waiting: HashSet<&EntityId> = HashSet::new();
+        for (read, recent) in reads.iter().zip(&recent) {
+            let name = read.snapshot.system.as_str();
+            for (r, _) in read
+                .snapshot
+                .records
+                .iter()
+                .zip(recent)
+                .filter(|(_, x)| **x)
+            {
+                if let Some(e) = baseline.find_linked(name, &r.id) {
+                    waiting.insert(e.id());
+                }
+            }
         }
-        let snapshot = &mut read.snapshot;
-        if snapshot.coverage == Coverage::Complete {
-            // Partial from now on: add the deletes a complete snapshot says
-            // by leaving records out.
-            let present: HashSet<&str> = snapshot.records.iter().map(|r| r.id.as_str()).collect();
-            let system = snapshot.system.as_str();
-            let gone: Vec<Record> = baseline
-                .entities()
-                .filter(|e| {
-                    matches!(
-                        e.link_status(system),
-                        Some(LinkStatus::Active | LinkStatus::Frozen)
-                    )
-                })
-                .filter_map(|e| e.link(system))
-                .filter(|id| !present.contains(id))
-                .map(|id| Record::new(id).deleted())
+        for (read, recent) in reads.iter_mut().zip(recent) {
+            let system = read.snapshot.system.clone();
+            let of_waiting = |id: &str| {
+                baseline
+                    .find_linked(system.as_str(), id)
+                    .is_some_and(|e| waiting.contains(e.id()))
+            };
+            let held: Vec<bool> = read
+                .snapshot
+                .records
+                .iter()
+                .zip(&recent)
+                .map(|(r, recent)| *recent || (!waiting.is_empty() && of_waiting(&r.id)))
                 .collect();
+            let debounced = held.iter().filter(|x| **x).count();
+            if debounced == 0 {
+                continue;
+            }
+            let snapshot = &mut read.snapshot;
+            let mut gone: Vec<Record> = Vec::new();
+            if snapshot.coverage == Coverage::Complete {
+                // Partial from now on: add the deletes a complete snapshot
+                // says by leaving records out (but for waiting entities).
+                let present: HashSet<&str> =
+                    snapshot.records.iter().map(|r| r.id.as_str()).collect();
+                gone = baseline
+                    .entities()
+                    .filter(|e| {
+                        matches!(
+                            e.link_status(system.as_str()),
+                            Some(LinkStatus::Active | LinkStatus::Frozen)
+                        ) && !waiting.contains(e.id())
+                    })
+                    .filter_map(|e| e.link(system.as_str()))
+                    .filter(|id| !present.contains(id))
+                    .map(|id| Record::new(id).deleted())
+                    .collect();
+                snapshot.coverage = Coverage::Partial;
+            }
+            let mut i = 0;
+            snapshot.records.retain(|_| {
+                i += 1;
+                !held.get(i - 1).copied().unwrap_or(false)
+            });
             snapshot.records.extend(gone);
-            snapshot.coverage = Coverage::Partial;
+            read.cursor = None;
+            read.debounced = debounced;
         }
-        // The tombstones added above are past the end of `recent`: kept.
-        let mut i = 0;
-        snapshot.records.retain(|_| {
-            i += 1;
-            !recent.get(i - 1).copied().unwrap_or(false)
-        });
-        read.cursor = None;
-        read.debounced = debounced;
     }
 
     /// Executes `ops`, per system, several systems at once.

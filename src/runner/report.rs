@@ -142,7 +142,8 @@ pub struct SyncReport {
     /// Ops refused as stale (the record changed since it was read) whose
     /// entities were read again and planned again in this run.
     pub replanned: usize,
-    /// Records left for a later run because they were edited too recently.
+    /// Records left for a later run because they, or another system's
+    /// record of their entity, were edited too recently.
     pub debounced: usize,
     /// What a safety guard refused: those changes wait until approved with
     /// [`SyncRunner::approve`](super::SyncRunner::approve).
