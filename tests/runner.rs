@@ -749,6 +749,64 @@ async fn debounce_does_not_wait_for_the_read_back_of_the_runners_own_writes() {
     assert_eq!(crm.records(OBJ)[0].get("name"), Some(&json!("Ada L.")));
 }
 
+/// The shop deletes Ada; five seconds later the crm edits her, so her
+/// entity waits for the debounce. The delete must wait with it: once both
+/// are quiet, a delete against an edit is held for review (the default
+/// `DeleteEditPolicy`), and the crm keeps Ada. `also_fresh`: the shop holds
+/// back another fresh record too.
+async fn a_delete_waits_with_its_entity(shop_incremental: bool, also_fresh: bool) {
+    let clock = ManualClock::new(start());
+    let crm = conn("crm", &clock);
+    let shop = MemoryConnector::builder("shop")
+        .clock(clock.clone())
+        .incremental_fetch(shop_incremental)
+        .build()
+        .unwrap();
+    let ada = person(&crm, "ada@example.com", "Ada");
+    person(&crm, "bo@example.com", "Bo");
+    let store = MemoryStore::new();
+    let r = debounced(&crm, &shop, &store, &clock, 60);
+    clock.advance(TimeDelta::seconds(61));
+    r.run().await.unwrap();
+    assert_eq!(shop.len(OBJ), 2);
+
+    shop.delete(OBJ, &find(&shop, "ada@example.com")).unwrap();
+    clock.advance(TimeDelta::seconds(5));
+    crm.edit(OBJ, &ada, [("phone", json!("555-9"))]).unwrap();
+    if also_fresh {
+        let bo = find(&shop, "bo@example.com");
+        shop.edit(OBJ, &bo, [("name", json!("Bo B."))]).unwrap();
+    }
+    clock.advance(TimeDelta::seconds(5));
+    let report = r.run().await.unwrap();
+    assert_eq!(report.system("crm").unwrap().applied.delete, 0, "{report}");
+    assert!(emails(&crm).contains(&"ada@example.com".to_owned()));
+
+    clock.advance(TimeDelta::seconds(61));
+    let report = r.run().await.unwrap();
+    assert_eq!(report.debounced, 0, "{report}");
+    assert!(
+        emails(&crm).contains(&"ada@example.com".to_owned()),
+        "{report}"
+    );
+    assert_eq!(store.load(OBJ).unwrap().reviews().len(), 1, "{report}");
+}
+
+#[tokio::test]
+async fn a_delete_in_a_complete_snapshot_waits_with_an_entity_being_edited() {
+    a_delete_waits_with_its_entity(false, false).await;
+}
+
+#[tokio::test]
+async fn a_delete_in_a_complete_snapshot_that_holds_back_other_records_waits_too() {
+    a_delete_waits_with_its_entity(false, true).await;
+}
+
+#[tokio::test]
+async fn a_tombstone_of_an_entity_being_edited_waits() {
+    a_delete_waits_with_its_entity(true, false).await;
+}
+
 #[tokio::test]
 async fn events_tell_the_run_in_order_and_carry_no_values() {
     let clock = ManualClock::ticking(start(), TimeDelta::seconds(1));

@@ -253,8 +253,10 @@ impl SyncRunnerBuilder {
     /// all are quiet (an older edit held back is not taken for a newer one
     /// when it arrives). The systems they are left out of are read as
     /// partial snapshots (a record missing from a complete one still counts
-    /// as deleted, unless its entity waits), and their cursors are not moved
-    /// on, so the next run reads them again. A record as the last commit left it is not held
+    /// as deleted, unless its entity waits: then the delete waits too), and
+    /// their cursors are not moved on, so the next run reads them again. An
+    /// entity edited again and again, never quiet for `quiet`, waits until
+    /// it is. A record as the last commit left it is not held
     /// back, since nothing in it is new: its content is what the last read
     /// saw, or it reports the version the runner's own write to it reported
     /// (for a system without versions, the read-back of the runner's write
@@ -789,7 +791,31 @@ impl SyncRunner {
                 .map(|(r, recent)| *recent || (!waiting.is_empty() && of_waiting(&r.id)))
                 .collect();
             let debounced = held.iter().filter(|x| **x).count();
-            if debounced == 0 {
+            // A complete snapshot without a waiting entity's record says it
+            // was deleted: that waits too, so the snapshot turns partial.
+            let misses_waiting =
+                read.snapshot.coverage == Coverage::Complete && !waiting.is_empty() && {
+                    let present: HashSet<&str> = read
+                        .snapshot
+                        .records
+                        .iter()
+                        .map(|r| r.id.as_str())
+                        .collect();
+                    waiting.iter().any(|id| {
+                        baseline
+                            .find_entity(id)
+                            .and_then(|slot| baseline.entity_ref(slot))
+                            .is_some_and(|e| {
+                                matches!(
+                                    e.link_status(system.as_str()),
+                                    Some(LinkStatus::Active | LinkStatus::Frozen)
+                                ) && e
+                                    .link(system.as_str())
+                                    .is_some_and(|rid| !present.contains(rid))
+                            })
+                    })
+                };
+            if debounced == 0 && !misses_waiting {
                 continue;
             }
             let snapshot = &mut read.snapshot;
