@@ -85,7 +85,7 @@ use chrono::TimeDelta;
 use futures::channel::mpsc;
 use futures::stream::{self, StreamExt};
 
-use crate::baseline::{Baseline, EntityId, LinkStatus};
+use crate::baseline::{Baseline, EntityId, EntityRef, LinkStatus};
 use crate::connector::{Applied, Connector, ConnectorError, ConnectorExt, Cursor, ErrorKind};
 use crate::engine::{
     holds_last_commit, CommitError, OpOutcome, Outcomes, PlanError, PlanOptions, SyncEngine,
@@ -791,54 +791,54 @@ impl SyncRunner {
                 .map(|(r, recent)| *recent || (!waiting.is_empty() && of_waiting(&r.id)))
                 .collect();
             let debounced = held.iter().filter(|x| **x).count();
-            // A complete snapshot without a waiting entity's record says it
-            // was deleted: that waits too, so the snapshot turns partial.
-            let misses_waiting =
-                read.snapshot.coverage == Coverage::Complete && !waiting.is_empty() && {
-                    let present: HashSet<&str> = read
-                        .snapshot
-                        .records
-                        .iter()
-                        .map(|r| r.id.as_str())
-                        .collect();
-                    waiting.iter().any(|id| {
-                        baseline
-                            .find_entity(id)
-                            .and_then(|slot| baseline.entity_ref(slot))
-                            .is_some_and(|e| {
-                                matches!(
-                                    e.link_status(system.as_str()),
-                                    Some(LinkStatus::Active | LinkStatus::Frozen)
-                                ) && e
-                                    .link(system.as_str())
-                                    .is_some_and(|rid| !present.contains(rid))
-                            })
-                    })
-                };
+            let complete = read.snapshot.coverage == Coverage::Complete;
+            if debounced == 0 && (!complete || waiting.is_empty()) {
+                continue;
+            }
+            // What a complete snapshot lacks of the system's live links: the
+            // record ids it says were deleted.
+            let present: HashSet<&str> = if complete {
+                read.snapshot
+                    .records
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .collect()
+            } else {
+                HashSet::new()
+            };
+            let missing = |e: &EntityRef<'_>| {
+                let live = matches!(
+                    e.link_status(system.as_str()),
+                    Some(LinkStatus::Active | LinkStatus::Frozen)
+                );
+                e.link(system.as_str())
+                    .filter(|id| live && !present.contains(id))
+                    .map(str::to_owned)
+            };
+            // A delete of a waiting entity waits too: the snapshot turns
+            // partial even when it holds no record back.
+            let misses_waiting = complete
+                && waiting
+                    .iter()
+                    .any(|id| baseline.entity(id).is_some_and(|e| missing(&e).is_some()));
             if debounced == 0 && !misses_waiting {
                 continue;
             }
-            let snapshot = &mut read.snapshot;
-            let mut gone: Vec<Record> = Vec::new();
-            if snapshot.coverage == Coverage::Complete {
-                // Partial from now on: add the deletes a complete snapshot
-                // says by leaving records out (but for waiting entities).
-                let present: HashSet<&str> =
-                    snapshot.records.iter().map(|r| r.id.as_str()).collect();
-                gone = baseline
+            // Partial from now on: the deletes a complete snapshot says by
+            // leaving records out are added as tombstones (but for waiting
+            // entities).
+            let gone: Vec<Record> = if complete {
+                baseline
                     .entities()
-                    .filter(|e| {
-                        matches!(
-                            e.link_status(system.as_str()),
-                            Some(LinkStatus::Active | LinkStatus::Frozen)
-                        ) && !waiting.contains(e.id())
-                    })
-                    .filter_map(|e| e.link(system.as_str()))
-                    .filter(|id| !present.contains(id))
+                    .filter(|e| !waiting.contains(e.id()))
+                    .filter_map(|e| missing(&e))
                     .map(|id| Record::new(id).deleted())
-                    .collect();
-                snapshot.coverage = Coverage::Partial;
-            }
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let snapshot = &mut read.snapshot;
+            snapshot.coverage = Coverage::Partial;
             let mut i = 0;
             snapshot.records.retain(|_| {
                 i += 1;
