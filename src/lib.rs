@@ -139,7 +139,7 @@
 //! - **`parallel`**: large plans split their work over threads: looking up
 //!   records in the baseline, the fast path, and planning the entities
 //!   that changed, in contiguous chunks (scoped `std` threads, one per core
-//!   unless [`PlanOptions`](engine::PlanOptions)`::threads` says otherwise; a
+//!   unless [`PlanOptions::threads`](engine::PlanOptions::threads) says otherwise; a
 //!   few thousand entities per thread at least, so a small or incremental
 //!   plan stays on the calling thread). The plan is the same on any number
 //!   of threads. Adds no dependency.

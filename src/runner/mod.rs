@@ -9,7 +9,8 @@
 //!    baseline where the connector fetches incrementally (from the
 //!    beginning, a complete snapshot, the first time), else a complete
 //!    snapshot; with a [debounce](SyncRunnerBuilder::debounce), records
-//!    edited too recently are left for a later run;
+//!    edited too recently are left for a later run, with the other
+//!    systems' records of their entities;
 //! 3. plans;
 //! 4. executes the plan per system in batches of the connector's
 //!    [`max_batch_size`](crate::connector::Capabilities::max_batch_size), in
