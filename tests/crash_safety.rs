@@ -243,7 +243,7 @@ fn duplicates(systems: &[Sys]) -> Vec<(String, String)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(256)))]
 
     #[test]
     fn any_prefix_then_replanning_converges_to_the_uninterrupted_state(case in case()) {

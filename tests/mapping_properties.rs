@@ -12,6 +12,8 @@
 //!   give an empty second plan.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+mod common;
+
 use proptest::prelude::*;
 use recsync::mapping::{
     Builtin, DateFormat, DateTimeFormat, FieldSpec, MapProblem, Unmapped, ValueMap, ValueRow, Zone,
@@ -235,7 +237,7 @@ fn round_trip(field: &FieldSpec, system: &str, native: &Value) -> Result<Option<
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(256)))]
 
     #[test]
     fn every_lossless_builtin_round_trips((t, values, norm) in lossless()) {
@@ -345,7 +347,7 @@ fn value_map(rows: &[RowSpec], policy: Unmapped) -> ValueMap {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(512)))]
 
     #[test]
     fn accepted_value_maps_round_trip_every_row(
@@ -572,7 +574,7 @@ fn normalized_map(norm: Normalization) -> FieldMap {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(256)))]
 
     #[test]
     fn values_differing_only_by_normalization_are_no_change(
@@ -658,7 +660,7 @@ fn edit() -> impl Strategy<Value = Edit> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(128)))]
 
     #[test]
     fn reformatting_systems_stay_quiet_after_a_committed_sync(

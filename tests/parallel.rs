@@ -127,7 +127,7 @@ fn apply(systems: &mut [Sys], edit: &Edit) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(6)))]
 
     #[test]
     fn a_plan_is_the_same_on_any_number_of_threads(

@@ -301,7 +301,7 @@ fn writes(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(256)))]
 
     #[test]
     fn convergence(case in case()) {
@@ -1029,7 +1029,7 @@ mod lifecycle {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(256)))]
 
     #[test]
     fn convergence_with_creates_deletes_scope_and_references(case in lifecycle::case()) {

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+mod common;
+
 use proptest::prelude::*;
 use recsync::mapping::Direction;
 use recsync::testkit::strategies::{
@@ -16,7 +18,7 @@ const SYSTEMS: [&str; 3] = ["crm", "shop", "erp"];
 const FIELDS: [&str; 3] = ["email", "phone", "city"];
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
 
     /// Records hold only the fields asked for, and `updated_at` is no older
     /// than any field's own timestamp.

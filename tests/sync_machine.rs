@@ -8,6 +8,8 @@
 //! plans nothing.
 #![cfg(feature = "testkit")]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -463,7 +465,7 @@ fn check_with(acts: &[Act], debounce: Option<Duration>) -> Result<(), TestCaseEr
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(96)))]
 
     #[test]
     fn sync_machine(acts in prop::collection::vec(act(), 1..24)) {
@@ -472,7 +474,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(48)))]
 
     /// The same, with a debounce of several steps: runs in the middle
     /// leave fresh edits for later (about half of them leave something),

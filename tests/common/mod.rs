@@ -130,3 +130,12 @@ pub fn execute(systems: &mut [Sys], plan: &SyncPlan, limit: usize) -> Outcomes {
 pub fn snapshots(systems: &[Sys]) -> Vec<Snapshot> {
     systems.iter().map(Sys::complete).collect()
 }
+
+/// Cases for a property test: `PROPTEST_CASES` when it is set (so a run by
+/// hand can go to 100,000), else the file's own default.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
