@@ -343,6 +343,19 @@ pub enum ErrorKind {
     /// The cursor is no longer valid (too old, or malformed): fetch from the
     /// beginning again.
     InvalidCursor,
+    /// The call did not answer within the runner's
+    /// [timeout](crate::runner::SyncRunnerBuilder::timeout) (or before the
+    /// run's deadline). Whether a write took effect is unknown: it is tried
+    /// again as a conditional write, or a create under the same idempotency
+    /// key and correlation key, so that it never takes effect twice.
+    /// Retryable.
+    TimedOut,
+    /// The write was reported applied, but reading the record back showed
+    /// it did not take effect: a created record that is not there, a deleted
+    /// one still there, an updated one that still holds what it held before
+    /// (and whose version did not move). Nothing is advanced for it; the
+    /// next plan writes it again.
+    Unconfirmed,
     /// Any other failure that trying again will not fix.
     Permanent,
 }
@@ -360,6 +373,8 @@ impl ErrorKind {
             ErrorKind::PreconditionFailed => "precondition failed",
             ErrorKind::NotSupported => "not supported",
             ErrorKind::InvalidCursor => "invalid cursor",
+            ErrorKind::TimedOut => "timed out",
+            ErrorKind::Unconfirmed => "write not confirmed by a read",
             ErrorKind::Permanent => "permanent failure",
         }
     }
@@ -466,6 +481,16 @@ impl ConnectorError {
         ConnectorError::new(ErrorKind::InvalidCursor, message)
     }
 
+    /// A call that did not answer in time.
+    pub fn timed_out(message: impl Into<String>) -> Self {
+        ConnectorError::new(ErrorKind::TimedOut, message)
+    }
+
+    /// A write reported applied that a read showed did not take effect.
+    pub fn unconfirmed(message: impl Into<String>) -> Self {
+        ConnectorError::new(ErrorKind::Unconfirmed, message)
+    }
+
     /// A failure that trying again will not fix.
     pub fn permanent(message: impl Into<String>) -> Self {
         ConnectorError::new(ErrorKind::Permanent, message)
@@ -508,12 +533,12 @@ impl ConnectorError {
         }
     }
 
-    /// Whether trying again later may succeed: rate limits and transient
-    /// failures.
+    /// Whether trying again later may succeed: rate limits, transient
+    /// failures and timeouts.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::RateLimited { .. } | ErrorKind::Transient
+            ErrorKind::RateLimited { .. } | ErrorKind::Transient | ErrorKind::TimedOut
         )
     }
 
@@ -666,8 +691,13 @@ pub trait Connector: Send + Sync + fmt::Debug {
         )))
     }
 
-    /// The named records of the object type, as a partial snapshot (used to
-    /// read again records whose conditional write was rejected).
+    /// The named records of the object type, as a partial snapshot: the
+    /// runner reads back what it wrote, to confirm it, and reads again the
+    /// records of an entity whose conditional write was rejected. It must
+    /// show the connector's own writes once they are reported applied
+    /// (read-your-writes); for a system whose reads lag behind its writes,
+    /// turn the runner's
+    /// [read-back](crate::runner::SyncRunnerBuilder::read_back) off.
     ///
     /// The default returns [`ErrorKind::NotSupported`].
     async fn fetch_records(

@@ -831,11 +831,26 @@ async fn events_tell_the_run_in_order_and_carry_no_values() {
             SyncEvent::Fetched { .. } => "fetched",
             SyncEvent::Planned { .. } => "planned",
             SyncEvent::BatchDone { .. } => "batch",
+            SyncEvent::ReadBack { .. } => "read back",
             SyncEvent::RunDone { .. } => "done",
             _ => "other",
         })
         .collect();
-    assert_eq!(names, ["fetched", "fetched", "planned", "batch", "done"]);
+    assert_eq!(
+        names,
+        [
+            "fetched",
+            "fetched",
+            "planned",
+            "batch",
+            "read back",
+            "done"
+        ]
+    );
+    assert!(matches!(
+        &all[4],
+        SyncEvent::ReadBack { system, records: 1, unconfirmed: 0 } if system == "shop"
+    ));
     assert!(matches!(
         &all[3],
         SyncEvent::BatchDone { system, applied: 1, failed: 0 } if system == "shop"

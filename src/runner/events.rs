@@ -80,6 +80,18 @@ pub enum SyncEvent {
         /// How many records are read again.
         records: usize,
     },
+    /// What a system reported applied was read back
+    /// ([`read_back`](super::SyncRunnerBuilder::read_back)); the writes
+    /// that did not show fail as
+    /// [`Unconfirmed`](crate::connector::ErrorKind::Unconfirmed).
+    ReadBack {
+        /// The system.
+        system: SystemId,
+        /// How many records were read back.
+        records: usize,
+        /// How many writes did not show.
+        unconfirmed: usize,
+    },
     /// The run is over.
     RunDone {
         /// What it did.

@@ -9,29 +9,51 @@
 //!    baseline where the connector fetches incrementally (from the
 //!    beginning, a complete snapshot, the first time), else a complete
 //!    snapshot; with a [debounce](SyncRunnerBuilder::debounce), records
-//!    edited too recently are left for a later run, with the other
-//!    systems' records of their entities;
+//!    edited too recently are left for a later run, with every other record
+//!    of their entities, and nothing is written to those entities in this
+//!    run;
 //! 3. plans;
 //! 4. executes the plan per system in batches of the connector's
 //!    [`max_batch_size`](crate::connector::Capabilities::max_batch_size), in
 //!    the plan's order within a system, several systems at once (at most
 //!    [`max_concurrent_systems`](SyncRunnerBuilder::max_concurrent_systems));
-//!    rate-limited and transient failures are tried again after the
-//!    [`RetryPolicy`]'s wait, per op, until its attempts are spent: then that
-//!    op fails for this run, the others go on;
-//! 5. commits the outcomes and saves the baseline with the new cursors (a
+//!    rate-limited, transient and timed-out failures are tried again after
+//!    the [`RetryPolicy`]'s wait, per op, until its attempts are spent: then
+//!    that op fails for this run, the others go on;
+//! 5. reads back what each system reported applied, where its connector
+//!    can fetch by ids ([`read_back`](SyncRunnerBuilder::read_back)): a
+//!    write that does not show fails as
+//!    [`Unconfirmed`](ErrorKind::Unconfirmed);
+//! 6. commits the outcomes and saves the baseline with the new cursors (a
 //!    failed op leaves its target behind, so the next plan writes it again);
-//! 6. where a conditional write was refused because the record changed
-//!    since it was read, reads those records again
-//!    ([`fetch_records`](Connector::fetch_records)), plans their entities
-//!    again and executes and commits that, **in the same run**: the change
-//!    that was not seen is taken into account, never overwritten. A
+//! 7. where a conditional write was refused because the record changed
+//!    since it was read, reads again every record of those entities
+//!    ([`fetch_records`](Connector::fetch_records)), plans them again and
+//!    executes and commits that, **in the same run**: the change that was
+//!    not seen is decided together with the others, never overwritten. A
 //!    connector that cannot fetch by ids leaves them for the next run (its
 //!    stale ops are reported as failed with
 //!    [`PreconditionFailed`](ErrorKind::PreconditionFailed)).
 //!
-//! [`dry_run`](SyncRunner::dry_run) stops after step 3 and returns the plan:
-//! nothing is executed, nothing saved. Progress reaches the host as
+//! # Connectors that fail, lie or hang
+//!
+//! A call that fails as a whole, or an op that fails, is retried where the
+//! error says it may succeed later, and otherwise reported in the
+//! [`SyncReport`] by its [`ErrorKind`]; the op is planned again by the next
+//! run. A write reported applied counts only once a read shows it (step
+//! 5; without read-back, the next plan's read is the check). A call that
+//! does not answer within the [`timeout`](SyncRunnerBuilder::timeout) is
+//! abandoned: a read is tried again, a write too, under its conditions and
+//! idempotency key, since it may have taken effect. A
+//! [`deadline`](SyncRunnerBuilder::deadline) bounds a whole run: what was
+//! not sent by then waits for the next run, and what was done is committed.
+//! A run's future may also be dropped at any point: nothing is saved that
+//! was not committed, and the next run finds what was written (creates by
+//! their correlation keys, updates as values already in place).
+//!
+//! [`dry_run`](SyncRunner::dry_run) stops after step 3 and returns the plan
+//! (without the writes to entities the debounce holds back): nothing is
+//! executed, nothing saved. Progress reaches the host as
 //! [`SyncEvent`]s ([`subscribe`](SyncRunner::subscribe)) and each run
 //! returns a [`SyncReport`].
 //!
@@ -71,30 +93,32 @@
 //! # }).unwrap();
 //! ```
 
+mod calls;
+mod confirm;
+mod debounce;
 mod events;
+mod execute;
 mod report;
 mod retry;
 mod time;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
 use futures::channel::mpsc;
-use futures::stream::{self, StreamExt};
 
-use crate::baseline::{Baseline, EntityId, EntityRef, LinkStatus};
-use crate::connector::{Applied, Connector, ConnectorError, ConnectorExt, Cursor, ErrorKind};
-use crate::engine::{
-    holds_last_commit, CommitError, OpOutcome, Outcomes, PlanError, PlanOptions, SyncEngine,
-};
+use crate::baseline::{Baseline, EntityId, LinkStatus};
+use crate::connector::{Applied, Connector, ConnectorError, Cursor, ErrorKind};
+use crate::engine::{CommitError, OpOutcome, Outcomes, PlanError, PlanOptions, SyncEngine};
 use crate::guard::{Approval, Refusal};
-use crate::model::{Coverage, Record, Snapshot, SystemId};
-use crate::plan::{OpKind, SyncPlan, WriteOp};
+use crate::model::{Snapshot, SystemId};
+use crate::plan::{SyncPlan, WriteOp};
 use crate::store::{StateStore, StoreError};
+
+use calls::Run;
 
 pub use events::SyncEvent;
 pub use report::{ErrorGroup, FailedOp, OpCounts, SyncReport, SystemReport};
@@ -154,6 +178,10 @@ pub struct SyncRunner {
     concurrency: usize,
     debounce: Option<Duration>,
     replan: bool,
+    read_back: bool,
+    timeout: Option<Duration>,
+    fetch_timeout: Option<Duration>,
+    deadline: Option<Duration>,
     parents: Vec<String>,
     subscribers: events::Subscribers,
     running: futures::lock::Mutex<()>,
@@ -187,6 +215,10 @@ pub struct SyncRunnerBuilder {
     concurrency: usize,
     debounce: Option<Duration>,
     replan: bool,
+    read_back: bool,
+    timeout: Option<Duration>,
+    fetch_timeout: Option<Duration>,
+    deadline: Option<Duration>,
     parents: Vec<String>,
 }
 
@@ -277,6 +309,62 @@ impl SyncRunnerBuilder {
         self
     }
 
+    /// Whether what a connector reports applied is read back right after
+    /// (with [`fetch_records`](Connector::fetch_records), where the
+    /// connector can fetch by ids) and counted as applied only where it
+    /// shows (default on): a created record that is not there, a deleted
+    /// one still there, or an updated one whose written fields all still
+    /// hold what they held before (and that does not report the version
+    /// the write reported) fails as
+    /// [`Unconfirmed`](ErrorKind::Unconfirmed), advances nothing, and is
+    /// written again by the next plan. Turn it off for a system whose
+    /// reads lag behind its writes, or to save the calls; the next plan's
+    /// read is then the only check.
+    #[must_use]
+    pub fn read_back(mut self, on: bool) -> Self {
+        self.read_back = on;
+        self
+    }
+
+    /// How long one call to a connector may take before it is abandoned
+    /// and fails as [`TimedOut`](ErrorKind::TimedOut), retryable (default:
+    /// no limit): a write batch, a read-back, a read of records by ids, and
+    /// reading a system unless [`fetch_timeout`](Self::fetch_timeout) says
+    /// otherwise. A write that timed out may have taken effect: it is tried
+    /// again as a conditional write (the record's version tells), or a
+    /// create under the same idempotency key and correlation key, so that
+    /// it never takes effect twice. The wait goes through the runner's
+    /// [`Sleeper`]: give one of your runtime's (`tokio::time::sleep`), since
+    /// the default [`ThreadSleeper`] holds a thread for every call it
+    /// times.
+    #[must_use]
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// How long reading one system's records (every page of a complete
+    /// snapshot, or of the changes since the cursor) may take (default: the
+    /// [`timeout`](Self::timeout)). A read that times out is tried again
+    /// under the retry policy; if it still fails, the run stops before it
+    /// plans, with nothing written or saved.
+    #[must_use]
+    pub fn fetch_timeout(mut self, limit: Duration) -> Self {
+        self.fetch_timeout = Some(limit);
+        self
+    }
+
+    /// How long one run may take, by the runner's [`Clock`] (default: no
+    /// limit). Once it has passed, no call is started and none is retried:
+    /// a read not finished stops the run with nothing written or saved; ops
+    /// not sent fail as [`TimedOut`](ErrorKind::TimedOut) and the next run
+    /// writes them; what was written is committed and saved as usual.
+    #[must_use]
+    pub fn deadline(mut self, limit: Duration) -> Self {
+        self.deadline = Some(limit);
+        self
+    }
+
     /// An object type the map's reference fields point to: its baseline is
     /// loaded from the same store for every plan
     /// ([`PlanOptions::parent`]).
@@ -331,6 +419,10 @@ impl SyncRunnerBuilder {
             concurrency: self.concurrency,
             debounce: self.debounce,
             replan: self.replan,
+            read_back: self.read_back,
+            timeout: self.timeout,
+            fetch_timeout: self.fetch_timeout,
+            deadline: self.deadline,
             parents: self.parents,
             subscribers: events::Subscribers::default(),
             running: futures::lock::Mutex::new(()),
@@ -349,13 +441,6 @@ struct Fetched {
     debounced: usize,
 }
 
-/// The final result of each op of one system, by index in the ops given.
-struct Executed {
-    system: usize,
-    results: Vec<(usize, Result<Applied, ConnectorError>)>,
-    retries: usize,
-}
-
 impl SyncRunner {
     /// A builder for a runner of `engine`'s object type.
     pub fn builder(engine: SyncEngine) -> SyncRunnerBuilder {
@@ -369,6 +454,10 @@ impl SyncRunner {
             concurrency: 4,
             debounce: None,
             replan: true,
+            read_back: true,
+            timeout: None,
+            fetch_timeout: None,
+            deadline: None,
             parents: Vec::new(),
         }
     }
@@ -425,6 +514,12 @@ impl SyncRunner {
     async fn go(&self, dry: bool) -> Result<(SyncReport, SyncPlan), RunError> {
         let _running = self.running.lock().await;
         let started = self.clock.now();
+        let run = Run {
+            deadline: self
+                .deadline
+                .and_then(|d| TimeDelta::from_std(d).ok())
+                .and_then(|d| started.checked_add_signed(d)),
+        };
         let mut report = SyncReport::new(self.object.clone(), &self.systems, started);
         report.dry_run = dry;
         let mut baseline = self.store.load(&self.object)?;
@@ -432,13 +527,14 @@ impl SyncRunner {
         let reads = futures::future::join_all(
             self.connectors
                 .iter()
-                .map(|c| self.fetch(c.as_ref(), &baseline)),
+                .map(|c| self.fetch(run, c.as_ref(), &baseline)),
         )
         .await;
         let mut reads = reads.into_iter().collect::<Result<Vec<Fetched>, _>>()?;
-        if let Some(quiet) = self.debounce {
-            self.debounce_records(&mut reads, &baseline, quiet);
-        }
+        let waiting = match self.debounce {
+            Some(quiet) => self.debounce_records(&mut reads, &baseline, quiet),
+            None => HashSet::new(),
+        };
         let mut snapshots = Vec::with_capacity(reads.len());
         let mut cursors = Vec::new();
         for (read, system) in reads.into_iter().zip(&self.systems) {
@@ -472,42 +568,52 @@ impl SyncRunner {
         for a in &approvals {
             options = options.approve_stage(*a);
         }
-        let plan = self.engine.plan_with(&baseline, &snapshots, &options)?;
+        let mut plan = self.engine.plan_with(&baseline, &snapshots, &options)?;
+        // An entity the debounce holds back is not written to at all: what
+        // its records hold now was not read into the plan. Its ops get no
+        // outcome, so the commit keeps them for a later run.
+        let ops: Vec<&WriteOp> = plan
+            .ops
+            .iter()
+            .filter(|op| !waiting.contains(&op.entity))
+            .collect();
+        let prior = self.prior_reads(&ops, &snapshots);
         drop(snapshots);
         report.conflicts = plan.conflicts.len();
         report.held = plan.held.len();
         report.issues = plan.issues.len();
         report.refusal = plan.refusal.clone();
-        for op in &plan.ops {
+        for op in &ops {
             if let Some(s) = report.system_mut(&op.system) {
                 s.planned.add(op.kind);
             }
         }
         self.emit(SyncEvent::Planned {
-            ops: plan.ops.len(),
+            ops: ops.len(),
             conflicts: plan.conflicts.len(),
             held: plan.held.len(),
             issues: plan.issues.len(),
         });
         self.emit_conflicts(&plan, None);
         if dry {
+            drop(ops);
+            plan.ops.retain(|op| !waiting.contains(&op.entity));
             return Ok((self.finish(report), plan));
         }
 
         // Execute, commit, save.
-        let executed = self.execute(&plan.ops).await;
+        let executed = self.execute(run, &ops, &baseline, &prior).await;
         let mut outcomes = Outcomes::new();
-        let mut stale: Vec<usize> = Vec::new();
+        let mut stale: Vec<&WriteOp> = Vec::new();
         for done in executed {
             self.count_retries(&mut report, done.system, done.retries);
-            for (i, result) in done.results {
-                let Some(op) = plan.ops.get(i) else { continue };
+            for (op, result) in done.results {
                 let replannable = self.replan
                     && op.record_id.is_some()
                     && self.connectors[done.system].capabilities().fetch_by_ids;
                 match &result {
                     Err(e) if replannable && *e.kind() == ErrorKind::PreconditionFailed => {
-                        stale.push(i);
+                        stale.push(op);
                     }
                     _ => tally(&mut report, op, &result),
                 }
@@ -521,10 +627,11 @@ impl SyncRunner {
         self.store.save(&self.object, &baseline, &summary)?;
 
         if !stale.is_empty() {
-            let stale_ops: Vec<&WriteOp> = stale.iter().filter_map(|i| plan.ops.get(*i)).collect();
-            self.replan_stale(&mut report, &mut baseline, &stale_ops, &options)
+            self.replan_stale(run, &mut report, &mut baseline, &stale, &options)
                 .await?;
         }
+        drop(stale);
+        drop(ops);
         Ok((self.finish(report), plan))
     }
 
@@ -559,25 +666,39 @@ impl SyncRunner {
         }
     }
 
-    /// Step 6: read the records whose conditional write was refused again,
-    /// plan their entities again, execute that, commit and save.
+    /// Step 6: read again every record of the entities whose conditional
+    /// write was refused, in every system that can fetch by ids, plan those
+    /// entities again (all of an entity's changes are decided together, as
+    /// in any plan), execute that, commit and save.
     async fn replan_stale(
         &self,
+        run: Run,
         report: &mut SyncReport,
         baseline: &mut Baseline,
         stale: &[&WriteOp],
         options: &PlanOptions<'_>,
     ) -> Result<(), RunError> {
-        let mut snapshots = Vec::new();
-        let mut entities: HashSet<&EntityId> = HashSet::new();
+        let mut entities: HashSet<&EntityId> = stale.iter().map(|op| &op.entity).collect();
+        let mut reads = Vec::new();
         for (s, connector) in self.connectors.iter().enumerate() {
             let system = &self.systems[s];
-            let ops: Vec<&WriteOp> = stale
+            let mine: Vec<&WriteOp> = stale
                 .iter()
                 .copied()
                 .filter(|op| &op.system == system)
                 .collect();
-            let ids: Vec<String> = ops.iter().filter_map(|op| op.record_id.clone()).collect();
+            let ids: Vec<String> = if connector.capabilities().fetch_by_ids {
+                let mut ids: Vec<String> = entities
+                    .iter()
+                    .filter_map(|e| baseline.entity(e))
+                    .filter(|e| e.link_status(system.as_str()) == Some(LinkStatus::Active))
+                    .filter_map(|e| e.link(system.as_str()).map(str::to_owned))
+                    .collect();
+                ids.sort_unstable();
+                ids
+            } else {
+                Vec::new()
+            };
             if ids.is_empty() {
                 continue;
             }
@@ -585,38 +706,63 @@ impl SyncRunner {
                 system: system.clone(),
                 records: ids.len(),
             });
-            let (read, retries) = self
-                .with_retry(system, || connector.fetch_records(&self.object, &ids))
-                .await;
+            let (read, retries) = if self.past(run) {
+                let late = ConnectorError::timed_out("not read: the run's deadline passed");
+                (Err(late), 0)
+            } else {
+                self.with_retry(run, system, || {
+                    self.bounded(
+                        run,
+                        self.timeout,
+                        "reading again from",
+                        system,
+                        connector.fetch_records(&self.object, &ids),
+                    )
+                })
+                .await
+            };
             self.count_retries(report, s, retries);
             match read {
                 Ok(snapshot) => {
-                    report.replanned += ops.len();
-                    entities.extend(ops.iter().map(|op| &op.entity));
-                    snapshots.push(snapshot);
+                    report.replanned += mine.len();
+                    reads.push(Fetched {
+                        snapshot,
+                        cursor: None,
+                        incremental: false,
+                        retries: 0,
+                        debounced: 0,
+                    });
                 }
                 Err(error) => {
                     // Left for the next run, which reads them anyway.
                     let stale_error = ConnectorError::precondition_failed(format!(
                         "the record changed since it was read, and reading it again failed: {error}"
                     ));
-                    for op in ops {
+                    for op in mine {
                         tally(report, op, &Err(stale_error.clone()));
+                        entities.remove(&op.entity);
                     }
                 }
             }
         }
-        if snapshots.is_empty() {
+        if let Some(quiet) = self.debounce {
+            // An entity a person is still editing waits, as in any run.
+            let waiting = self.debounce_records(&mut reads, baseline, quiet);
+            report.debounced += reads.iter().map(|r| r.debounced).sum::<usize>();
+            entities.retain(|e| !waiting.contains(*e));
+        }
+        if reads.is_empty() || entities.is_empty() {
             return Ok(());
         }
+        let snapshots: Vec<Snapshot> = reads.into_iter().map(|r| r.snapshot).collect();
         let plan = self.engine.plan_with(baseline, &snapshots, options)?;
-        drop(snapshots);
-        let chosen: Vec<WriteOp> = plan
+        let chosen: Vec<&WriteOp> = plan
             .ops
             .iter()
             .filter(|op| entities.contains(&op.entity))
-            .cloned()
             .collect();
+        let prior = self.prior_reads(&chosen, &snapshots);
+        drop(snapshots);
         for op in &chosen {
             if let Some(s) = report.system_mut(&op.system) {
                 s.planned.add(op.kind);
@@ -629,10 +775,9 @@ impl SyncRunner {
             .count();
         self.emit_conflicts(&plan, Some(&entities));
         let mut outcomes = Outcomes::new();
-        for done in self.execute(&chosen).await {
+        for done in self.execute(run, &chosen, baseline, &prior).await {
             self.count_retries(report, done.system, done.retries);
-            for (i, result) in done.results {
-                let Some(op) = chosen.get(i) else { continue };
+            for (op, result) in done.results {
                 tally(report, op, &result);
                 outcomes.record(op.id, OpOutcome::from(result));
             }
@@ -641,354 +786,6 @@ impl SyncRunner {
         let summary = self.engine.commit(baseline, &plan, &outcomes)?;
         self.store.save(&self.object, baseline, &summary)?;
         Ok(())
-    }
-
-    /// Calls `call` until it succeeds, fails for good, or the retry policy
-    /// gives up; returns its last result and the number of retries.
-    async fn with_retry<T, F, Fut>(
-        &self,
-        system: &SystemId,
-        mut call: F,
-    ) -> (Result<T, ConnectorError>, usize)
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, ConnectorError>>,
-    {
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let error = match call().await {
-                Ok(value) => return (Ok(value), (attempt - 1) as usize),
-                Err(e) => e,
-            };
-            let delay = error
-                .is_retryable()
-                .then(|| self.retry.delay(attempt, error.retry_after()))
-                .flatten();
-            let Some(after) = delay else {
-                return (Err(error), (attempt - 1) as usize);
-            };
-            self.emit(SyncEvent::Retrying {
-                system: system.clone(),
-                attempt,
-                after,
-                error: error.kind().clone(),
-                ops: 0,
-            });
-            self.sleeper.sleep(after).await;
-        }
-    }
-
-    /// Reads one system: changes since its cursor, or a complete snapshot.
-    async fn fetch(
-        &self,
-        connector: &dyn Connector,
-        baseline: &Baseline,
-    ) -> Result<Fetched, RunError> {
-        let system = connector.system();
-        let object = self.object.as_str();
-        let fail = |source: ConnectorError| RunError::Fetch {
-            system: system.clone(),
-            object: object.to_owned(),
-            source,
-        };
-        if connector.capabilities().incremental_fetch {
-            let kept = baseline.cursor(system.as_str()).map(Cursor::new);
-            let (read, mut retries) = self
-                .with_retry(system, || {
-                    connector.fetch_all_changes(object, kept.as_ref())
-                })
-                .await;
-            let read = match read {
-                Err(e) if kept.is_some() && *e.kind() == ErrorKind::InvalidCursor => {
-                    // The cursor is too old: read everything again.
-                    let (again, more) = self
-                        .with_retry(system, || connector.fetch_all_changes(object, None))
-                        .await;
-                    retries += more;
-                    again.map(|changes| (changes, false))
-                }
-                other => other.map(|changes| (changes, kept.is_some())),
-            };
-            match read {
-                Ok((changes, incremental)) => {
-                    return Ok(Fetched {
-                        snapshot: changes.snapshot,
-                        cursor: Some(changes.cursor),
-                        incremental,
-                        retries,
-                        debounced: 0,
-                    })
-                }
-                Err(e) if *e.kind() != ErrorKind::NotSupported => return Err(fail(e)),
-                Err(_) => {}
-            }
-        }
-        let (read, retries) = self.with_retry(system, || connector.fetch(object)).await;
-        Ok(Fetched {
-            snapshot: read.map_err(fail)?,
-            cursor: None,
-            incremental: false,
-            retries,
-            debounced: 0,
-        })
-    }
-
-    /// Leaves out records edited less than `quiet` ago, and with them every
-    /// record of their entities in the other systems: an entity is planned
-    /// once all its records are quiet, so that what each system changed
-    /// meanwhile is decided together, by the conflict policy, not in the
-    /// order the records happen to settle.
-    fn debounce_records(&self, reads: &mut [Fetched], baseline: &Baseline, quiet: Duration) {
-        let now = self.clock.now();
-        let cutoff = TimeDelta::from_std(quiet)
-            .ok()
-            .and_then(|q| now.checked_sub_signed(q))
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        // A record as the last commit left it (the read-back of the
-        // runner's own write, say) has nothing new to wait for.
-        let recent: Vec<Vec<bool>> = reads
-            .iter()
-            .map(|read| {
-                let name = read.snapshot.system.as_str();
-                read.snapshot
-                    .records
-                    .iter()
-                    .map(|r| {
-                        !r.deleted
-                            && r.updated_at.is_some_and(|at| at > cutoff)
-                            && !holds_last_commit(baseline, name, r)
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut waiting: HashSet<&EntityId> = HashSet::new();
-        for (read, recent) in reads.iter().zip(&recent) {
-            let name = read.snapshot.system.as_str();
-            for (r, _) in read
-                .snapshot
-                .records
-                .iter()
-                .zip(recent)
-                .filter(|(_, x)| **x)
-            {
-                if let Some(e) = baseline.find_linked(name, &r.id) {
-                    waiting.insert(e.id());
-                }
-            }
-        }
-        for (read, recent) in reads.iter_mut().zip(recent) {
-            let system = read.snapshot.system.clone();
-            let of_waiting = |id: &str| {
-                baseline
-                    .find_linked(system.as_str(), id)
-                    .is_some_and(|e| waiting.contains(e.id()))
-            };
-            let held: Vec<bool> = read
-                .snapshot
-                .records
-                .iter()
-                .zip(&recent)
-                .map(|(r, recent)| *recent || (!waiting.is_empty() && of_waiting(&r.id)))
-                .collect();
-            let debounced = held.iter().filter(|x| **x).count();
-            let complete = read.snapshot.coverage == Coverage::Complete;
-            if debounced == 0 && (!complete || waiting.is_empty()) {
-                continue;
-            }
-            // What a complete snapshot lacks of the system's live links: the
-            // record ids it says were deleted.
-            let present: HashSet<&str> = if complete {
-                read.snapshot
-                    .records
-                    .iter()
-                    .map(|r| r.id.as_str())
-                    .collect()
-            } else {
-                HashSet::new()
-            };
-            let missing = |e: &EntityRef<'_>| {
-                let live = matches!(
-                    e.link_status(system.as_str()),
-                    Some(LinkStatus::Active | LinkStatus::Frozen)
-                );
-                e.link(system.as_str())
-                    .filter(|id| live && !present.contains(id))
-                    .map(str::to_owned)
-            };
-            // A delete of a waiting entity waits too: the snapshot turns
-            // partial even when it holds no record back.
-            let misses_waiting = complete
-                && waiting
-                    .iter()
-                    .any(|id| baseline.entity(id).is_some_and(|e| missing(&e).is_some()));
-            if debounced == 0 && !misses_waiting {
-                continue;
-            }
-            // Partial from now on: the deletes a complete snapshot says by
-            // leaving records out are added as tombstones (but for waiting
-            // entities).
-            let gone: Vec<Record> = if complete {
-                baseline
-                    .entities()
-                    .filter(|e| !waiting.contains(e.id()))
-                    .filter_map(|e| missing(&e))
-                    .map(|id| Record::new(id).deleted())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let snapshot = &mut read.snapshot;
-            snapshot.coverage = Coverage::Partial;
-            let mut i = 0;
-            snapshot.records.retain(|_| {
-                i += 1;
-                !held.get(i - 1).copied().unwrap_or(false)
-            });
-            snapshot.records.extend(gone);
-            read.cursor = None;
-            read.debounced = debounced;
-        }
-    }
-
-    /// Executes `ops`, per system, several systems at once.
-    async fn execute(&self, ops: &[WriteOp]) -> Vec<Executed> {
-        let groups: Vec<(usize, Vec<usize>)> = self
-            .systems
-            .iter()
-            .enumerate()
-            .map(|(s, system)| {
-                let mine = ops
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, op)| &op.system == system)
-                    .map(|(i, _)| i)
-                    .collect::<Vec<usize>>();
-                (s, mine)
-            })
-            .filter(|(_, mine)| !mine.is_empty())
-            .collect();
-        stream::iter(groups)
-            .map(|(s, mine)| self.execute_system(s, ops, mine))
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await
-    }
-
-    /// Executes one system's ops in order, batch after batch; within a
-    /// batch, retryable failures are sent again (as a smaller batch) until
-    /// they succeed or their attempts are spent, before the next batch.
-    async fn execute_system(&self, s: usize, ops: &[WriteOp], mine: Vec<usize>) -> Executed {
-        let connector = &self.connectors[s];
-        let system = &self.systems[s];
-        let size = connector.capabilities().max_batch_size.max(1);
-        let mut done = Executed {
-            system: s,
-            results: Vec::with_capacity(mine.len()),
-            retries: 0,
-        };
-        for chunk in mine.chunks(size) {
-            let mut results: Vec<Option<Result<Applied, ConnectorError>>> = vec![None; chunk.len()];
-            let mut pending: Vec<usize> = (0..chunk.len()).collect();
-            let mut attempt = 0u32;
-            loop {
-                attempt += 1;
-                let batch: Vec<WriteOp> = pending
-                    .iter()
-                    .filter_map(|k| ops.get(chunk[*k]).cloned())
-                    .collect();
-                match connector.apply(&self.object, &batch).await {
-                    Ok(answers) if answers.len() == batch.len() => {
-                        for ((k, answer), op) in pending.iter().zip(answers).zip(&batch) {
-                            results[*k] = Some(settle(op, answer));
-                        }
-                    }
-                    Ok(answers) => {
-                        let error = ConnectorError::permanent(format!(
-                            "{system} returned {} results for a batch of {} ops",
-                            answers.len(),
-                            batch.len()
-                        ));
-                        for k in &pending {
-                            results[*k] = Some(Err(error.clone()));
-                        }
-                    }
-                    Err(error) => {
-                        for (k, op) in pending.iter().zip(&batch) {
-                            results[*k] = Some(settle(op, Err(error.clone())));
-                        }
-                    }
-                }
-                let retry: Vec<usize> = pending
-                    .iter()
-                    .copied()
-                    .filter(|k| matches!(&results[*k], Some(Err(e)) if e.is_retryable()))
-                    .collect();
-                let Some(first) = retry.first().and_then(|k| match &results[*k] {
-                    Some(Err(e)) => Some(e.kind().clone()),
-                    _ => None,
-                }) else {
-                    break;
-                };
-                let retry_after = retry
-                    .iter()
-                    .filter_map(|k| match &results[*k] {
-                        Some(Err(e)) => e.retry_after(),
-                        _ => None,
-                    })
-                    .max();
-                let Some(after) = self.retry.delay(attempt, retry_after) else {
-                    break;
-                };
-                self.emit(SyncEvent::Retrying {
-                    system: system.clone(),
-                    attempt,
-                    after,
-                    error: first,
-                    ops: retry.len(),
-                });
-                done.retries += 1;
-                self.sleeper.sleep(after).await;
-                pending = retry;
-            }
-            let mut applied = 0;
-            let mut failed = 0;
-            for (k, result) in results.into_iter().enumerate() {
-                let result =
-                    result.unwrap_or_else(|| Err(ConnectorError::permanent("op was not sent")));
-                if result.is_ok() {
-                    applied += 1;
-                } else {
-                    failed += 1;
-                }
-                done.results.push((chunk[k], result));
-            }
-            self.emit(SyncEvent::BatchDone {
-                system: system.clone(),
-                applied,
-                failed,
-            });
-        }
-        done
-    }
-}
-
-/// What an op's answer means for the plan: a delete of a record that is
-/// already gone did what it was meant to; a create applied without the new
-/// record's id cannot be linked, so it counts as failed (the next run finds
-/// the record by its correlation key).
-fn settle(
-    op: &WriteOp,
-    answer: Result<Applied, ConnectorError>,
-) -> Result<Applied, ConnectorError> {
-    match answer {
-        Err(e) if op.kind == OpKind::Delete && *e.kind() == ErrorKind::NotFound => {
-            Ok(Applied::new())
-        }
-        Ok(applied) if op.kind == OpKind::Create && applied.record_id.is_none() => Err(
-            ConnectorError::permanent("create reported applied without the new record's id"),
-        ),
-        other => other,
     }
 }
 

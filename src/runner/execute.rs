@@ -1,0 +1,329 @@
+//! Executing a plan's ops: per system in batches, several systems at once,
+//! with retries, and the read-back that confirms what was reported applied.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::stream::{self, StreamExt};
+
+use super::calls::Run;
+use super::{confirm, SyncEvent, SyncRunner};
+use crate::baseline::Baseline;
+use crate::connector::{Applied, ConnectorError, ErrorKind};
+use crate::model::{Record, Snapshot};
+use crate::plan::{OpKind, WriteOp};
+
+/// An op's final result in a run.
+pub(super) type OpResult = Result<Applied, ConnectorError>;
+
+/// The records a plan's updates target, as the run read them (by system
+/// index and record id): what the written fields held before the write, for
+/// the read-back.
+pub(super) type Prior = HashMap<(usize, String), Record>;
+
+/// One system's ops, each with its final result.
+pub(super) struct Executed<'p> {
+    pub(super) system: usize,
+    pub(super) results: Vec<(&'p WriteOp, OpResult)>,
+    pub(super) retries: usize,
+}
+
+impl SyncRunner {
+    /// Whether what is written to system `s` is read back.
+    fn reads_back(&self, s: usize) -> bool {
+        self.read_back
+            && self
+                .connectors
+                .get(s)
+                .is_some_and(|c| c.capabilities().fetch_by_ids)
+    }
+
+    /// The records of `snapshots` that `ops` update where the runner reads
+    /// back.
+    pub(super) fn prior_reads(&self, ops: &[&WriteOp], snapshots: &[Snapshot]) -> Prior {
+        let mut wanted: HashSet<(usize, &str)> = HashSet::new();
+        for op in ops.iter().filter(|op| op.kind == OpKind::Update) {
+            let s = self.systems.iter().position(|x| x == &op.system);
+            if let (Some(s), Some(id)) = (s, op.record_id.as_deref()) {
+                if self.reads_back(s) {
+                    wanted.insert((s, id));
+                }
+            }
+        }
+        let mut prior = Prior::new();
+        if wanted.is_empty() {
+            return prior;
+        }
+        for snapshot in snapshots {
+            let Some(s) = self.systems.iter().position(|x| *x == snapshot.system) else {
+                continue;
+            };
+            for r in &snapshot.records {
+                if wanted.contains(&(s, r.id.as_str())) {
+                    prior.insert((s, r.id.clone()), r.clone());
+                }
+            }
+        }
+        prior
+    }
+
+    /// Executes `ops`, per system, several systems at once, and reads back
+    /// what each system reported applied.
+    pub(super) async fn execute<'p>(
+        &self,
+        run: Run,
+        ops: &[&'p WriteOp],
+        baseline: &Baseline,
+        prior: &Prior,
+    ) -> Vec<Executed<'p>> {
+        let groups: Vec<(usize, Vec<&'p WriteOp>)> = self
+            .systems
+            .iter()
+            .enumerate()
+            .map(|(s, system)| {
+                let mine: Vec<&'p WriteOp> = ops
+                    .iter()
+                    .copied()
+                    .filter(|op| &op.system == system)
+                    .collect();
+                (s, mine)
+            })
+            .filter(|(_, mine)| !mine.is_empty())
+            .collect();
+        stream::iter(groups)
+            .map(|(s, mine)| self.execute_system(run, s, mine, baseline, prior))
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    /// Executes one system's ops in order, batch after batch; within a
+    /// batch, retryable failures are sent again (as a smaller batch) until
+    /// they succeed or their attempts are spent, before the next batch. Ops
+    /// not sent before the run's deadline fail as timed out. Then what was
+    /// reported applied is read back.
+    async fn execute_system<'p>(
+        &self,
+        run: Run,
+        s: usize,
+        mine: Vec<&'p WriteOp>,
+        baseline: &Baseline,
+        prior: &Prior,
+    ) -> Executed<'p> {
+        let Some(connector) = self.connectors.get(s) else {
+            return Executed {
+                system: s,
+                results: Vec::new(),
+                retries: 0,
+            };
+        };
+        let system = &self.systems[s];
+        let size = connector.capabilities().max_batch_size.max(1);
+        let mut done = Executed {
+            system: s,
+            results: Vec::with_capacity(mine.len()),
+            retries: 0,
+        };
+        for chunk in mine.chunks(size) {
+            let mut results: Vec<Option<OpResult>> = vec![None; chunk.len()];
+            let mut pending: Vec<usize> = (0..chunk.len()).collect();
+            let mut attempt = 0u32;
+            loop {
+                if self.past(run) {
+                    let late = ConnectorError::timed_out(
+                        "not sent: the run's deadline passed; the next run writes it",
+                    );
+                    for k in &pending {
+                        // A batch that timed out keeps its own error.
+                        if results[*k].is_none() {
+                            results[*k] = Some(Err(late.clone()));
+                        }
+                    }
+                    break;
+                }
+                attempt += 1;
+                let batch: Vec<WriteOp> = pending
+                    .iter()
+                    .filter_map(|k| chunk.get(*k).map(|op| (*op).clone()))
+                    .collect();
+                let answer = self
+                    .bounded(
+                        run,
+                        self.timeout,
+                        "writing to",
+                        system,
+                        connector.apply(&self.object, &batch),
+                    )
+                    .await;
+                match answer {
+                    Ok(answers) if answers.len() == batch.len() => {
+                        for ((k, answer), op) in pending.iter().zip(answers).zip(&batch) {
+                            results[*k] = Some(settle(op, answer));
+                        }
+                    }
+                    Ok(answers) => {
+                        let error = ConnectorError::permanent(format!(
+                            "{system} returned {} results for a batch of {} ops",
+                            answers.len(),
+                            batch.len()
+                        ));
+                        for k in &pending {
+                            results[*k] = Some(Err(error.clone()));
+                        }
+                    }
+                    Err(error) => {
+                        for (k, op) in pending.iter().zip(&batch) {
+                            results[*k] = Some(settle(op, Err(error.clone())));
+                        }
+                    }
+                }
+                let retry: Vec<usize> = pending
+                    .iter()
+                    .copied()
+                    .filter(|k| matches!(&results[*k], Some(Err(e)) if e.is_retryable()))
+                    .collect();
+                let Some(first) = retry.first().and_then(|k| match &results[*k] {
+                    Some(Err(e)) => Some(e.kind().clone()),
+                    _ => None,
+                }) else {
+                    break;
+                };
+                let retry_after = retry
+                    .iter()
+                    .filter_map(|k| match &results[*k] {
+                        Some(Err(e)) => e.retry_after(),
+                        _ => None,
+                    })
+                    .max();
+                let Some(after) = self.retry_wait_after(run, attempt, true, retry_after) else {
+                    break;
+                };
+                self.emit(SyncEvent::Retrying {
+                    system: system.clone(),
+                    attempt,
+                    after,
+                    error: first,
+                    ops: retry.len(),
+                });
+                done.retries += 1;
+                self.sleeper.sleep(after).await;
+                pending = retry;
+            }
+            let mut applied = 0;
+            let mut failed = 0;
+            for (op, result) in chunk.iter().zip(results) {
+                let result =
+                    result.unwrap_or_else(|| Err(ConnectorError::permanent("op was not sent")));
+                if result.is_ok() {
+                    applied += 1;
+                } else {
+                    failed += 1;
+                }
+                done.results.push((op, result));
+            }
+            self.emit(SyncEvent::BatchDone {
+                system: system.clone(),
+                applied,
+                failed,
+            });
+        }
+        if self.reads_back(s) {
+            self.read_back(run, &mut done, baseline, prior).await;
+        }
+        done
+    }
+
+    /// Reads back the records of one system's ops that were reported
+    /// applied, and turns those whose write does not show into
+    /// [`ErrorKind::Unconfirmed`] failures. A read-back that fails leaves
+    /// the results as reported: the next plan's read is the check then.
+    async fn read_back(
+        &self,
+        run: Run,
+        done: &mut Executed<'_>,
+        baseline: &Baseline,
+        prior: &Prior,
+    ) {
+        let s = done.system;
+        let (Some(connector), Some(system)) = (self.connectors.get(s), self.systems.get(s)) else {
+            return;
+        };
+        let target = |op: &WriteOp, applied: &Applied| -> Option<String> {
+            match op.kind {
+                OpKind::Create => applied.record_id.clone(),
+                _ => op.record_id.clone(),
+            }
+        };
+        let mut ids: Vec<String> = done
+            .results
+            .iter()
+            .filter_map(|(op, result)| result.as_ref().ok().and_then(|a| target(op, a)))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() || self.past(run) {
+            return;
+        }
+        let size = connector.capabilities().max_batch_size.max(1);
+        let mut seen: HashMap<String, Record> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(size) {
+            let (read, retries) = self
+                .with_retry(run, system, || {
+                    self.bounded(
+                        run,
+                        self.timeout,
+                        "reading back from",
+                        system,
+                        connector.fetch_records(&self.object, chunk),
+                    )
+                })
+                .await;
+            done.retries += retries;
+            match read {
+                Ok(snapshot) => {
+                    seen.extend(snapshot.records.into_iter().map(|r| (r.id.clone(), r)))
+                }
+                Err(_) => return,
+            }
+        }
+        let mut unconfirmed = 0;
+        for (op, result) in &mut done.results {
+            let Ok(applied) = result else { continue };
+            let Some(id) = target(op, applied) else {
+                continue;
+            };
+            let earlier = prior.get(&(s, id.clone()));
+            let why = confirm::unconfirmed(op, applied, seen.get(&id), |w| {
+                confirm::before(earlier, baseline, op, w)
+            });
+            if let Some(why) = why {
+                unconfirmed += 1;
+                *result = Err(ConnectorError::unconfirmed(format!(
+                    "{} reported applied, but {why}",
+                    op.kind
+                ))
+                .with_record(id));
+            }
+        }
+        self.emit(SyncEvent::ReadBack {
+            system: system.clone(),
+            records: ids.len(),
+            unconfirmed,
+        });
+    }
+}
+
+/// What an op's answer means for the plan: a delete of a record that is
+/// already gone did what it was meant to; a create applied without the new
+/// record's id cannot be linked, so it counts as failed (the next run finds
+/// the record by its correlation key).
+fn settle(op: &WriteOp, answer: OpResult) -> OpResult {
+    match answer {
+        Err(e) if op.kind == OpKind::Delete && *e.kind() == ErrorKind::NotFound => {
+            Ok(Applied::new())
+        }
+        Ok(applied) if op.kind == OpKind::Create && applied.record_id.is_none() => Err(
+            ConnectorError::permanent("create reported applied without the new record's id"),
+        ),
+        other => other,
+    }
+}
