@@ -158,6 +158,7 @@ pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod policy;
+mod redact;
 pub mod runner;
 pub mod scope;
 pub mod store;
