@@ -166,7 +166,7 @@ pub mod store;
 pub mod testkit;
 
 pub use baseline::{Baseline, EntityId, ReviewChoice};
-pub use connector::{Connector, ConnectorError, ConnectorExt};
+pub use connector::{Connector, ConnectorError, ConnectorExt, Secret};
 pub use engine::{
     CommitError, CommitSummary, OpOutcome, Outcomes, PlanError, PlanOptions, SyncEngine,
 };
