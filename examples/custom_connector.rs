@@ -6,7 +6,8 @@
 //! that `If-Match` checks, keeps an `external_id` column, and lists changes
 //! after a `seq:N` token. `TinyCrmConnector` translates between that API and
 //! recsync: write ops become requests, status codes become `ConnectorError`
-//! kinds, and its `Debug` never prints the API token.
+//! kinds, and it keeps its API token in a `Secret`, so its derived `Debug`
+//! never prints the token.
 //!
 //! Run with `cargo run --example custom_connector --features testkit`.
 
@@ -15,7 +16,7 @@ use std::fmt;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use recsync::connector::{Applied, Capabilities, Changes, Cursor};
+use recsync::connector::{Applied, Capabilities, Changes, Cursor, Secret};
 use recsync::plan::{OpKind, WriteOp};
 use recsync::testkit::conformance;
 use recsync::{Connector, ConnectorError, Record, Snapshot, SystemId};
@@ -47,8 +48,18 @@ impl Response {
 
 /// An in-process stand-in for a CRM's HTTP API.
 struct TinyCrm {
-    token: String,
+    token: Secret,
     contacts: Mutex<(BTreeMap<String, Contact>, u64, u64)>,
+}
+
+impl fmt::Debug for TinyCrm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Its contacts are people's data: a count only.
+        let guard = self.contacts.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("TinyCrm")
+            .field("contacts", &guard.0.len())
+            .finish_non_exhaustive()
+    }
 }
 
 fn etag(id: &str, revision: u64) -> String {
@@ -72,16 +83,16 @@ fn view(id: &str, c: &Contact) -> Value {
 }
 
 impl TinyCrm {
-    fn new(token: &str) -> Self {
+    fn new(token: Secret) -> Self {
         TinyCrm {
-            token: token.to_owned(),
+            token,
             contacts: Mutex::default(),
         }
     }
 
     /// Every request carries `Authorization: Bearer {token}`.
     fn authorize(&self, token: &str) -> Response {
-        if token == self.token {
+        if token == self.token.expose() {
             Response::new(200, json!({}))
         } else {
             Response::new(401, json!({"error": "invalid token"}))
@@ -172,21 +183,13 @@ impl TinyCrm {
 
 // ----- the connector -----
 
-/// recsync's view of `TinyCrm`.
+/// recsync's view of `TinyCrm`. The token is a `Secret`: the derived
+/// `Debug` prints `[redacted]` for it.
+#[derive(Debug)]
 struct TinyCrmConnector {
     system: SystemId,
     api: TinyCrm,
-    api_token: String,
-}
-
-impl fmt::Debug for TinyCrmConnector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the token.
-        f.debug_struct("TinyCrmConnector")
-            .field("system", &self.system)
-            .field("api_token", &"[redacted]")
-            .finish()
-    }
+    api_token: Secret,
 }
 
 const PAGE: usize = 10;
@@ -241,7 +244,7 @@ impl TinyCrmConnector {
                 "tinycrm has no object {object}"
             )));
         }
-        let response = self.api.authorize(&self.api_token);
+        let response = self.api.authorize(self.api_token.expose());
         if response.status == 200 {
             Ok(())
         } else {
@@ -354,13 +357,16 @@ impl Connector for TinyCrmConnector {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let token = "tk_test_not_a_real_token";
+    // A host reads the token from its configuration or environment.
+    let token = Secret::from("tk_test_not_a_real_token");
     let connector = TinyCrmConnector {
         system: "tinycrm".into(),
-        api: TinyCrm::new(token),
-        api_token: token.to_owned(),
+        api: TinyCrm::new(token.clone()),
+        api_token: token,
     };
-    println!("{connector:?}");
+    let shown = format!("{connector:?}");
+    assert!(!shown.contains("tk_test"), "{shown}");
+    println!("{shown}");
 
     let options = conformance::Options::new()
         .field("email", json!("ada@example.com"), json!("ada@lovelace.org"))

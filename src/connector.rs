@@ -12,10 +12,14 @@
 //! changes, splitting a long list of ops into batches) live in
 //! [`ConnectorExt`], implemented for every connector.
 //!
+//! A connector keeps its credentials in a [`Secret`], whose `Debug` and
+//! `Display` print `[redacted]`: a connector can then derive `Debug` and
+//! never print them.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use async_trait::async_trait;
-//! use recsync::connector::{Applied, Capabilities, Connector, ConnectorError};
+//! use recsync::connector::{Applied, Capabilities, Connector, ConnectorError, Secret};
 //! use recsync::plan::WriteOp;
 //! use recsync::{Snapshot, SystemId};
 //!
@@ -23,6 +27,8 @@
 //! #[derive(Debug)]
 //! struct ReadOnly {
 //!     system: SystemId,
+//!     /// Sent with each request as `Authorization: Bearer {api_key.expose()}`.
+//!     api_key: Secret,
 //! }
 //!
 //! #[async_trait]
@@ -48,7 +54,12 @@
 //!     }
 //! }
 //!
-//! let connector: Arc<dyn Connector> = Arc::new(ReadOnly { system: "archive".into() });
+//! let connector = ReadOnly {
+//!     system: "archive".into(),
+//!     api_key: Secret::new("sk_live_0123"),
+//! };
+//! assert!(!format!("{connector:?}").contains("sk_live"));
+//! let connector: Arc<dyn Connector> = Arc::new(connector);
 //! assert_eq!(connector.system(), "archive");
 //! ```
 
@@ -303,6 +314,74 @@ impl TryFrom<OpOutcome> for Applied {
             OpOutcome::Applied { record_id, version } => Ok(Applied { record_id, version }),
             OpOutcome::Failed { message } => Err(message),
         }
+    }
+}
+
+/// A credential (an API key, a token, a password): its `Debug` and
+/// `Display` print `[redacted]`, and [`expose`](Secret::expose) gives it to
+/// the code that sends it.
+///
+/// It has no `Serialize`, so a struct holding one cannot be written out by
+/// accident; it deserializes from a string, so a host can read it from its
+/// configuration. Its memory is not wiped when it is dropped.
+///
+/// ```
+/// use recsync::connector::Secret;
+///
+/// #[derive(Debug)]
+/// struct Config {
+///     endpoint: String,
+///     token: Secret,
+/// }
+///
+/// let config = Config {
+///     endpoint: "https://crm.example.com".into(),
+///     token: Secret::from(String::from("tk_live_0123")),
+/// };
+/// assert_eq!(
+///     format!("{config:?}"),
+///     r#"Config { endpoint: "https://crm.example.com", token: [redacted] }"#
+/// );
+/// assert_eq!(config.token.to_string(), "[redacted]");
+/// assert_eq!(config.token.expose(), "tk_live_0123");
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The credential itself, to send to the system it is for. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(crate::redact::REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(crate::redact::REDACTED)
     }
 }
 
@@ -657,8 +736,14 @@ impl StdError for ConnectorError {
 ///
 /// **Errors** have the [`ErrorKind`] the caller can act on: retryable
 /// failures (rate limits with their retry-after, transient failures) are
-/// told apart from those that need a person. Messages, errors and `Debug`
-/// output never show credentials.
+/// told apart from those that need a person.
+///
+/// **Credentials and values.** A connector's `Debug` never prints
+/// credentials: keep them in a [`Secret`] (then `#[derive(Debug)]` is safe)
+/// or write `Debug` by hand. Error messages and sources, which end up in
+/// logs, never hold credentials, and should not quote field values (name
+/// the [field](ConnectorError::validation) a value was refused for): a
+/// connector cannot tell which fields the map marks sensitive.
 ///
 /// An implementation may assume that every op it is given is for its own
 /// system and the object type named, and that a batch holds at most
@@ -905,6 +990,18 @@ mod tests {
             assert_eq!(text, text.to_lowercase());
             assert!(!text.ends_with('.'));
         }
+    }
+
+    #[test]
+    fn a_secret_prints_redacted_and_exposes_on_request() {
+        let s = Secret::from("tk_live_0123");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(format!("{s:#?}"), "[redacted]");
+        assert_eq!(s.to_string(), "[redacted]");
+        assert_eq!(s.expose(), "tk_live_0123");
+        assert_eq!(Secret::new(String::from("x")), Secret::from("x"));
+        let read: Secret = serde_json::from_str(r#""tk_live_0123""#).unwrap();
+        assert_eq!(read, s);
     }
 
     #[test]

@@ -115,6 +115,22 @@
 //! baseline holds for review and keeps the decisions. Stores depend on the
 //! core, never the reverse.
 //!
+//! # People's data
+//!
+//! Plans and baselines hold personal data; recsync logs nothing. A field
+//! marked [`sensitive`](Field::sensitive) in the map has its values printed
+//! as `[redacted]` by every `Debug` and `Display` recsync gives: plans, write
+//! ops, conflicts, issues, [`MappingError`](mapping::MappingError)s and
+//! [`ValueProblem`](mapping::ValueProblem)s carry the field's sensitivity;
+//! baseline state, which does not know the map, prints no values (a held
+//! conflict's only where the field is not sensitive); [`SyncReport`]s and
+//! events hold counts and ids. Serde keeps every value (a serialized plan or baseline is
+//! data, not a log); [`SyncPlan::display_unredacted`] and the errors'
+//! `unredacted()` show them when asked for by name. Connectors keep
+//! credentials in a [`Secret`], and a runner's `Debug` names systems, never
+//! connectors. [`Record`]s and [`Snapshot`]s are the systems' data before
+//! any map applies and print as they are.
+//!
 //! # Crate features
 //!
 //! No feature is on by default.
@@ -158,6 +174,7 @@ pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod policy;
+mod redact;
 pub mod runner;
 pub mod scope;
 pub mod store;
@@ -165,7 +182,7 @@ pub mod store;
 pub mod testkit;
 
 pub use baseline::{Baseline, EntityId, ReviewChoice};
-pub use connector::{Connector, ConnectorError, ConnectorExt};
+pub use connector::{Connector, ConnectorError, ConnectorExt, Secret};
 pub use engine::{
     CommitError, CommitSummary, OpOutcome, Outcomes, PlanError, PlanOptions, SyncEngine,
 };

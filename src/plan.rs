@@ -1,5 +1,9 @@
 //! The write plan: [`SyncPlan`], its [`WriteOp`]s, held [`Conflict`]s,
 //! [`Hold`]s and per-record [`Issue`]s, each with its reason.
+//!
+//! Values of fields marked [sensitive](crate::mapping::Field::sensitive)
+//! travel with their flag, so that every `Debug` and `Display` here prints
+//! `[redacted]` for them; serde keeps them.
 
 use std::fmt;
 
@@ -12,6 +16,7 @@ use crate::guard::Refusal;
 use crate::mapping::{Conversion, MappingError, ValueProblem};
 use crate::model::SystemId;
 use crate::policy::{HeldBy, WinRule};
+use crate::redact::{debug_with, shown, shown_opt, view, REDACTED};
 
 macro_rules! hex_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -150,7 +155,10 @@ fn join(f: &mut fmt::Formatter<'_>, systems: &[SystemId]) -> fmt::Result {
 }
 
 /// One field an update writes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` prints `[redacted]` for the value of a field marked
+/// [sensitive](crate::mapping::Field::sensitive); serde writes the value.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FieldWrite {
     /// The canonical field.
@@ -161,9 +169,24 @@ pub struct FieldWrite {
     pub value: Value,
     /// Why.
     pub reason: Reason,
-    /// The field is marked sensitive; displays redact it.
+    /// The field is marked sensitive: `Debug` and the plan's `Display`
+    /// print `[redacted]` for the value.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
+}
+
+impl fmt::Debug for FieldWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("FieldWrite");
+        d.field("field", &self.field)
+            .field("native", &self.native)
+            .field("value", &shown(&self.value, self.sensitive))
+            .field("reason", &self.reason);
+        if self.sensitive {
+            d.field("sensitive", &true);
+        }
+        d.finish()
+    }
 }
 
 /// What a write op does.
@@ -223,8 +246,9 @@ pub struct WriteOp {
     pub fields: Vec<FieldWrite>,
 }
 
-/// One system's side of a conflict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One system's side of a conflict. Its `Debug` prints `[redacted]` for
+/// the value of a sensitive field.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ConflictCandidate {
     /// The system.
@@ -234,11 +258,36 @@ pub struct ConflictCandidate {
     /// When it changed, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_at: Option<DateTime<Utc>>,
+    /// The field is marked sensitive: `Debug` prints `[redacted]` for the
+    /// value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+}
+
+impl ConflictCandidate {
+    fn fmt_as(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
+        let mut d = f.debug_struct("ConflictCandidate");
+        d.field("system", &self.system)
+            .field("value", &shown(&self.value, redact))
+            .field("changed_at", &self.changed_at);
+        if self.sensitive {
+            d.field("sensitive", &true);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Debug for ConflictCandidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_as(f, self.sensitive)
+    }
 }
 
 /// A conflict held for review: nothing is written for the field until it is
 /// resolved ([`Baseline::resolve`](crate::Baseline::resolve)).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` prints `[redacted]` for the values of a sensitive field.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Conflict {
     /// Stable id.
@@ -253,9 +302,41 @@ pub struct Conflict {
     pub candidates: Vec<ConflictCandidate>,
     /// Why it is held.
     pub held_by: HeldBy,
-    /// The field is marked sensitive; displays redact it.
+    /// The field is marked sensitive: `Debug` and the plan's `Display`
+    /// print `[redacted]` for its values.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
+}
+
+impl fmt::Debug for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Candidates<'a>(&'a [ConflictCandidate], bool);
+        impl fmt::Debug for Candidates<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list()
+                    .entries(
+                        self.0
+                            .iter()
+                            .map(|c| debug_with(move |f| c.fmt_as(f, self.1 || c.sensitive))),
+                    )
+                    .finish()
+            }
+        }
+        let mut d = f.debug_struct("Conflict");
+        d.field("id", &self.id)
+            .field("entity", &self.entity)
+            .field("field", &self.field)
+            .field(
+                "baseline",
+                &shown_opt(self.baseline.as_ref(), self.sensitive),
+            )
+            .field("candidates", &Candidates(&self.candidates, self.sensitive))
+            .field("held_by", &self.held_by);
+        if self.sensitive {
+            d.field("sensitive", &true);
+        }
+        d.finish()
+    }
 }
 
 /// Why a value or a record was not propagated, though no field conflict is
@@ -399,7 +480,10 @@ pub enum IssueKind {
 }
 
 /// A problem with one record, in the plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` prints `[redacted]` for the values in its kind where the
+/// issue is about a sensitive field or match key.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Issue {
     /// The system.
@@ -415,16 +499,57 @@ pub struct Issue {
     /// What is wrong.
     pub kind: IssueKind,
     /// The values in `kind` come from a field marked sensitive (or a match
-    /// key that is): displays redact them.
+    /// key that is): `Debug` and the plan's `Display` print `[redacted]`
+    /// for them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
+}
+
+impl fmt::Debug for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Issue");
+        d.field("system", &self.system)
+            .field("record_id", &self.record_id)
+            .field("entity", &self.entity)
+            .field("field", &self.field)
+            .field("kind", &debug_with(|f| self.kind.fmt_as(f, self.sensitive)));
+        if self.sensitive {
+            d.field("sensitive", &true);
+        }
+        d.finish()
+    }
+}
+
+impl IssueKind {
+    /// `Debug`, with every value redacted where `redact`.
+    fn fmt_as(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
+        match self {
+            IssueKind::AmbiguousMatch { candidates, .. } if redact => f
+                .debug_struct("AmbiguousMatch")
+                .field("key", &format_args!("{REDACTED}"))
+                .field("candidates", candidates)
+                .finish_non_exhaustive(),
+            IssueKind::Mapping { error } if redact => f
+                .debug_struct("Mapping")
+                .field("error", &view(error, true))
+                .finish(),
+            IssueKind::InvalidValue { problem } if redact => f
+                .debug_struct("InvalidValue")
+                .field("problem", &view(problem, true))
+                .finish(),
+            other => fmt::Debug::fmt(other, f),
+        }
+    }
 }
 
 /// What commit records in the baseline for one entity. Hosts need not read
 /// it; it is part of the plan so that a serialized plan can be committed.
 /// Systems and fields are named by their index in the map the plan was made
 /// with (the plan's [fingerprint](SyncPlan::fingerprint) says which).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+///
+/// Its `Debug` names the fields (by index) it sets, never their values:
+/// it does not know which are sensitive.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct EntityChange {
     /// The entity.
@@ -460,6 +585,51 @@ pub struct EntityChange {
     pub(crate) remove: bool,
 }
 
+impl fmt::Debug for EntityChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Field indexes, with whether each is set or cleared: no values.
+        let set = |v: bool| if v { "set" } else { "cleared" };
+        let canonical = debug_with(|f| {
+            f.debug_map()
+                .entries(self.canonical.iter().map(|(i, v)| (i, set(v.is_some()))))
+                .finish()
+        });
+        let shadows = debug_with(|f| {
+            f.debug_map()
+                .entries(
+                    self.shadows
+                        .iter()
+                        .map(|(s, i, v)| ((s, i), set(v.is_some()))),
+                )
+                .finish()
+        });
+        let held = debug_with(|f| {
+            f.debug_map()
+                .entries(self.held.iter().map(|(i, h)| (i, set(h.is_some()))))
+                .finish()
+        });
+        let pending = debug_with(|f| match &self.pending {
+            Some(p) => f
+                .debug_list()
+                .entries(p.iter().map(|(s, i, _)| (s, i)))
+                .finish(),
+            None => f.write_str("None"),
+        });
+        f.debug_struct("EntityChange")
+            .field("entity", &self.entity)
+            .field("new", &self.new)
+            .field("links", &self.links)
+            .field("canonical", &canonical)
+            .field("shadows", &shadows)
+            .field("held", &held)
+            .field("pending", &pending)
+            .field("delete_review", &self.delete_review)
+            .field("unsettled", &self.unsettled)
+            .field("remove", &self.remove)
+            .finish()
+    }
+}
+
 /// A change to something kept: set it, or clear it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -491,6 +661,13 @@ impl EntityChange {
 }
 
 /// The write plan.
+///
+/// Its `Display` explains each write, conflict, hold and issue; its `Debug`
+/// shows every part. Both print `[redacted]` for values of fields marked
+/// [sensitive](crate::mapping::Field::sensitive) (each op's field, conflict
+/// and issue carries the flag); [`display_unredacted`](SyncPlan::display_unredacted)
+/// shows them. Serde writes every value: a serialized plan is data to be
+/// committed, not a log.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SyncPlan {
@@ -524,7 +701,7 @@ impl SyncPlan {
     }
 
     /// A display of the plan that shows sensitive values; the plain
-    /// `Display` redacts them.
+    /// `Display` redacts them. Ask for it by name, never for logs.
     pub fn display_unredacted(&self) -> impl fmt::Display + '_ {
         Explain {
             plan: self,
@@ -551,13 +728,7 @@ impl fmt::Display for SyncPlan {
 impl fmt::Display for Explain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = self.plan;
-        let show = |v: &Value, sensitive: bool| {
-            if sensitive && self.redact {
-                "[redacted]".to_owned()
-            } else {
-                v.to_string()
-            }
-        };
+        let show = |v, sensitive: bool| shown(v, sensitive && self.redact);
         writeln!(
             f,
             "{} write(s), {} conflict(s) for review, {} held, {} issue(s)",
@@ -592,17 +763,20 @@ impl fmt::Display for Explain<'_> {
         for c in &p.conflicts {
             write!(
                 f,
-                "review {} field {} (conflict {}, {}): baseline {}",
-                c.entity,
-                c.field,
-                c.id,
-                c.held_by,
-                c.baseline
-                    .as_ref()
-                    .map_or("none".to_owned(), |v| show(v, c.sensitive))
+                "review {} field {} (conflict {}, {}): baseline ",
+                c.entity, c.field, c.id, c.held_by,
             )?;
+            match &c.baseline {
+                Some(v) => write!(f, "{}", show(v, c.sensitive))?,
+                None => f.write_str("none")?,
+            }
             for cand in &c.candidates {
-                write!(f, ", {} {}", cand.system, show(&cand.value, c.sensitive))?;
+                write!(
+                    f,
+                    ", {} {}",
+                    cand.system,
+                    show(&cand.value, c.sensitive || cand.sensitive)
+                )?;
             }
             writeln!(f)?;
         }
@@ -653,7 +827,7 @@ impl fmt::Display for Explain<'_> {
                 IssueKind::DuplicateRecordId => writeln!(f, ": record id appears more than once")?,
                 IssueKind::AmbiguousMatch { key, candidates } => {
                     let key = if i.sensitive && self.redact {
-                        "[redacted]".to_owned()
+                        REDACTED.to_owned()
                     } else {
                         format!("{key:?}")
                     };
@@ -672,21 +846,17 @@ impl fmt::Display for Explain<'_> {
                         Conversion::ToCanonical => "record skipped",
                         Conversion::ToNative => "not written to this system",
                     };
-                    if i.sensitive && self.redact {
-                        writeln!(
-                            f,
-                            ": mapping {} failed for a [redacted] value, {what}",
-                            error.direction()
-                        )?
-                    } else {
-                        writeln!(f, ": mapping failed, {what}: {error}")?
-                    }
-                }
-                IssueKind::InvalidValue { .. } if i.sensitive && self.redact => {
-                    writeln!(f, ": invalid [redacted] value, written without the field")?
+                    let redact = self.redact && (i.sensitive || error.is_sensitive());
+                    writeln!(
+                        f,
+                        ": mapping {} failed, {what}: {}",
+                        error.direction(),
+                        view(error, redact)
+                    )?
                 }
                 IssueKind::InvalidValue { problem } => {
-                    writeln!(f, ": {problem}, written without the field")?
+                    let redact = self.redact && (i.sensitive || problem.is_sensitive());
+                    writeln!(f, ": {}, written without the field", view(problem, redact))?
                 }
                 IssueKind::MissingRequired => {
                     writeln!(f, ": required field missing, write blocked")?

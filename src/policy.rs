@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use crate::baseline::EntityId;
 use crate::model::SystemId;
+use crate::redact::{shown, shown_opt};
 
 /// How a conflict on a field is resolved.
 #[derive(Clone, Debug)]
@@ -132,8 +133,9 @@ pub enum Fallback {
     ManualReview,
 }
 
-/// One system's changed value, as a [`ConflictResolver`] sees it.
-#[derive(Debug, Clone, Copy)]
+/// One system's changed value, as a [`ConflictResolver`] sees it. Its
+/// `Debug` prints `[redacted]` for the value of a sensitive field.
+#[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct Candidate<'a> {
     /// The system that changed the field.
@@ -142,10 +144,27 @@ pub struct Candidate<'a> {
     pub value: &'a Value,
     /// When it changed, where the system says.
     pub changed_at: Option<DateTime<Utc>>,
+    /// The field is marked sensitive: `Debug` prints `[redacted]` for the
+    /// value.
+    pub sensitive: bool,
 }
 
-/// A conflict handed to a [`ConflictResolver`].
-#[derive(Debug, Clone, Copy)]
+impl fmt::Debug for Candidate<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Candidate");
+        d.field("system", self.system)
+            .field("value", &shown(self.value, self.sensitive))
+            .field("changed_at", &self.changed_at);
+        if self.sensitive {
+            d.field("sensitive", &true);
+        }
+        d.finish()
+    }
+}
+
+/// A conflict handed to a [`ConflictResolver`]. Its `Debug` prints
+/// `[redacted]` for the values of a sensitive field.
+#[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct ConflictInput<'a> {
     /// The entity whose field is in conflict.
@@ -157,6 +176,24 @@ pub struct ConflictInput<'a> {
     /// Every system that changed the field, in the map's priority order.
     /// There are always at least two, and they disagree.
     pub candidates: &'a [Candidate<'a>],
+    /// The field is marked sensitive: `Debug` prints `[redacted]` for its
+    /// values, and a resolver must not quote them in a
+    /// [hold note](Resolution::Hold), which plans print.
+    pub sensitive: bool,
+}
+
+impl fmt::Debug for ConflictInput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ConflictInput");
+        d.field("entity", self.entity)
+            .field("field", &self.field)
+            .field("baseline", &shown_opt(self.baseline, self.sensitive))
+            .field("candidates", &self.candidates);
+        if self.sensitive {
+            d.field("sensitive", &true);
+        }
+        d.finish()
+    }
 }
 
 /// A [`ConflictResolver`]'s decision.
@@ -180,7 +217,9 @@ pub enum Resolution {
 /// `resolve` must be a pure function of its input: no clock, no randomness,
 /// no I/O. The engine promises the same plan for the same input, and that
 /// promise is only as good as your resolver's. It must not depend on the
-/// order of candidates beyond the priority order they come in.
+/// order of candidates beyond the priority order they come in. A hold's
+/// note is printed with the plan: where the field is sensitive
+/// ([`ConflictInput::sensitive`]) it must not quote a value.
 ///
 /// ```
 /// use recsync::policy::{ConflictInput, ConflictResolver, Resolution};
@@ -398,11 +437,13 @@ mod tests {
                 system: &a,
                 value: &va,
                 changed_at: at(100),
+                sensitive: false,
             },
             Candidate {
                 system: &b,
                 value: &vb,
                 changed_at: at(103),
+                sensitive: false,
             },
         ];
         assert_eq!(

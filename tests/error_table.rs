@@ -279,7 +279,9 @@ fn an_unmapped_value_when_reading_skips_the_record_and_the_rest_goes_on() {
     assert_eq!(issue.record_id, "c1");
     match &issue.kind {
         IssueKind::Mapping {
-            error: MappingError::Unmapped { value, direction },
+            error: MappingError::Unmapped {
+                value, direction, ..
+            },
         } => {
             assert_eq!(value, &json!("Paused"));
             assert_eq!(*direction, Conversion::ToCanonical);

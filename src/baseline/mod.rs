@@ -26,6 +26,13 @@
 //! under a kilobyte each. Serde round-trips it losslessly through
 //! [`EntityRecord`]s; stores that keep entities one by one use
 //! [`Baseline::export`] and [`Baseline::from_parts`].
+//!
+//! A baseline does not know which fields the map marks sensitive, so the
+//! `Debug` of its state never prints a field value: [`Baseline`] shows
+//! counts, [`EntityRecord`] the names of the fields that hold values,
+//! [`Observed`] and [`ReviewChoice::Value`] `[redacted]`; a [`Held`] field
+//! shows the values of its conflict where the conflict says the field is
+//! not sensitive. Serde writes every value: a stored baseline is data.
 
 mod entity;
 mod index;
@@ -42,6 +49,7 @@ use serde_json::Value;
 use crate::hash::{hash_bytes, FoldHasher};
 use crate::model::SystemId;
 use crate::plan::{Conflict, ConflictId, DeleteHeldBy};
+use crate::redact::{debug_with, hidden, shown, shown_opt, Keys};
 
 pub(crate) use entity::{Entity, Extra, LinkState, ValuesView};
 pub(crate) use index::RawIndex;
@@ -131,8 +139,9 @@ fn is_active(s: &LinkStatus) -> bool {
     *s == LinkStatus::Active
 }
 
-/// What a system was seen holding for a field that is held.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a system was seen holding for a field that is held. Its `Debug`
+/// prints `[redacted]` for the value, which may be sensitive.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observed {
     /// The native value.
     pub value: Value,
@@ -141,9 +150,28 @@ pub struct Observed {
     pub changed_at: Option<DateTime<Utc>>,
 }
 
+impl Observed {
+    fn fmt_as(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
+        f.debug_struct("Observed")
+            .field("value", &shown(&self.value, redact))
+            .field("changed_at", &self.changed_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Observed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_as(f, true)
+    }
+}
+
 /// A field that is held: nothing is written and nothing advances for it until
 /// it is resolved or a new value arrives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows the values held where its conflict says the field is
+/// not sensitive, and `[redacted]` otherwise (a field held by the
+/// empty-value guard has no conflict to say).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Held {
     /// The conflict held for review, if it is a conflict (a field held by the
     /// empty-value guard has none).
@@ -155,6 +183,26 @@ pub struct Held {
     /// A reviewer's decision, in canonical form, applied by the next plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Value>,
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = self.conflict.as_ref().is_none_or(|c| c.sensitive);
+        let observed = debug_with(|f| {
+            f.debug_map()
+                .entries(
+                    self.observed
+                        .iter()
+                        .map(|(s, o)| (s, debug_with(move |f| o.fmt_as(f, redact)))),
+                )
+                .finish()
+        });
+        f.debug_struct("Held")
+            .field("conflict", &self.conflict)
+            .field("observed", &observed)
+            .field("resolution", &shown_opt(self.resolution.as_ref(), redact))
+            .finish()
+    }
 }
 
 impl Held {
@@ -189,7 +237,10 @@ pub struct DeleteReview {
 
 /// One entity of the baseline, in plain form: what serde writes and what
 /// stores that keep entities one by one hold per row.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+///
+/// Its `Debug` names the fields that hold values, never the values (it
+/// does not know which are sensitive); serde writes them.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct EntityRecord {
     /// The entity's id.
@@ -221,6 +272,26 @@ pub struct EntityRecord {
     pub unsettled: bool,
 }
 
+impl fmt::Debug for EntityRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shadows = debug_with(|f| {
+            f.debug_map()
+                .entries(self.shadows.iter().map(|(s, m)| (s, Keys(m.keys()))))
+                .finish()
+        });
+        f.debug_struct("EntityRecord")
+            .field("id", &self.id)
+            .field("links", &self.links)
+            .field("canonical", &Keys(self.canonical.keys()))
+            .field("shadows", &shadows)
+            .field("held", &self.held)
+            .field("pending", &self.pending)
+            .field("delete_review", &self.delete_review)
+            .field("unsettled", &self.unsettled)
+            .finish()
+    }
+}
+
 /// The baseline-wide state: what [`Baseline::header`] gives and
 /// [`Baseline::from_parts`] takes beside the entities.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -236,8 +307,9 @@ pub struct BaselineHeader {
     pub cursors: BTreeMap<SystemId, String>,
 }
 
-/// A reviewer's decision on something held for review.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A reviewer's decision on something held for review. Its `Debug` prints
+/// `[redacted]` for a value, which may be of a sensitive field.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ReviewChoice {
@@ -251,6 +323,18 @@ pub enum ReviewChoice {
     Restore,
     /// A held delete: unlink the deleted record and keep the others.
     Unlink,
+}
+
+impl fmt::Debug for ReviewChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReviewChoice::System(s) => f.debug_tuple("System").field(s).finish(),
+            ReviewChoice::Value(v) => f.debug_tuple("Value").field(&hidden(v)).finish(),
+            ReviewChoice::Delete => f.write_str("Delete"),
+            ReviewChoice::Restore => f.write_str("Restore"),
+            ReviewChoice::Unlink => f.write_str("Unlink"),
+        }
+    }
 }
 
 /// Why [`Baseline::resolve`] refused a decision.
@@ -274,7 +358,8 @@ pub enum ResolveError {
     /// delete, or a delete choice for a field conflict.
     #[error("choice {choice} does not apply to {what} {conflict}")]
     WrongChoice {
-        /// The choice given.
+        /// The choice given, as its `Debug` prints it (a value as
+        /// `[redacted]`).
         choice: String,
         /// What is held: "field conflict" or "held delete".
         what: &'static str,
@@ -1007,6 +1092,47 @@ mod tests {
             .or_default()
             .insert("email".into(), json!("A@X"));
         r
+    }
+
+    #[test]
+    fn debug_names_fields_and_shows_held_values_only_where_a_conflict_allows() {
+        let shown = format!("{:?}", record("e1", "c1", "m1"));
+        assert!(
+            shown.contains(r#"canonical: ["email", "phone"]"#),
+            "{shown}"
+        );
+        assert!(!shown.contains("a@x") && !shown.contains("555"), "{shown}");
+
+        let observed = |v: &str| Observed {
+            value: json!(v),
+            changed_at: None,
+        };
+        let conflict = |sensitive: bool| Conflict {
+            id: ConflictId(1),
+            entity: EntityId::new("e1"),
+            field: "phone".into(),
+            baseline: Some(json!("555-0")),
+            candidates: Vec::new(),
+            held_by: crate::policy::HeldBy::ManualReview,
+            sensitive,
+        };
+        let held = |conflict: Option<Conflict>| Held {
+            conflict,
+            observed: [(SystemId::new("crm"), observed("555-1"))].into(),
+            resolution: Some(json!("555-2")),
+        };
+        let plain = format!("{:?}", held(Some(conflict(false))));
+        for v in ["555-0", "555-1", "555-2"] {
+            assert!(plain.contains(v), "{v} missing from {plain}");
+        }
+        for h in [held(Some(conflict(true))), held(None)] {
+            let shown = format!("{h:?}");
+            assert!(!shown.contains("555"), "{shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+        assert!(!format!("{:?}", observed("555-1")).contains("555"));
+        let choice = ReviewChoice::Value(json!("555-3"));
+        assert_eq!(format!("{choice:?}"), "Value([redacted])");
     }
 
     #[test]

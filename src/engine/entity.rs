@@ -1162,6 +1162,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                             system: &self.systems[cands[*i].s],
                             value: &cands[*i].canonical,
                             changed_at: cands[*i].at,
+                            sensitive: field.is_sensitive(),
                         })
                         .collect();
                     let input = ConflictInput {
@@ -1169,6 +1170,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                         field: name,
                         baseline: baseline_value.as_ref(),
                         candidates: &input_c,
+                        sensitive: field.is_sensitive(),
                     };
                     let stamps: Vec<_> = live
                         .iter()
@@ -1202,6 +1204,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                                         system: self.systems[cands[*i].s].clone(),
                                         value: cands[*i].canonical.clone().into_owned(),
                                         changed_at: cands[*i].at,
+                                        sensitive: field.is_sensitive(),
                                     })
                                     .collect(),
                                 held_by: by,

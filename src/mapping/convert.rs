@@ -14,6 +14,7 @@ use super::validate::ValueProblem;
 use super::value_map::Lookup;
 use super::FieldSpec;
 use crate::model::is_empty_value;
+use crate::redact::{shown, view, Redactable};
 
 /// Which way a value was being converted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -35,26 +36,34 @@ impl fmt::Display for Conversion {
 }
 
 /// A value a field's mapping could not convert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+///
+/// Its `Display` and `Debug` name the value, except where the field is
+/// marked [sensitive](super::Field::sensitive): then they print
+/// `[redacted]` in its place. [`value`](MappingError::value) and
+/// [`unredacted`](MappingError::unredacted) give it, and serde keeps it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum MappingError {
     /// The field's transform failed.
-    #[error("{error}")]
     Transform {
-        /// What failed.
+        /// What failed (marked [sensitive](TransformError::sensitive) where
+        /// the field is).
         error: TransformError,
         /// Which way.
         direction: Conversion,
     },
     /// No value map row covers the value in this direction, and the field's
     /// unmapped policy is [`Unmapped::Error`](super::Unmapped::Error).
-    #[error("value {value} has no row in the value map {direction}")]
     Unmapped {
         /// The value.
         value: Value,
         /// Which way.
         direction: Conversion,
+        /// The field is marked sensitive: the value is printed as
+        /// `[redacted]`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sensitive: bool,
     },
 }
 
@@ -74,7 +83,74 @@ impl MappingError {
             | MappingError::Unmapped { direction, .. } => *direction,
         }
     }
+
+    /// Whether the value is of a field marked sensitive (and so printed as
+    /// `[redacted]`).
+    pub fn is_sensitive(&self) -> bool {
+        match self {
+            MappingError::Transform { error, .. } => error.sensitive,
+            MappingError::Unmapped { sensitive, .. } => *sensitive,
+        }
+    }
+
+    /// The error's message with the value shown, even where it is
+    /// sensitive. Ask for it by name, never for logs.
+    pub fn unredacted(&self) -> impl fmt::Display + fmt::Debug + '_ {
+        view(self, false)
+    }
 }
+
+impl Redactable for MappingError {
+    fn fmt_display(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
+        match self {
+            MappingError::Transform { error, .. } => error.fmt_display(f, redact),
+            MappingError::Unmapped {
+                value, direction, ..
+            } => write!(
+                f,
+                "value {} has no row in the value map {direction}",
+                shown(value, redact)
+            ),
+        }
+    }
+
+    fn fmt_debug(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
+        match self {
+            MappingError::Transform { error, direction } => f
+                .debug_struct("Transform")
+                .field("error", &view(error, redact))
+                .field("direction", direction)
+                .finish(),
+            MappingError::Unmapped {
+                value,
+                direction,
+                sensitive,
+            } => {
+                let mut d = f.debug_struct("Unmapped");
+                d.field("value", &shown(value, redact))
+                    .field("direction", direction);
+                if *sensitive {
+                    d.field("sensitive", sensitive);
+                }
+                d.finish()
+            }
+        }
+    }
+}
+
+impl fmt::Display for MappingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_display(f, self.is_sensitive())
+    }
+}
+
+impl fmt::Debug for MappingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_debug(f, self.is_sensitive())
+    }
+}
+
+impl std::error::Error for MappingError {}
 
 /// One value converted by a field's mapping.
 #[derive(Debug)]
@@ -109,20 +185,33 @@ impl Slot {
     }
 }
 
-fn transformed<'a>(result: Result<Value, TransformError>, direction: Conversion) -> Mapped<'a> {
+fn transformed<'a>(
+    result: Result<Value, TransformError>,
+    direction: Conversion,
+    sensitive: bool,
+) -> Mapped<'a> {
     match result {
         Ok(v) => Mapped::Value(Cow::Owned(v)),
-        Err(error) => Mapped::Failed(MappingError::Transform { error, direction }),
+        Err(mut error) => {
+            error.sensitive |= sensitive;
+            Mapped::Failed(MappingError::Transform { error, direction })
+        }
     }
 }
 
-fn looked_up<'a>(lookup: Lookup<'a>, value: &Value, direction: Conversion) -> Mapped<'a> {
+fn looked_up<'a>(
+    lookup: Lookup<'a>,
+    value: &Value,
+    direction: Conversion,
+    sensitive: bool,
+) -> Mapped<'a> {
     match lookup {
         Lookup::Found(v) => Mapped::Value(v),
         Lookup::Skip => Mapped::Skip,
         Lookup::Unmapped => Mapped::Failed(MappingError::Unmapped {
             value: value.clone(),
             direction,
+            sensitive,
         }),
     }
 }
@@ -147,12 +236,15 @@ impl FieldSpec {
                 vm.read(&self.normalization, system, native),
                 native,
                 Conversion::ToCanonical,
+                self.sensitive,
             );
         }
         match self.transforms.get(system).and_then(Option::as_ref) {
-            Some(t) if !t.is_identity() => {
-                transformed(t.get().to_canonical(native), Conversion::ToCanonical)
-            }
+            Some(t) if !t.is_identity() => transformed(
+                t.get().to_canonical(native),
+                Conversion::ToCanonical,
+                self.sensitive,
+            ),
             _ => Mapped::Value(Cow::Borrowed(native)),
         }
     }
@@ -169,12 +261,15 @@ impl FieldSpec {
                 vm.write(&self.normalization, system, canonical),
                 canonical,
                 Conversion::ToNative,
+                self.sensitive,
             );
         }
         match self.transforms.get(system).and_then(Option::as_ref) {
-            Some(t) if !t.is_identity() => {
-                transformed(t.get().from_canonical(canonical), Conversion::ToNative)
-            }
+            Some(t) if !t.is_identity() => transformed(
+                t.get().from_canonical(canonical),
+                Conversion::ToNative,
+                self.sensitive,
+            ),
             _ => Mapped::Value(Cow::Borrowed(canonical)),
         }
     }
@@ -271,10 +366,14 @@ impl FieldSpec {
 
     /// Checks a native value about to be written to `system` (by index in
     /// the map's systems) against that system's [`Validation`](super::Validation)
-    /// rules for the field. A system without rules accepts anything.
+    /// rules for the field. A system without rules accepts anything. The
+    /// problem is marked [sensitive](ValueProblem::is_sensitive) where the
+    /// field is.
     pub fn check(&self, system: usize, value: &Value) -> Result<(), ValueProblem> {
         match self.validations.get(system).and_then(Option::as_ref) {
-            Some(rules) => rules.check_with(&self.normalization, value),
+            Some(rules) => rules
+                .check_with(&self.normalization, value)
+                .map_err(|p| p.sensitive_if(self.sensitive)),
             None => Ok(()),
         }
     }

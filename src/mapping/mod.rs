@@ -261,7 +261,14 @@ impl Field {
         self
     }
 
-    /// The field holds personal data that displays and reports redact.
+    /// The field holds data no log should show (a tax id, an account
+    /// number, a key). Every `Debug` and `Display` recsync gives prints
+    /// `[redacted]` for its values: plans, write ops, conflicts, issues,
+    /// mapping errors and value problems carry a `sensitive` flag the map
+    /// and the engine set, and baseline state prints no values at all.
+    /// Serde still writes the values (a serialized plan or baseline is
+    /// data, not a log), and [`SyncPlan::display_unredacted`](crate::SyncPlan::display_unredacted)
+    /// shows them when asked for by name.
     #[must_use]
     pub fn sensitive(mut self) -> Self {
         self.sensitive = true;

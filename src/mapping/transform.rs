@@ -6,6 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::redact::{shown, view, Redactable};
+
 /// Converts one field's values between a system's native form and the
 /// canonical form, both ways.
 ///
@@ -114,12 +116,22 @@ pub enum TransformErrorKind {
 }
 
 /// A value a [`Transform`] could not convert: what was wrong, and the value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Display` and `Debug` name the value, except where the field is
+/// marked [sensitive](super::Field::sensitive): then they print
+/// `[redacted]` in its place ([`unredacted`](TransformError::unredacted)
+/// shows it, and serde keeps it).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransformError {
     /// What was wrong.
     pub kind: TransformErrorKind,
     /// The value that could not be converted.
     pub value: Value,
+    /// The value is of a field marked sensitive. The map sets it when it
+    /// converts a sensitive field's value; a transform leaves it unset (the
+    /// constructors do).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 impl TransformError {
@@ -128,7 +140,14 @@ impl TransformError {
         TransformError {
             kind,
             value: value.clone(),
+            sensitive: false,
         }
+    }
+
+    /// The error's message with the value shown, even where it is
+    /// sensitive. Ask for it by name, never for logs.
+    pub fn unredacted(&self) -> impl fmt::Display + fmt::Debug + '_ {
+        view(self, false)
     }
 
     /// `value` is not of the `expected` type.
@@ -172,22 +191,43 @@ impl TransformError {
     }
 }
 
-impl fmt::Display for TransformError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Redactable for TransformError {
+    fn fmt_display(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
+        let value = shown(&self.value, redact);
         match &self.kind {
             TransformErrorKind::WrongType { expected } => {
-                write!(f, "expected {expected}, got {}", self.value)
+                write!(f, "expected {expected}, got {value}")
             }
             TransformErrorKind::Unparseable { format } => {
-                write!(f, "value {} is not a {format}", self.value)
+                write!(f, "value {value} is not a {format}")
             }
             TransformErrorKind::OutOfRange { detail } => {
-                write!(f, "value {} is out of range: {detail}", self.value)
+                write!(f, "value {value} is out of range: {detail}")
             }
-            TransformErrorKind::Custom { message } => {
-                write!(f, "{message} (value {})", self.value)
-            }
+            TransformErrorKind::Custom { message } => write!(f, "{message} (value {value})"),
         }
+    }
+
+    fn fmt_debug(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
+        let mut d = f.debug_struct("TransformError");
+        d.field("kind", &self.kind)
+            .field("value", &shown(&self.value, redact));
+        if self.sensitive {
+            d.field("sensitive", &true);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for TransformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_display(f, self.sensitive)
+    }
+}
+
+impl fmt::Debug for TransformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_debug(f, self.sensitive)
     }
 }
 
@@ -216,6 +256,18 @@ mod tests {
         assert_eq!(
             TransformError::new("no such code", &v).to_string(),
             r#"no such code (value "x")"#
+        );
+    }
+
+    #[test]
+    fn a_sensitive_value_is_redacted_unless_asked_for() {
+        let mut e = TransformError::unparseable("MM/DD/YYYY", &json!("s3cr3t"));
+        e.sensitive = true;
+        assert_eq!(e.to_string(), "value [redacted] is not a MM/DD/YYYY");
+        assert!(!format!("{e:?}").contains("s3cr3t"), "{e:?}");
+        assert_eq!(
+            e.unredacted().to_string(),
+            r#"value "s3cr3t" is not a MM/DD/YYYY"#
         );
     }
 

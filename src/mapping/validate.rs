@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::Normalization;
 use crate::model::is_empty_value;
+use crate::redact::{shown, view, Redactable};
 
 /// The type a native value must have, for [`Validation::kind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -177,6 +178,7 @@ impl Validation {
             return if self.required {
                 Err(ValueProblem::Missing {
                     value: value.clone(),
+                    sensitive: false,
                 })
             } else {
                 Ok(())
@@ -187,6 +189,7 @@ impl Validation {
                 return Err(ValueProblem::WrongType {
                     expected: kind,
                     value: value.clone(),
+                    sensitive: false,
                 });
             }
         }
@@ -197,6 +200,7 @@ impl Validation {
                     value: value.clone(),
                     length,
                     max,
+                    sensitive: false,
                 });
             }
         }
@@ -208,6 +212,7 @@ impl Validation {
                 return Err(ValueProblem::NotAllowed {
                     value: value.clone(),
                     allowed: allowed.clone(),
+                    sensitive: false,
                 });
             }
         }
@@ -217,26 +222,37 @@ impl Validation {
 
 /// A native value that breaks a target system's [`Validation`] rules: the
 /// value and the rule broken.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+///
+/// Its `Display` and `Debug` name the value, except where the field is
+/// marked [sensitive](super::Field::sensitive) (the map sets `sensitive`
+/// when it checks such a field's value): then they print `[redacted]` in
+/// its place. [`value`](ValueProblem::value) and
+/// [`unredacted`](ValueProblem::unredacted) give it, and serde keeps it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ValueProblem {
     /// The field is required and the value is empty.
-    #[error("a value is required, got {value}")]
     Missing {
         /// The empty value.
         value: Value,
+        /// The field is marked sensitive: the value is printed as
+        /// `[redacted]`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sensitive: bool,
     },
     /// The value is not of the required type.
-    #[error("value {value} is not a {expected}")]
     WrongType {
         /// The type required.
         expected: ValueType,
         /// The value.
         value: Value,
+        /// The field is marked sensitive: the value is printed as
+        /// `[redacted]`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sensitive: bool,
     },
     /// The string is longer than allowed.
-    #[error("value {value} is {length} characters long, more than the {max} allowed")]
     TooLong {
         /// The value.
         value: Value,
@@ -244,14 +260,21 @@ pub enum ValueProblem {
         length: usize,
         /// The longest allowed.
         max: usize,
+        /// The field is marked sensitive: the value is printed as
+        /// `[redacted]`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sensitive: bool,
     },
     /// The value is not one of the allowed values.
-    #[error("value {value} is not one of the allowed values")]
     NotAllowed {
         /// The value.
         value: Value,
         /// The allowed values.
         allowed: Vec<Value>,
+        /// The field is marked sensitive: the value is printed as
+        /// `[redacted]`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sensitive: bool,
     },
 }
 
@@ -259,13 +282,100 @@ impl ValueProblem {
     /// The value that broke the rule.
     pub fn value(&self) -> &Value {
         match self {
-            ValueProblem::Missing { value }
+            ValueProblem::Missing { value, .. }
             | ValueProblem::WrongType { value, .. }
             | ValueProblem::TooLong { value, .. }
             | ValueProblem::NotAllowed { value, .. } => value,
         }
     }
+
+    /// Whether the value is of a field marked sensitive (and so printed as
+    /// `[redacted]`).
+    pub fn is_sensitive(&self) -> bool {
+        match self {
+            ValueProblem::Missing { sensitive, .. }
+            | ValueProblem::WrongType { sensitive, .. }
+            | ValueProblem::TooLong { sensitive, .. }
+            | ValueProblem::NotAllowed { sensitive, .. } => *sensitive,
+        }
+    }
+
+    /// The problem's message with the value shown, even where it is
+    /// sensitive. Ask for it by name, never for logs.
+    pub fn unredacted(&self) -> impl fmt::Display + fmt::Debug + '_ {
+        view(self, false)
+    }
+
+    /// The same problem, marked sensitive where `sensitive`.
+    pub(crate) fn sensitive_if(mut self, sensitive: bool) -> Self {
+        match &mut self {
+            ValueProblem::Missing { sensitive: s, .. }
+            | ValueProblem::WrongType { sensitive: s, .. }
+            | ValueProblem::TooLong { sensitive: s, .. }
+            | ValueProblem::NotAllowed { sensitive: s, .. } => *s |= sensitive,
+        }
+        self
+    }
 }
+
+impl Redactable for ValueProblem {
+    fn fmt_display(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
+        let value = shown(self.value(), redact);
+        match self {
+            ValueProblem::Missing { .. } => write!(f, "a value is required, got {value}"),
+            ValueProblem::WrongType { expected, .. } => {
+                write!(f, "value {value} is not a {expected}")
+            }
+            ValueProblem::TooLong { length, max, .. } => write!(
+                f,
+                "value {value} is {length} characters long, more than the {max} allowed"
+            ),
+            ValueProblem::NotAllowed { .. } => {
+                write!(f, "value {value} is not one of the allowed values")
+            }
+        }
+    }
+
+    fn fmt_debug(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
+        let mut d = f.debug_struct(match self {
+            ValueProblem::Missing { .. } => "Missing",
+            ValueProblem::WrongType { .. } => "WrongType",
+            ValueProblem::TooLong { .. } => "TooLong",
+            ValueProblem::NotAllowed { .. } => "NotAllowed",
+        });
+        if let ValueProblem::WrongType { expected, .. } = self {
+            d.field("expected", expected);
+        }
+        d.field("value", &shown(self.value(), redact));
+        match self {
+            ValueProblem::TooLong { length, max, .. } => {
+                d.field("length", length).field("max", max);
+            }
+            ValueProblem::NotAllowed { allowed, .. } => {
+                d.field("allowed", allowed);
+            }
+            ValueProblem::Missing { .. } | ValueProblem::WrongType { .. } => {}
+        }
+        if self.is_sensitive() {
+            d.field("sensitive", &true);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for ValueProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_display(f, self.is_sensitive())
+    }
+}
+
+impl fmt::Debug for ValueProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_debug(f, self.is_sensitive())
+    }
+}
+
+impl std::error::Error for ValueProblem {}
 
 #[cfg(test)]
 mod tests {
@@ -314,13 +424,17 @@ mod tests {
         assert_eq!(rules.check(&json!("New")), Ok(()));
         assert_eq!(
             rules.check(&json!("")),
-            Err(ValueProblem::Missing { value: json!("") })
+            Err(ValueProblem::Missing {
+                value: json!(""),
+                sensitive: false
+            })
         );
         assert_eq!(
             rules.check(&json!(7)),
             Err(ValueProblem::WrongType {
                 expected: ValueType::String,
-                value: json!(7)
+                value: json!(7),
+                sensitive: false
             })
         );
         assert!(matches!(
@@ -337,6 +451,19 @@ mod tests {
             r#"value "new" is not one of the allowed values"#
         );
         assert_eq!(p.value(), &json!("new"));
+        // Marked sensitive (as the map marks a sensitive field's problems),
+        // it names no value unless asked.
+        let p = p.sensitive_if(true);
+        assert!(p.is_sensitive());
+        assert_eq!(
+            p.to_string(),
+            "value [redacted] is not one of the allowed values"
+        );
+        assert!(!format!("{p:?}").contains("new"), "{p:?}");
+        assert_eq!(
+            p.unredacted().to_string(),
+            r#"value "new" is not one of the allowed values"#
+        );
         assert_eq!(
             rules.check_with(&Normalization::CaseInsensitive, &json!("new")),
             Ok(())

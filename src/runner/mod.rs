@@ -191,10 +191,11 @@ pub struct SyncRunner {
 
 impl fmt::Debug for SyncRunner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Systems, not connectors, and no store: their `Debug` is the
+        // host's, and may print credentials.
         f.debug_struct("SyncRunner")
             .field("object", &self.object)
-            .field("connectors", &self.connectors)
-            .field("store", &self.store)
+            .field("systems", &self.systems)
             .field("retry", &self.retry)
             .field("concurrency", &self.concurrency)
             .field("debounce", &self.debounce)
@@ -224,9 +225,11 @@ pub struct SyncRunnerBuilder {
 
 impl fmt::Debug for SyncRunnerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The systems of the connectors given, never the connectors.
+        let systems: Vec<&SystemId> = self.connectors.iter().map(|c| c.system()).collect();
         f.debug_struct("SyncRunnerBuilder")
             .field("object", &self.engine.map().object())
-            .field("connectors", &self.connectors)
+            .field("systems", &systems)
             .finish_non_exhaustive()
     }
 }
