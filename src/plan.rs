@@ -507,7 +507,8 @@ pub struct SyncPlan {
     pub conflicts: Vec<Conflict>,
     /// Values and records held back.
     pub held: Vec<Hold>,
-    /// Per-record problems.
+    /// Per-record problems, sorted by system (in the map's order), record
+    /// id, entity, then field (in the map's order; none first).
     pub issues: Vec<Issue>,
     /// Set when a safety guard refused part of the plan: what would have
     /// happened, and the approval that lets the next plan do it.

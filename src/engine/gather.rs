@@ -372,7 +372,8 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         .max()
         .unwrap_or(0);
     let mut rows = Rows::new(n, baseline.slot_count(), most);
-    let mut unlinked: Vec<(usize, &'a Record)> = Vec::new();
+    // Records not linked yet, tombstones included, for every system.
+    let mut loose: Vec<(usize, &'a Record)> = Vec::new();
 
     for s in 0..n {
         let Some(snap) = cx.snaps[s] else { continue };
@@ -404,17 +405,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                         named += 1;
                     }
                 }
-                None if r.deleted => {
-                    if let Some(slot) = lost_create(cx, s, r) {
-                        let row = rows.row(slot);
-                        let cell = rows.cell(row, s);
-                        if matches!(cell, Cell::Empty) {
-                            *cell = Cell::NewGone(r);
-                        }
-                    }
-                }
-                None if cx.in_scope(s, r) => unlinked.push((s, r)),
-                None => {}
+                None => loose.push((s, r)),
             }
         }
         if snap.coverage == Coverage::Complete {
@@ -455,29 +446,42 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             }
         }
     }
-    unlinked.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
-    let mut dup_ids: HashSet<(usize, &str)> = HashSet::new();
-    for w in unlinked.windows(2) {
-        if w[0].0 == w[1].0 && w[0].1.id == w[1].1.id {
-            dup_ids.insert((w[0].0, w[0].1.id.as_str()));
-        }
-    }
-    if !dup_ids.is_empty() {
-        let mut reported = HashSet::new();
-        for (s, r) in &unlinked {
-            if dup_ids.contains(&(*s, r.id.as_str())) && reported.insert((*s, r.id.as_str())) {
-                issues.push(Issue {
-                    system: map.systems()[*s].clone(),
-                    record_id: r.id.clone(),
-                    entity: None,
-                    field: None,
-                    kind: IssueKind::DuplicateRecordId,
-                    sensitive: false,
-                });
+    // Records not linked yet, in (system, id) order, whatever order the
+    // snapshots listed them in: an id listed twice (a connector's paging
+    // bug) is reported once and every copy ignored; of two tombstones
+    // carrying one correlation key, the lower id is taken.
+    loose.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+    let mut unlinked: Vec<(usize, &'a Record)> = Vec::with_capacity(loose.len());
+    let mut i = 0;
+    while let Some(&(s, r)) = loose.get(i) {
+        let copies = loose[i..]
+            .iter()
+            .take_while(|(x, o)| *x == s && o.id == r.id)
+            .count()
+            .max(1);
+        i += copies;
+        if copies > 1 {
+            issues.push(Issue {
+                system: map.systems()[s].clone(),
+                record_id: r.id.clone(),
+                entity: None,
+                field: None,
+                kind: IssueKind::DuplicateRecordId,
+                sensitive: false,
+            });
+        } else if r.deleted {
+            if let Some(slot) = lost_create(cx, s, r) {
+                let row = rows.row(slot);
+                let cell = rows.cell(row, s);
+                if matches!(cell, Cell::Empty) {
+                    *cell = Cell::NewGone(r);
+                }
             }
+        } else if cx.in_scope(s, r) {
+            unlinked.push((s, r));
         }
-        unlinked.retain(|(s, r)| !dup_ids.contains(&(*s, r.id.as_str())));
     }
+    drop(loose);
 
     let gone = |slot: u32, s: usize| {
         rows.find(slot)
