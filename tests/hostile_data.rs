@@ -5,9 +5,11 @@
 mod common;
 
 use common::{execute, snapshots, Sys};
-use recsync::plan::IssueKind;
-use recsync::{Baseline, Field, FieldMap, MatchMode, Record, Snapshot, SyncEngine, SyncPlan};
-use serde_json::Value;
+use recsync::plan::{Issue, IssueKind, CANDIDATES_SHOWN};
+use recsync::{
+    Baseline, Field, FieldMap, MatchMode, OpKind, Record, Snapshot, SyncEngine, SyncPlan, SystemId,
+};
+use serde_json::{json, Value};
 
 const PLACEHOLDER: &str = "noemail@example.com";
 
@@ -59,6 +61,292 @@ fn kinds(plan: &SyncPlan) -> Vec<(String, String, Option<String>, IssueKind)> {
             )
         })
         .collect()
+}
+
+fn ambiguous(issue: &Issue) -> (&str, usize, usize, &[(SystemId, String)]) {
+    match &issue.kind {
+        IssueKind::AmbiguousMatch {
+            key,
+            records,
+            candidate_count,
+            candidates,
+        } => (key, *records, *candidate_count, candidates),
+        other => panic!("not an ambiguous match: {other:?}"),
+    }
+}
+
+// ------------------------------------------------------- shared key values
+
+/// 50,000 crm records and 3 mkt records share a placeholder email, beside
+/// 100 ordinary contacts in each system. Before, each of the 50,003 records
+/// was an issue listing all 50,003 candidates (2.5 billion entries); now the
+/// placeholder is one issue per system with a few candidates, and the
+/// ordinary contacts link as if it were not there.
+#[test]
+fn a_placeholder_email_on_50000_records_is_one_bounded_issue_per_system() {
+    const SHARED: usize = 50_000;
+    let mut crm: Vec<Record> = (0..SHARED)
+        .map(|i| {
+            // Case and spaces differ; the key's normalization folds them.
+            let email = if i % 2 == 0 {
+                PLACEHOLDER.to_owned()
+            } else {
+                " NoEmail@Example.com ".to_owned()
+            };
+            contact(&format!("c{i:05}"), email, "Someone")
+        })
+        .collect();
+    let mut mkt: Vec<Record> = (0..3)
+        .map(|i| contact(&format!("m{i}"), PLACEHOLDER, "Someone"))
+        .collect();
+    for i in 0..100 {
+        let email = format!("p{i}@example.com");
+        crm.push(contact(&format!("real{i:03}"), email.as_str(), "P"));
+        mkt.push(contact(&format!("mreal{i:03}"), email.as_str(), "P"));
+    }
+    let engine = engine();
+    let snaps = [
+        Snapshot::complete("crm", crm),
+        Snapshot::complete("mkt", mkt),
+    ];
+    let plan = engine.plan(&Baseline::new(), &snaps).expect("plan");
+
+    assert_eq!(plan.issues.len(), 2, "one issue per system");
+    let (key, records, count, candidates) = ambiguous(&plan.issues[0]);
+    assert_eq!(
+        (
+            plan.issues[0].system.as_str(),
+            plan.issues[0].record_id.as_str()
+        ),
+        ("crm", "c00000")
+    );
+    assert_eq!(plan.issues[0].field.as_deref(), Some("email"));
+    assert_eq!(key, PLACEHOLDER);
+    assert_eq!(records, SHARED);
+    assert_eq!(count, SHARED + 3);
+    let shown: Vec<(&str, &str)> = candidates
+        .iter()
+        .map(|(s, r)| (s.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("crm", "c00000"),
+            ("crm", "c00001"),
+            ("crm", "c00002"),
+            ("crm", "c00003"),
+            ("crm", "c00004"),
+            ("mkt", "m0"),
+            ("mkt", "m1"),
+            ("mkt", "m2"),
+        ]
+    );
+    let (_, records, count, mkt_candidates) = ambiguous(&plan.issues[1]);
+    assert_eq!(
+        (
+            plan.issues[1].system.as_str(),
+            plan.issues[1].record_id.as_str()
+        ),
+        ("mkt", "m0")
+    );
+    assert_eq!((records, count), (3, SHARED + 3));
+    assert_eq!(mkt_candidates, candidates);
+    // Bounded: however many records share the value, the issues are a few
+    // hundred bytes.
+    let size = serde_json::to_string(&plan.issues).expect("json").len();
+    assert!(size < 2_000, "issues take {size} bytes");
+    assert!(candidates.len() <= 2 * CANDIDATES_SHOWN);
+    // Nothing created for the placeholder records; the ordinary contacts
+    // matched (nothing to write) and are linked by the commit.
+    assert!(plan.ops.is_empty(), "{} ops", plan.ops.len());
+    let shown = plan.to_string();
+    assert!(
+        shown.contains("50000 record(s) of crm not linked; 50003 candidate(s):")
+            && shown.contains("and 49995 more"),
+        "{shown}"
+    );
+    let mut baseline = Baseline::new();
+    engine
+        .commit(&mut baseline, &plan, &recsync::Outcomes::all_applied(&plan))
+        .expect("commit");
+    assert_eq!(baseline.len(), 100);
+}
+
+/// New records that all carry the email of an entity linked in their
+/// system: one issue, whose candidates include the entity's records.
+#[test]
+fn records_sharing_a_linked_entitys_key_are_one_issue_naming_the_entity() {
+    let engine = engine();
+    let mut sys = systems();
+    sys[0].put(contact("c1", "ada@example.com", "Ada"));
+    sys[1].put(contact("m1", "ada@example.com", "Ada"));
+    let mut baseline = Baseline::new();
+    sync(&engine, &mut baseline, &mut sys);
+    assert_eq!(baseline.len(), 1);
+    for i in 2..1_002 {
+        sys[1].put(contact(&format!("m{i:04}"), "ADA@example.com", "Copy"));
+    }
+    let plan = engine.plan(&baseline, &snapshots(&sys)).expect("plan");
+    assert!(plan.ops.is_empty(), "{plan}");
+    assert_eq!(plan.issues.len(), 1, "{plan}");
+    let (_, records, count, candidates) = ambiguous(&plan.issues[0]);
+    assert_eq!(plan.issues[0].record_id, "m0002");
+    assert_eq!((records, count), (1_000, 1_002));
+    assert_eq!(candidates[0], (SystemId::new("crm"), "c1".to_owned()));
+    assert_eq!(candidates[1], (SystemId::new("mkt"), "m0002".to_owned()));
+    assert_eq!(candidates.len(), 1 + CANDIDATES_SHOWN);
+}
+
+/// A sensitive key's value is redacted where the plan is displayed, as
+/// every other sensitive value is.
+#[test]
+fn a_sensitive_keys_shared_value_is_redacted_in_the_display() {
+    let map = FieldMap::builder()
+        .systems(["crm", "mkt"])
+        .key("ssn")
+        .field(Field::new("ssn").sensitive())
+        .build()
+        .expect("valid map");
+    let engine = SyncEngine::new(map);
+    let crm = (0..3)
+        .map(|i| Record::new(format!("c{i}")).field("ssn", "000-00-0000"))
+        .collect();
+    let plan = engine
+        .plan(
+            &Baseline::new(),
+            &[
+                Snapshot::complete("crm", crm),
+                Snapshot::complete("mkt", vec![]),
+            ],
+        )
+        .expect("plan");
+    assert_eq!(plan.issues.len(), 1);
+    assert!(plan.issues[0].sensitive);
+    let shown = plan.to_string();
+    assert!(!shown.contains("000-00-0000"), "{shown}");
+    assert!(shown.contains("[redacted]"), "{shown}");
+}
+
+// ------------------------------------------------------- non-scalar keys
+
+/// An email that is an array, an object or a bool cannot be compared.
+/// Before, such a record counted as having no key and was created in the
+/// other system; its counterpart there was created back, so each system got
+/// a duplicate. Now neither is matched or created, and each is reported.
+#[test]
+fn a_key_that_is_not_a_string_or_number_is_an_issue_not_a_duplicate() {
+    let engine = engine();
+    let mut sys = systems();
+    sys[0].put(contact("c1", json!(["ada@example.com"]), "Ada"));
+    sys[0].put(contact("c2", json!({"work": "bo@example.com"}), "Bo"));
+    sys[0].put(contact("c3", json!(true), "Cy"));
+    sys[1].put(contact("m1", "ada@example.com", "Ada"));
+    let mut baseline = Baseline::new();
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    let invalid = |id: &str, found: &str| {
+        (
+            "crm".to_owned(),
+            id.to_owned(),
+            Some("email".to_owned()),
+            IssueKind::InvalidKey {
+                found: found.to_owned(),
+            },
+        )
+    };
+    assert_eq!(
+        kinds(&plan),
+        [
+            invalid("c1", "array"),
+            invalid("c2", "object"),
+            invalid("c3", "bool"),
+        ],
+        "{plan}"
+    );
+    // m1 is still created in crm: its key is a good one, and no crm record
+    // has it in a form that can be compared.
+    assert_eq!(plan.ops.len(), 1, "{plan}");
+    assert_eq!(plan.ops[0].system, "crm");
+    assert_eq!(sys[1].records.len(), 1, "nothing created in mkt");
+    assert!(baseline.find_linked("crm", "c1").is_none());
+    assert!(plan
+        .to_string()
+        .contains("key value cannot be compared (array)"));
+
+    // Corrected, c1 has the email of m1's copy in crm: ambiguous, reported,
+    // and still not copied into mkt.
+    sys[0].edit("c1", "email", "ada@example.com");
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert!(plan.ops.iter().all(|o| o.kind != OpKind::Create), "{plan}");
+    assert!(
+        matches!(plan.issues[0].kind, IssueKind::AmbiguousMatch { .. }),
+        "{plan}"
+    );
+    assert_eq!(sys[1].records.len(), 1);
+}
+
+/// Empty arrays and objects are empty values: no key, as null is.
+#[test]
+fn an_empty_array_or_object_key_is_no_key() {
+    let engine = engine();
+    let mut sys = systems();
+    sys[0].put(contact("c1", json!([]), "Ada"));
+    sys[0].put(contact("c2", json!({}), "Bo"));
+    let mut baseline = Baseline::new();
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert!(plan.issues.is_empty(), "{plan}");
+    assert_eq!(
+        sys[1].records.len(),
+        2,
+        "created, as records with no key are"
+    );
+}
+
+/// Under `MatchOnly` the record is reported as an invalid key, not as
+/// unmatched.
+#[test]
+fn match_only_reports_an_invalid_key_as_such() {
+    let engine = engine_with(MatchMode::MatchOnly);
+    let mut sys = systems();
+    sys[0].put(contact("c1", json!(false), "Ada"));
+    let plan = engine
+        .plan(&Baseline::new(), &snapshots(&sys))
+        .expect("plan");
+    assert_eq!(plan.issues.len(), 1, "{plan}");
+    assert_eq!(
+        plan.issues[0].kind,
+        IssueKind::InvalidKey {
+            found: "bool".to_owned()
+        }
+    );
+}
+
+/// A record recsync created is linked by its correlation key whatever its
+/// match key holds.
+#[test]
+fn a_correlation_key_links_a_record_whose_match_key_is_invalid() {
+    let engine = engine();
+    let mut sys = systems();
+    sys[0].put(contact("c1", "ada@example.com", "Ada"));
+    let plan = engine
+        .plan(&Baseline::new(), &snapshots(&sys))
+        .expect("plan");
+    assert_eq!(plan.ops.len(), 1);
+    let create = &plan.ops[0];
+    // The create ran, its commit was lost, and a person set the new
+    // record's email to a list meanwhile.
+    sys[1].apply(create);
+    let made = sys[1].records.keys().next().cloned().expect("created");
+    sys[1].edit(&made, "email", json!(["ada@example.com", "ada@work.com"]));
+    let plan = engine
+        .plan(&Baseline::new(), &snapshots(&sys))
+        .expect("plan");
+    assert!(plan.ops.iter().all(|o| o.kind != OpKind::Create), "{plan}");
+    assert!(
+        plan.issues
+            .iter()
+            .all(|i| !matches!(i.kind, IssueKind::InvalidKey { .. })),
+        "{plan}"
+    );
 }
 
 // ------------------------------------------------------- records listed twice
