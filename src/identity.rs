@@ -18,7 +18,8 @@
 //!    [`CANDIDATES_SHOWN`] candidates per
 //!    system, so matching stays linear in time and memory however many
 //!    records share a value. A record whose key value cannot be compared
-//!    (a bool, an array or object that is not empty) is an [`InvalidKey`](crate::plan::IssueKind::InvalidKey)
+//!    (a bool, an array or object that is not empty, a number that is not
+//!    finite) is an [`InvalidKey`](crate::plan::IssueKind::InvalidKey)
 //!    issue and is neither matched, by any key, nor created: a copy made
 //!    elsewhere would be a duplicate once the value is corrected. An empty
 //!    value (null, `""`, `[]`, `{}`) is no key.
@@ -177,7 +178,12 @@ fn record_key(map: &FieldMap, k: usize, s: usize, r: &Record) -> Key {
         return Key::Missing;
     };
     let Some(native) = r.get(name) else {
-        return Key::Missing;
+        // The record's builder refused a number JSON cannot hold.
+        return if r.non_finite.iter().any(|n| n == name) {
+            Key::Invalid("non-finite number")
+        } else {
+            Key::Missing
+        };
     };
     match field.read(s, native) {
         Mapped::Value(canonical) => key_of(norm, &canonical),

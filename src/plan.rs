@@ -379,14 +379,23 @@ pub enum IssueKind {
         candidates: Vec<(SystemId, String)>,
     },
     /// The record's value for a match key cannot be compared: it is a bool,
-    /// or an array or object that is not empty. `field` names the key. The record is neither matched nor created (a copy made
+    /// an array or object that is not empty, or a number that is not finite
+    /// ([`Record::non_finite`](crate::Record::non_finite)). `field` names
+    /// the key. The record is neither matched nor created (a copy made
     /// elsewhere would be a duplicate once the value is corrected): it
     /// stays unlinked, and reported, until the value is a string or a
     /// number, or the record is linked by its correlation key.
     InvalidKey {
-        /// What the value is: `bool`, `array` or `object`.
+        /// What the value is: `bool`, `array`, `object` or
+        /// `non-finite number`.
         found: String,
     },
+    /// The record was built with a number that is not finite (NaN or an
+    /// infinity) for the field ([`Record::non_finite`](crate::Record::non_finite)),
+    /// which JSON cannot hold. The field reads as not reported: nothing is
+    /// taken from it, so no other system is written, or cleared, because
+    /// of it. Every plan that sees the record so reports it.
+    NonFiniteNumber,
     /// No other system has a record with this key (creating it is not
     /// planned): the record stays unlinked.
     Unmatched,
@@ -711,6 +720,10 @@ impl fmt::Display for Explain<'_> {
                 IssueKind::InvalidKey { found } => writeln!(
                     f,
                     ": key value cannot be compared ({found}), not matched or created"
+                )?,
+                IssueKind::NonFiniteNumber => writeln!(
+                    f,
+                    ": number not finite (NaN or infinite), read as not reported"
                 )?,
                 IssueKind::Unmatched => {
                     writeln!(f, ": no record with its key in any other system")?

@@ -7,7 +7,8 @@ mod common;
 use common::{execute, snapshots, Sys};
 use recsync::plan::{Issue, IssueKind, CANDIDATES_SHOWN};
 use recsync::{
-    Baseline, Field, FieldMap, MatchMode, OpKind, Record, Snapshot, SyncEngine, SyncPlan, SystemId,
+    Baseline, Field, FieldMap, FieldValue, MatchMode, OpKind, Record, Snapshot, SyncEngine,
+    SyncPlan, SystemId,
 };
 use serde_json::{json, Value};
 
@@ -31,7 +32,7 @@ fn engine() -> SyncEngine {
     engine_with(MatchMode::MatchThenCreate)
 }
 
-fn contact(id: &str, email: impl Into<Value>, name: &str) -> Record {
+fn contact(id: &str, email: impl FieldValue, name: &str) -> Record {
     Record::new(id)
         .field("email", email)
         .field("name", name)
@@ -347,6 +348,148 @@ fn a_correlation_key_links_a_record_whose_match_key_is_invalid() {
             .all(|i| !matches!(i.kind, IssueKind::InvalidKey { .. })),
         "{plan}"
     );
+}
+
+// ------------------------------------------------------- non-finite numbers
+
+#[test]
+fn the_record_builder_refuses_numbers_that_are_not_finite() {
+    let r = Record::new("1")
+        .field("a", f64::NAN)
+        .field("b", f64::INFINITY)
+        .field("c", f32::NEG_INFINITY)
+        .field("d", vec![1.0, f64::NAN])
+        .field("e", Some(f64::NAN))
+        .field("f", 2.5)
+        .field("g", None::<f64>)
+        .field_at("h", f64::NAN, chrono::DateTime::UNIX_EPOCH);
+    assert_eq!(r.non_finite, ["a", "b", "c", "d", "e", "h"]);
+    let fields: Vec<(&str, &Value)> = r.fields.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    assert_eq!(fields, [("f", &json!(2.5)), ("g", &Value::Null)]);
+    // A value set again replaces the refusal; a refusal replaces a value.
+    let r = r.field("a", 1).field("f", f64::NAN);
+    assert_eq!(r.get("a"), Some(&json!(1)));
+    assert_eq!(r.get("f"), None);
+    assert_eq!(r.non_finite, ["b", "c", "d", "e", "h", "f"]);
+    // It survives a round trip through JSON.
+    let back: Record =
+        serde_json::from_str(&serde_json::to_string(&r).expect("json")).expect("json");
+    assert_eq!(back, r);
+}
+
+/// Before, `field("score", f64::NAN)` was `null`: the score read as
+/// emptied, and the plan cleared it in the other system. Now it reads as not
+/// reported, nothing is written for it, and the plan says why.
+#[test]
+fn a_non_finite_number_clears_nothing_and_is_reported() {
+    let engine = engine();
+    let mut sys = systems();
+    sys[0].put(contact("c1", "ada@example.com", "Ada").field("score", 7));
+    sys[1].put(contact("m1", "ada@example.com", "Ada").field("score", 7));
+    let mut baseline = Baseline::new();
+    sync(&engine, &mut baseline, &mut sys);
+    let entity = baseline
+        .find_linked("crm", "c1")
+        .expect("linked")
+        .id()
+        .clone();
+
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let r = sys[0]
+            .get("c1")
+            .clone()
+            .field("score", bad)
+            .field("name", "Ada L.");
+        sys[0].put(r);
+        let plan = engine.plan(&baseline, &snapshots(&sys)).expect("plan");
+        assert_eq!(
+            kinds(&plan),
+            [(
+                "crm".to_owned(),
+                "c1".to_owned(),
+                Some("score".to_owned()),
+                IssueKind::NonFiniteNumber
+            )],
+            "{plan}"
+        );
+        assert_eq!(plan.issues[0].entity.as_ref(), Some(&entity));
+        // The name goes through; the score is written nowhere.
+        assert_eq!(plan.ops.len(), 1, "{plan}");
+        let fields: Vec<&str> = plan.ops[0]
+            .fields
+            .iter()
+            .map(|w| w.field.as_str())
+            .collect();
+        assert_eq!(fields, ["name"], "{plan}");
+        assert!(plan.to_string().contains("field score: number not finite"));
+    }
+    sync(&engine, &mut baseline, &mut sys);
+    assert_eq!(sys[1].get("m1").get("score"), Some(&json!(7)));
+    // Reported by every plan while the record holds it, even with nothing
+    // else to do.
+    let plan = engine.plan(&baseline, &snapshots(&sys)).expect("plan");
+    assert!(plan.ops.is_empty(), "{plan}");
+    assert_eq!(plan.issues.len(), 1, "{plan}");
+    // Corrected, it syncs as usual and the issue is gone.
+    let r = sys[0].get("c1").clone().field("score", 8);
+    sys[0].put(r);
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert!(plan.issues.is_empty(), "{plan}");
+    assert_eq!(sys[1].get("m1").get("score"), Some(&json!(8)));
+}
+
+/// A new record is created without the field; one whose key is not finite
+/// is not created at all.
+#[test]
+fn a_new_record_with_a_non_finite_number_is_created_without_it() {
+    let map = FieldMap::builder()
+        .systems(["crm", "mkt"])
+        .key("account")
+        .field(Field::new("account"))
+        .field(Field::new("score"))
+        .build()
+        .expect("valid map");
+    let engine = SyncEngine::new(map);
+    let mut sys = systems();
+    sys[0].put(
+        Record::new("c1")
+            .field("account", 1001)
+            .field("score", f64::NAN),
+    );
+    sys[0].put(Record::new("c2").field("account", f64::INFINITY));
+    let mut baseline = Baseline::new();
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert_eq!(
+        kinds(&plan),
+        [
+            (
+                "crm".to_owned(),
+                "c1".to_owned(),
+                Some("score".to_owned()),
+                IssueKind::NonFiniteNumber
+            ),
+            (
+                "crm".to_owned(),
+                "c2".to_owned(),
+                Some("account".to_owned()),
+                IssueKind::NonFiniteNumber
+            ),
+            (
+                "crm".to_owned(),
+                "c2".to_owned(),
+                Some("account".to_owned()),
+                IssueKind::InvalidKey {
+                    found: "non-finite number".to_owned()
+                }
+            ),
+        ],
+        "{plan}"
+    );
+    assert_eq!(plan.ops.len(), 1, "{plan}");
+    let created = sys[1].records.values().next().expect("created");
+    assert_eq!(created.get("account"), Some(&json!(1001)));
+    assert_eq!(created.get("score"), None, "no null written");
+    assert_eq!(sys[1].records.len(), 1);
 }
 
 // ------------------------------------------------------- records listed twice

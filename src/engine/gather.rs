@@ -392,6 +392,9 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             None => vec![None; snap.records.len()],
         };
         for (r, found) in snap.records.iter().zip(found) {
+            if !r.non_finite.is_empty() && !r.deleted {
+                non_finite(cx, s, r, found, issues);
+            }
             match found {
                 Some(slot) => {
                     let row = rows.row(slot);
@@ -640,6 +643,33 @@ fn entity_input<'a>(
         }
     }
     Some(input)
+}
+
+/// Reports each field of the map that record `r` of system `s` (linked to
+/// entity `slot`, if found) was given a number that is not finite for. An
+/// out-of-scope record not linked yet is not synced, and not reported.
+fn non_finite(cx: &Cx<'_>, s: usize, r: &Record, slot: Option<u32>, issues: &mut Vec<Issue>) {
+    if slot.is_none() && !cx.in_scope(s, r) {
+        return;
+    }
+    let entity = slot
+        .and_then(|slot| cx.baseline.entity_at(slot))
+        .map(|e| e.id.clone());
+    for field in cx.map.fields() {
+        let Some(name) = field.native_at(s) else {
+            continue;
+        };
+        if r.non_finite.iter().any(|n| n == name) {
+            issues.push(Issue {
+                system: cx.map.systems()[s].clone(),
+                record_id: r.id.clone(),
+                entity: entity.clone(),
+                field: Some(field.name().to_owned()),
+                kind: IssueKind::NonFiniteNumber,
+                sensitive: field.is_sensitive(),
+            });
+        }
+    }
 }
 
 /// The entity a tombstone in system `s` is the lost create of: its
