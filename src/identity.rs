@@ -20,9 +20,10 @@
 //!    records share a value. A record whose key value cannot be compared
 //!    (a bool, an array or object that is not empty, a number that is not
 //!    finite) is an [`InvalidKey`](crate::plan::IssueKind::InvalidKey)
-//!    issue and is neither matched, by any key, nor created: a copy made
-//!    elsewhere would be a duplicate once the value is corrected. An empty
-//!    value (null, `""`, `[]`, `{}`) is no key.
+//!    issue and is neither matched, by that key or a later one, nor
+//!    created: a copy made elsewhere would be a duplicate once the value is
+//!    corrected. (An earlier key may still link it.) An empty value (null,
+//!    `""`, `[]`, `{}`) is no key.
 //! 3. Otherwise, **created** in the other systems (where the map's record
 //!    direction allows), or reported as
 //!    [`Unmatched`](crate::plan::IssueKind::Unmatched), as the map's
@@ -484,34 +485,6 @@ pub(crate) fn group_unlinked<'r>(
 
     // 2. Match keys, in order.
     if map.match_mode() != MatchMode::CreateOnly && !map.match_keys().is_empty() {
-        // A key value that cannot be compared: the record is neither
-        // matched (by any key) nor created.
-        for i in 0..n {
-            if group_of[i].is_some() || failed[i] {
-                continue;
-            }
-            let (s, r) = unlinked[i];
-            for k in 0..map.match_keys().len() {
-                if let Key::Invalid(found) = record_key(map, k, s, r) {
-                    let field = map
-                        .match_keys()
-                        .get(k)
-                        .and_then(|(f, _)| map.fields().get(*f));
-                    issues.push(Issue {
-                        system: sys(s),
-                        record_id: r.id.clone(),
-                        entity: None,
-                        field: field.map(|f| f.name().to_owned()),
-                        kind: IssueKind::InvalidKey {
-                            found: found.to_owned(),
-                        },
-                        sensitive: field.is_some_and(FieldSpec::is_sensitive),
-                    });
-                    failed[i] = true;
-                    break;
-                }
-            }
-        }
         let lookup = KeyLookup::new(map, baseline);
         for k in 0..map.match_keys().len() {
             let key_field = map
@@ -522,11 +495,29 @@ pub(crate) fn group_unlinked<'r>(
             let key_name = key_field.map(|f| f.name().to_owned());
             let mut buckets: BTreeMap<String, Vec<usize>> = BTreeMap::new();
             for i in 0..n {
-                if group_of[i].is_none() && !failed[i] {
-                    let (s, r) = unlinked[i];
-                    if let Some(t) = record_text(map, k, s, r) {
-                        buckets.entry(t).or_default().push(i);
+                if group_of[i].is_some() || failed[i] {
+                    continue;
+                }
+                let (s, r) = unlinked[i];
+                match record_key(map, k, s, r) {
+                    Key::Text(t) => buckets.entry(t).or_default().push(i),
+                    // A value that cannot be compared: the record is
+                    // neither matched (by this key or a later one) nor
+                    // created.
+                    Key::Invalid(found) => {
+                        issues.push(Issue {
+                            system: sys(s),
+                            record_id: r.id.clone(),
+                            entity: None,
+                            field: key_name.clone(),
+                            kind: IssueKind::InvalidKey {
+                                found: found.to_owned(),
+                            },
+                            sensitive: key_sensitive,
+                        });
+                        failed[i] = true;
                     }
+                    Key::Missing => {}
                 }
             }
             if buckets.is_empty() {

@@ -381,10 +381,11 @@ pub enum IssueKind {
     /// The record's value for a match key cannot be compared: it is a bool,
     /// an array or object that is not empty, or a number that is not finite
     /// ([`Record::non_finite`](crate::Record::non_finite)). `field` names
-    /// the key. The record is neither matched nor created (a copy made
-    /// elsewhere would be a duplicate once the value is corrected): it
-    /// stays unlinked, and reported, until the value is a string or a
-    /// number, or the record is linked by its correlation key.
+    /// the key. The record is neither matched, by that key or a later one,
+    /// nor created (a copy made elsewhere would be a duplicate once the
+    /// value is corrected): it stays unlinked, and reported, until the value
+    /// is a string or a number, or the record is linked by its correlation
+    /// key or an earlier match key.
     InvalidKey {
         /// What the value is: `bool`, `array`, `object` or
         /// `non-finite number`.

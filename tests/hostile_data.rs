@@ -7,8 +7,8 @@ mod common;
 use common::{execute, snapshots, Sys};
 use recsync::plan::{Issue, IssueKind, CANDIDATES_SHOWN};
 use recsync::{
-    Baseline, Field, FieldMap, FieldValue, MatchMode, OpKind, Record, Snapshot, SyncEngine,
-    SyncPlan, SystemId,
+    Baseline, Field, FieldMap, FieldValue, MatchKey, MatchMode, Normalization, OpKind, Record,
+    Snapshot, SyncEngine, SyncPlan, SystemId,
 };
 use serde_json::{json, Value};
 
@@ -318,6 +318,51 @@ fn match_only_reports_an_invalid_key_as_such() {
         IssueKind::InvalidKey {
             found: "bool".to_owned()
         }
+    );
+}
+
+/// Keys are tried in order: a record matched by its email is linked
+/// whatever its phone holds; one left to its phone, and whose phone cannot
+/// be compared, is reported and not created.
+#[test]
+fn an_invalid_later_key_blocks_only_records_left_to_it() {
+    let map = FieldMap::builder()
+        .systems(["crm", "mkt"])
+        .key("email")
+        .match_key(MatchKey::new("phone").normalize(Normalization::DigitsOnly))
+        .field(Field::new("email").case_insensitive())
+        .field(Field::new("phone"))
+        .build()
+        .expect("valid map");
+    let engine = SyncEngine::new(map);
+    let mut sys = systems();
+    sys[0].put(
+        Record::new("c1")
+            .field("email", "ada@example.com")
+            .field("phone", json!(["555-0101", "555-0102"])),
+    );
+    sys[1].put(Record::new("m1").field("email", "ADA@example.com"));
+    sys[0].put(Record::new("c2").field("phone", json!({"home": "555-0199"})));
+    let mut baseline = Baseline::new();
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert_eq!(
+        kinds(&plan),
+        [(
+            "crm".to_owned(),
+            "c2".to_owned(),
+            Some("phone".to_owned()),
+            IssueKind::InvalidKey {
+                found: "object".to_owned()
+            }
+        )],
+        "{plan}"
+    );
+    assert!(plan.ops.iter().all(|o| o.kind != OpKind::Create), "{plan}");
+    assert_eq!(
+        baseline
+            .find_linked("crm", "c1")
+            .and_then(|e| e.link("mkt")),
+        Some("m1")
     );
 }
 
