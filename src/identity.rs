@@ -8,11 +8,22 @@
 //!    made, even if the commit that would have linked it was lost. It joins
 //!    that entity; a create is never made twice.
 //! 2. **Matched** by the map's match keys, in order (email, then phone),
-//!    each compared after its own normalization. A match is never guessed:
-//!    one record matching several entities, or several records of one
-//!    system matching one, is reported as an
-//!    [`AmbiguousMatch`](crate::plan::IssueKind::AmbiguousMatch) issue
-//!    naming every candidate, and nothing is linked or created for them.
+//!    each compared after its own normalization: a string (trimmed,
+//!    non-empty) or a number. A match is never guessed: one record matching
+//!    several entities, or several records of one system matching one, is
+//!    reported as an
+//!    [`AmbiguousMatch`](crate::plan::IssueKind::AmbiguousMatch) issue, and
+//!    nothing is linked or created for them. One issue per system and key
+//!    value, with the count and at most
+//!    [`CANDIDATES_SHOWN`] candidates per
+//!    system, so matching stays linear in time and memory however many
+//!    records share a value. A record whose key value cannot be compared
+//!    (a bool, an array or object that is not empty, a number that is not
+//!    finite) is an [`InvalidKey`](crate::plan::IssueKind::InvalidKey)
+//!    issue and is neither matched, by that key or a later one, nor
+//!    created: a copy made elsewhere would be a duplicate once the value is
+//!    corrected. (An earlier key may still link it.) An empty value (null,
+//!    `""`, `[]`, `{}`) is no key.
 //! 3. Otherwise, **created** in the other systems (where the map's record
 //!    direction allows), or reported as
 //!    [`Unmatched`](crate::plan::IssueKind::Unmatched), as the map's
@@ -27,7 +38,7 @@ use crate::baseline::{Baseline, Entity, EntityId, LinkStatus};
 use crate::hash::StableHasher;
 use crate::mapping::{FieldMap, FieldSpec, Mapped, Normalization};
 use crate::model::{Record, SystemId};
-use crate::plan::{Issue, IssueKind};
+use crate::plan::{Issue, IssueKind, CANDIDATES_SHOWN};
 
 /// How records not linked yet become entities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -87,22 +98,45 @@ impl From<&str> for MatchKey {
     }
 }
 
-/// The text a key value is compared by: the normalized string (non-empty),
-/// or the number (integers without a fraction, so `7` and `7.0` match).
-pub(crate) fn key_text(norm: &Normalization, value: &Value) -> Option<String> {
+/// A key value, as matching sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Key {
+    /// No value: not reported, or [empty](crate::is_empty_value).
+    Missing,
+    /// The text it is compared by.
+    Text(String),
+    /// A value that cannot be compared, and what it is.
+    Invalid(&'static str),
+}
+
+/// A key value, after `norm`: its text is the normalized string (non-empty),
+/// or the number (integers without a fraction, so `7` and `7.0` match). A
+/// bool, or an array or object that is not empty, cannot be compared.
+pub(crate) fn key_of(norm: &Normalization, value: &Value) -> Key {
     let v = norm.apply(value);
     match &*v {
-        Value::String(s) => {
-            let t = s.trim();
-            (!t.is_empty()).then(|| t.to_owned())
-        }
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                Some(format!("{f:.0}"))
-            }
-            _ => Some(n.to_string()),
+        Value::String(s) => match s.trim() {
+            "" => Key::Missing,
+            t => Key::Text(t.to_owned()),
         },
-        _ => None,
+        Value::Number(n) => Key::Text(match n.as_f64() {
+            Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => format!("{f:.0}"),
+            _ => n.to_string(),
+        }),
+        Value::Null => Key::Missing,
+        Value::Array(a) if a.is_empty() => Key::Missing,
+        Value::Object(o) if o.is_empty() => Key::Missing,
+        Value::Bool(_) => Key::Invalid("bool"),
+        Value::Array(_) => Key::Invalid("array"),
+        Value::Object(_) => Key::Invalid("object"),
+    }
+}
+
+/// The text a key value is compared by, if it has one.
+pub(crate) fn key_text(norm: &Normalization, value: &Value) -> Option<String> {
+    match key_of(norm, value) {
+        Key::Text(t) => Some(t),
+        Key::Missing | Key::Invalid(_) => None,
     }
 }
 
@@ -130,17 +164,41 @@ pub(crate) fn entity_key(
     key_text(norm, &v)
 }
 
-/// A record's key text for match key `k`, read through the field's
+/// A record's key value for match key `k`, read through the field's
 /// transform for its system.
-fn record_key(map: &FieldMap, k: usize, s: usize, r: &Record) -> Option<String> {
-    let (f, norm) = map.match_keys().get(k)?;
-    let field = map.fields().get(*f)?;
-    let native = r.get(field.native_at(s)?)?;
+fn record_key(map: &FieldMap, k: usize, s: usize, r: &Record) -> Key {
+    let Some(field) = map
+        .match_keys()
+        .get(k)
+        .and_then(|(f, _)| map.fields().get(*f))
+    else {
+        return Key::Missing;
+    };
+    let norm = &map.match_keys()[k].1;
+    let Some(name) = field.native_at(s) else {
+        return Key::Missing;
+    };
+    let Some(native) = r.get(name) else {
+        // The record's builder refused a number JSON cannot hold.
+        return if r.non_finite.iter().any(|n| n == name) {
+            Key::Invalid("non-finite number")
+        } else {
+            Key::Missing
+        };
+    };
     match field.read(s, native) {
-        Mapped::Value(canonical) => key_text(norm, &canonical),
+        Mapped::Value(canonical) => key_of(norm, &canonical),
         // A key that cannot be read matches nothing; the record's field
         // sync reports the mapping problem.
-        Mapped::Skip | Mapped::Failed(_) => None,
+        Mapped::Skip | Mapped::Failed(_) => Key::Missing,
+    }
+}
+
+/// A record's key text for match key `k`, if it has one.
+fn record_text(map: &FieldMap, k: usize, s: usize, r: &Record) -> Option<String> {
+    match record_key(map, k, s, r) {
+        Key::Text(t) => Some(t),
+        Key::Missing | Key::Invalid(_) => None,
     }
 }
 
@@ -215,11 +273,88 @@ impl<'b> KeyLookup<'b> {
     }
 }
 
+/// Records one key value holds back: reported as one issue per system.
+struct Ambiguity {
+    /// The normalized key value, or the correlation key.
+    key: String,
+    /// The match key's canonical field; `None` for a correlation key.
+    field: Option<String>,
+    sensitive: bool,
+    /// The records held back, by index into the sorted unlinked records.
+    members: Vec<usize>,
+    /// The other candidates: records of existing entities, and records
+    /// grouped by this plan. May repeat.
+    others: Vec<(SystemId, String)>,
+}
+
+impl Ambiguity {
+    /// One issue per system with a record held back, naming its first
+    /// record and at most [`CANDIDATES_SHOWN`] candidates per system: the
+    /// issues' size is bounded, however many records share the value.
+    fn report(
+        mut self,
+        systems: &[SystemId],
+        unlinked: &[(usize, &Record)],
+        issues: &mut Vec<Issue>,
+    ) {
+        self.members.sort_unstable();
+        self.members.dedup();
+        let mut all: Vec<(&SystemId, &str)> = self
+            .members
+            .iter()
+            .filter_map(|i| unlinked.get(*i))
+            .filter_map(|(s, r)| Some((systems.get(*s)?, r.id.as_str())))
+            .chain(self.others.iter().map(|(s, r)| (s, r.as_str())))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        let mut shown: Vec<(SystemId, String)> = Vec::new();
+        let mut run = 0usize;
+        for (i, (s, r)) in all.iter().enumerate() {
+            let same_system = i > 0 && all.get(i - 1).is_some_and(|(p, _)| p == s);
+            run = if same_system { run + 1 } else { 0 };
+            if run < CANDIDATES_SHOWN {
+                shown.push(((*s).clone(), (*r).to_owned()));
+            }
+        }
+        // Members are in (system, id) order: each system's run starts with
+        // its first record.
+        let mut i = 0;
+        while let Some(&(s, first)) = self.members.get(i).and_then(|m| unlinked.get(*m)) {
+            let records = self.members[i..]
+                .iter()
+                .take_while(|m| unlinked.get(**m).is_some_and(|(x, _)| *x == s))
+                .count();
+            i += records.max(1);
+            let Some(system) = systems.get(s) else {
+                continue;
+            };
+            issues.push(Issue {
+                system: system.clone(),
+                record_id: first.id.clone(),
+                entity: None,
+                field: self.field.clone(),
+                kind: IssueKind::AmbiguousMatch {
+                    key: self.key.clone(),
+                    records,
+                    candidate_count: all.len(),
+                    candidates: shown.clone(),
+                },
+                sensitive: self.sensitive,
+            });
+        }
+    }
+}
+
 /// Groups records not linked yet into entities. `unlinked` holds records in
-/// scope and not deleted; `gone(slot, s)` says whether the record entity
-/// `slot` is linked to in system `s` is deleted by this plan's snapshots.
-/// Issues go to `issues`; records left out of every group were reported
-/// there (ambiguous) or are unmatched under [`MatchMode::MatchOnly`].
+/// scope and not deleted, no id twice in one system; `gone(slot, s)` says
+/// whether the record entity `slot` is linked to in system `s` is deleted
+/// by this plan's snapshots. Issues go to `issues`; records left out of
+/// every group were reported there (ambiguous, or a key that cannot be
+/// compared) or are unmatched under [`MatchMode::MatchOnly`].
+///
+/// Linear in the records, however many share a key value: each value that
+/// holds records back is one [`Ambiguity`], reported with a bounded list.
 pub(crate) fn group_unlinked<'r>(
     map: &FieldMap,
     baseline: &Baseline,
@@ -235,34 +370,8 @@ pub(crate) fn group_unlinked<'r>(
     let mut failed = vec![false; n];
     let mut groups: Vec<Group<'r>> = Vec::new();
     let sys = |s: usize| systems[s].clone();
+    let mut ambiguities: Vec<Ambiguity> = Vec::new();
 
-    let ambiguous = |issues: &mut Vec<Issue>,
-                     key: &str,
-                     sensitive: bool,
-                     members: &[usize],
-                     extra: &[(SystemId, String)]| {
-        let mut candidates: Vec<(SystemId, String)> = members
-            .iter()
-            .map(|i| (sys(unlinked[*i].0), unlinked[*i].1.id.clone()))
-            .collect();
-        candidates.extend(extra.iter().cloned());
-        candidates.sort();
-        candidates.dedup();
-        for i in members {
-            let (s, r) = unlinked[*i];
-            issues.push(Issue {
-                system: sys(s),
-                record_id: r.id.clone(),
-                entity: None,
-                field: None,
-                kind: IssueKind::AmbiguousMatch {
-                    key: key.to_owned(),
-                    candidates: candidates.clone(),
-                },
-                sensitive,
-            });
-        }
-    };
     // The records an existing entity is linked to, as candidates.
     let entity_links = |slot: u32| -> Vec<(SystemId, String)> {
         let Some(e) = baseline.entity_at(slot) else {
@@ -290,7 +399,8 @@ pub(crate) fn group_unlinked<'r>(
             && !gone(slot, s)
     };
 
-    // 1. Correlation keys.
+    // 1. Correlation keys. Records whose correlation key cannot join them
+    // are held back, one ambiguity per key.
     let would_be: HashMap<String, usize> = unlinked
         .iter()
         .enumerate()
@@ -302,6 +412,23 @@ pub(crate) fn group_unlinked<'r>(
         })
         .collect();
     let mut by_entity: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut clashes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut clash = |ambiguities: &mut Vec<Ambiguity>, c: &'r str, i: usize, others| {
+        let a = *clashes.entry(c).or_insert_with(|| {
+            ambiguities.push(Ambiguity {
+                key: c.to_owned(),
+                field: None,
+                sensitive: false,
+                members: Vec::new(),
+                others: Vec::new(),
+            });
+            ambiguities.len() - 1
+        });
+        if let Some(a) = ambiguities.get_mut(a) {
+            a.members.push(i);
+            a.others.extend(others);
+        }
+    };
     for i in 0..n {
         let (s, r) = unlinked[i];
         let Some(c) = r.correlation.as_deref() else {
@@ -316,14 +443,14 @@ pub(crate) fn group_unlinked<'r>(
                 groups.len() - 1
             });
             if linked_in(slot, s) || groups[g].has_system(s) {
-                let mut extra = entity_links(slot);
-                extra.extend(
+                let mut others = entity_links(slot);
+                others.extend(
                     groups[g]
                         .records
                         .iter()
                         .map(|(x, rr)| (sys(*x), rr.id.clone())),
                 );
-                ambiguous(issues, c, false, &[i], &extra);
+                clash(&mut ambiguities, c, i, others);
                 failed[i] = true;
             } else {
                 groups[g].records.push((s, r));
@@ -342,7 +469,12 @@ pub(crate) fn group_unlinked<'r>(
                 }
             };
             if groups[g].has_system(s) {
-                ambiguous(issues, c, false, &[i, j], &[]);
+                let others = groups[g]
+                    .records
+                    .iter()
+                    .map(|(x, rr)| (sys(*x), rr.id.clone()))
+                    .collect();
+                clash(&mut ambiguities, c, i, others);
                 failed[i] = true;
             } else {
                 groups[g].records.push((s, r));
@@ -355,18 +487,37 @@ pub(crate) fn group_unlinked<'r>(
     if map.match_mode() != MatchMode::CreateOnly && !map.match_keys().is_empty() {
         let lookup = KeyLookup::new(map, baseline);
         for k in 0..map.match_keys().len() {
-            let key_sensitive = map
+            let key_field = map
                 .match_keys()
                 .get(k)
-                .and_then(|(f, _)| map.fields().get(*f))
-                .is_some_and(FieldSpec::is_sensitive);
+                .and_then(|(f, _)| map.fields().get(*f));
+            let key_sensitive = key_field.is_some_and(FieldSpec::is_sensitive);
+            let key_name = key_field.map(|f| f.name().to_owned());
             let mut buckets: BTreeMap<String, Vec<usize>> = BTreeMap::new();
             for i in 0..n {
-                if group_of[i].is_none() && !failed[i] {
-                    let (s, r) = unlinked[i];
-                    if let Some(t) = record_key(map, k, s, r) {
-                        buckets.entry(t).or_default().push(i);
+                if group_of[i].is_some() || failed[i] {
+                    continue;
+                }
+                let (s, r) = unlinked[i];
+                match record_key(map, k, s, r) {
+                    Key::Text(t) => buckets.entry(t).or_default().push(i),
+                    // A value that cannot be compared: the record is
+                    // neither matched (by this key or a later one) nor
+                    // created.
+                    Key::Invalid(found) => {
+                        issues.push(Issue {
+                            system: sys(s),
+                            record_id: r.id.clone(),
+                            entity: None,
+                            field: key_name.clone(),
+                            kind: IssueKind::InvalidKey {
+                                found: found.to_owned(),
+                            },
+                            sensitive: key_sensitive,
+                        });
+                        failed[i] = true;
                     }
+                    Key::Missing => {}
                 }
             }
             if buckets.is_empty() {
@@ -375,7 +526,7 @@ pub(crate) fn group_unlinked<'r>(
             let mut group_keys: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
             for (g, group) in groups.iter().enumerate() {
                 for (s, r) in &group.records {
-                    if let Some(t) = record_key(map, k, *s, r) {
+                    if let Some(t) = record_text(map, k, *s, r) {
                         group_keys.entry(t).or_default().insert(g);
                     }
                 }
@@ -390,16 +541,12 @@ pub(crate) fn group_unlinked<'r>(
             for (text, members) in buckets {
                 // Targets: groups with this key, and existing entities with
                 // it that no group stands for yet.
-                let mut target_groups: Vec<usize> = group_keys
-                    .get(&text)
-                    .map(|gs| gs.iter().copied().collect())
-                    .unwrap_or_default();
+                let mut targets: BTreeSet<usize> =
+                    group_keys.get(&text).cloned().unwrap_or_default();
                 for slot in lookup.find(map, k, &text) {
                     match by_entity.get(&slot) {
                         Some(g) => {
-                            if !target_groups.contains(g) {
-                                target_groups.push(*g);
-                            }
+                            targets.insert(*g);
                         }
                         None => {
                             groups.push(Group {
@@ -407,40 +554,52 @@ pub(crate) fn group_unlinked<'r>(
                                 records: Vec::new(),
                             });
                             by_entity.insert(slot, groups.len() - 1);
-                            target_groups.push(groups.len() - 1);
+                            targets.insert(groups.len() - 1);
                         }
                     }
                 }
-                let mut seen_systems = BTreeSet::new();
-                let mut clash = members.iter().any(|i| !seen_systems.insert(unlinked[*i].0));
-                if let [g] = target_groups.as_slice() {
-                    let group = &groups[*g];
+                // Members are in system order: two of one system are
+                // neighbours.
+                let mut clash = members
+                    .windows(2)
+                    .any(|w| unlinked[w[0]].0 == unlinked[w[1]].0);
+                let single = (targets.len() == 1)
+                    .then(|| targets.first().copied())
+                    .flatten();
+                if let Some(g) = single {
+                    let group = &groups[g];
                     clash |= members.iter().any(|i| {
                         let s = unlinked[*i].0;
                         group.has_system(s) || group.entity.is_some_and(|slot| linked_in(slot, s))
                     });
                 }
-                if target_groups.len() > 1 || clash {
-                    let mut extra = Vec::new();
-                    for g in &target_groups {
+                if targets.len() > 1 || clash {
+                    let mut others = Vec::new();
+                    for g in &targets {
                         if let Some(slot) = groups[*g].entity {
-                            extra.extend(entity_links(slot));
+                            others.extend(entity_links(slot));
                         }
-                        extra.extend(
+                        others.extend(
                             groups[*g]
                                 .records
                                 .iter()
                                 .map(|(s, r)| (sys(*s), r.id.clone())),
                         );
                     }
-                    ambiguous(issues, &text, key_sensitive, &members, &extra);
-                    for i in members {
-                        failed[i] = true;
+                    for i in &members {
+                        failed[*i] = true;
                     }
+                    ambiguities.push(Ambiguity {
+                        key: text,
+                        field: key_name.clone(),
+                        sensitive: key_sensitive,
+                        members,
+                        others,
+                    });
                     continue;
                 }
-                let g = match target_groups.first() {
-                    Some(g) => *g,
+                let g = match single {
+                    Some(g) => g,
                     None if members.len() >= 2 => {
                         groups.push(Group {
                             entity: None,
@@ -456,6 +615,9 @@ pub(crate) fn group_unlinked<'r>(
                 }
             }
         }
+    }
+    for a in ambiguities {
+        a.report(systems, &unlinked, issues);
     }
 
     // 3. What is left: created, or unmatched.

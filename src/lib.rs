@@ -56,8 +56,11 @@
 //!   [correlation key](Record::correlation) (recsync created it), else by
 //!   the map's match keys in order, each compared after its normalization
 //!   ([`Normalization::CaseInsensitive`], trimmed, unless set). An ambiguous
-//!   match is an [`AmbiguousMatch`](plan::IssueKind::AmbiguousMatch) issue
-//!   naming every candidate; nothing is linked or created for it. Records
+//!   match is an [`AmbiguousMatch`](plan::IssueKind::AmbiguousMatch) issue,
+//!   one per system and key value with the count and the first few
+//!   candidates; nothing is linked or created for it. A key value that
+//!   cannot be compared is an [`InvalidKey`](plan::IssueKind::InvalidKey)
+//!   issue, and the record is neither matched nor created. Records
 //!   left over are created elsewhere under [`MatchMode::MatchThenCreate`]
 //!   (the default), reported under [`MatchMode::MatchOnly`];
 //!   [`MatchMode::CreateOnly`] matches nothing.
@@ -189,7 +192,7 @@ pub use engine::{
 pub use guard::{Budget, Guards};
 pub use identity::{MatchKey, MatchMode};
 pub use mapping::{Direction, Field, FieldMap, MapError, Normalization};
-pub use model::{is_empty_value, Coverage, Record, Snapshot, SystemId};
+pub use model::{is_empty_value, Coverage, FieldValue, Record, Snapshot, SystemId};
 pub use plan::{Conflict, OpId, OpKind, Reason, SyncPlan, WriteOp};
 pub use policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback};
 pub use runner::{SyncReport, SyncRunner};

@@ -1,14 +1,14 @@
 //! What each system holds: [`SystemId`], [`Record`], [`Snapshot`], and the
 //! rule for what counts as an empty value.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Number, Value};
 
 /// A short name for one connected system (`"hubspot"`, `"salesforce"`).
 ///
@@ -133,6 +133,31 @@ pub struct Record {
     /// lost is never made twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation: Option<String>,
+    /// Native fields that [`field`](Record::field) or
+    /// [`field_at`](Record::field_at) was given a number that is not finite
+    /// for (NaN or an infinity, also inside an array or an option), which
+    /// JSON cannot hold. Such a field is left out of
+    /// [`fields`](Record::fields), so it reads as not reported: nothing is
+    /// taken from it and no other system is written, or cleared, because of
+    /// it. Each plan that sees the record reports each such field the map
+    /// syncs as a
+    /// [`NonFiniteNumber`](crate::plan::IssueKind::NonFiniteNumber) issue;
+    /// a match key among them makes the record an
+    /// [`InvalidKey`](crate::plan::IssueKind::InvalidKey) issue (it is not
+    /// matched or created). Setting the field to a value again takes it off
+    /// the list.
+    ///
+    /// ```
+    /// use recsync::Record;
+    ///
+    /// let r = Record::new("1").field("score", f64::NAN).field("name", "Ada");
+    /// assert_eq!(r.get("score"), None);
+    /// assert_eq!(r.non_finite, ["score"]);
+    /// let r = r.field("score", 7.5);
+    /// assert!(r.non_finite.is_empty());
+    /// ```
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_finite: Vec<String>,
 }
 
 impl Record {
@@ -146,28 +171,46 @@ impl Record {
             version: None,
             deleted: false,
             correlation: None,
+            non_finite: Vec::new(),
         }
     }
 
-    /// Sets a native field.
+    /// Sets a native field to anything a JSON value is made from (see
+    /// [`FieldValue`]). A number that is not finite is refused, not turned
+    /// into `null`: the field is left out and listed in
+    /// [`non_finite`](Record::non_finite).
     #[must_use]
-    pub fn field(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.fields.insert(name.into(), value.into());
+    pub fn field(mut self, name: impl Into<String>, value: impl FieldValue) -> Self {
+        self.set(name.into(), value);
         self
     }
 
-    /// Sets a native field and the time it last changed.
+    /// Sets a native field and the time it last changed (a number that is
+    /// not finite is refused, as by [`field`](Record::field)).
     #[must_use]
     pub fn field_at(
         mut self,
         name: impl Into<String>,
-        value: impl Into<Value>,
+        value: impl FieldValue,
         at: DateTime<Utc>,
     ) -> Self {
         let name = name.into();
         self.field_updated_at.insert(name.clone(), at);
-        self.fields.insert(name, value.into());
+        self.set(name, value);
         self
+    }
+
+    fn set(&mut self, name: String, value: impl FieldValue) {
+        self.non_finite.retain(|n| *n != name);
+        match value.into_json() {
+            Some(v) => {
+                self.fields.insert(name, v);
+            }
+            None => {
+                self.fields.shift_remove(&name);
+                self.non_finite.push(name);
+            }
+        }
     }
 
     /// Sets when the record last changed.
@@ -210,6 +253,114 @@ impl Record {
             .get(field)
             .copied()
             .or(self.updated_at)
+    }
+}
+
+/// A value [`Record::field`] accepts: what a [`serde_json::Value`] is made
+/// from (strings, integers, floats, bools, `Value`, [`Number`], JSON maps,
+/// `()`, and options, vectors, arrays and slices of these), with one
+/// difference. A float that is not finite (NaN or an infinity) has no JSON
+/// form; `serde_json` makes it `null`, which would read as the field
+/// emptied and clear it in every other system. Here it is refused:
+/// [`into_json`](FieldValue::into_json) gives `None`, and the record lists
+/// the field in [`Record::non_finite`] instead of holding it.
+///
+/// Implement it for a type of your own by converting to a `Value`
+/// (`Some(value)`), or return `None` for a value JSON cannot hold.
+///
+/// ```
+/// use recsync::FieldValue;
+/// use serde_json::json;
+///
+/// assert_eq!(2.5.into_json(), Some(json!(2.5)));
+/// assert_eq!(f64::INFINITY.into_json(), None);
+/// assert_eq!(vec![1.0, f64::NAN].into_json(), None);
+/// assert_eq!(Some("a").into_json(), Some(json!("a")));
+/// ```
+pub trait FieldValue {
+    /// The value as JSON; `None` where it holds a number that is not finite.
+    fn into_json(self) -> Option<Value>;
+}
+
+macro_rules! field_value_from {
+    ($($ty:ty),* $(,)?) => {
+        $(
+            impl FieldValue for $ty {
+                fn into_json(self) -> Option<Value> {
+                    Some(Value::from(self))
+                }
+            }
+        )*
+    };
+}
+
+field_value_from!(
+    Value,
+    Number,
+    Map<String, Value>,
+    bool,
+    String,
+    &str,
+    Cow<'_, str>,
+    (),
+    i8,
+    i16,
+    i32,
+    i64,
+    isize,
+    u8,
+    u16,
+    u32,
+    u64,
+    usize,
+);
+
+impl FieldValue for f64 {
+    fn into_json(self) -> Option<Value> {
+        self.is_finite().then(|| Value::from(self))
+    }
+}
+
+impl FieldValue for f32 {
+    fn into_json(self) -> Option<Value> {
+        self.is_finite().then(|| Value::from(self))
+    }
+}
+
+impl<T: FieldValue> FieldValue for Option<T> {
+    fn into_json(self) -> Option<Value> {
+        match self {
+            Some(v) => v.into_json(),
+            None => Some(Value::Null),
+        }
+    }
+}
+
+impl<T: FieldValue> FieldValue for Vec<T> {
+    fn into_json(self) -> Option<Value> {
+        self.into_iter()
+            .map(FieldValue::into_json)
+            .collect::<Option<Vec<Value>>>()
+            .map(Value::Array)
+    }
+}
+
+impl<T: FieldValue, const N: usize> FieldValue for [T; N] {
+    fn into_json(self) -> Option<Value> {
+        self.into_iter()
+            .map(FieldValue::into_json)
+            .collect::<Option<Vec<Value>>>()
+            .map(Value::Array)
+    }
+}
+
+impl<T: FieldValue + Clone> FieldValue for &[T] {
+    fn into_json(self) -> Option<Value> {
+        self.iter()
+            .cloned()
+            .map(FieldValue::into_json)
+            .collect::<Option<Vec<Value>>>()
+            .map(Value::Array)
     }
 }
 

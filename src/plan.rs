@@ -424,6 +424,11 @@ pub struct Hold {
     pub kind: HoldKind,
 }
 
+/// The most candidates of one system an
+/// [`AmbiguousMatch`](IssueKind::AmbiguousMatch) issue lists (its
+/// `candidate_count` counts them all).
+pub const CANDIDATES_SHOWN: usize = 5;
+
 /// A problem with one record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -431,13 +436,48 @@ pub struct Hold {
 pub enum IssueKind {
     /// The snapshot holds the record id more than once; every copy is ignored.
     DuplicateRecordId,
-    /// Several records share a key value; none is linked.
+    /// A key value does not say which entity its records are: several
+    /// records of one system share it, or it matches several entities, or
+    /// an entity already linked in the record's system. None of the records
+    /// held back by it is linked or created. There is one issue per system
+    /// and key value, naming the system's first such record by id, however
+    /// many records share the value: a placeholder such as
+    /// `noemail@example.com` on 50,000 records is one issue per system,
+    /// each listing a few candidates, not 50,000 issues of 50,000. `field`
+    /// names the match key (none for a shared correlation key).
     AmbiguousMatch {
-        /// The normalized key value.
+        /// The normalized key value (or the correlation key).
         key: String,
-        /// Every candidate record.
+        /// How many records of the issue's system the value holds back,
+        /// the one named included.
+        records: usize,
+        /// How many candidates there are in all: the records held back in
+        /// every system, and the records the value already stands for
+        /// (linked to an existing entity, or joined to one by this plan).
+        candidate_count: usize,
+        /// The first candidates of each system, sorted by system and id:
+        /// at most [`CANDIDATES_SHOWN`] of each.
         candidates: Vec<(SystemId, String)>,
     },
+    /// The record's value for a match key cannot be compared: it is a bool,
+    /// an array or object that is not empty, or a number that is not finite
+    /// ([`Record::non_finite`](crate::Record::non_finite)). `field` names
+    /// the key. The record is neither matched, by that key or a later one,
+    /// nor created (a copy made elsewhere would be a duplicate once the
+    /// value is corrected): it stays unlinked, and reported, until the value
+    /// is a string or a number, or the record is linked by its correlation
+    /// key or an earlier match key.
+    InvalidKey {
+        /// What the value is: `bool`, `array`, `object` or
+        /// `non-finite number`.
+        found: String,
+    },
+    /// The record was built with a number that is not finite (NaN or an
+    /// infinity) for the field ([`Record::non_finite`](crate::Record::non_finite)),
+    /// which JSON cannot hold. The field reads as not reported: nothing is
+    /// taken from it, so no other system is written, or cleared, because
+    /// of it. Every plan that sees the record so reports it.
+    NonFiniteNumber,
     /// No other system has a record with this key (creating it is not
     /// planned): the record stays unlinked.
     Unmatched,
@@ -684,7 +724,8 @@ pub struct SyncPlan {
     pub conflicts: Vec<Conflict>,
     /// Values and records held back.
     pub held: Vec<Hold>,
-    /// Per-record problems.
+    /// Per-record problems, sorted by system (in the map's order), record
+    /// id, entity, then field (in the map's order; none first).
     pub issues: Vec<Issue>,
     /// Set when a safety guard refused part of the plan: what would have
     /// happened, and the approval that lets the next plan do it.
@@ -825,18 +866,40 @@ impl fmt::Display for Explain<'_> {
             }
             match &i.kind {
                 IssueKind::DuplicateRecordId => writeln!(f, ": record id appears more than once")?,
-                IssueKind::AmbiguousMatch { key, candidates } => {
+                IssueKind::AmbiguousMatch {
+                    key,
+                    records,
+                    candidate_count,
+                    candidates,
+                } => {
                     let key = if i.sensitive && self.redact {
                         REDACTED.to_owned()
                     } else {
                         format!("{key:?}")
                     };
-                    write!(f, ": key {key} matches several records:")?;
+                    write!(
+                        f,
+                        ": key {key} is ambiguous, {records} record(s) of {} not linked; {candidate_count} candidate(s):",
+                        i.system
+                    )?;
                     for (s, r) in candidates {
                         write!(f, " {s}/{r}")?;
                     }
+                    if let Some(more) = candidate_count.checked_sub(candidates.len()) {
+                        if more > 0 {
+                            write!(f, " and {more} more")?;
+                        }
+                    }
                     writeln!(f)?;
                 }
+                IssueKind::InvalidKey { found } => writeln!(
+                    f,
+                    ": key value cannot be compared ({found}), not matched or created"
+                )?,
+                IssueKind::NonFiniteNumber => writeln!(
+                    f,
+                    ": number not finite (NaN or infinite), read as not reported"
+                )?,
                 IssueKind::Unmatched => {
                     writeln!(f, ": no record with its key in any other system")?
                 }

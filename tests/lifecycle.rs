@@ -151,21 +151,35 @@ fn ambiguous_duplicate_email_names_every_candidate_and_links_nothing() {
         (sid("crm"), "c2".into()),
         (sid("mkt"), "m1".into()),
     ];
-    let mut reported: Vec<(String, String)> = Vec::new();
+    // One issue per system, naming its first record and how many it holds
+    // back.
+    let mut reported: Vec<(String, String, usize)> = Vec::new();
     for issue in &plan.issues {
         match &issue.kind {
-            IssueKind::AmbiguousMatch { key, candidates } => {
+            IssueKind::AmbiguousMatch {
+                key,
+                records,
+                candidate_count,
+                candidates,
+            } => {
                 assert_eq!(key, "ada@example.com");
                 assert_eq!(candidates, &expected);
+                assert_eq!(*candidate_count, 3);
                 assert!(issue.entity.is_none());
-                reported.push((issue.system.to_string(), issue.record_id.clone()));
+                assert_eq!(issue.field.as_deref(), Some("email"));
+                reported.push((issue.system.to_string(), issue.record_id.clone(), *records));
             }
             other => panic!("unexpected issue {other:?}"),
         }
     }
-    reported.sort();
-    assert!(reported.contains(&("crm".into(), "c1".into())), "{plan}");
-    assert!(reported.contains(&("crm".into(), "c2".into())), "{plan}");
+    assert_eq!(
+        reported,
+        [
+            ("crm".into(), "c1".into(), 2),
+            ("mkt".into(), "m1".into(), 1)
+        ],
+        "{plan}"
+    );
     assert_eq!(baseline.len(), 0, "nothing linked");
     assert_eq!(sys[0].records.len(), 2);
     assert_eq!(sys[1].records.len(), 1);

@@ -280,6 +280,71 @@ fn shuffled(snaps: &[Snapshot], seed: u64) -> Vec<Snapshot> {
     out
 }
 
+/// Hostile additions to a run's snapshots.
+#[derive(Clone, Debug)]
+struct Hostile {
+    /// (system, entity, differs): the system's record of the entity listed
+    /// twice, the second copy with another `f1` where `differs`.
+    dups: Vec<(usize, usize, bool)>,
+    /// (system, kind): a new record: 0 a placeholder email shared with the
+    /// other kind-0 records, 1 the email of entity 0, 2 an email of its own.
+    new: Vec<(usize, u8)>,
+    /// The first new record is listed twice.
+    new_twice: bool,
+}
+
+impl Hostile {
+    fn is_empty(&self) -> bool {
+        self.dups.is_empty() && self.new.is_empty()
+    }
+}
+
+fn hostile() -> impl Strategy<Value = Hostile> {
+    (
+        prop::collection::vec((0usize..3, 0usize..3, any::<bool>()), 0..5),
+        prop::collection::vec((0usize..3, 0u8..3), 0..7),
+        any::<bool>(),
+    )
+        .prop_map(|(dups, new, new_twice)| Hostile {
+            dups,
+            new,
+            new_twice,
+        })
+}
+
+/// `snaps` with `h`'s additions (systems and entities out of range wrap).
+fn with_hostile(snaps: &[Snapshot], h: &Hostile) -> Vec<Snapshot> {
+    let mut out = snaps.to_vec();
+    let n = out.len();
+    for (s, e, differs) in &h.dups {
+        let snap = &mut out[s % n];
+        if snap.records.is_empty() {
+            continue;
+        }
+        let mut copy = snap.records[e % snap.records.len()].clone();
+        if *differs {
+            copy = copy.field("f1", "paged");
+        }
+        snap.records.push(copy);
+    }
+    for (i, (s, kind)) in h.new.iter().enumerate() {
+        let email = match kind {
+            0 => "NoEmail@example.com ".to_owned(),
+            1 => "p0@example.com".to_owned(),
+            _ => format!("new{i}@example.com"),
+        };
+        let r = Record::new(format!("new{i}"))
+            .field("email", email)
+            .field_at("f1", "x", ts(9));
+        let snap = &mut out[s % n];
+        if i == 0 && h.new_twice {
+            snap.records.push(r.clone());
+        }
+        snap.records.push(r);
+    }
+    out
+}
+
 fn writes(
     plan: &SyncPlan,
     rename: impl Fn(&str) -> String,
@@ -425,6 +490,31 @@ proptest! {
         let snaps = snapshots(names, &r.before);
         let p = r.engine.plan(&r.mid, &shuffled(&snaps, case.seed ^ 0x9e37)).expect("plan");
         prop_assert_eq!(serde_json::to_value(&p).expect("json"), serde_json::to_value(&r.plan).expect("json"));
+    }
+
+    /// The same, with what a careless connector or its users hand over:
+    /// records listed twice (linked ones and new ones, a copy sometimes
+    /// differing), new records sharing a placeholder key, and new records
+    /// carrying a linked entity's key (ambiguous matches).
+    #[test]
+    fn determinism_with_duplicates_and_shared_keys(case in case(), hostile in hostile()) {
+        let r = run(&case);
+        let names = &r.names;
+        for (baseline, data, plan) in [
+            (Baseline::new(), initial(&case, names), &r.plan0),
+            (r.mid.clone(), r.before.clone(), &r.plan),
+        ] {
+            let snaps = with_hostile(&snapshots(names, &data), &hostile);
+            let p = r.engine.plan(&baseline, &snaps).expect("plan");
+            if hostile.is_empty() {
+                prop_assert_eq!(&p, plan);
+            }
+            let json = serde_json::to_value(&p).expect("json");
+            for salt in [0x9e37, 0x51ed, 0xc0ff] {
+                let shuffled = r.engine.plan(&baseline, &shuffled(&snaps, case.seed ^ salt)).expect("plan");
+                prop_assert_eq!(serde_json::to_value(&shuffled).expect("json"), json.clone());
+            }
+        }
     }
 
     #[test]

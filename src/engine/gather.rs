@@ -372,7 +372,8 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         .max()
         .unwrap_or(0);
     let mut rows = Rows::new(n, baseline.slot_count(), most);
-    let mut unlinked: Vec<(usize, &'a Record)> = Vec::new();
+    // Records not linked yet, tombstones included, for every system.
+    let mut loose: Vec<(usize, &'a Record)> = Vec::new();
 
     for s in 0..n {
         let Some(snap) = cx.snaps[s] else { continue };
@@ -391,6 +392,9 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             None => vec![None; snap.records.len()],
         };
         for (r, found) in snap.records.iter().zip(found) {
+            if !r.non_finite.is_empty() && !r.deleted {
+                non_finite(cx, s, r, found, issues);
+            }
             match found {
                 Some(slot) => {
                     let row = rows.row(slot);
@@ -404,17 +408,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                         named += 1;
                     }
                 }
-                None if r.deleted => {
-                    if let Some(slot) = lost_create(cx, s, r) {
-                        let row = rows.row(slot);
-                        let cell = rows.cell(row, s);
-                        if matches!(cell, Cell::Empty) {
-                            *cell = Cell::NewGone(r);
-                        }
-                    }
-                }
-                None if cx.in_scope(s, r) => unlinked.push((s, r)),
-                None => {}
+                None => loose.push((s, r)),
             }
         }
         if snap.coverage == Coverage::Complete {
@@ -455,29 +449,42 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             }
         }
     }
-    unlinked.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
-    let mut dup_ids: HashSet<(usize, &str)> = HashSet::new();
-    for w in unlinked.windows(2) {
-        if w[0].0 == w[1].0 && w[0].1.id == w[1].1.id {
-            dup_ids.insert((w[0].0, w[0].1.id.as_str()));
-        }
-    }
-    if !dup_ids.is_empty() {
-        let mut reported = HashSet::new();
-        for (s, r) in &unlinked {
-            if dup_ids.contains(&(*s, r.id.as_str())) && reported.insert((*s, r.id.as_str())) {
-                issues.push(Issue {
-                    system: map.systems()[*s].clone(),
-                    record_id: r.id.clone(),
-                    entity: None,
-                    field: None,
-                    kind: IssueKind::DuplicateRecordId,
-                    sensitive: false,
-                });
+    // Records not linked yet, in (system, id) order, whatever order the
+    // snapshots listed them in: an id listed twice (a connector's paging
+    // bug) is reported once and every copy ignored; of two tombstones
+    // carrying one correlation key, the lower id is taken.
+    loose.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+    let mut unlinked: Vec<(usize, &'a Record)> = Vec::with_capacity(loose.len());
+    let mut i = 0;
+    while let Some(&(s, r)) = loose.get(i) {
+        let copies = loose[i..]
+            .iter()
+            .take_while(|(x, o)| *x == s && o.id == r.id)
+            .count()
+            .max(1);
+        i += copies;
+        if copies > 1 {
+            issues.push(Issue {
+                system: map.systems()[s].clone(),
+                record_id: r.id.clone(),
+                entity: None,
+                field: None,
+                kind: IssueKind::DuplicateRecordId,
+                sensitive: false,
+            });
+        } else if r.deleted {
+            if let Some(slot) = lost_create(cx, s, r) {
+                let row = rows.row(slot);
+                let cell = rows.cell(row, s);
+                if matches!(cell, Cell::Empty) {
+                    *cell = Cell::NewGone(r);
+                }
             }
+        } else if cx.in_scope(s, r) {
+            unlinked.push((s, r));
         }
-        unlinked.retain(|(s, r)| !dup_ids.contains(&(*s, r.id.as_str())));
     }
+    drop(loose);
 
     let gone = |slot: u32, s: usize| {
         rows.find(slot)
@@ -636,6 +643,33 @@ fn entity_input<'a>(
         }
     }
     Some(input)
+}
+
+/// Reports each field of the map that record `r` of system `s` (linked to
+/// entity `slot`, if found) was given a number that is not finite for. An
+/// out-of-scope record not linked yet is not synced, and not reported.
+fn non_finite(cx: &Cx<'_>, s: usize, r: &Record, slot: Option<u32>, issues: &mut Vec<Issue>) {
+    if slot.is_none() && !cx.in_scope(s, r) {
+        return;
+    }
+    let entity = slot
+        .and_then(|slot| cx.baseline.entity_at(slot))
+        .map(|e| e.id.clone());
+    for field in cx.map.fields() {
+        let Some(name) = field.native_at(s) else {
+            continue;
+        };
+        if r.non_finite.iter().any(|n| n == name) {
+            issues.push(Issue {
+                system: cx.map.systems()[s].clone(),
+                record_id: r.id.clone(),
+                entity: entity.clone(),
+                field: Some(field.name().to_owned()),
+                kind: IssueKind::NonFiniteNumber,
+                sensitive: field.is_sensitive(),
+            });
+        }
+    }
 }
 
 /// The entity a tombstone in system `s` is the lost create of: its

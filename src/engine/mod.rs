@@ -285,6 +285,42 @@ impl Outcomes {
     }
 }
 
+/// Puts issues in the plan's order: by system (in the map's order), record
+/// id, entity, then field (in the map's order, none first), whatever order
+/// the snapshots listed records in. Issues alike in all of these keep the
+/// order they were found in, which does not depend on the input's order
+/// either (gathering finds a record's problems before its entity is
+/// planned); an issue found twice (a record listed twice) is kept once.
+fn sort_issues(map: &FieldMap, issues: &mut Vec<crate::plan::Issue>) {
+    if issues.len() < 2 {
+        return;
+    }
+    let fields: std::collections::HashMap<&str, usize> = map
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name(), i + 1))
+        .collect();
+    let rank = |i: &crate::plan::Issue| {
+        (
+            map.system_index(i.system.as_str()).unwrap_or(usize::MAX),
+            i.field
+                .as_deref()
+                .map_or(0, |f| fields.get(f).copied().unwrap_or(usize::MAX)),
+        )
+    };
+    let mut keyed: Vec<((usize, usize), crate::plan::Issue)> =
+        issues.drain(..).map(|i| (rank(&i), i)).collect();
+    keyed.sort_by(|(a, x), (b, y)| {
+        a.0.cmp(&b.0)
+            .then_with(|| x.record_id.cmp(&y.record_id))
+            .then_with(|| x.entity.cmp(&y.entity))
+            .then_with(|| a.1.cmp(&b.1))
+    });
+    issues.extend(keyed.into_iter().map(|(_, i)| i));
+    issues.dedup();
+}
+
 impl fmt::Debug for SyncEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SyncEngine")
@@ -450,6 +486,7 @@ impl SyncEngine {
             }
         }
         plan.changes.extend(touches);
+        sort_issues(&self.map, &mut plan.issues);
         Ok(plan)
     }
 

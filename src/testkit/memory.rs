@@ -337,6 +337,7 @@ impl MemoryConnector {
             } else {
                 None
             },
+            non_finite: Vec::new(),
         }
     }
 
