@@ -265,7 +265,8 @@ pub struct Conflict {
 #[non_exhaustive]
 pub enum HoldKind {
     /// An empty value was not propagated over a non-empty canonical value
-    /// (`no_overwrite_on_empty`).
+    /// (`no_overwrite_on_empty`), or, for an enforced one-way field, over
+    /// a target's own non-empty value.
     EmptyValue {
         /// The system that emptied the field.
         system: SystemId,

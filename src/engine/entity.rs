@@ -643,10 +643,23 @@ impl<'c, 'a> Planner<'c, 'a> {
                 let mut any_hold = false;
                 let mut any_propagate = false;
                 let mut any_restore = false;
+                // A target's record is restored from the source's: where the
+                // entity has no record in a source system (it was only ever
+                // in targets), there is nothing to restore it from, and a
+                // record made of nothing would be blank.
+                let restorable = matches!(rules.flow, Direction::OneWay { enforce: true, .. })
+                    && (0..n).any(|s| {
+                        rules.source[s]
+                            && !deleting.contains(&s)
+                            && matches!(
+                                self.links[s].status,
+                                Some(LinkStatus::Active | LinkStatus::Frozen)
+                            )
+                    });
                 for d in &deleting {
                     let policy = if rules.source[*d] {
                         rules.delete_policy[*d]
-                    } else if matches!(rules.flow, Direction::OneWay { enforce: true, .. }) {
+                    } else if restorable {
                         any_restore = true;
                         continue;
                     } else {
@@ -953,17 +966,26 @@ impl<'c, 'a> Planner<'c, 'a> {
             }
             // From a record that is new, to systems whose records were read;
             // else where the whole system was read (so matching saw every
-            // record) or a create is pending.
+            // record), or read at all where a create is pending.
             let sources_new =
                 is_new && (0..self.n()).any(|s| self.input.new_links[s] && rules.source[s]);
+            if is_new && !sources_new {
+                continue;
+            }
             let read = self.cx.coverage(t);
             let allowed = if is_new {
-                sources_new && read.is_some()
+                read.is_some()
             } else {
-                read == Some(crate::model::Coverage::Complete) || unsettled
+                read == Some(crate::model::Coverage::Complete) || (unsettled && read.is_some())
             };
             if allowed {
                 self.create[t] = true;
+            } else if read.is_none() {
+                // The target was not read (no snapshot, or one a guard
+                // ignored): the create waits for a read, and the entity
+                // stays in every plan until then (the fast path would
+                // otherwise skip it for good).
+                self.unsettled = true;
             }
         }
     }
@@ -1281,9 +1303,16 @@ impl<'c, 'a> Planner<'c, 'a> {
 
         // Propagate to linked targets.
         let reason = decided.as_ref().map(|(_, r)| r.clone());
-        if decided.is_none() && canonical.is_none() {
+        // An enforced field's source that holds nothing (no canonical value)
+        // is enforced too: a target's own value is cleared, as a value from
+        // the source would overwrite it.
+        let source = (0..n).find(|s| self.part[*s] && field.source_at(*s));
+        let enforce_empty =
+            field.enforced() && decided.is_none() && canonical.is_none() && source.is_some();
+        if decided.is_none() && canonical.is_none() && !enforce_empty {
             return;
         }
+        let nothing = Value::Null;
         // Nothing decided: the canonical value is decoded only for a target
         // that may be behind it.
         let mut decoded: Option<Value> = None;
@@ -1323,6 +1352,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                     }
                     decoded.get_or_insert_with(|| c.to_value())
                 }
+                (None, None) if enforce_empty && !field.source_at(t) => &nothing,
                 (None, None) => continue,
             };
             let native: Cow<'_, Value> = if through {
@@ -1360,10 +1390,26 @@ impl<'c, 'a> Planner<'c, 'a> {
                     _ => {}
                 }
             }
+            let empties = is_empty_value(&native) && expected.is_some_and(|e| !e.is_empty());
+            // Enforcing an empty value over what a target holds is emptying
+            // it: the empty-value guard, where on, keeps the target's value
+            // and says so.
+            if empties && field.enforced() && !field.source_at(t) && field.no_overwrite_on_empty() {
+                if let Some(s) = source {
+                    self.res.held.push(Hold {
+                        entity: self.input.id.clone(),
+                        field: Some(name.to_owned()),
+                        kind: HoldKind::EmptyValue {
+                            system: self.systems[s].clone(),
+                        },
+                    });
+                }
+                continue;
+            }
             if !self.valid(f, t, &native) {
                 continue;
             }
-            if is_empty_value(&native) && expected.is_some_and(|e| !e.is_empty()) {
+            if empties {
                 self.res.emptied.push(Withheld {
                     kind: WithheldKind::EmptiedField,
                     entity: self.input.id.clone(),
