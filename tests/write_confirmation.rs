@@ -4,8 +4,9 @@
 //! reports success without writing loses nothing: the write is planned
 //! again, never taken for an edit, and reported once it stays unconfirmed.
 //!
-//! With the pure engine and a simulated system that lies
-//! (`common::Fate::Lied`).
+//! First with the pure engine and a simulated system that lies
+//! (`common::Fate::Lied`), then through the runner with a lying
+//! `MemoryConnector`.
 
 mod common;
 
@@ -594,4 +595,323 @@ fn what_awaits_confirmation_survives_serde_and_export() {
     }
     let older: Baseline = serde_json::from_value(old).expect("older state loads");
     assert!(older.entities().all(|e| e.unconfirmed("mkt").is_none()));
+}
+
+// ------------------------------------------------------ through the runner
+
+#[cfg(feature = "testkit")]
+mod runner {
+    use chrono::{DateTime, Utc};
+    use recsync::engine::UNCONFIRMED_PLANS;
+    use recsync::runner::{SyncReport, SyncRunner};
+    use recsync::testkit::{ManualClock, MemoryConnector};
+    use recsync::{DeletePolicy, Field, FieldMap, Guards, MemoryStore, StateStore, SyncEngine};
+    use serde_json::{json, Value};
+
+    const OBJ: &str = "contacts";
+
+    fn start() -> DateTime<Utc> {
+        "2026-03-01T09:00:00Z".parse().expect("a time")
+    }
+
+    struct World {
+        crm: MemoryConnector,
+        shop: MemoryConnector,
+        store: MemoryStore,
+        runner: SyncRunner,
+    }
+
+    /// crm and shop, deletes propagated, the default guards; the shop
+    /// reads complete snapshots or changes.
+    fn world(shop_incremental: bool) -> World {
+        let clock = ManualClock::ticking(start(), chrono::TimeDelta::seconds(1));
+        let conn = |name: &str, incremental: bool| {
+            MemoryConnector::builder(name)
+                .clock(clock.clone())
+                .incremental_fetch(incremental)
+                .build()
+                .expect("connector")
+        };
+        let (crm, shop) = (conn("crm", true), conn("shop", shop_incremental));
+        let map = FieldMap::builder()
+            .object(OBJ)
+            .systems(["crm", "shop"])
+            .key("email")
+            .deletes(DeletePolicy::Propagate)
+            .guards(Guards::default())
+            .field(Field::new("email").case_insensitive())
+            .field(Field::new("name"))
+            .build()
+            .expect("map");
+        let store = MemoryStore::new();
+        let runner = SyncRunner::builder(SyncEngine::new(map))
+            .connector(crm.clone())
+            .connector(shop.clone())
+            .store(store.clone())
+            .clock(clock.clone())
+            .sleeper(clock)
+            .build()
+            .expect("runner");
+        World {
+            crm,
+            shop,
+            store,
+            runner,
+        }
+    }
+
+    fn people(c: &MemoryConnector, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                c.insert(
+                    OBJ,
+                    [
+                        ("email", json!(format!("p{i}@x.io"))),
+                        ("name", json!(format!("P{i}"))),
+                    ],
+                )
+            })
+            .collect()
+    }
+
+    fn names(c: &MemoryConnector) -> Vec<(String, Option<Value>)> {
+        let mut out: Vec<_> = c
+            .records(OBJ)
+            .iter()
+            .map(|r| {
+                (
+                    r.get("email")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    r.get("name").cloned(),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    async fn run(w: &World) -> SyncReport {
+        w.runner.run().await.expect("run")
+    }
+
+    /// Runs while the shop lies about every op; each run after the first
+    /// finds the writes not made (or not seen): from the third such run on,
+    /// each is an issue.
+    async fn lying_runs(w: &World, writes: usize) {
+        w.shop.lie_next_ops(usize::MAX);
+        let report = run(w).await;
+        assert_eq!(report.applied(), writes, "{report}");
+        for round in 1..=UNCONFIRMED_PLANS {
+            let report = run(w).await;
+            let expected = if round >= UNCONFIRMED_PLANS {
+                writes
+            } else {
+                0
+            };
+            assert_eq!(report.issues, expected, "round {round}: {report}");
+        }
+        w.shop.clear_faults();
+    }
+
+    #[tokio::test]
+    async fn a_memory_connector_told_to_lie_reports_ops_applied_and_makes_none() {
+        use recsync::plan::{OpKind, WriteOp};
+        use recsync::Connector;
+
+        let shop = MemoryConnector::new("shop");
+        let id = shop.insert(OBJ, [("name", json!("Bo"))]);
+        let start = shop.fetch_changes(OBJ, None).await.expect("changes").cursor;
+        let op = |n: u64, kind: OpKind, record_id: Option<&str>| {
+            let mut op: WriteOp = serde_json::from_value(json!({
+                "id": format!("{n:016x}"),
+                "kind": kind,
+                "object": OBJ,
+                "system": "shop",
+                "entity": "crm:1",
+                "fields": [],
+            }))
+            .expect("an op");
+            op.record_id = record_id.map(str::to_owned);
+            op
+        };
+        let mut update = op(2, OpKind::Update, Some(&id));
+        update.fields = serde_json::from_value(json!([
+            {"field": "name", "native": "name", "value": "Ada", "reason": {"why": "behind"}}
+        ]))
+        .expect("fields");
+        let ops = [
+            op(1, OpKind::Create, None),
+            update,
+            op(3, OpKind::Delete, Some(&id)),
+        ];
+        shop.lie_next_ops(3);
+        let results = shop.apply(OBJ, &ops).await.expect("apply");
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let created = results[0].as_ref().expect("created");
+        assert!(created.record_id.is_some());
+        assert_eq!(
+            results[1].as_ref().expect("updated").version.as_deref(),
+            Some("2")
+        );
+        // Nothing happened.
+        assert_eq!(shop.len(OBJ), 1);
+        assert_eq!(
+            shop.get(OBJ, &id).and_then(|r| r.get("name").cloned()),
+            Some(json!("Bo"))
+        );
+        let changes = shop
+            .fetch_changes(OBJ, Some(&start))
+            .await
+            .expect("changes");
+        assert!(changes.snapshot.records.is_empty());
+        // The fault is used up.
+        let results = shop.apply(OBJ, &ops[1..2]).await.expect("apply");
+        assert!(results[0].is_ok());
+        assert_eq!(
+            shop.get(OBJ, &id).and_then(|r| r.get("name").cloned()),
+            Some(json!("Ada"))
+        );
+    }
+
+    #[tokio::test]
+    async fn creates_a_connector_lies_about_in_complete_reads_delete_nothing() {
+        let w = world(false);
+        people(&w.crm, 3);
+        lying_runs(&w, 3).await;
+        // Nothing read as deleted: crm keeps every record.
+        assert_eq!(w.crm.len(OBJ), 3);
+        assert_eq!(w.shop.len(OBJ), 0);
+        // Honest again: made once, confirmed.
+        let report = run(&w).await;
+        assert_eq!(report.applied(), 3, "{report}");
+        let report = run(&w).await;
+        assert_eq!((report.planned(), report.issues), (0, 0), "{report}");
+        assert_eq!(names(&w.shop), names(&w.crm));
+    }
+
+    #[tokio::test]
+    async fn creates_a_connector_lies_about_delete_nothing_under_a_debounce() {
+        let clock = ManualClock::new(start());
+        let conn = |name: &str, incremental: bool| {
+            MemoryConnector::builder(name)
+                .clock(clock.clone())
+                .incremental_fetch(incremental)
+                .build()
+                .expect("connector")
+        };
+        let (crm, shop) = (conn("crm", true), conn("shop", false));
+        let map = FieldMap::builder()
+            .object(OBJ)
+            .systems(["crm", "shop"])
+            .key("email")
+            .deletes(DeletePolicy::Propagate)
+            .guards(Guards::off())
+            .field(Field::new("email").case_insensitive())
+            .field(Field::new("name"))
+            .build()
+            .expect("map");
+        let runner = SyncRunner::builder(SyncEngine::new(map))
+            .connector(crm.clone())
+            .connector(shop.clone())
+            .store(MemoryStore::new())
+            .clock(clock.clone())
+            .sleeper(clock.clone())
+            .debounce(std::time::Duration::from_secs(30))
+            .build()
+            .expect("runner");
+        let ids = people(&crm, 2);
+        clock.advance(chrono::TimeDelta::seconds(31));
+        shop.lie_next_ops(usize::MAX);
+        runner.run().await.expect("run");
+        // One person is being edited: the shop's complete snapshot turns
+        // partial around that entity, the other's record still missing.
+        crm.edit(OBJ, &ids[0], [("name", json!("Ada"))])
+            .expect("edit");
+        runner.run().await.expect("run");
+        clock.advance(chrono::TimeDelta::seconds(31));
+        runner.run().await.expect("run");
+        assert_eq!(crm.len(OBJ), 2, "nothing deleted in crm");
+    }
+
+    #[tokio::test]
+    async fn creates_a_connector_lies_about_in_incremental_reads_are_reported() {
+        let w = world(true);
+        people(&w.crm, 3);
+        lying_runs(&w, 3).await;
+        assert_eq!(w.crm.len(OBJ), 3);
+        let baseline = w.store.load(OBJ).expect("load");
+        assert_eq!(
+            baseline
+                .entities()
+                .filter(|e| e.unconfirmed("shop").is_some())
+                .count(),
+            3
+        );
+    }
+
+    async fn an_update_a_connector_lies_about_does_not_revert_the_edit(shop_incremental: bool) {
+        let w = world(shop_incremental);
+        let ids = people(&w.crm, 2);
+        run(&w).await;
+        run(&w).await;
+        w.crm
+            .edit(OBJ, &ids[0], [("name", json!("Ada"))])
+            .expect("edit");
+        lying_runs(&w, 1).await;
+        assert_eq!(
+            w.crm.get(OBJ, &ids[0]).and_then(|r| r.get("name").cloned()),
+            Some(json!("Ada")),
+            "the edit stays"
+        );
+        if shop_incremental {
+            // The shop's changes never hold the record: nothing learned,
+            // nothing planned, until a read shows it (someone saves it).
+            let report = run(&w).await;
+            assert_eq!((report.planned(), report.issues), (0, 1), "{report}");
+            let shop_id = w
+                .shop
+                .records(OBJ)
+                .into_iter()
+                .find(|r| r.get("email") == Some(&json!("p0@x.io")))
+                .map(|r| r.id)
+                .expect("the shop's p0");
+            w.shop.bump_version(OBJ, &shop_id).expect("saved");
+        }
+        let report = run(&w).await;
+        assert_eq!(report.applied(), 1, "{report}");
+        let report = run(&w).await;
+        assert_eq!((report.planned(), report.issues), (0, 0), "{report}");
+        assert_eq!(names(&w.shop), names(&w.crm));
+    }
+
+    #[tokio::test]
+    async fn an_update_a_connector_lies_about_in_complete_reads_is_made_again() {
+        an_update_a_connector_lies_about_does_not_revert_the_edit(false).await;
+    }
+
+    #[tokio::test]
+    async fn an_update_a_connector_lies_about_in_incremental_reads_is_made_once_read() {
+        an_update_a_connector_lies_about_does_not_revert_the_edit(true).await;
+    }
+
+    #[tokio::test]
+    async fn a_delete_a_connector_lies_about_loses_nothing_and_is_reported() {
+        let w = world(false);
+        let ids = people(&w.crm, 3);
+        run(&w).await;
+        run(&w).await;
+        w.crm.delete(OBJ, &ids[0]).expect("delete");
+        lying_runs(&w, 1).await;
+        // The shop's record is still there; nothing was made again in crm.
+        assert_eq!(w.shop.len(OBJ), 3);
+        assert_eq!(w.crm.len(OBJ), 2);
+        let report = run(&w).await;
+        assert_eq!(report.applied(), 1, "{report}");
+        let report = run(&w).await;
+        assert_eq!((report.planned(), report.issues), (0, 0), "{report}");
+        assert_eq!(names(&w.shop), names(&w.crm));
+        assert_eq!(w.store.load(OBJ).expect("load").len(), 2);
+    }
 }

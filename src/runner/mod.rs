@@ -812,8 +812,13 @@ impl SyncRunner {
                     e.link_status(system.as_str()),
                     Some(LinkStatus::Active | LinkStatus::Frozen)
                 );
+                // A record the runner created and no read has shown is no
+                // evidence of a delete: no tombstone stands for it.
+                let unseen = e
+                    .unconfirmed(system.as_str())
+                    .is_some_and(|u| u.kind == OpKind::Create);
                 e.link(system.as_str())
-                    .filter(|id| live && !present.contains(id))
+                    .filter(|id| live && !unseen && !present.contains(id))
                     .map(str::to_owned)
             };
             // A delete of a waiting entity waits too: the snapshot turns
