@@ -217,12 +217,12 @@ struct Planner<'c, 'a> {
     /// not made is read as what the record held before it (system, field,
     /// value).
     overrides: Vec<(usize, usize, Option<ValueRef<'a>>)>,
-    /// Per system: the deletion evidence this plan acts on (the input's,
-    /// less a created record never seen).
-    gone: Vec<bool>,
-    /// Per system: a delete reported applied that no read has confirmed
-    /// yet; the record is neither deleting nor taking part.
-    awaiting_delete: Vec<bool>,
+    /// Systems whose deletion evidence this plan does not act on: a
+    /// created record never seen, absent (mostly none: no allocation).
+    not_gone: Vec<usize>,
+    /// Systems with a delete reported applied that no read has confirmed
+    /// yet: the record is neither deleting nor taking part.
+    awaiting_delete: Vec<usize>,
     /// A delete found not made, on a record edited since: the delete is
     /// decided again, not carried out as decided before.
     redecide: bool,
@@ -359,8 +359,8 @@ impl<'c, 'a> Planner<'c, 'a> {
             echo: vec![false; n],
             blocked: vec![false; n],
             overrides: Vec::new(),
-            gone: input.deleted.clone(),
-            awaiting_delete: vec![false; n],
+            not_gone: Vec::new(),
+            awaiting_delete: Vec::new(),
             redecide: false,
         }
     }
@@ -423,6 +423,11 @@ impl<'c, 'a> Planner<'c, 'a> {
                 .map(|(_, v)| v.clone());
         }
         self.shadow(t, f).map(ValueRef::to_value)
+    }
+
+    /// Whether this plan acts on deletion evidence for system `s`.
+    fn gone(&self, s: usize) -> bool {
+        self.input.deleted[s] && !self.not_gone.contains(&s)
     }
 
     fn canonical(&self, f: usize) -> Option<ValueRef<'a>> {
@@ -588,8 +593,9 @@ impl<'c, 'a> Planner<'c, 'a> {
             // A system not read tells nothing (a record deleted there is
             // still awaited, not deleting).
             let Some(read) = self.cx.coverage(t) else {
-                self.awaiting_delete[t] =
-                    a.kind == OpKind::Delete && self.links[t].status == Some(LinkStatus::Deleted);
+                if a.kind == OpKind::Delete && self.links[t].status == Some(LinkStatus::Deleted) {
+                    self.awaiting_delete.push(t);
+                }
                 continue;
             };
             let l = &self.links[t];
@@ -620,7 +626,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                     })
             });
             self.not_made(t, a);
-        } else if self.gone[t] || read == Coverage::Complete {
+        } else if self.gone(t) || read == Coverage::Complete {
             // Gone: confirmed. The link goes.
             self.set_status(t, None);
             self.links[t].has_shadow = false;
@@ -628,7 +634,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         } else {
             // Not in a partial read: absence there says nothing (and many
             // change feeds carry no tombstones), so it is not counted.
-            self.awaiting_delete[t] = true;
+            self.awaiting_delete.push(t);
         }
     }
 
@@ -640,17 +646,17 @@ impl<'c, 'a> Planner<'c, 'a> {
             return;
         }
         let Some(r) = self.seen[t] else {
-            if a.kind == OpKind::Create && self.input.absent[t] {
+            if a.kind == OpKind::Create && self.input.absent.contains(&t) {
                 // Created, never seen, and absent from a complete snapshot:
                 // no evidence of a delete. The create is planned again
                 // (same correlation key: a record that shows up late links).
                 self.not_made(t, a);
-                self.gone[t] = false;
+                self.not_gone.push(t);
                 self.set_status(t, None);
                 self.links[t].id = None;
                 self.links[t].has_shadow = false;
                 self.create[t] = true;
-            } else if self.gone[t] {
+            } else if self.gone(t) {
                 // A tombstone, or an updated record gone: a delete.
                 self.forget(t);
             } else {
@@ -785,12 +791,12 @@ impl<'c, 'a> Planner<'c, 'a> {
         let review = self.extra.and_then(|x| x.delete.as_ref());
         let mut deleting: Vec<usize> = Vec::new();
         for s in 0..n {
-            if self.awaiting_delete[s] {
+            if self.awaiting_delete.contains(&s) {
                 continue;
             }
             match self.links[s].status {
-                Some(LinkStatus::Active) if self.gone[s] => deleting.push(s),
-                Some(LinkStatus::Frozen) if self.gone[s] => {
+                Some(LinkStatus::Active) if self.gone(s) => deleting.push(s),
+                Some(LinkStatus::Frozen) if self.gone(s) => {
                     // A frozen record's delete is not propagated.
                     self.set_status(s, Some(LinkStatus::Detached));
                 }
@@ -956,7 +962,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                         fields: Vec::new(),
                     });
                 }
-                if self.res.ops.is_empty() && !self.awaiting_delete.contains(&true) {
+                if self.res.ops.is_empty() && self.awaiting_delete.is_empty() {
                     self.res.change.remove = true;
                 } else {
                     self.keep_review(

@@ -268,9 +268,9 @@ pub(crate) struct EntityInput<'a> {
     /// Per map system: deletion evidence (a tombstone, or absent from a
     /// complete snapshot).
     pub(crate) deleted: Vec<bool>,
-    /// Per map system: the deletion evidence is absence from a complete
+    /// The map systems whose deletion evidence is absence from a complete
     /// snapshot (not a tombstone).
-    pub(crate) absent: Vec<bool>,
+    pub(crate) absent: Vec<usize>,
     /// Per map system: the record was linked by this plan.
     pub(crate) new_links: Vec<bool>,
 }
@@ -581,7 +581,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             seen: vec![None; n],
             hashes: vec![0; n],
             deleted: vec![false; n],
-            absent: vec![false; n],
+            absent: Vec::new(),
             new_links: vec![false; n],
         };
         for (s, r) in records {
@@ -624,7 +624,7 @@ fn entity_input<'a>(
         seen: vec![None; n],
         hashes: vec![0; n],
         deleted: vec![false; n],
-        absent: vec![false; n],
+        absent: Vec::new(),
         new_links: vec![false; n],
     };
     for ((s, cell), known) in cells.iter().enumerate().zip(known) {
@@ -642,7 +642,7 @@ fn entity_input<'a>(
             Cell::Gone => input.deleted[s] = true,
             Cell::Absent => {
                 input.deleted[s] = true;
-                input.absent[s] = true;
+                input.absent.push(s);
             }
             Cell::NewGone(r) => {
                 input.seen[s] = Some(*r);
