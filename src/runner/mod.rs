@@ -812,13 +812,8 @@ impl SyncRunner {
                     e.link_status(system.as_str()),
                     Some(LinkStatus::Active | LinkStatus::Frozen)
                 );
-                // A record the runner created and no read has shown is no
-                // evidence of a delete: no tombstone stands for it.
-                let unseen = e
-                    .unconfirmed(system.as_str())
-                    .is_some_and(|u| u.kind == OpKind::Create);
                 e.link(system.as_str())
-                    .filter(|id| live && !unseen && !present.contains(id))
+                    .filter(|id| live && !present.contains(id))
                     .map(str::to_owned)
             };
             // A delete of a waiting entity waits too: the snapshot turns
@@ -837,6 +832,12 @@ impl SyncRunner {
                 baseline
                     .entities()
                     .filter(|e| !waiting.contains(e.id()))
+                    // A record the runner created and no read has shown is
+                    // no evidence of a delete: no tombstone stands for it.
+                    .filter(|e| {
+                        e.unconfirmed(system.as_str())
+                            .is_none_or(|u| u.kind != OpKind::Create)
+                    })
                     .filter_map(|e| missing(&e))
                     .map(|id| Record::new(id).deleted())
                     .collect()
