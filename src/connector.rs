@@ -286,6 +286,7 @@ impl From<Applied> for OpOutcome {
         OpOutcome::Applied {
             record_id: applied.record_id,
             version: applied.version,
+            confirmed: false,
         }
     }
 }
@@ -311,7 +312,9 @@ impl TryFrom<OpOutcome> for Applied {
 
     fn try_from(outcome: OpOutcome) -> Result<Self, String> {
         match outcome {
-            OpOutcome::Applied { record_id, version } => Ok(Applied { record_id, version }),
+            OpOutcome::Applied {
+                record_id, version, ..
+            } => Ok(Applied { record_id, version }),
             OpOutcome::Failed { message } => Err(message),
         }
     }

@@ -346,7 +346,8 @@ impl fmt::Debug for Conflict {
 #[non_exhaustive]
 pub enum HoldKind {
     /// An empty value was not propagated over a non-empty canonical value
-    /// (`no_overwrite_on_empty`).
+    /// (`no_overwrite_on_empty`), or, for an enforced one-way field, over
+    /// a target's own non-empty value.
     EmptyValue {
         /// The system that emptied the field.
         system: SystemId,
@@ -517,6 +518,20 @@ pub enum IssueKind {
         /// entity's id when the wait is for the target.
         parent: String,
     },
+    /// A write the system reported applied has not been seen made, plan
+    /// after plan: the record still holds what it held before (the write
+    /// is planned again), a created record is missing from complete
+    /// snapshots (the create is planned again), a deleted one is still
+    /// there, or reads of the system never show the record. A connector
+    /// that reports success without writing looks like this. Nothing is
+    /// taken for an edit meanwhile. See
+    /// [`Unconfirmed`](crate::baseline::Unconfirmed).
+    UnconfirmedWrite {
+        /// What the write was.
+        op: OpKind,
+        /// How many plans in a row found it not made or did not see it.
+        attempts: u32,
+    },
 }
 
 /// A problem with one record, in the plan.
@@ -620,6 +635,20 @@ pub struct EntityChange {
     /// refused): the next plan looks at the entity again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) unsettled: bool,
+    /// Unconfirmed writes to keep, not seen in one more plan (`Set`, with
+    /// the number of plans in a row), or to forget (`Clear`: confirmed, or
+    /// found not made), by system index; applied before the outcomes of
+    /// this plan's ops.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) unconfirmed: Vec<(u32, Update<u32>)>,
+    /// Writes found not made that this plan writes again: system index and
+    /// how many plans in a row found them not made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) retried: Vec<(u32, u32)>,
+    /// What each target of an update held before the write, for commit to
+    /// confirm the write by later: system index, field index, native value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) before: Vec<(u32, u32, Option<Value>)>,
     /// The entity leaves the baseline (every record of it is gone).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) remove: bool,
@@ -697,6 +726,7 @@ impl EntityChange {
             && self.delete_review.is_none()
             && !self.unsettled
             && !self.remove
+            && self.unconfirmed.is_empty()
     }
 }
 
@@ -928,6 +958,10 @@ impl fmt::Display for Explain<'_> {
                 IssueKind::WaitingForParent { object, parent } => {
                     writeln!(f, ": waiting for parent {parent} of {object} to be linked")?
                 }
+                IssueKind::UnconfirmedWrite { op, attempts } => writeln!(
+                    f,
+                    ": {op} reported applied but not seen made in {attempts} plan(s) in a row"
+                )?,
             }
         }
         Ok(())

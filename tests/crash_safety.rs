@@ -1,17 +1,24 @@
 //! Crash safety (DESIGN.md promise 7): executing any prefix of a plan, then
 //! planning and executing again, ends in the same state as an uninterrupted
-//! run, with no duplicate records in any system.
+//! run, with no duplicate records in any system. So does a run whose ops
+//! partly fail, or whose outcomes are partly lost, committed as reported.
 //!
 //! The systems are simulated (`common::Sys`): a create gets the next native
 //! id and keeps the op's correlation key, reported back as
 //! `Record::correlation`, as a connector with an external-id field does.
+//! Some records are created without a key (no email): after a crash only
+//! the correlation key can find the record a create made. Some ops are
+//! reported applied but not made (a connector that lies): the next read
+//! finds them not made, and they are made again. Switching off
+//! correlation-key linking, or committing a failed update as applied, fails
+//! this test.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use common::{execute, snapshots, Sys};
+use common::{execute, execute_fates, snapshots, Fate, Sys};
 use proptest::prelude::*;
 use recsync::{
     is_empty_value, Baseline, DeleteEditPolicy, DeletePolicy, Field, FieldMap, Guards, Outcomes,
@@ -36,10 +43,12 @@ enum Edit {
         value: Value,
         at: i64,
     },
-    /// A user creates a record with email `n{key}@x`.
+    /// A user creates a record with email `n{key}@x`, or with no email
+    /// (`None`: it can only be linked by correlation key); its tag is
+    /// unique.
     Create {
         sys: usize,
-        key: usize,
+        key: Option<usize>,
         value: Value,
     },
     /// A user deletes an initial record.
@@ -55,6 +64,10 @@ struct Case {
     delete_vs_edit: DeleteEditPolicy,
     /// Where the first run stops: ops executed before the crash.
     prefix: usize,
+    /// When set, the first run does not crash: every op runs, its fate
+    /// taken from this list by position (cycling), and the outcomes are
+    /// committed.
+    fates: Option<Vec<Fate>>,
 }
 
 fn val() -> impl Strategy<Value = Value> {
@@ -71,7 +84,8 @@ fn edit(n: usize, e: usize) -> impl Strategy<Value = Edit> {
         4 => (0..n, 0..e, 0..FIELDS.len(), val(), 1i64..6).prop_map(
             |(sys, entity, field, value, at)| Edit::Update { sys, entity, field, value, at }
         ),
-        2 => (0..n, 0usize..3, val()).prop_map(|(sys, key, value)| Edit::Create { sys, key, value }),
+        3 => (0..n, prop::option::weighted(0.6, 0usize..3), val())
+            .prop_map(|(sys, key, value)| Edit::Create { sys, key, value }),
         2 => (0..n, 0..e).prop_map(|(sys, entity)| Edit::Delete { sys, entity }),
     ]
 }
@@ -91,15 +105,30 @@ fn case() -> impl Strategy<Value = Case> {
                 Just(DeleteEditPolicy::Hold)
             ],
             0usize..64,
+            prop::option::weighted(
+                0.5,
+                prop::collection::vec(
+                    prop_oneof![
+                        3 => Just(Fate::Applied),
+                        2 => Just(Fate::Failed),
+                        1 => Just(Fate::Lost),
+                        1 => Just(Fate::Lied),
+                    ],
+                    1..6,
+                ),
+            ),
         )
-            .prop_map(move |(edits, delete_policy, delete_vs_edit, prefix)| Case {
-                n,
-                entities: e,
-                edits,
-                delete_policy,
-                delete_vs_edit,
-                prefix,
-            })
+            .prop_map(
+                move |(edits, delete_policy, delete_vs_edit, prefix, fates)| Case {
+                    n,
+                    entities: e,
+                    edits,
+                    delete_policy,
+                    delete_vs_edit,
+                    prefix,
+                    fates,
+                },
+            )
     })
 }
 
@@ -111,7 +140,8 @@ fn engine(case: &Case) -> SyncEngine {
         .deletes(case.delete_policy)
         .delete_vs_edit(case.delete_vs_edit)
         // Budgets are proven in tests/lifecycle.rs; here every delete goes.
-        .guards(Guards::off());
+        .guards(Guards::off())
+        .field(Field::new("tag"));
     for f in FIELDS {
         b = b.field(Field::new(f));
     }
@@ -138,7 +168,7 @@ fn start(case: &Case, engine: &SyncEngine) -> (Baseline, Vec<Sys>) {
     engine
         .commit(&mut baseline, &plan, &Outcomes::all_applied(&plan))
         .expect("commit");
-    for ed in &case.edits {
+    for (i, ed) in case.edits.iter().enumerate() {
         match ed {
             Edit::Update {
                 sys,
@@ -155,19 +185,23 @@ fn start(case: &Case, engine: &SyncEngine) -> (Baseline, Vec<Sys>) {
             }
             Edit::Create { sys, key, value } => {
                 let s = &mut systems[*sys];
-                let email = format!("n{key}@x");
-                if !s
-                    .records
-                    .values()
-                    .any(|r| r.get("email") == Some(&json!(email)))
-                {
+                let email = key.map(|k| format!("n{k}@x"));
+                if email.as_ref().is_none_or(|email| {
+                    !s.records
+                        .values()
+                        .any(|r| r.get("email") == Some(&json!(email)))
+                }) {
                     s.next += 1;
                     let id = format!("{}{}", s.prefix, s.next);
-                    s.put(Record::new(id).field("email", email).field_at(
+                    let mut r = Record::new(id).field("tag", format!("t{i}")).field_at(
                         "f1",
                         value.clone(),
                         ts(3),
-                    ));
+                    );
+                    if let Some(email) = email {
+                        r = r.field("email", email);
+                    }
+                    s.put(r);
                 }
             }
             Edit::Delete { sys, entity } => {
@@ -220,22 +254,19 @@ fn state(systems: &[Sys]) -> Vec<Vec<BTreeMap<String, String>>> {
         .collect()
 }
 
-/// Records that share an email within one system.
+/// Records that share an email (or, without one, a tag) within one system.
 fn duplicates(systems: &[Sys]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for s in systems {
         let mut seen = BTreeMap::new();
         for r in s.records.values() {
-            let email = r
-                .get("email")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_lowercase();
-            if let Some(first) = seen.insert(email.clone(), r.id.clone()) {
-                out.push((
-                    s.name.clone(),
-                    format!("{first} and {} share {email}", r.id),
-                ));
+            let text = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or_default();
+            let id = match text("email") {
+                "" => format!("tag {}", text("tag")),
+                email => email.to_lowercase(),
+            };
+            if let Some(first) = seen.insert(id.clone(), r.id.clone()) {
+                out.push((s.name.clone(), format!("{first} and {} share {id}", r.id)));
             }
         }
     }
@@ -258,25 +289,40 @@ proptest! {
         engine.commit(&mut b1, &plan, &outcomes).expect("commit");
         settle(&engine, &mut b1, &mut s1);
 
-        // Crashed after k ops: nothing committed; plan again and settle.
+        // Interrupted: crashed after k ops (nothing committed), or run with
+        // faults and committed as reported; then plan again and settle.
         let (mut b2, mut s2) = (baseline.clone(), systems.clone());
-        execute(&mut s2, &plan, k);
+        let fate = |i: usize| match &case.fates {
+            Some(fates) => fates[i % fates.len()],
+            None if i < k => Fate::Lost,
+            None => Fate::Skipped,
+        };
+        let outcomes = execute_fates(&mut s2, &plan, fate);
+        let how = match &case.fates {
+            Some(_) => {
+                engine.commit(&mut b2, &plan, &outcomes).expect("commit");
+                let fates: Vec<Fate> = (0..plan.ops.len()).map(fate).collect();
+                format!("ops run as {fates:?}")
+            }
+            None => format!("a crash at op {k}"),
+        };
         let plans = settle(&engine, &mut b2, &mut s2);
 
-        prop_assert!(duplicates(&s2).is_empty(), "duplicates after a crash at op {}: {:?}\nplan:\n{}\nthen:\n{}",
-            k, duplicates(&s2), plan, plans[0]);
+        prop_assert!(duplicates(&s2).is_empty(), "duplicates after {}: {:?}\nplan:\n{}\nthen:\n{}",
+            how, duplicates(&s2), plan, plans[0]);
         prop_assert!(duplicates(&s1).is_empty(), "duplicates: {:?}\n{}", duplicates(&s1), plan);
-        prop_assert_eq!(state(&s2), state(&s1), "crash at op {} of\n{}\nthen:\n{}", k, plan, plans[0]);
+        prop_assert_eq!(state(&s2), state(&s1), "after {} of\n{}\nthen:\n{}", how, plan, plans[0]);
         prop_assert_eq!(b2.len(), b1.len());
         let ids = |b: &Baseline| {
             let mut v: Vec<_> = b.entities().map(|e| e.id().clone()).collect();
             v.sort();
             v
         };
-        prop_assert_eq!(ids(&b2), ids(&b1), "entities differ after a crash at op {}", k);
-        // A create executed before the crash is linked, never made again.
-        for (i, op) in plan.ops.iter().take(k).enumerate() {
-            if op.kind == recsync::OpKind::Create {
+        prop_assert_eq!(ids(&b2), ids(&b1), "entities differ after {}", how);
+        // A create executed before the crash (or whose outcome was lost) is
+        // linked, never made again.
+        for (i, op) in plan.ops.iter().enumerate() {
+            if op.kind == recsync::OpKind::Create && fate(i) == Fate::Lost {
                 for p in &plans {
                     prop_assert!(
                         !p.ops.iter().any(|o| o.kind == recsync::OpKind::Create

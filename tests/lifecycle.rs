@@ -114,6 +114,29 @@ fn sid(s: &str) -> SystemId {
     SystemId::new(s)
 }
 
+/// After a commit of deletes reported applied: the entity stays, its
+/// records in `systems` kept as deleted until a read shows them gone; the
+/// next sync reads them gone, and the entity leaves.
+fn confirm_deleted(
+    engine: &SyncEngine,
+    baseline: &mut Baseline,
+    sys: &mut [Sys],
+    eid: &EntityId,
+    systems: &[&str],
+) {
+    let e = baseline.entity(eid).expect("kept until a read confirms");
+    for s in systems {
+        assert_eq!(e.link_status(s), Some(LinkStatus::Deleted), "{s}");
+        assert_eq!(e.unconfirmed(s).map(|u| u.kind), Some(OpKind::Delete));
+    }
+    let plan = sync(engine, baseline, sys);
+    assert!(plan.ops.is_empty() && plan.issues.is_empty(), "{plan}");
+    assert!(
+        baseline.entity(eid).is_none(),
+        "the entity left the baseline"
+    );
+}
+
 // ---------------------------------------------------------------- matching
 
 #[test]
@@ -522,10 +545,7 @@ fn a_delete_is_propagated() {
     engine
         .commit(&mut baseline, &plan, &outcomes)
         .expect("commit");
-    assert!(
-        baseline.entity(&eid).is_none(),
-        "the entity left the baseline"
-    );
+    confirm_deleted(&engine, &mut baseline, &mut sys, &eid, &["mkt"]);
     assert_eq!(baseline.len(), 1);
     assert!(!sys[1].records.contains_key("m1"));
     assert_quiet(&engine, &baseline, &sys);
@@ -547,6 +567,7 @@ fn a_failed_delete_is_planned_again() {
         ops_of(&again, OpKind::Delete),
         vec![("mkt".into(), Some("m1".into()))]
     );
+    sync(&engine, &mut baseline, &mut sys);
     assert_eq!(baseline.len(), 1);
     assert_quiet(&engine, &baseline, &sys);
 }
@@ -627,7 +648,7 @@ fn a_delete_is_held_for_review_by_default_and_resolved() {
                     ops_of(&plan, OpKind::Delete),
                     vec![("mkt".into(), Some(m.clone()))]
                 );
-                assert!(baseline.entity(&eid).is_none());
+                confirm_deleted(&engine, &mut baseline, &mut sys, &eid, &["mkt"]);
                 assert!(!sys[1].records.contains_key(&m));
             }
             ReviewChoice::Unlink => {
@@ -702,6 +723,24 @@ fn a_tombstone_in_a_partial_snapshot_is_a_delete() {
     let outcomes = execute(&mut sys, &plan, usize::MAX);
     engine
         .commit(&mut baseline, &plan, &outcomes)
+        .expect("commit");
+    // A partial read that lacks m1 does not confirm its delete; a
+    // tombstone does.
+    let eid = entity_of(&baseline, "mkt", "m1");
+    let plan = engine.plan(&baseline, &snaps).expect("plan");
+    assert!(plan.ops.is_empty(), "{plan}");
+    engine
+        .commit(&mut baseline, &plan, &Outcomes::new())
+        .expect("commit");
+    assert!(baseline.entity(&eid).is_some());
+    let snaps = [
+        Snapshot::partial("crm", vec![]),
+        Snapshot::partial("mkt", vec![Record::new("m1").deleted()]),
+    ];
+    let plan = engine.plan(&baseline, &snaps).expect("plan");
+    assert!(plan.ops.is_empty() && plan.issues.is_empty(), "{plan}");
+    engine
+        .commit(&mut baseline, &plan, &Outcomes::new())
         .expect("commit");
     assert!(baseline.find_linked("crm", "c1").is_none());
     assert!(baseline.find_linked("mkt", "m1").is_none());
@@ -820,14 +859,14 @@ fn a_restore_whose_commit_was_lost_is_not_made_twice() {
 
 #[test]
 fn delete_against_edit_delete_wins_propagates() {
-    let (engine, baseline, sys, plan, eid) =
+    let (engine, mut baseline, mut sys, plan, eid) =
         delete_against_edit(Some(DeleteEditPolicy::DeleteWins));
     assert_eq!(
         ops_of(&plan, OpKind::Delete),
         vec![("mkt".into(), Some("m1".into()))]
     );
     assert_eq!(plan.ops.len(), 1, "{plan}");
-    assert!(baseline.entity(&eid).is_none());
+    confirm_deleted(&engine, &mut baseline, &mut sys, &eid, &["mkt"]);
     assert!(!sys[1].records.contains_key("m1"));
     assert_quiet(&engine, &baseline, &sys);
 }
@@ -1217,6 +1256,10 @@ fn a_60_percent_delete_is_refused_then_applied_after_approval() {
     assert!(plan.refusal.is_none(), "{plan}");
     assert_eq!(ops_of(&plan, OpKind::Delete).len(), 12, "{plan}");
     assert_eq!(sys[1].records.len(), 8);
+    // The deleted records' entities stay until a read shows them gone.
+    assert_eq!(baseline.len(), 20);
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert!(plan.ops.is_empty() && plan.refusal.is_none(), "{plan}");
     assert_eq!(baseline.len(), 8);
     assert_quiet(&engine, &baseline, &sys);
 }
@@ -1291,8 +1334,12 @@ fn an_empty_complete_snapshot_is_refused() {
     engine
         .commit(&mut baseline, &plan, &outcomes)
         .expect("commit");
-    assert_eq!(baseline.len(), 0);
     assert!(sys[0].records.is_empty());
+    // Both snapshots are empty now, and expected to be: the next read
+    // confirms the deletes, and nothing is refused.
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert!(plan.ops.is_empty() && plan.refusal.is_none(), "{plan}");
+    assert_eq!(baseline.len(), 0);
 }
 
 #[test]

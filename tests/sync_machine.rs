@@ -235,9 +235,10 @@ impl Connector for Armed {
 struct Expect {
     deleted: bool,
     /// The last delete was of a record recsync had made but did not know
-    /// of (the create's outcome was lost in a crash), in the system that
-    /// reports complete snapshots: nothing says the record ever existed,
-    /// so the next run may make it again (README, "Creates").
+    /// of (the create's outcome was lost in a crash), or had made and never
+    /// read back, in the system that reports complete snapshots: nothing
+    /// says the record ever existed, so the next run may make it again
+    /// (README, "Creates").
     may_return: bool,
     fields: BTreeMap<&'static str, Value>,
     /// Fields last edited in a record no run has read yet (made by a lost
@@ -345,10 +346,14 @@ impl Machine {
             .and_then(|r| r.get("email").and_then(Value::as_str).map(str::to_owned))
     }
 
-    /// Whether the stored baseline links record `id` of `sys`.
+    /// Whether the stored baseline links record `id` of `sys`, and has seen
+    /// it since recsync created it.
     fn linked(&self, sys: usize, id: &str) -> bool {
         let baseline = self.store.load(OBJ).unwrap();
-        baseline.find_linked(SYSTEMS[sys], id).is_some()
+        baseline.find_linked(SYSTEMS[sys], id).is_some_and(|e| {
+            e.unconfirmed(SYSTEMS[sys])
+                .is_none_or(|u| u.kind != recsync::OpKind::Create)
+        })
     }
 
     /// Whether `sys` holds a record with this email.

@@ -9,9 +9,12 @@
 use indexmap::IndexMap;
 use serde_json::Value;
 
-use super::{DeleteReview, EntityId, EntityRecord, Held, LinkRecord, LinkStatus, Observed};
+use super::{
+    DeleteReview, EntityId, EntityRecord, Held, LinkRecord, LinkStatus, Observed, Unconfirmed,
+};
 use crate::codec::{self, get_slot, get_value, get_varint, put_value, put_varint, ValueRef};
 use crate::model::SystemId;
+use crate::plan::OpKind;
 
 use super::Text;
 
@@ -42,6 +45,144 @@ impl LinkState {
     }
 }
 
+/// A write reported applied that no read has confirmed yet
+/// ([`Unconfirmed`], kept compact).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Awaiting {
+    pub(crate) kind: OpKind,
+    pub(crate) version: Option<Text>,
+    pub(crate) version_before: Option<Text>,
+    /// The fields written and what the record held before: a count, then
+    /// per field its slot and the value (or [`codec::ABSENT`]).
+    before: Box<[u8]>,
+    pub(crate) attempts: u32,
+}
+
+impl Awaiting {
+    pub(crate) fn new(
+        kind: OpKind,
+        version: Option<&str>,
+        version_before: Option<&str>,
+        before: &[(u32, Option<&Value>)],
+        attempts: u32,
+    ) -> Self {
+        let mut a = Awaiting {
+            kind,
+            version: version.map(Text::new),
+            version_before: version_before.map(Text::new),
+            before: Box::new([]),
+            attempts,
+        };
+        a.set_before(before);
+        a
+    }
+
+    fn set_before(&mut self, before: &[(u32, Option<&Value>)]) {
+        let mut out = Vec::new();
+        put_varint(&mut out, before.len() as u64);
+        for (f, v) in before {
+            put_varint(&mut out, u64::from(*f));
+            match v {
+                // Empty is empty: a null kept is the same as none.
+                Some(v) if !v.is_null() => put_value(&mut out, v),
+                _ => out.push(codec::ABSENT),
+            }
+        }
+        self.before = out.into_boxed_slice();
+    }
+
+    /// The fields written (by field slot), with what the record held
+    /// before.
+    pub(crate) fn before(&self) -> Vec<(u32, Option<ValueRef<'_>>)> {
+        let bytes = &self.before;
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let n = get_varint(bytes, &mut pos).unwrap_or(0);
+        for _ in 0..n {
+            let Some(f) = get_varint(bytes, &mut pos).and_then(|f| u32::try_from(f).ok()) else {
+                break;
+            };
+            let Some(v) = get_slot(bytes, &mut pos) else {
+                break;
+            };
+            out.push((f, v));
+        }
+        out
+    }
+
+    /// A later write to the same record while this one is unconfirmed: the
+    /// kind of the first (a create stays a create), the value each field
+    /// held before the first write that wrote it, the newest version.
+    pub(crate) fn merge(&mut self, later: Awaiting) {
+        let mut before: Vec<(u32, Option<Value>)> = self
+            .before()
+            .into_iter()
+            .map(|(f, v)| (f, v.map(ValueRef::to_value)))
+            .collect();
+        for (f, v) in later.before() {
+            if !before.iter().any(|(x, _)| *x == f) {
+                before.push((f, v.map(ValueRef::to_value)));
+            }
+        }
+        if self.kind == OpKind::Update || later.kind == OpKind::Delete {
+            self.kind = later.kind;
+        }
+        self.version = later.version;
+        self.attempts = self.attempts.max(later.attempts);
+        let refs: Vec<(u32, Option<&Value>)> =
+            before.iter().map(|(f, v)| (*f, v.as_ref())).collect();
+        self.set_before(&refs);
+    }
+
+    /// Forgets the fields a later write, seen made, wrote again; whether
+    /// any field is still awaited.
+    pub(crate) fn forget(&mut self, written: &[u32]) -> bool {
+        let kept: Vec<(u32, Option<Value>)> = self
+            .before()
+            .into_iter()
+            .filter(|(f, _)| !written.contains(f))
+            .map(|(f, v)| (f, v.map(ValueRef::to_value)))
+            .collect();
+        let refs: Vec<(u32, Option<&Value>)> = kept.iter().map(|(f, v)| (*f, v.as_ref())).collect();
+        self.set_before(&refs);
+        !kept.is_empty()
+    }
+
+    pub(crate) fn to_plain(&self, fields: &[String]) -> Unconfirmed {
+        Unconfirmed {
+            kind: self.kind,
+            version: self.version.as_deref().map(str::to_owned),
+            version_before: self.version_before.as_deref().map(str::to_owned),
+            before: self
+                .before()
+                .into_iter()
+                .map(|(f, v)| {
+                    (
+                        fields.get(f as usize).cloned().unwrap_or_default(),
+                        v.map(ValueRef::to_value),
+                    )
+                })
+                .collect(),
+            attempts: self.attempts,
+        }
+    }
+
+    fn from_plain(u: Unconfirmed, field: impl Fn(&str) -> usize) -> Self {
+        let before: Vec<(u32, Option<&Value>)> = u
+            .before
+            .iter()
+            .map(|(name, v)| (field(name) as u32, v.as_ref()))
+            .collect();
+        Awaiting::new(
+            u.kind,
+            u.version.as_deref(),
+            u.version_before.as_deref(),
+            &before,
+            u.attempts,
+        )
+    }
+}
+
 /// What only some entities have.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Extra {
@@ -51,11 +192,16 @@ pub(crate) struct Extra {
     pub(crate) pending: Vec<(u32, u32, Observed)>,
     /// A delete held for review.
     pub(crate) delete: Option<DeleteReview>,
+    /// Writes not confirmed yet, by system slot.
+    pub(crate) unconfirmed: Vec<(u32, Awaiting)>,
 }
 
 impl Extra {
     pub(crate) fn is_empty(&self) -> bool {
-        self.held.is_empty() && self.pending.is_empty() && self.delete.is_none()
+        self.held.is_empty()
+            && self.pending.is_empty()
+            && self.delete.is_none()
+            && self.unconfirmed.is_empty()
     }
 
     pub(crate) fn held(&self, field: u32) -> Option<&Held> {
@@ -222,6 +368,11 @@ impl Entity {
                     .insert(field(*f as usize), o.clone());
             }
             record.delete_review = x.delete.clone();
+            for (s, a) in &x.unconfirmed {
+                record
+                    .unconfirmed
+                    .insert(sys(*s as usize), a.to_plain(fields));
+            }
         }
         record
     }
@@ -276,6 +427,10 @@ impl Entity {
             }
         }
         extra.delete = record.delete_review;
+        for (name, u) in record.unconfirmed {
+            let s = sys(&name) as u32;
+            extra.unconfirmed.push((s, Awaiting::from_plain(u, field)));
+        }
         if !extra.is_empty() {
             entity.extra = Some(Box::new(extra));
         }

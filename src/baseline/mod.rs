@@ -16,7 +16,9 @@
 //!   differs from the canonical value;
 //! - what is **held** (fields by manual review or the empty-value guard,
 //!   deletes held for review) with what each system was last seen holding
-//!   and a reviewer's resolution, if one was given.
+//!   and a reviewer's resolution, if one was given;
+//! - the writes reported applied that no read has **confirmed** yet
+//!   ([`Unconfirmed`]), with what each record held before them.
 //!
 //! The engine reads a baseline and [`SyncEngine::commit`](crate::SyncEngine::commit)
 //! advances it. In memory an entity's values are kept in a compact byte
@@ -48,10 +50,10 @@ use serde_json::Value;
 
 use crate::hash::{hash_bytes, FoldHasher};
 use crate::model::SystemId;
-use crate::plan::{Conflict, ConflictId, DeleteHeldBy};
+use crate::plan::{Conflict, ConflictId, DeleteHeldBy, OpKind};
 use crate::redact::{debug_with, hidden, shown, shown_opt, Keys};
 
-pub(crate) use entity::{Entity, Extra, LinkState, ValuesView};
+pub(crate) use entity::{Awaiting, Entity, Extra, LinkState, ValuesView};
 pub(crate) use index::RawIndex;
 pub(crate) use text::Text;
 
@@ -235,6 +237,68 @@ pub struct DeleteReview {
     pub held_by: DeleteHeldBy,
 }
 
+/// A write recsync made to one system that no read has confirmed yet.
+///
+/// The system reported the write applied, but no snapshot since has shown
+/// the record holding what was written (or carrying the version the write
+/// reported), or, for a delete, the record gone. Until one does, every plan
+/// looks at the entity (the unchanged-record shortcut does not skip it), and
+/// each read decides:
+///
+/// - the record holds what was written, or reports the version the write
+///   reported (a version that moved): **confirmed**;
+/// - it holds, for a written field, what it held before the write: the
+///   write was **not made**. It is not an edit; the write is planned again;
+/// - it holds a third value: an edit made after the write, synced as one;
+/// - a created record absent from a complete snapshot is no evidence of a
+///   delete: the create is planned again (with the same correlation key,
+///   so a record that appears late is linked, not made twice);
+/// - a deleted record seen again: the delete was not made, and is decided
+///   again.
+///
+/// A write found not made, or not seen by a read of its system, again and
+/// again is reported as an
+/// [`UnconfirmedWrite`](crate::plan::IssueKind::UnconfirmedWrite) issue from
+/// the [third](crate::engine::UNCONFIRMED_PLANS) such plan on.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Unconfirmed {
+    /// What the write was.
+    pub kind: OpKind,
+    /// The version the system reported for the record after the write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The version the record had when it was read before the write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_before: Option<String>,
+    /// Each field written (by canonical name), with the native value the
+    /// record held before the write (`None`: no value; every field of a
+    /// create).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub before: IndexMap<String, Option<Value>>,
+    /// How many plans in a row found the write not made, or did not see it
+    /// in a read of its system.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub attempts: u32,
+}
+
+fn is_zero_u32(x: &u32) -> bool {
+    *x == 0
+}
+
+impl fmt::Debug for Unconfirmed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values held before a write are personal data: names only.
+        f.debug_struct("Unconfirmed")
+            .field("kind", &self.kind)
+            .field("version", &self.version)
+            .field("version_before", &self.version_before)
+            .field("fields", &self.before.keys().collect::<Vec<_>>())
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
 /// One entity of the baseline, in plain form: what serde writes and what
 /// stores that keep entities one by one hold per row.
 ///
@@ -270,6 +334,9 @@ pub struct EntityRecord {
     /// mentions it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unsettled: bool,
+    /// Writes reported applied that no read has confirmed yet, by system.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unconfirmed: BTreeMap<SystemId, Unconfirmed>,
 }
 
 impl fmt::Debug for EntityRecord {
@@ -482,6 +549,14 @@ impl<'a> EntityRef<'a> {
     /// Whether something planned for the entity has not happened yet.
     pub fn is_unsettled(&self) -> bool {
         self.entity.unsettled
+    }
+
+    /// The write to `system` that no read has confirmed yet, if any.
+    pub fn unconfirmed(&self, system: &str) -> Option<Unconfirmed> {
+        let s = self.baseline.system_slot(system)? as u32;
+        let x = self.entity.extra.as_ref()?;
+        let (_, a) = x.unconfirmed.iter().find(|(b, _)| *b == s)?;
+        Some(a.to_plain(&self.baseline.fields))
     }
 
     /// The entity in plain form.
@@ -858,6 +933,27 @@ impl Baseline {
         self.by_link.get(s).map_or(0, RawIndex::len)
     }
 
+    /// Links in system slot `s` to records no read has to show: records
+    /// deleted (held, or deleted by recsync and not seen gone yet), and
+    /// records created and never seen.
+    pub(crate) fn unseen_links(&self, s: usize) -> usize {
+        let Ok(b) = u32::try_from(s) else { return 0 };
+        // Such links are on entities that hold something: a delete review,
+        // a write not confirmed.
+        self.attention
+            .iter()
+            .filter_map(|slot| self.entity_at(*slot))
+            .filter(|e| {
+                e.link(s).is_some_and(|l| l.status == LinkStatus::Deleted)
+                    || e.extra.as_ref().is_some_and(|x| {
+                        x.unconfirmed
+                            .iter()
+                            .any(|(x, a)| *x == b && a.kind == OpKind::Create)
+                    })
+            })
+            .count()
+    }
+
     pub(crate) fn set_fingerprint(&mut self, fingerprint: u64) {
         self.header.fingerprint = Some(fingerprint);
     }
@@ -1006,6 +1102,7 @@ impl Baseline {
             .keys()
             .chain(record.shadows.keys())
             .chain(record.pending.keys())
+            .chain(record.unconfirmed.keys())
         {
             self.ensure_system(s)?;
         }
@@ -1015,6 +1112,7 @@ impl Baseline {
             .chain(record.shadows.values().flat_map(IndexMap::keys))
             .chain(record.held.keys())
             .chain(record.pending.values().flat_map(IndexMap::keys))
+            .chain(record.unconfirmed.values().flat_map(|u| u.before.keys()))
         {
             self.ensure_field(f)?;
         }

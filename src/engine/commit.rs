@@ -4,8 +4,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use serde_json::Value;
+
 use crate::baseline::{
-    Baseline, BaselineError, Entity, EntityId, KeyIndex, LinkState, LinkStatus, RawIndex,
+    Awaiting, Baseline, BaselineError, Entity, EntityId, KeyIndex, LinkState, LinkStatus, RawIndex,
     ReviewChoice, Text,
 };
 use crate::identity::{entity_key, key_spec};
@@ -206,24 +208,19 @@ fn check_links(
             }
         }
     }
+    // (A record deleted stays linked, as deleted, until a read confirms it
+    // gone: a delete releases no id.)
     for op in &plan.ops {
         let s = map.system_index(op.system.as_str()).unwrap_or(usize::MAX);
-        match (op.kind, outcomes.get(op.id)) {
-            (
-                OpKind::Create,
-                Some(OpOutcome::Applied {
-                    record_id: Some(id),
-                    ..
-                }),
-            ) => {
-                claims.push((s, id.clone(), &op.entity));
-            }
-            (OpKind::Delete, Some(OpOutcome::Applied { .. })) => {
-                if let Some(id) = &op.record_id {
-                    released.insert((s, id.clone()));
-                }
-            }
-            _ => {}
+        if let (
+            OpKind::Create,
+            Some(OpOutcome::Applied {
+                record_id: Some(id),
+                ..
+            }),
+        ) = (op.kind, outcomes.get(op.id))
+        {
+            claims.push((s, id.clone(), &op.entity));
         }
     }
     let mut taken: HashMap<(usize, &str), &EntityId> = HashMap::new();
@@ -318,14 +315,82 @@ fn apply(
             }
         }
     }
+    // Writes awaiting a read to confirm them: what this plan's reads
+    // learned, then this plan's writes reported applied.
+    let mut awaiting: Vec<(u32, Awaiting)> = baseline
+        .entity_at(slot)
+        .and_then(|e| e.extra.as_ref())
+        .map(|x| x.unconfirmed.clone())
+        .unwrap_or_default();
+    for (s, u) in &change.unconfirmed {
+        let Some(b) = sys.get(*s as usize).map(|b| *b as u32) else {
+            continue;
+        };
+        match u {
+            Update::Clear => awaiting.retain(|(x, _)| *x != b),
+            Update::Set(n) => {
+                if let Some((_, a)) = awaiting.iter_mut().find(|(x, _)| *x == b) {
+                    a.attempts = *n;
+                }
+            }
+        }
+    }
     let mut unsettled = change.unsettled;
     for op in ops {
         let Some(t) = baseline.systems().iter().position(|s| *s == op.system) else {
             continue;
         };
+        // The op's system as the plan names it (by map index).
+        let m = sys.iter().position(|b| *b == t);
+        let attempts = change
+            .retried
+            .iter()
+            .find(|(s, _)| Some(*s as usize) == m)
+            .map_or(0, |(_, n)| *n);
         match outcomes.get(op.id) {
-            Some(OpOutcome::Applied { record_id, version }) => match op.kind {
+            Some(OpOutcome::Applied {
+                record_id,
+                version,
+                confirmed,
+            }) => match op.kind {
                 OpKind::Update => {
+                    let before: Vec<(u32, Option<&Value>)> = change
+                        .before
+                        .iter()
+                        .filter(|(s, _, _)| Some(*s as usize) == m)
+                        .filter_map(|(_, f, v)| {
+                            Some((*fields.get(*f as usize)? as u32, v.as_ref()))
+                        })
+                        .collect();
+                    let written = Awaiting::new(
+                        OpKind::Update,
+                        version.as_deref(),
+                        op.expected_version.as_deref(),
+                        &before,
+                        attempts,
+                    );
+                    if *confirmed {
+                        // Seen made: what it wrote is awaited no more, nor
+                        // the create of the record it was seen in.
+                        let covered: Vec<u32> = op
+                            .fields
+                            .iter()
+                            .filter_map(|w| {
+                                let f = field_index.get(w.field.as_str())?;
+                                Some(*fields.get(*f)? as u32)
+                            })
+                            .collect();
+                        awaiting.retain_mut(|(x, a)| {
+                            *x != t as u32
+                                || (a.kind == OpKind::Update && a.forget(&covered))
+                                || a.kind == OpKind::Delete
+                        });
+                    } else {
+                        match awaiting.iter_mut().find(|(x, _)| *x == t as u32) {
+                            Some((_, a)) => a.merge(written),
+                            None => awaiting.push((t as u32, written)),
+                        }
+                    }
                     if let Some(owned) = owned.as_mut() {
                         for w in &op.fields {
                             if let Some(bf) = field_index
@@ -344,6 +409,27 @@ fn apply(
                     }
                 }
                 OpKind::Create => {
+                    let before: Vec<(u32, Option<&Value>)> = op
+                        .fields
+                        .iter()
+                        .filter_map(|w| {
+                            let f = field_index.get(w.field.as_str())?;
+                            Some((*fields.get(*f)? as u32, None))
+                        })
+                        .collect();
+                    awaiting.retain(|(x, _)| *x != t as u32);
+                    if !*confirmed {
+                        awaiting.push((
+                            t as u32,
+                            Awaiting::new(
+                                OpKind::Create,
+                                version.as_deref(),
+                                None,
+                                &before,
+                                attempts,
+                            ),
+                        ));
+                    }
                     let id = record_id.clone().unwrap_or_default();
                     baseline.set_link(
                         slot,
@@ -367,10 +453,32 @@ fn apply(
                         }
                     }
                 }
-                OpKind::Delete => {
+                OpKind::Delete if *confirmed => {
+                    awaiting.retain(|(x, _)| *x != t as u32);
                     baseline.set_link(slot, t, None)?;
                     if let Some(owned) = owned.as_mut() {
                         owned.drop_system(t);
+                    }
+                }
+                OpKind::Delete => {
+                    // Kept, as deleted, until a read shows the record gone:
+                    // a delete reported applied but not made is found, not
+                    // believed.
+                    if let Some(Some(l)) =
+                        baseline.entity_mut(slot).and_then(|e| e.links.get_mut(t))
+                    {
+                        l.status = LinkStatus::Deleted;
+                    }
+                    let deleted = Awaiting::new(
+                        OpKind::Delete,
+                        version.as_deref(),
+                        op.expected_version.as_deref(),
+                        &[],
+                        attempts,
+                    );
+                    match awaiting.iter_mut().find(|(x, _)| *x == t as u32) {
+                        Some((_, a)) => a.merge(deleted),
+                        None => awaiting.push((t as u32, deleted)),
                     }
                 }
             },
@@ -408,12 +516,20 @@ fn apply(
         None => {}
     }
     e.unsettled = unsettled;
+    if !awaiting.is_empty() || e.extra.is_some() {
+        e.extra_mut().unconfirmed = awaiting;
+    }
     let live = e
         .links
         .iter()
         .flatten()
         .any(|l| matches!(l.status, LinkStatus::Active | LinkStatus::Frozen));
-    if !live || change.remove {
+    // A record deleted but not seen gone keeps the entity.
+    let deleting = e
+        .extra
+        .as_ref()
+        .is_some_and(|x| x.unconfirmed.iter().any(|(_, a)| a.kind == OpKind::Delete));
+    if (!live && !deleting) || change.remove {
         baseline.remove_entity(slot);
         return Ok(true);
     }

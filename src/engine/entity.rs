@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::baseline::{
-    DeleteReview, Entity, EntityId, Extra, Held, LinkRecord, LinkStatus, Observed, ReviewChoice,
-    ValuesView,
+    Awaiting, DeleteReview, Entity, EntityId, Extra, Held, LinkRecord, LinkStatus, Observed,
+    ReviewChoice, ValuesView,
 };
 use crate::codec::{self, ValueRef};
 use crate::guard::{Withheld, WithheldKind};
@@ -17,7 +17,7 @@ use crate::hash::StableHasher;
 use crate::mapping::{
     Conversion, Direction, FieldSpec, Mapped, MappingError, Normalization, ValueProblem,
 };
-use crate::model::{is_empty_value, Record, SystemId};
+use crate::model::{is_empty_value, Coverage, Record, SystemId};
 use crate::plan::*;
 use crate::policy::{
     self, Candidate, ConflictInput, ConflictPolicy, Decision, DeleteEditPolicy, DeletePolicy,
@@ -193,8 +193,9 @@ struct Planner<'c, 'a> {
     skipped: bool,
     /// Values kept for the next plan: (system, field, observed).
     pending: Vec<(usize, usize, Observed)>,
-    /// Per target: field writes (and the value they replace, for the op id).
-    writes: Vec<Vec<(FieldWrite, Option<Value>)>>,
+    /// Per target: field writes, with the field's index and the value they
+    /// replace (for the op id).
+    writes: Vec<Vec<(usize, FieldWrite, Option<Value>)>>,
     /// Per field: the value decided this plan and why.
     decided: Vec<Option<(Value, Reason)>>,
     /// Fields held (not to be written anywhere, created included).
@@ -212,6 +213,19 @@ struct Planner<'c, 'a> {
     echo: Vec<bool>,
     /// Targets whose write is blocked (a required field would be empty).
     blocked: Vec<bool>,
+    /// Shadows read otherwise than the baseline keeps them: a write found
+    /// not made is read as what the record held before it (system, field,
+    /// value).
+    overrides: Vec<(usize, usize, Option<ValueRef<'a>>)>,
+    /// Systems whose deletion evidence this plan does not act on: a
+    /// created record never seen, absent (mostly none: no allocation).
+    not_gone: Vec<usize>,
+    /// Systems with a delete reported applied that no read has confirmed
+    /// yet: the record is neither deleting nor taking part.
+    awaiting_delete: Vec<usize>,
+    /// A delete found not made, on a record edited since: the delete is
+    /// decided again, not carried out as decided before.
+    redecide: bool,
 }
 
 #[cfg(test)]
@@ -344,6 +358,10 @@ impl<'c, 'a> Planner<'c, 'a> {
             exit_withheld: vec![false; n],
             echo: vec![false; n],
             blocked: vec![false; n],
+            overrides: Vec::new(),
+            not_gone: Vec::new(),
+            awaiting_delete: Vec::new(),
+            redecide: false,
         }
     }
 
@@ -381,8 +399,35 @@ impl<'c, 'a> Planner<'c, 'a> {
         if !self.links[s].has_shadow {
             return None;
         }
+        if let Some((_, _, v)) = self
+            .overrides
+            .iter()
+            .find(|(os, of, _)| *os == s && *of == f)
+        {
+            return *v;
+        }
         let (b, bf) = (self.cx.sys_slot[s]?, self.cx.field_slot[f]?);
         self.view.shadow(b, bf)
+    }
+
+    /// What target `t` holds for field `f` before this plan writes it: what
+    /// its record was seen holding, else its shadow.
+    fn held_now(&self, t: usize, f: usize) -> Option<Value> {
+        if self.seen[t].is_some() {
+            let fields = self.cx.map.fields().len();
+            return self
+                .values
+                .get(t * fields + f)
+                .copied()
+                .flatten()
+                .map(|(_, v)| v.clone());
+        }
+        self.shadow(t, f).map(ValueRef::to_value)
+    }
+
+    /// Whether this plan acts on deletion evidence for system `s`.
+    fn gone(&self, s: usize) -> bool {
+        self.input.deleted[s] && !self.not_gone.contains(&s)
     }
 
     fn canonical(&self, f: usize) -> Option<ValueRef<'a>> {
@@ -510,6 +555,7 @@ impl<'c, 'a> Planner<'c, 'a> {
     }
 
     fn run(&mut self) {
+        self.confirm();
         self.scope();
         if !self.deletes() {
             return;
@@ -532,6 +578,152 @@ impl<'c, 'a> Planner<'c, 'a> {
             return;
         }
         self.build_updates();
+    }
+
+    /// Writes the systems reported applied that no read has confirmed:
+    /// each is confirmed by this plan's read of its system, found not made
+    /// (and planned again), or still unseen. See
+    /// [`Unconfirmed`](crate::baseline::Unconfirmed).
+    fn confirm(&mut self) {
+        let Some(extra) = self.extra else { return };
+        for (b, a) in &extra.unconfirmed {
+            let Some(t) = (0..self.n()).find(|t| self.cx.sys_slot[*t] == Some(*b as usize)) else {
+                continue;
+            };
+            // A system not read tells nothing (a record deleted there is
+            // still awaited, not deleting).
+            let Some(read) = self.cx.coverage(t) else {
+                if a.kind == OpKind::Delete && self.links[t].status == Some(LinkStatus::Deleted) {
+                    self.awaiting_delete.push(t);
+                }
+                continue;
+            };
+            let l = &self.links[t];
+            if l.new || !matches!(l.status, Some(LinkStatus::Active | LinkStatus::Deleted)) {
+                // Relinked, unlinked or frozen since: nothing to confirm.
+                self.forget(t);
+                continue;
+            }
+            match a.kind {
+                OpKind::Delete => self.confirm_delete(t, a, read),
+                _ => self.confirm_write(t, a),
+            }
+        }
+    }
+
+    fn confirm_delete(&mut self, t: usize, a: &Awaiting, read: Coverage) {
+        if self.links[t].status != Some(LinkStatus::Deleted) {
+            self.forget(t);
+        } else if let Some(r) = self.seen[t] {
+            // Still there: the delete was not made. The record takes part
+            // again, and the delete is decided again (an edit made since
+            // is not lost to the delete decided before it).
+            self.set_status(t, Some(LinkStatus::Active));
+            self.redecide = self.cx.map.fields().iter().enumerate().any(|(f, field)| {
+                field.source_at(t)
+                    && self.cx.field_value(t, f, r).is_some_and(|(_, cur)| {
+                        !codec::same(field.normalization(), Some(cur), self.shadow(t, f))
+                    })
+            });
+            self.not_made(t, a);
+        } else if self.gone(t) || read == Coverage::Complete {
+            // Gone: confirmed. The link goes.
+            self.set_status(t, None);
+            self.links[t].has_shadow = false;
+            self.forget(t);
+        } else {
+            // Not in a partial read: absence there says nothing (and many
+            // change feeds carry no tombstones), so it is not counted.
+            self.awaiting_delete.push(t);
+        }
+    }
+
+    fn confirm_write(&mut self, t: usize, a: &'a Awaiting) {
+        if self.links[t].status != Some(LinkStatus::Active) {
+            // Deleted since (a delete held or propagated): nothing to
+            // confirm.
+            self.forget(t);
+            return;
+        }
+        let Some(r) = self.seen[t] else {
+            if a.kind == OpKind::Create && self.input.absent.contains(&t) {
+                // Created, never seen, and absent from a complete snapshot:
+                // no evidence of a delete. The create is planned again
+                // (same correlation key: a record that shows up late links).
+                self.not_made(t, a);
+                self.not_gone.push(t);
+                self.set_status(t, None);
+                self.links[t].id = None;
+                self.links[t].has_shadow = false;
+                self.create[t] = true;
+            } else if self.gone(t) {
+                // A tombstone, or an updated record gone: a delete.
+                self.forget(t);
+            } else {
+                // Read, but not this record: unseen one more time.
+                let attempts = a.attempts.saturating_add(1);
+                self.res
+                    .change
+                    .unconfirmed
+                    .push((t as u32, Update::Set(attempts)));
+                self.report_unconfirmed(t, a.kind, attempts);
+            }
+            return;
+        };
+        // The version the write reported, where it moved: confirmed.
+        let reported = a.version.as_deref();
+        if reported.is_some()
+            && r.version.as_deref() == reported
+            && reported != a.version_before.as_deref()
+        {
+            self.forget(t);
+            return;
+        }
+        let fields = self.cx.map.fields();
+        let mut not_made: Vec<(usize, Option<ValueRef<'a>>)> = Vec::new();
+        for (bf, before) in a.before() {
+            let Some(f) = (0..fields.len()).find(|f| self.cx.field_slot[*f] == Some(bf as usize))
+            else {
+                continue;
+            };
+            let norm = fields[f].normalization();
+            let cur = self.cx.field_value(t, f, r).map(|(_, v)| v);
+            // Holding what was written: made. Holding what it held before:
+            // not made. Anything else: an edit made since.
+            if !codec::same(norm, cur, self.shadow(t, f)) && codec::same(norm, cur, before) {
+                not_made.push((f, before));
+            }
+        }
+        if not_made.is_empty() {
+            self.forget(t);
+            return;
+        }
+        self.not_made(t, a);
+        for (f, before) in not_made {
+            self.overrides.push((t, f, before));
+            self.res
+                .change
+                .shadows
+                .push((t as u32, f as u32, before.map(ValueRef::to_value)));
+        }
+    }
+
+    fn forget(&mut self, t: usize) {
+        self.res.change.unconfirmed.push((t as u32, Update::Clear));
+    }
+
+    /// A write found not made: forgotten, planned again, and counted.
+    fn not_made(&mut self, t: usize, a: &Awaiting) {
+        let attempts = a.attempts.saturating_add(1);
+        self.forget(t);
+        self.res.change.retried.push((t as u32, attempts));
+        self.report_unconfirmed(t, a.kind, attempts);
+    }
+
+    fn report_unconfirmed(&mut self, t: usize, op: OpKind, attempts: u32) {
+        if attempts >= super::UNCONFIRMED_PLANS {
+            self.issue(t, None, IssueKind::UnconfirmedWrite { op, attempts });
+        }
     }
 
     /// Records that left (or came back into) scope.
@@ -599,9 +791,12 @@ impl<'c, 'a> Planner<'c, 'a> {
         let review = self.extra.and_then(|x| x.delete.as_ref());
         let mut deleting: Vec<usize> = Vec::new();
         for s in 0..n {
+            if self.awaiting_delete.contains(&s) {
+                continue;
+            }
             match self.links[s].status {
-                Some(LinkStatus::Active) if self.input.deleted[s] => deleting.push(s),
-                Some(LinkStatus::Frozen) if self.input.deleted[s] => {
+                Some(LinkStatus::Active) if self.gone(s) => deleting.push(s),
+                Some(LinkStatus::Frozen) if self.gone(s) => {
                     // A frozen record's delete is not propagated.
                     self.set_status(s, Some(LinkStatus::Detached));
                 }
@@ -635,7 +830,10 @@ impl<'c, 'a> Planner<'c, 'a> {
             }
             edited.sort_unstable();
         }
-        let action = match review.and_then(|r| r.resolution.as_ref()) {
+        let decided = review
+            .and_then(|r| r.resolution.as_ref())
+            .filter(|_| !self.redecide);
+        let action = match decided {
             Some(ReviewChoice::Delete) => DeleteAction::Propagate,
             Some(ReviewChoice::Restore) => DeleteAction::Restore,
             Some(ReviewChoice::Unlink) => DeleteAction::Unlink,
@@ -643,10 +841,23 @@ impl<'c, 'a> Planner<'c, 'a> {
                 let mut any_hold = false;
                 let mut any_propagate = false;
                 let mut any_restore = false;
+                // A target's record is restored from the source's: where the
+                // entity has no record in a source system (it was only ever
+                // in targets), there is nothing to restore it from, and a
+                // record made of nothing would be blank.
+                let restorable = matches!(rules.flow, Direction::OneWay { enforce: true, .. })
+                    && (0..n).any(|s| {
+                        rules.source[s]
+                            && !deleting.contains(&s)
+                            && matches!(
+                                self.links[s].status,
+                                Some(LinkStatus::Active | LinkStatus::Frozen)
+                            )
+                    });
                 for d in &deleting {
                     let policy = if rules.source[*d] {
                         rules.delete_policy[*d]
-                    } else if matches!(rules.flow, Direction::OneWay { enforce: true, .. }) {
+                    } else if restorable {
                         any_restore = true;
                         continue;
                     } else {
@@ -751,7 +962,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                         fields: Vec::new(),
                     });
                 }
-                if self.res.ops.is_empty() {
+                if self.res.ops.is_empty() && self.awaiting_delete.is_empty() {
                     self.res.change.remove = true;
                 } else {
                     self.keep_review(
@@ -953,17 +1164,26 @@ impl<'c, 'a> Planner<'c, 'a> {
             }
             // From a record that is new, to systems whose records were read;
             // else where the whole system was read (so matching saw every
-            // record) or a create is pending.
+            // record), or read at all where a create is pending.
             let sources_new =
                 is_new && (0..self.n()).any(|s| self.input.new_links[s] && rules.source[s]);
+            if is_new && !sources_new {
+                continue;
+            }
             let read = self.cx.coverage(t);
             let allowed = if is_new {
-                sources_new && read.is_some()
+                read.is_some()
             } else {
-                read == Some(crate::model::Coverage::Complete) || unsettled
+                read == Some(crate::model::Coverage::Complete) || (unsettled && read.is_some())
             };
             if allowed {
                 self.create[t] = true;
+            } else if read.is_none() {
+                // The target was not read (no snapshot, or one a guard
+                // ignored): the create waits for a read, and the entity
+                // stays in every plan until then (the fast path would
+                // otherwise skip it for good).
+                self.unsettled = true;
             }
         }
     }
@@ -1284,9 +1504,16 @@ impl<'c, 'a> Planner<'c, 'a> {
 
         // Propagate to linked targets.
         let reason = decided.as_ref().map(|(_, r)| r.clone());
-        if decided.is_none() && canonical.is_none() {
+        // An enforced field's source that holds nothing (no canonical value)
+        // is enforced too: a target's own value is cleared, as a value from
+        // the source would overwrite it.
+        let source = (0..n).find(|s| self.part[*s] && field.source_at(*s));
+        let enforce_empty =
+            field.enforced() && decided.is_none() && canonical.is_none() && source.is_some();
+        if decided.is_none() && canonical.is_none() && !enforce_empty {
             return;
         }
+        let nothing = Value::Null;
         // Nothing decided: the canonical value is decoded only for a target
         // that may be behind it.
         let mut decoded: Option<Value> = None;
@@ -1326,6 +1553,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                     }
                     decoded.get_or_insert_with(|| c.to_value())
                 }
+                (None, None) if enforce_empty && !field.source_at(t) => &nothing,
                 (None, None) => continue,
             };
             let native: Cow<'_, Value> = if through {
@@ -1363,10 +1591,26 @@ impl<'c, 'a> Planner<'c, 'a> {
                     _ => {}
                 }
             }
+            let empties = is_empty_value(&native) && expected.is_some_and(|e| !e.is_empty());
+            // Enforcing an empty value over what a target holds is emptying
+            // it: the empty-value guard, where on, keeps the target's value
+            // and says so.
+            if empties && field.enforced() && !field.source_at(t) && field.no_overwrite_on_empty() {
+                if let Some(s) = source {
+                    self.res.held.push(Hold {
+                        entity: self.input.id.clone(),
+                        field: Some(name.to_owned()),
+                        kind: HoldKind::EmptyValue {
+                            system: self.systems[s].clone(),
+                        },
+                    });
+                }
+                continue;
+            }
             if !self.valid(f, t, &native) {
                 continue;
             }
-            if is_empty_value(&native) && expected.is_some_and(|e| !e.is_empty()) {
+            if empties {
                 self.res.emptied.push(Withheld {
                     kind: WithheldKind::EmptiedField,
                     entity: self.input.id.clone(),
@@ -1380,6 +1624,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 }
             }
             self.writes[t].push((
+                f,
                 FieldWrite {
                     field: name.to_owned(),
                     native: nat.to_owned(),
@@ -1535,10 +1780,14 @@ impl<'c, 'a> Planner<'c, 'a> {
             let mut h = StableHasher::new("update");
             h.str(self.systems[t].as_str());
             h.str(&record_id);
-            for (w, before) in &fields {
+            for (f, w, before) in &fields {
                 h.str(&w.native);
                 h.opt_value(before.as_ref());
                 h.value(&w.value);
+                // What the record holds now, for a later read to confirm
+                // the write by.
+                let now = self.held_now(t, *f);
+                self.res.change.before.push((t as u32, *f as u32, now));
             }
             let expected_version = self.expected_version(t);
             self.res.ops.push(WriteOp {
@@ -1550,7 +1799,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 entity: self.input.id.clone(),
                 expected_version,
                 correlation: None,
-                fields: fields.into_iter().map(|(w, _)| w).collect(),
+                fields: fields.into_iter().map(|(_, w, _)| w).collect(),
             });
         }
     }

@@ -224,7 +224,13 @@ impl<'a> Cx<'a> {
             if snap.coverage != Coverage::Complete || !snap.records.is_empty() {
                 continue;
             }
-            let linked = self.sys_slot[s].map_or(0, |b| self.baseline.linked_count(b));
+            // Records deleted, or created and never seen, missing from it
+            // are no sign that a listing failed.
+            let linked = self.sys_slot[s].map_or(0, |b| {
+                self.baseline
+                    .linked_count(b)
+                    .saturating_sub(self.baseline.unseen_links(b))
+            });
             if linked > 0 {
                 out.push((s, linked));
             }
@@ -262,6 +268,9 @@ pub(crate) struct EntityInput<'a> {
     /// Per map system: deletion evidence (a tombstone, or absent from a
     /// complete snapshot).
     pub(crate) deleted: Vec<bool>,
+    /// The map systems whose deletion evidence is absence from a complete
+    /// snapshot (not a tombstone).
+    pub(crate) absent: Vec<usize>,
     /// Per map system: the record was linked by this plan.
     pub(crate) new_links: Vec<bool>,
 }
@@ -286,8 +295,10 @@ enum Cell<'a> {
     New(&'a Record),
     /// The id appears more than once in the snapshot: not read, not deleted.
     Dup,
-    /// A tombstone, or absent from a complete snapshot.
+    /// A tombstone.
     Gone,
+    /// Absent from a complete snapshot.
+    Absent,
     /// A tombstone of a record not linked yet whose correlation key names
     /// the entity: a create whose commit was lost, deleted since. Linked by
     /// this plan, and deleted.
@@ -423,7 +434,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                             .is_none_or(|row| matches!(rows.cells[row * n + s], Cell::Empty))
                     {
                         let row = rows.row(slot);
-                        *rows.cell(row, s) = Cell::Gone;
+                        *rows.cell(row, s) = Cell::Absent;
                     }
                 }
             }
@@ -488,7 +499,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
 
     let gone = |slot: u32, s: usize| {
         rows.find(slot)
-            .is_some_and(|row| matches!(rows.cells[row * n + s], Cell::Gone))
+            .is_some_and(|row| matches!(rows.cells[row * n + s], Cell::Gone | Cell::Absent))
     };
     let groups = identity::group_unlinked(map, baseline, &cx.sys_slot, unlinked, &gone, issues);
     let mut new_entities = Vec::new();
@@ -577,6 +588,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             seen: vec![None; n],
             hashes: vec![0; n],
             deleted: vec![false; n],
+            absent: Vec::new(),
             new_links: vec![false; n],
         };
         for (s, r) in records {
@@ -619,6 +631,7 @@ fn entity_input<'a>(
         seen: vec![None; n],
         hashes: vec![0; n],
         deleted: vec![false; n],
+        absent: Vec::new(),
         new_links: vec![false; n],
     };
     for ((s, cell), known) in cells.iter().enumerate().zip(known) {
@@ -634,6 +647,10 @@ fn entity_input<'a>(
                 input.new_links[s] = true;
             }
             Cell::Gone => input.deleted[s] = true,
+            Cell::Absent => {
+                input.deleted[s] = true;
+                input.absent.push(s);
+            }
             Cell::NewGone(r) => {
                 input.seen[s] = Some(*r);
                 input.new_links[s] = true;
@@ -732,7 +749,7 @@ fn fast_path(
         let r = match cell {
             Cell::Empty | Cell::Dup => continue,
             Cell::Seen(r) => *r,
-            Cell::New(_) | Cell::Gone | Cell::NewGone(_) => return None,
+            Cell::New(_) | Cell::Gone | Cell::Absent | Cell::NewGone(_) => return None,
         };
         let link = cx.sys_slot[s].and_then(|b| e.link(b))?;
         let in_scope = cx.in_scope(s, r);

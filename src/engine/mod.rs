@@ -13,8 +13,14 @@
 //! unlinked or frozen ([`scope`](crate::scope)); and the plan is checked
 //! against the map's safety [guards](crate::guard) before it is returned.
 //!
+//! A write a system reported applied is believed once a later read shows it
+//! made ([`Unconfirmed`](crate::baseline::Unconfirmed)): until then its
+//! entity is planned every time, and a read that shows it not made has it
+//! planned again, never taken for an edit.
+//!
 //! A plan looks only at the entities a snapshot mentions, plus those that
-//! hold something (a failed write, a held field or delete). Where a record
+//! hold something (a failed write, a held field or delete, a write not
+//! confirmed). Where a record
 //! reports the version, or has the content hash, it had at the last commit,
 //! and nothing else is pending for its entity, the entity is skipped without
 //! reading its fields.
@@ -38,6 +44,13 @@ use crate::model::{Snapshot, SystemId};
 use crate::plan::{OpId, SyncPlan};
 
 pub use commit::CommitSummary;
+
+/// From how many plans in a row that find a write not made (or do not see
+/// it in a read of its system) the write is reported as an
+/// [`UnconfirmedWrite`](crate::plan::IssueKind::UnconfirmedWrite) issue.
+/// One plan that misses a write is common (a read racing the write, a
+/// change feed that lags); three in a row is a connector to look at.
+pub const UNCONFIRMED_PLANS: u32 = 3;
 
 /// Plans and commits syncs for one [`FieldMap`].
 #[derive(Clone)]
@@ -193,6 +206,13 @@ pub enum OpOutcome {
         /// The record's new version, if the system reports one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         version: Option<String>,
+        /// A read made right after the write showed it made (the runner's
+        /// [read-back](crate::runner::SyncRunnerBuilder::read_back)): no
+        /// later read is awaited to confirm it
+        /// ([`Unconfirmed`](crate::baseline::Unconfirmed)). A delete so
+        /// confirmed unlinks the record at once.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confirmed: bool,
     },
     /// The write failed; it is planned again next time.
     Failed {
@@ -207,6 +227,7 @@ impl OpOutcome {
         OpOutcome::Applied {
             record_id: None,
             version: None,
+            confirmed: false,
         }
     }
 
@@ -215,6 +236,7 @@ impl OpOutcome {
         OpOutcome::Applied {
             record_id: Some(record_id.into()),
             version: None,
+            confirmed: false,
         }
     }
 
@@ -229,9 +251,31 @@ impl OpOutcome {
     #[must_use]
     pub fn with_version(self, version: impl Into<String>) -> Self {
         match self {
-            OpOutcome::Applied { record_id, .. } => OpOutcome::Applied {
+            OpOutcome::Applied {
+                record_id,
+                confirmed,
+                ..
+            } => OpOutcome::Applied {
                 record_id,
                 version: Some(version.into()),
+                confirmed,
+            },
+            failed => failed,
+        }
+    }
+
+    /// The same outcome, confirmed by a read made right after the write:
+    /// the record was seen holding what was written (a create there, a
+    /// delete gone), so no later read is awaited for it.
+    #[must_use]
+    pub fn confirmed(self) -> Self {
+        match self {
+            OpOutcome::Applied {
+                record_id, version, ..
+            } => OpOutcome::Applied {
+                record_id,
+                version,
+                confirmed: true,
             },
             failed => failed,
         }
@@ -492,9 +536,11 @@ impl SyncEngine {
 
     /// Records what happened: canonical values advance, sources' shadows
     /// become what was seen, targets' shadows become what was written where
-    /// the write was applied; created records are linked, deleted ones
-    /// unlinked, and an entity with no record left leaves the baseline. An
-    /// op that failed, or has no outcome, leaves its target behind, so the
+    /// the write was applied; created records are linked, deleted ones kept
+    /// as deleted until a read shows them gone, and an entity with no record
+    /// left leaves the baseline. Each write applied awaits a later read to
+    /// confirm it ([`Unconfirmed`](crate::baseline::Unconfirmed)). An op
+    /// that failed, or has no outcome, leaves its target behind, so the
     /// next plan writes it again.
     ///
     /// Checks the plan and outcomes first; on error the baseline is

@@ -102,8 +102,9 @@ pub enum Direction {
         /// The only source.
         from: SystemId,
         /// When set, a target's own edit to the field is overwritten with the
-        /// source's value; when not, it is left alone until the source
-        /// changes.
+        /// source's value (an empty source value clears it, unless the
+        /// field's [empty-value guard](Field::no_overwrite_on_empty) is on);
+        /// when not, it is left alone until the source changes.
         enforce: bool,
     },
     /// The field is mapped (for matching or display) but not synced.
@@ -611,7 +612,9 @@ impl FieldMapBuilder {
     /// deletes propagate. [`Direction::Bidirectional`] (the default): from
     /// every system to every other. [`Direction::OneWay`]: only `from`'s new
     /// records are created in, and its deletes reach, the others; a record
-    /// deleted in a target is unlinked, or re-created when `enforce` is set.
+    /// deleted in a target is unlinked, or re-created from the source's
+    /// record when `enforce` is set (a record that was only ever in targets
+    /// has none to be re-created from, and is unlinked).
     /// [`Direction::NotSynced`]: no creates, no delete propagation.
     #[must_use]
     pub fn records(mut self, direction: Direction) -> Self {

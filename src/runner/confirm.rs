@@ -21,45 +21,62 @@ use crate::connector::Applied;
 use crate::model::{is_empty_value, Record};
 use crate::plan::{FieldWrite, OpKind, WriteOp};
 
-/// Why a write that was reported applied does not show in the read-back.
-pub(super) fn unconfirmed(
+/// What a read-back says of a write reported applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// The write shows: nothing is left to confirm.
+    Shown,
+    /// The write did not take effect, and why.
+    NotMade(&'static str),
+    /// The read cannot tell (an updated record gone since, or holding
+    /// values that are neither what was written nor what was there): the
+    /// next plan's read decides, as for a write never read back.
+    Unknown,
+}
+
+/// What the read-back `read` (`None`: not returned) says of `op`.
+pub(super) fn verdict(
     op: &WriteOp,
     applied: &Applied,
     read: Option<&Record>,
     before: impl Fn(&FieldWrite) -> Option<Value>,
-) -> Option<&'static str> {
+) -> Verdict {
     let live = read.filter(|r| !r.deleted);
-    match op.kind {
-        OpKind::Create => live
-            .is_none()
-            .then_some("the record it reported making is not there"),
-        OpKind::Delete => live.is_some().then_some("the record is still there"),
+    match (op.kind, live) {
+        (OpKind::Create, Some(_)) | (OpKind::Delete, None) => Verdict::Shown,
+        (OpKind::Create, None) => Verdict::NotMade("the record it reported making is not there"),
+        (OpKind::Delete, Some(_)) => Verdict::NotMade("the record is still there"),
+        (_, Some(r)) => update_verdict(op, applied, r, before),
         // A record gone since holds nothing that was written: the next read
         // shows the delete.
-        _ => live.and_then(|r| update_unconfirmed(op, applied, r, before)),
+        (_, None) => Verdict::Unknown,
     }
 }
 
 /// An update shows when the record reports the version the write reported,
-/// holds a value it wrote, or holds, in a field it wrote, neither that nor
-/// what the field held before (the system reformatted the value, or someone
-/// edited it since). It did not take effect when every field it wrote
-/// still holds what it held before.
-fn update_unconfirmed(
+/// or holds every value it wrote. It did not take effect when every field
+/// it wrote still holds what it held before. Anything else (the system
+/// reformatted a value, someone edited it since) the next plan decides.
+fn update_verdict(
     op: &WriteOp,
     applied: &Applied,
     r: &Record,
     before: impl Fn(&FieldWrite) -> Option<Value>,
-) -> Option<&'static str> {
+) -> Verdict {
     if applied.version.is_some() && applied.version == r.version {
-        return None;
+        return Verdict::Shown;
     }
-    let untouched = |w: &FieldWrite| {
-        let now = r.get(&w.native).unwrap_or(&Value::Null);
-        !same(now, &w.value) && before(w).is_some_and(|b| same(now, &b))
-    };
-    (!op.fields.is_empty() && op.fields.iter().all(untouched))
-        .then_some("every field it wrote still holds what it held before")
+    let now = |w: &FieldWrite| r.get(&w.native).unwrap_or(&Value::Null);
+    if op.fields.iter().all(|w| same(now(w), &w.value)) {
+        return Verdict::Shown;
+    }
+    let untouched =
+        |w: &FieldWrite| !same(now(w), &w.value) && before(w).is_some_and(|b| same(now(w), &b));
+    if op.fields.iter().all(untouched) {
+        Verdict::NotMade("every field it wrote still holds what it held before")
+    } else {
+        Verdict::Unknown
+    }
 }
 
 /// The value a written field held before the write: as this run read the
@@ -137,18 +154,30 @@ mod tests {
         let there = record(&[("name", json!("Ada"))], "1");
         let gone = Record::new("r1").deleted();
         let nothing_before = |_: &FieldWrite| None;
+        let not_made = |v: Verdict| matches!(v, Verdict::NotMade(_));
+        let shown = Verdict::Shown;
         assert_eq!(
-            unconfirmed(&create, &applied, Some(&there), nothing_before),
-            None
+            verdict(&create, &applied, Some(&there), nothing_before),
+            shown
         );
-        assert!(unconfirmed(&create, &applied, None, nothing_before).is_some());
-        assert!(unconfirmed(&create, &applied, Some(&gone), nothing_before).is_some());
-        assert_eq!(unconfirmed(&delete, &applied, None, nothing_before), None);
+        assert!(not_made(verdict(&create, &applied, None, nothing_before)));
+        assert!(not_made(verdict(
+            &create,
+            &applied,
+            Some(&gone),
+            nothing_before
+        )));
+        assert_eq!(verdict(&delete, &applied, None, nothing_before), shown);
         assert_eq!(
-            unconfirmed(&delete, &applied, Some(&gone), nothing_before),
-            None
+            verdict(&delete, &applied, Some(&gone), nothing_before),
+            shown
         );
-        assert!(unconfirmed(&delete, &applied, Some(&there), nothing_before).is_some());
+        assert!(not_made(verdict(
+            &delete,
+            &applied,
+            Some(&there),
+            nothing_before
+        )));
     }
 
     #[test]
@@ -164,33 +193,44 @@ mod tests {
             })
         };
         let applied = Applied::new();
-        // Both fields as before: not applied.
+        let not_made = |v: Verdict| matches!(v, Verdict::NotMade(_));
+        // Both fields as before: not made.
         let untouched = record(&[("name", json!("Ad")), ("city", json!("Bergen"))], "3");
-        assert!(unconfirmed(&update, &applied, Some(&untouched), was).is_some());
+        assert!(not_made(verdict(&update, &applied, Some(&untouched), was)));
         // Its version moved (someone else saved it) but it still holds what
-        // it held: not applied either.
+        // it held: not made either.
         let bumped = record(&[("name", json!("Ad")), ("city", json!("Bergen"))], "4");
-        assert!(unconfirmed(&update, &applied, Some(&bumped), was).is_some());
-        // The version the write reported: applied, whatever it holds.
+        assert!(not_made(verdict(&update, &applied, Some(&bumped), was)));
+        // The version the write reported: shown, whatever it holds.
         let reported = Applied::new().with_version("4");
-        assert_eq!(unconfirmed(&update, &reported, Some(&bumped), was), None);
-        // One value written shows.
+        assert_eq!(
+            verdict(&update, &reported, Some(&bumped), was),
+            Verdict::Shown
+        );
+        // Every value written shows.
+        let both = record(&[("name", json!("Ada")), ("city", json!("Oslo"))], "4");
+        assert_eq!(verdict(&update, &applied, Some(&both), was), Verdict::Shown);
+        // One of them: the next plan decides.
         let half = record(&[("name", json!("Ada")), ("city", json!("Bergen"))], "4");
-        assert_eq!(unconfirmed(&update, &applied, Some(&half), was), None);
-        // A value that is neither (the system reformatted it): applied.
+        assert_eq!(
+            verdict(&update, &applied, Some(&half), was),
+            Verdict::Unknown
+        );
+        // A value that is neither (the system reformatted it): likewise.
         let reformatted = record(&[("name", json!("ADA")), ("city", json!("Bergen"))], "4");
         assert_eq!(
-            unconfirmed(&update, &applied, Some(&reformatted), was),
-            None
+            verdict(&update, &applied, Some(&reformatted), was),
+            Verdict::Unknown
         );
-        // What the field held before is not known: nothing to hold against it.
+        // What the fields held before is not known: nothing to hold against
+        // the write.
         let unknown = |_: &FieldWrite| None;
         assert_eq!(
-            unconfirmed(&update, &applied, Some(&untouched), unknown),
-            None
+            verdict(&update, &applied, Some(&untouched), unknown),
+            Verdict::Unknown
         );
-        // Deleted since: nothing written is at stake.
-        assert_eq!(unconfirmed(&update, &applied, None, was), None);
+        // Deleted since: the next read shows the delete.
+        assert_eq!(verdict(&update, &applied, None, was), Verdict::Unknown);
     }
 
     #[test]
@@ -198,6 +238,7 @@ mod tests {
         let update = op(OpKind::Update, &[("name", json!("Ada"))]);
         let was = |_: &FieldWrite| Some(Value::Null);
         let blank = record(&[("name", json!(""))], "3");
-        assert!(unconfirmed(&update, &Applied::new(), Some(&blank), was).is_some());
+        let verdict = verdict(&update, &Applied::new(), Some(&blank), was);
+        assert!(matches!(verdict, Verdict::NotMade(_)));
     }
 }

@@ -10,6 +10,7 @@ use super::{Fetched, SyncRunner};
 use crate::baseline::{Baseline, EntityId, EntityRef, LinkStatus};
 use crate::engine::holds_last_commit;
 use crate::model::{Coverage, Record};
+use crate::plan::OpKind;
 
 impl SyncRunner {
     /// Leaves out records edited less than `quiet` ago, and with them every
@@ -130,6 +131,12 @@ impl SyncRunner {
                 baseline
                     .entities()
                     .filter(|e| !waiting.contains(e.id()))
+                    // A record the runner created and no read has shown is
+                    // no evidence of a delete: no tombstone stands for it.
+                    .filter(|e| {
+                        e.unconfirmed(system.as_str())
+                            .is_none_or(|u| u.kind != OpKind::Create)
+                    })
                     .filter_map(|e| missing(&e))
                     .map(|id| Record::new(id).deleted())
                     .collect()

@@ -6,11 +6,13 @@ use std::collections::{HashMap, HashSet};
 use futures::stream::{self, StreamExt};
 
 use super::calls::Run;
-use super::{confirm, SyncEvent, SyncRunner};
+use super::confirm::{self, Verdict};
+use super::{SyncEvent, SyncRunner};
 use crate::baseline::Baseline;
 use crate::connector::{Applied, ConnectorError, ErrorKind};
+use crate::engine::OpOutcome;
 use crate::model::{Record, Snapshot};
-use crate::plan::{OpKind, WriteOp};
+use crate::plan::{OpId, OpKind, WriteOp};
 
 /// An op's final result in a run.
 pub(super) type OpResult = Result<Applied, ConnectorError>;
@@ -24,7 +26,20 @@ pub(super) type Prior = HashMap<(usize, String), Record>;
 pub(super) struct Executed<'p> {
     pub(super) system: usize,
     pub(super) results: Vec<(&'p WriteOp, OpResult)>,
+    /// The ops applied whose read-back showed them made.
+    pub(super) shown: HashSet<OpId>,
     pub(super) retries: usize,
+}
+
+/// What became of `op`, for the commit: a write the read-back showed made
+/// is confirmed.
+pub(super) fn outcome(shown: &HashSet<OpId>, op: &WriteOp, result: OpResult) -> OpOutcome {
+    let outcome = OpOutcome::from(result);
+    if shown.contains(&op.id) {
+        outcome.confirmed()
+    } else {
+        outcome
+    }
 }
 
 impl SyncRunner {
@@ -113,6 +128,7 @@ impl SyncRunner {
             return Executed {
                 system: s,
                 results: Vec::new(),
+                shown: HashSet::new(),
                 retries: 0,
             };
         };
@@ -121,6 +137,7 @@ impl SyncRunner {
         let mut done = Executed {
             system: s,
             results: Vec::with_capacity(mine.len()),
+            shown: HashSet::new(),
             retries: 0,
         };
         for chunk in mine.chunks(size) {
@@ -292,16 +309,27 @@ impl SyncRunner {
                 continue;
             };
             let earlier = prior.get(&(s, id.clone()));
-            let why = confirm::unconfirmed(op, applied, seen.get(&id), |w| {
+            let read = seen.get(&id);
+            let verdict = confirm::verdict(op, applied, read, |w| {
                 confirm::before(earlier, baseline, op, w)
             });
-            if let Some(why) = why {
-                unconfirmed += 1;
-                *result = Err(ConnectorError::unconfirmed(format!(
-                    "{} reported applied, but {why}",
-                    op.kind
-                ))
-                .with_record(id));
+            match verdict {
+                Verdict::Shown => {
+                    // The version read is the record's as the write left it.
+                    if applied.version.is_none() {
+                        applied.version = read.and_then(|r| r.version.clone());
+                    }
+                    done.shown.insert(op.id);
+                }
+                Verdict::NotMade(why) => {
+                    unconfirmed += 1;
+                    *result = Err(ConnectorError::unconfirmed(format!(
+                        "{} reported applied, but {why}",
+                        op.kind
+                    ))
+                    .with_record(id));
+                }
+                Verdict::Unknown => {}
             }
         }
         self.emit(SyncEvent::ReadBack {

@@ -112,7 +112,7 @@ use futures::channel::mpsc;
 
 use crate::baseline::{Baseline, EntityId, LinkStatus};
 use crate::connector::{Applied, Connector, ConnectorError, Cursor, ErrorKind};
-use crate::engine::{CommitError, OpOutcome, Outcomes, PlanError, PlanOptions, SyncEngine};
+use crate::engine::{CommitError, Outcomes, PlanError, PlanOptions, SyncEngine};
 use crate::guard::{Approval, Refusal};
 use crate::model::{Snapshot, SystemId};
 use crate::plan::{SyncPlan, WriteOp};
@@ -620,7 +620,7 @@ impl SyncRunner {
                     }
                     _ => tally(&mut report, op, &result),
                 }
-                outcomes.record(op.id, OpOutcome::from(result));
+                outcomes.record(op.id, execute::outcome(&done.shown, op, result));
             }
         }
         let summary = self.engine.commit(&mut baseline, &plan, &outcomes)?;
@@ -782,7 +782,7 @@ impl SyncRunner {
             self.count_retries(report, done.system, done.retries);
             for (op, result) in done.results {
                 tally(report, op, &result);
-                outcomes.record(op.id, OpOutcome::from(result));
+                outcomes.record(op.id, execute::outcome(&done.shown, op, result));
             }
         }
         // Ops of other entities get no outcome: they stay for the next run.

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::baseline::{
-    Baseline, DeleteReview, Entity, EntityId, EntityRecord, Held, LinkRecord, Observed, ValuesView,
+    Baseline, DeleteReview, Entity, EntityId, EntityRecord, Held, LinkRecord, Observed,
+    Unconfirmed, ValuesView,
 };
 use crate::codec::{get_bytes, get_value, ValueRef};
 use crate::model::SystemId;
@@ -83,7 +84,7 @@ impl Serialize for EntityJson<'_> {
         let held = extra.map_or(&[][..], |x| &x.held[..]);
         let pending = extra.map_or(&[][..], |x| &x.pending[..]);
         let delete = extra.and_then(|x| x.delete.as_ref());
-        let mut st = serializer.serialize_struct("EntityRow", 9)?;
+        let mut st = serializer.serialize_struct("EntityRow", 10)?;
         st.serialize_field("id", &self.entity.id)?;
         st.serialize_field("links", &Links(self))?;
         st.serialize_field("canonical", &Canonical(self))?;
@@ -132,6 +133,16 @@ impl Serialize for EntityJson<'_> {
             st.serialize_field("unsettled", &true)?;
         } else {
             st.skip_field("unsettled")?;
+        }
+        let unconfirmed = extra.map_or(&[][..], |x| &x.unconfirmed[..]);
+        if unconfirmed.is_empty() {
+            st.skip_field("unconfirmed")?;
+        } else {
+            let map: BTreeMap<&str, Unconfirmed> = unconfirmed
+                .iter()
+                .map(|(s, a)| (self.system(*s as usize), a.to_plain(self.baseline.fields())))
+                .collect();
+            st.serialize_field("unconfirmed", &map)?;
         }
         st.end()
     }
@@ -299,6 +310,8 @@ struct StoredRow {
     delete_review: Option<DeleteReview>,
     #[serde(default)]
     unsettled: bool,
+    #[serde(default)]
+    unconfirmed: BTreeMap<SystemId, Unconfirmed>,
 }
 
 /// Reads a row written by [`EntityJson`] back as the entity's record.
@@ -338,6 +351,7 @@ pub(crate) fn decode(bytes: &[u8]) -> serde_json::Result<EntityRecord> {
         pending: row.pending,
         delete_review: row.delete_review,
         unsettled: row.unsettled,
+        unconfirmed: row.unconfirmed,
     })
 }
 

@@ -33,8 +33,9 @@ use crate::plan::{OpKind, WriteOp};
 /// Faults are injected deterministically: [rate limits](Self::rate_limit_next)
 /// and [transient failures](Self::fail_next_transient) of the next calls,
 /// [failing chosen ops](Self::fail_ops_in_next_apply) of the next batch, a
-/// [crash after N ops](Self::crash_after_ops), and
-/// [stale versions](Self::bump_version).
+/// [crash after N ops](Self::crash_after_ops),
+/// [stale versions](Self::bump_version), and
+/// [ops reported applied but not made](Self::lie_next_ops).
 ///
 /// Clones share the same system: hand one to the runner and keep one to
 /// edit records and inject faults. `Debug` shows counts, never record data.
@@ -107,6 +108,8 @@ struct Faults {
     transient: usize,
     fail_ops: Vec<(usize, ConnectorError)>,
     crash_after: Option<usize>,
+    /// Ops still to be reported applied without being made.
+    lie: usize,
 }
 
 impl Faults {
@@ -115,6 +118,7 @@ impl Faults {
             + self.transient
             + self.fail_ops.len()
             + usize::from(self.crash_after.is_some())
+            + self.lie
     }
 }
 
@@ -454,6 +458,15 @@ impl MemoryConnector {
         self.state().faults.crash_after = Some(ops);
     }
 
+    /// The next `ops` ops (over one `apply` call or several) are reported
+    /// applied but not made, as a connector that lies does: a create
+    /// reports a new id (used up, never a record), an update or a delete
+    /// reports the version it would have given the record; nothing
+    /// changes, and the change log has nothing.
+    pub fn lie_next_ops(&self, ops: usize) {
+        self.state().faults.lie = ops;
+    }
+
     /// Drops every pending fault.
     pub fn clear_faults(&self) {
         self.state().faults = Faults::default();
@@ -566,6 +579,26 @@ impl MemoryConnector {
             record_id: Some(id.to_owned()),
             version: Some(version.to_string()),
         })
+    }
+}
+
+impl MemoryConnector {
+    /// What [`apply_one`](Self::apply_one) would report for `op`, without
+    /// doing it.
+    fn lie_one(&self, state: &mut State, object: &str, op: &WriteOp) -> Applied {
+        if op.kind == OpKind::Create {
+            let id = next_id(state, &self.inner.id_prefix);
+            return Applied::created(id).with_version("1");
+        }
+        let version = op
+            .record_id
+            .as_deref()
+            .and_then(|id| state.tables.get(object)?.records.get(id))
+            .map_or(1, |s| s.version + 1);
+        Applied {
+            record_id: op.record_id.clone(),
+            version: Some(version.to_string()),
+        }
     }
 }
 
@@ -790,6 +823,12 @@ impl Connector for MemoryConnector {
                 None => {}
             }
             let injected = fail_ops.iter().find(|(p, _)| *p == i).map(|(_, e)| e);
+            if state.faults.lie > 0 && injected.is_none() {
+                state.faults.lie -= 1;
+                results.push(Ok(self.lie_one(&mut state, object, op)));
+                state.stats.ops_applied += 1;
+                continue;
+            }
             let result = match injected {
                 Some(error) => {
                     let error = error.clone();

@@ -113,6 +113,21 @@ impl Sys {
     }
 }
 
+impl Sys {
+    /// Reports `op` applied without applying it, as a connector that lies
+    /// does: a create reports the next id (and uses it up), an update or a
+    /// delete of a record the system has reports success.
+    pub fn lie(&mut self, op: &WriteOp) -> OpOutcome {
+        match op.kind {
+            OpKind::Create => {
+                self.next += 1;
+                OpOutcome::created(format!("{}{}", self.prefix, self.next))
+            }
+            _ => OpOutcome::applied(),
+        }
+    }
+}
+
 /// Applies the first `limit` ops of `plan` (all of them with `usize::MAX`)
 /// to the systems they name; returns their outcomes.
 pub fn execute(systems: &mut [Sys], plan: &SyncPlan, limit: usize) -> Outcomes {
@@ -123,6 +138,55 @@ pub fn execute(systems: &mut [Sys], plan: &SyncPlan, limit: usize) -> Outcomes {
             .find(|s| op.system == s.name.as_str())
             .unwrap_or_else(|| panic!("no system {}", op.system));
         out.record(op.id, sys.apply(op));
+    }
+    out
+}
+
+/// What becomes of one op when it is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Applied, and reported so.
+    Applied,
+    /// Not applied, and reported failed.
+    Failed,
+    /// Applied, but its outcome never reached the engine (the process died
+    /// before it was recorded).
+    Lost,
+    /// Not applied, but reported applied: a connector that lies. A create
+    /// reports the id the system would have given it.
+    Lied,
+    /// Neither applied nor reported (the run stopped before it).
+    Skipped,
+}
+
+/// Executes each op of `plan` as `fate` says (by position in the plan);
+/// returns the outcomes reported.
+pub fn execute_fates(
+    systems: &mut [Sys],
+    plan: &SyncPlan,
+    fate: impl Fn(usize) -> Fate,
+) -> Outcomes {
+    let mut out = Outcomes::new();
+    for (i, op) in plan.ops.iter().enumerate() {
+        let sys = systems
+            .iter_mut()
+            .find(|s| op.system == s.name.as_str())
+            .unwrap_or_else(|| panic!("no system {}", op.system));
+        match fate(i) {
+            Fate::Applied => {
+                out.record(op.id, sys.apply(op));
+            }
+            Fate::Failed => {
+                out.record(op.id, OpOutcome::failed("failed (simulated)"));
+            }
+            Fate::Lost => {
+                sys.apply(op);
+            }
+            Fate::Lied => {
+                out.record(op.id, sys.lie(op));
+            }
+            Fate::Skipped => {}
+        }
     }
     out
 }
