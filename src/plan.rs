@@ -435,7 +435,11 @@ pub const CANDIDATES_SHOWN: usize = 5;
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum IssueKind {
-    /// The snapshot holds the record id more than once; every copy is ignored.
+    /// The snapshot holds the record id more than once (a paging bug, say).
+    /// Copies that are all the same count as one. Copies that differ are all
+    /// ignored: which is current cannot be told, so for a linked record
+    /// nothing about its entity is decided or written until a read lists it
+    /// once (what the other systems showed is kept for that plan).
     DuplicateRecordId,
     /// A key value does not say which entity its records are: several
     /// records of one system share it, or it matches several entities, or

@@ -60,6 +60,8 @@ enum Fault {
     HangAfter(usize),
     /// The first read never answers.
     HangRead,
+    /// The first read lists every record twice (a paging bug).
+    DuplicateRead,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +107,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         Just(Fault::Hang),
         (0usize..4).prop_map(Fault::HangAfter),
         Just(Fault::HangRead),
+        Just(Fault::DuplicateRead),
     ]
 }
 
@@ -164,8 +167,16 @@ fn arm(c: &MemoryConnector, fault: &Fault) {
             c.fail_ops_in_next_apply(positions.iter().copied(), error);
         }
         // Played by `Armed` itself.
-        Fault::Lie | Fault::Hang | Fault::HangAfter(_) | Fault::HangRead => {}
+        Fault::Lie | Fault::Hang | Fault::HangAfter(_) | Fault::HangRead | Fault::DuplicateRead => {
+        }
     }
+}
+
+/// A paging bug: every record listed twice.
+fn doubled(mut snapshot: Snapshot) -> Snapshot {
+    let again = snapshot.records.clone();
+    snapshot.records.extend(again);
+    snapshot
 }
 
 #[async_trait]
@@ -180,7 +191,11 @@ impl Connector for Armed {
         if self.take_read(|f| matches!(f, Fault::HangRead)) {
             return futures::future::pending().await;
         }
-        self.inner.fetch(object).await
+        let snapshot = self.inner.fetch(object).await?;
+        if self.take_read(|f| matches!(f, Fault::DuplicateRead)) {
+            return Ok(doubled(snapshot));
+        }
+        Ok(snapshot)
     }
     async fn fetch_changes(
         &self,
@@ -190,7 +205,11 @@ impl Connector for Armed {
         if self.take_read(|f| matches!(f, Fault::HangRead)) {
             return futures::future::pending().await;
         }
-        self.inner.fetch_changes(object, cursor).await
+        let mut changes = self.inner.fetch_changes(object, cursor).await?;
+        if self.take_read(|f| matches!(f, Fault::DuplicateRead)) {
+            changes.snapshot = doubled(changes.snapshot);
+        }
+        Ok(changes)
     }
     async fn fetch_records(
         &self,
@@ -497,7 +516,7 @@ impl Machine {
                     let armed = &self.armed[*sys];
                     match fault {
                         Fault::RateLimit { .. } => arm(&self.conns[*sys], fault),
-                        Fault::HangRead => {
+                        Fault::HangRead | Fault::DuplicateRead => {
                             *armed.on_read.lock().unwrap() = Some(fault.clone());
                         }
                         other => *armed.on_apply.lock().unwrap() = Some(other.clone()),

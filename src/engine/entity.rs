@@ -555,6 +555,12 @@ impl<'c, 'a> Planner<'c, 'a> {
     }
 
     fn run(&mut self) {
+        if self.input.listed_twice {
+            // Reported by the gathering; what else was seen is kept for a
+            // plan that reads the record once.
+            self.skipped = true;
+            return;
+        }
         self.confirm();
         self.scope();
         if !self.deletes() {

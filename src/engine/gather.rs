@@ -273,6 +273,10 @@ pub(crate) struct EntityInput<'a> {
     pub(crate) absent: Vec<usize>,
     /// Per map system: the record was linked by this plan.
     pub(crate) new_links: Vec<bool>,
+    /// A record of the entity is listed more than once in its snapshot (a
+    /// paging bug): which copy holds what the system holds now is unknown,
+    /// so nothing about the entity is decided until a read lists it once.
+    pub(crate) listed_twice: bool,
 }
 
 pub(crate) struct Gathered<'a> {
@@ -293,8 +297,12 @@ enum Cell<'a> {
     Empty,
     Seen(&'a Record),
     New(&'a Record),
-    /// The id appears more than once in the snapshot: not read, not deleted.
+    /// The id appears more than once in the snapshot, not every copy the
+    /// same: not read, not deleted, and its entity waits.
     Dup,
+    /// The id appears more than once, every copy the same (a record, or a
+    /// tombstone): read once, and reported.
+    Twice(&'a Record),
     /// A tombstone.
     Gone,
     /// Absent from a complete snapshot.
@@ -410,9 +418,11 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                 Some(slot) => {
                     let row = rows.row(slot);
                     let cell = rows.cell(row, s);
-                    *cell = match cell {
+                    *cell = match *cell {
                         Cell::Empty if r.deleted => Cell::Gone,
                         Cell::Empty => Cell::Seen(r),
+                        Cell::Gone if r.deleted => Cell::Twice(r),
+                        Cell::Seen(first) | Cell::Twice(first) if first == r => Cell::Twice(first),
                         _ => Cell::Dup,
                     };
                     if matches!(cell, Cell::Gone | Cell::Seen(_)) {
@@ -441,10 +451,12 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         }
     }
 
-    // Duplicated ids: every copy is ignored, reported once.
+    // Duplicated ids, reported once: copies all the same count as one;
+    // copies that differ are all ignored, and nothing about their entity is
+    // decided (`EntityInput::listed_twice`).
     for row in 0..rows.slots.len() {
         for s in 0..n {
-            if matches!(rows.cells[row * n + s], Cell::Dup) {
+            if matches!(rows.cells[row * n + s], Cell::Dup | Cell::Twice(_)) {
                 let id = cx.sys_slot[s]
                     .and_then(|b| baseline.entity_at(rows.slots[row])?.link(b))
                     .map(|l| l.id.to_string())
@@ -475,6 +487,21 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             .max(1);
         i += copies;
         if copies > 1 {
+            // A record made by a create whose outcome was lost (its
+            // correlation key names the entity) belongs to that entity: the
+            // entity waits with it, so that what it holds is decided
+            // together with the entity's other changes.
+            let made_for = loose[i - copies..i]
+                .iter()
+                .find_map(|(_, o)| o.correlation.as_deref())
+                .and_then(|key| baseline.find_entity(&EntityId::new(key)));
+            if let Some(slot) = made_for {
+                let row = rows.row(slot);
+                let cell = rows.cell(row, s);
+                if matches!(cell, Cell::Empty) {
+                    *cell = Cell::Dup;
+                }
+            }
             issues.push(Issue {
                 system: map.systems()[s].clone(),
                 record_id: r.id.clone(),
@@ -590,6 +617,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             deleted: vec![false; n],
             absent: Vec::new(),
             new_links: vec![false; n],
+            listed_twice: false,
         };
         for (s, r) in records {
             input.seen[s] = Some(r);
@@ -633,6 +661,7 @@ fn entity_input<'a>(
         deleted: vec![false; n],
         absent: Vec::new(),
         new_links: vec![false; n],
+        listed_twice: false,
     };
     for ((s, cell), known) in cells.iter().enumerate().zip(known) {
         let hash = |r: &Record| if *known != 0 { *known } else { record_hash(r) };
@@ -656,7 +685,13 @@ fn entity_input<'a>(
                 input.new_links[s] = true;
                 input.deleted[s] = true;
             }
-            Cell::Empty | Cell::Dup => {}
+            Cell::Twice(r) if r.deleted => input.deleted[s] = true,
+            Cell::Twice(r) => {
+                input.seen[s] = Some(*r);
+                input.hashes[s] = hash(r);
+            }
+            Cell::Dup => input.listed_twice = true,
+            Cell::Empty => {}
         }
     }
     Some(input)
@@ -749,7 +784,10 @@ fn fast_path(
         let r = match cell {
             Cell::Empty | Cell::Dup => continue,
             Cell::Seen(r) => *r,
-            Cell::New(_) | Cell::Gone | Cell::Absent | Cell::NewGone(_) => return None,
+            Cell::Twice(r) if !r.deleted => *r,
+            Cell::New(_) | Cell::Gone | Cell::Absent | Cell::NewGone(_) | Cell::Twice(_) => {
+                return None
+            }
         };
         let link = cx.sys_slot[s].and_then(|b| e.link(b))?;
         let in_scope = cx.in_scope(s, r);

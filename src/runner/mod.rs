@@ -115,7 +115,7 @@ use crate::connector::{Applied, Connector, ConnectorError, Cursor, ErrorKind};
 use crate::engine::{CommitError, Outcomes, PlanError, PlanOptions, SyncEngine};
 use crate::guard::{Approval, Refusal};
 use crate::model::{Snapshot, SystemId};
-use crate::plan::{SyncPlan, WriteOp};
+use crate::plan::{IssueKind, SyncPlan, WriteOp};
 use crate::store::{StateStore, StoreError};
 
 use calls::Run;
@@ -624,7 +624,16 @@ impl SyncRunner {
             }
         }
         let summary = self.engine.commit(&mut baseline, &plan, &outcomes)?;
-        for (system, cursor) in &cursors {
+        // A read that listed a record twice came from a connector whose
+        // pages overlap, and may have skipped records too; the entity of
+        // copies that differ was not planned, and the other records of it
+        // read now must be read again: every system is read again from the
+        // cursors kept before.
+        let listed_twice = plan
+            .issues
+            .iter()
+            .any(|i| i.kind == IssueKind::DuplicateRecordId);
+        for (system, cursor) in cursors.iter().filter(|_| !listed_twice) {
             baseline.set_cursor(system.clone(), cursor.as_str());
         }
         self.store.save(&self.object, &baseline, &summary)?;
