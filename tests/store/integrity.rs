@@ -327,6 +327,46 @@ mod json_file {
     }
 }
 
+/// A stored revision at the top of its range: the commit after it is a
+/// typed error and leaves the baseline as it was.
+#[test]
+fn a_commit_on_the_last_revision_is_refused() {
+    let dir = temp_dir("json-last-revision");
+    let _c = Cleanup(dir.clone());
+    let store = JsonFileStore::open(&dir).unwrap();
+    let s = synced(3);
+    let mut header = s.held.header().clone();
+    header.revision = u64::MAX;
+    let records: Vec<_> = s
+        .held
+        .entities()
+        .map(|e| s.held.export(e.id()).unwrap())
+        .collect();
+    let top = Baseline::from_parts(header, records).unwrap();
+    store.replace("contacts", &top).unwrap();
+    let mut b = store.load("contacts").unwrap();
+    assert_eq!(b.revision(), u64::MAX);
+    let plan = s.engine.plan(&b, &edited(3)).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.engine
+            .commit(&mut b, &plan, &Outcomes::all_applied(&plan))
+    }));
+    let Ok(result) = result else {
+        panic!("the commit panicked");
+    };
+    assert!(result.is_err(), "revision wrapped to {}", b.revision());
+    let err = result.unwrap_err();
+    assert_eq!(
+        err,
+        recsync::CommitError::RevisionExhausted { revision: u64::MAX }
+    );
+    assert!(err.to_string().contains(&u64::MAX.to_string()), "{err}");
+    assert!(
+        identical(&b, &top),
+        "the refused commit changed the baseline"
+    );
+}
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
