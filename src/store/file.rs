@@ -258,30 +258,26 @@ fn write_temp(temp: &Path, object: &str, baseline: &Baseline) -> Result<(), Temp
     let file = owner::create_new(temp)?;
     let mut out = BufWriter::new(file);
     out.write_all(FIRST_LINE)?;
-    out.write_all(b"\n")?;
     let (mut count, mut sum) = (0u64, 0u64);
     let mut row = Vec::with_capacity(1024);
-    let mut entities = baseline.entities().peekable();
-    while let Some(e) = entities.next() {
+    for e in baseline.entities() {
         let Some(json) = EntityJson::new(baseline, e.id()) else {
             continue;
         };
         row.clear();
         serde_json::to_writer(&mut row, &json)?;
         let crc = crc64(&row);
+        // A comma ends every entity's line but the last.
+        out.write_all(if count == 0 { b"\n" } else { b",\n" })?;
         out.write_all(ROW_OPEN)?;
         out.write_all(&row)?;
         out.write_all(ROW_SUM)?;
         out.write_all(&hex(crc))?;
         out.write_all(ROW_CLOSE)?;
-        out.write_all(if entities.peek().is_some() {
-            b",\n"
-        } else {
-            b"\n"
-        })?;
         count = count.saturating_add(1);
         sum = sum.wrapping_add(crc);
     }
+    out.write_all(b"\n")?;
     let mut trailer = Vec::with_capacity(256);
     trailer.extend_from_slice(TRAILER_OPEN);
     trailer.extend_from_slice(b"\"object\":");
