@@ -14,11 +14,13 @@
 //! each iteration either
 //!
 //! - **recsync**: `SqliteStore::save` with a `CommitSummary` naming the 10k
-//!   changed entities (find, serialize and upsert each, plus the header,
-//!   in one transaction), or
+//!   changed entities (find, serialize, checksum and upsert each, reading
+//!   the checksum of the row it replaces to keep the header's count and sum,
+//!   plus the header, in one transaction), or
 //! - **bare**: a plain rusqlite loop upserting the same 10k rows (the very
-//!   bytes recsync writes, read back beforehand) with the same statement in
-//!   one transaction, on a connection with the same settings.
+//!   bytes and checksums recsync writes, read back beforehand) with the
+//!   same statement in one transaction, on a connection with the same
+//!   settings.
 //!
 //! Both write the same bytes to the same rows, so every iteration does the
 //! same database work. Criterion measures each; a median-of-runs table,
@@ -183,8 +185,9 @@ struct Setup {
     bare: Connection,
     baseline: Baseline,
     summary: CommitSummary,
-    /// The changed rows as recsync writes them: id and serialized bytes.
-    rows: Vec<(String, Vec<u8>)>,
+    /// The changed rows as recsync writes them: id, serialized bytes and
+    /// checksum.
+    rows: Vec<(String, Vec<u8>, i64)>,
     object_id: i64,
     dir: PathBuf,
 }
@@ -195,8 +198,9 @@ impl Drop for Setup {
     }
 }
 
-const UPSERT: &str = "INSERT INTO recsync_entities (object, id, record) VALUES (?1, ?2, ?3) \
-                      ON CONFLICT (object, id) DO UPDATE SET record = excluded.record";
+const UPSERT: &str = "INSERT INTO recsync_entities (object, id, record, checksum) \
+                      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (object, id) \
+                      DO UPDATE SET record = excluded.record, checksum = excluded.checksum";
 
 fn setup(n: u64, changes: u64) -> Setup {
     let t = Instant::now();
@@ -235,18 +239,20 @@ fn setup(n: u64, changes: u64) -> Setup {
             |r| r.get(0),
         )
         .unwrap();
-    let rows: Vec<(String, Vec<u8>)> = {
+    let rows: Vec<(String, Vec<u8>, i64)> = {
         let mut stmt = bare
-            .prepare("SELECT record FROM recsync_entities WHERE object = ?1 AND id = ?2")
+            .prepare("SELECT record, checksum FROM recsync_entities WHERE object = ?1 AND id = ?2")
             .unwrap();
         summary
             .touched
             .iter()
             .map(|id| {
-                let bytes = stmt
-                    .query_row(params![object_id, id.as_str()], |r| r.get(0))
+                let (bytes, sum) = stmt
+                    .query_row(params![object_id, id.as_str()], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .unwrap();
-                (id.to_string(), bytes)
+                (id.to_string(), bytes, sum)
             })
             .collect()
     };
@@ -293,8 +299,8 @@ fn bare_upsert(s: &mut Setup) {
     let tx = s.bare.transaction().unwrap();
     {
         let mut stmt = tx.prepare_cached(UPSERT).unwrap();
-        for (id, bytes) in &s.rows {
-            stmt.execute(params![s.object_id, id, bytes]).unwrap();
+        for (id, bytes, sum) in &s.rows {
+            stmt.execute(params![s.object_id, id, bytes, sum]).unwrap();
         }
     }
     tx.commit().unwrap();

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use recsync::baseline::Review;
-use recsync::store::{JsonFileStore, ReviewItem, ReviewQueue};
+use recsync::store::{Check, JsonFileStore, Place, ReviewItem, ReviewQueue};
 use recsync::{
     Baseline, CommitSummary, ConflictPolicy, Field, FieldMap, MemoryStore, Outcomes, Record,
     ReviewChoice, Snapshot, StateStore, StoreError, SyncEngine,
@@ -221,35 +221,86 @@ mod json_file {
     }
 
     #[test]
-    fn a_corrupt_file_names_the_object_and_where() {
+    fn a_corrupt_file_names_the_object_the_place_and_the_check() {
         let dir = temp_dir("json-corrupt");
         let _c = Cleanup(dir.clone());
         let store = JsonFileStore::open(&dir).unwrap();
+        let path = store.path_of("contacts");
         std::fs::write(
-            store.path_of("contacts"),
+            &path,
             "{\n  \"header\": {\"revision\": 3},\n  \"entities\": [ {\"id\": 7 ]\n}\n",
         )
         .unwrap();
         let err = store.load("contacts").unwrap_err();
-        let StoreError::Corrupt { object, message } = &err else {
-            panic!("expected a corrupt error, got {err:?}");
+        let StoreError::Damaged {
+            object,
+            path: at,
+            place,
+            check,
+        } = &err
+        else {
+            panic!("expected a damaged state error, got {err:?}");
         };
-        assert_eq!(object, "contacts");
-        assert!(message.contains("line 3 column"), "{message}");
+        assert_eq!(object.as_deref(), Some("contacts"));
+        assert_eq!(at, &path);
+        assert_eq!(
+            place,
+            &Place::Line {
+                line: 1,
+                column: None
+            }
+        );
+        assert_eq!(check, &Check::Layout);
         assert!(
-            err.to_string().starts_with("stored state of contacts"),
+            err.to_string().starts_with(&format!(
+                "stored state of contacts in {} is damaged (line 1): ",
+                path.display()
+            )),
+            "{err}"
+        );
+
+        // One byte changed in the third line: the second entity's row.
+        let s = synced(3);
+        store.replace("contacts", &s.held).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let third = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0;
+        bytes[third + 30] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = store.load("contacts").unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::Damaged {
+                    place: Place::Line {
+                        line: 3,
+                        column: None
+                    },
+                    check: Check::RowChecksum,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .ends_with("is damaged (line 3): the row does not match its checksum"),
             "{err}"
         );
 
         // A file cut short.
-        let s = synced(3);
-        let text = serde_json::to_vec(&s.held).unwrap();
+        store.replace("deals", &s.held).unwrap();
+        let text = std::fs::read(store.path_of("deals")).unwrap();
         std::fs::write(store.path_of("deals"), &text[..text.len() - 10]).unwrap();
         let err = store.load("deals").unwrap_err();
         assert!(
-            matches!(&err, StoreError::Corrupt { object, message }
-                if object == "deals" && message.contains("line 1 column")),
-            "{err}"
+            matches!(&err, StoreError::Damaged { object: Some(o), place: Place::Whole, check: Check::Truncated, .. } if o == "deals"),
+            "{err:?}"
         );
     }
 
@@ -405,3 +456,6 @@ mod review {
 #[cfg(feature = "sqlite")]
 #[path = "store/sqlite.rs"]
 mod sqlite;
+
+#[path = "store/integrity.rs"]
+mod integrity;

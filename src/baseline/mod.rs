@@ -958,8 +958,10 @@ impl Baseline {
         self.header.fingerprint = Some(fingerprint);
     }
 
+    /// One commit more. Saturates rather than wraps: commit refuses a
+    /// baseline at the last revision before it changes anything.
     pub(crate) fn bump_revision(&mut self) {
-        self.header.revision += 1;
+        self.header.revision = self.header.revision.saturating_add(1);
     }
 
     /// Adds an entity (its links get indexed); returns its slot.

@@ -38,6 +38,13 @@ pub(crate) fn commit(
             baseline: baseline.revision(),
         });
     }
+    // Checked before anything changes: a commit that cannot count itself
+    // leaves the baseline as it was.
+    if baseline.revision().checked_add(1).is_none() {
+        return Err(CommitError::RevisionExhausted {
+            revision: baseline.revision(),
+        });
+    }
     if plan.fingerprint != map.fingerprint() {
         return Err(CommitError::OtherMap {
             plan: plan.fingerprint,

@@ -190,6 +190,15 @@ pub enum CommitError {
     /// The baseline could not take the change (a record linked twice).
     #[error(transparent)]
     Baseline(#[from] BaselineError),
+    /// The baseline's revision is the largest there is, so no commit can
+    /// follow it. Nothing was changed. A baseline gets there only by being
+    /// built or stored so; rebuild it with a lower revision
+    /// ([`Baseline::from_parts`](crate::Baseline::from_parts)) to go on.
+    #[error("baseline revision {revision} is the last there is: no commit can follow it")]
+    RevisionExhausted {
+        /// The baseline's revision.
+        revision: u64,
+    },
 }
 
 /// What became of one write op.

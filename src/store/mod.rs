@@ -11,8 +11,8 @@
 //! | store | keeps | a save writes | a crash mid-save leaves |
 //! | --- | --- | --- | --- |
 //! | [`MemoryStore`] | nothing past the process | the whole baseline (a clone) | nothing (the process is gone) |
-//! | [`JsonFileStore`] | one JSON file per object type, owner-only | the whole baseline, to a temp file renamed over the old one | the last complete save; perhaps a stray `.tmp` file, ignored |
-//! | `SqliteStore` (feature `sqlite`) | one SQLite database, a row per entity, owner-only | only the entities the commit touched or removed, and the header, in one transaction (the whole baseline when the database holds neither the revision the commit started from nor the baseline's own) | the last committed save (after a power cut, perhaps an earlier one: see its docs) |
+//! | [`JsonFileStore`] | one JSON file per object type, owner-only, with checksums | the whole baseline, to a temp file renamed over the old one | the last complete save; perhaps a stray `.tmp` file, ignored |
+//! | `SqliteStore` (feature `sqlite`) | one SQLite database, a row per entity, owner-only, with checksums | only the entities the commit touched or removed, and the header, in one transaction (the whole baseline when the database holds neither the revision the commit started from nor the baseline's own) | the last committed save (after a power cut, perhaps an earlier one: see its docs) |
 //!
 //! In every store the cursors are part of the baseline's header and are
 //! saved with the entities, never apart from them.
@@ -23,11 +23,60 @@
 //! Stores are synchronous: a save is one short write per run, and a
 //! runtime-agnostic library has no executor to move it to. Hosts on an
 //! async runtime that need to may call them from a blocking task.
+//!
+//! # Damaged state
+//!
+//! A baseline is recsync's memory of what every system held: the evidence
+//! for deletes, and what tells an edit from an echo. Loaded short, it would
+//! make records a person deleted look new (and create them again) and
+//! older values look like edits. So the file stores verify what they load
+//! (format version, entity count, a checksum per entity and one over the
+//! header; see [`JsonFileStore`] and `SqliteStore`) and refuse damaged
+//! state with [`StoreError::Damaged`], naming the file or database, the
+//! place (line, header, or an entity's row) and the check that failed,
+//! never with what the state holds. State written before checksums existed
+//! is refused with [`StoreError::Format`] until taken over on purpose
+//! (`upgrade_legacy` on either store). The [runner](crate::runner) loads
+//! before it reads or writes any system, so a refused load fails the run
+//! with [`RunError::Store`](crate::runner::RunError::Store) and nothing is
+//! written anywhere.
+//!
+//! A store never repairs damaged state by itself. To go on, a host:
+//!
+//! - **Restores a backup** of the state, taken after a completed save: a
+//!   copy of `<object>.json` (each save replaces it whole, so any copy is
+//!   complete), or of the database made with SQLite's own backup
+//!   (`VACUUM INTO`, the `.backup` command) or while no store has it open.
+//!   The next run plans from the older baseline: records recsync created
+//!   since are found by their correlation keys (or match keys) and linked,
+//!   not created again; its own later writes read as changes that agree in
+//!   every system; a person's changes since read as changes, deletes
+//!   included.
+//! - **Or starts over** without a backup: moves the damaged file aside
+//!   (keep it to look at) or, for one object of a database,
+//!   [`replace`](StateStore::replace)s its state with an empty
+//!   [`Baseline`]. The next run is a first sync: records are linked by
+//!   correlation and match keys, differing values are settled by each
+//!   field's policy, and (under the default `MatchMode::MatchThenCreate`)
+//!   every record that matches nothing is created in the other systems.
+//!   That includes records a person deleted in one system since the last
+//!   good run, which an empty baseline cannot know about, and records whose
+//!   keys differ. The guards do not help here: they budget deletes, emptied
+//!   fields and scope exits, not creates. Running that first sync with
+//!   [`MatchMode::MatchOnly`](crate::MatchMode::MatchOnly) links what
+//!   matches and reports the rest as unmatched issues for a person to
+//!   settle, before switching back.
+//!
+//! Permissions: state files and directories hold personal data. Stores
+//! create them owner-only and make existing ones owner-only where that is
+//! theirs to do, or refuse them with [`StoreError::Permissions`] naming the
+//! path and its mode (see each store's docs).
 
+mod check;
 mod file;
 mod memory;
+mod owner;
 mod review;
-#[cfg(feature = "sqlite")]
 mod row;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -36,7 +85,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::baseline::{Baseline, BaselineError};
+use crate::baseline::{Baseline, BaselineError, EntityId};
 use crate::engine::CommitSummary;
 
 pub use file::JsonFileStore;
@@ -53,7 +102,8 @@ pub use sqlite::SqliteStore;
 ///   [`save`](StateStore::save) or [`replace`](StateStore::replace) for the
 ///   object left, or an empty baseline if there was none. A save that did
 ///   not complete (the process died, the disk filled) leaves the state before
-///   it: never a mix.
+///   it: never a mix. State the store finds damaged is an error
+///   ([`StoreError::Damaged`]), never a smaller or different baseline.
 /// - `save` may write only the entities `changed` names (touched and
 ///   removed) and the baseline's header (revision, fingerprint, cursors),
 ///   leaving every other entity as the last save left it, when the store
@@ -83,6 +133,10 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 }
 
 /// A store could not load or save.
+///
+/// No variant's message or `Debug` holds a field value: a damaged or
+/// unreadable state is described by where it is (file, line, column, entity
+/// id) and which check failed, never by what it holds.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -95,13 +149,55 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// What the store holds for an object cannot be read back.
-    #[error("stored state of {object} is unreadable: {message}")]
-    Corrupt {
-        /// The object type.
-        object: String,
-        /// What is wrong, and where.
-        message: String,
+    /// The stored state failed a check when loaded, so it is refused rather
+    /// than loaded as a smaller or different baseline. See "Damaged state"
+    /// in the [module docs](self) for how to recover.
+    #[error("stored state{} in {} is damaged ({place}): {check}", of(object.as_deref()), path.display())]
+    Damaged {
+        /// The object type, when the damage is in one object's state (a
+        /// database that cannot be opened names none).
+        object: Option<String>,
+        /// The state file or database.
+        path: PathBuf,
+        /// Where in it.
+        place: Place,
+        /// Which check failed.
+        check: Check,
+    },
+    /// The state was written in a format this version of recsync does not
+    /// load: an older one that carries no checksums (version 1), or a newer
+    /// one.
+    #[error(
+        "stored state{} in {} has format version {found}, but this recsync loads version {supported}{}",
+        of(object.as_deref()),
+        path.display(),
+        format_hint(*found, *supported)
+    )]
+    Format {
+        /// The object type, when the format is one object's.
+        object: Option<String>,
+        /// The state file or database.
+        path: PathBuf,
+        /// The version found: 1 for state written before versions were
+        /// recorded.
+        found: u64,
+        /// The version this recsync reads and writes.
+        supported: u64,
+    },
+    /// A store file or directory lets in users other than its owner (unix
+    /// mode bits for group or others) and could not be made owner-only,
+    /// or (a database's directory) is not the store's to change.
+    #[error("{} has mode {mode:04o}, open to users other than its owner; {}", path.display(), if *directory { "make it owner-only (chmod 700) or give the store a directory of its own" } else { "make it owner-only (chmod 600)" })]
+    Permissions {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// Whether it is a directory.
+        directory: bool,
+        /// Why it could not be changed, if a change was tried.
+        #[source]
+        source: Option<std::io::Error>,
     },
     /// The stored entities do not make a valid baseline.
     #[error("stored state of {object}: {source}")]
@@ -121,4 +217,123 @@ pub enum StoreError {
         #[source]
         source: Option<Box<dyn StdError + Send + Sync>>,
     },
+}
+
+fn of(object: Option<&str>) -> String {
+    object.map_or_else(String::new, |o| format!(" of {o}"))
+}
+
+fn format_hint(found: u64, supported: u64) -> &'static str {
+    if found < supported {
+        "; it carries no checksums, so nothing can verify it: check it, then take it \
+         over with the store's upgrade_legacy, or restore a backup"
+    } else {
+        "; a newer recsync wrote it, or it is damaged"
+    }
+}
+
+/// Where in a store's state a check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Place {
+    /// The file or database as a whole.
+    Whole,
+    /// The header: the last line of a JSON state file (object type,
+    /// entity count, revision, cursors), a database's header row of the
+    /// object.
+    Header,
+    /// A line of a JSON state file (counted from 1), and the column (from
+    /// 1) where the parser stopped, if it did.
+    Line {
+        /// The line.
+        line: u64,
+        /// The column, if known.
+        column: Option<u64>,
+    },
+    /// An entity's row in a database, by the id stored beside it.
+    Row {
+        /// The entity id the row is stored under.
+        entity: EntityId,
+    },
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Whole => f.write_str("as a whole"),
+            Place::Header => f.write_str("header"),
+            Place::Line {
+                line,
+                column: Some(column),
+            } => write!(f, "line {line} column {column}"),
+            Place::Line { line, column: None } => write!(f, "line {line}"),
+            Place::Row { entity } => write!(f, "row of entity {entity}"),
+        }
+    }
+}
+
+/// Which check a damaged state failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Check {
+    /// The file is not laid out as a state file (a JSON state file has its
+    /// format line, one line per entity, then the header line).
+    Layout,
+    /// The file ends before its header line: it was cut short.
+    Truncated,
+    /// The header does not match its checksum.
+    HeaderChecksum,
+    /// An entity's row does not match its checksum.
+    RowChecksum,
+    /// A part that matches its checksum cannot be read: it was not written
+    /// by this recsync.
+    Unreadable,
+    /// The header counts one number of entities, the store holds another.
+    Count {
+        /// Entities the header counts.
+        expected: u64,
+        /// Entity rows found.
+        found: u64,
+    },
+    /// Every row matches its checksum and the count is right, but the rows
+    /// are not the ones the header's sum of row checksums was taken over:
+    /// a row was replaced by another (an older copy, another object's).
+    RowSet,
+    /// The header names another object type: the file or row holds the
+    /// state of that one.
+    Object {
+        /// The object type the header names.
+        found: String,
+    },
+    /// A row holds an entity other than the one it is stored under.
+    RowId,
+    /// Entity rows are stored without a header: the header was lost.
+    MissingHeader,
+    /// The database engine reports the file as malformed.
+    Database,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Check::Layout => f.write_str("not laid out as a state file"),
+            Check::Truncated => f.write_str("the file ends before its header line (cut short)"),
+            Check::HeaderChecksum => f.write_str("the header does not match its checksum"),
+            Check::RowChecksum => f.write_str("the row does not match its checksum"),
+            Check::Unreadable => f.write_str(
+                "it matches its checksum but cannot be read (not written by this recsync)",
+            ),
+            Check::Count { expected, found } => write!(
+                f,
+                "the header counts {expected} entities but {found} are stored"
+            ),
+            Check::RowSet => f.write_str(
+                "the rows are not the ones the header's checksum sum was taken over (a row was replaced)",
+            ),
+            Check::Object { found } => write!(f, "it holds the state of object type {found}"),
+            Check::RowId => f.write_str("the row holds another entity than the one it is stored under"),
+            Check::MissingHeader => f.write_str("entity rows are stored without their header"),
+            Check::Database => f.write_str("the database engine reports the file malformed"),
+        }
+    }
 }

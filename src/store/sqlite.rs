@@ -1,5 +1,5 @@
 //! [`SqliteStore`] (feature `sqlite`): baselines in a SQLite database, one
-//! row per entity, saving only what a commit touched.
+//! row per entity, saving only what a commit touched, verified on load.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -7,13 +7,16 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::check::Crc64;
+use super::owner::{self, Broader};
 use super::row::{self, EntityJson};
-use super::{StateStore, StoreError};
+use super::{Check, Place, StateStore, StoreError};
 use crate::baseline::{Baseline, BaselineHeader, EntityId, EntityRecord};
 use crate::engine::CommitSummary;
 
-/// The schema's version, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema's version, kept in `PRAGMA user_version`. Version 1 had no
+/// counts and no checksums.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS recsync_objects (
@@ -21,14 +24,27 @@ CREATE TABLE IF NOT EXISTS recsync_objects (
     name        TEXT NOT NULL UNIQUE,
     revision    INTEGER NOT NULL,
     fingerprint INTEGER,
-    cursors     TEXT NOT NULL
+    cursors     TEXT NOT NULL,
+    count       INTEGER,
+    rows        INTEGER,
+    checksum    INTEGER
 );
 CREATE TABLE IF NOT EXISTS recsync_entities (
-    object  INTEGER NOT NULL,
-    id      TEXT NOT NULL,
-    record  BLOB NOT NULL,
+    object   INTEGER NOT NULL,
+    id       TEXT NOT NULL,
+    record   BLOB NOT NULL,
+    checksum INTEGER,
     PRIMARY KEY (object, id)
 );
+";
+
+/// From version 1: the columns version 2 added. Objects saved before stay
+/// without checksums (`NULL`) until saved whole.
+const MIGRATE_FROM_1: &str = "
+ALTER TABLE recsync_objects ADD COLUMN count INTEGER;
+ALTER TABLE recsync_objects ADD COLUMN rows INTEGER;
+ALTER TABLE recsync_objects ADD COLUMN checksum INTEGER;
+ALTER TABLE recsync_entities ADD COLUMN checksum INTEGER;
 ";
 
 /// Per-connection settings (see the type's docs).
@@ -42,17 +58,40 @@ ON CONFLICT (name) DO UPDATE SET
     cursors = excluded.cursors
 RETURNING id";
 
-const UPSERT_ENTITY: &str = "
-INSERT INTO recsync_entities (object, id, record) VALUES (?1, ?2, ?3)
-ON CONFLICT (object, id) DO UPDATE SET record = excluded.record";
+const SEAL_OBJECT: &str =
+    "UPDATE recsync_objects SET count = ?2, rows = ?3, checksum = ?4 WHERE id = ?1";
 
-const DELETE_ENTITY: &str = "DELETE FROM recsync_entities WHERE object = ?1 AND id = ?2";
+const READ_HEADER: &str = "
+SELECT id, revision, fingerprint, cursors, count, rows, checksum
+FROM recsync_objects WHERE name = ?1";
+
+/// The rowid and checksum of an entity's row, if it has one. A save reads
+/// them before writing the row: the checksum leaves the header's sum, and
+/// the rowid lets the write go straight to the row without the index.
+/// Counted in SQLite's instructions, the read and the write cost about a
+/// sixth more than the plain upsert they replace; an upsert returning the
+/// old checksum, or this read before an upsert, cost about half as much
+/// again.
+const FIND_ENTITY: &str =
+    "SELECT rowid, checksum FROM recsync_entities WHERE object = ?1 AND id = ?2";
+
+/// Rewrites a row found by [`FIND_ENTITY`]; its key, and so the index,
+/// stays as it is.
+const UPDATE_ENTITY: &str =
+    "UPDATE recsync_entities SET record = ?2, checksum = ?3 WHERE rowid = ?1";
+
+const INSERT_ENTITY: &str =
+    "INSERT INTO recsync_entities (object, id, record, checksum) VALUES (?1, ?2, ?3, ?4)";
+
+const DELETE_ENTITY: &str =
+    "DELETE FROM recsync_entities WHERE object = ?1 AND id = ?2 RETURNING checksum";
 
 /// Keeps baselines in a SQLite database file: one header row per object
-/// type (revision, map fingerprint and cursors) and one row per entity: its
-/// [`EntityRecord`] as compact JSON, with each system's shadow kept only
-/// where it differs from the canonical value (as in memory), written
-/// straight from the baseline without building the record.
+/// type (revision, map fingerprint, cursors, entity count and checksums)
+/// and one row per entity: its [`EntityRecord`] as compact JSON, with each
+/// system's shadow kept only where it differs from the canonical value (as
+/// in memory), written straight from the baseline without building the
+/// record, and its checksum.
 ///
 /// [`save`](StateStore::save) upserts the entities the commit touched,
 /// deletes those it removed and updates the header, all in one transaction:
@@ -65,16 +104,52 @@ const DELETE_ENTITY: &str = "DELETE FROM recsync_entities WHERE object = ?1 AND 
 /// commit started from (or the same revision, saved again, as
 /// [`ReviewQueue::resolve`](crate::store::ReviewQueue::resolve) does). When
 /// the database holds no revision of the object, an older one (commits
-/// whose saves were skipped or failed) or a later one (another process
-/// saved since this baseline was loaded), the save writes the whole
-/// baseline instead, like [`replace`](StateStore::replace); over a later
-/// revision, that undoes the other save.
+/// whose saves were skipped or failed), a later one (another process
+/// saved since this baseline was loaded), or a header that fails its
+/// checksum, the save writes the whole baseline instead, like
+/// [`replace`](StateStore::replace); over a later revision, that undoes the
+/// other save.
 ///
 /// Revisions are numbers: they tell a missed save apart, not two processes
 /// that loaded the same revision and each committed. The second of their
 /// saves writes its rows over the first's, and the rows it does not name
 /// stay the first's. Give each object type one writer at a time (one
 /// runner per object type, reviews between its runs).
+///
+/// # Checks
+///
+/// Each entity row carries the CRC-64 of the object type's name, the
+/// entity id and the row's bytes; the header carries the entity count, the
+/// wrapping sum of the row checksums, and a CRC-64 of all of its own
+/// fields. A save keeps the count and the sum up to date from the rows it
+/// writes and the checksums of the rows they replace (each write reads the
+/// old row's checksum and rowid, then rewrites it by rowid). A load
+/// verifies the header, every row, the count and the sum, so a row deleted
+/// or added, a row replaced by another valid one (an older copy), a row
+/// moved to another object and every single-bit flip in what recsync wrote
+/// are [`StoreError::Damaged`], naming the database, the row (by the entity
+/// id stored beside it) or the header, and the check.
+/// Pages the database engine itself finds malformed are `Damaged` too
+/// ([`Check::Database`]). The sums are kept by recsync, not by triggers, so
+/// a row deleted by hand (`DELETE FROM recsync_entities ...`) is seen.
+///
+/// A save does not read the rows it leaves alone: damage there stays, and
+/// the next load reports it.
+///
+/// A load of an object the database has no header for verifies that no
+/// header failed its checksum (it may be this object's, under a damaged
+/// name) and that no entity rows are stored without a header; only then is
+/// it the empty baseline of an object never saved.
+///
+/// # Databases written before schema version 2
+///
+/// [`open`](SqliteStore::open) adds the columns version 2 needs. Objects
+/// saved before carry no checksums and no count, so nothing can verify
+/// them: [`load`](StateStore::load) refuses them with
+/// [`StoreError::Format`] (`found: 1`). A host that has checked one (or has
+/// no better copy) takes it over once with
+/// [`upgrade_legacy`](SqliteStore::upgrade_legacy); a save of such an
+/// object writes it whole, with checksums.
 ///
 /// # Settings
 ///
@@ -86,22 +161,27 @@ const DELETE_ENTITY: &str = "DELETE FROM recsync_entities WHERE object = ?1 AND 
 ///   committed and never corrupts; a power cut may lose the last commits,
 ///   leaving an earlier complete state. That is safe for a baseline: the
 ///   next run plans from the earlier state, sees its own writes as changes
-///   that agree, and correlation keys keep creates from being repeated
-///   (DESIGN.md, crash safety). Call [`SqliteStore::set_durable`] for
-///   `synchronous=FULL` (every commit synced) when losing one is not
-///   acceptable.
+///   that agree, and correlation keys keep creates from being repeated.
+///   Call [`SqliteStore::set_durable`] for `synchronous=FULL` (every commit
+///   synced) when losing one is not acceptable.
 /// - **`cache_size`** 64 MiB (SQLite's default is 2 MiB): a save looks up
 ///   each row it writes, and the interior pages of a million-entity table
 ///   stay in memory between saves instead of being read again.
 /// - **Rows**: an ordinary table keyed by `(object, id)`, not `WITHOUT
 ///   ROWID`: an entity of twenty fields with its shadows is about a
 ///   kilobyte, and SQLite advises `WITHOUT ROWID` only for small rows.
-/// - **Threads**: a save of thousands of entities turns them into rows on a
-///   second, scoped thread while the calling thread writes the rows before
-///   them; both finish before `save` returns.
+/// - **Threads**: a save of thousands of entities turns them into rows
+///   (and their checksums) on a second, scoped thread while the calling
+///   thread writes the rows before them; both finish before `save` returns.
 /// - **Permissions**: a new database file is created owner-only (0600 on
 ///   unix) before SQLite opens it; SQLite gives its `-wal` and `-shm` files
-///   the same permissions.
+///   the same permissions. An existing database file, `-wal`, `-shm` or
+///   `-journal` file with group or other bits set has them dropped on
+///   [`open`](SqliteStore::open). The database's directory is created
+///   owner-only (0700) if missing; an existing one with group or other bits
+///   set is refused ([`StoreError::Permissions`]) rather than changed, as it
+///   may hold more than the database: make it owner-only, or keep the
+///   database in a directory of its own.
 ///
 /// The connection is behind a mutex: one store serves several threads, one
 /// save at a time. Several processes may open the same file; SQLite
@@ -114,23 +194,33 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (or creates) the database at `path`, creating its directory if
-    /// missing.
+    /// missing (see the type's docs on permissions).
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let path = path.into();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            super::file::create_dir(dir).map_err(|source| StoreError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        create_owner_only(&path).map_err(|source| StoreError::Io {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        owner::create_dir(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        owner::ensure(&dir, Broader::Refuse)?;
+        owner::create_if_missing(&path).map_err(|source| StoreError::Io {
             path: path.clone(),
             source,
         })?;
-        let conn = Connection::open(&path).map_err(backend("cannot open the database"))?;
+        owner::ensure(&path, Broader::Tighten)?;
+        for end in ["-wal", "-shm", "-journal"] {
+            let mut side = path.clone().into_os_string();
+            side.push(end);
+            owner::ensure(Path::new(&side), Broader::Tighten)?;
+        }
+        let fail = |context: &'static str| sqlite_error(&path, None, context);
+        let conn = Connection::open(&path).map_err(fail("cannot open the database"))?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(backend("cannot switch to the write-ahead log"))?;
+            .map_err(fail("cannot switch to the write-ahead log"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Backend {
                 message: format!("cannot switch to the write-ahead log: journal mode is {mode}"),
@@ -138,23 +228,28 @@ impl SqliteStore {
             });
         }
         conn.execute_batch(SETTINGS)
-            .map_err(backend("cannot set the database's pragmas"))?;
+            .map_err(fail("cannot set the database's pragmas"))?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(backend("cannot read the schema version"))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Backend {
-                message: format!(
-                    "database schema version {version} is newer than this recsync's ({SCHEMA_VERSION})"
-                ),
-                source: None,
-            });
-        }
-        if version < SCHEMA_VERSION {
+            .map_err(fail("cannot read the schema version"))?;
+        let upgrade = match version {
+            0 => SCHEMA,
+            1 => MIGRATE_FROM_1,
+            SCHEMA_VERSION => "",
+            _ => {
+                return Err(StoreError::Format {
+                    object: None,
+                    path: path.clone(),
+                    found: u64::try_from(version).unwrap_or(0),
+                    supported: SCHEMA_VERSION as u64,
+                })
+            }
+        };
+        if !upgrade.is_empty() {
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; {upgrade} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
-            .map_err(backend("cannot create the schema"))?;
+            .map_err(fail("cannot create the schema"))?;
         }
         // Room for every statement a save uses, and then some.
         conn.set_prepared_statement_cache_capacity(16);
@@ -197,10 +292,37 @@ impl SqliteStore {
         names
     }
 
+    /// Takes over an object saved before schema version 2: loads it without
+    /// verification (it carries no checksums) and saves it whole, with
+    /// checksums, so later loads verify it. Call it once, after checking
+    /// the state or restoring the copy to trust; a load of such an object
+    /// is refused with [`StoreError::Format`] until then.
+    ///
+    /// An object saved with checksums is loaded, and verified, as by
+    /// [`load`](StateStore::load): this never skips a check it has. An
+    /// object with no header is an empty baseline, and nothing is written.
+    pub fn upgrade_legacy(&self, object: &str) -> Result<Baseline, StoreError> {
+        let baseline = self.read(object, Legacy::Accept)?;
+        if let Read::Legacy(baseline) = baseline {
+            self.replace(object, &baseline)?;
+            return Ok(baseline);
+        }
+        baseline.into_baseline()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock drops any open transaction, which
         // rolls it back: the connection is fine to use again.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn damaged(&self, object: &str, place: Place, check: Check) -> StoreError {
+        StoreError::Damaged {
+            object: Some(object.to_owned()),
+            path: self.path.clone(),
+            place,
+            check,
+        }
     }
 
     fn write(
@@ -215,33 +337,45 @@ impl SqliteStore {
             .map_err(backend("cannot begin a transaction"))?;
         // The summary names what one commit changed: it is enough only on
         // top of the revision that commit started from (or the same one,
-        // saved again). Anything else (no save yet, saves skipped or
-        // failed, another writer's later save) is written whole. Two
-        // writers of the same revision still look alike (see the type's
-        // docs).
-        let changes = match changes {
-            Changes::Some(summary)
-                if stored_revision(&tx, object)?
-                    .is_some_and(|r| r == baseline.revision() || r + 1 == baseline.revision()) =>
-            {
-                Changes::Some(summary)
-            }
-            _ => Changes::All,
+        // saved again), and only where the header's count and sum can be
+        // trusted to carry on from. Anything else (no save yet, saves
+        // skipped or failed, another writer's later save, a damaged or old
+        // header) is written whole. Two writers of the same revision still
+        // look alike (see the type's docs).
+        let revision = baseline.revision();
+        let start = match changes {
+            Changes::Some(summary) => stored_sums(&tx, object)?
+                .filter(|s| s.revision == revision || s.revision.checked_add(1) == Some(revision))
+                .map(|s| (summary, s)),
+            Changes::All => None,
         };
-        let object_id = write_header(&tx, object, baseline.header())?;
-        {
+        let header = HeaderRow::of(object, baseline.header())?;
+        let object_id = header.upsert(&tx)?;
+        let sums = {
             let mut rows = Rows {
                 object,
                 object_id,
-                upsert: tx
-                    .prepare_cached(UPSERT_ENTITY)
-                    .map_err(backend("cannot prepare the entity upsert"))?,
+                prefix: row_prefix(object),
+                count: 0,
+                sum: 0,
+                insert: tx
+                    .prepare_cached(INSERT_ENTITY)
+                    .map_err(backend("cannot prepare the entity insert"))?,
+                replace: None,
                 delete: tx
                     .prepare_cached(DELETE_ENTITY)
                     .map_err(backend("cannot prepare the entity delete"))?,
             };
-            match changes {
-                Changes::Some(summary) => {
+            match start {
+                Some((summary, stored)) => {
+                    rows.count = stored.count;
+                    rows.sum = stored.rows;
+                    rows.replace = Some((
+                        tx.prepare_cached(FIND_ENTITY)
+                            .map_err(backend("cannot prepare the entity query"))?,
+                        tx.prepare_cached(UPDATE_ENTITY)
+                            .map_err(backend("cannot prepare the entity update"))?,
+                    ));
                     rows.put_all(baseline, &summary.touched)?;
                     for id in &summary.removed {
                         if baseline.entity(id).is_none() {
@@ -249,7 +383,7 @@ impl SqliteStore {
                         }
                     }
                 }
-                Changes::All => {
+                None => {
                     tx.execute(
                         "DELETE FROM recsync_entities WHERE object = ?1",
                         params![object_id],
@@ -259,16 +393,529 @@ impl SqliteStore {
                     rows.put_all(baseline, &ids)?;
                 }
             }
-        }
+            (rows.count, rows.sum)
+        };
+        header.seal(&tx, object_id, sums.0, sums.1)?;
         tx.commit().map_err(backend("cannot commit the save"))
+    }
+
+    /// Reads `object`'s state, verified; `legacy` says what to do with an
+    /// object saved without checksums.
+    fn read(&self, object: &str, legacy: Legacy) -> Result<Read, StoreError> {
+        let mut conn = self.lock();
+        // One read transaction: the header and the entities of one save.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(self.error(object, "cannot begin a read"))?;
+        let found = tx
+            .prepare_cached(READ_HEADER)
+            .map_err(self.error(object, "cannot prepare the header query"))?
+            .query_row(params![object], StoredHeader::from_row)
+            .optional()
+            .map_err(self.error(object, "cannot read the header"))?;
+        let Some(stored) = found else {
+            self.verify_absent(&tx, object)?;
+            return Ok(Read::Verified(Baseline::new()));
+        };
+        let (header, verify) = match stored.header(object) {
+            Ok(header) => (header, true),
+            Err(Check::Layout) => match legacy {
+                Legacy::Refuse => {
+                    return Err(StoreError::Format {
+                        object: Some(object.to_owned()),
+                        path: self.path.clone(),
+                        found: 1,
+                        supported: SCHEMA_VERSION as u64,
+                    })
+                }
+                Legacy::Accept => (
+                    stored
+                        .unverified_header()
+                        .map_err(|check| self.damaged(object, Place::Header, check))?,
+                    false,
+                ),
+            },
+            Err(check) => return Err(self.damaged(object, Place::Header, check)),
+        };
+
+        let mut stmt = tx
+            .prepare_cached("SELECT id, record, checksum FROM recsync_entities WHERE object = ?1")
+            .map_err(self.error(object, "cannot prepare the entity query"))?;
+        let mut rows = stmt
+            .query(params![stored.id])
+            .map_err(self.error(object, "cannot read the entities"))?;
+        // Stream the rows into the baseline; the first bad row stops it.
+        let prefix = row_prefix(object);
+        let (mut count, mut sum) = (0u64, 0u64);
+        let mut failure: Option<StoreError> = None;
+        let records = std::iter::from_fn(|| {
+            if failure.is_some() {
+                return None;
+            }
+            let next = match rows.next() {
+                Ok(Some(row)) => self.decode_row(row, object, prefix, verify),
+                Ok(None) => return None,
+                Err(e) => Err(self.error(object, "cannot read the entities")(e)),
+            };
+            match next {
+                Ok((record, crc)) => {
+                    count = count.saturating_add(1);
+                    sum = sum.wrapping_add(crc);
+                    Some(record)
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
+            }
+        });
+        let baseline = Baseline::from_parts(header, records);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let baseline = baseline.map_err(|source| StoreError::Baseline {
+            object: object.to_owned(),
+            source,
+        })?;
+        if !verify {
+            return Ok(Read::Legacy(baseline));
+        }
+        let expected = stored
+            .count
+            .and_then(|c| u64::try_from(c).ok())
+            .unwrap_or(0);
+        let rows_sum = stored.rows.map_or(0, from_sql);
+        if count != expected {
+            return Err(self.damaged(
+                object,
+                Place::Header,
+                Check::Count {
+                    expected,
+                    found: count,
+                },
+            ));
+        }
+        if sum != rows_sum {
+            return Err(self.damaged(object, Place::Whole, Check::RowSet));
+        }
+        Ok(Read::Verified(baseline))
+    }
+
+    /// No header is stored under `object`'s name. That is an object never
+    /// saved only if no header fails its checksum (one may be this object's,
+    /// its name damaged), none has this name (the name index and the table
+    /// would disagree), and no entity rows are stored without a header.
+    fn verify_absent(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        object: &str,
+    ) -> Result<(), StoreError> {
+        let fail = |context| self.error(object, context);
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT id, revision, fingerprint, cursors, count, rows, checksum, name
+                 FROM recsync_objects ORDER BY id",
+            )
+            .map_err(fail("cannot prepare the header list"))?;
+        let headers = stmt
+            .query_map([], |row| {
+                Ok((StoredHeader::from_row(row)?, row.get::<_, String>(7)?))
+            })
+            .map_err(fail("cannot list the headers"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fail("cannot list the headers"))?;
+        let mut ids = Vec::with_capacity(headers.len());
+        for (stored, name) in &headers {
+            if name == object {
+                return Err(self.damaged(object, Place::Header, Check::Database));
+            }
+            if let Err(check) = stored.header(name) {
+                if check != Check::Layout {
+                    return Err(self.damaged(object, Place::Header, check));
+                }
+            }
+            ids.push(stored.id);
+        }
+        // Rows whose object is none of the headers', looked for in the gaps
+        // between the header ids (each an indexed range query).
+        let mut gaps = Vec::with_capacity(ids.len() + 1);
+        let mut low = Some(i64::MIN);
+        for id in &ids {
+            if let Some(l) = low {
+                if let Some(high) = id.checked_sub(1).filter(|h| *h >= l) {
+                    gaps.push((l, high));
+                }
+            }
+            low = id.checked_add(1);
+        }
+        if let Some(l) = low {
+            gaps.push((l, i64::MAX));
+        }
+        let mut orphans = tx
+            .prepare_cached(
+                "SELECT 1 FROM recsync_entities WHERE object >= ?1 AND object <= ?2 LIMIT 1",
+            )
+            .map_err(fail("cannot prepare the orphan query"))?;
+        for (low, high) in gaps {
+            let found = orphans
+                .exists(params![low, high])
+                .map_err(fail("cannot look for rows without a header"))?;
+            if found {
+                return Err(self.damaged(object, Place::Whole, Check::MissingHeader));
+            }
+        }
+        Ok(())
+    }
+
+    /// One entity row, verified unless `verify` is false, with its checksum.
+    fn decode_row(
+        &self,
+        row: &rusqlite::Row<'_>,
+        object: &str,
+        prefix: Crc64,
+        verify: bool,
+    ) -> Result<(EntityRecord, u64), StoreError> {
+        let fail = |context| self.error(object, context);
+        let id = match row.get_ref(0).map_err(fail("cannot read an entity id"))? {
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes,
+            _ => &[],
+        };
+        let at = || Place::Row {
+            entity: EntityId::new(String::from_utf8_lossy(id)),
+        };
+        let bytes = match row.get_ref(1).map_err(fail("cannot read an entity"))? {
+            ValueRef::Blob(bytes) | ValueRef::Text(bytes) => bytes,
+            _ => return Err(self.damaged(object, at(), Check::Layout)),
+        };
+        let crc = row_check(prefix, id, bytes);
+        if verify {
+            let stored = match row.get_ref(2).map_err(fail("cannot read a checksum"))? {
+                ValueRef::Integer(sum) => Some(sum),
+                _ => None,
+            };
+            if stored != Some(to_sql(crc)) {
+                return Err(self.damaged(object, at(), Check::RowChecksum));
+            }
+        }
+        let record =
+            row::decode(bytes).map_err(|_| self.damaged(object, at(), Check::Unreadable))?;
+        if record.id.as_str().as_bytes() != id {
+            return Err(self.damaged(object, at(), Check::RowId));
+        }
+        Ok((record, crc))
+    }
+
+    fn error<'a>(
+        &'a self,
+        object: &'a str,
+        context: &'static str,
+    ) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
+        sqlite_error(&self.path, Some(object), context)
     }
 }
 
-/// The entity rows of one object, inside a save's transaction.
+/// What [`SqliteStore::read`] does with an object saved without checksums.
+#[derive(Clone, Copy)]
+enum Legacy {
+    Refuse,
+    Accept,
+}
+
+enum Read {
+    Verified(Baseline),
+    /// Saved without checksums, read unverified.
+    Legacy(Baseline),
+}
+
+impl Read {
+    fn into_baseline(self) -> Result<Baseline, StoreError> {
+        match self {
+            Read::Verified(b) | Read::Legacy(b) => Ok(b),
+        }
+    }
+}
+
+/// A SQLite error as a store error: a database the engine finds malformed
+/// is damaged state, anything else a backend failure.
+fn sqlite_error<'a>(
+    path: &'a Path,
+    object: Option<&'a str>,
+    context: &'static str,
+) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
+    move |e| {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Damaged {
+                object: object.map(str::to_owned),
+                path: path.to_path_buf(),
+                place: Place::Whole,
+                check: Check::Database,
+            },
+            _ => StoreError::Backend {
+                message: context.to_owned(),
+                source: Some(Box::new(e)),
+            },
+        }
+    }
+}
+
+/// A checksum as SQLite keeps it: the same 64 bits, signed.
+fn to_sql(x: u64) -> i64 {
+    i64::from_ne_bytes(x.to_ne_bytes())
+}
+
+fn from_sql(x: i64) -> u64 {
+    u64::from_ne_bytes(x.to_ne_bytes())
+}
+
+/// The checksum of every row of `object` starts from this.
+fn row_prefix(object: &str) -> Crc64 {
+    let mut c = Crc64::new();
+    c.field(b"recsync row 2");
+    c.field(object.as_bytes());
+    c
+}
+
+fn row_check(prefix: Crc64, id: &[u8], record: &[u8]) -> u64 {
+    let mut c = prefix;
+    c.field(id);
+    c.field(record);
+    c.finish()
+}
+
+/// An object's header row as written.
+struct HeaderRow<'o> {
+    object: &'o str,
+    revision: i64,
+    fingerprint: Option<i64>,
+    cursors: String,
+}
+
+impl<'o> HeaderRow<'o> {
+    fn of(object: &'o str, header: &BaselineHeader) -> Result<Self, StoreError> {
+        let revision = i64::try_from(header.revision).map_err(|_| StoreError::Backend {
+            message: format!(
+                "revision {} of {object} does not fit the database",
+                header.revision
+            ),
+            source: None,
+        })?;
+        let cursors = serde_json::to_string(&header.cursors).map_err(|e| StoreError::Backend {
+            message: format!("cannot serialize the cursors of {object}"),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(HeaderRow {
+            object,
+            revision,
+            // SQLite integers are signed: keep the fingerprint's 64 bits as
+            // they are.
+            fingerprint: header.fingerprint.map(to_sql),
+            cursors,
+        })
+    }
+
+    /// Writes the header's fields (not yet its count and sums); returns the
+    /// object's id.
+    fn upsert(&self, tx: &rusqlite::Transaction<'_>) -> Result<i64, StoreError> {
+        tx.prepare_cached(UPSERT_OBJECT)
+            .map_err(backend("cannot prepare the header upsert"))?
+            .query_row(
+                params![self.object, self.revision, self.fingerprint, self.cursors],
+                |row| row.get(0),
+            )
+            .map_err(backend("cannot write the header"))
+    }
+
+    /// Writes the count, the sum of row checksums and the header checksum.
+    fn seal(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        object_id: i64,
+        count: u64,
+        rows: u64,
+    ) -> Result<(), StoreError> {
+        let count = i64::try_from(count).map_err(|_| StoreError::Backend {
+            message: format!(
+                "{count} entities of {} do not fit the database",
+                self.object
+            ),
+            source: None,
+        })?;
+        let rows = to_sql(rows);
+        let check = header_check(
+            self.object,
+            self.revision,
+            self.fingerprint,
+            &self.cursors,
+            count,
+            rows,
+        );
+        tx.prepare_cached(SEAL_OBJECT)
+            .map_err(backend("cannot prepare the header seal"))?
+            .execute(params![object_id, count, rows, to_sql(check)])
+            .map_err(backend("cannot write the header"))?;
+        Ok(())
+    }
+}
+
+/// The header checksum: over every field of the header row but its id.
+fn header_check(
+    object: &str,
+    revision: i64,
+    fingerprint: Option<i64>,
+    cursors: &str,
+    count: i64,
+    rows: i64,
+) -> u64 {
+    let mut c = Crc64::new();
+    c.field(b"recsync header 2");
+    c.field(object.as_bytes());
+    c.update(&revision.to_le_bytes());
+    match fingerprint {
+        Some(f) => {
+            c.update(&[1]);
+            c.update(&f.to_le_bytes());
+        }
+        None => c.update(&[0]),
+    }
+    c.field(cursors.as_bytes());
+    c.update(&count.to_le_bytes());
+    c.update(&rows.to_le_bytes());
+    c.finish()
+}
+
+/// An object's header row as read.
+struct StoredHeader {
+    id: i64,
+    revision: i64,
+    fingerprint: Option<i64>,
+    cursors: String,
+    count: Option<i64>,
+    rows: Option<i64>,
+    checksum: Option<i64>,
+    /// A column held a value of the wrong type.
+    mistyped: bool,
+}
+
+impl StoredHeader {
+    /// Reads `id, revision, fingerprint, cursors, count, rows, checksum`.
+    /// A value of the wrong type (damage) is noted, not an error, so the
+    /// checks name it.
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredHeader> {
+        let mut mistyped = false;
+        let mut int = |i: usize| -> rusqlite::Result<Option<i64>> {
+            Ok(match row.get_ref(i)? {
+                ValueRef::Integer(x) => Some(x),
+                ValueRef::Null => None,
+                _ => {
+                    mistyped = true;
+                    None
+                }
+            })
+        };
+        let id = int(0)?.unwrap_or(0);
+        let revision = int(1)?;
+        let fingerprint = int(2)?;
+        let count = int(4)?;
+        let rows = int(5)?;
+        let checksum = int(6)?;
+        let cursors = match row.get_ref(3)? {
+            ValueRef::Text(t) => String::from_utf8(t.to_vec()).ok(),
+            _ => None,
+        };
+        Ok(StoredHeader {
+            id,
+            revision: revision.unwrap_or(-1),
+            fingerprint,
+            mistyped: mistyped || revision.is_none() || cursors.is_none(),
+            cursors: cursors.unwrap_or_default(),
+            count,
+            rows,
+            checksum,
+        })
+    }
+
+    /// The baseline header, verified. `Check::Layout`: a header saved
+    /// before checksums (no checksum, count or sum: a single damaged value
+    /// is never taken for one).
+    fn header(&self, object: &str) -> Result<BaselineHeader, Check> {
+        let (Some(checksum), Some(count), Some(rows)) = (self.checksum, self.count, self.rows)
+        else {
+            let legacy = self.checksum.is_none()
+                && self.count.is_none()
+                && self.rows.is_none()
+                && !self.mistyped;
+            return Err(if legacy {
+                Check::Layout
+            } else {
+                Check::HeaderChecksum
+            });
+        };
+        let expected = header_check(
+            object,
+            self.revision,
+            self.fingerprint,
+            &self.cursors,
+            count,
+            rows,
+        );
+        if self.mistyped || count < 0 || to_sql(expected) != checksum {
+            return Err(Check::HeaderChecksum);
+        }
+        self.unverified_header()
+    }
+
+    /// The baseline header, unverified (for a header saved before
+    /// checksums).
+    fn unverified_header(&self) -> Result<BaselineHeader, Check> {
+        Ok(BaselineHeader {
+            revision: u64::try_from(self.revision).map_err(|_| Check::Unreadable)?,
+            fingerprint: self.fingerprint.map(from_sql),
+            cursors: serde_json::from_str(&self.cursors).map_err(|_| Check::Unreadable)?,
+        })
+    }
+}
+
+/// What a save carries on from: the stored revision, count and sum, if the
+/// stored header verifies.
+struct StoredSums {
+    revision: u64,
+    count: u64,
+    rows: u64,
+}
+
+fn stored_sums(
+    tx: &rusqlite::Transaction<'_>,
+    object: &str,
+) -> Result<Option<StoredSums>, StoreError> {
+    let stored = tx
+        .prepare_cached(READ_HEADER)
+        .map_err(backend("cannot prepare the header query"))?
+        .query_row(params![object], StoredHeader::from_row)
+        .optional()
+        .map_err(backend("cannot read the stored header"))?;
+    Ok(stored.and_then(|s| {
+        let header = s.header(object).ok()?;
+        Some(StoredSums {
+            revision: header.revision,
+            count: u64::try_from(s.count?).ok()?,
+            rows: from_sql(s.rows?),
+        })
+    }))
+}
+
+/// The entity rows of one object, inside a save's transaction, and the
+/// count and sum of checksums of the rows it holds.
 struct Rows<'c, 'o> {
     object: &'o str,
     object_id: i64,
-    upsert: rusqlite::CachedStatement<'c>,
+    prefix: Crc64,
+    count: u64,
+    sum: u64,
+    insert: rusqlite::CachedStatement<'c>,
+    /// Finds the row a write replaces, and rewrites it; `None` when the
+    /// rows were cleared first (every write is an insert).
+    replace: Option<(rusqlite::CachedStatement<'c>, rusqlite::CachedStatement<'c>)>,
     delete: rusqlite::CachedStatement<'c>,
 }
 
@@ -281,14 +928,15 @@ const BATCH: usize = 256;
 struct Batch<'i> {
     ids: &'i [EntityId],
     bytes: Vec<u8>,
-    /// Per entity, where its row ends in `bytes`; `None`: not in the
-    /// baseline.
-    ends: Vec<Option<usize>>,
+    /// Per entity, where its row ends in `bytes` and its checksum; `None`:
+    /// not in the baseline.
+    ends: Vec<Option<(usize, u64)>>,
 }
 
 fn serialize_batch<'i>(
     baseline: &Baseline,
     object: &str,
+    prefix: Crc64,
     ids: &'i [EntityId],
 ) -> Result<Batch<'i>, StoreError> {
     let mut batch = Batch {
@@ -299,13 +947,16 @@ fn serialize_batch<'i>(
     for id in ids {
         match EntityJson::new(baseline, id) {
             Some(json) => {
+                let start = batch.bytes.len();
                 serde_json::to_writer(&mut batch.bytes, &json).map_err(|e| {
                     StoreError::Backend {
                         message: format!("cannot serialize entity {id} of {object}"),
                         source: Some(Box::new(e)),
                     }
                 })?;
-                batch.ends.push(Some(batch.bytes.len()));
+                let row = batch.bytes.get(start..).unwrap_or_default();
+                let crc = row_check(prefix, id.as_str().as_bytes(), row);
+                batch.ends.push(Some((batch.bytes.len(), crc)));
             }
             None => batch.ends.push(None),
         }
@@ -323,9 +974,9 @@ impl Rows<'_, '_> {
     /// this one writes the previous ones. If no thread can be started, it
     /// all happens here.
     fn put_all(&mut self, baseline: &Baseline, ids: &[EntityId]) -> Result<(), StoreError> {
-        let object = self.object;
+        let (object, prefix) = (self.object, self.prefix);
         if ids.len() < PIPELINE_MIN {
-            return self.write_batch(&serialize_batch(baseline, object, ids)?);
+            return self.write_batch(&serialize_batch(baseline, object, prefix, ids)?);
         }
         std::thread::scope(|scope| {
             let (send, receive) = std::sync::mpsc::sync_channel(4);
@@ -333,7 +984,7 @@ impl Rows<'_, '_> {
                 .name("recsync-store-rows".into())
                 .spawn_scoped(scope, move || {
                     for part in ids.chunks(BATCH) {
-                        let batch = serialize_batch(baseline, object, part);
+                        let batch = serialize_batch(baseline, object, prefix, part);
                         let failed = batch.is_err();
                         // The writer hung up: it failed and returns its error.
                         if send.send(batch).is_err() || failed {
@@ -342,7 +993,7 @@ impl Rows<'_, '_> {
                     }
                 });
             if serializer.is_err() {
-                return self.write_batch(&serialize_batch(baseline, object, ids)?);
+                return self.write_batch(&serialize_batch(baseline, object, prefix, ids)?);
             }
             for batch in receive {
                 self.write_batch(&batch?)?;
@@ -355,12 +1006,10 @@ impl Rows<'_, '_> {
         let mut start = 0;
         for (id, end) in batch.ids.iter().zip(&batch.ends) {
             match end {
-                Some(end) => {
+                Some((end, crc)) => {
                     let row = batch.bytes.get(start..*end).unwrap_or_default();
                     start = *end;
-                    self.upsert
-                        .execute(params![self.object_id, id.as_str(), row])
-                        .map_err(backend_for("cannot write entity", self.object, id))?;
+                    self.put(id, row, *crc)?;
                 }
                 None => self.delete(id)?,
             }
@@ -368,10 +1017,50 @@ impl Rows<'_, '_> {
         Ok(())
     }
 
+    fn put(&mut self, id: &EntityId, row: &[u8], crc: u64) -> Result<(), StoreError> {
+        let (object, object_id) = (self.object, self.object_id);
+        let fail = |context| backend_for(context, object, id);
+        let found = match &mut self.replace {
+            Some((find, _)) => find
+                .query_row(params![object_id, id.as_str()], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
+                .optional()
+                .map_err(fail("cannot read the row of entity"))?,
+            None => None,
+        };
+        // The row this one replaces leaves the count and the sum; one
+        // without a checksum was never counted.
+        match found.and_then(|(_, old)| old) {
+            Some(old) => self.sum = self.sum.wrapping_sub(from_sql(old)),
+            None => self.count = self.count.saturating_add(1),
+        }
+        self.sum = self.sum.wrapping_add(crc);
+        let written = match (found, &mut self.replace) {
+            (Some((rowid, _)), Some((_, update))) => {
+                update.execute(params![rowid, row, to_sql(crc)])
+            }
+            _ => self
+                .insert
+                .execute(params![object_id, id.as_str(), row, to_sql(crc)]),
+        };
+        written.map_err(fail("cannot write entity"))?;
+        Ok(())
+    }
+
     fn delete(&mut self, id: &EntityId) -> Result<(), StoreError> {
-        self.delete
-            .execute(params![self.object_id, id.as_str()])
-            .map_err(backend_for("cannot delete entity", self.object, id))?;
+        let old = self
+            .delete
+            .query_row(params![self.object_id, id.as_str()], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .optional()
+            .map_err(backend_for("cannot delete entity", self.object, id))?
+            .flatten();
+        if let Some(old) = old {
+            self.count = self.count.saturating_sub(1);
+            self.sum = self.sum.wrapping_sub(from_sql(old));
+        }
         Ok(())
     }
 }
@@ -381,121 +1070,12 @@ enum Changes<'a> {
     All,
 }
 
-/// The revision the store holds for `object`, if it holds one it can read.
-fn stored_revision(
-    tx: &rusqlite::Transaction<'_>,
-    object: &str,
-) -> Result<Option<u64>, StoreError> {
-    let revision: Option<i64> = tx
-        .prepare_cached("SELECT revision FROM recsync_objects WHERE name = ?1")
-        .map_err(backend("cannot prepare the revision query"))?
-        .query_row(params![object], |row| row.get(0))
-        .optional()
-        .map_err(backend("cannot read the stored revision"))?;
-    Ok(revision.and_then(|r| u64::try_from(r).ok()))
-}
-
-fn write_header(
-    tx: &rusqlite::Transaction<'_>,
-    object: &str,
-    header: &BaselineHeader,
-) -> Result<i64, StoreError> {
-    let revision = i64::try_from(header.revision).map_err(|_| StoreError::Backend {
-        message: format!(
-            "revision {} of {object} does not fit the database",
-            header.revision
-        ),
-        source: None,
-    })?;
-    // SQLite integers are signed: keep the fingerprint's 64 bits as they are.
-    let fingerprint = header
-        .fingerprint
-        .map(|f| i64::from_ne_bytes(f.to_ne_bytes()));
-    let cursors = serde_json::to_string(&header.cursors).map_err(|e| StoreError::Backend {
-        message: format!("cannot serialize the cursors of {object}"),
-        source: Some(Box::new(e)),
-    })?;
-    let mut stmt = tx
-        .prepare_cached(UPSERT_OBJECT)
-        .map_err(backend("cannot prepare the header upsert"))?;
-    stmt.query_row(params![object, revision, fingerprint, cursors], |row| {
-        row.get(0)
-    })
-    .map_err(backend("cannot write the header"))
-}
-
 impl StateStore for SqliteStore {
+    /// Loads and verifies the object's header and rows (see the type's
+    /// docs): damaged state is [`StoreError::Damaged`], an object saved
+    /// before schema version 2 is [`StoreError::Format`].
     fn load(&self, object: &str) -> Result<Baseline, StoreError> {
-        let mut conn = self.lock();
-        // One read transaction: the header and the entities of one save.
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(backend("cannot begin a read"))?;
-        let header_row = {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT id, revision, fingerprint, cursors FROM recsync_objects WHERE name = ?1",
-                )
-                .map_err(backend("cannot prepare the header query"))?;
-            stmt.query_row(params![object], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, Option<i64>>(2)?,
-                    row.get::<_, String>(3)?,
-                ))
-            })
-            .optional()
-            .map_err(backend("cannot read the header"))?
-        };
-        let Some((object_id, revision, fingerprint, cursors)) = header_row else {
-            return Ok(Baseline::new());
-        };
-        let corrupt = |message: String| StoreError::Corrupt {
-            object: object.to_owned(),
-            message,
-        };
-        let header = BaselineHeader {
-            revision: u64::try_from(revision)
-                .map_err(|_| corrupt(format!("negative revision {revision}")))?,
-            fingerprint: fingerprint.map(|f| u64::from_ne_bytes(f.to_ne_bytes())),
-            cursors: serde_json::from_str(&cursors)
-                .map_err(|e| corrupt(format!("cursors: {e}")))?,
-        };
-
-        let mut stmt = tx
-            .prepare_cached("SELECT id, record FROM recsync_entities WHERE object = ?1")
-            .map_err(backend("cannot prepare the entity query"))?;
-        let mut rows = stmt
-            .query(params![object_id])
-            .map_err(backend("cannot read the entities"))?;
-        // Stream the rows into the baseline; the first bad row stops it.
-        let mut failure: Option<StoreError> = None;
-        let records = std::iter::from_fn(|| {
-            if failure.is_some() {
-                return None;
-            }
-            let next = match rows.next() {
-                Ok(Some(row)) => decode_row(row, object),
-                Ok(None) => return None,
-                Err(e) => Err(backend("cannot read the entities")(e)),
-            };
-            match next {
-                Ok(record) => Some(record),
-                Err(e) => {
-                    failure = Some(e);
-                    None
-                }
-            }
-        });
-        let baseline = Baseline::from_parts(header, records);
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        baseline.map_err(|source| StoreError::Baseline {
-            object: object.to_owned(),
-            source,
-        })
+        self.read(object, Legacy::Refuse)?.into_baseline()
     }
 
     fn save(
@@ -510,33 +1090,6 @@ impl StateStore for SqliteStore {
     fn replace(&self, object: &str, baseline: &Baseline) -> Result<(), StoreError> {
         self.write(object, baseline, Changes::All)
     }
-}
-
-fn decode_row(row: &rusqlite::Row<'_>, object: &str) -> Result<EntityRecord, StoreError> {
-    let id: String = row.get(0).map_err(backend("cannot read an entity id"))?;
-    let bytes = match row.get_ref(1).map_err(backend("cannot read an entity"))? {
-        ValueRef::Blob(bytes) | ValueRef::Text(bytes) => bytes,
-        other => {
-            return Err(StoreError::Corrupt {
-                object: object.to_owned(),
-                message: format!(
-                    "entity {id}: a {:?} value instead of a record",
-                    other.data_type()
-                ),
-            })
-        }
-    };
-    let record = row::decode(bytes).map_err(|e| StoreError::Corrupt {
-        object: object.to_owned(),
-        message: format!("entity {id}: {e}"),
-    })?;
-    if record.id.as_str() != id {
-        return Err(StoreError::Corrupt {
-            object: object.to_owned(),
-            message: format!("the row of entity {id} holds entity {}", record.id),
-        });
-    }
-    Ok(record)
 }
 
 fn backend(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
@@ -555,17 +1108,4 @@ fn backend_for<'a>(
         message: format!("{context} {id} of {object}"),
         source: Some(Box::new(e)),
     }
-}
-
-/// Creates the database file owner-only if it does not exist yet, so SQLite
-/// never creates it with the process's default permissions.
-fn create_owner_only(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path).map(drop)
 }

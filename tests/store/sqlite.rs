@@ -364,12 +364,30 @@ fn a_corrupt_row_names_the_object_the_entity_and_where() {
         )
         .unwrap();
     let err = store.load("contacts").unwrap_err();
-    let StoreError::Corrupt { object, message } = &err else {
-        panic!("expected a corrupt error, got {err:?}");
+    let StoreError::Damaged {
+        object,
+        path,
+        place,
+        check,
+    } = &err
+    else {
+        panic!("expected a damaged state error, got {err:?}");
     };
-    assert_eq!(object, "contacts");
-    assert!(message.contains(&id), "{message}");
-    assert!(message.contains("line 1 column"), "{message}");
+    assert_eq!(object.as_deref(), Some("contacts"));
+    assert_eq!(path, &db);
+    assert_eq!(
+        place,
+        &Place::Row {
+            entity: recsync::EntityId::new(id.clone())
+        }
+    );
+    assert_eq!(check, &Check::RowChecksum);
+    assert!(
+        err.to_string().ends_with(&format!(
+            "is damaged (row of entity {id}): the row does not match its checksum"
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -383,7 +401,19 @@ fn a_newer_schema_is_refused() {
         .execute_batch("PRAGMA user_version = 7")
         .unwrap();
     let err = SqliteStore::open(&db).unwrap_err();
-    assert!(err.to_string().contains("schema version 7"), "{err}");
+    assert!(
+        matches!(
+            &err,
+            StoreError::Format {
+                object: None,
+                found: 7,
+                supported: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("format version 7"), "{err}");
 }
 
 /// Saves of thousands of entities serialize on a second thread while the
