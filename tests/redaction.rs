@@ -22,9 +22,8 @@
 //!   `TransformError` inside it, `ValueProblem` (from a plan's issue and
 //!   from `FieldSpec::check`), `PlanError`, `CommitError`, `ResolveError`
 //!   (a value given to a held delete), `ReviewError`, `RunError` (a fetch
-//!   that failed, with its `ConnectorError`), `StoreError` for a corrupt
-//!   state file (ignored until the stores' error messages stop quoting
-//!   the parser's, which quotes the value).
+//!   that failed, with its `ConnectorError`), `StoreError` for a damaged
+//!   state file.
 //! - **Baseline and review**: `Baseline`, `EntityRef`, `EntityRecord`,
 //!   `Held`, `Observed` (a held conflict, and after a reviewer's decision),
 //!   `ReviewChoice::Value`, `Review` (`Baseline::reviews`), `ReviewItem`
@@ -457,8 +456,6 @@ fn the_engine_prints_no_sensitive_value() {
 /// A state file whose bytes were damaged so that the parser meets the
 /// secret where it expects a number: the error does not quote it.
 #[test]
-#[ignore = "StoreError::Corrupt quotes serde's message, which quotes the value; \
-            the store's error messages are being reworked in src/store"]
 fn a_corrupt_state_file_is_reported_without_its_values() {
     let dir = temp_dir("redaction-corrupt");
     let _cleanup = Cleanup(dir.clone());
