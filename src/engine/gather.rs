@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::baseline::{Baseline, EntityId, LinkRecord, LinkState, LinkStatus};
+use crate::baseline::{AmbiguityChange, Baseline, EntityId, LinkRecord, LinkState, LinkStatus};
 use crate::hash::FoldHasher;
 use crate::identity;
 use crate::mapping::FieldMap;
@@ -290,6 +290,8 @@ pub(crate) struct Gathered<'a> {
     pub(crate) new: Vec<EntityInput<'a>>,
     /// Link updates of skipped entities (a version changed, content did not).
     pub(crate) touches: Vec<EntityChange>,
+    /// What the baseline is to remember of records held back as ambiguous.
+    pub(crate) ambiguous: AmbiguityChange,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -522,13 +524,28 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             unlinked.push((s, r));
         }
     }
-    drop(loose);
 
     let gone = |slot: u32, s: usize| {
         rows.find(slot)
             .is_some_and(|row| matches!(rows.cells[row * n + s], Cell::Gone | Cell::Absent))
     };
-    let groups = identity::group_unlinked(map, baseline, &cx.sys_slot, unlinked, &gone, issues);
+    let complete: Vec<bool> = (0..n)
+        .map(|s| cx.coverage(s) == Some(Coverage::Complete))
+        .collect();
+    let recall = identity::Recall::new(map, &baseline.header().ambiguous, &loose, complete);
+    drop(loose);
+    let (groups, held) = identity::group_unlinked(
+        map,
+        baseline,
+        &cx.sys_slot,
+        unlinked,
+        &gone,
+        &recall,
+        issues,
+    );
+    let ambiguous = recall.change(map.systems(), &held);
+    drop(held);
+    drop(recall);
     let mut new_entities = Vec::new();
     for g in groups {
         match g.entity {
@@ -631,6 +648,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         kept,
         new,
         touches,
+        ambiguous,
     }
 }
 

@@ -438,6 +438,7 @@ impl SyncEngine {
             ..SyncPlan::default()
         };
         let gathered = gather::gather(&cx, &mut plan.issues);
+        plan.ambiguous = gathered.ambiguous;
         // The baseline's entities were planned as they were gathered; the
         // new ones are planned here.
         let mut results = gathered.results;
