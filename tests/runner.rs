@@ -690,6 +690,36 @@ async fn debounce_leaves_fresh_edits_for_a_later_run_and_reads_no_deletes_into_t
     assert_eq!(shop.records(OBJ)[0].get("phone"), Some(&json!("555-1")));
 }
 
+/// Two records share a placeholder email; a person edits one just before
+/// a run. The debounce holds the edited one back, and with it the other:
+/// read alone, it looked unique and was created in the shop (a placeholder
+/// copied, and later its twin ambiguous against the copy). Once both are
+/// quiet, they are read together: one ambiguous match, nothing created.
+#[tokio::test]
+async fn debounce_holds_back_a_record_sharing_a_key_value_with_one_it_holds_back() {
+    let clock = ManualClock::new(start());
+    let crm = conn("crm", &clock);
+    let shop = conn("shop", &clock);
+    let first = person(&crm, "noemail@example.com", "First");
+    person(&crm, "noemail@example.com", "Second");
+    person(&crm, "ada@example.com", "Ada");
+    let store = MemoryStore::new();
+    let r = debounced(&crm, &shop, &store, &clock, 30);
+    clock.advance(TimeDelta::seconds(40));
+    crm.edit(OBJ, &first, [("name", json!("First, edited"))])
+        .unwrap();
+    let report = r.run().await.unwrap();
+    assert_eq!(report.debounced, 2, "{report}");
+    assert_eq!(emails(&shop), ["ada@example.com"]);
+
+    clock.advance(TimeDelta::seconds(31));
+    let report = r.run().await.unwrap();
+    assert_eq!(report.debounced, 0, "{report}");
+    assert_eq!(report.issues, 1, "{report}");
+    assert_eq!(emails(&shop), ["ada@example.com"]);
+    assert_eq!(store.load(OBJ).unwrap().header().ambiguous.len(), 2);
+}
+
 #[tokio::test]
 async fn debounce_keeps_the_cursor_so_an_incremental_read_sees_the_edit_later() {
     let clock = ManualClock::new(start());

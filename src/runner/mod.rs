@@ -287,7 +287,11 @@ impl SyncRunnerBuilder {
     /// systems' records of their entities: what each system changed
     /// meanwhile is then decided together, by the conflict policy, once
     /// all are quiet (an older edit held back is not taken for a newer one
-    /// when it arrives). The systems they are left out of are read as
+    /// when it arrives). A record not linked yet that is held back holds
+    /// back with it every record not linked yet that shares a match key
+    /// value with it (read alone, a record sharing a placeholder email
+    /// would look unique and be created elsewhere). The systems they are
+    /// left out of are read as
     /// partial snapshots (a record missing from a complete one still counts
     /// as deleted, unless its entity waits: then the delete waits too), and
     /// their cursors are not moved on, so the next run reads them again. An
