@@ -1004,3 +1004,42 @@ fn a_placeholder_the_debounce_holds_back_keeps_its_twin_back_too() {
     ];
     check_with(&acts, Some(Duration::from_secs(10))).unwrap();
 }
+
+/// c's create for p2 hangs after making the record; b's record of p2 is
+/// edited; a read then lists c's records twice, so p2's entity is not
+/// decided and what b showed is kept; in the next run the record c's
+/// create made is fresh, so the entity waits. It was planned anyway, from
+/// the value kept, and its name moved on; once the record in c was linked,
+/// its older name read as an edit and overwrote b's everywhere. A waiting
+/// entity is now decided only once its records are read.
+#[test]
+fn a_waiting_entity_is_not_decided_from_values_an_earlier_plan_kept() {
+    let acts = [
+        Act::Create { sys: 2 },
+        Act::Create { sys: 0 },
+        sync(),
+        Act::Edit {
+            sys: 2,
+            pick: 0,
+            field: 0,
+        },
+        Act::Create { sys: 0 },
+        sync_with(2, Fault::HangAfter(1)),
+        Act::Edit {
+            sys: 1,
+            pick: 0,
+            field: 0,
+        },
+        sync(),
+        Act::Create { sys: 0 },
+        sync_with(2, Fault::DuplicateRead),
+        Act::Edit {
+            sys: 2,
+            pick: 1,
+            field: 1,
+        },
+        Act::Create { sys: 0 },
+        sync(),
+    ];
+    check_with(&acts, Some(Duration::from_secs(10))).unwrap();
+}

@@ -123,6 +123,8 @@ pub(crate) struct Cx<'a> {
     hints: &'a Hints,
     /// Threads the plan may use (`None`: one per core).
     pub(crate) threads: Option<usize>,
+    /// Entities that wait: planned as a record listed twice is.
+    waiting: HashSet<EntityId>,
 }
 
 impl<'a> Cx<'a> {
@@ -192,6 +194,7 @@ impl<'a> Cx<'a> {
             fast: baseline.header().fingerprint == Some(map.fingerprint()),
             hints,
             threads: options.thread_count(),
+            waiting: options.waiting.clone(),
         })
     }
 
@@ -276,6 +279,7 @@ pub(crate) struct EntityInput<'a> {
     /// A record of the entity is listed more than once in its snapshot (a
     /// paging bug): which copy holds what the system holds now is unknown,
     /// so nothing about the entity is decided until a read lists it once.
+    /// Set too for an entity that waits ([`PlanOptions::wait`]).
     pub(crate) listed_twice: bool,
 }
 
@@ -575,6 +579,17 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             let slot = rows.slots[row];
             let cells = &rows.cells[row * n..(row + 1) * n];
             known.fill(0);
+            let waits = !cx.waiting.is_empty()
+                && baseline
+                    .entity_at(slot)
+                    .is_some_and(|e| cx.waiting.contains(&e.id));
+            if waits {
+                if let Some(mut input) = entity_input(baseline, slot, cells, &known) {
+                    input.listed_twice = true;
+                    results.push(plan_entity(cx, &input, Withhold::default()));
+                }
+                continue;
+            }
             if let Some(touch) = fast_path(cx, slot, cells, &mut known) {
                 if let Some(change) = touch {
                     touches.push(change);

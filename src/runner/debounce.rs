@@ -21,7 +21,8 @@ impl SyncRunner {
     /// meanwhile is decided together, by the conflict policy, not in the
     /// order the records happen to settle. A record not linked yet that is
     /// left out leaves out every record not linked yet that shares a match
-    /// key value with it.
+    /// key value with it; one whose key value is a waiting entity's waits
+    /// with the entity.
     ///
     /// Returns the entities that wait: nothing is written to them in this
     /// run either, not even what a failed write left behind, since their
@@ -79,14 +80,42 @@ impl SyncRunner {
                 }
             }
         }
+        // A record not linked yet that a waiting entity's key value would
+        // link to it is one of its records: it waits too (planned alone, it
+        // would be left unlinked while the entity waits, and its read would
+        // move the cursor past it).
+        let map = self.engine.map();
+        let mut waiting_keys: HashSet<(usize, String)> = HashSet::new();
+        for id in &waiting {
+            let Some(e) = baseline
+                .find_entity(id)
+                .and_then(|slot| baseline.entity_at(slot))
+            else {
+                continue;
+            };
+            for k in 0..map.match_keys().len() {
+                if let Some(t) = identity::entity_key(map, baseline.fields(), k, e) {
+                    waiting_keys.insert((k, t));
+                }
+            }
+        }
         for (read, recent) in reads.iter_mut().zip(recent) {
             let system = read.snapshot.system.clone();
+            let s = map.system_index(system.as_str());
             let of_waiting = |r: &Record| match baseline.find_linked(system.as_str(), &r.id) {
                 Some(e) => waiting.contains(e.id()),
-                None => r
-                    .correlation
-                    .as_deref()
-                    .is_some_and(|key| waiting.contains(&EntityId::new(key))),
+                None => match r.correlation.as_deref() {
+                    Some(key) => waiting.contains(&EntityId::new(key)),
+                    None => {
+                        !r.deleted
+                            && !waiting_keys.is_empty()
+                            && s.is_some_and(|s| {
+                                identity::match_texts(map, s, r)
+                                    .iter()
+                                    .any(|t| waiting_keys.contains(t))
+                            })
+                    }
+                },
             };
             let held: Vec<bool> = read
                 .snapshot

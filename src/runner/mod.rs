@@ -575,10 +575,13 @@ impl SyncRunner {
         for a in &approvals {
             options = options.approve_stage(*a);
         }
+        // An entity the debounce holds back is neither decided nor written
+        // to: what its records hold now was not read into the plan, and
+        // values an earlier plan kept are not taken for it. (The engine
+        // plans no ops for it; any it had would get no outcome, so the
+        // commit would keep them for a later run.)
+        options = options.wait(waiting.iter().cloned());
         let mut plan = self.engine.plan_with(&baseline, &snapshots, &options)?;
-        // An entity the debounce holds back is not written to at all: what
-        // its records hold now was not read into the plan. Its ops get no
-        // outcome, so the commit keeps them for a later run.
         let ops: Vec<&WriteOp> = plan
             .ops
             .iter()
@@ -761,9 +764,10 @@ impl SyncRunner {
                 }
             }
         }
+        let mut waiting = HashSet::new();
         if let Some(quiet) = self.debounce {
             // An entity a person is still editing waits, as in any run.
-            let waiting = self.debounce_records(&mut reads, baseline, quiet);
+            waiting = self.debounce_records(&mut reads, baseline, quiet);
             report.debounced += reads.iter().map(|r| r.debounced).sum::<usize>();
             entities.retain(|e| !waiting.contains(*e));
         }
@@ -771,7 +775,8 @@ impl SyncRunner {
             return Ok(());
         }
         let snapshots: Vec<Snapshot> = reads.into_iter().map(|r| r.snapshot).collect();
-        let plan = self.engine.plan_with(baseline, &snapshots, options)?;
+        let options = options.clone().wait(waiting);
+        let plan = self.engine.plan_with(baseline, &snapshots, &options)?;
         let chosen: Vec<&WriteOp> = plan
             .ops
             .iter()
