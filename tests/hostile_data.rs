@@ -504,6 +504,130 @@ fn fifty_thousand_remembered_records_cost_a_bounded_issue() {
     assert!(size < 4_000, "the plan takes {size} bytes");
 }
 
+/// Records of two systems with emails from a pool of three, so values are
+/// shared; a complete read holds some back. Then partial reads, each
+/// showing some records (a few edited): whatever they show, no record the
+/// complete read held back is linked or created, the baseline remembers
+/// exactly those, and a complete read again decides as the first did.
+mod partial_reads {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        /// Per system, each record's email (an index into the pool).
+        emails: [Vec<usize>; 2],
+        /// Per partial read: which records it shows (by system and index,
+        /// modulo the count), and whether it edits them.
+        reads: Vec<Vec<(usize, usize, bool)>>,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        let emails = prop::collection::vec(0usize..3, 0..6);
+        let shown = prop::collection::vec((0usize..2, 0usize..6, any::<bool>()), 0..4);
+        (emails.clone(), emails, prop::collection::vec(shown, 1..5)).prop_map(|(a, b, reads)| {
+            Case {
+                emails: [a, b],
+                reads,
+            }
+        })
+    }
+
+    const POOL: [&str; 3] = ["a@x.io", "b@x.io", PLACEHOLDER];
+
+    fn held(baseline: &Baseline) -> Vec<(String, String)> {
+        serde_json::from_value::<Vec<Value>>(
+            serde_json::to_value(&baseline.header().ambiguous).unwrap(),
+        )
+        .unwrap()
+        .iter()
+        .flat_map(|g| {
+            let system = g["system"].as_str().unwrap().to_owned();
+            g["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |r| (system.clone(), r.as_str().unwrap().to_owned()))
+        })
+        .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(common::cases(256)))]
+
+        #[test]
+        fn what_a_complete_read_held_back_stays_held_back(case in case()) {
+            let engine = engine();
+            let mut sys = systems();
+            for (s, emails) in case.emails.iter().enumerate() {
+                let prefix = ["c", "m"][s];
+                for (i, e) in emails.iter().enumerate() {
+                    sys[s].put(contact(&format!("{prefix}{i}"), POOL[*e], "N"));
+                }
+            }
+            let mut baseline = Baseline::new();
+            let first = sync(&engine, &mut baseline, &mut sys);
+            let before = held(&baseline);
+            let count = first
+                .issues
+                .iter()
+                .filter_map(|i| match i.kind {
+                    IssueKind::AmbiguousMatch { records, .. } => Some(records),
+                    _ => None,
+                })
+                .sum::<usize>();
+            prop_assert_eq!(before.len(), count, "{}", first);
+            let is_held = |system: &str, id: &str| {
+                before.iter().any(|(s, r)| s == system && r == id)
+            };
+            let copies = |sys: &[Sys]| -> Vec<(String, Value)> {
+                sys.iter()
+                    .flat_map(|s| s.records.values())
+                    .filter_map(|r| Some((r.id.clone(), r.get("email")?.clone())))
+                    .collect()
+            };
+            let made = copies(&sys).len();
+            for (n, read) in case.reads.iter().enumerate() {
+                let mut shown: [Vec<Record>; 2] = [Vec::new(), Vec::new()];
+                for (s, i, edit) in read {
+                    let ids: Vec<String> = sys[*s].records.keys().cloned().collect();
+                    let Some(id) = ids.get(i % ids.len().max(1)).cloned() else {
+                        continue;
+                    };
+                    if *edit {
+                        sys[*s].edit(&id, "name", format!("edit {n}"));
+                    }
+                    if !shown[*s].iter().any(|r| r.id == id) {
+                        shown[*s].push(sys[*s].get(&id).clone());
+                    }
+                }
+                let snaps = [
+                    Snapshot::partial("crm", shown[0].clone()),
+                    Snapshot::partial("mkt", shown[1].clone()),
+                ];
+                let plan = engine.plan(&baseline, &snaps).expect("plan");
+                for op in &plan.ops {
+                    let source = op.entity.as_str().split_once(':').unwrap();
+                    prop_assert!(!is_held(source.0, source.1), "{} wrote for {}", plan, op.entity);
+                }
+                let outcomes = execute(&mut sys, &plan, usize::MAX);
+                engine.commit(&mut baseline, &plan, &outcomes).expect("commit");
+                for (system, id) in &before {
+                    prop_assert!(baseline.find_linked(system, id).is_none(), "{} linked", id);
+                }
+                prop_assert_eq!(held(&baseline), before.clone());
+            }
+            // Copies were made only of records not held back: as many as
+            // the first plan's creates, however the reads went.
+            let created = first.ops.len();
+            let again = sync(&engine, &mut baseline, &mut sys);
+            prop_assert_eq!(held(&baseline), before);
+            prop_assert!(copies(&sys).len() <= made + created + again.ops.len());
+            prop_assert!(again.ops.iter().all(|op| op.kind != OpKind::Create), "{}", again);
+        }
+    }
+}
+
 // ------------------------------------------------------- non-scalar keys
 
 /// An email that is an array, an object or a bool cannot be compared.
