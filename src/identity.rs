@@ -391,14 +391,16 @@ pub(crate) struct Recall<'a> {
     memory: &'a AmbiguousRecords,
     /// Per map system: its slot in `memory`.
     slots: Vec<Option<usize>>,
-    /// Remembered records a snapshot lists once: (memory slot, id). What
-    /// the snapshot shows of them decides them.
-    shown: HashSet<(usize, &'a str)>,
+    /// Remembered records a snapshot lists once, by (memory slot, id):
+    /// the key slot each is remembered under, and whether this plan holds
+    /// it back again. What the snapshot shows of them decides them.
+    shown: HashMap<(usize, &'a str), (u32, bool)>,
     /// Remembered records a snapshot lists more than once (a paging bug):
     /// which copy is current cannot be told, so they stay as remembered,
     /// and a complete snapshot listing them does not say they are gone.
     twice: HashSet<(usize, &'a str)>,
-    /// Per (key slot, memory slot): how many are shown, and listed twice.
+    /// Per (key slot, memory slot): how many are shown (counted for
+    /// systems read partially only) and listed twice.
     by_key: HashMap<(u32, usize), (usize, usize)>,
     /// Per memory slot: how many are listed (shown or twice).
     listed: Vec<usize>,
@@ -433,7 +435,7 @@ impl<'a> Recall<'a> {
         let mut recall = Recall {
             memory,
             slots,
-            shown: HashSet::new(),
+            shown: HashMap::new(),
             twice: HashSet::new(),
             by_key: HashMap::new(),
             listed: vec![0; memory.systems().len()],
@@ -456,13 +458,15 @@ impl<'a> Recall<'a> {
             let Some(k) = memory.key_of(ms, &r.id) else {
                 continue;
             };
-            let counts = recall.by_key.entry((k, ms)).or_default();
             if copies == 1 {
-                recall.shown.insert((ms, r.id.as_str()));
-                counts.0 += 1;
+                recall.shown.insert((ms, r.id.as_str()), (k, false));
+                // Only a partial read leaves records unshown that count.
+                if !recall.complete.get(s).copied().unwrap_or(false) {
+                    recall.by_key.entry((k, ms)).or_default().0 += 1;
+                }
             } else {
                 recall.twice.insert((ms, r.id.as_str()));
-                counts.1 += 1;
+                recall.by_key.entry((k, ms)).or_default().1 += 1;
             }
             if let Some(n) = recall.listed.get_mut(ms) {
                 *n += 1;
@@ -500,7 +504,7 @@ impl<'a> Recall<'a> {
                     if complete {
                         self.twice.contains(&(ms, *id))
                     } else {
-                        shown == 0 || !self.shown.contains(&(ms, *id))
+                        shown == 0 || !self.shown.contains_key(&(ms, *id))
                     }
                 })
                 .take(CANDIDATES_SHOWN)
@@ -515,21 +519,27 @@ impl<'a> Recall<'a> {
     /// those a complete snapshot does not list (gone from the system);
     /// records held back now are held, where not held under that value
     /// already.
-    pub(crate) fn change(&self, systems: &[SystemId], held: &[HeldBack<'_>]) -> AmbiguityChange {
+    pub(crate) fn change(
+        &mut self,
+        systems: &[SystemId],
+        held: &[HeldBack<'a>],
+    ) -> AmbiguityChange {
         let mut change = AmbiguityChange::default();
         let memory = self.memory;
-        let mut kept: HashSet<(usize, &str)> = HashSet::new();
         for h in held {
             let mut groups: BTreeMap<usize, Vec<String>> = BTreeMap::new();
             let key = memory.key_slot(&h.field, &h.key);
             for (s, r) in &h.records {
-                let ms = self.slots.get(*s).copied().flatten();
-                if let Some(ms) = ms {
-                    kept.insert((ms, r.id.as_str()));
-                }
-                let same = ms
-                    .and_then(|ms| memory.key_of(ms, &r.id))
-                    .is_some_and(|k| key == Some(k));
+                // A record held back is shown: if remembered, it is in
+                // `shown`.
+                let remembered = match self.slots.get(*s).copied().flatten() {
+                    Some(ms) => self.shown.get_mut(&(ms, r.id.as_str())),
+                    None => None,
+                };
+                let same = remembered.is_some_and(|(k, again)| {
+                    *again = true;
+                    key == Some(*k)
+                });
                 if !same {
                     groups.entry(*s).or_default().push(r.id.clone());
                 }
@@ -546,8 +556,8 @@ impl<'a> Recall<'a> {
                 });
             }
         }
-        for (ms, id) in &self.shown {
-            if !kept.contains(&(*ms, *id)) {
+        for ((ms, id), (_, again)) in &self.shown {
+            if !*again {
                 if let Some(system) = memory.systems().get(*ms) {
                     change.forget.push((system.clone(), (*id).to_owned()));
                 }
@@ -563,7 +573,7 @@ impl<'a> Recall<'a> {
                 continue;
             };
             for id in memory.records_of(ms) {
-                if !self.shown.contains(&(ms, id)) && !self.twice.contains(&(ms, id)) {
+                if !self.shown.contains_key(&(ms, id)) && !self.twice.contains(&(ms, id)) {
                     change.forget.push((system.clone(), id.to_owned()));
                 }
             }

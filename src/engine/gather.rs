@@ -536,7 +536,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
     let complete: Vec<bool> = (0..n)
         .map(|s| cx.coverage(s) == Some(Coverage::Complete))
         .collect();
-    let recall = identity::Recall::new(map, &baseline.header().ambiguous, &loose, complete);
+    let mut recall = identity::Recall::new(map, &baseline.header().ambiguous, &loose, complete);
     drop(loose);
     let (groups, held) = identity::group_unlinked(
         map,
