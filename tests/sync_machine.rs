@@ -1043,3 +1043,69 @@ fn a_waiting_entity_is_not_decided_from_values_an_earlier_plan_kept() {
     ];
     check_with(&acts, Some(Duration::from_secs(10))).unwrap();
 }
+
+
+#[test]
+fn a_record_listed_twice_holds_its_entity_back_and_the_newer_edit_wins() {
+    // c's phone is edited, then (later) a's; c's read lists every record
+    // twice. Planned without c's record, a's phone was decided alone and
+    // c's older phone, read once later, overwrote it everywhere.
+    let acts = [
+        Act::Create { sys: 0 },
+        sync(),
+        Act::Edit {
+            sys: 2,
+            pick: 0,
+            field: 1,
+        },
+        Act::Edit {
+            sys: 0,
+            pick: 0,
+            field: 1,
+        },
+        sync_with(2, Fault::DuplicateRead),
+    ];
+    check(&acts).unwrap();
+    check_with(&acts, Some(Duration::from_secs(10))).unwrap();
+}
+
+#[test]
+fn a_delete_read_beside_a_record_listed_twice_is_read_again() {
+    // a's tombstone arrives in the same run as c's doubled read: the
+    // entity waits, and a's cursor must not move past the tombstone.
+    let acts = [
+        Act::Create { sys: 0 },
+        sync(),
+        Act::Delete { sys: 0, pick: 0 },
+        sync_with(2, Fault::DuplicateRead),
+    ];
+    check(&acts).unwrap();
+}
+
+#[test]
+fn a_lost_creates_record_listed_twice_waits_with_its_entity() {
+    // The creates in b and c take effect, then the calls hang; c's next
+    // read lists its records twice. The entity waits for them, and b's
+    // record (linked by its key once read) is read again next run.
+    let acts = [
+        Act::Create { sys: 0 },
+        Act::Create { sys: 0 },
+        Act::Create { sys: 0 },
+        Act::Sync {
+            faults: vec![(1, Fault::HangAfter(1)), (2, Fault::HangAfter(1))],
+        },
+        sync_with(2, Fault::DuplicateRead),
+    ];
+    check(&acts).unwrap();
+    let acts = [
+        Act::Create { sys: 0 },
+        sync_with(2, Fault::HangAfter(1)),
+        Act::Edit {
+            sys: 0,
+            pick: 0,
+            field: 0,
+        },
+        sync_with(2, Fault::DuplicateRead),
+    ];
+    check(&acts).unwrap();
+}

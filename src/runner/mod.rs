@@ -47,6 +47,9 @@
 //! idempotency key, since it may have taken effect. A
 //! [`deadline`](SyncRunnerBuilder::deadline) bounds a whole run: what was
 //! not sent by then waits for the next run, and what was done is committed.
+//! A read that lists a record twice (overlapping pages) is reported, and
+//! no system's cursor moves on in that run: the next run reads the changes
+//! again, so that nothing the faulty pages hid or held back is passed over.
 //! A run's future may also be dropped at any point: nothing is saved that
 //! was not committed, and the next run finds what was written (creates by
 //! their correlation keys, updates as values already in place).
