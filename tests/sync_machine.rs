@@ -1044,7 +1044,6 @@ fn a_waiting_entity_is_not_decided_from_values_an_earlier_plan_kept() {
     check_with(&acts, Some(Duration::from_secs(10))).unwrap();
 }
 
-
 #[test]
 fn a_record_listed_twice_holds_its_entity_back_and_the_newer_edit_wins() {
     // c's phone is edited, then (later) a's; c's read lists every record
