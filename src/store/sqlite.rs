@@ -106,10 +106,10 @@ const DELETE_ENTITY: &str =
 /// Keeps baselines in a SQLite database file: one header row per object
 /// type (revision, map fingerprint, cursors, the records held back as
 /// [ambiguous](crate::baseline::AmbiguousRecords), entity count and
-/// checksums) and one row per entity: its [`EntityRecord`] as compact JSON, with each
-/// system's shadow kept only where it differs from the canonical value (as
-/// in memory), written straight from the baseline without building the
-/// record, and its checksum.
+/// checksums) and one row per entity: its [`EntityRecord`] as compact
+/// JSON, with each system's shadow kept only where it differs from the
+/// canonical value (as in memory), written straight from the baseline
+/// without building the record, and its checksum.
 ///
 /// [`save`](StateStore::save) upserts the entities the commit touched,
 /// deletes those it removed and updates the header, all in one transaction:
@@ -141,9 +141,10 @@ const DELETE_ENTITY: &str =
 /// Each entity row carries the CRC-64 of the object type's name, the
 /// entity id and the row's bytes; the header carries the entity count, the
 /// wrapping sum of the row checksums, the CRC-64 of the records held back
-/// as ambiguous, and a CRC-64 of all of its own fields. A save keeps the count and the sum up to date from the rows it
-/// writes and the checksums of the rows they replace (each write reads the
-/// old row's checksum and rowid, then rewrites it by rowid). A load
+/// as ambiguous, and a CRC-64 of all of its own fields. A save keeps the
+/// count and the sum up to date from the rows it writes and the checksums
+/// of the rows they replace (each write reads the old row's checksum and
+/// rowid, then rewrites it by rowid). A load
 /// verifies the header, every row, the count and the sum, so a row deleted
 /// or added, a row replaced by another valid one (an older copy), a row
 /// moved to another object and every single-bit flip in what recsync wrote
