@@ -17,7 +17,22 @@
 //!    value, with the count and at most
 //!    [`CANDIDATES_SHOWN`] candidates per
 //!    system, so matching stays linear in time and memory however many
-//!    records share a value. A record whose key value cannot be compared
+//!    records share a value.
+//!
+//!    The baseline remembers the records so held back, by system and id,
+//!    with the key value ([`AmbiguousRecords`]): a later partial read
+//!    (changes since a cursor, or what a debounce lets through) that shows
+//!    only one of them, or a new record with that value, holds it back
+//!    too, and reports it with the others, as a read showing them all
+//!    would. What a read shows of a remembered record decides it anew: a
+//!    tombstone, another key value, leaving scope; a complete snapshot of
+//!    its system that does not list it says it is gone. Until then, a
+//!    shown record sharing its value is not linked or created, even where
+//!    the two alone would match: the remembered one is not read, so
+//!    nothing of it can be linked. Records held back by a correlation key
+//!    are not remembered: the entity the key names is.
+//!
+//!    A record whose key value cannot be compared
 //!    (a bool, an array or object that is not empty, a number that is not
 //!    finite) is an [`InvalidKey`](crate::plan::IssueKind::InvalidKey)
 //!    issue and is neither matched, by that key or a later one, nor
@@ -29,12 +44,14 @@
 //!    [`Unmatched`](crate::plan::IssueKind::Unmatched), as the map's
 //!    [`MatchMode`] says.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::baseline::{Baseline, Entity, EntityId, LinkStatus};
+use crate::baseline::{
+    AmbiguityChange, AmbiguousRecords, Baseline, Entity, EntityId, HeldGroup, LinkStatus,
+};
 use crate::hash::StableHasher;
 use crate::mapping::{FieldMap, FieldSpec, Mapped, Normalization};
 use crate::model::{Record, SystemId};
@@ -202,6 +219,18 @@ fn record_text(map: &FieldMap, k: usize, s: usize, r: &Record) -> Option<String>
     }
 }
 
+/// What record `r` of map system `s` would be matched by: each match key's
+/// index and text, where it has one. Nothing under
+/// [`MatchMode::CreateOnly`], which matches nothing.
+pub(crate) fn match_texts(map: &FieldMap, s: usize, r: &Record) -> Vec<(usize, String)> {
+    if map.match_mode() == MatchMode::CreateOnly {
+        return Vec::new();
+    }
+    (0..map.match_keys().len())
+        .filter_map(|k| Some((k, record_text(map, k, s, r)?)))
+        .collect()
+}
+
 /// Records that are one entity: joining an existing one, or new.
 #[derive(Debug)]
 pub(crate) struct Group<'r> {
@@ -283,22 +312,21 @@ struct Ambiguity {
     /// The records held back, by index into the sorted unlinked records.
     members: Vec<usize>,
     /// The other candidates: records of existing entities, and records
-    /// grouped by this plan. May repeat.
+    /// grouped by this plan, and the first few remembered records no
+    /// snapshot of this plan mentions. May repeat.
     others: Vec<(SystemId, String)>,
+    /// Per map system: how many remembered records of it, not mentioned by
+    /// this plan's snapshots, the value holds back.
+    remembered: Vec<(usize, usize)>,
+    /// How many of those `others` does not list.
+    unlisted: usize,
 }
 
 impl Ambiguity {
     /// One issue per system with a record held back, naming its first
     /// record and at most [`CANDIDATES_SHOWN`] candidates per system: the
     /// issues' size is bounded, however many records share the value.
-    fn report(
-        mut self,
-        systems: &[SystemId],
-        unlinked: &[(usize, &Record)],
-        issues: &mut Vec<Issue>,
-    ) {
-        self.members.sort_unstable();
-        self.members.dedup();
+    fn report(&self, systems: &[SystemId], unlinked: &[(usize, &Record)], issues: &mut Vec<Issue>) {
         let mut all: Vec<(&SystemId, &str)> = self
             .members
             .iter()
@@ -329,6 +357,13 @@ impl Ambiguity {
             let Some(system) = systems.get(s) else {
                 continue;
             };
+            let records = records.saturating_add(
+                self.remembered
+                    .iter()
+                    .filter(|(x, _)| *x == s)
+                    .map(|(_, n)| *n)
+                    .sum(),
+            );
             issues.push(Issue {
                 system: system.clone(),
                 record_id: first.id.clone(),
@@ -337,12 +372,217 @@ impl Ambiguity {
                 kind: IssueKind::AmbiguousMatch {
                     key: self.key.clone(),
                     records,
-                    candidate_count: all.len(),
+                    candidate_count: all.len().saturating_add(self.unlisted),
                     candidates: shown.clone(),
                 },
                 sensitive: self.sensitive,
             });
         }
+    }
+}
+
+/// The records the baseline holds back as ambiguous
+/// ([`AmbiguousRecords`]), as one plan sees them: which of them its
+/// snapshots mention. A remembered record a snapshot mentions is decided by
+/// what the snapshot shows (its key value now, a tombstone, out of scope);
+/// one no snapshot mentions is still there, holding its key value, and
+/// still holds back every record that shares it.
+pub(crate) struct Recall<'a> {
+    memory: &'a AmbiguousRecords,
+    /// Per map system: its slot in `memory`.
+    slots: Vec<Option<usize>>,
+    /// Remembered records a snapshot lists once, by (memory slot, id):
+    /// the key slot each is remembered under, and whether this plan holds
+    /// it back again. What the snapshot shows of them decides them.
+    shown: HashMap<(usize, &'a str), (u32, bool)>,
+    /// Remembered records a snapshot lists more than once (a paging bug):
+    /// which copy is current cannot be told, so they stay as remembered,
+    /// and a complete snapshot listing them does not say they are gone.
+    twice: HashSet<(usize, &'a str)>,
+    /// Per (key slot, memory slot): how many are shown (counted for
+    /// systems read partially only) and listed twice.
+    by_key: HashMap<(u32, usize), (usize, usize)>,
+    /// Per memory slot: how many are listed (shown or twice).
+    listed: Vec<usize>,
+    /// Per map system: its snapshot is complete, so a remembered record it
+    /// does not list is gone.
+    complete: Vec<bool>,
+}
+
+/// Records one match key value held back in this plan, to be remembered.
+pub(crate) struct HeldBack<'r> {
+    field: String,
+    key: String,
+    records: Vec<(usize, &'r Record)>,
+}
+
+impl<'a> Recall<'a> {
+    /// What `memory` holds of the records `loose` lists (every record of
+    /// the snapshots not linked yet, tombstones and records out of scope
+    /// included, in (system, id) order); `complete` says, per map system,
+    /// whether its snapshot is complete.
+    pub(crate) fn new(
+        map: &FieldMap,
+        memory: &'a AmbiguousRecords,
+        loose: &[(usize, &'a Record)],
+        complete: Vec<bool>,
+    ) -> Self {
+        let slots: Vec<Option<usize>> = map
+            .systems()
+            .iter()
+            .map(|s| memory.system_slot(s.as_str()))
+            .collect();
+        let mut recall = Recall {
+            memory,
+            slots,
+            shown: HashMap::new(),
+            twice: HashSet::new(),
+            by_key: HashMap::new(),
+            listed: vec![0; memory.systems().len()],
+            complete,
+        };
+        if memory.is_empty() {
+            return recall;
+        }
+        let mut i = 0;
+        while let Some(&(s, r)) = loose.get(i) {
+            let copies = loose[i..]
+                .iter()
+                .take_while(|(x, o)| *x == s && o.id == r.id)
+                .count()
+                .max(1);
+            i += copies;
+            let Some(ms) = recall.slots.get(s).copied().flatten() else {
+                continue;
+            };
+            let Some(k) = memory.key_of(ms, &r.id) else {
+                continue;
+            };
+            if copies == 1 {
+                recall.shown.insert((ms, r.id.as_str()), (k, false));
+                // Only a partial read leaves records unshown that count.
+                if !recall.complete.get(s).copied().unwrap_or(false) {
+                    recall.by_key.entry((k, ms)).or_default().0 += 1;
+                }
+            } else {
+                recall.twice.insert((ms, r.id.as_str()));
+                recall.by_key.entry((k, ms)).or_default().1 += 1;
+            }
+            if let Some(n) = recall.listed.get_mut(ms) {
+                *n += 1;
+            }
+        }
+        recall
+    }
+
+    /// The remembered records held under `field` = `text` that this plan's
+    /// snapshots do not show (not listed by a partial one, or listed twice):
+    /// per map system, how many, and the first few by id.
+    fn unmentioned(&self, field: &str, text: &str) -> Vec<(usize, usize, Vec<&'a str>)> {
+        let Some(k) = self.memory.key_slot(field, text) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (s, ms) in self.slots.iter().enumerate() {
+            let Some(ms) = *ms else { continue };
+            let (shown, twice) = self.by_key.get(&(k, ms)).copied().unwrap_or((0, 0));
+            // A complete snapshot lists every record its system has: one
+            // it does not list is gone.
+            let complete = self.complete.get(s).copied().unwrap_or(false);
+            let count = if complete {
+                twice
+            } else {
+                self.memory.count(k, ms).saturating_sub(shown)
+            };
+            if count == 0 {
+                continue;
+            }
+            let first: Vec<&'a str> = self
+                .memory
+                .members(k, ms)
+                .filter(|id| {
+                    if complete {
+                        self.twice.contains(&(ms, *id))
+                    } else {
+                        shown == 0 || !self.shown.contains_key(&(ms, *id))
+                    }
+                })
+                .take(CANDIDATES_SHOWN)
+                .collect();
+            out.push((s, count, first));
+        }
+        out
+    }
+
+    /// What the plan changes in the memory: remembered records a snapshot
+    /// shows and this plan does not hold back are forgotten, and so are
+    /// those a complete snapshot does not list (gone from the system);
+    /// records held back now are held, where not held under that value
+    /// already.
+    pub(crate) fn change(
+        &mut self,
+        systems: &[SystemId],
+        held: &[HeldBack<'a>],
+    ) -> AmbiguityChange {
+        let mut change = AmbiguityChange::default();
+        let memory = self.memory;
+        for h in held {
+            let mut groups: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+            let key = memory.key_slot(&h.field, &h.key);
+            for (s, r) in &h.records {
+                // A record held back is shown: if remembered, it is in
+                // `shown`.
+                let remembered = match self.slots.get(*s).copied().flatten() {
+                    Some(ms) => self.shown.get_mut(&(ms, r.id.as_str())),
+                    None => None,
+                };
+                let same = remembered.is_some_and(|(k, again)| {
+                    *again = true;
+                    key == Some(*k)
+                });
+                if !same {
+                    groups.entry(*s).or_default().push(r.id.clone());
+                }
+            }
+            for (s, records) in groups {
+                let Some(system) = systems.get(s) else {
+                    continue;
+                };
+                change.hold.push(HeldGroup {
+                    system: system.clone(),
+                    field: h.field.clone(),
+                    key: h.key.clone(),
+                    records,
+                });
+            }
+        }
+        for ((ms, id), (_, again)) in &self.shown {
+            if !*again {
+                if let Some(system) = memory.systems().get(*ms) {
+                    change.forget.push((system.clone(), (*id).to_owned()));
+                }
+            }
+        }
+        for (s, ms) in self.slots.iter().enumerate() {
+            let Some(ms) = *ms else { continue };
+            let listed = self.listed.get(ms).copied().unwrap_or(0);
+            if !self.complete.get(s).copied().unwrap_or(false) || memory.system_len(ms) == listed {
+                continue;
+            }
+            let Some(system) = memory.systems().get(ms) else {
+                continue;
+            };
+            for id in memory.records_of(ms) {
+                if !self.shown.contains_key(&(ms, id)) && !self.twice.contains(&(ms, id)) {
+                    change.forget.push((system.clone(), id.to_owned()));
+                }
+            }
+        }
+        change.forget.sort_unstable();
+        change
+            .hold
+            .sort_by(|a, b| (&a.system, &a.field, &a.key).cmp(&(&b.system, &b.field, &b.key)));
+        change
     }
 }
 
@@ -353,6 +593,12 @@ impl Ambiguity {
 /// every group were reported there (ambiguous, or a key that cannot be
 /// compared) or are unmatched under [`MatchMode::MatchOnly`].
 ///
+/// Records that share a key value with a remembered record no snapshot
+/// mentions (`recall`) are held back too, and reported with it: the
+/// remembered record is there, holding the value, though this read does not
+/// show it. Returns the groups, and the records each match key value held
+/// back, for the baseline to remember.
+///
 /// Linear in the records, however many share a key value: each value that
 /// holds records back is one [`Ambiguity`], reported with a bounded list.
 pub(crate) fn group_unlinked<'r>(
@@ -361,8 +607,9 @@ pub(crate) fn group_unlinked<'r>(
     sys_slot: &[Option<usize>],
     mut unlinked: Vec<(usize, &'r Record)>,
     gone: &dyn Fn(u32, usize) -> bool,
+    recall: &Recall<'_>,
     issues: &mut Vec<Issue>,
-) -> Vec<Group<'r>> {
+) -> (Vec<Group<'r>>, Vec<HeldBack<'r>>) {
     let systems = map.systems();
     unlinked.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
     let n = unlinked.len();
@@ -421,6 +668,8 @@ pub(crate) fn group_unlinked<'r>(
                 sensitive: false,
                 members: Vec::new(),
                 others: Vec::new(),
+                remembered: Vec::new(),
+                unlisted: 0,
             });
             ambiguities.len() - 1
         });
@@ -573,8 +822,19 @@ pub(crate) fn group_unlinked<'r>(
                         group.has_system(s) || group.entity.is_some_and(|slot| linked_in(slot, s))
                     });
                 }
-                if targets.len() > 1 || clash {
+                // Remembered records holding the value that this read does
+                // not show hold the others back: they are there.
+                let remembered = key_name
+                    .as_deref()
+                    .map(|f| recall.unmentioned(f, &text))
+                    .unwrap_or_default();
+                if targets.len() > 1 || clash || !remembered.is_empty() {
                     let mut others = Vec::new();
+                    let mut unlisted = 0usize;
+                    for (s, count, first) in &remembered {
+                        unlisted = unlisted.saturating_add(count.saturating_sub(first.len()));
+                        others.extend(first.iter().map(|id| (sys(*s), (*id).to_owned())));
+                    }
                     for g in &targets {
                         if let Some(slot) = groups[*g].entity {
                             others.extend(entity_links(slot));
@@ -595,6 +855,8 @@ pub(crate) fn group_unlinked<'r>(
                         sensitive: key_sensitive,
                         members,
                         others,
+                        remembered: remembered.iter().map(|(s, n, _)| (*s, *n)).collect(),
+                        unlisted,
                     });
                     continue;
                 }
@@ -616,8 +878,23 @@ pub(crate) fn group_unlinked<'r>(
             }
         }
     }
-    for a in ambiguities {
+    let mut held = Vec::new();
+    for mut a in ambiguities {
+        a.members.sort_unstable();
+        a.members.dedup();
         a.report(systems, &unlinked, issues);
+        if let Some(field) = a.field {
+            held.push(HeldBack {
+                field,
+                key: a.key,
+                records: a
+                    .members
+                    .iter()
+                    .filter_map(|i| unlinked.get(*i))
+                    .copied()
+                    .collect(),
+            });
+        }
     }
 
     // 3. What is left: created, or unmatched.
@@ -650,5 +927,5 @@ pub(crate) fn group_unlinked<'r>(
     for g in &mut groups {
         g.records.sort_by_key(|(s, _)| *s);
     }
-    groups
+    (groups, held)
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::baseline::{DeleteReview, EntityId, Held, LinkRecord, Observed};
+use crate::baseline::{AmbiguityChange, DeleteReview, EntityId, Held, LinkRecord, Observed};
 use crate::guard::Refusal;
 use crate::mapping::{Conversion, MappingError, ValueProblem};
 use crate::model::SystemId;
@@ -450,11 +450,18 @@ pub enum IssueKind {
     /// `noemail@example.com` on 50,000 records is one issue per system,
     /// each listing a few candidates, not 50,000 issues of 50,000. `field`
     /// names the match key (none for a shared correlation key).
+    ///
+    /// The baseline remembers the records a match key value held back
+    /// ([`AmbiguousRecords`](crate::baseline::AmbiguousRecords)): a later
+    /// read that shows only some of them (a partial snapshot) still holds
+    /// them back, and counts and lists the ones it does not show, until a
+    /// read shows otherwise (see [`identity`](crate::identity)).
     AmbiguousMatch {
         /// The normalized key value (or the correlation key).
         key: String,
         /// How many records of the issue's system the value holds back,
-        /// the one named included.
+        /// the one named included (and those remembered from earlier reads
+        /// that this one does not show).
         records: usize,
         /// How many candidates there are in all: the records held back in
         /// every system, and the records the value already stands for
@@ -767,6 +774,10 @@ pub struct SyncPlan {
     pub refusal: Option<Refusal>,
     /// Baseline changes that commit applies.
     pub changes: Vec<EntityChange>,
+    /// What commit changes in the records the baseline holds back as
+    /// ambiguous matches.
+    #[serde(default, skip_serializing_if = "AmbiguityChange::is_empty")]
+    pub(crate) ambiguous: AmbiguityChange,
 }
 
 impl SyncPlan {

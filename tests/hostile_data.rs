@@ -228,6 +228,406 @@ fn a_sensitive_keys_shared_value_is_redacted_in_the_display() {
     assert!(shown.contains("[redacted]"), "{shown}");
 }
 
+// ------------------------------------- shared key values across partial reads
+
+/// Plans `snaps`, applies every op to `sys`, commits; the plan.
+fn sync_with(
+    engine: &SyncEngine,
+    baseline: &mut Baseline,
+    sys: &mut [Sys],
+    snaps: &[Snapshot],
+) -> SyncPlan {
+    let plan = engine.plan(baseline, snaps).expect("plan");
+    let outcomes = execute(sys, &plan, usize::MAX);
+    engine.commit(baseline, &plan, &outcomes).expect("commit");
+    plan
+}
+
+/// A baseline that went to a JSON state file and came back, as after a
+/// restart.
+fn reloaded(baseline: &Baseline) -> Baseline {
+    let back: Baseline =
+        serde_json::from_str(&serde_json::to_string(baseline).expect("json")).expect("load");
+    assert_eq!(&back, baseline);
+    back
+}
+
+/// Two records of mkt share the placeholder; a first sync reads both
+/// (complete snapshots) and holds them back. Returns the engine, the
+/// systems and the baseline after it.
+fn placeholders_held_in_mkt() -> (SyncEngine, Vec<Sys>, Baseline) {
+    let engine = engine();
+    let mut sys = systems();
+    sys[0].put(contact("c1", "ada@example.com", "Ada"));
+    sys[1].put(contact("m1", PLACEHOLDER, "First"));
+    sys[1].put(contact("m2", PLACEHOLDER, "Second"));
+    let mut baseline = Baseline::new();
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert_eq!(plan.issues.len(), 1, "{plan}");
+    assert_eq!(ambiguous(&plan.issues[0]).1, 2);
+    assert_eq!(plan.ops.len(), 1, "only ada is created: {plan}");
+    assert_eq!(baseline.header().ambiguous.len(), 2);
+    assert_eq!(
+        baseline.header().ambiguous.get("mkt", "m1"),
+        Some(("email", PLACEHOLDER))
+    );
+    (engine, sys, baseline)
+}
+
+/// The records of `sys` whose email is the placeholder.
+fn placeholders_in(sys: &Sys) -> Vec<&str> {
+    sys.records
+        .values()
+        .filter(|r| r.get("email") == Some(&json!(PLACEHOLDER)))
+        .map(|r| r.id.as_str())
+        .collect()
+}
+
+/// A person edits one placeholder record; the next read is incremental and
+/// shows only that record. It looked unique, and was created in crm: a
+/// placeholder copied into every other system (and the other, once read,
+/// ambiguous against that copy). The baseline remembers the pair, through
+/// a state file too: the record is still held back, and reported with its
+/// twin.
+#[test]
+fn a_placeholder_a_partial_read_shows_alone_is_still_held_back() {
+    let (engine, mut sys, baseline) = placeholders_held_in_mkt();
+    let mut baseline = reloaded(&baseline);
+    sys[1].edit("m1", "name", "Edited");
+    let snaps = [Snapshot::partial("mkt", vec![sys[1].get("m1").clone()])];
+    let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
+    assert!(plan.ops.is_empty(), "{plan}");
+    assert_eq!(plan.issues.len(), 1, "{plan}");
+    assert_eq!(plan.issues[0].record_id, "m1");
+    let (key, records, count, candidates) = ambiguous(&plan.issues[0]);
+    assert_eq!((key, records, count), (PLACEHOLDER, 2, 2));
+    let named: Vec<&str> = candidates.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(named, ["m1", "m2"]);
+    assert_eq!(placeholders_in(&sys[0]), Vec::<&str>::new());
+    assert_eq!(baseline.header().ambiguous.len(), 2);
+
+    // And again after a restart, with the other one edited.
+    let mut baseline = reloaded(&baseline);
+    sys[1].edit("m2", "name", "Edited too");
+    let snaps = [Snapshot::partial("mkt", vec![sys[1].get("m2").clone()])];
+    let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
+    assert!(plan.ops.is_empty(), "{plan}");
+    assert_eq!(ambiguous(&plan.issues[0]).1, 2);
+
+    // A complete read of both decides as the first one did.
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert!(plan.ops.is_empty(), "{plan}");
+    assert_eq!(baseline.header().ambiguous.len(), 2);
+    assert_eq!(placeholders_in(&sys[0]), Vec::<&str>::new());
+    assert_eq!(placeholders_in(&sys[1]), ["m1", "m2"]);
+}
+
+/// After the pair in mkt is held back, a partial read shows one of them
+/// edited and two new placeholder records in crm: all held back. Then crm
+/// is read again partially, showing one of its pair edited: still held
+/// back, by its twin in crm and by the pair in mkt.
+#[test]
+fn placeholders_shown_one_at_a_time_in_two_systems_stay_held_back() {
+    let (engine, mut sys, mut baseline) = placeholders_held_in_mkt();
+    sys[1].edit("m1", "name", "Edited");
+    sys[0].put(contact("c2", PLACEHOLDER, "Third"));
+    sys[0].put(contact("c3", PLACEHOLDER, "Fourth"));
+    let snaps = [
+        Snapshot::partial(
+            "crm",
+            vec![sys[0].get("c2").clone(), sys[0].get("c3").clone()],
+        ),
+        Snapshot::partial("mkt", vec![sys[1].get("m1").clone()]),
+    ];
+    let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
+    assert!(plan.ops.is_empty(), "{plan}");
+    assert_eq!(plan.issues.len(), 2, "{plan}");
+    let (_, records, count, _) = ambiguous(&plan.issues[0]);
+    assert_eq!((records, count), (2, 4));
+    assert_eq!(baseline.header().ambiguous.len(), 4);
+
+    sys[0].edit("c2", "name", "Edited");
+    let snaps = [Snapshot::partial("crm", vec![sys[0].get("c2").clone()])];
+    let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
+    assert!(plan.ops.is_empty(), "{plan}");
+    assert_eq!(plan.issues.len(), 1, "{plan}");
+    let (_, records, count, candidates) = ambiguous(&plan.issues[0]);
+    assert_eq!((records, count), (2, 4));
+    let named: Vec<&str> = candidates.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(named, ["c2", "c3", "m1", "m2"]);
+    assert_eq!(placeholders_in(&sys[0]), ["c2", "c3"]);
+    assert_eq!(placeholders_in(&sys[1]), ["m1", "m2"]);
+}
+
+/// A record shown alone but sharing its value with a remembered record of
+/// another system is held back too: read together, the two would have been
+/// decided together.
+#[test]
+fn a_new_record_sharing_a_remembered_value_is_held_back() {
+    let (engine, mut sys, mut baseline) = placeholders_held_in_mkt();
+    sys[0].put(contact("c2", PLACEHOLDER, "Third"));
+    let snaps = [Snapshot::partial("crm", vec![sys[0].get("c2").clone()])];
+    let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
+    assert!(plan.ops.is_empty(), "{plan}");
+    let (_, records, count, _) = ambiguous(&plan.issues[0]);
+    assert_eq!((records, count), (1, 3));
+    assert_eq!(baseline.header().ambiguous.len(), 3);
+}
+
+/// What a read shows of a remembered record decides it: a tombstone of its
+/// twin, or the twin with another value, leaves it alone with the value,
+/// and it is created; a complete snapshot without the twin says it is gone.
+#[test]
+fn a_read_that_shows_the_twin_gone_or_changed_lets_a_placeholder_sync() {
+    // The twin deleted (a tombstone in a partial read).
+    let (engine, mut sys, mut baseline) = placeholders_held_in_mkt();
+    sys[1].remove("m2");
+    let snaps = [Snapshot::partial("mkt", vec![Record::new("m2").deleted()])];
+    let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
+    assert!(plan.ops.is_empty() && plan.issues.is_empty(), "{plan}");
+    assert_eq!(baseline.header().ambiguous.len(), 1);
+    sys[1].edit("m1", "name", "Edited");
+    let snaps = [Snapshot::partial("mkt", vec![sys[1].get("m1").clone()])];
+    let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
+    assert!(plan.issues.is_empty(), "{plan}");
+    assert!(baseline.find_linked("mkt", "m1").is_some());
+    assert!(baseline.header().ambiguous.is_empty());
+    // Created in crm once crm is read.
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert_eq!(plan.ops.len(), 1, "{plan}");
+    assert_eq!(plan.ops[0].kind, OpKind::Create);
+    assert_eq!(placeholders_in(&sys[0]).len(), 1);
+
+    // The twin given a real email: both sync.
+    let (engine, mut sys, mut baseline) = placeholders_held_in_mkt();
+    sys[1].edit("m2", "email", "real@example.com");
+    let snaps = [Snapshot::partial("mkt", vec![sys[1].get("m2").clone()])];
+    let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
+    assert!(plan.issues.is_empty(), "{plan}");
+    assert!(baseline.find_linked("mkt", "m2").is_some());
+    assert_eq!(baseline.header().ambiguous.len(), 1);
+    sys[1].edit("m1", "name", "Edited");
+    let snaps = [Snapshot::partial("mkt", vec![sys[1].get("m1").clone()])];
+    let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
+    assert!(plan.issues.is_empty(), "{plan}");
+    assert!(baseline.find_linked("mkt", "m1").is_some());
+    assert!(baseline.header().ambiguous.is_empty());
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert_eq!(plan.ops.len(), 2, "both are created: {plan}");
+
+    // A complete snapshot without the twin: gone.
+    let (engine, mut sys, mut baseline) = placeholders_held_in_mkt();
+    sys[1].remove("m2");
+    let plan = sync(&engine, &mut baseline, &mut sys);
+    assert_eq!(plan.ops.len(), 1, "m1 is created: {plan}");
+    assert!(baseline.header().ambiguous.is_empty());
+}
+
+/// A remembered record listed twice (a paging bug) says nothing of what it
+/// holds now: it stays remembered, and holds its twin back, in a partial
+/// read and in a complete one (where it is listed, so not gone).
+#[test]
+fn a_remembered_record_listed_twice_stays_remembered() {
+    let (engine, mut sys, mut baseline) = placeholders_held_in_mkt();
+    sys[1].edit("m1", "name", "Edited");
+    let m1 = sys[1].get("m1").clone();
+    let m2 = sys[1].get("m2").clone();
+    let mut all: Vec<Record> = sys[1].records.values().cloned().collect();
+    all.push(m2.clone());
+    for snap in [
+        Snapshot::partial("mkt", vec![m2.clone(), m1, m2]),
+        Snapshot::complete("mkt", all),
+    ] {
+        let plan = sync_with(&engine, &mut baseline, &mut sys, &[snap]);
+        assert!(plan.ops.is_empty(), "{plan}");
+        let ambiguous: Vec<_> = plan
+            .issues
+            .iter()
+            .filter(|i| matches!(i.kind, IssueKind::AmbiguousMatch { .. }))
+            .collect();
+        assert_eq!(ambiguous.len(), 1, "{plan}");
+        assert_eq!(ambiguous[0].record_id, "m1");
+        assert_eq!(baseline.header().ambiguous.len(), 2);
+    }
+}
+
+/// Remembering is linear: 50,000 records of each system held back, then a
+/// partial read of one of them: still held, reported with a bounded list.
+#[test]
+fn fifty_thousand_remembered_records_cost_a_bounded_issue() {
+    const SHARED: usize = 50_000;
+    let engine = engine();
+    let crm: Vec<Record> = (0..SHARED)
+        .map(|i| contact(&format!("c{i:05}"), PLACEHOLDER, "Someone"))
+        .collect();
+    let mkt: Vec<Record> = (0..SHARED)
+        .map(|i| contact(&format!("m{i:05}"), PLACEHOLDER, "Someone"))
+        .collect();
+    let edited = contact("m00042", PLACEHOLDER, "Edited");
+    let snaps = [
+        Snapshot::complete("crm", crm),
+        Snapshot::complete("mkt", mkt),
+    ];
+    let mut baseline = Baseline::new();
+    let plan = engine.plan(&baseline, &snaps).expect("plan");
+    engine
+        .commit(&mut baseline, &plan, &recsync::Outcomes::all_applied(&plan))
+        .expect("commit");
+    assert_eq!(baseline.header().ambiguous.len(), 2 * SHARED);
+    // The same read again changes nothing in what is remembered.
+    let again = engine.plan(&baseline, &snaps).expect("plan");
+    assert_eq!(again.issues, plan.issues);
+    let before = serde_json::to_value(&baseline).expect("json");
+    engine
+        .commit(
+            &mut baseline,
+            &again,
+            &recsync::Outcomes::all_applied(&again),
+        )
+        .expect("commit");
+    let mut after = serde_json::to_value(&baseline).expect("json");
+    after["header"]["revision"] = before["header"]["revision"].clone();
+    assert!(
+        after == before,
+        "a second read of the same records changed the baseline"
+    );
+
+    let plan = engine
+        .plan(&baseline, &[Snapshot::partial("mkt", vec![edited])])
+        .expect("plan");
+    assert!(plan.ops.is_empty());
+    assert_eq!(plan.issues.len(), 1);
+    let (_, records, count, candidates) = ambiguous(&plan.issues[0]);
+    assert_eq!((records, count), (SHARED, 2 * SHARED));
+    assert_eq!(candidates.len(), 2 * CANDIDATES_SHOWN);
+    let size = serde_json::to_string(&plan).expect("json").len();
+    assert!(size < 4_000, "the plan takes {size} bytes");
+}
+
+/// Records of two systems with emails from a pool of three, so values are
+/// shared; a complete read holds some back. Then partial reads, each
+/// showing some records (a few edited): whatever they show, no record the
+/// complete read held back is linked or created, the baseline remembers
+/// exactly those, and a complete read again decides as the first did.
+mod partial_reads {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        /// Per system, each record's email (an index into the pool).
+        emails: [Vec<usize>; 2],
+        /// Per partial read: which records it shows (by system and index,
+        /// modulo the count), and whether it edits them.
+        reads: Vec<Vec<(usize, usize, bool)>>,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        let emails = prop::collection::vec(0usize..3, 0..6);
+        let shown = prop::collection::vec((0usize..2, 0usize..6, any::<bool>()), 0..4);
+        (emails.clone(), emails, prop::collection::vec(shown, 1..5)).prop_map(|(a, b, reads)| {
+            Case {
+                emails: [a, b],
+                reads,
+            }
+        })
+    }
+
+    const POOL: [&str; 3] = ["a@x.io", "b@x.io", PLACEHOLDER];
+
+    fn held(baseline: &Baseline) -> Vec<(String, String)> {
+        serde_json::from_value::<Vec<Value>>(
+            serde_json::to_value(&baseline.header().ambiguous).unwrap(),
+        )
+        .unwrap()
+        .iter()
+        .flat_map(|g| {
+            let system = g["system"].as_str().unwrap().to_owned();
+            g["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |r| (system.clone(), r.as_str().unwrap().to_owned()))
+        })
+        .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(common::cases(256)))]
+
+        #[test]
+        fn what_a_complete_read_held_back_stays_held_back(case in case()) {
+            let engine = engine();
+            let mut sys = systems();
+            for (s, emails) in case.emails.iter().enumerate() {
+                let prefix = ["c", "m"][s];
+                for (i, e) in emails.iter().enumerate() {
+                    sys[s].put(contact(&format!("{prefix}{i}"), POOL[*e], "N"));
+                }
+            }
+            let mut baseline = Baseline::new();
+            let first = sync(&engine, &mut baseline, &mut sys);
+            let before = held(&baseline);
+            let count = first
+                .issues
+                .iter()
+                .filter_map(|i| match i.kind {
+                    IssueKind::AmbiguousMatch { records, .. } => Some(records),
+                    _ => None,
+                })
+                .sum::<usize>();
+            prop_assert_eq!(before.len(), count, "{}", first);
+            let is_held = |system: &str, id: &str| {
+                before.iter().any(|(s, r)| s == system && r == id)
+            };
+            let copies = |sys: &[Sys]| -> Vec<(String, Value)> {
+                sys.iter()
+                    .flat_map(|s| s.records.values())
+                    .filter_map(|r| Some((r.id.clone(), r.get("email")?.clone())))
+                    .collect()
+            };
+            let made = copies(&sys).len();
+            for (n, read) in case.reads.iter().enumerate() {
+                let mut shown: [Vec<Record>; 2] = [Vec::new(), Vec::new()];
+                for (s, i, edit) in read {
+                    let ids: Vec<String> = sys[*s].records.keys().cloned().collect();
+                    let Some(id) = ids.get(i % ids.len().max(1)).cloned() else {
+                        continue;
+                    };
+                    if *edit {
+                        sys[*s].edit(&id, "name", format!("edit {n}"));
+                    }
+                    if !shown[*s].iter().any(|r| r.id == id) {
+                        shown[*s].push(sys[*s].get(&id).clone());
+                    }
+                }
+                let snaps = [
+                    Snapshot::partial("crm", shown[0].clone()),
+                    Snapshot::partial("mkt", shown[1].clone()),
+                ];
+                let plan = engine.plan(&baseline, &snaps).expect("plan");
+                for op in &plan.ops {
+                    let source = op.entity.as_str().split_once(':').unwrap();
+                    prop_assert!(!is_held(source.0, source.1), "{} wrote for {}", plan, op.entity);
+                }
+                let outcomes = execute(&mut sys, &plan, usize::MAX);
+                engine.commit(&mut baseline, &plan, &outcomes).expect("commit");
+                for (system, id) in &before {
+                    prop_assert!(baseline.find_linked(system, id).is_none(), "{} linked", id);
+                }
+                prop_assert_eq!(held(&baseline), before.clone());
+            }
+            // Copies were made only of records not held back: as many as
+            // the first plan's creates, however the reads went.
+            let created = first.ops.len();
+            let again = sync(&engine, &mut baseline, &mut sys);
+            prop_assert_eq!(held(&baseline), before);
+            prop_assert!(copies(&sys).len() <= made + created + again.ops.len());
+            prop_assert!(again.ops.iter().all(|op| op.kind != OpKind::Create), "{}", again);
+        }
+    }
+}
+
 // ------------------------------------------------------- non-scalar keys
 
 /// An email that is an array, an object or a bool cannot be compared.

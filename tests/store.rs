@@ -115,6 +115,37 @@ fn synced(count: u32) -> Synced {
     }
 }
 
+/// `s.held` after one more commit: a partial read of crm shows two new
+/// records sharing a placeholder email, held back as ambiguous, which the
+/// baseline remembers in its header.
+fn with_placeholders(s: &Synced) -> (Baseline, CommitSummary) {
+    let mut b = s.held.clone();
+    let placeholder = |id: &str| {
+        Record::new(id)
+            .field("email", "noemail@example.com")
+            .field("name", "Someone")
+            .field("amount", 1)
+    };
+    let plan = s
+        .engine
+        .plan(
+            &b,
+            &[Snapshot::partial(
+                "crm",
+                vec![placeholder("c900"), placeholder("c901")],
+            )],
+        )
+        .unwrap();
+    assert!(plan.ops.is_empty(), "{plan}");
+    let summary = s
+        .engine
+        .commit(&mut b, &plan, &Outcomes::all_applied(&plan))
+        .unwrap();
+    assert!(summary.ambiguous);
+    assert_eq!(b.header().ambiguous.len(), 2);
+    (b, summary)
+}
+
 /// A fresh directory under the system's temp dir.
 fn temp_dir(name: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -175,6 +206,26 @@ mod json_file {
         store.replace("deals", &s.first).unwrap();
         assert_same(&store.load("contacts").unwrap(), &s.held);
         assert_same(&store.load("deals").unwrap(), &s.first);
+    }
+
+    #[test]
+    fn records_held_back_as_ambiguous_round_trip() {
+        let dir = temp_dir("json-ambiguous");
+        let _c = Cleanup(dir.clone());
+        let s = synced(5);
+        let (b, summary) = with_placeholders(&s);
+        let store = JsonFileStore::open(&dir).unwrap();
+        store.save("contacts", &b, &summary).unwrap();
+        let back = store.load("contacts").unwrap();
+        assert_same(&back, &b);
+        assert_eq!(
+            back.header().ambiguous.get("crm", "c901"),
+            Some(("email", "noemail@example.com"))
+        );
+        // In the header line, which the header checksum covers.
+        let text = std::fs::read_to_string(store.path_of("contacts")).unwrap();
+        let last = text.lines().last().unwrap();
+        assert!(last.contains(r#""ambiguous":[{"system":"crm""#), "{last}");
     }
 
     #[test]

@@ -20,6 +20,11 @@
 //! - the writes reported applied that no read has **confirmed** yet
 //!   ([`Unconfirmed`]), with what each record held before them.
 //!
+//! Beside the entities, in its [header](BaselineHeader), the baseline keeps
+//! the revision, the map's fingerprint, each system's cursor, and the
+//! records not linked to any entity that plans held back as
+//! [ambiguous](AmbiguousRecords).
+//!
 //! The engine reads a baseline and [`SyncEngine::commit`](crate::SyncEngine::commit)
 //! advances it. In memory an entity's values are kept in a compact byte
 //! encoding, shadows only where they differ from the canonical value, and
@@ -36,6 +41,7 @@
 //! shows the values of its conflict where the conflict says the field is
 //! not sensitive. Serde writes every value: a stored baseline is data.
 
+mod ambiguous;
 mod entity;
 mod index;
 mod text;
@@ -53,6 +59,8 @@ use crate::model::SystemId;
 use crate::plan::{Conflict, ConflictId, DeleteHeldBy, OpKind};
 use crate::redact::{debug_with, hidden, shown, shown_opt, Keys};
 
+pub use ambiguous::AmbiguousRecords;
+pub(crate) use ambiguous::{AmbiguityChange, HeldGroup};
 pub(crate) use entity::{Awaiting, Entity, Extra, LinkState, ValuesView};
 pub(crate) use index::RawIndex;
 pub(crate) use text::Text;
@@ -372,6 +380,11 @@ pub struct BaselineHeader {
     /// Per system, the cursor its changes were last fetched up to.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cursors: BTreeMap<SystemId, String>,
+    /// The records plans held back as ambiguous matches, so that a later
+    /// partial read showing only some of them still holds them back (see
+    /// [`identity`](crate::identity)).
+    #[serde(default, skip_serializing_if = "AmbiguousRecords::is_empty")]
+    pub ambiguous: AmbiguousRecords,
 }
 
 /// A reviewer's decision on something held for review. Its `Debug` prints
@@ -830,6 +843,7 @@ impl Baseline {
                 .map(RawIndex::heap_bytes)
                 .sum::<usize>()
             + self.attention.len() * 16
+            + self.header.ambiguous.heap_bytes()
     }
 
     // ----- crate-internal access, for the engine -----
@@ -952,6 +966,11 @@ impl Baseline {
                     })
             })
             .count()
+    }
+
+    /// The records held back as ambiguous matches, for commit to update.
+    pub(crate) fn ambiguous_mut(&mut self) -> &mut AmbiguousRecords {
+        &mut self.header.ambiguous
     }
 
     pub(crate) fn set_fingerprint(&mut self, fingerprint: u64) {

@@ -24,6 +24,12 @@ pub struct CommitSummary {
     pub touched: Vec<EntityId>,
     /// Entities that left the baseline.
     pub removed: Vec<EntityId>,
+    /// The records the baseline holds back as ambiguous matches
+    /// ([`BaselineHeader::ambiguous`](crate::baseline::BaselineHeader::ambiguous))
+    /// changed: a store that keeps them apart from the rest of the header
+    /// writes them again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ambiguous: bool,
 }
 
 pub(crate) fn commit(
@@ -148,6 +154,23 @@ pub(crate) fn commit(
     }
     if keyed && !maintain {
         rebuild_keys(map, baseline, spec);
+    }
+    if !plan.ambiguous.is_empty() {
+        baseline.ambiguous_mut().apply(&plan.ambiguous);
+        summary.ambiguous = true;
+    }
+    // A record a create made is linked: it is not held back (a system that
+    // hands out a deleted record's id again could make one so).
+    if !baseline.header().ambiguous.is_empty() {
+        for op in plan.ops.iter().filter(|op| op.kind == OpKind::Create) {
+            if let Some(OpOutcome::Applied {
+                record_id: Some(id),
+                ..
+            }) = outcomes.get(op.id)
+            {
+                summary.ambiguous |= baseline.ambiguous_mut().forget(op.system.as_str(), id);
+            }
+        }
     }
     baseline.set_fingerprint(map.fingerprint());
     baseline.bump_revision();

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::baseline::{Baseline, EntityId, LinkRecord, LinkState, LinkStatus};
+use crate::baseline::{AmbiguityChange, Baseline, EntityId, LinkRecord, LinkState, LinkStatus};
 use crate::hash::FoldHasher;
 use crate::identity;
 use crate::mapping::FieldMap;
@@ -123,6 +123,8 @@ pub(crate) struct Cx<'a> {
     hints: &'a Hints,
     /// Threads the plan may use (`None`: one per core).
     pub(crate) threads: Option<usize>,
+    /// Entities that wait: planned as a record listed twice is.
+    waiting: HashSet<EntityId>,
 }
 
 impl<'a> Cx<'a> {
@@ -192,6 +194,7 @@ impl<'a> Cx<'a> {
             fast: baseline.header().fingerprint == Some(map.fingerprint()),
             hints,
             threads: options.thread_count(),
+            waiting: options.waiting.clone(),
         })
     }
 
@@ -276,6 +279,7 @@ pub(crate) struct EntityInput<'a> {
     /// A record of the entity is listed more than once in its snapshot (a
     /// paging bug): which copy holds what the system holds now is unknown,
     /// so nothing about the entity is decided until a read lists it once.
+    /// Set too for an entity that waits ([`PlanOptions::wait`]).
     pub(crate) listed_twice: bool,
 }
 
@@ -290,6 +294,8 @@ pub(crate) struct Gathered<'a> {
     pub(crate) new: Vec<EntityInput<'a>>,
     /// Link updates of skipped entities (a version changed, content did not).
     pub(crate) touches: Vec<EntityChange>,
+    /// What the baseline is to remember of records held back as ambiguous.
+    pub(crate) ambiguous: AmbiguityChange,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -522,13 +528,28 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             unlinked.push((s, r));
         }
     }
-    drop(loose);
 
     let gone = |slot: u32, s: usize| {
         rows.find(slot)
             .is_some_and(|row| matches!(rows.cells[row * n + s], Cell::Gone | Cell::Absent))
     };
-    let groups = identity::group_unlinked(map, baseline, &cx.sys_slot, unlinked, &gone, issues);
+    let complete: Vec<bool> = (0..n)
+        .map(|s| cx.coverage(s) == Some(Coverage::Complete))
+        .collect();
+    let mut recall = identity::Recall::new(map, &baseline.header().ambiguous, &loose, complete);
+    drop(loose);
+    let (groups, held) = identity::group_unlinked(
+        map,
+        baseline,
+        &cx.sys_slot,
+        unlinked,
+        &gone,
+        &recall,
+        issues,
+    );
+    let ambiguous = recall.change(map.systems(), &held);
+    drop(held);
+    drop(recall);
     let mut new_entities = Vec::new();
     for g in groups {
         match g.entity {
@@ -558,6 +579,17 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             let slot = rows.slots[row];
             let cells = &rows.cells[row * n..(row + 1) * n];
             known.fill(0);
+            let waits = !cx.waiting.is_empty()
+                && baseline
+                    .entity_at(slot)
+                    .is_some_and(|e| cx.waiting.contains(&e.id));
+            if waits {
+                if let Some(mut input) = entity_input(baseline, slot, cells, &known) {
+                    input.listed_twice = true;
+                    results.push(plan_entity(cx, &input, Withhold::default()));
+                }
+                continue;
+            }
             if let Some(touch) = fast_path(cx, slot, cells, &mut known) {
                 if let Some(change) = touch {
                     touches.push(change);
@@ -631,6 +663,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         kept,
         new,
         touches,
+        ambiguous,
     }
 }
 

@@ -32,12 +32,12 @@ mod par;
 
 pub(crate) use gather::holds_last_commit;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::{Baseline, BaselineError};
+use crate::baseline::{Baseline, BaselineError, EntityId};
 use crate::guard::{Approval, Refusal, Trip, Withheld};
 use crate::mapping::FieldMap;
 use crate::model::{Snapshot, SystemId};
@@ -76,6 +76,9 @@ pub struct PlanOptions<'a> {
     parents: Vec<(String, &'a Baseline)>,
     approvals: Vec<Approval>,
     threads: Option<usize>,
+    /// Entities that wait (the runner's debounce): nothing is decided for
+    /// them, and what was seen is kept for a later plan.
+    waiting: HashSet<EntityId>,
 }
 
 impl<'a> PlanOptions<'a> {
@@ -122,6 +125,15 @@ impl<'a> PlanOptions<'a> {
 
     pub(crate) fn thread_count(&self) -> Option<usize> {
         self.threads
+    }
+
+    /// Plans nothing for `entities`: they wait for records held back (the
+    /// runner's debounce), and are decided once those are read. What the
+    /// snapshots show of them is kept, as for a record listed twice.
+    #[must_use]
+    pub(crate) fn wait(mut self, entities: impl IntoIterator<Item = EntityId>) -> Self {
+        self.waiting.extend(entities);
+        self
     }
 
     fn parent_of(&self, object: &str) -> Option<&'a Baseline> {
@@ -438,6 +450,7 @@ impl SyncEngine {
             ..SyncPlan::default()
         };
         let gathered = gather::gather(&cx, &mut plan.issues);
+        plan.ambiguous = gathered.ambiguous;
         // The baseline's entities were planned as they were gathered; the
         // new ones are planned here.
         let mut results = gathered.results;

@@ -1,5 +1,6 @@
 //! The debounce: records edited too recently wait for a later run, with
-//! every other record of their entities.
+//! every other record of their entities (and, for a record not linked yet,
+//! the records not linked yet that share a key value with it).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use chrono::TimeDelta;
 use super::{Fetched, SyncRunner};
 use crate::baseline::{Baseline, EntityId, EntityRef, LinkStatus};
 use crate::engine::holds_last_commit;
+use crate::identity;
 use crate::model::{Coverage, Record};
 use crate::plan::OpKind;
 
@@ -17,7 +19,10 @@ impl SyncRunner {
     /// record of their entities in the other systems: an entity is planned
     /// once all its records are quiet, so that what each system changed
     /// meanwhile is decided together, by the conflict policy, not in the
-    /// order the records happen to settle.
+    /// order the records happen to settle. A record not linked yet that is
+    /// left out leaves out every record not linked yet that shares a match
+    /// key value with it; one whose key value is a waiting entity's waits
+    /// with the entity.
     ///
     /// Returns the entities that wait: nothing is written to them in this
     /// run either, not even what a failed write left behind, since their
@@ -35,7 +40,7 @@ impl SyncRunner {
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         // A record as the last commit left it (the read-back of the
         // runner's own write, say) has nothing new to wait for.
-        let recent: Vec<Vec<bool>> = reads
+        let mut recent: Vec<Vec<bool>> = reads
             .iter()
             .map(|read| {
                 let name = read.snapshot.system.as_str();
@@ -50,6 +55,7 @@ impl SyncRunner {
                     .collect()
             })
             .collect();
+        self.hold_back_key_sharers(reads, baseline, &mut recent);
         let mut waiting: HashSet<&EntityId> = HashSet::new();
         for (read, recent) in reads.iter().zip(&recent) {
             let name = read.snapshot.system.as_str();
@@ -74,14 +80,42 @@ impl SyncRunner {
                 }
             }
         }
+        // A record not linked yet that a waiting entity's key value would
+        // link to it is one of its records: it waits too (planned alone, it
+        // would be left unlinked while the entity waits, and its read would
+        // move the cursor past it).
+        let map = self.engine.map();
+        let mut waiting_keys: HashSet<(usize, String)> = HashSet::new();
+        for id in &waiting {
+            let Some(e) = baseline
+                .find_entity(id)
+                .and_then(|slot| baseline.entity_at(slot))
+            else {
+                continue;
+            };
+            for k in 0..map.match_keys().len() {
+                if let Some(t) = identity::entity_key(map, baseline.fields(), k, e) {
+                    waiting_keys.insert((k, t));
+                }
+            }
+        }
         for (read, recent) in reads.iter_mut().zip(recent) {
             let system = read.snapshot.system.clone();
+            let s = map.system_index(system.as_str());
             let of_waiting = |r: &Record| match baseline.find_linked(system.as_str(), &r.id) {
                 Some(e) => waiting.contains(e.id()),
-                None => r
-                    .correlation
-                    .as_deref()
-                    .is_some_and(|key| waiting.contains(&EntityId::new(key))),
+                None => match r.correlation.as_deref() {
+                    Some(key) => waiting.contains(&EntityId::new(key)),
+                    None => {
+                        !r.deleted
+                            && !waiting_keys.is_empty()
+                            && s.is_some_and(|s| {
+                                identity::match_texts(map, s, r)
+                                    .iter()
+                                    .any(|t| waiting_keys.contains(t))
+                            })
+                    }
+                },
             };
             let held: Vec<bool> = read
                 .snapshot
@@ -155,5 +189,57 @@ impl SyncRunner {
             read.debounced = debounced;
         }
         waiting.into_iter().cloned().collect()
+    }
+
+    /// Marks in `recent` every record not linked yet that shares a match
+    /// key value with a record not linked yet that `recent` holds back.
+    /// Read without it, such a record could look unique and be created in
+    /// the other systems, where with it the value is ambiguous (a
+    /// placeholder email on two records, one of them edited just now): it
+    /// waits, so that the next read shows both.
+    fn hold_back_key_sharers(
+        &self,
+        reads: &[Fetched],
+        baseline: &Baseline,
+        recent: &mut [Vec<bool>],
+    ) {
+        let map = self.engine.map();
+        let unlinked =
+            |name: &str, r: &Record| !r.deleted && baseline.find_linked(name, &r.id).is_none();
+        let mut held: HashSet<(usize, String)> = HashSet::new();
+        for (read, recent) in reads.iter().zip(recent.iter()) {
+            let name = read.snapshot.system.as_str();
+            let Some(s) = map.system_index(name) else {
+                continue;
+            };
+            for (r, _) in read
+                .snapshot
+                .records
+                .iter()
+                .zip(recent)
+                .filter(|(r, x)| **x && unlinked(name, r))
+            {
+                held.extend(identity::match_texts(map, s, r));
+            }
+        }
+        if held.is_empty() {
+            return;
+        }
+        for (read, recent) in reads.iter().zip(recent.iter_mut()) {
+            let name = read.snapshot.system.as_str();
+            let Some(s) = map.system_index(name) else {
+                continue;
+            };
+            for (r, x) in read.snapshot.records.iter().zip(recent.iter_mut()) {
+                if !*x
+                    && unlinked(name, r)
+                    && identity::match_texts(map, s, r)
+                        .iter()
+                        .any(|t| held.contains(t))
+                {
+                    *x = true;
+                }
+            }
+        }
     }
 }

@@ -290,7 +290,11 @@ impl SyncRunnerBuilder {
     /// systems' records of their entities: what each system changed
     /// meanwhile is then decided together, by the conflict policy, once
     /// all are quiet (an older edit held back is not taken for a newer one
-    /// when it arrives). The systems they are left out of are read as
+    /// when it arrives). A record not linked yet that is held back holds
+    /// back with it every record not linked yet that shares a match key
+    /// value with it (read alone, a record sharing a placeholder email
+    /// would look unique and be created elsewhere). The systems they are
+    /// left out of are read as
     /// partial snapshots (a record missing from a complete one still counts
     /// as deleted, unless its entity waits: then the delete waits too), and
     /// their cursors are not moved on, so the next run reads them again. An
@@ -574,10 +578,13 @@ impl SyncRunner {
         for a in &approvals {
             options = options.approve_stage(*a);
         }
+        // An entity the debounce holds back is neither decided nor written
+        // to: what its records hold now was not read into the plan, and
+        // values an earlier plan kept are not taken for it. (The engine
+        // plans no ops for it; any it had would get no outcome, so the
+        // commit would keep them for a later run.)
+        options = options.wait(waiting.iter().cloned());
         let mut plan = self.engine.plan_with(&baseline, &snapshots, &options)?;
-        // An entity the debounce holds back is not written to at all: what
-        // its records hold now was not read into the plan. Its ops get no
-        // outcome, so the commit keeps them for a later run.
         let ops: Vec<&WriteOp> = plan
             .ops
             .iter()
@@ -760,9 +767,10 @@ impl SyncRunner {
                 }
             }
         }
+        let mut waiting = HashSet::new();
         if let Some(quiet) = self.debounce {
             // An entity a person is still editing waits, as in any run.
-            let waiting = self.debounce_records(&mut reads, baseline, quiet);
+            waiting = self.debounce_records(&mut reads, baseline, quiet);
             report.debounced += reads.iter().map(|r| r.debounced).sum::<usize>();
             entities.retain(|e| !waiting.contains(*e));
         }
@@ -770,7 +778,8 @@ impl SyncRunner {
             return Ok(());
         }
         let snapshots: Vec<Snapshot> = reads.into_iter().map(|r| r.snapshot).collect();
-        let plan = self.engine.plan_with(baseline, &snapshots, options)?;
+        let options = options.clone().wait(waiting);
+        let plan = self.engine.plan_with(baseline, &snapshots, &options)?;
         let chosen: Vec<&WriteOp> = plan
             .ops
             .iter()

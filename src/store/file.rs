@@ -63,8 +63,9 @@ const CHECK_CLOSE: &[u8] = b"\"}";
 ///   value); `sum` is the CRC-64 of the row's bytes as written.
 /// - The last line, the header, names the object type, counts the
 ///   entities, carries the wrapping sum of the row checksums (`rows`) and
-///   the baseline's header (revision, map fingerprint, cursors); `check` is
-///   the CRC-64 of the first line and of the last line up to `"check"`.
+///   the baseline's header (revision, map fingerprint, cursors, records
+///   held back as ambiguous); `check` is the CRC-64 of the first line and
+///   of the last line up to `"check"`.
 ///
 /// A load verifies all of it: the layout, the header's checksum, the object
 /// type, the count, each row's checksum, and the sum of row checksums (which

@@ -105,10 +105,12 @@ pub use sqlite::SqliteStore;
 ///   it: never a mix. State the store finds damaged is an error
 ///   ([`StoreError::Damaged`]), never a smaller or different baseline.
 /// - `save` may write only the entities `changed` names (touched and
-///   removed) and the baseline's header (revision, fingerprint, cursors),
-///   leaving every other entity as the last save left it, when the store
-///   holds the revision the commit started from (`baseline.revision() - 1`)
-///   or `baseline`'s own revision; otherwise it writes the whole baseline.
+///   removed) and the baseline's header (revision, fingerprint, cursors;
+///   the records held back as ambiguous where `changed.ambiguous` says
+///   they changed), leaving every other entity as the last save left it,
+///   when the store holds the revision the commit started from
+///   (`baseline.revision() - 1`) or `baseline`'s own revision; otherwise it
+///   writes the whole baseline.
 ///   Either way `load` then returns `baseline`, given the summary of the
 ///   commit that made it and no other writer of the object in between.
 ///   `replace` writes the whole baseline.

@@ -135,7 +135,7 @@ impl<'a, S: StateStore + ?Sized> ReviewQueue<'a, S> {
         let entity = baseline.resolve(id, choice)?;
         let changed = CommitSummary {
             touched: vec![entity.clone()],
-            removed: Vec::new(),
+            ..CommitSummary::default()
         };
         self.store.save(&self.object, &baseline, &changed)?;
         Ok(entity)

@@ -11,12 +11,13 @@ use super::check::Crc64;
 use super::owner::{self, Broader};
 use super::row::{self, EntityJson};
 use super::{Check, Place, StateStore, StoreError};
-use crate::baseline::{Baseline, BaselineHeader, EntityId, EntityRecord};
+use crate::baseline::{AmbiguousRecords, Baseline, BaselineHeader, EntityId, EntityRecord};
 use crate::engine::CommitSummary;
 
 /// The schema's version, kept in `PRAGMA user_version`. Version 1 had no
-/// counts and no checksums.
-const SCHEMA_VERSION: i64 = 2;
+/// counts and no checksums; version 2 no column for the records held back
+/// as ambiguous.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS recsync_objects (
@@ -27,7 +28,9 @@ CREATE TABLE IF NOT EXISTS recsync_objects (
     cursors     TEXT NOT NULL,
     count       INTEGER,
     rows        INTEGER,
-    checksum    INTEGER
+    checksum    INTEGER,
+    ambiguous     TEXT,
+    ambiguous_sum INTEGER
 );
 CREATE TABLE IF NOT EXISTS recsync_entities (
     object   INTEGER NOT NULL,
@@ -47,6 +50,20 @@ ALTER TABLE recsync_objects ADD COLUMN checksum INTEGER;
 ALTER TABLE recsync_entities ADD COLUMN checksum INTEGER;
 ";
 
+/// From version 2: the records held back as ambiguous (JSON, `NULL` when
+/// none) and their checksum, which the header's checksum covers. A header
+/// saved before holds none, and its checksum stays valid.
+const MIGRATE_FROM_2: &str = "
+ALTER TABLE recsync_objects ADD COLUMN ambiguous TEXT;
+ALTER TABLE recsync_objects ADD COLUMN ambiguous_sum INTEGER;
+";
+
+/// Writes the records held back as ambiguous and their checksum.
+const SET_AMBIGUOUS: &str =
+    "UPDATE recsync_objects SET ambiguous = ?2, ambiguous_sum = ?3 WHERE id = ?1";
+
+const READ_AMBIGUOUS: &str = "SELECT ambiguous FROM recsync_objects WHERE id = ?1";
+
 /// Per-connection settings (see the type's docs).
 const SETTINGS: &str = "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;";
 
@@ -62,7 +79,7 @@ const SEAL_OBJECT: &str =
     "UPDATE recsync_objects SET count = ?2, rows = ?3, checksum = ?4 WHERE id = ?1";
 
 const READ_HEADER: &str = "
-SELECT id, revision, fingerprint, cursors, count, rows, checksum
+SELECT id, revision, fingerprint, cursors, count, rows, checksum, ambiguous_sum
 FROM recsync_objects WHERE name = ?1";
 
 /// The rowid and checksum of an entity's row, if it has one. A save reads
@@ -87,18 +104,21 @@ const DELETE_ENTITY: &str =
     "DELETE FROM recsync_entities WHERE object = ?1 AND id = ?2 RETURNING checksum";
 
 /// Keeps baselines in a SQLite database file: one header row per object
-/// type (revision, map fingerprint, cursors, entity count and checksums)
-/// and one row per entity: its [`EntityRecord`] as compact JSON, with each
-/// system's shadow kept only where it differs from the canonical value (as
-/// in memory), written straight from the baseline without building the
-/// record, and its checksum.
+/// type (revision, map fingerprint, cursors, the records held back as
+/// [ambiguous](crate::baseline::AmbiguousRecords), entity count and
+/// checksums) and one row per entity: its [`EntityRecord`] as compact
+/// JSON, with each system's shadow kept only where it differs from the
+/// canonical value (as in memory), written straight from the baseline
+/// without building the record, and its checksum.
 ///
 /// [`save`](StateStore::save) upserts the entities the commit touched,
 /// deletes those it removed and updates the header, all in one transaction:
 /// a crash mid-save (even a killed process or a power cut) leaves the
 /// database as the last committed save left it, cursors included. Saving a
 /// commit that touched ten entities writes ten rows, whatever the size of
-/// the baseline.
+/// the baseline; the records held back as ambiguous are written again only
+/// when the commit changed them
+/// ([`CommitSummary::ambiguous`](crate::CommitSummary::ambiguous)).
 ///
 /// The rows a summary names are enough only on top of the revision the
 /// commit started from (or the same revision, saved again, as
@@ -120,10 +140,11 @@ const DELETE_ENTITY: &str =
 ///
 /// Each entity row carries the CRC-64 of the object type's name, the
 /// entity id and the row's bytes; the header carries the entity count, the
-/// wrapping sum of the row checksums, and a CRC-64 of all of its own
-/// fields. A save keeps the count and the sum up to date from the rows it
-/// writes and the checksums of the rows they replace (each write reads the
-/// old row's checksum and rowid, then rewrites it by rowid). A load
+/// wrapping sum of the row checksums, the CRC-64 of the records held back
+/// as ambiguous, and a CRC-64 of all of its own fields. A save keeps the
+/// count and the sum up to date from the rows it writes and the checksums
+/// of the rows they replace (each write reads the old row's checksum and
+/// rowid, then rewrites it by rowid). A load
 /// verifies the header, every row, the count and the sum, so a row deleted
 /// or added, a row replaced by another valid one (an older copy), a row
 /// moved to another object and every single-bit flip in what recsync wrote
@@ -150,6 +171,10 @@ const DELETE_ENTITY: &str =
 /// no better copy) takes it over once with
 /// [`upgrade_legacy`](SqliteStore::upgrade_legacy); a save of such an
 /// object writes it whole, with checksums.
+///
+/// Schema version 3 adds the columns for the records held back as
+/// ambiguous; `open` adds them too. Objects saved with version 2 hold none,
+/// and load and verify as before.
 ///
 /// # Settings
 ///
@@ -232,9 +257,11 @@ impl SqliteStore {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(fail("cannot read the schema version"))?;
+        let from_1 = format!("{MIGRATE_FROM_1}{MIGRATE_FROM_2}");
         let upgrade = match version {
             0 => SCHEMA,
-            1 => MIGRATE_FROM_1,
+            1 => from_1.as_str(),
+            2 => MIGRATE_FROM_2,
             SCHEMA_VERSION => "",
             _ => {
                 return Err(StoreError::Format {
@@ -351,6 +378,13 @@ impl SqliteStore {
         };
         let header = HeaderRow::of(object, baseline.header())?;
         let object_id = header.upsert(&tx)?;
+        // The records held back as ambiguous are written when the commit
+        // changed them, or the baseline is written whole; otherwise the
+        // stored ones (and their checksum) are this baseline's.
+        let ambiguous_sum = match &start {
+            Some((summary, stored)) if !summary.ambiguous => stored.ambiguous_sum,
+            _ => write_ambiguous(&tx, object, object_id, baseline)?,
+        };
         let sums = {
             let mut rows = Rows {
                 object,
@@ -395,7 +429,7 @@ impl SqliteStore {
             }
             (rows.count, rows.sum)
         };
-        header.seal(&tx, object_id, sums.0, sums.1)?;
+        header.seal(&tx, object_id, sums.0, sums.1, ambiguous_sum)?;
         tx.commit().map_err(backend("cannot commit the save"))
     }
 
@@ -418,7 +452,10 @@ impl SqliteStore {
             return Ok(Read::Verified(Baseline::new()));
         };
         let (header, verify) = match stored.header(object) {
-            Ok(header) => (header, true),
+            Ok(mut header) => {
+                header.ambiguous = self.read_ambiguous(&tx, object, &stored)?;
+                (header, true)
+            }
             Err(Check::Layout) => match legacy {
                 Legacy::Refuse => {
                     return Err(StoreError::Format {
@@ -501,6 +538,36 @@ impl SqliteStore {
         Ok(Read::Verified(baseline))
     }
 
+    /// The records held back as ambiguous of a verified header: their text
+    /// must match the checksum the header's checksum covers.
+    fn read_ambiguous(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        object: &str,
+        stored: &StoredHeader,
+    ) -> Result<AmbiguousRecords, StoreError> {
+        let text: Option<Vec<u8>> = tx
+            .prepare_cached(READ_AMBIGUOUS)
+            .map_err(self.error(object, "cannot prepare the header query"))?
+            .query_row(params![stored.id], |row| {
+                Ok(match row.get_ref(0)? {
+                    ValueRef::Text(t) => Some(t.to_vec()),
+                    ValueRef::Null => None,
+                    // Damage: a checksum never matches it.
+                    _ => Some(Vec::new()),
+                })
+            })
+            .map_err(self.error(object, "cannot read the header"))?;
+        let damaged = |check| self.damaged(object, Place::Header, check);
+        match (text, stored.ambiguous_sum) {
+            (None, None) => Ok(AmbiguousRecords::default()),
+            (Some(text), Some(sum)) if to_sql(ambiguous_check(&text)) == sum => {
+                serde_json::from_slice(&text).map_err(|_| damaged(Check::Unreadable))
+            }
+            _ => Err(damaged(Check::HeaderChecksum)),
+        }
+    }
+
     /// No header is stored under `object`'s name. That is an object never
     /// saved only if no header fails its checksum (one may be this object's,
     /// its name damaged), none has this name (the name index and the table
@@ -513,13 +580,14 @@ impl SqliteStore {
         let fail = |context| self.error(object, context);
         let mut stmt = tx
             .prepare_cached(
-                "SELECT id, revision, fingerprint, cursors, count, rows, checksum, name
+                "SELECT id, revision, fingerprint, cursors, count, rows, checksum,
+                        ambiguous_sum, name
                  FROM recsync_objects ORDER BY id",
             )
             .map_err(fail("cannot prepare the header list"))?;
         let headers = stmt
             .query_map([], |row| {
-                Ok((StoredHeader::from_row(row)?, row.get::<_, String>(7)?))
+                Ok((StoredHeader::from_row(row)?, row.get::<_, String>(8)?))
             })
             .map_err(fail("cannot list the headers"))?
             .collect::<Result<Vec<_>, _>>()
@@ -733,6 +801,7 @@ impl<'o> HeaderRow<'o> {
         object_id: i64,
         count: u64,
         rows: u64,
+        ambiguous_sum: Option<i64>,
     ) -> Result<(), StoreError> {
         let count = i64::try_from(count).map_err(|_| StoreError::Backend {
             message: format!(
@@ -749,6 +818,7 @@ impl<'o> HeaderRow<'o> {
             &self.cursors,
             count,
             rows,
+            ambiguous_sum,
         );
         tx.prepare_cached(SEAL_OBJECT)
             .map_err(backend("cannot prepare the header seal"))?
@@ -758,7 +828,10 @@ impl<'o> HeaderRow<'o> {
     }
 }
 
-/// The header checksum: over every field of the header row but its id.
+/// The header checksum: over every field of the header row but its id
+/// and the text of the records held back as ambiguous, which their own
+/// checksum covers (this one covers that). A header with none is checked
+/// as schema version 2 checked it.
 fn header_check(
     object: &str,
     revision: i64,
@@ -766,6 +839,7 @@ fn header_check(
     cursors: &str,
     count: i64,
     rows: i64,
+    ambiguous_sum: Option<i64>,
 ) -> u64 {
     let mut c = Crc64::new();
     c.field(b"recsync header 2");
@@ -781,7 +855,46 @@ fn header_check(
     c.field(cursors.as_bytes());
     c.update(&count.to_le_bytes());
     c.update(&rows.to_le_bytes());
+    if let Some(sum) = ambiguous_sum {
+        c.field(b"ambiguous");
+        c.update(&sum.to_le_bytes());
+    }
     c.finish()
+}
+
+/// The checksum of the records held back as ambiguous, as stored.
+fn ambiguous_check(text: &[u8]) -> u64 {
+    let mut c = Crc64::new();
+    c.field(b"recsync ambiguous 3");
+    c.field(text);
+    c.finish()
+}
+
+/// Writes the baseline's records held back as ambiguous (`NULL` when
+/// none); returns their checksum.
+fn write_ambiguous(
+    tx: &rusqlite::Transaction<'_>,
+    object: &str,
+    object_id: i64,
+    baseline: &Baseline,
+) -> Result<Option<i64>, StoreError> {
+    let held = &baseline.header().ambiguous;
+    let text = if held.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::to_string(held).map_err(|e| StoreError::Backend {
+                message: format!("cannot serialize the records held back of {object}"),
+                source: Some(Box::new(e)),
+            })?,
+        )
+    };
+    let sum = text.as_ref().map(|t| to_sql(ambiguous_check(t.as_bytes())));
+    tx.prepare_cached(SET_AMBIGUOUS)
+        .map_err(backend("cannot prepare the header update"))?
+        .execute(params![object_id, text, sum])
+        .map_err(backend("cannot write the header"))?;
+    Ok(sum)
 }
 
 /// An object's header row as read.
@@ -793,12 +906,14 @@ struct StoredHeader {
     count: Option<i64>,
     rows: Option<i64>,
     checksum: Option<i64>,
+    ambiguous_sum: Option<i64>,
     /// A column held a value of the wrong type.
     mistyped: bool,
 }
 
 impl StoredHeader {
-    /// Reads `id, revision, fingerprint, cursors, count, rows, checksum`.
+    /// Reads `id, revision, fingerprint, cursors, count, rows, checksum,
+    /// ambiguous_sum`.
     /// A value of the wrong type (damage) is noted, not an error, so the
     /// checks name it.
     fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredHeader> {
@@ -819,6 +934,7 @@ impl StoredHeader {
         let count = int(4)?;
         let rows = int(5)?;
         let checksum = int(6)?;
+        let ambiguous_sum = int(7)?;
         let cursors = match row.get_ref(3)? {
             ValueRef::Text(t) => String::from_utf8(t.to_vec()).ok(),
             _ => None,
@@ -832,6 +948,7 @@ impl StoredHeader {
             count,
             rows,
             checksum,
+            ambiguous_sum,
         })
     }
 
@@ -858,6 +975,7 @@ impl StoredHeader {
             &self.cursors,
             count,
             rows,
+            self.ambiguous_sum,
         );
         if self.mistyped || count < 0 || to_sql(expected) != checksum {
             return Err(Check::HeaderChecksum);
@@ -872,6 +990,7 @@ impl StoredHeader {
             revision: u64::try_from(self.revision).map_err(|_| Check::Unreadable)?,
             fingerprint: self.fingerprint.map(from_sql),
             cursors: serde_json::from_str(&self.cursors).map_err(|_| Check::Unreadable)?,
+            ambiguous: AmbiguousRecords::default(),
         })
     }
 }
@@ -882,6 +1001,7 @@ struct StoredSums {
     revision: u64,
     count: u64,
     rows: u64,
+    ambiguous_sum: Option<i64>,
 }
 
 fn stored_sums(
@@ -900,6 +1020,7 @@ fn stored_sums(
             revision: header.revision,
             count: u64::try_from(s.count?).ok()?,
             rows: from_sql(s.rows?),
+            ambiguous_sum: s.ambiguous_sum,
         })
     }))
 }

@@ -534,6 +534,40 @@ mod sqlite {
         assert_damaged(&err, "contacts", Place::Header, Check::HeaderChecksum);
     }
 
+    /// The records held back as ambiguous carry a checksum the header's
+    /// covers: their text changed, their checksum changed or dropped, both
+    /// dropped, or text where none was saved, are each refused.
+    #[test]
+    fn records_held_back_as_ambiguous_changed_are_refused() {
+        let (_c, db, store, s) = saved("sqlite-ambiguous", 3);
+        let (b, _) = with_placeholders(&s);
+        store.replace("contacts", &b).unwrap();
+        assert!(identical(&store.load("contacts").unwrap(), &b));
+        let damage = [
+            "UPDATE recsync_objects SET ambiguous = replace(ambiguous, 'c900', 'c909')",
+            "UPDATE recsync_objects SET ambiguous_sum = ambiguous_sum + 1",
+            "UPDATE recsync_objects SET ambiguous_sum = NULL",
+            "UPDATE recsync_objects SET ambiguous = NULL",
+            "UPDATE recsync_objects SET ambiguous = x'5b5d'",
+            // Both at once, as a header saved before them held them.
+            "UPDATE recsync_objects SET ambiguous = NULL, ambiguous_sum = NULL",
+        ];
+        for statement in damage {
+            store.replace("contacts", &b).unwrap();
+            sql(&db, &format!("{statement} WHERE name = 'contacts'"), []);
+            let err = refused(&store, "contacts", statement);
+            assert_damaged(&err, "contacts", Place::Header, Check::HeaderChecksum);
+        }
+        // Where none were saved, some added are refused too.
+        sql(
+            &db,
+            "UPDATE recsync_objects SET ambiguous = '[]' WHERE name = 'deals'",
+            [],
+        );
+        let err = refused(&store, "deals", "ambiguous records added");
+        assert_damaged(&err, "deals", Place::Header, Check::HeaderChecksum);
+    }
+
     /// A save on top of a header that fails its checksum does not carry
     /// its count and sum on: it writes the whole baseline, which loads.
     #[test]
@@ -551,7 +585,8 @@ mod sqlite {
     }
 
     /// A database of schema version 1 (no counts, no checksums) is brought
-    /// to version 2 on open; its objects are refused until taken over.
+    /// to the current version on open; its objects are refused until taken
+    /// over.
     #[test]
     fn an_object_saved_without_checksums_is_refused_until_taken_over() {
         let (_c, db, store, s) = saved("sqlite-legacy", 5);
@@ -585,7 +620,7 @@ mod sqlite {
                 StoreError::Format {
                     object: Some(o),
                     found: 1,
-                    supported: 2,
+                    supported: 3,
                     ..
                 } if o == "contacts"
             ),
@@ -787,10 +822,11 @@ fn single_bit_flips_of_a_json_state_file_are_refused_or_change_nothing() {
     let _c = Cleanup(dir.clone());
     let store = JsonFileStore::open(&dir).unwrap();
     let s = synced(8);
-    store.replace("contacts", &s.held).unwrap();
+    let (held, _) = with_placeholders(&s);
+    store.replace("contacts", &held).unwrap();
     let path = store.path_of("contacts");
     let pristine = std::fs::read(&path).unwrap();
-    let tally = flip_each(&pristine, 0x6a73, &path, &s.held, || store.load("contacts"));
+    let tally = flip_each(&pristine, 0x6a73, &path, &held, || store.load("contacts"));
     println!(
         "json, {} flips of {} bytes: {tally:?}",
         flips(),
@@ -814,16 +850,17 @@ fn single_bit_flips_of_a_sqlite_state_file_are_refused_or_change_nothing() {
     let _c = Cleanup(dir.clone());
     let db = dir.join("state.db");
     let s = synced(30);
+    let (held, _) = with_placeholders(&s);
     {
         let store = SqliteStore::open(&db).unwrap();
-        store.replace("contacts", &s.held).unwrap();
+        store.replace("contacts", &held).unwrap();
         store.replace("deals", &s.first).unwrap();
     }
     // The last connection closed: the log is checkpointed into the file.
     assert!(!dir.join("state.db-wal").exists());
     let pristine = std::fs::read(&db).unwrap();
     let flipped = dir.join("flipped.db");
-    let tally = flip_each(&pristine, 0x7371, &flipped, &s.held, || {
+    let tally = flip_each(&pristine, 0x7371, &flipped, &held, || {
         for end in ["-wal", "-shm"] {
             let mut side = flipped.clone().into_os_string();
             side.push(end);

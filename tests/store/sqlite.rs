@@ -129,6 +129,139 @@ fn a_save_writes_only_the_entities_the_commit_named() {
     assert_eq!(mixed.header(), s.held.header());
 }
 
+/// The text of the records held back as ambiguous, as the header row
+/// keeps it.
+fn ambiguous_text(db: &Path) -> Option<String> {
+    Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT ambiguous FROM recsync_objects WHERE name = 'contacts'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// The records held back as ambiguous live in the header row. A save
+/// writes them when the commit changed them, or when it writes the whole
+/// baseline; a commit that left them alone leaves them as stored.
+#[test]
+fn records_held_back_as_ambiguous_are_saved_when_a_commit_changed_them() {
+    let dir = temp_dir("sqlite-ambiguous");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(6);
+    let store = SqliteStore::open(&db).unwrap();
+    store.save("contacts", &s.first, &s.first_summary).unwrap();
+    store.save("contacts", &s.held, &s.held_summary).unwrap();
+    assert_eq!(ambiguous_text(&db), None);
+
+    let (b, summary) = with_placeholders(&s);
+    store.save("contacts", &b, &summary).unwrap();
+    let text = ambiguous_text(&db).expect("saved with the commit that held them");
+    assert!(text.contains("c900") && text.contains("c901"), "{text}");
+    let back = SqliteStore::open(&db).unwrap().load("contacts").unwrap();
+    assert_same(&back, &b);
+    assert_eq!(
+        back.header().ambiguous.get("crm", "c900"),
+        Some(("email", "noemail@example.com"))
+    );
+
+    // A commit that did not change them: not written, still loaded.
+    let mut next = b.clone();
+    let plan = s.engine.plan(&next, &[]).unwrap();
+    let quiet = s
+        .engine
+        .commit(&mut next, &plan, &Outcomes::all_applied(&plan))
+        .unwrap();
+    assert!(!quiet.ambiguous);
+    store.save("contacts", &next, &quiet).unwrap();
+    assert_eq!(ambiguous_text(&db).as_deref(), Some(text.as_str()));
+    assert_same(&store.load("contacts").unwrap(), &next);
+    // Seen by damaging what is stored first: the save leaves it as it is
+    // (and the next load refuses it).
+    let damaged = text.replace("c900", "c999");
+    let set = |t: &str| {
+        Connection::open(&db)
+            .unwrap()
+            .execute(
+                "UPDATE recsync_objects SET ambiguous = ?1 WHERE name = 'contacts'",
+                [t],
+            )
+            .unwrap()
+    };
+    set(&damaged);
+    store.save("contacts", &next, &quiet).unwrap();
+    assert_eq!(ambiguous_text(&db).as_deref(), Some(damaged.as_str()));
+    assert!(matches!(
+        store.load("contacts"),
+        Err(StoreError::Damaged {
+            place: Place::Header,
+            check: Check::HeaderChecksum,
+            ..
+        })
+    ));
+    set(&text);
+    assert_same(&store.load("contacts").unwrap(), &next);
+
+    // A commit that forgot them (a complete read of crm without them).
+    let mut last = next.clone();
+    let plan = s.engine.plan(&last, &edited(6)[..1]).unwrap();
+    let forgot = s
+        .engine
+        .commit(&mut last, &plan, &Outcomes::all_applied(&plan))
+        .unwrap();
+    assert!(forgot.ambiguous);
+    assert!(last.header().ambiguous.is_empty());
+    store.save("contacts", &last, &forgot).unwrap();
+    assert_eq!(ambiguous_text(&db), None);
+    assert_same(&store.load("contacts").unwrap(), &last);
+}
+
+/// A database of schema version 2 (before the records held back as
+/// ambiguous were kept) is brought to version 3 on open; its objects load
+/// and verify as before.
+#[test]
+fn a_database_of_schema_version_2_loads_after_open() {
+    let dir = temp_dir("sqlite-v2");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(5);
+    drop(SqliteStore::open(&db).unwrap().replace("contacts", &s.held));
+    let old = dir.join("v2.db");
+    Connection::open(&old)
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE recsync_objects (
+                id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                revision INTEGER NOT NULL, fingerprint INTEGER, cursors TEXT NOT NULL,
+                count INTEGER, rows INTEGER, checksum INTEGER);
+             CREATE TABLE recsync_entities (
+                object INTEGER NOT NULL, id TEXT NOT NULL, record BLOB NOT NULL,
+                checksum INTEGER, PRIMARY KEY (object, id));
+             ATTACH '{}' AS new;
+             INSERT INTO recsync_objects SELECT id, name, revision, fingerprint, cursors,
+                count, rows, checksum FROM new.recsync_objects;
+             INSERT INTO recsync_entities SELECT object, id, record, checksum
+                FROM new.recsync_entities;
+             DETACH new;
+             PRAGMA user_version = 2;",
+            db.display()
+        ))
+        .unwrap();
+    let store = SqliteStore::open(&old).unwrap();
+    assert_same(&store.load("contacts").unwrap(), &s.held);
+    let version: i64 = Connection::open(&old)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    // And it keeps what version 3 keeps.
+    let (b, summary) = with_placeholders(&s);
+    store.save("contacts", &b, &summary).unwrap();
+    assert_same(&store.load("contacts").unwrap(), &b);
+}
+
 /// A summary names what one commit changed. Saved on top of any other
 /// revision than the one that commit started from, it would leave rows of
 /// two baselines; the store writes the whole baseline instead.
@@ -407,7 +540,7 @@ fn a_newer_schema_is_refused() {
             StoreError::Format {
                 object: None,
                 found: 7,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
