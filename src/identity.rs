@@ -409,6 +409,14 @@ pub(crate) struct Recall<'a> {
     complete: Vec<bool>,
 }
 
+/// The runs of `loose` (sorted by system, then id) that list one record:
+/// one element each, or more for a record listed twice.
+pub(crate) fn same_record_runs<'s, 'r>(
+    loose: &'s [(usize, &'r Record)],
+) -> impl Iterator<Item = &'s [(usize, &'r Record)]> {
+    loose.chunk_by(|(s, a), (t, b)| s == t && a.id == b.id)
+}
+
 /// Records one match key value held back in this plan, to be remembered.
 pub(crate) struct HeldBack<'r> {
     field: String,
@@ -444,14 +452,11 @@ impl<'a> Recall<'a> {
         if memory.is_empty() {
             return recall;
         }
-        let mut i = 0;
-        while let Some(&(s, r)) = loose.get(i) {
-            let copies = loose[i..]
-                .iter()
-                .take_while(|(x, o)| *x == s && o.id == r.id)
-                .count()
-                .max(1);
-            i += copies;
+        for run in same_record_runs(loose) {
+            let Some(&(s, r)) = run.first() else {
+                continue;
+            };
+            let copies = run.len();
             let Some(ms) = recall.slots.get(s).copied().flatten() else {
                 continue;
             };

@@ -484,20 +484,16 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
     // carrying one correlation key, the lower id is taken.
     loose.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
     let mut unlinked: Vec<(usize, &'a Record)> = Vec::with_capacity(loose.len());
-    let mut i = 0;
-    while let Some(&(s, r)) = loose.get(i) {
-        let copies = loose[i..]
-            .iter()
-            .take_while(|(x, o)| *x == s && o.id == r.id)
-            .count()
-            .max(1);
-        i += copies;
-        if copies > 1 {
+    for run in identity::same_record_runs(&loose) {
+        let Some(&(s, r)) = run.first() else {
+            continue;
+        };
+        if run.len() > 1 {
             // A record made by a create whose outcome was lost (its
             // correlation key names the entity) belongs to that entity: the
             // entity waits with it, so that what it holds is decided
             // together with the entity's other changes.
-            let made_for = loose[i - copies..i]
+            let made_for = run
                 .iter()
                 .find_map(|(_, o)| o.correlation.as_deref())
                 .and_then(|key| baseline.find_entity(&EntityId::new(key)));
