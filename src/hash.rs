@@ -179,6 +179,71 @@ impl FoldHasher {
     }
 }
 
+impl std::hash::Hasher for FoldHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        self.bytes(bytes);
+    }
+
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.u64(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.u64(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.u64(n);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        FoldHasher::finish(self)
+    }
+}
+
+/// Builds [`FoldHasher`]s for `std`'s hash maps, under a seed drawn once
+/// per map from `std`'s random state: the maps of record ids a plan looks
+/// up by the hundred thousand, where SipHash's cost shows, and whose keys
+/// other systems choose (a crafted id cannot predict the seed).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FoldState {
+    seed: u64,
+}
+
+impl Default for FoldState {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        FoldState {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
+        }
+    }
+}
+
+impl std::hash::BuildHasher for FoldState {
+    type Hasher = FoldHasher;
+
+    #[inline]
+    fn build_hasher(&self) -> FoldHasher {
+        FoldHasher::new(self.seed)
+    }
+}
+
+/// A `HashMap` hashed with [`FoldState`].
+pub(crate) type FoldMap<K, V> = std::collections::HashMap<K, V, FoldState>;
+
+/// A `HashSet` hashed with [`FoldState`].
+pub(crate) type FoldSet<K> = std::collections::HashSet<K, FoldState>;
+
 /// The fast hash of one byte string.
 #[inline]
 pub(crate) fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {

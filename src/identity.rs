@@ -44,7 +44,7 @@
 //!    [`Unmatched`](crate::plan::IssueKind::Unmatched), as the map's
 //!    [`MatchMode`] says.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -52,7 +52,7 @@ use serde_json::Value;
 use crate::baseline::{
     AmbiguityChange, AmbiguousRecords, Baseline, Entity, EntityId, HeldGroup, LinkStatus,
 };
-use crate::hash::StableHasher;
+use crate::hash::{FoldMap, FoldSet, StableHasher};
 use crate::mapping::{FieldMap, FieldSpec, Mapped, Normalization};
 use crate::model::{Record, SystemId};
 use crate::plan::{Issue, IssueKind, CANDIDATES_SHOWN};
@@ -394,14 +394,14 @@ pub(crate) struct Recall<'a> {
     /// Remembered records a snapshot lists once, by (memory slot, id):
     /// the key slot each is remembered under, and whether this plan holds
     /// it back again. What the snapshot shows of them decides them.
-    shown: HashMap<(usize, &'a str), (u32, bool)>,
+    shown: FoldMap<(usize, &'a str), (u32, bool)>,
     /// Remembered records a snapshot lists more than once (a paging bug):
     /// which copy is current cannot be told, so they stay as remembered,
     /// and a complete snapshot listing them does not say they are gone.
-    twice: HashSet<(usize, &'a str)>,
+    twice: FoldSet<(usize, &'a str)>,
     /// Per (key slot, memory slot): how many are shown (counted for
     /// systems read partially only) and listed twice.
-    by_key: HashMap<(u32, usize), (usize, usize)>,
+    by_key: FoldMap<(u32, usize), (usize, usize)>,
     /// Per memory slot: how many are listed (shown or twice).
     listed: Vec<usize>,
     /// Per map system: its snapshot is complete, so a remembered record it
@@ -443,15 +443,16 @@ impl<'a> Recall<'a> {
         let mut recall = Recall {
             memory,
             slots,
-            shown: HashMap::new(),
-            twice: HashSet::new(),
-            by_key: HashMap::new(),
+            shown: FoldMap::default(),
+            twice: FoldSet::default(),
+            by_key: FoldMap::default(),
             listed: vec![0; memory.systems().len()],
             complete,
         };
         if memory.is_empty() {
             return recall;
         }
+        recall.shown.reserve(memory.len().min(loose.len()));
         for run in same_record_runs(loose) {
             let Some(&(s, r)) = run.first() else {
                 continue;

@@ -13,11 +13,12 @@
 //! id (for the records a read mentions). Both grow with the records held
 //! back, nothing else.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hash::FoldMap;
 use crate::model::SystemId;
 
 /// The records of each system that plans held back as ambiguous matches
@@ -33,12 +34,12 @@ pub struct AmbiguousRecords {
     /// Interned system names.
     systems: Vec<SystemId>,
     /// Per system (as `systems`): record id to key slot.
-    records: Vec<HashMap<Box<str>, u32>>,
+    records: Vec<FoldMap<Box<str>, u32>>,
     /// Key values by slot; `None`: free.
     keys: Vec<Option<HeldKey>>,
     free: Vec<u32>,
     /// Field, then normalized value, to key slot.
-    key_slots: HashMap<Box<str>, HashMap<Box<str>, u32>>,
+    key_slots: FoldMap<Box<str>, FoldMap<Box<str>, u32>>,
     len: usize,
 }
 
@@ -128,7 +129,7 @@ impl AmbiguousRecords {
 
     /// How many records of system slot `s` are held.
     pub(crate) fn system_len(&self, s: usize) -> usize {
-        self.records.get(s).map_or(0, HashMap::len)
+        self.records.get(s).map_or(0, FoldMap::len)
     }
 
     /// Every record of system slot `s` held back (in no order).
@@ -150,7 +151,7 @@ impl AmbiguousRecords {
             Some(s) => s,
             None => {
                 self.systems.push(system.clone());
-                self.records.push(HashMap::new());
+                self.records.push(FoldMap::default());
                 self.systems.len() - 1
             }
         }
