@@ -1,5 +1,5 @@
-//! Crash safety (DESIGN.md promise 7): executing any prefix of a plan, then
-//! planning and executing again, ends in the same state as an uninterrupted
+//! Crash safety (a promise; see tests/README.md): executing any prefix of
+//! a plan, then planning and executing again, ends in the same state as an uninterrupted
 //! run, with no duplicate records in any system. So does a run whose ops
 //! partly fail, or whose outcomes are partly lost, committed as reported.
 //!

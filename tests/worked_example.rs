@@ -1,4 +1,4 @@
-//! DESIGN.md's worked example, row by row: one contact linked between `crm`
+//! The worked example, row by row: one contact linked between `crm`
 //! and `marketing`, per-field timestamps.
 
 use recsync::{
