@@ -11,6 +11,7 @@ use super::{Fetched, SyncRunner};
 use crate::baseline::{Baseline, EntityId, EntityRef, LinkStatus};
 use crate::engine::holds_last_commit;
 use crate::identity;
+use crate::mapping::FieldMap;
 use crate::model::{Coverage, Record};
 use crate::plan::OpKind;
 
@@ -106,15 +107,7 @@ impl SyncRunner {
                 Some(e) => waiting.contains(e.id()),
                 None => match r.correlation.as_deref() {
                     Some(key) => waiting.contains(&EntityId::new(key)),
-                    None => {
-                        !r.deleted
-                            && !waiting_keys.is_empty()
-                            && s.is_some_and(|s| {
-                                identity::match_texts(map, s, r)
-                                    .iter()
-                                    .any(|t| waiting_keys.contains(t))
-                            })
-                    }
+                    None => !r.deleted && s.is_some_and(|s| shares_a_key(map, s, r, &waiting_keys)),
                 },
             };
             let held: Vec<bool> = read
@@ -231,15 +224,19 @@ impl SyncRunner {
                 continue;
             };
             for (r, x) in read.snapshot.records.iter().zip(recent.iter_mut()) {
-                if !*x
-                    && unlinked(name, r)
-                    && identity::match_texts(map, s, r)
-                        .iter()
-                        .any(|t| held.contains(t))
-                {
+                if !*x && unlinked(name, r) && shares_a_key(map, s, r, &held) {
                     *x = true;
                 }
             }
         }
     }
+}
+
+/// Whether record `r` of system `s` holds a match key value in `keys` (by
+/// match key index and normalized value).
+fn shares_a_key(map: &FieldMap, s: usize, r: &Record, keys: &HashSet<(usize, String)>) -> bool {
+    !keys.is_empty()
+        && identity::match_texts(map, s, r)
+            .iter()
+            .any(|t| keys.contains(t))
 }

@@ -294,10 +294,10 @@ impl SyncRunnerBuilder {
     /// back with it every record not linked yet that shares a match key
     /// value with it (read alone, a record sharing a placeholder email
     /// would look unique and be created elsewhere). The systems they are
-    /// left out of are read as
-    /// partial snapshots (a record missing from a complete one still counts
-    /// as deleted, unless its entity waits: then the delete waits too), and
-    /// their cursors are not moved on, so the next run reads them again. An
+    /// left out of are read as partial snapshots (a record missing from a
+    /// complete one still counts as deleted, unless its entity waits: then
+    /// the delete waits too), and their cursors are not moved on, so the
+    /// next run reads them again. An
     /// entity edited again and again, never quiet for `quiet`, waits until
     /// it is. A record as the last commit left it is not held
     /// back, since nothing in it is new: its content is what the last read
