@@ -26,8 +26,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::EntityId;
 use crate::hash::StableHasher;
+use crate::ids::EntityId;
 use crate::model::SystemId;
 
 /// How many changes of one kind a plan may make unapproved: up to `count`,

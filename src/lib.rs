@@ -173,6 +173,7 @@ pub mod engine;
 pub mod guard;
 mod hash;
 pub mod identity;
+mod ids;
 pub mod mapping;
 pub mod model;
 pub mod plan;

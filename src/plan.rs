@@ -13,62 +13,12 @@ use serde_json::Value;
 
 use crate::baseline::{AmbiguityChange, DeleteReview, EntityId, Held, LinkRecord, Observed};
 use crate::guard::Refusal;
+pub use crate::ids::{ConflictId, OpId, OpKind};
 use crate::mapping::{Conversion, MappingError, ValueProblem};
 use crate::model::SystemId;
-use crate::policy::{HeldBy, WinRule};
-use crate::redact::{debug_with, shown, shown_opt, view, REDACTED};
-
-macro_rules! hex_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(pub u64);
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{:016x}", self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:016x})", stringify!($name), self.0)
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.to_string())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(d)?;
-                u64::from_str_radix(&text, 16)
-                    .map($name)
-                    .map_err(|_| serde::de::Error::custom(format!("invalid id {text:?}: expected 16 hex digits")))
-            }
-        }
-    };
-}
-
-hex_id!(
-    /// A write op's stable id: the same write from the same state has the
-    /// same id, so a connector can use it as an idempotency key.
-    OpId
-);
-hex_id!(
-    /// A conflict's stable id: the same conflict (entity, field, baseline
-    /// value, candidates' values) has the same id in every plan.
-    ConflictId
-);
-
-impl From<&Conflict> for ConflictId {
-    fn from(c: &Conflict) -> Self {
-        c.id
-    }
-}
+use crate::policy::WinRule;
+pub use crate::policy::{Conflict, ConflictCandidate, DeleteHeldBy};
+use crate::redact::{debug_with, shown, view, REDACTED};
 
 /// Why a field gets the value it is written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,31 +139,6 @@ impl fmt::Debug for FieldWrite {
     }
 }
 
-/// What a write op does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum OpKind {
-    /// Create a record with the given fields. The op carries a
-    /// [correlation key](WriteOp::correlation); the outcome reports the new
-    /// record's native id.
-    Create,
-    /// Update the named fields of an existing record, and only those.
-    Update,
-    /// Delete an existing record.
-    Delete,
-}
-
-impl fmt::Display for OpKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            OpKind::Create => "create",
-            OpKind::Update => "update",
-            OpKind::Delete => "delete",
-        })
-    }
-}
-
 /// One write to one record of one system.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -244,99 +169,6 @@ pub struct WriteOp {
     /// The fields written, and only those (every mapped field, for a
     /// create; none, for a delete).
     pub fields: Vec<FieldWrite>,
-}
-
-/// One system's side of a conflict. Its `Debug` prints `[redacted]` for
-/// the value of a sensitive field.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct ConflictCandidate {
-    /// The system.
-    pub system: SystemId,
-    /// Its value, in canonical form.
-    pub value: Value,
-    /// When it changed, if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub changed_at: Option<DateTime<Utc>>,
-    /// The field is marked sensitive: `Debug` prints `[redacted]` for the
-    /// value.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sensitive: bool,
-}
-
-impl ConflictCandidate {
-    fn fmt_as(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
-        let mut d = f.debug_struct("ConflictCandidate");
-        d.field("system", &self.system)
-            .field("value", &shown(&self.value, redact))
-            .field("changed_at", &self.changed_at);
-        if self.sensitive {
-            d.field("sensitive", &true);
-        }
-        d.finish()
-    }
-}
-
-impl fmt::Debug for ConflictCandidate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.fmt_as(f, self.sensitive)
-    }
-}
-
-/// A conflict held for review: nothing is written for the field until it is
-/// resolved ([`Baseline::resolve`](crate::Baseline::resolve)).
-///
-/// Its `Debug` prints `[redacted]` for the values of a sensitive field.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Conflict {
-    /// Stable id.
-    pub id: ConflictId,
-    /// The entity.
-    pub entity: EntityId,
-    /// The canonical field.
-    pub field: String,
-    /// The canonical value at the last sync.
-    pub baseline: Option<Value>,
-    /// Every system that changed the field, in priority order.
-    pub candidates: Vec<ConflictCandidate>,
-    /// Why it is held.
-    pub held_by: HeldBy,
-    /// The field is marked sensitive: `Debug` and the plan's `Display`
-    /// print `[redacted]` for its values.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sensitive: bool,
-}
-
-impl fmt::Debug for Conflict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Candidates<'a>(&'a [ConflictCandidate], bool);
-        impl fmt::Debug for Candidates<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_list()
-                    .entries(
-                        self.0
-                            .iter()
-                            .map(|c| debug_with(move |f| c.fmt_as(f, self.1 || c.sensitive))),
-                    )
-                    .finish()
-            }
-        }
-        let mut d = f.debug_struct("Conflict");
-        d.field("id", &self.id)
-            .field("entity", &self.entity)
-            .field("field", &self.field)
-            .field(
-                "baseline",
-                &shown_opt(self.baseline.as_ref(), self.sensitive),
-            )
-            .field("candidates", &Candidates(&self.candidates, self.sensitive))
-            .field("held_by", &self.held_by);
-        if self.sensitive {
-            d.field("sensitive", &true);
-        }
-        d.finish()
-    }
 }
 
 /// Why a value or a record was not propagated, though no field conflict is
@@ -384,32 +216,6 @@ pub enum HoldKind {
         /// The system.
         system: SystemId,
     },
-}
-
-/// Why a delete is held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum DeleteHeldBy {
-    /// The map's delete policy for that system is to hold for review.
-    Policy,
-    /// Another system changed the record since the last sync and the
-    /// delete-against-edit policy is to hold for review.
-    DeleteAgainstEdit,
-    /// A safety guard refused the plan and the delete waits for approval.
-    Guard,
-}
-
-impl fmt::Display for DeleteHeldBy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DeleteHeldBy::Policy => "held for review by the delete policy",
-            DeleteHeldBy::DeleteAgainstEdit => {
-                "held for review: edited elsewhere since the last sync"
-            }
-            DeleteHeldBy::Guard => "withheld by a safety guard until approved",
-        })
-    }
 }
 
 /// A value or record held back, with the reason.

@@ -27,9 +27,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::baseline::EntityId;
+use crate::ids::{ConflictId, EntityId};
 use crate::model::SystemId;
-use crate::redact::{shown, shown_opt};
+use crate::redact::{debug_with, shown, shown_opt};
 
 /// How a conflict on a field is resolved.
 #[derive(Clone, Debug)]
@@ -465,5 +465,130 @@ mod tests {
             last_write_wins(&missing, TimeDelta::zero()),
             Decision::Take(0, WinRule::Tie)
         );
+    }
+}
+
+/// One system's side of a conflict. Its `Debug` prints `[redacted]` for
+/// the value of a sensitive field.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConflictCandidate {
+    /// The system.
+    pub system: SystemId,
+    /// Its value, in canonical form.
+    pub value: Value,
+    /// When it changed, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_at: Option<DateTime<Utc>>,
+    /// The field is marked sensitive: `Debug` prints `[redacted]` for the
+    /// value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+}
+
+impl ConflictCandidate {
+    fn fmt_as(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
+        let mut d = f.debug_struct("ConflictCandidate");
+        d.field("system", &self.system)
+            .field("value", &shown(&self.value, redact))
+            .field("changed_at", &self.changed_at);
+        if self.sensitive {
+            d.field("sensitive", &true);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Debug for ConflictCandidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_as(f, self.sensitive)
+    }
+}
+
+/// A conflict held for review: nothing is written for the field until it is
+/// resolved ([`Baseline::resolve`](crate::Baseline::resolve)).
+///
+/// Its `Debug` prints `[redacted]` for the values of a sensitive field.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Conflict {
+    /// Stable id.
+    pub id: ConflictId,
+    /// The entity.
+    pub entity: EntityId,
+    /// The canonical field.
+    pub field: String,
+    /// The canonical value at the last sync.
+    pub baseline: Option<Value>,
+    /// Every system that changed the field, in priority order.
+    pub candidates: Vec<ConflictCandidate>,
+    /// Why it is held.
+    pub held_by: HeldBy,
+    /// The field is marked sensitive: `Debug` and the plan's `Display`
+    /// print `[redacted]` for its values.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+}
+
+impl fmt::Debug for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Candidates<'a>(&'a [ConflictCandidate], bool);
+        impl fmt::Debug for Candidates<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list()
+                    .entries(
+                        self.0
+                            .iter()
+                            .map(|c| debug_with(move |f| c.fmt_as(f, self.1 || c.sensitive))),
+                    )
+                    .finish()
+            }
+        }
+        let mut d = f.debug_struct("Conflict");
+        d.field("id", &self.id)
+            .field("entity", &self.entity)
+            .field("field", &self.field)
+            .field(
+                "baseline",
+                &shown_opt(self.baseline.as_ref(), self.sensitive),
+            )
+            .field("candidates", &Candidates(&self.candidates, self.sensitive))
+            .field("held_by", &self.held_by);
+        if self.sensitive {
+            d.field("sensitive", &true);
+        }
+        d.finish()
+    }
+}
+
+impl From<&Conflict> for ConflictId {
+    fn from(c: &Conflict) -> Self {
+        c.id
+    }
+}
+
+/// Why a delete is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeleteHeldBy {
+    /// The map's delete policy for that system is to hold for review.
+    Policy,
+    /// Another system changed the record since the last sync and the
+    /// delete-against-edit policy is to hold for review.
+    DeleteAgainstEdit,
+    /// A safety guard refused the plan and the delete waits for approval.
+    Guard,
+}
+
+impl fmt::Display for DeleteHeldBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeleteHeldBy::Policy => "held for review by the delete policy",
+            DeleteHeldBy::DeleteAgainstEdit => {
+                "held for review: edited elsewhere since the last sync"
+            }
+            DeleteHeldBy::Guard => "withheld by a safety guard until approved",
+        })
     }
 }

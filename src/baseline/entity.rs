@@ -13,8 +13,8 @@ use super::{
     DeleteReview, EntityId, EntityRecord, Held, LinkRecord, LinkStatus, Observed, Unconfirmed,
 };
 use crate::codec::{self, get_slot, get_value, get_varint, put_value, put_varint, ValueRef};
+use crate::ids::OpKind;
 use crate::model::SystemId;
-use crate::plan::OpKind;
 
 use super::Text;
 

@@ -55,8 +55,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::hash::{hash_bytes, FoldHasher};
+pub use crate::ids::EntityId;
+use crate::ids::{ConflictId, OpKind};
 use crate::model::SystemId;
-use crate::plan::{Conflict, ConflictId, DeleteHeldBy, OpKind};
+use crate::policy::{Conflict, DeleteHeldBy};
 use crate::redact::{debug_with, hidden, shown, shown_opt, Keys};
 
 pub use ambiguous::AmbiguousRecords;
@@ -64,44 +66,6 @@ pub(crate) use ambiguous::{AmbiguityChange, HeldGroup};
 pub(crate) use entity::{Awaiting, Entity, Extra, LinkState, ValuesView};
 pub(crate) use index::RawIndex;
 pub(crate) use text::Text;
-
-/// A stable name for one entity.
-///
-/// An entity's id is its record id in the first system, in the map's
-/// priority order, that it was linked in when it was first synced
-/// (`"crm:003A1"`). It never changes afterwards, and it is the correlation
-/// key of every record created for the entity.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EntityId(String);
-
-impl EntityId {
-    /// An entity id from its text.
-    pub fn new(id: impl Into<String>) -> Self {
-        EntityId(id.into())
-    }
-
-    pub(crate) fn from_link(system: &SystemId, record_id: &str) -> Self {
-        EntityId(format!("{system}:{record_id}"))
-    }
-
-    /// The id's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for EntityId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for EntityId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// The state of an entity's link to one system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

@@ -63,12 +63,12 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::match_key::{MatchKey, MatchMode};
 use super::record_config::{FilterConfig, GuardsConfig, MatchKeyConfig};
 use super::{
     Builtin, Direction, Field, FieldMap, FieldMapBuilder, MapProblem, Normalization, Registry,
     RowDirection, Slot, Unmapped, Validation, ValueMap, ValueRow,
 };
-use crate::identity::{MatchKey, MatchMode};
 use crate::policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback};
 use crate::scope::ScopeExit;
 

@@ -50,6 +50,7 @@
 mod builtin;
 mod config;
 mod convert;
+mod match_key;
 mod normalize;
 mod record_config;
 mod records;
@@ -73,6 +74,7 @@ pub use config::{
 };
 pub use convert::{Conversion, MappingError};
 pub(crate) use convert::{Mapped, Slot};
+pub use match_key::{MatchKey, MatchMode};
 pub use normalize::{Normalization, Normalizer};
 pub use record_config::{BudgetConfig, FilterConfig, GuardsConfig, MatchKeyConfig};
 pub use registry::Registry;
@@ -85,7 +87,6 @@ use records::RecordRulesBuilder;
 
 use crate::guard::Guards;
 use crate::hash::StableHasher;
-use crate::identity::{MatchKey, MatchMode};
 use crate::model::SystemId;
 use crate::policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy};
 use crate::scope::{Filter, ScopeExit};

@@ -9,8 +9,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::match_key::MatchKey;
 use crate::guard::{Budget, Guards};
-use crate::identity::MatchKey;
 use crate::mapping::Normalization;
 use crate::scope::{Condition, Filter};
 

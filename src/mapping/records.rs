@@ -1,9 +1,9 @@
 //! Map-level rules for whole records: how they are matched, where they are
 //! created and deleted, which are in scope, and the safety guards.
 
+use super::match_key::{MatchKey, MatchMode};
 use crate::guard::Guards;
 use crate::hash::StableHasher;
-use crate::identity::{MatchKey, MatchMode};
 use crate::mapping::{Direction, FieldSpec, MapProblem, Normalization};
 use crate::model::SystemId;
 use crate::policy::{DeleteEditPolicy, DeletePolicy};
