@@ -347,127 +347,6 @@ impl fmt::Display for HeldBy {
     }
 }
 
-/// Decides a conflict among `candidates` (at least two, disagreeing, in
-/// priority order: a lower index wins ties).
-pub(crate) fn decide(
-    policy: &ConflictPolicy,
-    input: &ConflictInput<'_>,
-    skew_tolerance: TimeDelta,
-) -> Decision {
-    let candidates = input.candidates;
-    match policy {
-        ConflictPolicy::LastWriteWins => last_write_wins(candidates, skew_tolerance),
-        ConflictPolicy::Authority { system, fallback } => {
-            if let Some(i) = candidates.iter().position(|c| c.system == system) {
-                return Decision::Take(i, WinRule::Authority);
-            }
-            match fallback {
-                Fallback::LastWriteWins => last_write_wins(candidates, skew_tolerance),
-                Fallback::Priority => Decision::Take(0, WinRule::Priority),
-                Fallback::ManualReview => Decision::Hold(HeldBy::AuthorityFallback {
-                    authority: system.clone(),
-                }),
-            }
-        }
-        ConflictPolicy::ManualReview => Decision::Hold(HeldBy::ManualReview),
-        ConflictPolicy::Custom(resolver) => match resolver.resolve(input) {
-            Resolution::Take(system) => match candidates.iter().position(|c| *c.system == system) {
-                Some(i) => Decision::Take(
-                    i,
-                    WinRule::Custom {
-                        resolver: resolver.name().to_owned(),
-                    },
-                ),
-                None => Decision::Hold(HeldBy::ResolverError {
-                    resolver: resolver.name().to_owned(),
-                    chose: system,
-                }),
-            },
-            Resolution::Value(value) => Decision::Value(value, resolver.name().to_owned()),
-            Resolution::Hold(note) => Decision::Hold(HeldBy::Resolver {
-                resolver: resolver.name().to_owned(),
-                note,
-            }),
-        },
-    }
-}
-
-/// The newest candidate wins; a tie within `skew` or a missing timestamp
-/// goes to the first in priority order among the tied.
-fn last_write_wins(candidates: &[Candidate<'_>], skew: TimeDelta) -> Decision {
-    let mut stamps = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        match c.changed_at {
-            Some(t) => stamps.push(t),
-            // Without every timestamp the clocks cannot be compared.
-            None => return Decision::Take(0, WinRule::Tie),
-        }
-    }
-    let Some(newest) = stamps.iter().max().copied() else {
-        return Decision::Take(0, WinRule::Tie);
-    };
-    let tied: Vec<usize> = stamps
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| newest - **t <= skew)
-        .map(|(i, _)| i)
-        .collect();
-    match tied.as_slice() {
-        [only] => Decision::Take(*only, WinRule::LastWriteWins),
-        [first, ..] => Decision::Take(*first, WinRule::Tie),
-        [] => Decision::Take(0, WinRule::Tie),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn at(s: i64) -> Option<DateTime<Utc>> {
-        DateTime::from_timestamp(s, 0)
-    }
-
-    #[test]
-    fn newest_wins_and_skew_ties_go_to_priority() {
-        let (a, b) = (SystemId::new("a"), SystemId::new("b"));
-        let (va, vb) = (json!(1), json!(2));
-        let c = [
-            Candidate {
-                system: &a,
-                value: &va,
-                changed_at: at(100),
-                sensitive: false,
-            },
-            Candidate {
-                system: &b,
-                value: &vb,
-                changed_at: at(103),
-                sensitive: false,
-            },
-        ];
-        assert_eq!(
-            last_write_wins(&c, TimeDelta::seconds(2)),
-            Decision::Take(1, WinRule::LastWriteWins)
-        );
-        assert_eq!(
-            last_write_wins(&c, TimeDelta::seconds(3)),
-            Decision::Take(0, WinRule::Tie)
-        );
-        let missing = [
-            c[0],
-            Candidate {
-                changed_at: None,
-                ..c[1]
-            },
-        ];
-        assert_eq!(
-            last_write_wins(&missing, TimeDelta::zero()),
-            Decision::Take(0, WinRule::Tie)
-        );
-    }
-}
-
 /// One system's side of a conflict. Its `Debug` prints `[redacted]` for
 /// the value of a sensitive field.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -590,5 +469,321 @@ impl fmt::Display for DeleteHeldBy {
             }
             DeleteHeldBy::Guard => "withheld by a safety guard until approved",
         })
+    }
+}
+
+/// Decides a conflict among `candidates` (at least two, disagreeing, in
+/// priority order: a lower index wins ties).
+pub(crate) fn decide(
+    policy: &ConflictPolicy,
+    input: &ConflictInput<'_>,
+    skew_tolerance: TimeDelta,
+) -> Decision {
+    let candidates = input.candidates;
+    match policy {
+        ConflictPolicy::LastWriteWins => last_write_wins(candidates, skew_tolerance),
+        ConflictPolicy::Authority { system, fallback } => {
+            if let Some(i) = candidates.iter().position(|c| c.system == system) {
+                return Decision::Take(i, WinRule::Authority);
+            }
+            match fallback {
+                Fallback::LastWriteWins => last_write_wins(candidates, skew_tolerance),
+                Fallback::Priority => Decision::Take(0, WinRule::Priority),
+                Fallback::ManualReview => Decision::Hold(HeldBy::AuthorityFallback {
+                    authority: system.clone(),
+                }),
+            }
+        }
+        ConflictPolicy::ManualReview => Decision::Hold(HeldBy::ManualReview),
+        ConflictPolicy::Custom(resolver) => match resolver.resolve(input) {
+            Resolution::Take(system) => match candidates.iter().position(|c| *c.system == system) {
+                Some(i) => Decision::Take(
+                    i,
+                    WinRule::Custom {
+                        resolver: resolver.name().to_owned(),
+                    },
+                ),
+                None => Decision::Hold(HeldBy::ResolverError {
+                    resolver: resolver.name().to_owned(),
+                    chose: system,
+                }),
+            },
+            Resolution::Value(value) => Decision::Value(value, resolver.name().to_owned()),
+            Resolution::Hold(note) => Decision::Hold(HeldBy::Resolver {
+                resolver: resolver.name().to_owned(),
+                note,
+            }),
+        },
+    }
+}
+
+/// The newest candidate wins; a tie within `skew` or a missing timestamp
+/// goes to the first in priority order among the tied.
+fn last_write_wins(candidates: &[Candidate<'_>], skew: TimeDelta) -> Decision {
+    let mut stamps = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        match c.changed_at {
+            Some(t) => stamps.push(t),
+            // Without every timestamp the clocks cannot be compared.
+            None => return Decision::Take(0, WinRule::Tie),
+        }
+    }
+    let Some(newest) = stamps.iter().max().copied() else {
+        return Decision::Take(0, WinRule::Tie);
+    };
+    let tied: Vec<usize> = stamps
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| newest - **t <= skew)
+        .map(|(i, _)| i)
+        .collect();
+    match tied.as_slice() {
+        [only] => Decision::Take(*only, WinRule::LastWriteWins),
+        [first, ..] => Decision::Take(*first, WinRule::Tie),
+        [] => Decision::Take(0, WinRule::Tie),
+    }
+}
+
+/// What the empty-value rule of a field marked
+/// [`no_overwrite_on_empty`](crate::mapping::Field::no_overwrite_on_empty)
+/// is told, where the canonical value is not empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EmptiedFacts {
+    /// How many sources emptied the field (they are set aside).
+    pub(crate) emptied: usize,
+    /// How many sources changed it to a value, left to decide among.
+    pub(crate) left: usize,
+    /// The field's authority is among those that emptied it.
+    pub(crate) authority_emptied: bool,
+}
+
+/// Whether the empty-value rule holds the field: a source emptied it, and
+/// no other source has a value, or the authority itself emptied it (its
+/// choice is neither taken nor overruled). Otherwise the sources with a
+/// value are decided among as usual.
+pub(crate) fn empties_hold(facts: &EmptiedFacts) -> bool {
+    facts.emptied > 0 && (facts.left == 0 || facts.authority_emptied)
+}
+
+/// What a delete found in one or more systems leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeleteAction {
+    /// The deleted records are unlinked; the others stay.
+    Unlink,
+    /// The delete waits for review (or a guard's approval).
+    Hold(DeleteHeldBy),
+    /// The delete is made in the other systems.
+    Propagate,
+    /// The deleted records are created again from the others.
+    Restore,
+}
+
+/// What [`delete_action`] is told about a delete.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeleteFacts<'a> {
+    /// Per system whose record was deleted: its delete policy where the
+    /// map's record direction makes it a source of records; `None` for a
+    /// target only.
+    pub(crate) deleted: &'a [Option<DeletePolicy>],
+    /// A target's deleted record can be restored: the record direction is
+    /// an enforced one-way flow, and a source still holds the record.
+    pub(crate) restorable: bool,
+    /// A system not deleting the record changed it since the last sync.
+    pub(crate) edited: bool,
+    /// The map's delete-against-edit policy.
+    pub(crate) delete_vs_edit: DeleteEditPolicy,
+    /// A reviewer's decision on this delete, where there is one.
+    pub(crate) reviewed: Option<DeleteAction>,
+    /// A safety guard withholds deletes from this plan.
+    pub(crate) guard: bool,
+}
+
+/// The delete rules, in order: a reviewer's decision stands; otherwise a
+/// source whose policy holds deletes holds it; a delete to propagate
+/// against an edit elsewhere follows the delete-against-edit policy; a
+/// target's deleted record is restored where it can be, and unlinked
+/// where it cannot. A delete to propagate while a guard withholds deletes
+/// waits for the guard's approval.
+pub(crate) fn delete_action(facts: &DeleteFacts<'_>) -> DeleteAction {
+    let action = facts.reviewed.unwrap_or_else(|| delete_by_policy(facts));
+    if action == DeleteAction::Propagate && facts.guard {
+        DeleteAction::Hold(DeleteHeldBy::Guard)
+    } else {
+        action
+    }
+}
+
+/// The delete rules without a reviewer's decision or a guard.
+fn delete_by_policy(facts: &DeleteFacts<'_>) -> DeleteAction {
+    let (mut hold, mut propagate, mut restore) = (false, false, false);
+    for policy in facts.deleted {
+        match policy {
+            Some(DeletePolicy::Hold) => hold = true,
+            Some(DeletePolicy::Propagate) => propagate = true,
+            Some(DeletePolicy::Unlink) => {}
+            None if facts.restorable => restore = true,
+            None => {}
+        }
+    }
+    if hold {
+        DeleteAction::Hold(DeleteHeldBy::Policy)
+    } else if propagate && facts.edited {
+        match facts.delete_vs_edit {
+            DeleteEditPolicy::EditWins => DeleteAction::Restore,
+            DeleteEditPolicy::DeleteWins => DeleteAction::Propagate,
+            DeleteEditPolicy::Hold => DeleteAction::Hold(DeleteHeldBy::DeleteAgainstEdit),
+        }
+    } else if propagate {
+        DeleteAction::Propagate
+    } else if restore {
+        DeleteAction::Restore
+    } else {
+        DeleteAction::Unlink
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(s, 0)
+    }
+
+    #[test]
+    fn newest_wins_and_skew_ties_go_to_priority() {
+        let (a, b) = (SystemId::new("a"), SystemId::new("b"));
+        let (va, vb) = (json!(1), json!(2));
+        let c = [
+            Candidate {
+                system: &a,
+                value: &va,
+                changed_at: at(100),
+                sensitive: false,
+            },
+            Candidate {
+                system: &b,
+                value: &vb,
+                changed_at: at(103),
+                sensitive: false,
+            },
+        ];
+        assert_eq!(
+            last_write_wins(&c, TimeDelta::seconds(2)),
+            Decision::Take(1, WinRule::LastWriteWins)
+        );
+        assert_eq!(
+            last_write_wins(&c, TimeDelta::seconds(3)),
+            Decision::Take(0, WinRule::Tie)
+        );
+        let missing = [
+            c[0],
+            Candidate {
+                changed_at: None,
+                ..c[1]
+            },
+        ];
+        assert_eq!(
+            last_write_wins(&missing, TimeDelta::zero()),
+            Decision::Take(0, WinRule::Tie)
+        );
+    }
+
+    #[test]
+    fn the_empty_value_rule_holds_when_nothing_else_has_a_value_or_the_authority_emptied() {
+        // (emptied, left, authority emptied) -> held
+        let table = [
+            ((0, 1, false), false),
+            ((0, 0, false), false),
+            ((1, 0, false), true),
+            ((2, 0, false), true),
+            ((1, 1, false), false),
+            ((1, 2, false), false),
+            ((1, 1, true), true),
+        ];
+        for ((emptied, left, authority_emptied), held) in table {
+            let facts = EmptiedFacts {
+                emptied,
+                left,
+                authority_emptied,
+            };
+            assert_eq!(empties_hold(&facts), held, "{facts:?}");
+        }
+    }
+
+    #[test]
+    fn the_delete_rules_in_order() {
+        use DeleteAction::{Hold as H, Propagate as P, Restore as R, Unlink as U};
+        use DeleteEditPolicy::{DeleteWins, EditWins, Hold as EditHold};
+        use DeletePolicy::{Hold as DH, Propagate as DP, Unlink as DU};
+        let (policy, against, guard) = (
+            H(DeleteHeldBy::Policy),
+            H(DeleteHeldBy::DeleteAgainstEdit),
+            H(DeleteHeldBy::Guard),
+        );
+        // (deleted in, restorable, edited, delete vs edit, reviewed, guard) -> action
+        #[allow(clippy::type_complexity)]
+        let table: &[(
+            &[Option<DeletePolicy>],
+            bool,
+            bool,
+            DeleteEditPolicy,
+            Option<DeleteAction>,
+            bool,
+            DeleteAction,
+        )] = &[
+            (&[Some(DP)], false, false, EditHold, None, false, P),
+            (&[Some(DU)], false, false, EditHold, None, false, U),
+            (&[Some(DH)], false, false, EditHold, None, false, policy),
+            // A source that holds deletes holds them all.
+            (
+                &[Some(DP), Some(DH)],
+                false,
+                false,
+                EditHold,
+                None,
+                false,
+                policy,
+            ),
+            (
+                &[Some(DP), Some(DU)],
+                false,
+                false,
+                EditHold,
+                None,
+                false,
+                P,
+            ),
+            // Against an edit elsewhere.
+            (&[Some(DP)], false, true, EditHold, None, false, against),
+            (&[Some(DP)], false, true, EditWins, None, false, R),
+            (&[Some(DP)], false, true, DeleteWins, None, false, P),
+            (&[Some(DU)], false, true, EditHold, None, false, U),
+            // A target's deleted record: restored where it can be.
+            (&[None], true, false, EditHold, None, false, R),
+            (&[None], false, false, EditHold, None, false, U),
+            (&[None, Some(DP)], true, false, EditHold, None, false, P),
+            // A reviewer's decision stands.
+            (&[Some(DH)], false, false, EditHold, Some(P), false, P),
+            (&[Some(DP)], false, true, EditHold, Some(U), false, U),
+            (&[Some(DP)], false, false, EditHold, Some(R), false, R),
+            // A guard withholds deletes to propagate, reviewed or not.
+            (&[Some(DP)], false, false, EditHold, None, true, guard),
+            (&[Some(DH)], false, false, EditHold, Some(P), true, guard),
+            (&[Some(DH)], false, false, EditHold, None, true, policy),
+            (&[Some(DU)], false, false, EditHold, None, true, U),
+        ];
+        for (deleted, restorable, edited, delete_vs_edit, reviewed, g, want) in table {
+            let facts = DeleteFacts {
+                deleted,
+                restorable: *restorable,
+                edited: *edited,
+                delete_vs_edit: *delete_vs_edit,
+                reviewed: *reviewed,
+                guard: *g,
+            };
+            assert_eq!(delete_action(&facts), *want, "{facts:?}");
+        }
     }
 }

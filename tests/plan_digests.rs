@@ -85,7 +85,7 @@ fn execute(systems: &[MemoryConnector], plan: &SyncPlan) -> Outcomes {
             .filter(|op| op.system == *c.system())
             .filter(|op| {
                 n += 1;
-                if n % 7 == 0 {
+                if n.is_multiple_of(7) {
                     outcomes.record(op.id, OpOutcome::failed("refused by the digest test"));
                     return false;
                 }

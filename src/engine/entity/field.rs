@@ -1,0 +1,28 @@
+//! One field of one entity, in the order the engine takes it: the shortcut
+//! for a field nothing touched ([`unchanged`](super::unchanged)), then
+//! [detect](super::detect), [decide](super::decide), and either
+//! [hold](super::decide) or [propagate](super::propagate).
+
+use super::*;
+
+impl<'c, 'a> Planner<'c, 'a> {
+    /// Plans field `f`: what changed, what wins, and where it is written.
+    pub(super) fn field(&mut self, f: usize) {
+        let field: &'a FieldSpec = &self.cx.map.fields()[f];
+        let held_before = self.held_before(f);
+        if held_before.is_none() && self.unchanged(f, field) {
+            return;
+        }
+        let Some(cands) = self.detect(f, field) else {
+            return;
+        };
+        let decided = match self.decide(f, field, &cands, held_before) {
+            Verdict::Hold(conflict) => return self.hold(f, &cands, conflict, held_before),
+            Verdict::Keep => None,
+            Verdict::Take(value, reason) => Some((value, reason)),
+        };
+        self.settle(f, held_before, decided.as_ref().map(|(v, _)| v));
+        self.adopt_shadows(f, field);
+        self.propagate(f, field, decided);
+    }
+}

@@ -1,0 +1,181 @@
+//! **Writes**: which systems the entity is created in, and the create and
+//! update ops built from what the field steps planned.
+
+use super::*;
+
+impl<'c, 'a> Planner<'c, 'a> {
+    /// Which systems the entity is created in.
+    pub(super) fn plan_creates_targets(&mut self) {
+        let rules = self.cx.map.records();
+        let mode_creates = self.cx.map.match_mode() != crate::identity::MatchMode::MatchOnly;
+        let is_new = self.res.change.new;
+        let unsettled = self.entity.is_some_and(|e| e.unsettled);
+        for t in 0..self.n() {
+            if self.links[t].status.is_some() || self.create[t] {
+                continue;
+            }
+            if !(mode_creates && rules.target[t]) {
+                continue;
+            }
+            // From a record that is new, to systems whose records were read;
+            // else where the whole system was read (so matching saw every
+            // record), or read at all where a create is pending.
+            let sources_new =
+                is_new && (0..self.n()).any(|s| self.input.new_links[s] && rules.source[s]);
+            if is_new && !sources_new {
+                continue;
+            }
+            let read = self.cx.coverage(t);
+            let allowed = if is_new {
+                read.is_some()
+            } else {
+                read == Some(crate::model::Coverage::Complete) || (unsettled && read.is_some())
+            };
+            if allowed {
+                self.create[t] = true;
+            } else if read.is_none() {
+                // The target was not read (no snapshot, or one a guard
+                // ignored): the create waits for a read, and the entity
+                // stays in every plan until then (the fast path would
+                // otherwise skip it for good).
+                self.unsettled = true;
+            }
+        }
+    }
+
+    pub(super) fn expected_version(&self, t: usize) -> Option<String> {
+        self.seen[t]
+            .and_then(|r| r.version.clone())
+            .or_else(|| self.links[t].version.map(str::to_owned))
+    }
+
+    pub(super) fn build_creates(&mut self) {
+        let map = self.cx.map;
+        for t in 0..self.n() {
+            if !self.create[t] {
+                continue;
+            }
+            let mut fields: Vec<FieldWrite> = Vec::new();
+            let mut waits = false;
+            for (f, field) in map.fields().iter().enumerate() {
+                if !field.target_at(t) {
+                    continue;
+                }
+                if self.waiting[f] {
+                    // Created without its parent, the record would be written
+                    // twice (and briefly wrong): it waits, parents first.
+                    waits = true;
+                    continue;
+                }
+                if self.held_fields[f] {
+                    continue;
+                }
+                let Some(nat) = field.native_at(t) else {
+                    continue;
+                };
+                let (value, reason) = match &self.decided[f] {
+                    Some((v, r)) => (Cow::Borrowed(v), r.clone()),
+                    None => match self.canonical(f) {
+                        Some(c) => (Cow::Owned(c.to_value()), Reason::NewRecord),
+                        None => continue,
+                    },
+                };
+                if is_empty_value(&value) {
+                    continue;
+                }
+                match self.write(f, t, &value) {
+                    Ok(native) if !self.valid(f, t, &native) => {}
+                    Ok(native) => fields.push(FieldWrite {
+                        field: field.name().to_owned(),
+                        native: nat.to_owned(),
+                        value: native,
+                        reason,
+                        sensitive: field.is_sensitive(),
+                    }),
+                    Err(fail) => {
+                        let is_wait = matches!(fail, Fail::Waiting(_));
+                        self.fail(t, f, fail);
+                        if self.skipped {
+                            return;
+                        }
+                        waits |= is_wait;
+                    }
+                }
+            }
+            for (f, field) in map.fields().iter().enumerate() {
+                if field.is_required(t) && !fields.iter().any(|w| w.field == field.name()) {
+                    self.issue(t, Some(f), IssueKind::MissingRequired);
+                    self.blocked[t] = true;
+                    self.unsettled = true;
+                }
+            }
+            if waits || self.blocked[t] {
+                continue;
+            }
+            if let Some(filter) = &map.records().scope[t] {
+                if !filter.matches_fields(fields.iter().map(|w| (w.native.as_str(), &w.value))) {
+                    self.res.held.push(Hold {
+                        entity: self.input.id.clone(),
+                        field: None,
+                        kind: HoldKind::OutOfTargetScope {
+                            system: self.systems[t].clone(),
+                        },
+                    });
+                    continue;
+                }
+            }
+            let mut h = StableHasher::new("create");
+            h.str(self.systems[t].as_str());
+            h.str(self.input.id.as_str());
+            for w in &fields {
+                h.str(&w.native);
+                h.value(&w.value);
+            }
+            self.res.ops.push(WriteOp {
+                id: OpId(h.finish()),
+                kind: OpKind::Create,
+                object: map.object().to_owned(),
+                system: self.systems[t].clone(),
+                record_id: None,
+                entity: self.input.id.clone(),
+                expected_version: None,
+                correlation: Some(self.input.id.as_str().to_owned()),
+                fields,
+            });
+        }
+    }
+
+    pub(super) fn build_updates(&mut self) {
+        for t in 0..self.n() {
+            let fields = std::mem::take(&mut self.writes[t]);
+            if fields.is_empty() || self.blocked[t] {
+                continue;
+            }
+            let record_id = self.record_id(t).unwrap_or_default();
+            let mut h = StableHasher::new("update");
+            h.str(self.systems[t].as_str());
+            h.str(&record_id);
+            for (f, w, before) in &fields {
+                h.str(&w.native);
+                h.opt_value(before.as_ref());
+                h.value(&w.value);
+                // What the record holds now, for a later read to confirm
+                // the write by.
+                let now = self.held_now(t, *f);
+                self.res.change.before.push((t as u32, *f as u32, now));
+            }
+            let expected_version = self.expected_version(t);
+            self.res.ops.push(WriteOp {
+                id: OpId(h.finish()),
+                kind: OpKind::Update,
+                object: self.cx.map.object().to_owned(),
+                system: self.systems[t].clone(),
+                record_id: Some(record_id),
+                entity: self.input.id.clone(),
+                expected_version,
+                correlation: None,
+                fields: fields.into_iter().map(|(_, w, _)| w).collect(),
+            });
+        }
+    }
+}
