@@ -55,12 +55,12 @@ mod normalize;
 mod record_config;
 mod records;
 mod registry;
+mod rules;
 mod transform;
 mod validate;
 mod value_map;
 
 use std::any::Any;
-use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -696,297 +696,43 @@ impl FieldMapBuilder {
 
     /// Checks the map and builds it, or lists every problem found.
     pub fn build(self) -> Result<FieldMap, MapError> {
+        // What is refused, one rule a function, in the order problems are
+        // listed: `rules.rs`.
         let mut problems = Vec::new();
-        if self.object.is_empty() {
-            problems.push(MapProblem::EmptyName { what: "object" });
+        for rule in rules::MAP_RULES {
+            rule(&self, &mut problems);
         }
-        if self.systems.len() < 2 {
-            problems.push(MapProblem::TooFewSystems {
-                count: self.systems.len(),
-            });
-        }
-        let mut seen = BTreeSet::new();
-        for s in &self.systems {
-            if s.as_str().is_empty() {
-                problems.push(MapProblem::EmptyName { what: "system" });
-            } else if !seen.insert(s) {
-                problems.push(MapProblem::DuplicateSystem { system: s.clone() });
-            }
-        }
-        if self.skew_tolerance < TimeDelta::zero() {
-            problems.push(MapProblem::NegativeSkewTolerance);
-        }
-        let systems: Arc<[SystemId]> = self.systems.clone().into();
-        let index = |s: &SystemId| systems.iter().position(|x| x == s);
-        let unknown = |field: &str, system: &SystemId, problems: &mut Vec<MapProblem>| {
-            problems.push(MapProblem::UnknownSystem {
-                field: field.to_owned(),
-                system: system.clone(),
-            });
-        };
-        if let ConflictPolicy::Authority { system, .. } = &self.default_policy {
-            if index(system).is_none() {
-                unknown("(default policy)", system, &mut problems);
-            }
-        }
-
-        let mut names = BTreeSet::new();
-        let mut specs = Vec::with_capacity(self.fields.len());
+        let systems: Arc<[SystemId]> = self.systems.into();
         let defs = self.fields.clone();
-        for field in self.fields {
-            let name = field.name.clone();
-            if name.is_empty() {
-                problems.push(MapProblem::EmptyName { what: "field" });
-            } else if !names.insert(name.clone()) {
-                problems.push(MapProblem::DuplicateField {
-                    field: name.clone(),
-                });
-            }
-            let mut native: Vec<Option<String>> = vec![Some(name.clone()); systems.len()];
-            for s in &field.absent {
-                match index(s) {
-                    Some(i) => native[i] = None,
-                    None => unknown(&name, s, &mut problems),
-                }
-            }
-            for (s, n) in &field.natives {
-                match index(s) {
-                    Some(_) if n.is_empty() => problems.push(MapProblem::EmptyName {
-                        what: "native field",
-                    }),
-                    Some(i) if field.absent.contains(s) => {
-                        problems.push(MapProblem::NativeForAbsentSystem {
-                            field: name.clone(),
-                            system: systems[i].clone(),
-                        });
-                    }
-                    Some(i) => native[i] = Some(n.clone()),
-                    None => unknown(&name, s, &mut problems),
-                }
-            }
-            let present: Vec<bool> = native.iter().map(Option::is_some).collect();
-            let mut transforms: Vec<Option<Slot>> = vec![None; systems.len()];
-            for (s, t) in field.transforms {
-                match index(&s) {
-                    None => unknown(&name, &s, &mut problems),
-                    Some(i) if !present[i] => problems.push(MapProblem::NotInSystem {
-                        field: name.clone(),
-                        system: s,
-                        what: "a transform",
-                    }),
-                    Some(i) if transforms[i].is_some() => problems.push(MapProblem::Twice {
-                        field: name.clone(),
-                        system: s,
-                        what: "transforms",
-                    }),
-                    Some(i) => {
-                        if let Slot::Builtin(b) = &t {
-                            if let Err(message) = b.check() {
-                                problems.push(MapProblem::InvalidTransform {
-                                    field: name.clone(),
-                                    system: s.clone(),
-                                    message,
-                                });
-                            }
-                        }
-                        transforms[i] = Some(t);
-                    }
-                }
-            }
-            let mut validations: Vec<Option<Validation>> = vec![None; systems.len()];
-            for (s, v) in field.validations {
-                match index(&s) {
-                    None => unknown(&name, &s, &mut problems),
-                    Some(i) if !present[i] => problems.push(MapProblem::NotInSystem {
-                        field: name.clone(),
-                        system: s,
-                        what: "validation rules",
-                    }),
-                    Some(i) if validations[i].is_some() => problems.push(MapProblem::Twice {
-                        field: name.clone(),
-                        system: s,
-                        what: "validation rules",
-                    }),
-                    Some(i) => validations[i] = Some(v),
-                }
-            }
-            let (source, target) = match &field.direction {
-                Direction::Bidirectional => (present.clone(), present.clone()),
-                Direction::NotSynced => (vec![false; systems.len()], vec![false; systems.len()]),
-                Direction::OneWay { from, .. } => match index(from) {
-                    Some(f) => {
-                        if !present[f] {
-                            problems.push(MapProblem::SourceLacksField {
-                                field: name.clone(),
-                                system: from.clone(),
-                            });
-                        }
-                        let source = (0..systems.len()).map(|i| i == f).collect();
-                        let target = (0..systems.len()).map(|i| i != f && present[i]).collect();
-                        (source, target)
-                    }
-                    None => {
-                        unknown(&name, from, &mut problems);
-                        (vec![false; systems.len()], vec![false; systems.len()])
-                    }
-                },
-            };
-            if field.direction != Direction::NotSynced
-                && systems.len() >= 2
-                && present.iter().filter(|p| **p).count() < 2
-            {
-                problems.push(MapProblem::NothingToSync {
-                    field: name.clone(),
-                });
-            }
-            let own_policy = field.policy.is_some();
-            let policy = field.policy.unwrap_or_else(|| self.default_policy.clone());
-            if let ConflictPolicy::Authority { system, .. } = &policy {
-                match index(system) {
-                    Some(i) if !source[i] && field.direction != Direction::NotSynced => {
-                        problems.push(MapProblem::AuthorityNotSource {
-                            field: name.clone(),
-                            system: system.clone(),
-                        });
-                    }
-                    Some(_) => {}
-                    None => {
-                        // The default policy's unknown authority was reported once.
-                        if own_policy {
-                            unknown(&name, system, &mut problems);
-                        }
-                    }
-                }
-            }
-            let shape = value_map::FieldShape {
-                name: &name,
-                systems: &systems,
-                present: &present,
-                source: &source,
-                target: &target,
-                normalization: &field.normalization,
-            };
-            let resolved = field
-                .value_map
-                .as_ref()
-                .map(|vm| value_map::resolve(vm, &shape, &mut problems));
-            for (i, t) in transforms.iter().enumerate() {
-                let Some(t) = t else { continue };
-                if resolved.as_ref().is_some_and(|vm| vm.covers(i)) {
-                    problems.push(MapProblem::TransformAndValueMap {
-                        field: name.clone(),
-                        system: systems[i].clone(),
-                    });
-                } else if source[i] && target[i] {
-                    check_round_trip(&shape, i, t.get(), &mut problems);
-                }
-            }
-            specs.push(FieldSpec {
-                name,
-                native,
-                source,
-                target,
-                direction: field.direction,
-                policy,
-                no_overwrite_on_empty: field
-                    .no_overwrite_on_empty
-                    .unwrap_or(self.no_overwrite_on_empty),
-                normalization: field.normalization,
-                transforms,
-                value_map: resolved.map(Arc::new),
-                validations,
-                sensitive: field.sensitive,
-                reference: field.reference,
-                systems: systems.clone(),
-            });
-        }
-
-        for (i, system) in systems.iter().enumerate() {
-            let mut by_native: Vec<(&str, &str)> = specs
-                .iter()
-                .filter_map(|f| f.native[i].as_deref().map(|n| (n, f.name.as_str())))
-                .collect();
-            by_native.sort();
-            for pair in by_native.windows(2) {
-                if let [(n1, f1), (n2, f2)] = pair {
-                    if n1 == n2 {
-                        problems.push(MapProblem::NativeMappedTwice {
-                            system: system.clone(),
-                            native: (*n1).to_owned(),
-                            fields: ((*f1).to_owned(), (*f2).to_owned()),
-                        });
-                    }
-                }
-            }
-        }
-
-        for f in &specs {
-            if let Some(object) = &f.reference {
-                if object.is_empty() {
-                    problems.push(MapProblem::EmptyName { what: "object" });
-                }
-            }
+        let fields = rules::field_specs(
+            self.fields,
+            &systems,
+            &self.default_policy,
+            self.no_overwrite_on_empty,
+            &mut problems,
+        );
+        for rule in rules::SPEC_RULES {
+            rule(&systems, &fields, &mut problems);
         }
         let record_defs = self.records.clone();
-        let records = self.records.build(&systems, &specs, &mut problems);
-
-        if problems.is_empty() {
-            let mut map = FieldMap {
-                object: self.object,
-                systems,
-                fields: specs,
-                records,
-                skew_tolerance: self.skew_tolerance,
-                fingerprint: 0,
-                default_policy: self.default_policy,
-                no_overwrite_on_empty: self.no_overwrite_on_empty,
-                defs,
-                record_defs,
-            };
-            map.fingerprint = map.compute_fingerprint();
-            Ok(map)
-        } else {
-            Err(MapError { problems })
+        let records = self.records.build(&systems, &fields, &mut problems);
+        if !problems.is_empty() {
+            return Err(MapError { problems });
         }
-    }
-}
-
-/// Reports a lossy transform on system `s` (a source and a target of the
-/// field), or any of its samples that does not come back unchanged.
-fn check_round_trip(
-    field: &value_map::FieldShape<'_>,
-    s: usize,
-    t: &dyn Transform,
-    problems: &mut Vec<MapProblem>,
-) {
-    let problem_base = || (field.name.to_owned(), field.systems[s].clone());
-    if t.lossy() {
-        let (field, system) = problem_base();
-        problems.push(MapProblem::LossyTwoWay {
-            field,
-            system,
-            transform: t.name().to_owned(),
-        });
-        return;
-    }
-    for sample in t.samples() {
-        let back = t.to_canonical(&sample).and_then(|c| t.from_canonical(&c));
-        let (field_name, system) = problem_base();
-        match back {
-            Ok(b) if field.normalization.equal(Some(&b), Some(&sample)) => {}
-            Ok(b) => problems.push(MapProblem::NoRoundTrip {
-                field: field_name,
-                system,
-                value: sample,
-                back: Some(b),
-            }),
-            Err(e) => problems.push(MapProblem::SampleFails {
-                field: field_name,
-                system,
-                value: sample,
-                error: e.to_string(),
-            }),
-        }
+        let mut map = FieldMap {
+            object: self.object,
+            systems,
+            fields,
+            records,
+            skew_tolerance: self.skew_tolerance,
+            fingerprint: 0,
+            default_policy: self.default_policy,
+            no_overwrite_on_empty: self.no_overwrite_on_empty,
+            defs,
+            record_defs,
+        };
+        map.fingerprint = map.compute_fingerprint();
+        Ok(map)
     }
 }
 

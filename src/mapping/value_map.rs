@@ -296,16 +296,15 @@ pub(crate) struct FieldShape<'a> {
 }
 
 /// Checks `map` against the field and builds its lookup tables, reporting
-/// every problem into `problems`.
+/// every problem into `problems`: the rows' own problems, row by row, then
+/// ambiguous values, values that do not round-trip, and an unmapped default
+/// that cannot be written.
 pub(crate) fn resolve(
     map: &ValueMap,
     field: &FieldShape<'_>,
     problems: &mut Vec<MapProblem>,
 ) -> ResolvedMap {
     let n = field.systems.len();
-    let name = field.name;
-    let norm = field.normalization;
-    let index = |s: &SystemId| field.systems.iter().position(|x| x == s);
     let mut resolved = ResolvedMap {
         read: vec![Vec::new(); n],
         write: vec![Vec::new(); n],
@@ -313,80 +312,156 @@ pub(crate) fn resolve(
         covers: vec![false; n],
         unmapped: map.unmapped.clone(),
     };
-    let bad_row = |row: usize, reason: String, problems: &mut Vec<MapProblem>| {
-        problems.push(MapProblem::BadValueMapRow {
-            field: name.to_owned(),
-            row: row + 1,
-            reason,
-        });
-    };
     for (r, row) in map.rows.iter().enumerate() {
+        resolved.add_row(field, r, row, problems);
+    }
+    let ambiguous = resolved.ambiguities(field, problems);
+    resolved.round_trips(field, &ambiguous, problems);
+    resolved.default_writable(field, problems);
+    resolved
+}
+
+/// A problem with row `r` (counted from 0) of the field's value map.
+fn bad_row(field: &FieldShape<'_>, r: usize, reason: String) -> MapProblem {
+    MapProblem::BadValueMapRow {
+        field: field.name.to_owned(),
+        row: r + 1,
+        reason,
+    }
+}
+
+fn unknown_system(field: &FieldShape<'_>, system: &SystemId) -> MapProblem {
+    MapProblem::UnknownSystem {
+        field: field.name.to_owned(),
+        system: system.clone(),
+    }
+}
+
+/// Row `r`'s values by system index; the unusable ones (an unknown system, a
+/// system without the field, a second value for a system, an empty value)
+/// are reported and left out.
+fn row_values<'v>(
+    field: &FieldShape<'_>,
+    r: usize,
+    row: &'v ValueRow,
+    problems: &mut Vec<MapProblem>,
+) -> Vec<Option<&'v Value>> {
+    let mut at: Vec<Option<&Value>> = vec![None; field.systems.len()];
+    for (s, v) in &row.values {
+        match field.index(s) {
+            None => problems.push(unknown_system(field, s)),
+            Some(i) if !field.present[i] => problems.push(MapProblem::NotInSystem {
+                field: field.name.to_owned(),
+                system: s.clone(),
+                what: "a value map value",
+            }),
+            Some(i) if at[i].is_some() => {
+                problems.push(bad_row(field, r, format!("it has two values for {s}")));
+            }
+            Some(_) if is_empty_value(v) => {
+                problems.push(bad_row(field, r, format!("its value for {s} is empty")));
+            }
+            Some(i) => at[i] = Some(v),
+        }
+    }
+    at
+}
+
+/// The system row `r` maps from: `Some(None)` for both ways, `Some(Some(i))`
+/// for one way from system `i`; `None`, reported, when that system is unknown
+/// or the row has no value for it.
+fn row_from(
+    field: &FieldShape<'_>,
+    r: usize,
+    row: &ValueRow,
+    at: &[Option<&Value>],
+    problems: &mut Vec<MapProblem>,
+) -> Option<Option<usize>> {
+    let RowDirection::From(s) = &row.direction else {
+        return Some(None);
+    };
+    match field.index(s) {
+        None => {
+            problems.push(unknown_system(field, s));
+            None
+        }
+        Some(i) if at[i].is_none() => {
+            let reason = format!("it maps from {s} but has no value for {s}");
+            problems.push(bad_row(field, r, reason));
+            None
+        }
+        Some(i) => Some(Some(i)),
+    }
+}
+
+/// Row `r`'s canonical value: the one it sets, else its first system's value;
+/// `None` when it has no usable value, and, reported, when it is empty
+/// (reading a value as empty would empty the field everywhere).
+fn row_canonical<'v>(
+    field: &FieldShape<'_>,
+    r: usize,
+    row: &'v ValueRow,
+    at: &[Option<&'v Value>],
+    problems: &mut Vec<MapProblem>,
+) -> Option<&'v Value> {
+    match row
+        .canonical
+        .as_ref()
+        .or_else(|| at.iter().flatten().next().copied())
+    {
+        Some(c) if is_empty_value(c) => {
+            problems.push(bad_row(field, r, "its canonical value is empty".to_owned()));
+            None
+        }
+        other => other,
+    }
+}
+
+impl FieldShape<'_> {
+    fn index(&self, system: &SystemId) -> Option<usize> {
+        self.systems.iter().position(|x| x == system)
+    }
+}
+
+impl ResolvedMap {
+    /// Adds row `r`'s entries to the tables, or reports why it cannot.
+    fn add_row(
+        &mut self,
+        field: &FieldShape<'_>,
+        r: usize,
+        row: &ValueRow,
+        problems: &mut Vec<MapProblem>,
+    ) {
         if row.values.is_empty() {
-            bad_row(r, "it has no values".to_owned(), problems);
-            continue;
+            problems.push(bad_row(field, r, "it has no values".to_owned()));
+            return;
         }
-        // The row's values by system index; unusable entries are reported.
-        let mut at: Vec<Option<&Value>> = vec![None; n];
-        for (s, v) in &row.values {
-            match index(s) {
-                None => problems.push(MapProblem::UnknownSystem {
-                    field: name.to_owned(),
-                    system: s.clone(),
-                }),
-                Some(i) if !field.present[i] => problems.push(MapProblem::NotInSystem {
-                    field: name.to_owned(),
-                    system: s.clone(),
-                    what: "a value map value",
-                }),
-                Some(i) if at[i].is_some() => {
-                    bad_row(r, format!("it has two values for {s}"), problems)
-                }
-                Some(_) if is_empty_value(v) => {
-                    bad_row(r, format!("its value for {s} is empty"), problems)
-                }
-                Some(i) => at[i] = Some(v),
-            }
-        }
-        let from = match &row.direction {
-            RowDirection::Both => None,
-            RowDirection::From(s) => match index(s) {
-                None => {
-                    problems.push(MapProblem::UnknownSystem {
-                        field: name.to_owned(),
-                        system: s.clone(),
-                    });
-                    continue;
-                }
-                Some(i) if at[i].is_none() => {
-                    bad_row(
-                        r,
-                        format!("it maps from {s} but has no value for {s}"),
-                        problems,
-                    );
-                    continue;
-                }
-                Some(i) => Some(i),
-            },
+        let at = row_values(field, r, row, problems);
+        let Some(from) = row_from(field, r, row, &at, problems) else {
+            return;
         };
-        let canonical = match row
-            .canonical
-            .as_ref()
-            .or_else(|| at.iter().flatten().next().copied())
-        {
-            // Reading a value as empty would empty the field everywhere.
-            Some(c) if is_empty_value(c) => {
-                bad_row(r, "its canonical value is empty".to_owned(), problems);
-                continue;
-            }
-            Some(c) => c.clone(),
-            None => continue,
+        let Some(canonical) = row_canonical(field, r, row, &at, problems) else {
+            return;
         };
-        let canon_key = norm.apply(&canonical).into_owned();
+        self.add_entries(field.normalization, &at, from, canonical);
+    }
+
+    /// Adds one row's entries: each system's value reads as `canonical`
+    /// (where the row is read from that system), and `canonical` writes as
+    /// the system's value (an echo on the system the row maps from).
+    fn add_entries(
+        &mut self,
+        norm: &Normalization,
+        at: &[Option<&Value>],
+        from: Option<usize>,
+        canonical: &Value,
+    ) {
+        let canon_key = norm.apply(canonical).into_owned();
         for (s, v) in at.iter().enumerate() {
             let Some(v) = v else { continue };
-            resolved.covers[s] = true;
+            self.covers[s] = true;
             if from.is_none() || from == Some(s) {
-                resolved.read[s].push(Entry {
+                self.read[s].push(Entry {
                     key: norm.apply(v).into_owned(),
                     to: canonical.clone(),
                     from: (*v).clone(),
@@ -398,72 +473,104 @@ pub(crate) fn resolve(
                 from: canonical.clone(),
             };
             if from == Some(s) {
-                resolved.echo[s].push(entry);
+                self.echo[s].push(entry);
             } else {
-                resolved.write[s].push(entry);
+                self.write[s].push(entry);
             }
         }
     }
 
-    // Ambiguity: one key mapping to two different values.
-    let mut ambiguous = vec![false; n];
-    let mut ambiguity = |table: &[Vec<Entry>], allowed: &[bool], direction: Conversion| {
-        for (s, entries) in table.iter().enumerate() {
-            if !allowed[s] {
+    /// Reports each key that maps to two different values, reading from a
+    /// source or writing to a target; returns, per system, whether any did.
+    fn ambiguities(&self, field: &FieldShape<'_>, problems: &mut Vec<MapProblem>) -> Vec<bool> {
+        let mut ambiguous = vec![false; field.systems.len()];
+        let tables = [
+            (&self.read, field.source, Conversion::ToCanonical),
+            (&self.write, field.target, Conversion::ToNative),
+            (&self.echo, field.target, Conversion::ToNative),
+        ];
+        for (table, allowed, direction) in tables {
+            for (s, entries) in table.iter().enumerate() {
+                if allowed[s] && report_clashes(field, s, entries, direction, problems) {
+                    ambiguous[s] = true;
+                }
+            }
+        }
+        ambiguous
+    }
+
+    /// Reports each value read from a system that is both a source and a
+    /// target (and not ambiguous) that is not written back as it was.
+    fn round_trips(
+        &self,
+        field: &FieldShape<'_>,
+        ambiguous: &[bool],
+        problems: &mut Vec<MapProblem>,
+    ) {
+        let norm = field.normalization;
+        for (s, entries) in self.read.iter().enumerate() {
+            if !(field.source[s] && field.target[s]) || ambiguous[s] {
                 continue;
             }
-            let mut reported: Vec<&Value> = Vec::new();
-            for (i, a) in entries.iter().enumerate() {
-                let clash = entries[i + 1..]
-                    .iter()
-                    .any(|b| b.key == a.key && !norm.equal(Some(&a.to), Some(&b.to)));
-                if clash && !reported.contains(&&a.key) {
-                    reported.push(&a.key);
-                    ambiguous[s] = true;
-                    problems.push(MapProblem::AmbiguousValue {
-                        field: name.to_owned(),
+            for e in entries {
+                let back = self.write_lookup(norm, s, &e.to);
+                if !back.is_some_and(|b| norm.equal(Some(b), Some(&e.from))) {
+                    problems.push(MapProblem::NoRoundTrip {
+                        field: field.name.to_owned(),
                         system: field.systems[s].clone(),
-                        value: a.from.clone(),
-                        direction,
+                        value: e.from.clone(),
+                        back: back.cloned(),
                     });
                 }
             }
         }
-    };
-    ambiguity(&resolved.read, field.source, Conversion::ToCanonical);
-    ambiguity(&resolved.write, field.target, Conversion::ToNative);
-    ambiguity(&resolved.echo, field.target, Conversion::ToNative);
-
-    // Round trip on every system that is both a source and a target.
-    for (s, entries) in resolved.read.iter().enumerate() {
-        if !(field.source[s] && field.target[s]) || ambiguous[s] {
-            continue;
-        }
-        for e in entries {
-            let back = resolved.write_lookup(norm, s, &e.to);
-            if !back.is_some_and(|b| norm.equal(Some(b), Some(&e.from))) {
-                problems.push(MapProblem::NoRoundTrip {
-                    field: name.to_owned(),
-                    system: field.systems[s].clone(),
-                    value: e.from.clone(),
-                    back: back.cloned(),
-                });
-            }
-        }
     }
 
-    // A default must be writable wherever the map applies.
-    if let Unmapped::Default(d) = &map.unmapped {
-        for s in 0..n {
-            if resolved.covers[s] && field.target[s] && resolved.write_lookup(norm, s, d).is_none()
+    /// Reports an unmapped default that cannot be written to a target the
+    /// map applies to.
+    fn default_writable(&self, field: &FieldShape<'_>, problems: &mut Vec<MapProblem>) {
+        let Unmapped::Default(d) = &self.unmapped else {
+            return;
+        };
+        for s in 0..field.systems.len() {
+            if self.covers[s]
+                && field.target[s]
+                && self.write_lookup(field.normalization, s, d).is_none()
             {
                 problems.push(MapProblem::UnmappedDefault {
-                    field: name.to_owned(),
+                    field: field.name.to_owned(),
                     system: field.systems[s].clone(),
                     value: d.clone(),
                 });
             }
         }
     }
-    resolved
+}
+
+/// Reports, once each, the keys of system `s`'s `entries` that map to two
+/// different values; returns whether there was any.
+fn report_clashes(
+    field: &FieldShape<'_>,
+    s: usize,
+    entries: &[Entry],
+    direction: Conversion,
+    problems: &mut Vec<MapProblem>,
+) -> bool {
+    let norm = field.normalization;
+    let mut reported: Vec<&Value> = Vec::new();
+    for (i, a) in entries.iter().enumerate() {
+        let clash = entries[i + 1..]
+            .iter()
+            .any(|b| b.key == a.key && !norm.equal(Some(&a.to), Some(&b.to)));
+        if clash && !reported.contains(&&a.key) {
+            reported.push(&a.key);
+            problems.push(MapProblem::AmbiguousValue {
+                field: field.name.to_owned(),
+                system: field.systems[s].clone(),
+                value: a.from.clone(),
+                direction,
+            });
+        }
+    }
+    !reported.is_empty()
 }
