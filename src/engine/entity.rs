@@ -24,7 +24,7 @@ use crate::policy::{
 };
 use crate::scope::ScopeExit;
 
-use super::gather::{Cx, EntityInput};
+use super::input::{Cx, EntityInput};
 
 /// Which guarded changes to withhold (a budget refused them).
 #[derive(Debug, Clone, Copy, Default)]

@@ -10,17 +10,16 @@
 //! without reading a field.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::baseline::{AmbiguityChange, Baseline, EntityId, LinkRecord, LinkState, LinkStatus};
 use crate::hash::FoldHasher;
 use crate::identity;
-use crate::mapping::FieldMap;
-use crate::model::{Coverage, Record, Snapshot};
+use crate::model::{Coverage, Record};
 use crate::plan::{EntityChange, Issue, IssueKind};
 
 use super::entity::{plan_entity, EntityResult, Withhold};
-use super::{par, PlanError, PlanOptions};
+use super::input::{Cx, EntityInput};
+use super::par;
 
 /// The seed of record content hashes. Persisted in baselines: never change.
 const CONTENT_SEED: u64 = 0x7265_6373_796e_6331;
@@ -35,252 +34,6 @@ pub(crate) fn record_hash(r: &Record) -> u64 {
         h.value(v);
     }
     h.finish().max(1)
-}
-
-/// Per map system and field (`s * fields + f`): where the native field was
-/// last found in a record of that system. Records of one system mostly list
-/// their fields in one order, so a lookup is one string compare instead of
-/// hashing the name. Kept by the engine from plan to plan (a plan of one
-/// record would otherwise miss on every field); a hint is only a guess,
-/// checked before it is used, so plans on several threads may share them.
-pub(crate) struct Hints(Box<[Line]>);
-
-/// Hints on a cache line of their own: every planning thread reads them, and
-/// a write to something else on their line would make each read a miss. (A
-/// hint stored on a miss does the same to the hints beside it; records of
-/// one system listing their fields in one order make that rare.)
-#[repr(align(64))]
-struct Line([AtomicU32; LINE]);
-
-const LINE: usize = 16;
-
-impl Hints {
-    /// First guesses for `map`: each field where a record listing the
-    /// system's fields in the map's order has it.
-    pub(crate) fn new(map: &FieldMap) -> Self {
-        let mut at = Vec::with_capacity(map.systems().len() * map.fields().len());
-        for s in 0..map.systems().len() {
-            let mut i = 0u32;
-            for f in map.fields() {
-                at.push(i);
-                if f.native_at(s).is_some() {
-                    i += 1;
-                }
-            }
-        }
-        Hints::from_positions(&at)
-    }
-
-    fn from_positions(at: &[u32]) -> Self {
-        Hints(
-            at.chunks(LINE)
-                .map(|chunk| {
-                    Line(std::array::from_fn(|i| {
-                        AtomicU32::new(chunk.get(i).copied().unwrap_or(0))
-                    }))
-                })
-                .collect(),
-        )
-    }
-
-    fn get(&self, i: usize) -> Option<&AtomicU32> {
-        self.0.get(i / LINE)?.0.get(i % LINE)
-    }
-}
-
-impl Clone for Hints {
-    fn clone(&self) -> Self {
-        let at: Vec<u32> = self
-            .0
-            .iter()
-            .flat_map(|line| line.0.iter().map(|h| h.load(Ordering::Relaxed)))
-            .collect();
-        Hints::from_positions(&at)
-    }
-}
-
-/// A reference field's parent baseline, and its system slots by map system
-/// index.
-pub(crate) type Parent<'a> = (&'a Baseline, Vec<Option<usize>>);
-
-/// Everything a plan reads, resolved once.
-pub(crate) struct Cx<'a> {
-    pub(crate) map: &'a FieldMap,
-    pub(crate) baseline: &'a Baseline,
-    /// Map system index to baseline system slot.
-    pub(crate) sys_slot: Vec<Option<usize>>,
-    /// Map field index to baseline field slot.
-    pub(crate) field_slot: Vec<Option<usize>>,
-    /// Per map system, its snapshot.
-    pub(crate) snaps: Vec<Option<&'a Snapshot>>,
-    /// Per map field, for reference fields: the parent baseline and its
-    /// system slots by map system index.
-    pub(crate) parents: Vec<Option<Parent<'a>>>,
-    /// Whether entities may be skipped on unchanged versions and hashes.
-    pub(crate) fast: bool,
-    /// Where each native field was last found in a record: the engine's,
-    /// kept from plan to plan.
-    hints: &'a Hints,
-    /// Threads the plan may use (`None`: one per core).
-    pub(crate) threads: Option<usize>,
-    /// Entities that wait: planned as a record listed twice is.
-    waiting: HashSet<EntityId>,
-}
-
-impl<'a> Cx<'a> {
-    pub(crate) fn new(
-        map: &'a FieldMap,
-        hints: &'a Hints,
-        baseline: &'a Baseline,
-        snapshots: &'a [Snapshot],
-        options: &PlanOptions<'a>,
-    ) -> Result<Self, PlanError> {
-        let n = map.systems().len();
-        let mut snaps: Vec<Option<&'a Snapshot>> = vec![None; n];
-        for snap in snapshots {
-            let Some(s) = map.system_index(snap.system.as_str()) else {
-                return Err(PlanError::UnknownSystem {
-                    system: snap.system.clone(),
-                });
-            };
-            if snaps[s].is_some() {
-                return Err(PlanError::DuplicateSnapshot {
-                    system: snap.system.clone(),
-                });
-            }
-            snaps[s] = Some(snap);
-        }
-        let sys_slot = map
-            .systems()
-            .iter()
-            .map(|s| baseline.system_slot(s.as_str()))
-            .collect();
-        let field_slot = map
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| baseline.field_slot_near(i, f.name()))
-            .collect();
-        let mut parents = Vec::with_capacity(map.fields().len());
-        for f in map.fields() {
-            let Some(object) = f.reference() else {
-                parents.push(None);
-                continue;
-            };
-            let parent = match options.parent_of(object) {
-                Some(b) => b,
-                None if object == map.object() => baseline,
-                None => {
-                    return Err(PlanError::MissingParent {
-                        field: f.name().to_owned(),
-                        object: object.to_owned(),
-                    })
-                }
-            };
-            let slots = map
-                .systems()
-                .iter()
-                .map(|s| parent.system_slot(s.as_str()))
-                .collect();
-            parents.push(Some((parent, slots)));
-        }
-        Ok(Cx {
-            map,
-            baseline,
-            sys_slot,
-            field_slot,
-            snaps,
-            parents,
-            fast: baseline.header().fingerprint == Some(map.fingerprint()),
-            hints,
-            threads: options.thread_count(),
-            waiting: options.waiting.clone(),
-        })
-    }
-
-    /// Record `r` of system `s`: its native name and value of field `f`.
-    pub(crate) fn field_value<'r>(
-        &self,
-        s: usize,
-        f: usize,
-        r: &'r Record,
-    ) -> Option<(&'a str, &'r serde_json::Value)> {
-        let nat = self.map.fields().get(f)?.native_at(s)?;
-        let hint = self.hints.get(s * self.map.fields().len() + f)?;
-        // Relaxed: a hint is only a guess, checked before it is used.
-        if let Some((k, v)) = r.fields.get_index(hint.load(Ordering::Relaxed) as usize) {
-            if k == nat {
-                return Some((nat, v));
-            }
-        }
-        let (i, _, v) = r.fields.get_full(nat)?;
-        hint.store(u32::try_from(i).unwrap_or(0), Ordering::Relaxed);
-        Some((nat, v))
-    }
-
-    /// Complete snapshots with no records from systems with linked records:
-    /// (system index, records linked there).
-    pub(crate) fn empty_snapshots(&self) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
-        for (s, snap) in self.snaps.iter().enumerate() {
-            let Some(snap) = snap else { continue };
-            if snap.coverage != Coverage::Complete || !snap.records.is_empty() {
-                continue;
-            }
-            // Records deleted, or created and never seen, missing from it
-            // are no sign that a listing failed.
-            let linked = self.sys_slot[s].map_or(0, |b| {
-                self.baseline
-                    .linked_count(b)
-                    .saturating_sub(self.baseline.unseen_links(b))
-            });
-            if linked > 0 {
-                out.push((s, linked));
-            }
-        }
-        out
-    }
-
-    pub(crate) fn ignore_snapshot(&mut self, s: usize) {
-        if let Some(slot) = self.snaps.get_mut(s) {
-            *slot = None;
-        }
-    }
-
-    pub(crate) fn coverage(&self, s: usize) -> Option<Coverage> {
-        self.snaps[s].map(|snap| snap.coverage)
-    }
-
-    pub(crate) fn in_scope(&self, s: usize, r: &Record) -> bool {
-        self.map.records().scope[s]
-            .as_ref()
-            .is_none_or(|f| f.matches(r))
-    }
-}
-
-/// One entity to plan.
-#[derive(Debug, Clone)]
-pub(crate) struct EntityInput<'a> {
-    /// The baseline slot, or `None` for an entity new in this plan.
-    pub(crate) slot: Option<u32>,
-    pub(crate) id: EntityId,
-    /// Per map system: the record seen (linked, or linked by this plan).
-    pub(crate) seen: Vec<Option<&'a Record>>,
-    /// Per map system: the seen record's content hash (0 if none).
-    pub(crate) hashes: Vec<u64>,
-    /// Per map system: deletion evidence (a tombstone, or absent from a
-    /// complete snapshot).
-    pub(crate) deleted: Vec<bool>,
-    /// The map systems whose deletion evidence is absence from a complete
-    /// snapshot (not a tombstone).
-    pub(crate) absent: Vec<usize>,
-    /// Per map system: the record was linked by this plan.
-    pub(crate) new_links: Vec<bool>,
-    /// A record of the entity is listed more than once in its snapshot (a
-    /// paging bug): which copy holds what the system holds now is unknown,
-    /// so nothing about the entity is decided until a read lists it once.
-    /// Set too for an entity that waits ([`PlanOptions::wait`]).
-    pub(crate) listed_twice: bool,
 }
 
 pub(crate) struct Gathered<'a> {
@@ -575,11 +328,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             let slot = rows.slots[row];
             let cells = &rows.cells[row * n..(row + 1) * n];
             known.fill(0);
-            let waits = !cx.waiting.is_empty()
-                && baseline
-                    .entity_at(slot)
-                    .is_some_and(|e| cx.waiting.contains(&e.id));
-            if waits {
+            if cx.waits(slot) {
                 if let Some(mut input) = entity_input(baseline, slot, cells, &known) {
                     input.listed_twice = true;
                     results.push(plan_entity(cx, &input, Withhold::default()));
@@ -859,7 +608,8 @@ fn fast_path(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::Field;
+    use crate::mapping::{Field, FieldMap};
+    use crate::model::Snapshot;
 
     fn map() -> FieldMap {
         FieldMap::builder()
@@ -871,78 +621,6 @@ mod tests {
             .field(Field::new("name"))
             .build()
             .expect("a valid map")
-    }
-
-    #[test]
-    fn first_hints_are_the_positions_of_a_record_in_map_order() {
-        let hints = Hints::new(&map());
-        let at: Vec<u32> = (0..9)
-            .filter_map(|i| hints.get(i))
-            .map(|h| h.load(Ordering::Relaxed))
-            .collect();
-        // crm and erp have every field; shop has no phone, so its name
-        // comes second.
-        assert_eq!(at, [0, 1, 2, 0, 1, 1, 0, 1, 2]);
-        let copy = hints.clone();
-        assert!((0..9).all(|i| copy.get(i).map(|h| h.load(Ordering::Relaxed)) == Some(at[i])));
-        assert!(copy.get(9 + LINE).is_none());
-    }
-
-    fn hint(hints: &Hints, i: usize) -> Option<u32> {
-        hints.get(i).map(|h| h.load(Ordering::Relaxed))
-    }
-
-    #[test]
-    fn the_engine_keeps_what_a_plan_learned_of_where_fields_are() {
-        let engine = crate::SyncEngine::new(map());
-        let reversed = Record::new("1")
-            .field("name", "Ann")
-            .field("phone", "555")
-            .field("email", "a@x.io");
-        assert_eq!(hint(&engine.hints, 0), Some(0));
-        let snaps = [
-            Snapshot::complete("crm", vec![reversed]),
-            Snapshot::complete("shop", Vec::new()),
-            Snapshot::complete("erp", Vec::new()),
-        ];
-        let plan = engine.plan(&Baseline::new(), &snaps).expect("plan");
-        assert_eq!(plan.ops.len(), 2, "{plan}");
-        // The next plan looks for crm's email third, its name first.
-        assert_eq!(hint(&engine.hints, 0), Some(2));
-        assert_eq!(hint(&engine.hints, 2), Some(0));
-    }
-
-    #[test]
-    fn baseline_fields_are_found_by_name_where_the_map_has_them_elsewhere() {
-        let engine = crate::SyncEngine::new(map());
-        let record = |id: &str, phone: bool| {
-            let r = Record::new(id).field("email", "a@x.io");
-            let r = if phone { r.field("phone", "555") } else { r };
-            r.field("name", "Ann")
-        };
-        let snaps = [
-            Snapshot::complete("crm", vec![record("c1", true)]),
-            Snapshot::complete("shop", vec![record("s1", false)]),
-            Snapshot::complete("erp", vec![record("e1", true)]),
-        ];
-        let mut baseline = Baseline::new();
-        let plan = engine.plan(&baseline, &snaps).expect("plan");
-        engine
-            .commit(&mut baseline, &plan, &crate::Outcomes::all_applied(&plan))
-            .expect("commit");
-        assert_eq!(baseline.field_slot("name"), Some(2));
-        // A map without phone has name second; the baseline keeps it third.
-        let narrower = FieldMap::builder()
-            .object("contacts")
-            .systems(["crm", "shop", "erp"])
-            .key("email")
-            .field(Field::new("email"))
-            .field(Field::new("name"))
-            .build()
-            .expect("a valid map");
-        let hints = Hints::new(&narrower);
-        let cx = Cx::new(&narrower, &hints, &baseline, &[], &PlanOptions::default()).expect("cx");
-        assert_eq!(cx.field_slot, [Some(0), Some(2)]);
     }
 
     #[test]
@@ -988,33 +666,5 @@ mod tests {
         assert!(!holds("shop", &ann("s2")));
         assert!(!holds("crm", &ann("s1")));
         assert!(!holds("nowhere", &ann("c1")));
-    }
-
-    #[test]
-    fn a_field_is_found_wherever_a_record_lists_it_and_the_hint_follows() {
-        let map = map();
-        let hints = Hints::new(&map);
-        let baseline = Baseline::new();
-        let cx = Cx::new(&map, &hints, &baseline, &[], &PlanOptions::default()).expect("cx");
-        let in_order = Record::new("1")
-            .field("email", "a@x.io")
-            .field("phone", "555")
-            .field("name", "Ann");
-        let reversed = Record::new("2")
-            .field("name", "Bo")
-            .field("phone", "556")
-            .field("email", "b@x.io");
-        let value = |r: &Record, f: usize| cx.field_value(0, f, r).map(|(_, v)| v.clone());
-        for _ in 0..2 {
-            for (r, name) in [(&in_order, "Ann"), (&reversed, "Bo")] {
-                assert_eq!(value(r, 2), Some(serde_json::json!(name)));
-                assert!(value(r, 1).is_some());
-            }
-        }
-        assert_eq!(value(&reversed, 0), Some(serde_json::json!("b@x.io")));
-        // The last record read listed email third: the next guess is there.
-        assert_eq!(hints.get(0).map(|h| h.load(Ordering::Relaxed)), Some(2));
-        // A field the system does not have is not looked up.
-        assert_eq!(cx.field_value(1, 1, &in_order), None);
     }
 }

@@ -28,6 +28,8 @@
 mod commit;
 mod entity;
 mod gather;
+mod hints;
+mod input;
 mod par;
 
 pub(crate) use gather::holds_last_commit;
@@ -56,7 +58,7 @@ pub const UNCONFIRMED_PLANS: u32 = 3;
 #[derive(Clone)]
 pub struct SyncEngine {
     map: FieldMap,
-    hints: gather::Hints,
+    hints: hints::Hints,
 }
 
 /// What a plan needs beside the baseline and snapshots: the baselines of the
@@ -397,7 +399,7 @@ impl fmt::Debug for SyncEngine {
 impl SyncEngine {
     /// An engine for `map`.
     pub fn new(map: FieldMap) -> Self {
-        let hints = gather::Hints::new(&map);
+        let hints = hints::Hints::new(&map);
         SyncEngine { map, hints }
     }
 
@@ -420,7 +422,7 @@ impl SyncEngine {
         snapshots: &[Snapshot],
         options: &PlanOptions<'_>,
     ) -> Result<SyncPlan, PlanError> {
-        let mut cx = gather::Cx::new(&self.map, &self.hints, baseline, snapshots, options)?;
+        let mut cx = input::Cx::new(&self.map, &self.hints, baseline, snapshots, options)?;
         let guards = *self.map.guards();
         let mut refusal = Refusal::empty();
         // A complete snapshot that is suddenly empty is ignored unless approved.
