@@ -9,32 +9,18 @@
 //! they had at the last commit, with nothing pending, is skipped here
 //! without reading a field.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use crate::baseline::{AmbiguityChange, Baseline, EntityId, LinkRecord, LinkState, LinkStatus};
-use crate::hash::FoldHasher;
+use crate::baseline::{AmbiguityChange, Baseline, EntityId, LinkStatus};
 use crate::identity;
 use crate::model::{Coverage, Record};
 use crate::plan::{EntityChange, Issue, IssueKind};
 
 use super::entity::{plan_entity, EntityResult, Withhold};
+use super::fast_path::{fast_path, record_hash};
 use super::input::{Cx, EntityInput};
 use super::par;
-
-/// The seed of record content hashes. Persisted in baselines: never change.
-const CONTENT_SEED: u64 = 0x7265_6373_796e_6331;
-
-/// The content hash of a record's fields (names and values, in the record's
-/// order); never 0, which means "not known".
-pub(crate) fn record_hash(r: &Record) -> u64 {
-    let mut h = FoldHasher::new(CONTENT_SEED);
-    h.u64(r.fields.len() as u64);
-    for (k, v) in &r.fields {
-        h.bytes(k.as_bytes());
-        h.value(v);
-    }
-    h.finish().max(1)
-}
+use super::rows::{Cell, Rows};
 
 pub(crate) struct Gathered<'a> {
     /// The plans of the baseline's entities that need one, made while
@@ -49,93 +35,6 @@ pub(crate) struct Gathered<'a> {
     pub(crate) touches: Vec<EntityChange>,
     /// What the baseline is to remember of records held back as ambiguous.
     pub(crate) ambiguous: AmbiguityChange,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Cell<'a> {
-    Empty,
-    Seen(&'a Record),
-    New(&'a Record),
-    /// The id appears more than once in the snapshot, not every copy the
-    /// same: not read, not deleted, and its entity waits.
-    Dup,
-    /// The id appears more than once, every copy the same (a record, or a
-    /// tombstone): read once, and reported.
-    Twice(&'a Record),
-    /// A tombstone.
-    Gone,
-    /// Absent from a complete snapshot.
-    Absent,
-    /// A tombstone of a record not linked yet whose correlation key names
-    /// the entity: a create whose commit was lost, deleted since. Linked by
-    /// this plan, and deleted.
-    NewGone(&'a Record),
-}
-
-/// Rows of cells, one row per entity touched, one cell per map system.
-struct Rows<'a> {
-    n: usize,
-    cells: Vec<Cell<'a>>,
-    slots: Vec<u32>,
-    dense: Vec<u32>,
-    sparse: HashMap<u32, u32>,
-    use_dense: bool,
-}
-
-impl<'a> Rows<'a> {
-    /// Rows for `records` (the most records of one snapshot: at least
-    /// that many rows are made) over a baseline of `slot_count` slots.
-    fn new(n: usize, slot_count: usize, records: usize) -> Self {
-        let use_dense = records.saturating_mul(8) >= slot_count;
-        Rows {
-            n,
-            cells: Vec::with_capacity(records.saturating_mul(n)),
-            slots: Vec::with_capacity(records),
-            dense: if use_dense {
-                vec![u32::MAX; slot_count]
-            } else {
-                Vec::new()
-            },
-            sparse: if use_dense {
-                HashMap::new()
-            } else {
-                HashMap::with_capacity(records)
-            },
-            use_dense,
-        }
-    }
-
-    fn find(&self, slot: u32) -> Option<usize> {
-        if self.use_dense {
-            self.dense
-                .get(slot as usize)
-                .filter(|r| **r != u32::MAX)
-                .map(|r| *r as usize)
-        } else {
-            self.sparse.get(&slot).map(|r| *r as usize)
-        }
-    }
-
-    fn row(&mut self, slot: u32) -> usize {
-        if let Some(r) = self.find(slot) {
-            return r;
-        }
-        let r = self.slots.len();
-        self.slots.push(slot);
-        self.cells.extend(std::iter::repeat_n(Cell::Empty, self.n));
-        if self.use_dense {
-            if let Some(d) = self.dense.get_mut(slot as usize) {
-                *d = r as u32;
-            }
-        } else {
-            self.sparse.insert(slot, r as u32);
-        }
-        r
-    }
-
-    fn cell(&mut self, row: usize, s: usize) -> &mut Cell<'a> {
-        &mut self.cells[row * self.n + s]
-    }
 }
 
 pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
@@ -200,7 +99,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                     if live
                         && rows
                             .find(slot)
-                            .is_none_or(|row| matches!(rows.cells[row * n + s], Cell::Empty))
+                            .is_none_or(|row| matches!(rows.at(row, s), Cell::Empty))
                     {
                         let row = rows.row(slot);
                         *rows.cell(row, s) = Cell::Absent;
@@ -213,17 +112,17 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
     // Duplicated ids, reported once: copies all the same count as one;
     // copies that differ are all ignored, and nothing about their entity is
     // decided (`EntityInput::listed_twice`).
-    for row in 0..rows.slots.len() {
+    for row in 0..rows.count() {
         for s in 0..n {
-            if matches!(rows.cells[row * n + s], Cell::Dup | Cell::Twice(_)) {
+            if matches!(rows.at(row, s), Cell::Dup | Cell::Twice(_)) {
                 let id = cx.sys_slot[s]
-                    .and_then(|b| baseline.entity_at(rows.slots[row])?.link(b))
+                    .and_then(|b| baseline.entity_at(rows.slot(row))?.link(b))
                     .map(|l| l.id.to_string())
                     .unwrap_or_default();
                 issues.push(Issue {
                     system: map.systems()[s].clone(),
                     record_id: id,
-                    entity: baseline.entity_at(rows.slots[row]).map(|e| e.id.clone()),
+                    entity: baseline.entity_at(rows.slot(row)).map(|e| e.id.clone()),
                     field: None,
                     kind: IssueKind::DuplicateRecordId,
                     sensitive: false,
@@ -280,7 +179,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
 
     let gone = |slot: u32, s: usize| {
         rows.find(slot)
-            .is_some_and(|row| matches!(rows.cells[row * n + s], Cell::Gone | Cell::Absent))
+            .is_some_and(|row| matches!(rows.at(row, s), Cell::Gone | Cell::Absent))
     };
     let complete: Vec<bool> = (0..n)
         .map(|s| cx.coverage(s) == Some(Coverage::Complete))
@@ -315,7 +214,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         rows.row(*slot);
     }
 
-    let order: Vec<u32> = (0..rows.slots.len() as u32).collect();
+    let order: Vec<u32> = (0..rows.count() as u32).collect();
     let parts = par::chunked(&order, cx.threads, |chunk| {
         let mut kept = Vec::new();
         let mut results = Vec::new();
@@ -325,8 +224,8 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         let mut known = vec![0u64; n];
         for row in chunk {
             let row = *row as usize;
-            let slot = rows.slots[row];
-            let cells = &rows.cells[row * n..(row + 1) * n];
+            let slot = rows.slot(row);
+            let cells = rows.cells(row);
             known.fill(0);
             if cx.waits(slot) {
                 if let Some(mut input) = entity_input(baseline, slot, cells, &known) {
@@ -513,158 +412,4 @@ fn lost_create(cx: &Cx<'_>, s: usize, r: &Record) -> Option<u32> {
         .and_then(|b| e.link(b))
         .is_some_and(|l| matches!(l.status, LinkStatus::Active | LinkStatus::Frozen));
     (!live).then_some(slot)
-}
-
-/// Whether `r` reports the version its link recorded (both none counts).
-fn reports_version(r: &Record, link: &LinkState) -> bool {
-    match (&r.version, &link.version) {
-        (Some(v), Some(l)) => l.is(v),
-        (None, None) => true,
-        _ => false,
-    }
-}
-
-/// Whether `r`, a record of `system`, is as `baseline` last committed it:
-/// its content is what the last read saw (its link keeps that content's
-/// hash), or, where the last commit wrote it (the link keeps no hash, only
-/// the version the write reported), it reports that version. Nothing in
-/// such a record is new.
-pub(crate) fn holds_last_commit(baseline: &Baseline, system: &str, r: &Record) -> bool {
-    let link = baseline.system_slot(system).and_then(|b| {
-        let slot = baseline.find_link(b, &r.id)?;
-        baseline.entity_at(slot)?.link(b)
-    });
-    match link {
-        None => false,
-        // A content the last read saw: compared, not trusted to a version.
-        Some(link) if link.hash != 0 => record_hash(r) == link.hash,
-        Some(link) => r.version.is_some() && reports_version(r, link),
-    }
-}
-
-/// `Some` when the entity needs no planning: nothing pending, and every
-/// record seen has the version or content it had at the last commit. The
-/// inner change updates links whose version moved while content did not.
-/// The content hashes it computes are left in `known` (by system; 0 where
-/// it computed none).
-fn fast_path(
-    cx: &Cx<'_>,
-    slot: u32,
-    cells: &[Cell<'_>],
-    known: &mut [u64],
-) -> Option<Option<EntityChange>> {
-    if !cx.fast || cx.baseline.attention().contains(&slot) {
-        return None;
-    }
-    let e = cx.baseline.entity_at(slot)?;
-    let mut touch: Option<EntityChange> = None;
-    for (s, cell) in cells.iter().enumerate() {
-        let r = match cell {
-            Cell::Empty | Cell::Dup => continue,
-            Cell::Seen(r) => *r,
-            Cell::Twice(r) if !r.deleted => *r,
-            Cell::New(_) | Cell::Gone | Cell::Absent | Cell::NewGone(_) | Cell::Twice(_) => {
-                return None
-            }
-        };
-        let link = cx.sys_slot[s].and_then(|b| e.link(b))?;
-        let in_scope = cx.in_scope(s, r);
-        match link.status {
-            LinkStatus::Active if in_scope => {}
-            LinkStatus::Frozen if !in_scope => continue,
-            _ => return None,
-        }
-        let same_version = reports_version(r, link);
-        if same_version && r.version.is_some() {
-            continue;
-        }
-        let hash = record_hash(r);
-        if let Some(k) = known.get_mut(s) {
-            *k = hash;
-        }
-        if hash != link.hash {
-            return None;
-        }
-        // Same content: only a moved version is worth recording.
-        if same_version {
-            continue;
-        }
-        touch
-            .get_or_insert_with(|| EntityChange::new(e.id.clone()))
-            .links
-            .push((
-                s as u32,
-                Some(LinkRecord {
-                    id: r.id.clone(),
-                    version: r.version.clone(),
-                    hash,
-                    status: link.status,
-                }),
-            ));
-    }
-    Some(touch)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mapping::{Field, FieldMap};
-    use crate::model::Snapshot;
-
-    fn map() -> FieldMap {
-        FieldMap::builder()
-            .object("contacts")
-            .systems(["crm", "shop", "erp"])
-            .key("email")
-            .field(Field::new("email"))
-            .field(Field::new("phone").not_in("shop"))
-            .field(Field::new("name"))
-            .build()
-            .expect("a valid map")
-    }
-
-    #[test]
-    fn a_record_holds_the_last_commit_by_content_read_or_version_written() {
-        let engine = crate::SyncEngine::new(map());
-        let ann = |id: &str| {
-            Record::new(id)
-                .field("email", "a@x.io")
-                .field("name", "Ann")
-        };
-        let snaps = [
-            Snapshot::complete("crm", vec![ann("c1").version("v1")]),
-            Snapshot::complete("shop", vec![ann("s1")]),
-            Snapshot::complete("erp", Vec::new()),
-        ];
-        let mut baseline = Baseline::new();
-        let plan = engine.plan(&baseline, &snaps).expect("plan");
-        let create = plan
-            .ops
-            .iter()
-            .find(|o| o.system.as_str() == "erp")
-            .expect("a create");
-        let mut outcomes = crate::Outcomes::new();
-        outcomes.record(
-            create.id,
-            crate::OpOutcome::created("e1").with_version("w1"),
-        );
-        engine
-            .commit(&mut baseline, &plan, &outcomes)
-            .expect("commit");
-        let holds = |system: &str, r: &Record| holds_last_commit(&baseline, system, r);
-        // Read last: by content, whatever the version says.
-        assert!(holds("crm", &ann("c1").version("v1")));
-        assert!(holds("crm", &ann("c1").version("v2")));
-        assert!(!holds("crm", &ann("c1").version("v1").field("name", "Bo")));
-        assert!(holds("shop", &ann("s1")));
-        assert!(!holds("shop", &ann("s1").field("name", "Bo")));
-        // Written last: by the version the write reported.
-        assert!(holds("erp", &ann("e1").version("w1")));
-        assert!(!holds("erp", &ann("e1").version("w2")));
-        assert!(!holds("erp", &ann("e1")));
-        // Records and systems the baseline does not know.
-        assert!(!holds("shop", &ann("s2")));
-        assert!(!holds("crm", &ann("s1")));
-        assert!(!holds("nowhere", &ann("c1")));
-    }
 }

@@ -27,12 +27,14 @@
 
 mod commit;
 mod entity;
+mod fast_path;
 mod gather;
 mod hints;
 mod input;
 mod par;
+mod rows;
 
-pub(crate) use gather::holds_last_commit;
+pub(crate) use fast_path::holds_last_commit;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
