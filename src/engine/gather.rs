@@ -2,12 +2,19 @@
 //! entities need planning at all.
 //!
 //! Each snapshot record is looked up in the baseline's link index. Linked
-//! records fill their entity's row; records not linked yet go to
+//! records fill their entity's row ([`Rows`]); records not linked yet go to
 //! [`identity`](crate::identity) to be correlated, matched or created; a
 //! complete snapshot's missing records and every tombstone are deletion
 //! evidence. An entity whose records all report the version or content hash
 //! they had at the last commit, with nothing pending, is skipped here
-//! without reading a field.
+//! without reading a field ([`fast_path`](super::fast_path)); the others
+//! are planned as they are gathered, while their records are fresh in the
+//! cache.
+//!
+//! [`gather`] takes these steps in turn: [`read_snapshot`] for each system,
+//! [`report_duplicates`], [`sift_loose`] and [`match_unlinked`] for the
+//! records not linked yet, [`plan_rows`] for the baseline's entities, and
+//! [`new_inputs`] for the entities new in this plan.
 
 use std::collections::HashSet;
 
@@ -37,10 +44,14 @@ pub(crate) struct Gathered<'a> {
     pub(crate) ambiguous: AmbiguityChange,
 }
 
+/// Records by map system index: those not linked yet, or the records of
+/// one new entity.
+type Records<'a> = Vec<(usize, &'a Record)>;
+
+/// What the snapshots hold of each entity, and the plans of those that need
+/// one: the baseline's entities planned, the new ones gathered for the
+/// caller to plan. Problems found in the records go to `issues`.
 pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
-    let map = cx.map;
-    let baseline = cx.baseline;
-    let n = map.systems().len();
     let most = cx
         .snaps
         .iter()
@@ -48,79 +59,134 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         .map(|s| s.records.len())
         .max()
         .unwrap_or(0);
-    let mut rows = Rows::new(n, baseline.slot_count(), most);
+    let mut rows = Rows::new(cx.map.systems().len(), cx.baseline.slot_count(), most);
     // Records not linked yet, tombstones included, for every system.
-    let mut loose: Vec<(usize, &'a Record)> = Vec::new();
+    let mut loose: Records<'a> = Vec::new();
+    for s in 0..cx.map.systems().len() {
+        read_snapshot(cx, s, &mut rows, &mut loose, issues);
+    }
+    report_duplicates(cx, &rows, issues);
+    let unlinked = sift_loose(cx, &mut rows, &mut loose, issues);
+    let (groups, ambiguous) = match_unlinked(cx, &mut rows, loose, unlinked, issues);
+    // Entities that hold something are planned whatever was seen of them.
+    for slot in cx.baseline.attention() {
+        rows.row(*slot);
+    }
+    let planned = plan_rows(cx, &rows);
+    Gathered {
+        results: planned.results,
+        kept: planned.kept,
+        new: new_inputs(cx, groups),
+        touches: planned.touches,
+        ambiguous,
+    }
+}
 
-    for s in 0..n {
-        let Some(snap) = cx.snaps[s] else { continue };
-        let bs = cx.sys_slot[s];
-        // Links of this system the snapshot names: when it names them all,
-        // a complete snapshot has nothing missing.
-        let mut named = 0usize;
-        // The lookups read the baseline only: they may run on every thread.
-        let found = match bs {
-            Some(b) => flat(par::chunked(&snap.records, cx.threads, |records| {
-                records
-                    .iter()
-                    .map(|r| baseline.find_link(b, &r.id))
-                    .collect::<Vec<_>>()
-            })),
-            None => vec![None; snap.records.len()],
-        };
-        for (r, found) in snap.records.iter().zip(found) {
-            if !r.non_finite.is_empty() && !r.deleted {
-                non_finite(cx, s, r, found, issues);
-            }
-            match found {
-                Some(slot) => {
-                    let row = rows.row(slot);
-                    let cell = rows.cell(row, s);
-                    *cell = match *cell {
-                        Cell::Empty if r.deleted => Cell::Gone,
-                        Cell::Empty => Cell::Seen(r),
-                        Cell::Gone if r.deleted => Cell::Twice(r),
-                        Cell::Seen(first) | Cell::Twice(first) if first == r => Cell::Twice(first),
-                        _ => Cell::Dup,
-                    };
-                    if matches!(cell, Cell::Gone | Cell::Seen(_)) {
-                        named += 1;
-                    }
-                }
-                None => loose.push((s, r)),
-            }
+/// Reads system `s`'s snapshot (if there is one) into `rows`: a record
+/// linked to an entity fills the entity's cell, a record not linked yet
+/// goes to `loose`; in a complete snapshot, each live link it does not name
+/// is absent. Non-finite numbers are reported as they are met.
+fn read_snapshot<'a>(
+    cx: &Cx<'a>,
+    s: usize,
+    rows: &mut Rows<'a>,
+    loose: &mut Records<'a>,
+    issues: &mut Vec<Issue>,
+) {
+    let Some(snap) = cx.snaps[s] else { return };
+    // Links of this system the snapshot names: when it names them all, a
+    // complete snapshot has nothing missing.
+    let mut named = 0usize;
+    let found = find_links(cx, s, &snap.records);
+    for (r, found) in snap.records.iter().zip(found) {
+        if !r.non_finite.is_empty() && !r.deleted {
+            non_finite(cx, s, r, found, issues);
         }
-        if snap.coverage == Coverage::Complete {
-            if let Some(b) = bs.filter(|b| named < baseline.linked_count(*b)) {
-                for (slot, e) in baseline.occupied() {
-                    let live = e.link(b).is_some_and(|l| {
-                        matches!(l.status, LinkStatus::Active | LinkStatus::Frozen)
-                    });
-                    if live
-                        && rows
-                            .find(slot)
-                            .is_none_or(|row| matches!(rows.at(row, s), Cell::Empty))
-                    {
-                        let row = rows.row(slot);
-                        *rows.cell(row, s) = Cell::Absent;
-                    }
+        match found {
+            Some(slot) => {
+                if place_linked(rows, slot, s, r) {
+                    named += 1;
                 }
             }
+            None => loose.push((s, r)),
         }
     }
+    if snap.coverage == Coverage::Complete {
+        mark_absent(cx, s, named, rows);
+    }
+}
 
-    // Duplicated ids, reported once: copies all the same count as one;
-    // copies that differ are all ignored, and nothing about their entity is
-    // decided (`EntityInput::listed_twice`).
+/// For each of `records`, of system `s`: the baseline slot of the entity it
+/// is linked to, if any. The lookups read the baseline only: they may run
+/// on every thread.
+fn find_links(cx: &Cx<'_>, s: usize, records: &[Record]) -> Vec<Option<u32>> {
+    let baseline = cx.baseline;
+    match cx.sys_slot[s] {
+        Some(b) => flat(par::chunked(records, cx.threads, |records| {
+            records
+                .iter()
+                .map(|r| baseline.find_link(b, &r.id))
+                .collect::<Vec<_>>()
+        })),
+        None => vec![None; records.len()],
+    }
+}
+
+/// Puts record `r` of system `s` in the cell of the entity at `slot`. A
+/// record met there before makes it listed twice: every copy the same
+/// ([`Cell::Twice`]), or not ([`Cell::Dup`]). Whether the cell now names
+/// the link once (a record or a tombstone).
+#[inline]
+fn place_linked<'a>(rows: &mut Rows<'a>, slot: u32, s: usize, r: &'a Record) -> bool {
+    let row = rows.row(slot);
+    let cell = rows.cell(row, s);
+    *cell = match *cell {
+        Cell::Empty if r.deleted => Cell::Gone,
+        Cell::Empty => Cell::Seen(r),
+        Cell::Gone if r.deleted => Cell::Twice(r),
+        Cell::Seen(first) | Cell::Twice(first) if first == r => Cell::Twice(first),
+        _ => Cell::Dup,
+    };
+    matches!(cell, Cell::Gone | Cell::Seen(_))
+}
+
+/// In system `s`'s complete snapshot, which named `named` of its links:
+/// marks absent each entity with a live link in `s` whose cell is empty.
+/// Nothing to do where the snapshot named every link.
+fn mark_absent(cx: &Cx<'_>, s: usize, named: usize, rows: &mut Rows<'_>) {
+    let baseline = cx.baseline;
+    let Some(b) = cx.sys_slot[s].filter(|b| named < baseline.linked_count(*b)) else {
+        return;
+    };
+    for (slot, e) in baseline.occupied() {
+        let live = e
+            .link(b)
+            .is_some_and(|l| matches!(l.status, LinkStatus::Active | LinkStatus::Frozen));
+        if live
+            && rows
+                .find(slot)
+                .is_none_or(|row| matches!(rows.at(row, s), Cell::Empty))
+        {
+            let row = rows.row(slot);
+            *rows.cell(row, s) = Cell::Absent;
+        }
+    }
+}
+
+/// Reports linked records listed more than once, once each: copies all the
+/// same count as one; copies that differ are all ignored, and nothing about
+/// their entity is decided (`EntityInput::listed_twice`).
+fn report_duplicates(cx: &Cx<'_>, rows: &Rows<'_>, issues: &mut Vec<Issue>) {
+    let baseline = cx.baseline;
     for row in 0..rows.count() {
-        for s in 0..n {
+        for s in 0..cx.map.systems().len() {
             if matches!(rows.at(row, s), Cell::Dup | Cell::Twice(_)) {
                 let id = cx.sys_slot[s]
                     .and_then(|b| baseline.entity_at(rows.slot(row))?.link(b))
                     .map(|l| l.id.to_string())
                     .unwrap_or_default();
                 issues.push(Issue {
-                    system: map.systems()[s].clone(),
+                    system: cx.map.systems()[s].clone(),
                     record_id: id,
                     entity: baseline.entity_at(rows.slot(row)).map(|e| e.id.clone()),
                     field: None,
@@ -130,13 +196,22 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             }
         }
     }
-    // Records not linked yet, in (system, id) order, whatever order the
-    // snapshots listed them in: an id listed twice (a connector's paging
-    // bug) is reported once and every copy ignored; of two tombstones
-    // carrying one correlation key, the lower id is taken.
+}
+
+/// Sorts the records not linked yet in (system, id) order, whatever order
+/// the snapshots listed them in, and returns those in scope to match: an id
+/// listed twice (a connector's paging bug) is reported once and every copy
+/// ignored; a tombstone of a lost create is its entity's; of two tombstones
+/// carrying one correlation key, the lower id is taken.
+fn sift_loose<'a>(
+    cx: &Cx<'a>,
+    rows: &mut Rows<'a>,
+    loose: &mut Records<'a>,
+    issues: &mut Vec<Issue>,
+) -> Records<'a> {
     loose.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
-    let mut unlinked: Vec<(usize, &'a Record)> = Vec::with_capacity(loose.len());
-    for run in identity::same_record_runs(&loose) {
+    let mut unlinked: Records<'a> = Vec::with_capacity(loose.len());
+    for run in identity::same_record_runs(loose) {
         let Some(&(s, r)) = run.first() else {
             continue;
         };
@@ -148,7 +223,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             let made_for = run
                 .iter()
                 .find_map(|(_, o)| o.correlation.as_deref())
-                .and_then(|key| baseline.find_entity(&EntityId::new(key)));
+                .and_then(|key| cx.baseline.find_entity(&EntityId::new(key)));
             if let Some(slot) = made_for {
                 let row = rows.row(slot);
                 let cell = rows.cell(row, s);
@@ -157,7 +232,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                 }
             }
             issues.push(Issue {
-                system: map.systems()[s].clone(),
+                system: cx.map.systems()[s].clone(),
                 record_id: r.id.clone(),
                 entity: None,
                 field: None,
@@ -176,7 +251,23 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             unlinked.push((s, r));
         }
     }
+    unlinked
+}
 
+/// Matches the `unlinked` records ([`identity::group_unlinked`]): a group
+/// joining an entity of the baseline fills its row; the groups returned
+/// make new entities. `loose` (every record not linked yet, sorted) says
+/// what is shown of the records remembered as ambiguous; the change to that
+/// memory is returned too.
+fn match_unlinked<'a>(
+    cx: &Cx<'a>,
+    rows: &mut Rows<'a>,
+    loose: Records<'a>,
+    unlinked: Records<'a>,
+    issues: &mut Vec<Issue>,
+) -> (Vec<Records<'a>>, AmbiguityChange) {
+    let map = cx.map;
+    let n = map.systems().len();
     let gone = |slot: u32, s: usize| {
         rows.find(slot)
             .is_some_and(|row| matches!(rows.at(row, s), Cell::Gone | Cell::Absent))
@@ -184,11 +275,11 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
     let complete: Vec<bool> = (0..n)
         .map(|s| cx.coverage(s) == Some(Coverage::Complete))
         .collect();
-    let mut recall = identity::Recall::new(map, &baseline.header().ambiguous, &loose, complete);
+    let mut recall = identity::Recall::new(map, &cx.baseline.header().ambiguous, &loose, complete);
     drop(loose);
     let (groups, held) = identity::group_unlinked(
         map,
-        baseline,
+        cx.baseline,
         &cx.sys_slot,
         unlinked,
         &gone,
@@ -210,91 +301,93 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             None => new_entities.push(g.records),
         }
     }
-    for slot in baseline.attention() {
-        rows.row(*slot);
-    }
+    (new_entities, ambiguous)
+}
 
+/// What planning rows made.
+#[derive(Default)]
+struct Planned<'a> {
+    results: Vec<EntityResult>,
+    /// The inputs of results that plan a guarded change, by index in
+    /// `results`.
+    kept: Vec<(usize, EntityInput<'a>)>,
+    /// Link updates of skipped entities.
+    touches: Vec<EntityChange>,
+}
+
+/// Plans the entities of `rows`, in chunks on the plan's threads: each one
+/// skipped on the fast path, or planned.
+fn plan_rows<'a>(cx: &Cx<'a>, rows: &Rows<'a>) -> Planned<'a> {
     let order: Vec<u32> = (0..rows.count() as u32).collect();
     let parts = par::chunked(&order, cx.threads, |chunk| {
-        let mut kept = Vec::new();
-        let mut results = Vec::new();
-        let mut touches = Vec::new();
+        let mut planned = Planned::default();
         // Content hashes the fast path computed, so the slow path does not
         // compute them again.
-        let mut known = vec![0u64; n];
+        let mut known = vec![0u64; cx.map.systems().len()];
         for row in chunk {
-            let row = *row as usize;
-            let slot = rows.slot(row);
-            let cells = rows.cells(row);
-            known.fill(0);
-            if cx.waits(slot) {
-                if let Some(mut input) = entity_input(baseline, slot, cells, &known) {
-                    input.listed_twice = true;
-                    results.push(plan_entity(cx, &input, Withhold::default()));
-                }
-                continue;
-            }
-            if let Some(touch) = fast_path(cx, slot, cells, &mut known) {
-                if let Some(change) = touch {
-                    touches.push(change);
-                }
-                continue;
-            }
-            if let Some(input) = entity_input(baseline, slot, cells, &known) {
-                let result = plan_entity(cx, &input, Withhold::default());
-                if result.guarded() {
-                    kept.push((results.len(), input));
-                }
-                results.push(result);
-            }
+            plan_row(cx, rows, *row as usize, &mut known, &mut planned);
         }
-        (results, kept, touches)
+        planned
     });
-    let mut results = Vec::new();
-    let mut kept = Vec::new();
-    let mut touches = Vec::new();
-    for (r, k, t) in parts {
-        let base = results.len();
-        results.extend(r);
-        kept.extend(k.into_iter().map(|(i, input)| (base + i, input)));
-        touches.extend(t);
+    let mut all = Planned::default();
+    for part in parts {
+        let base = all.results.len();
+        all.results.extend(part.results);
+        all.kept
+            .extend(part.kept.into_iter().map(|(i, input)| (base + i, input)));
+        all.touches.extend(part.touches);
     }
+    all
+}
 
+/// Plans the entity of row `row` into `planned`: an entity that waits is
+/// planned as one listed twice; one the fast path skips leaves at most a
+/// link update; any other is planned, and its input kept if a guard may
+/// have it planned again. `known` is scratch space, one per system.
+#[inline]
+fn plan_row<'a>(
+    cx: &Cx<'a>,
+    rows: &Rows<'a>,
+    row: usize,
+    known: &mut [u64],
+    planned: &mut Planned<'a>,
+) {
+    let slot = rows.slot(row);
+    let cells = rows.cells(row);
+    known.fill(0);
+    if cx.waits(slot) {
+        if let Some(mut input) = entity_input(cx.baseline, slot, cells, known) {
+            input.listed_twice = true;
+            planned
+                .results
+                .push(plan_entity(cx, &input, Withhold::default()));
+        }
+        return;
+    }
+    if let Some(touch) = fast_path(cx, slot, cells, known) {
+        planned.touches.extend(touch);
+        return;
+    }
+    if let Some(input) = entity_input(cx.baseline, slot, cells, known) {
+        let result = plan_entity(cx, &input, Withhold::default());
+        if result.guarded() {
+            planned.kept.push((planned.results.len(), input));
+        }
+        planned.results.push(result);
+    }
+}
+
+/// The inputs of the entities new in this plan, one for each group of
+/// records matched together.
+fn new_inputs<'a>(cx: &Cx<'a>, groups: Vec<Records<'a>>) -> Vec<EntityInput<'a>> {
+    let n = cx.map.systems().len();
     let mut new = Vec::new();
     let mut taken: HashSet<EntityId> = HashSet::new();
-    for records in new_entities {
-        let Some((s0, r0)) = records.first() else {
+    for records in groups {
+        let Some(id) = new_id(cx, &records, &mut taken) else {
             continue;
         };
-        // A group holding the record a lost create made keeps the id the
-        // create was planned under (its correlation key names another
-        // record of the group), so a crashed run ends with the same
-        // entities as an uninterrupted one.
-        let planned = records.iter().find_map(|(_, r)| {
-            let c = r.correlation.as_deref()?;
-            records
-                .iter()
-                .any(|(s, o)| EntityId::from_link(&map.systems()[*s], &o.id).as_str() == c)
-                .then(|| EntityId::new(c))
-        });
-        let base = planned.unwrap_or_else(|| EntityId::from_link(&map.systems()[*s0], &r0.id));
-        let mut id = base.clone();
-        let mut k = 2;
-        while baseline.find_entity(&id).is_some() || taken.contains(&id) {
-            id = EntityId::new(format!("{base}~{k}"));
-            k += 1;
-        }
-        taken.insert(id.clone());
-        let mut input = EntityInput {
-            slot: None,
-            id,
-            seen: vec![None; n],
-            hashes: vec![0; n],
-            deleted: vec![false; n],
-            absent: Vec::new(),
-            new_links: vec![false; n],
-            listed_twice: false,
-        };
+        let mut input = EntityInput::empty(None, id, n);
         for (s, r) in records {
             input.seen[s] = Some(r);
             input.hashes[s] = record_hash(r);
@@ -302,13 +395,39 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         }
         new.push(input);
     }
-    Gathered {
-        results,
-        kept,
-        new,
-        touches,
-        ambiguous,
+    new
+}
+
+/// The id of a new entity of `records` (none for no records), unlike any
+/// of the baseline's and those `taken` (to which it is added): from its
+/// first record's link, or kept from a lost create.
+fn new_id(
+    cx: &Cx<'_>,
+    records: &[(usize, &Record)],
+    taken: &mut HashSet<EntityId>,
+) -> Option<EntityId> {
+    let systems = cx.map.systems();
+    let &(s0, r0) = records.first()?;
+    // A group holding the record a lost create made keeps the id the
+    // create was planned under (its correlation key names another record
+    // of the group), so a crashed run ends with the same entities as an
+    // uninterrupted one.
+    let planned = records.iter().find_map(|(_, r)| {
+        let c = r.correlation.as_deref()?;
+        records
+            .iter()
+            .any(|(s, o)| EntityId::from_link(&systems[*s], &o.id).as_str() == c)
+            .then(|| EntityId::new(c))
+    });
+    let base = planned.unwrap_or_else(|| EntityId::from_link(&systems[s0], &r0.id));
+    let mut id = base.clone();
+    let mut k = 2;
+    while cx.baseline.find_entity(&id).is_some() || taken.contains(&id) {
+        id = EntityId::new(format!("{base}~{k}"));
+        k += 1;
     }
+    taken.insert(id.clone());
+    Some(id)
 }
 
 /// The parts of a chunked result, as one vector.
@@ -330,16 +449,7 @@ fn entity_input<'a>(
 ) -> Option<EntityInput<'a>> {
     let e = baseline.entity_at(slot)?;
     let n = cells.len();
-    let mut input = EntityInput {
-        slot: Some(slot),
-        id: e.id.clone(),
-        seen: vec![None; n],
-        hashes: vec![0; n],
-        deleted: vec![false; n],
-        absent: Vec::new(),
-        new_links: vec![false; n],
-        listed_twice: false,
-    };
+    let mut input = EntityInput::empty(Some(slot), e.id.clone(), n);
     for ((s, cell), known) in cells.iter().enumerate().zip(known) {
         let hash = |r: &Record| if *known != 0 { *known } else { record_hash(r) };
         match cell {

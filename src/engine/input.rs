@@ -224,6 +224,24 @@ pub(crate) struct EntityInput<'a> {
     pub(crate) listed_twice: bool,
 }
 
+impl<'a> EntityInput<'a> {
+    /// Entity `id` (at baseline slot `slot`, if it has one) over `n` map
+    /// systems, with nothing seen yet.
+    #[inline]
+    pub(crate) fn empty(slot: Option<u32>, id: EntityId, n: usize) -> Self {
+        EntityInput {
+            slot,
+            id,
+            seen: vec![None; n],
+            hashes: vec![0; n],
+            deleted: vec![false; n],
+            absent: Vec::new(),
+            new_links: vec![false; n],
+            listed_twice: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
