@@ -50,7 +50,7 @@ use crate::plan::*;
 use crate::policy::{self, Candidate, ConflictInput, ConflictPolicy, Decision, DeletePolicy};
 use crate::scope::ScopeExit;
 
-use super::gather::{Cx, EntityInput};
+use super::input::{Cx, EntityInput};
 
 mod confirm;
 mod decide;

@@ -2,286 +2,32 @@
 //! entities need planning at all.
 //!
 //! Each snapshot record is looked up in the baseline's link index. Linked
-//! records fill their entity's row; records not linked yet go to
+//! records fill their entity's row ([`Rows`]); records not linked yet go to
 //! [`identity`](crate::identity) to be correlated, matched or created; a
 //! complete snapshot's missing records and every tombstone are deletion
 //! evidence. An entity whose records all report the version or content hash
 //! they had at the last commit, with nothing pending, is skipped here
-//! without reading a field.
+//! without reading a field ([`fast_path`](super::fast_path)); the others
+//! are planned as they are gathered, while their records are fresh in the
+//! cache.
+//!
+//! [`gather`] takes these steps in turn: [`read_snapshot`] for each system,
+//! [`report_duplicates`], [`sift_loose`] and [`match_unlinked`] for the
+//! records not linked yet, [`plan_rows`] for the baseline's entities, and
+//! [`new_inputs`] for the entities new in this plan.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::HashSet;
 
-use crate::baseline::{AmbiguityChange, Baseline, EntityId, LinkRecord, LinkState, LinkStatus};
-use crate::hash::FoldHasher;
+use crate::baseline::{AmbiguityChange, Baseline, EntityId, LinkStatus};
 use crate::identity;
-use crate::mapping::FieldMap;
-use crate::model::{Coverage, Record, Snapshot};
+use crate::model::{Coverage, Record};
 use crate::plan::{EntityChange, Issue, IssueKind};
 
 use super::entity::{plan_entity, EntityResult, Withhold};
-use super::{par, PlanError, PlanOptions};
-
-/// The seed of record content hashes. Persisted in baselines: never change.
-const CONTENT_SEED: u64 = 0x7265_6373_796e_6331;
-
-/// The content hash of a record's fields (names and values, in the record's
-/// order); never 0, which means "not known".
-pub(crate) fn record_hash(r: &Record) -> u64 {
-    let mut h = FoldHasher::new(CONTENT_SEED);
-    h.u64(r.fields.len() as u64);
-    for (k, v) in &r.fields {
-        h.bytes(k.as_bytes());
-        h.value(v);
-    }
-    h.finish().max(1)
-}
-
-/// Per map system and field (`s * fields + f`): where the native field was
-/// last found in a record of that system. Records of one system mostly list
-/// their fields in one order, so a lookup is one string compare instead of
-/// hashing the name. Kept by the engine from plan to plan (a plan of one
-/// record would otherwise miss on every field); a hint is only a guess,
-/// checked before it is used, so plans on several threads may share them.
-pub(crate) struct Hints(Box<[Line]>);
-
-/// Hints on a cache line of their own: every planning thread reads them, and
-/// a write to something else on their line would make each read a miss. (A
-/// hint stored on a miss does the same to the hints beside it; records of
-/// one system listing their fields in one order make that rare.)
-#[repr(align(64))]
-struct Line([AtomicU32; LINE]);
-
-const LINE: usize = 16;
-
-impl Hints {
-    /// First guesses for `map`: each field where a record listing the
-    /// system's fields in the map's order has it.
-    pub(crate) fn new(map: &FieldMap) -> Self {
-        let mut at = Vec::with_capacity(map.systems().len() * map.fields().len());
-        for s in 0..map.systems().len() {
-            let mut i = 0u32;
-            for f in map.fields() {
-                at.push(i);
-                if f.native_at(s).is_some() {
-                    i += 1;
-                }
-            }
-        }
-        Hints::from_positions(&at)
-    }
-
-    fn from_positions(at: &[u32]) -> Self {
-        Hints(
-            at.chunks(LINE)
-                .map(|chunk| {
-                    Line(std::array::from_fn(|i| {
-                        AtomicU32::new(chunk.get(i).copied().unwrap_or(0))
-                    }))
-                })
-                .collect(),
-        )
-    }
-
-    fn get(&self, i: usize) -> Option<&AtomicU32> {
-        self.0.get(i / LINE)?.0.get(i % LINE)
-    }
-}
-
-impl Clone for Hints {
-    fn clone(&self) -> Self {
-        let at: Vec<u32> = self
-            .0
-            .iter()
-            .flat_map(|line| line.0.iter().map(|h| h.load(Ordering::Relaxed)))
-            .collect();
-        Hints::from_positions(&at)
-    }
-}
-
-/// A reference field's parent baseline, and its system slots by map system
-/// index.
-pub(crate) type Parent<'a> = (&'a Baseline, Vec<Option<usize>>);
-
-/// Everything a plan reads, resolved once.
-pub(crate) struct Cx<'a> {
-    pub(crate) map: &'a FieldMap,
-    pub(crate) baseline: &'a Baseline,
-    /// Map system index to baseline system slot.
-    pub(crate) sys_slot: Vec<Option<usize>>,
-    /// Map field index to baseline field slot.
-    pub(crate) field_slot: Vec<Option<usize>>,
-    /// Per map system, its snapshot.
-    pub(crate) snaps: Vec<Option<&'a Snapshot>>,
-    /// Per map field, for reference fields: the parent baseline and its
-    /// system slots by map system index.
-    pub(crate) parents: Vec<Option<Parent<'a>>>,
-    /// Whether entities may be skipped on unchanged versions and hashes.
-    pub(crate) fast: bool,
-    /// Where each native field was last found in a record: the engine's,
-    /// kept from plan to plan.
-    hints: &'a Hints,
-    /// Threads the plan may use (`None`: one per core).
-    pub(crate) threads: Option<usize>,
-    /// Entities that wait: planned as a record listed twice is.
-    waiting: HashSet<EntityId>,
-}
-
-impl<'a> Cx<'a> {
-    pub(crate) fn new(
-        map: &'a FieldMap,
-        hints: &'a Hints,
-        baseline: &'a Baseline,
-        snapshots: &'a [Snapshot],
-        options: &PlanOptions<'a>,
-    ) -> Result<Self, PlanError> {
-        let n = map.systems().len();
-        let mut snaps: Vec<Option<&'a Snapshot>> = vec![None; n];
-        for snap in snapshots {
-            let Some(s) = map.system_index(snap.system.as_str()) else {
-                return Err(PlanError::UnknownSystem {
-                    system: snap.system.clone(),
-                });
-            };
-            if snaps[s].is_some() {
-                return Err(PlanError::DuplicateSnapshot {
-                    system: snap.system.clone(),
-                });
-            }
-            snaps[s] = Some(snap);
-        }
-        let sys_slot = map
-            .systems()
-            .iter()
-            .map(|s| baseline.system_slot(s.as_str()))
-            .collect();
-        let field_slot = map
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| baseline.field_slot_near(i, f.name()))
-            .collect();
-        let mut parents = Vec::with_capacity(map.fields().len());
-        for f in map.fields() {
-            let Some(object) = f.reference() else {
-                parents.push(None);
-                continue;
-            };
-            let parent = match options.parent_of(object) {
-                Some(b) => b,
-                None if object == map.object() => baseline,
-                None => {
-                    return Err(PlanError::MissingParent {
-                        field: f.name().to_owned(),
-                        object: object.to_owned(),
-                    })
-                }
-            };
-            let slots = map
-                .systems()
-                .iter()
-                .map(|s| parent.system_slot(s.as_str()))
-                .collect();
-            parents.push(Some((parent, slots)));
-        }
-        Ok(Cx {
-            map,
-            baseline,
-            sys_slot,
-            field_slot,
-            snaps,
-            parents,
-            fast: baseline.header().fingerprint == Some(map.fingerprint()),
-            hints,
-            threads: options.thread_count(),
-            waiting: options.waiting.clone(),
-        })
-    }
-
-    /// Record `r` of system `s`: its native name and value of field `f`.
-    pub(crate) fn field_value<'r>(
-        &self,
-        s: usize,
-        f: usize,
-        r: &'r Record,
-    ) -> Option<(&'a str, &'r serde_json::Value)> {
-        let nat = self.map.fields().get(f)?.native_at(s)?;
-        let hint = self.hints.get(s * self.map.fields().len() + f)?;
-        // Relaxed: a hint is only a guess, checked before it is used.
-        if let Some((k, v)) = r.fields.get_index(hint.load(Ordering::Relaxed) as usize) {
-            if k == nat {
-                return Some((nat, v));
-            }
-        }
-        let (i, _, v) = r.fields.get_full(nat)?;
-        hint.store(u32::try_from(i).unwrap_or(0), Ordering::Relaxed);
-        Some((nat, v))
-    }
-
-    /// Complete snapshots with no records from systems with linked records:
-    /// (system index, records linked there).
-    pub(crate) fn empty_snapshots(&self) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
-        for (s, snap) in self.snaps.iter().enumerate() {
-            let Some(snap) = snap else { continue };
-            if snap.coverage != Coverage::Complete || !snap.records.is_empty() {
-                continue;
-            }
-            // Records deleted, or created and never seen, missing from it
-            // are no sign that a listing failed.
-            let linked = self.sys_slot[s].map_or(0, |b| {
-                self.baseline
-                    .linked_count(b)
-                    .saturating_sub(self.baseline.unseen_links(b))
-            });
-            if linked > 0 {
-                out.push((s, linked));
-            }
-        }
-        out
-    }
-
-    pub(crate) fn ignore_snapshot(&mut self, s: usize) {
-        if let Some(slot) = self.snaps.get_mut(s) {
-            *slot = None;
-        }
-    }
-
-    pub(crate) fn coverage(&self, s: usize) -> Option<Coverage> {
-        self.snaps[s].map(|snap| snap.coverage)
-    }
-
-    pub(crate) fn in_scope(&self, s: usize, r: &Record) -> bool {
-        self.map.records().scope[s]
-            .as_ref()
-            .is_none_or(|f| f.matches(r))
-    }
-}
-
-/// One entity to plan.
-#[derive(Debug, Clone)]
-pub(crate) struct EntityInput<'a> {
-    /// The baseline slot, or `None` for an entity new in this plan.
-    pub(crate) slot: Option<u32>,
-    pub(crate) id: EntityId,
-    /// Per map system: the record seen (linked, or linked by this plan).
-    pub(crate) seen: Vec<Option<&'a Record>>,
-    /// Per map system: the seen record's content hash (0 if none).
-    pub(crate) hashes: Vec<u64>,
-    /// Per map system: deletion evidence (a tombstone, or absent from a
-    /// complete snapshot).
-    pub(crate) deleted: Vec<bool>,
-    /// The map systems whose deletion evidence is absence from a complete
-    /// snapshot (not a tombstone).
-    pub(crate) absent: Vec<usize>,
-    /// Per map system: the record was linked by this plan.
-    pub(crate) new_links: Vec<bool>,
-    /// A record of the entity is listed more than once in its snapshot (a
-    /// paging bug): which copy holds what the system holds now is unknown,
-    /// so nothing about the entity is decided until a read lists it once.
-    /// Set too for an entity that waits ([`PlanOptions::wait`]).
-    pub(crate) listed_twice: bool,
-}
+use super::fast_path::{fast_path, record_hash};
+use super::input::{Cx, EntityInput};
+use super::par;
+use super::rows::{Cell, Rows};
 
 pub(crate) struct Gathered<'a> {
     /// The plans of the baseline's entities that need one, made while
@@ -298,97 +44,14 @@ pub(crate) struct Gathered<'a> {
     pub(crate) ambiguous: AmbiguityChange,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Cell<'a> {
-    Empty,
-    Seen(&'a Record),
-    New(&'a Record),
-    /// The id appears more than once in the snapshot, not every copy the
-    /// same: not read, not deleted, and its entity waits.
-    Dup,
-    /// The id appears more than once, every copy the same (a record, or a
-    /// tombstone): read once, and reported.
-    Twice(&'a Record),
-    /// A tombstone.
-    Gone,
-    /// Absent from a complete snapshot.
-    Absent,
-    /// A tombstone of a record not linked yet whose correlation key names
-    /// the entity: a create whose commit was lost, deleted since. Linked by
-    /// this plan, and deleted.
-    NewGone(&'a Record),
-}
+/// Records by map system index: those not linked yet, or the records of
+/// one new entity.
+type Records<'a> = Vec<(usize, &'a Record)>;
 
-/// Rows of cells, one row per entity touched, one cell per map system.
-struct Rows<'a> {
-    n: usize,
-    cells: Vec<Cell<'a>>,
-    slots: Vec<u32>,
-    dense: Vec<u32>,
-    sparse: HashMap<u32, u32>,
-    use_dense: bool,
-}
-
-impl<'a> Rows<'a> {
-    /// Rows for `records` (the most records of one snapshot: at least
-    /// that many rows are made) over a baseline of `slot_count` slots.
-    fn new(n: usize, slot_count: usize, records: usize) -> Self {
-        let use_dense = records.saturating_mul(8) >= slot_count;
-        Rows {
-            n,
-            cells: Vec::with_capacity(records.saturating_mul(n)),
-            slots: Vec::with_capacity(records),
-            dense: if use_dense {
-                vec![u32::MAX; slot_count]
-            } else {
-                Vec::new()
-            },
-            sparse: if use_dense {
-                HashMap::new()
-            } else {
-                HashMap::with_capacity(records)
-            },
-            use_dense,
-        }
-    }
-
-    fn find(&self, slot: u32) -> Option<usize> {
-        if self.use_dense {
-            self.dense
-                .get(slot as usize)
-                .filter(|r| **r != u32::MAX)
-                .map(|r| *r as usize)
-        } else {
-            self.sparse.get(&slot).map(|r| *r as usize)
-        }
-    }
-
-    fn row(&mut self, slot: u32) -> usize {
-        if let Some(r) = self.find(slot) {
-            return r;
-        }
-        let r = self.slots.len();
-        self.slots.push(slot);
-        self.cells.extend(std::iter::repeat_n(Cell::Empty, self.n));
-        if self.use_dense {
-            if let Some(d) = self.dense.get_mut(slot as usize) {
-                *d = r as u32;
-            }
-        } else {
-            self.sparse.insert(slot, r as u32);
-        }
-        r
-    }
-
-    fn cell(&mut self, row: usize, s: usize) -> &mut Cell<'a> {
-        &mut self.cells[row * self.n + s]
-    }
-}
-
+/// What the snapshots hold of each entity, and the plans of those that need
+/// one: the baseline's entities planned, the new ones gathered for the
+/// caller to plan. Problems found in the records go to `issues`.
 pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
-    let map = cx.map;
-    let baseline = cx.baseline;
-    let n = map.systems().len();
     let most = cx
         .snaps
         .iter()
@@ -396,81 +59,136 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         .map(|s| s.records.len())
         .max()
         .unwrap_or(0);
-    let mut rows = Rows::new(n, baseline.slot_count(), most);
+    let mut rows = Rows::new(cx.map.systems().len(), cx.baseline.slot_count(), most);
     // Records not linked yet, tombstones included, for every system.
-    let mut loose: Vec<(usize, &'a Record)> = Vec::new();
+    let mut loose: Records<'a> = Vec::new();
+    for s in 0..cx.map.systems().len() {
+        read_snapshot(cx, s, &mut rows, &mut loose, issues);
+    }
+    report_duplicates(cx, &rows, issues);
+    let unlinked = sift_loose(cx, &mut rows, &mut loose, issues);
+    let (groups, ambiguous) = match_unlinked(cx, &mut rows, loose, unlinked, issues);
+    // Entities that hold something are planned whatever was seen of them.
+    for slot in cx.baseline.attention() {
+        rows.row(*slot);
+    }
+    let planned = plan_rows(cx, &rows);
+    Gathered {
+        results: planned.results,
+        kept: planned.kept,
+        new: new_inputs(cx, groups),
+        touches: planned.touches,
+        ambiguous,
+    }
+}
 
-    for s in 0..n {
-        let Some(snap) = cx.snaps[s] else { continue };
-        let bs = cx.sys_slot[s];
-        // Links of this system the snapshot names: when it names them all,
-        // a complete snapshot has nothing missing.
-        let mut named = 0usize;
-        // The lookups read the baseline only: they may run on every thread.
-        let found = match bs {
-            Some(b) => flat(par::chunked(&snap.records, cx.threads, |records| {
-                records
-                    .iter()
-                    .map(|r| baseline.find_link(b, &r.id))
-                    .collect::<Vec<_>>()
-            })),
-            None => vec![None; snap.records.len()],
-        };
-        for (r, found) in snap.records.iter().zip(found) {
-            if !r.non_finite.is_empty() && !r.deleted {
-                non_finite(cx, s, r, found, issues);
-            }
-            match found {
-                Some(slot) => {
-                    let row = rows.row(slot);
-                    let cell = rows.cell(row, s);
-                    *cell = match *cell {
-                        Cell::Empty if r.deleted => Cell::Gone,
-                        Cell::Empty => Cell::Seen(r),
-                        Cell::Gone if r.deleted => Cell::Twice(r),
-                        Cell::Seen(first) | Cell::Twice(first) if first == r => Cell::Twice(first),
-                        _ => Cell::Dup,
-                    };
-                    if matches!(cell, Cell::Gone | Cell::Seen(_)) {
-                        named += 1;
-                    }
-                }
-                None => loose.push((s, r)),
-            }
+/// Reads system `s`'s snapshot (if there is one) into `rows`: a record
+/// linked to an entity fills the entity's cell, a record not linked yet
+/// goes to `loose`; in a complete snapshot, each live link it does not name
+/// is absent. Non-finite numbers are reported as they are met.
+fn read_snapshot<'a>(
+    cx: &Cx<'a>,
+    s: usize,
+    rows: &mut Rows<'a>,
+    loose: &mut Records<'a>,
+    issues: &mut Vec<Issue>,
+) {
+    let Some(snap) = cx.snaps[s] else { return };
+    // Links of this system the snapshot names: when it names them all, a
+    // complete snapshot has nothing missing.
+    let mut named = 0usize;
+    let found = find_links(cx, s, &snap.records);
+    for (r, found) in snap.records.iter().zip(found) {
+        if !r.non_finite.is_empty() && !r.deleted {
+            non_finite(cx, s, r, found, issues);
         }
-        if snap.coverage == Coverage::Complete {
-            if let Some(b) = bs.filter(|b| named < baseline.linked_count(*b)) {
-                for (slot, e) in baseline.occupied() {
-                    let live = e.link(b).is_some_and(|l| {
-                        matches!(l.status, LinkStatus::Active | LinkStatus::Frozen)
-                    });
-                    if live
-                        && rows
-                            .find(slot)
-                            .is_none_or(|row| matches!(rows.cells[row * n + s], Cell::Empty))
-                    {
-                        let row = rows.row(slot);
-                        *rows.cell(row, s) = Cell::Absent;
-                    }
+        match found {
+            Some(slot) => {
+                if place_linked(rows, slot, s, r) {
+                    named += 1;
                 }
             }
+            None => loose.push((s, r)),
         }
     }
+    if snap.coverage == Coverage::Complete {
+        mark_absent(cx, s, named, rows);
+    }
+}
 
-    // Duplicated ids, reported once: copies all the same count as one;
-    // copies that differ are all ignored, and nothing about their entity is
-    // decided (`EntityInput::listed_twice`).
-    for row in 0..rows.slots.len() {
-        for s in 0..n {
-            if matches!(rows.cells[row * n + s], Cell::Dup | Cell::Twice(_)) {
+/// For each of `records`, of system `s`: the baseline slot of the entity it
+/// is linked to, if any. The lookups read the baseline only: they may run
+/// on every thread.
+fn find_links(cx: &Cx<'_>, s: usize, records: &[Record]) -> Vec<Option<u32>> {
+    let baseline = cx.baseline;
+    match cx.sys_slot[s] {
+        Some(b) => flat(par::chunked(records, cx.threads, |records| {
+            records
+                .iter()
+                .map(|r| baseline.find_link(b, &r.id))
+                .collect::<Vec<_>>()
+        })),
+        None => vec![None; records.len()],
+    }
+}
+
+/// Puts record `r` of system `s` in the cell of the entity at `slot`. A
+/// record met there before makes it listed twice: every copy the same
+/// ([`Cell::Twice`]), or not ([`Cell::Dup`]). Whether the cell now names
+/// the link once (a record or a tombstone).
+#[inline]
+fn place_linked<'a>(rows: &mut Rows<'a>, slot: u32, s: usize, r: &'a Record) -> bool {
+    let row = rows.row(slot);
+    let cell = rows.cell(row, s);
+    *cell = match *cell {
+        Cell::Empty if r.deleted => Cell::Gone,
+        Cell::Empty => Cell::Seen(r),
+        Cell::Gone if r.deleted => Cell::Twice(r),
+        Cell::Seen(first) | Cell::Twice(first) if first == r => Cell::Twice(first),
+        _ => Cell::Dup,
+    };
+    matches!(cell, Cell::Gone | Cell::Seen(_))
+}
+
+/// In system `s`'s complete snapshot, which named `named` of its links:
+/// marks absent each entity with a live link in `s` whose cell is empty.
+/// Nothing to do where the snapshot named every link.
+fn mark_absent(cx: &Cx<'_>, s: usize, named: usize, rows: &mut Rows<'_>) {
+    let baseline = cx.baseline;
+    let Some(b) = cx.sys_slot[s].filter(|b| named < baseline.linked_count(*b)) else {
+        return;
+    };
+    for (slot, e) in baseline.occupied() {
+        let live = e
+            .link(b)
+            .is_some_and(|l| matches!(l.status, LinkStatus::Active | LinkStatus::Frozen));
+        if live
+            && rows
+                .find(slot)
+                .is_none_or(|row| matches!(rows.at(row, s), Cell::Empty))
+        {
+            let row = rows.row(slot);
+            *rows.cell(row, s) = Cell::Absent;
+        }
+    }
+}
+
+/// Reports linked records listed more than once, once each: copies all the
+/// same count as one; copies that differ are all ignored, and nothing about
+/// their entity is decided (`EntityInput::listed_twice`).
+fn report_duplicates(cx: &Cx<'_>, rows: &Rows<'_>, issues: &mut Vec<Issue>) {
+    let baseline = cx.baseline;
+    for row in 0..rows.count() {
+        for s in 0..cx.map.systems().len() {
+            if matches!(rows.at(row, s), Cell::Dup | Cell::Twice(_)) {
                 let id = cx.sys_slot[s]
-                    .and_then(|b| baseline.entity_at(rows.slots[row])?.link(b))
+                    .and_then(|b| baseline.entity_at(rows.slot(row))?.link(b))
                     .map(|l| l.id.to_string())
                     .unwrap_or_default();
                 issues.push(Issue {
-                    system: map.systems()[s].clone(),
+                    system: cx.map.systems()[s].clone(),
                     record_id: id,
-                    entity: baseline.entity_at(rows.slots[row]).map(|e| e.id.clone()),
+                    entity: baseline.entity_at(rows.slot(row)).map(|e| e.id.clone()),
                     field: None,
                     kind: IssueKind::DuplicateRecordId,
                     sensitive: false,
@@ -478,13 +196,22 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             }
         }
     }
-    // Records not linked yet, in (system, id) order, whatever order the
-    // snapshots listed them in: an id listed twice (a connector's paging
-    // bug) is reported once and every copy ignored; of two tombstones
-    // carrying one correlation key, the lower id is taken.
+}
+
+/// Sorts the records not linked yet in (system, id) order, whatever order
+/// the snapshots listed them in, and returns those in scope to match: an id
+/// listed twice (a connector's paging bug) is reported once and every copy
+/// ignored; a tombstone of a lost create is its entity's; of two tombstones
+/// carrying one correlation key, the lower id is taken.
+fn sift_loose<'a>(
+    cx: &Cx<'a>,
+    rows: &mut Rows<'a>,
+    loose: &mut Records<'a>,
+    issues: &mut Vec<Issue>,
+) -> Records<'a> {
     loose.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
-    let mut unlinked: Vec<(usize, &'a Record)> = Vec::with_capacity(loose.len());
-    for run in identity::same_record_runs(&loose) {
+    let mut unlinked: Records<'a> = Vec::with_capacity(loose.len());
+    for run in identity::same_record_runs(loose) {
         let Some(&(s, r)) = run.first() else {
             continue;
         };
@@ -496,7 +223,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             let made_for = run
                 .iter()
                 .find_map(|(_, o)| o.correlation.as_deref())
-                .and_then(|key| baseline.find_entity(&EntityId::new(key)));
+                .and_then(|key| cx.baseline.find_entity(&EntityId::new(key)));
             if let Some(slot) = made_for {
                 let row = rows.row(slot);
                 let cell = rows.cell(row, s);
@@ -505,7 +232,7 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
                 }
             }
             issues.push(Issue {
-                system: map.systems()[s].clone(),
+                system: cx.map.systems()[s].clone(),
                 record_id: r.id.clone(),
                 entity: None,
                 field: None,
@@ -524,19 +251,35 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             unlinked.push((s, r));
         }
     }
+    unlinked
+}
 
+/// Matches the `unlinked` records ([`identity::group_unlinked`]): a group
+/// joining an entity of the baseline fills its row; the groups returned
+/// make new entities. `loose` (every record not linked yet, sorted) says
+/// what is shown of the records remembered as ambiguous; the change to that
+/// memory is returned too.
+fn match_unlinked<'a>(
+    cx: &Cx<'a>,
+    rows: &mut Rows<'a>,
+    loose: Records<'a>,
+    unlinked: Records<'a>,
+    issues: &mut Vec<Issue>,
+) -> (Vec<Records<'a>>, AmbiguityChange) {
+    let map = cx.map;
+    let n = map.systems().len();
     let gone = |slot: u32, s: usize| {
         rows.find(slot)
-            .is_some_and(|row| matches!(rows.cells[row * n + s], Cell::Gone | Cell::Absent))
+            .is_some_and(|row| matches!(rows.at(row, s), Cell::Gone | Cell::Absent))
     };
     let complete: Vec<bool> = (0..n)
         .map(|s| cx.coverage(s) == Some(Coverage::Complete))
         .collect();
-    let mut recall = identity::Recall::new(map, &baseline.header().ambiguous, &loose, complete);
+    let mut recall = identity::Recall::new(map, &cx.baseline.header().ambiguous, &loose, complete);
     drop(loose);
     let (groups, held) = identity::group_unlinked(
         map,
-        baseline,
+        cx.baseline,
         &cx.sys_slot,
         unlinked,
         &gone,
@@ -558,95 +301,93 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
             None => new_entities.push(g.records),
         }
     }
-    for slot in baseline.attention() {
-        rows.row(*slot);
-    }
+    (new_entities, ambiguous)
+}
 
-    let order: Vec<u32> = (0..rows.slots.len() as u32).collect();
+/// What planning rows made.
+#[derive(Default)]
+struct Planned<'a> {
+    results: Vec<EntityResult>,
+    /// The inputs of results that plan a guarded change, by index in
+    /// `results`.
+    kept: Vec<(usize, EntityInput<'a>)>,
+    /// Link updates of skipped entities.
+    touches: Vec<EntityChange>,
+}
+
+/// Plans the entities of `rows`, in chunks on the plan's threads: each one
+/// skipped on the fast path, or planned.
+fn plan_rows<'a>(cx: &Cx<'a>, rows: &Rows<'a>) -> Planned<'a> {
+    let order: Vec<u32> = (0..rows.count() as u32).collect();
     let parts = par::chunked(&order, cx.threads, |chunk| {
-        let mut kept = Vec::new();
-        let mut results = Vec::new();
-        let mut touches = Vec::new();
+        let mut planned = Planned::default();
         // Content hashes the fast path computed, so the slow path does not
         // compute them again.
-        let mut known = vec![0u64; n];
+        let mut known = vec![0u64; cx.map.systems().len()];
         for row in chunk {
-            let row = *row as usize;
-            let slot = rows.slots[row];
-            let cells = &rows.cells[row * n..(row + 1) * n];
-            known.fill(0);
-            let waits = !cx.waiting.is_empty()
-                && baseline
-                    .entity_at(slot)
-                    .is_some_and(|e| cx.waiting.contains(&e.id));
-            if waits {
-                if let Some(mut input) = entity_input(baseline, slot, cells, &known) {
-                    input.listed_twice = true;
-                    results.push(plan_entity(cx, &input, Withhold::default()));
-                }
-                continue;
-            }
-            if let Some(touch) = fast_path(cx, slot, cells, &mut known) {
-                if let Some(change) = touch {
-                    touches.push(change);
-                }
-                continue;
-            }
-            if let Some(input) = entity_input(baseline, slot, cells, &known) {
-                let result = plan_entity(cx, &input, Withhold::default());
-                if result.guarded() {
-                    kept.push((results.len(), input));
-                }
-                results.push(result);
-            }
+            plan_row(cx, rows, *row as usize, &mut known, &mut planned);
         }
-        (results, kept, touches)
+        planned
     });
-    let mut results = Vec::new();
-    let mut kept = Vec::new();
-    let mut touches = Vec::new();
-    for (r, k, t) in parts {
-        let base = results.len();
-        results.extend(r);
-        kept.extend(k.into_iter().map(|(i, input)| (base + i, input)));
-        touches.extend(t);
+    let mut all = Planned::default();
+    for part in parts {
+        let base = all.results.len();
+        all.results.extend(part.results);
+        all.kept
+            .extend(part.kept.into_iter().map(|(i, input)| (base + i, input)));
+        all.touches.extend(part.touches);
     }
+    all
+}
 
+/// Plans the entity of row `row` into `planned`: an entity that waits is
+/// planned as one listed twice; one the fast path skips leaves at most a
+/// link update; any other is planned, and its input kept if a guard may
+/// have it planned again. `known` is scratch space, one per system.
+#[inline]
+fn plan_row<'a>(
+    cx: &Cx<'a>,
+    rows: &Rows<'a>,
+    row: usize,
+    known: &mut [u64],
+    planned: &mut Planned<'a>,
+) {
+    let slot = rows.slot(row);
+    let cells = rows.cells(row);
+    known.fill(0);
+    if cx.waits(slot) {
+        if let Some(mut input) = entity_input(cx.baseline, slot, cells, known) {
+            input.listed_twice = true;
+            planned
+                .results
+                .push(plan_entity(cx, &input, Withhold::default()));
+        }
+        return;
+    }
+    if let Some(touch) = fast_path(cx, slot, cells, known) {
+        planned.touches.extend(touch);
+        return;
+    }
+    if let Some(input) = entity_input(cx.baseline, slot, cells, known) {
+        let result = plan_entity(cx, &input, Withhold::default());
+        if result.guarded() {
+            planned.kept.push((planned.results.len(), input));
+        }
+        planned.results.push(result);
+    }
+}
+
+/// The inputs of the entities new in this plan, one for each group of
+/// records matched together.
+fn new_inputs<'a>(cx: &Cx<'a>, groups: Vec<Records<'a>>) -> Vec<EntityInput<'a>> {
+    let n = cx.map.systems().len();
     let mut new = Vec::new();
     let mut taken: HashSet<EntityId> = HashSet::new();
-    for records in new_entities {
-        let Some((s0, r0)) = records.first() else {
+    for records in groups {
+        let Some(id) = new_id(cx, &records, &mut taken) else {
             continue;
         };
-        // A group holding the record a lost create made keeps the id the
-        // create was planned under (its correlation key names another
-        // record of the group), so a crashed run ends with the same
-        // entities as an uninterrupted one.
-        let planned = records.iter().find_map(|(_, r)| {
-            let c = r.correlation.as_deref()?;
-            records
-                .iter()
-                .any(|(s, o)| EntityId::from_link(&map.systems()[*s], &o.id).as_str() == c)
-                .then(|| EntityId::new(c))
-        });
-        let base = planned.unwrap_or_else(|| EntityId::from_link(&map.systems()[*s0], &r0.id));
-        let mut id = base.clone();
-        let mut k = 2;
-        while baseline.find_entity(&id).is_some() || taken.contains(&id) {
-            id = EntityId::new(format!("{base}~{k}"));
-            k += 1;
-        }
-        taken.insert(id.clone());
-        let mut input = EntityInput {
-            slot: None,
-            id,
-            seen: vec![None; n],
-            hashes: vec![0; n],
-            deleted: vec![false; n],
-            absent: Vec::new(),
-            new_links: vec![false; n],
-            listed_twice: false,
-        };
+        let mut input = EntityInput::empty(None, id, n);
         for (s, r) in records {
             input.seen[s] = Some(r);
             input.hashes[s] = record_hash(r);
@@ -654,13 +395,39 @@ pub(crate) fn gather<'a>(cx: &Cx<'a>, issues: &mut Vec<Issue>) -> Gathered<'a> {
         }
         new.push(input);
     }
-    Gathered {
-        results,
-        kept,
-        new,
-        touches,
-        ambiguous,
+    new
+}
+
+/// The id of a new entity of `records` (none for no records), unlike any
+/// of the baseline's and those `taken` (to which it is added): from its
+/// first record's link, or kept from a lost create.
+fn new_id(
+    cx: &Cx<'_>,
+    records: &[(usize, &Record)],
+    taken: &mut HashSet<EntityId>,
+) -> Option<EntityId> {
+    let systems = cx.map.systems();
+    let &(s0, r0) = records.first()?;
+    // A group holding the record a lost create made keeps the id the
+    // create was planned under (its correlation key names another record
+    // of the group), so a crashed run ends with the same entities as an
+    // uninterrupted one.
+    let planned = records.iter().find_map(|(_, r)| {
+        let c = r.correlation.as_deref()?;
+        records
+            .iter()
+            .any(|(s, o)| EntityId::from_link(&systems[*s], &o.id).as_str() == c)
+            .then(|| EntityId::new(c))
+    });
+    let base = planned.unwrap_or_else(|| EntityId::from_link(&systems[s0], &r0.id));
+    let mut id = base.clone();
+    let mut k = 2;
+    while cx.baseline.find_entity(&id).is_some() || taken.contains(&id) {
+        id = EntityId::new(format!("{base}~{k}"));
+        k += 1;
     }
+    taken.insert(id.clone());
+    Some(id)
 }
 
 /// The parts of a chunked result, as one vector.
@@ -682,16 +449,7 @@ fn entity_input<'a>(
 ) -> Option<EntityInput<'a>> {
     let e = baseline.entity_at(slot)?;
     let n = cells.len();
-    let mut input = EntityInput {
-        slot: Some(slot),
-        id: e.id.clone(),
-        seen: vec![None; n],
-        hashes: vec![0; n],
-        deleted: vec![false; n],
-        absent: Vec::new(),
-        new_links: vec![false; n],
-        listed_twice: false,
-    };
+    let mut input = EntityInput::empty(Some(slot), e.id.clone(), n);
     for ((s, cell), known) in cells.iter().enumerate().zip(known) {
         let hash = |r: &Record| if *known != 0 { *known } else { record_hash(r) };
         match cell {
@@ -764,257 +522,4 @@ fn lost_create(cx: &Cx<'_>, s: usize, r: &Record) -> Option<u32> {
         .and_then(|b| e.link(b))
         .is_some_and(|l| matches!(l.status, LinkStatus::Active | LinkStatus::Frozen));
     (!live).then_some(slot)
-}
-
-/// Whether `r` reports the version its link recorded (both none counts).
-fn reports_version(r: &Record, link: &LinkState) -> bool {
-    match (&r.version, &link.version) {
-        (Some(v), Some(l)) => l.is(v),
-        (None, None) => true,
-        _ => false,
-    }
-}
-
-/// Whether `r`, a record of `system`, is as `baseline` last committed it:
-/// its content is what the last read saw (its link keeps that content's
-/// hash), or, where the last commit wrote it (the link keeps no hash, only
-/// the version the write reported), it reports that version. Nothing in
-/// such a record is new.
-pub(crate) fn holds_last_commit(baseline: &Baseline, system: &str, r: &Record) -> bool {
-    let link = baseline.system_slot(system).and_then(|b| {
-        let slot = baseline.find_link(b, &r.id)?;
-        baseline.entity_at(slot)?.link(b)
-    });
-    match link {
-        None => false,
-        // A content the last read saw: compared, not trusted to a version.
-        Some(link) if link.hash != 0 => record_hash(r) == link.hash,
-        Some(link) => r.version.is_some() && reports_version(r, link),
-    }
-}
-
-/// `Some` when the entity needs no planning: nothing pending, and every
-/// record seen has the version or content it had at the last commit. The
-/// inner change updates links whose version moved while content did not.
-/// The content hashes it computes are left in `known` (by system; 0 where
-/// it computed none).
-fn fast_path(
-    cx: &Cx<'_>,
-    slot: u32,
-    cells: &[Cell<'_>],
-    known: &mut [u64],
-) -> Option<Option<EntityChange>> {
-    if !cx.fast || cx.baseline.attention().contains(&slot) {
-        return None;
-    }
-    let e = cx.baseline.entity_at(slot)?;
-    let mut touch: Option<EntityChange> = None;
-    for (s, cell) in cells.iter().enumerate() {
-        let r = match cell {
-            Cell::Empty | Cell::Dup => continue,
-            Cell::Seen(r) => *r,
-            Cell::Twice(r) if !r.deleted => *r,
-            Cell::New(_) | Cell::Gone | Cell::Absent | Cell::NewGone(_) | Cell::Twice(_) => {
-                return None
-            }
-        };
-        let link = cx.sys_slot[s].and_then(|b| e.link(b))?;
-        let in_scope = cx.in_scope(s, r);
-        match link.status {
-            LinkStatus::Active if in_scope => {}
-            LinkStatus::Frozen if !in_scope => continue,
-            _ => return None,
-        }
-        let same_version = reports_version(r, link);
-        if same_version && r.version.is_some() {
-            continue;
-        }
-        let hash = record_hash(r);
-        if let Some(k) = known.get_mut(s) {
-            *k = hash;
-        }
-        if hash != link.hash {
-            return None;
-        }
-        // Same content: only a moved version is worth recording.
-        if same_version {
-            continue;
-        }
-        touch
-            .get_or_insert_with(|| EntityChange::new(e.id.clone()))
-            .links
-            .push((
-                s as u32,
-                Some(LinkRecord {
-                    id: r.id.clone(),
-                    version: r.version.clone(),
-                    hash,
-                    status: link.status,
-                }),
-            ));
-    }
-    Some(touch)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mapping::Field;
-
-    fn map() -> FieldMap {
-        FieldMap::builder()
-            .object("contacts")
-            .systems(["crm", "shop", "erp"])
-            .key("email")
-            .field(Field::new("email"))
-            .field(Field::new("phone").not_in("shop"))
-            .field(Field::new("name"))
-            .build()
-            .expect("a valid map")
-    }
-
-    #[test]
-    fn first_hints_are_the_positions_of_a_record_in_map_order() {
-        let hints = Hints::new(&map());
-        let at: Vec<u32> = (0..9)
-            .filter_map(|i| hints.get(i))
-            .map(|h| h.load(Ordering::Relaxed))
-            .collect();
-        // crm and erp have every field; shop has no phone, so its name
-        // comes second.
-        assert_eq!(at, [0, 1, 2, 0, 1, 1, 0, 1, 2]);
-        let copy = hints.clone();
-        assert!((0..9).all(|i| copy.get(i).map(|h| h.load(Ordering::Relaxed)) == Some(at[i])));
-        assert!(copy.get(9 + LINE).is_none());
-    }
-
-    fn hint(hints: &Hints, i: usize) -> Option<u32> {
-        hints.get(i).map(|h| h.load(Ordering::Relaxed))
-    }
-
-    #[test]
-    fn the_engine_keeps_what_a_plan_learned_of_where_fields_are() {
-        let engine = crate::SyncEngine::new(map());
-        let reversed = Record::new("1")
-            .field("name", "Ann")
-            .field("phone", "555")
-            .field("email", "a@x.io");
-        assert_eq!(hint(&engine.hints, 0), Some(0));
-        let snaps = [
-            Snapshot::complete("crm", vec![reversed]),
-            Snapshot::complete("shop", Vec::new()),
-            Snapshot::complete("erp", Vec::new()),
-        ];
-        let plan = engine.plan(&Baseline::new(), &snaps).expect("plan");
-        assert_eq!(plan.ops.len(), 2, "{plan}");
-        // The next plan looks for crm's email third, its name first.
-        assert_eq!(hint(&engine.hints, 0), Some(2));
-        assert_eq!(hint(&engine.hints, 2), Some(0));
-    }
-
-    #[test]
-    fn baseline_fields_are_found_by_name_where_the_map_has_them_elsewhere() {
-        let engine = crate::SyncEngine::new(map());
-        let record = |id: &str, phone: bool| {
-            let r = Record::new(id).field("email", "a@x.io");
-            let r = if phone { r.field("phone", "555") } else { r };
-            r.field("name", "Ann")
-        };
-        let snaps = [
-            Snapshot::complete("crm", vec![record("c1", true)]),
-            Snapshot::complete("shop", vec![record("s1", false)]),
-            Snapshot::complete("erp", vec![record("e1", true)]),
-        ];
-        let mut baseline = Baseline::new();
-        let plan = engine.plan(&baseline, &snaps).expect("plan");
-        engine
-            .commit(&mut baseline, &plan, &crate::Outcomes::all_applied(&plan))
-            .expect("commit");
-        assert_eq!(baseline.field_slot("name"), Some(2));
-        // A map without phone has name second; the baseline keeps it third.
-        let narrower = FieldMap::builder()
-            .object("contacts")
-            .systems(["crm", "shop", "erp"])
-            .key("email")
-            .field(Field::new("email"))
-            .field(Field::new("name"))
-            .build()
-            .expect("a valid map");
-        let hints = Hints::new(&narrower);
-        let cx = Cx::new(&narrower, &hints, &baseline, &[], &PlanOptions::default()).expect("cx");
-        assert_eq!(cx.field_slot, [Some(0), Some(2)]);
-    }
-
-    #[test]
-    fn a_record_holds_the_last_commit_by_content_read_or_version_written() {
-        let engine = crate::SyncEngine::new(map());
-        let ann = |id: &str| {
-            Record::new(id)
-                .field("email", "a@x.io")
-                .field("name", "Ann")
-        };
-        let snaps = [
-            Snapshot::complete("crm", vec![ann("c1").version("v1")]),
-            Snapshot::complete("shop", vec![ann("s1")]),
-            Snapshot::complete("erp", Vec::new()),
-        ];
-        let mut baseline = Baseline::new();
-        let plan = engine.plan(&baseline, &snaps).expect("plan");
-        let create = plan
-            .ops
-            .iter()
-            .find(|o| o.system.as_str() == "erp")
-            .expect("a create");
-        let mut outcomes = crate::Outcomes::new();
-        outcomes.record(
-            create.id,
-            crate::OpOutcome::created("e1").with_version("w1"),
-        );
-        engine
-            .commit(&mut baseline, &plan, &outcomes)
-            .expect("commit");
-        let holds = |system: &str, r: &Record| holds_last_commit(&baseline, system, r);
-        // Read last: by content, whatever the version says.
-        assert!(holds("crm", &ann("c1").version("v1")));
-        assert!(holds("crm", &ann("c1").version("v2")));
-        assert!(!holds("crm", &ann("c1").version("v1").field("name", "Bo")));
-        assert!(holds("shop", &ann("s1")));
-        assert!(!holds("shop", &ann("s1").field("name", "Bo")));
-        // Written last: by the version the write reported.
-        assert!(holds("erp", &ann("e1").version("w1")));
-        assert!(!holds("erp", &ann("e1").version("w2")));
-        assert!(!holds("erp", &ann("e1")));
-        // Records and systems the baseline does not know.
-        assert!(!holds("shop", &ann("s2")));
-        assert!(!holds("crm", &ann("s1")));
-        assert!(!holds("nowhere", &ann("c1")));
-    }
-
-    #[test]
-    fn a_field_is_found_wherever_a_record_lists_it_and_the_hint_follows() {
-        let map = map();
-        let hints = Hints::new(&map);
-        let baseline = Baseline::new();
-        let cx = Cx::new(&map, &hints, &baseline, &[], &PlanOptions::default()).expect("cx");
-        let in_order = Record::new("1")
-            .field("email", "a@x.io")
-            .field("phone", "555")
-            .field("name", "Ann");
-        let reversed = Record::new("2")
-            .field("name", "Bo")
-            .field("phone", "556")
-            .field("email", "b@x.io");
-        let value = |r: &Record, f: usize| cx.field_value(0, f, r).map(|(_, v)| v.clone());
-        for _ in 0..2 {
-            for (r, name) in [(&in_order, "Ann"), (&reversed, "Bo")] {
-                assert_eq!(value(r, 2), Some(serde_json::json!(name)));
-                assert!(value(r, 1).is_some());
-            }
-        }
-        assert_eq!(value(&reversed, 0), Some(serde_json::json!("b@x.io")));
-        // The last record read listed email third: the next guess is there.
-        assert_eq!(hints.get(0).map(|h| h.load(Ordering::Relaxed)), Some(2));
-        // A field the system does not have is not looked up.
-        assert_eq!(cx.field_value(1, 1, &in_order), None);
-    }
 }

@@ -27,10 +27,14 @@
 
 mod commit;
 mod entity;
+mod fast_path;
 mod gather;
+mod hints;
+mod input;
 mod par;
+mod rows;
 
-pub(crate) use gather::holds_last_commit;
+pub(crate) use fast_path::holds_last_commit;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -41,9 +45,10 @@ use crate::baseline::{Baseline, BaselineError, EntityId};
 use crate::guard::{Approval, Refusal, Trip, Withheld};
 use crate::mapping::FieldMap;
 use crate::model::{Snapshot, SystemId};
-use crate::plan::{OpId, SyncPlan};
+use crate::plan::{EntityChange, OpId, SyncPlan};
 
 pub use commit::CommitSummary;
+use input::{Cx, EntityInput};
 
 /// From how many plans in a row that find a write not made (or do not see
 /// it in a read of its system) the write is reported as an
@@ -56,7 +61,7 @@ pub const UNCONFIRMED_PLANS: u32 = 3;
 #[derive(Clone)]
 pub struct SyncEngine {
     map: FieldMap,
-    hints: gather::Hints,
+    hints: hints::Hints,
 }
 
 /// What a plan needs beside the baseline and snapshots: the baselines of the
@@ -397,7 +402,7 @@ impl fmt::Debug for SyncEngine {
 impl SyncEngine {
     /// An engine for `map`.
     pub fn new(map: FieldMap) -> Self {
-        let hints = gather::Hints::new(&map);
+        let hints = hints::Hints::new(&map);
         SyncEngine { map, hints }
     }
 
@@ -420,29 +425,9 @@ impl SyncEngine {
         snapshots: &[Snapshot],
         options: &PlanOptions<'_>,
     ) -> Result<SyncPlan, PlanError> {
-        let mut cx = gather::Cx::new(&self.map, &self.hints, baseline, snapshots, options)?;
-        let guards = *self.map.guards();
+        let mut cx = Cx::new(&self.map, &self.hints, baseline, snapshots, options)?;
         let mut refusal = Refusal::empty();
-        // A complete snapshot that is suddenly empty is ignored unless approved.
-        let empty = cx.empty_snapshots();
-        if guards.empty_snapshot && !empty.is_empty() {
-            let trips: Vec<Trip> = empty
-                .iter()
-                .map(|(s, linked)| Trip::EmptySnapshot {
-                    system: self.map.systems()[*s].clone(),
-                    linked: *linked,
-                })
-                .collect();
-            if !options
-                .approvals
-                .contains(&crate::guard::fingerprint(&trips, &[]))
-            {
-                for (s, _) in &empty {
-                    cx.ignore_snapshot(*s);
-                }
-                refusal.add(trips, Vec::new());
-            }
-        }
+        self.guard_empty_snapshots(&mut cx, options, &mut refusal);
         let mut plan = SyncPlan {
             object: self.map.object().to_owned(),
             baseline_revision: baseline.revision(),
@@ -455,105 +440,74 @@ impl SyncEngine {
         // new ones are planned here.
         let mut results = gathered.results;
         let mut kept = gathered.kept;
-        let new_results = par::chunked(&gathered.new, cx.threads, |inputs| {
-            inputs
-                .iter()
-                .map(|input| entity::plan_entity(&cx, input, entity::Withhold::default()))
-                .collect::<Vec<_>>()
-        });
-        for (result, input) in new_results.into_iter().flatten().zip(gathered.new) {
-            if result.guarded() {
-                kept.push((results.len(), input));
-            }
-            results.push(result);
-        }
-
-        // Budgets, over what the plan would do.
-        let entities = baseline.len();
-        let mut withhold = entity::Withhold::default();
-        let mut trips = Vec::new();
-        let mut items: Vec<Withheld> = Vec::new();
-        type Pick = fn(&entity::EntityResult) -> &Vec<Withheld>;
-        let kinds: [(Pick, crate::guard::Budget, u8); 3] = [
-            (|r| &r.deletes, guards.deletes, 0),
-            (|r| &r.emptied, guards.emptied_fields, 1),
-            (|r| &r.exits, guards.scope_exits, 2),
-        ];
-        for (pick, budget, kind) in kinds {
-            let count: usize = results.iter().map(|r| pick(r).len()).sum();
-            if budget.allows(count, entities) {
-                continue;
-            }
-            trips.push(match kind {
-                0 => Trip::Deletes {
-                    count,
-                    entities,
-                    budget,
-                },
-                1 => Trip::EmptiedFields {
-                    count,
-                    entities,
-                    budget,
-                },
-                _ => Trip::ScopeExits {
-                    count,
-                    entities,
-                    budget,
-                },
-            });
-            match kind {
-                0 => withhold.deletes = true,
-                1 => withhold.emptied = true,
-                _ => withhold.scope_exits = true,
-            }
-            items.extend(results.iter().flat_map(|r| pick(r).iter().cloned()));
-        }
-        if !trips.is_empty() {
-            items.sort();
-            if !options
-                .approvals
-                .contains(&crate::guard::fingerprint(&trips, &items))
-            {
-                for (i, input) in &kept {
-                    if let Some(r) = results.get_mut(*i).filter(|r| r.affected_by(withhold)) {
-                        *r = entity::plan_entity(&cx, input, withhold);
-                    }
-                }
-                refusal.add(trips, items);
-            }
-        }
+        plan_new(&cx, gathered.new, &mut results, &mut kept);
+        self.guard_budgets(&cx, options, &mut results, &kept, &mut refusal);
         if !refusal.trips.is_empty() {
             plan.refusal = Some(refusal);
         }
-
-        // In entity order. Results are large: their order is sorted, not
-        // they. Entities planned and entities only touched (a version moved,
-        // nothing else) are apart, so their changes merge.
-        let mut order: Vec<usize> = (0..results.len()).collect();
-        order.sort_unstable_by(|a, b| results[*a].change.entity.cmp(&results[*b].change.entity));
-        let mut results: Vec<Option<entity::EntityResult>> =
-            results.into_iter().map(Some).collect();
-        let mut touches = gathered.touches;
-        touches.sort_unstable_by(|a, b| a.entity.cmp(&b.entity));
-        let mut touches = touches.into_iter().peekable();
-        for i in order {
-            let Some(r) = results.get_mut(i).and_then(Option::take) else {
-                continue;
-            };
-            plan.ops.extend(r.ops);
-            plan.conflicts.extend(r.conflicts);
-            plan.held.extend(r.held);
-            plan.issues.extend(r.issues);
-            if !r.change.is_empty() || r.has_ops {
-                while let Some(t) = touches.next_if(|t| t.entity < r.change.entity) {
-                    plan.changes.push(t);
-                }
-                plan.changes.push(r.change);
-            }
-        }
-        plan.changes.extend(touches);
+        assemble(&mut plan, results, gathered.touches);
         sort_issues(&self.map, &mut plan.issues);
         Ok(plan)
+    }
+
+    /// The empty-snapshot guard: a complete snapshot that is suddenly empty
+    /// is ignored (`cx` forgets it, `refusal` says why) unless approved.
+    fn guard_empty_snapshots(
+        &self,
+        cx: &mut Cx<'_>,
+        options: &PlanOptions<'_>,
+        refusal: &mut Refusal,
+    ) {
+        let empty = cx.empty_snapshots();
+        if !self.map.guards().empty_snapshot || empty.is_empty() {
+            return;
+        }
+        let trips: Vec<Trip> = empty
+            .iter()
+            .map(|(s, linked)| Trip::EmptySnapshot {
+                system: self.map.systems()[*s].clone(),
+                linked: *linked,
+            })
+            .collect();
+        if !options
+            .approvals
+            .contains(&crate::guard::fingerprint(&trips, &[]))
+        {
+            for (s, _) in &empty {
+                cx.ignore_snapshot(*s);
+            }
+            refusal.add(trips, Vec::new());
+        }
+    }
+
+    /// The budget guards (deletes, emptied fields, scope exits), over what
+    /// the plan would do: where one is exceeded and not approved, the
+    /// entities it affects are planned again (from `kept`) without those
+    /// changes, and `refusal` says why.
+    fn guard_budgets(
+        &self,
+        cx: &Cx<'_>,
+        options: &PlanOptions<'_>,
+        results: &mut [entity::EntityResult],
+        kept: &[(usize, EntityInput<'_>)],
+        refusal: &mut Refusal,
+    ) {
+        let (trips, mut items, withhold) = over_budget(&self.map, cx.baseline.len(), results);
+        if trips.is_empty() {
+            return;
+        }
+        items.sort();
+        if !options
+            .approvals
+            .contains(&crate::guard::fingerprint(&trips, &items))
+        {
+            for (i, input) in kept {
+                if let Some(r) = results.get_mut(*i).filter(|r| r.affected_by(withhold)) {
+                    *r = entity::plan_entity(cx, input, withhold);
+                }
+            }
+            refusal.add(trips, items);
+        }
     }
 
     /// Records what happened: canonical values advance, sources' shadows
@@ -576,4 +530,109 @@ impl SyncEngine {
     ) -> Result<CommitSummary, CommitError> {
         commit::commit(&self.map, baseline, plan, outcomes)
     }
+}
+
+/// Plans the entities new in this plan (on the plan's threads), appending
+/// their results to `results` and, for those that plan a guarded change,
+/// their inputs to `kept` (by index in `results`).
+fn plan_new<'a>(
+    cx: &Cx<'a>,
+    new: Vec<EntityInput<'a>>,
+    results: &mut Vec<entity::EntityResult>,
+    kept: &mut Vec<(usize, EntityInput<'a>)>,
+) {
+    let new_results = par::chunked(&new, cx.threads, |inputs| {
+        inputs
+            .iter()
+            .map(|input| entity::plan_entity(cx, input, entity::Withhold::default()))
+            .collect::<Vec<_>>()
+    });
+    for (result, input) in new_results.into_iter().flatten().zip(new) {
+        if result.guarded() {
+            kept.push((results.len(), input));
+        }
+        results.push(result);
+    }
+}
+
+/// The budgets of `map`'s guards that `results` exceed, over a baseline of
+/// `entities` entities: the trips, every change they count, and what to
+/// withhold from the entities they affect.
+fn over_budget(
+    map: &FieldMap,
+    entities: usize,
+    results: &[entity::EntityResult],
+) -> (Vec<Trip>, Vec<Withheld>, entity::Withhold) {
+    let guards = map.guards();
+    let mut withhold = entity::Withhold::default();
+    let mut trips = Vec::new();
+    let mut items: Vec<Withheld> = Vec::new();
+    type Pick = fn(&entity::EntityResult) -> &Vec<Withheld>;
+    let kinds: [(Pick, crate::guard::Budget, u8); 3] = [
+        (|r| &r.deletes, guards.deletes, 0),
+        (|r| &r.emptied, guards.emptied_fields, 1),
+        (|r| &r.exits, guards.scope_exits, 2),
+    ];
+    for (pick, budget, kind) in kinds {
+        let count: usize = results.iter().map(|r| pick(r).len()).sum();
+        if budget.allows(count, entities) {
+            continue;
+        }
+        trips.push(match kind {
+            0 => Trip::Deletes {
+                count,
+                entities,
+                budget,
+            },
+            1 => Trip::EmptiedFields {
+                count,
+                entities,
+                budget,
+            },
+            _ => Trip::ScopeExits {
+                count,
+                entities,
+                budget,
+            },
+        });
+        match kind {
+            0 => withhold.deletes = true,
+            1 => withhold.emptied = true,
+            _ => withhold.scope_exits = true,
+        }
+        items.extend(results.iter().flat_map(|r| pick(r).iter().cloned()));
+    }
+    (trips, items, withhold)
+}
+
+/// Puts the entities' results into `plan`, in entity order. Results are
+/// large: their order is sorted, not they. Entities planned and entities
+/// only touched (a version moved, nothing else) are apart, so their
+/// changes merge.
+fn assemble(
+    plan: &mut SyncPlan,
+    results: Vec<entity::EntityResult>,
+    mut touches: Vec<EntityChange>,
+) {
+    let mut order: Vec<usize> = (0..results.len()).collect();
+    order.sort_unstable_by(|a, b| results[*a].change.entity.cmp(&results[*b].change.entity));
+    let mut results: Vec<Option<entity::EntityResult>> = results.into_iter().map(Some).collect();
+    touches.sort_unstable_by(|a, b| a.entity.cmp(&b.entity));
+    let mut touches = touches.into_iter().peekable();
+    for i in order {
+        let Some(r) = results.get_mut(i).and_then(Option::take) else {
+            continue;
+        };
+        plan.ops.extend(r.ops);
+        plan.conflicts.extend(r.conflicts);
+        plan.held.extend(r.held);
+        plan.issues.extend(r.issues);
+        if !r.change.is_empty() || r.has_ops {
+            while let Some(t) = touches.next_if(|t| t.entity < r.change.entity) {
+                plan.changes.push(t);
+            }
+            plan.changes.push(r.change);
+        }
+    }
+    plan.changes.extend(touches);
 }
