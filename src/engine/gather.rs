@@ -3,7 +3,7 @@
 //!
 //! Each snapshot record is looked up in the baseline's link index. Linked
 //! records fill their entity's row ([`Rows`]); records not linked yet go to
-//! [`identity`](crate::identity) to be correlated, matched or created; a
+//! [`identity`] to be correlated, matched or created; a
 //! complete snapshot's missing records and every tombstone are deletion
 //! evidence. An entity whose records all report the version or content hash
 //! they had at the last commit, with nothing pending, is skipped here

@@ -1,29 +1,70 @@
 //! [`SyncEngine`]: plan and commit, pure and deterministic.
 //!
-//! For each entity and canonical field: **detect** which sources changed it
-//! (current native value against the shadow, after normalization); **decide**
-//! the canonical value (none changed: it stays; one changed or all agree: it
-//! wins; several disagree: the field's policy); **propagate** it to every
-//! target whose value differs; after the host reports outcomes, **commit**
-//! advances canonical values and shadows.
+//! # The algorithm
 //!
-//! Around the fields, whole records: records not linked yet are correlated,
-//! matched or created ([`identity`](crate::identity)); deletes are detected
-//! and handled by the map's delete policy; records leaving scope are
-//! unlinked or frozen ([`scope`](crate::scope)); and the plan is checked
-//! against the map's safety [guards](crate::guard) before it is returned.
+//! [`SyncEngine::plan_with`] takes the baseline (what every system held at
+//! the last commit) and a snapshot per system (what each holds now), and
+//! goes through these steps. Each is a function of its own in the file
+//! named; the decisions are [`policy`](crate::policy)'s, as pure functions
+//! over small facts.
 //!
-//! A write a system reported applied is believed once a later read shows it
-//! made ([`Unconfirmed`](crate::baseline::Unconfirmed)): until then its
-//! entity is planned every time, and a read that shows it not made has it
-//! planned again, never taken for an edit.
+//! 1. **Context** (`engine/input.rs`): the snapshots by system, the parent
+//!    baselines of reference fields, resolved once. A complete snapshot
+//!    that is suddenly empty is ignored unless approved (the
+//!    [empty-snapshot guard](crate::guard::Guards)).
+//! 2. **Gather** (`engine/gather.rs`): each record is looked up in the
+//!    baseline's links. Linked records fill their entity's row; records not
+//!    linked yet are correlated, matched or made new entities
+//!    ([`identity`](crate::identity)); a complete snapshot's missing
+//!    records and every tombstone are deletion evidence.
+//! 3. **Skip the unchanged** (`engine/fast_path.rs`): an entity whose
+//!    records all report the version, or have the content hash, they had at
+//!    the last commit, with nothing pending, is skipped without reading a
+//!    field. This only chooses which entities the next step sees.
+//! 4. **Plan each entity** (`engine/entity.rs`, one file per step under
+//!    `engine/entity/`):
+//!    1. *confirm* writes reported applied but not yet seen in a read
+//!       ([`Unconfirmed`](crate::baseline::Unconfirmed)): made, not made
+//!       (planned again, never taken for an edit), or still awaited;
+//!    2. *scope*: records that left their system's scope are unlinked or
+//!       frozen ([`scope`](crate::scope));
+//!    3. *deletes*: a record deleted in some systems is propagated,
+//!       unlinked, restored or held for review, by the map's
+//!       [`DeletePolicy`](crate::DeletePolicy) and
+//!       [`DeleteEditPolicy`](crate::DeleteEditPolicy);
+//!    4. per canonical field (`entity/field.rs`), unless nothing touched it
+//!       (`entity/unchanged.rs`):
+//!       - **detect** (`entity/detect.rs`): each source whose current value
+//!         differs from its shadow, after normalization, is a candidate;
+//!       - **decide** (`entity/decide.rs`): no candidate, the value stays;
+//!         one, or several that agree, it wins; several that disagree, a
+//!         reviewer's decision on that conflict or the field's
+//!         [`ConflictPolicy`](crate::ConflictPolicy); a field whose value
+//!         was emptied is guarded by its empty-value rule. A field not
+//!         decided is **held**, with its [`Conflict`](crate::Conflict);
+//!       - **propagate** (`entity/propagate.rs`): sources' shadows adopt
+//!         what they hold; every linked target whose value differs, once
+//!         converted to its native form, gets a write with its
+//!         [`Reason`](crate::Reason);
+//!    5. *writes* (`entity/writes.rs`): creates and updates of only the
+//!       changed fields, each with a stable [`OpId`].
+//!
+//!    Entities are planned on several threads where the `parallel` feature
+//!    is on (`engine/par.rs`): in chunks, joined in order, so the plan is
+//!    the same.
+//! 5. **Guards** (`engine/mod.rs`): the plan is checked against the map's
+//!    safety [guards](crate::guard); what a budget refuses is withheld and
+//!    reported in the plan's refusal until approved.
+//! 6. **Assemble**: ops, conflicts, holds and issues in a fixed order.
+//!
+//! After the host (or the runner) executes the plan and reports outcomes,
+//! [`SyncEngine::commit`] (`engine/commit.rs`) advances canonical values,
+//! shadows, links and holds for what was written, and keeps what failed to
+//! be planned again.
 //!
 //! A plan looks only at the entities a snapshot mentions, plus those that
 //! hold something (a failed write, a held field or delete, a write not
-//! confirmed). Where a record
-//! reports the version, or has the content hash, it had at the last commit,
-//! and nothing else is pending for its entity, the entity is skipped without
-//! reading its fields.
+//! confirmed).
 
 mod commit;
 mod entity;

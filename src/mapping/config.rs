@@ -2,7 +2,7 @@
 //!
 //! The file shape is a set of plain serde structs ([`MapConfig`] for one
 //! object, [`MapSetConfig`] for several sharing one `systems` list),
-//! converted to and from the [`FieldMapBuilder`](super::FieldMapBuilder):
+//! converted to and from the [`FieldMapBuilder`]:
 //! what a config file can say is exactly what the builder can, and
 //! [`build`](super::FieldMapBuilder::build) checks it the same way. Custom
 //! transforms, normalizers and resolvers are named in the file and supplied

@@ -1,7 +1,7 @@
 //! One field of one entity, in the order the engine takes it: the shortcut
-//! for a field nothing touched ([`unchanged`](super::unchanged)), then
-//! [detect](super::detect), [decide](super::decide), and either
-//! [hold](super::decide) or [propagate](super::propagate).
+//! for a field nothing touched ([`Planner::unchanged`]), then
+//! [detect](Planner::detect), [decide](Planner::decide), and either
+//! [hold](Planner::hold) or [propagate](Planner::propagate).
 
 use super::*;
 
