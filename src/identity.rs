@@ -549,6 +549,10 @@ impl<'a> Recall<'a> {
 ///
 /// Linear in the records, however many share a key value: each value that
 /// holds records back is one [`Ambiguity`], reported with a bounded list.
+///
+/// The steps, in order: [`Grouping::correlate`] (correlation keys),
+/// [`Grouping::match_key`] for each match key, [`Grouping::report_held`]
+/// (the ambiguities), [`Grouping::place_rest`] (created, or unmatched).
 pub(crate) fn group_unlinked<'r>(
     map: &FieldMap,
     baseline: &Baseline,
@@ -558,57 +562,274 @@ pub(crate) fn group_unlinked<'r>(
     recall: &Recall<'_>,
     issues: &mut Vec<Issue>,
 ) -> (Vec<Group<'r>>, Vec<HeldBack<'r>>) {
-    let systems = map.systems();
     unlinked.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
-    let n = unlinked.len();
-    let mut group_of: Vec<Option<usize>> = vec![None; n];
-    let mut failed = vec![false; n];
-    let mut groups: Vec<Group<'r>> = Vec::new();
-    let sys = |s: usize| systems[s].clone();
-    let mut ambiguities: Vec<Ambiguity> = Vec::new();
+    let cx = Inputs {
+        map,
+        baseline,
+        sys_slot,
+        gone,
+        recall,
+    };
+    let mut grouping = Grouping::new(unlinked);
+    // 1. Correlation keys.
+    grouping.correlate(&cx);
+    // 2. Match keys, in order.
+    if map.match_mode() != MatchMode::CreateOnly && !map.match_keys().is_empty() {
+        let lookup = KeyLookup::new(map, baseline);
+        for k in 0..map.match_keys().len() {
+            grouping.match_key(&cx, &KeyPass::new(map, &lookup, k), issues);
+        }
+    }
+    let held = grouping.report_held(map.systems(), issues);
+    // 3. What is left: created, or unmatched.
+    grouping.place_rest(map, issues);
+    (grouping.finish(), held)
+}
 
-    // The records an existing entity is linked to, as candidates.
-    let entity_links = |slot: u32| -> Vec<(SystemId, String)> {
-        let Some(e) = baseline.entity_at(slot) else {
+/// What grouping reads: the map, the baseline, and what this plan's
+/// snapshots say of the baseline's records.
+struct Inputs<'a, 'm> {
+    map: &'a FieldMap,
+    baseline: &'a Baseline,
+    /// Per map system: its slot in the baseline.
+    sys_slot: &'a [Option<usize>],
+    /// Whether the record entity `slot` is linked to in map system `s` is
+    /// deleted by this plan's snapshots.
+    gone: &'a dyn Fn(u32, usize) -> bool,
+    /// The remembered ambiguous records, as this plan sees them.
+    recall: &'a Recall<'m>,
+}
+
+impl Inputs<'_, '_> {
+    /// The records existing entity `slot` is linked to (detached links
+    /// left out), as candidates of an ambiguity.
+    fn entity_links(&self, slot: u32) -> Vec<(SystemId, String)> {
+        let Some(e) = self.baseline.entity_at(slot) else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for (s, name) in systems.iter().enumerate() {
-            let linked = sys_slot[s].and_then(|b| e.link(b));
+        for (s, name) in self.map.systems().iter().enumerate() {
+            let linked = self.sys_slot[s].and_then(|b| e.link(b));
             if let Some(l) = linked.filter(|l| l.status != LinkStatus::Detached) {
                 out.push((name.clone(), l.id.to_string()));
             }
         }
         out
-    };
-    // Whether an existing entity has a live link in system s. A link to a
-    // record deleted there (held, being restored, or gone in this plan's
-    // snapshot) is not live: a record carrying the entity's correlation key
-    // or key value in that system is a restore's create (whose commit may
-    // have been lost), or the record come back, and joins the entity.
-    let linked_in = |slot: u32, s: usize| -> bool {
-        baseline
-            .entity_at(slot)
-            .and_then(|e| sys_slot[s].and_then(|b| e.link(b)))
-            .is_some_and(|l| matches!(l.status, LinkStatus::Active | LinkStatus::Frozen))
-            && !gone(slot, s)
-    };
+    }
 
-    // 1. Correlation keys. Records whose correlation key cannot join them
-    // are held back, one ambiguity per key.
-    let would_be: HashMap<String, usize> = unlinked
-        .iter()
-        .enumerate()
-        .map(|(i, (s, r))| {
-            (
-                EntityId::from_link(&systems[*s], &r.id).as_str().to_owned(),
-                i,
-            )
+    /// Whether existing entity `slot` has a live link in map system `s`,
+    /// so a record of `s` cannot join it. A link to a record deleted there
+    /// (held, being restored, or gone in this plan's snapshot) is not live:
+    /// a record carrying the entity's correlation key or key value in that
+    /// system is a restore's create (whose commit may have been lost), or
+    /// the record come back, and joins the entity.
+    fn linked_in(&self, slot: u32, s: usize) -> bool {
+        self.baseline
+            .entity_at(slot)
+            .and_then(|e| self.sys_slot[s].and_then(|b| e.link(b)))
+            .is_some_and(|l| matches!(l.status, LinkStatus::Active | LinkStatus::Frozen))
+            && !(self.gone)(slot, s)
+    }
+}
+
+/// One match key, as its pass over the records reads it.
+struct KeyPass<'p, 'b> {
+    /// The key's index among the map's match keys.
+    k: usize,
+    /// Finds the existing entities holding a value of the key.
+    lookup: &'p KeyLookup<'b>,
+    /// The key's canonical field, as issues name it.
+    field: Option<String>,
+    /// The field is sensitive: issues about it say so.
+    sensitive: bool,
+}
+
+impl<'p, 'b> KeyPass<'p, 'b> {
+    fn new(map: &FieldMap, lookup: &'p KeyLookup<'b>, k: usize) -> Self {
+        let key_field = map
+            .match_keys()
+            .get(k)
+            .and_then(|(f, _)| map.fields().get(*f));
+        KeyPass {
+            k,
+            lookup,
+            field: key_field.map(|f| f.name().to_owned()),
+            sensitive: key_field.is_some_and(FieldSpec::is_sensitive),
+        }
+    }
+}
+
+/// The candidates a record or key value that cannot be decided is reported
+/// with: (system, record id).
+type Candidates = Vec<(SystemId, String)>;
+
+impl Group<'_> {
+    /// Adds the group's records to `out`, as candidates.
+    fn add_candidates(&self, systems: &[SystemId], out: &mut Candidates) {
+        out.extend(
+            self.records
+                .iter()
+                .map(|(s, r)| (systems[*s].clone(), r.id.clone())),
+        );
+    }
+}
+
+/// Grouping under way: the records not linked yet, in (system, id) order,
+/// and what each step has decided of them.
+struct Grouping<'r> {
+    unlinked: Vec<(usize, &'r Record)>,
+    /// Per record: the group it joined.
+    group_of: Vec<Option<usize>>,
+    /// Per record: held back, or reported; it joins no group.
+    failed: Vec<bool>,
+    groups: Vec<Group<'r>>,
+    /// The group standing for an existing entity, by the entity's slot.
+    by_entity: BTreeMap<u32, usize>,
+    /// Each key value (or correlation key) holding records back.
+    ambiguities: Vec<Ambiguity>,
+}
+
+impl<'r> Grouping<'r> {
+    fn new(unlinked: Vec<(usize, &'r Record)>) -> Self {
+        let n = unlinked.len();
+        Grouping {
+            unlinked,
+            group_of: vec![None; n],
+            failed: vec![false; n],
+            groups: Vec::new(),
+            by_entity: BTreeMap::new(),
+            ambiguities: Vec::new(),
+        }
+    }
+
+    /// Whether record `i` is still to be decided: in no group, neither held
+    /// back nor reported.
+    fn open(&self, i: usize) -> bool {
+        self.group_of[i].is_none() && !self.failed[i]
+    }
+
+    /// A new group joining existing entity `entity` (or none), holding
+    /// `records`; returns its index.
+    fn new_group(&mut self, entity: Option<u32>, records: Vec<(usize, &'r Record)>) -> usize {
+        self.groups.push(Group { entity, records });
+        self.groups.len() - 1
+    }
+
+    /// The group standing for existing entity `slot`, made (with no
+    /// records) if there is none yet.
+    fn entity_group(&mut self, slot: u32) -> usize {
+        let groups = &mut self.groups;
+        *self.by_entity.entry(slot).or_insert_with(|| {
+            groups.push(Group {
+                entity: Some(slot),
+                records: Vec::new(),
+            });
+            groups.len() - 1
         })
-        .collect();
-    let mut by_entity: BTreeMap<u32, usize> = BTreeMap::new();
-    let mut clashes: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut clash = |ambiguities: &mut Vec<Ambiguity>, c: &'r str, i: usize, others| {
+    }
+
+    /// Record `i` joins group `g`.
+    fn join(&mut self, g: usize, i: usize) {
+        self.groups[g].records.push(self.unlinked[i]);
+        self.group_of[i] = Some(g);
+    }
+
+    /// Step 1: correlation keys. A record carrying the correlation key of a
+    /// create recsync planned joins the entity the key names, or, where no
+    /// entity has that id, the record of this plan whose new entity would
+    /// have it. A record that cannot join (its system is taken there) is
+    /// held back: one ambiguity per correlation key.
+    fn correlate(&mut self, cx: &Inputs<'_, '_>) {
+        let systems = cx.map.systems();
+        let would_be: HashMap<String, usize> = self
+            .unlinked
+            .iter()
+            .enumerate()
+            .map(|(i, (s, r))| {
+                (
+                    EntityId::from_link(&systems[*s], &r.id).as_str().to_owned(),
+                    i,
+                )
+            })
+            .collect();
+        let mut clashes: BTreeMap<&'r str, usize> = BTreeMap::new();
+        for i in 0..self.unlinked.len() {
+            let (_, r) = self.unlinked[i];
+            let Some(c) = r.correlation.as_deref() else {
+                continue;
+            };
+            if let Some(slot) = cx.baseline.find_entity(&EntityId::new(c)) {
+                self.correlate_to_entity(cx, &mut clashes, i, c, slot);
+            } else if let Some(&j) = would_be.get(c).filter(|j| **j != i) {
+                self.correlate_to_record(systems, &mut clashes, i, c, j);
+            }
+        }
+    }
+
+    /// Record `i`, whose correlation key `c` names existing entity `slot`,
+    /// joins the entity's group; unless the entity has a live link in the
+    /// record's system, or a record of that system joined it already: then
+    /// it is held back, with those as candidates.
+    fn correlate_to_entity(
+        &mut self,
+        cx: &Inputs<'_, '_>,
+        clashes: &mut BTreeMap<&'r str, usize>,
+        i: usize,
+        c: &'r str,
+        slot: u32,
+    ) {
+        let s = self.unlinked[i].0;
+        let g = self.entity_group(slot);
+        if cx.linked_in(slot, s) || self.groups[g].has_system(s) {
+            let mut others = cx.entity_links(slot);
+            self.groups[g].add_candidates(cx.map.systems(), &mut others);
+            self.clash(clashes, c, i, others);
+        } else {
+            self.join(g, i);
+        }
+    }
+
+    /// Record `i`, whose correlation key `c` is the id record `j`'s new
+    /// entity would have, joins `j`'s group (made for `j` if it has none);
+    /// unless a record of its system is in that group already: then it is
+    /// held back, with the group's records as candidates.
+    fn correlate_to_record(
+        &mut self,
+        systems: &[SystemId],
+        clashes: &mut BTreeMap<&'r str, usize>,
+        i: usize,
+        c: &'r str,
+        j: usize,
+    ) {
+        let s = self.unlinked[i].0;
+        let g = match self.group_of[j] {
+            Some(g) => g,
+            None => {
+                let g = self.new_group(None, vec![self.unlinked[j]]);
+                self.group_of[j] = Some(g);
+                g
+            }
+        };
+        if self.groups[g].has_system(s) {
+            let mut others = Vec::new();
+            self.groups[g].add_candidates(systems, &mut others);
+            self.clash(clashes, c, i, others);
+        } else {
+            self.join(g, i);
+        }
+    }
+
+    /// Holds record `i` back under correlation key `c`, with `others` as
+    /// candidates: the key's ambiguity (`clashes` finds it) is made on its
+    /// first record.
+    fn clash(
+        &mut self,
+        clashes: &mut BTreeMap<&'r str, usize>,
+        c: &'r str,
+        i: usize,
+        others: Candidates,
+    ) {
+        let ambiguities = &mut self.ambiguities;
         let a = *clashes.entry(c).or_insert_with(|| {
             ambiguities.push(Ambiguity {
                 key: c.to_owned(),
@@ -625,255 +846,266 @@ pub(crate) fn group_unlinked<'r>(
             a.members.push(i);
             a.others.extend(others);
         }
-    };
-    for i in 0..n {
-        let (s, r) = unlinked[i];
-        let Some(c) = r.correlation.as_deref() else {
-            continue;
-        };
-        if let Some(slot) = baseline.find_entity(&EntityId::new(c)) {
-            let g = *by_entity.entry(slot).or_insert_with(|| {
-                groups.push(Group {
-                    entity: Some(slot),
-                    records: Vec::new(),
-                });
-                groups.len() - 1
-            });
-            if linked_in(slot, s) || groups[g].has_system(s) {
-                let mut others = entity_links(slot);
-                others.extend(
-                    groups[g]
-                        .records
-                        .iter()
-                        .map(|(x, rr)| (sys(*x), rr.id.clone())),
-                );
-                clash(&mut ambiguities, c, i, others);
-                failed[i] = true;
-            } else {
-                groups[g].records.push((s, r));
-                group_of[i] = Some(g);
-            }
-        } else if let Some(&j) = would_be.get(c).filter(|j| **j != i) {
-            let g = match group_of[j] {
-                Some(g) => g,
-                None => {
-                    groups.push(Group {
-                        entity: None,
-                        records: vec![unlinked[j]],
-                    });
-                    group_of[j] = Some(groups.len() - 1);
-                    groups.len() - 1
-                }
-            };
-            if groups[g].has_system(s) {
-                let others = groups[g]
-                    .records
-                    .iter()
-                    .map(|(x, rr)| (sys(*x), rr.id.clone()))
-                    .collect();
-                clash(&mut ambiguities, c, i, others);
-                failed[i] = true;
-            } else {
-                groups[g].records.push((s, r));
-                group_of[i] = Some(g);
-            }
+        self.failed[i] = true;
+    }
+
+    /// Step 2, for one match key: the records still open are put in buckets
+    /// by their value of the key, and each value is decided
+    /// ([`Grouping::match_value`]).
+    fn match_key(&mut self, cx: &Inputs<'_, '_>, pass: &KeyPass<'_, '_>, issues: &mut Vec<Issue>) {
+        let buckets = self.bucket(cx.map, pass, issues);
+        if buckets.is_empty() {
+            return;
+        }
+        let group_keys = self.group_keys(cx, pass.k);
+        for (text, members) in buckets {
+            self.match_value(cx, pass, &group_keys, text, members);
         }
     }
 
-    // 2. Match keys, in order.
-    if map.match_mode() != MatchMode::CreateOnly && !map.match_keys().is_empty() {
-        let lookup = KeyLookup::new(map, baseline);
-        for k in 0..map.match_keys().len() {
-            let key_field = map
-                .match_keys()
-                .get(k)
-                .and_then(|(f, _)| map.fields().get(*f));
-            let key_sensitive = key_field.is_some_and(FieldSpec::is_sensitive);
-            let key_name = key_field.map(|f| f.name().to_owned());
-            let mut buckets: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-            for i in 0..n {
-                if group_of[i].is_some() || failed[i] {
-                    continue;
-                }
-                let (s, r) = unlinked[i];
-                match record_key(map, k, s, r) {
-                    Key::Text(t) => buckets.entry(t).or_default().push(i),
-                    // A value that cannot be compared: the record is
-                    // neither matched (by this key or a later one) nor
-                    // created.
-                    Key::Invalid(found) => {
-                        issues.push(Issue {
-                            system: sys(s),
-                            record_id: r.id.clone(),
-                            entity: None,
-                            field: key_name.clone(),
-                            kind: IssueKind::InvalidKey {
-                                found: found.to_owned(),
-                            },
-                            sensitive: key_sensitive,
-                        });
-                        failed[i] = true;
-                    }
-                    Key::Missing => {}
-                }
-            }
-            if buckets.is_empty() {
+    /// The records still open, by their value of the key (a record without
+    /// one is in no bucket). A record whose value cannot be compared is
+    /// reported ([`IssueKind::InvalidKey`]) and closed: it is neither
+    /// matched, by this key or a later one, nor created.
+    fn bucket(
+        &mut self,
+        map: &FieldMap,
+        pass: &KeyPass<'_, '_>,
+        issues: &mut Vec<Issue>,
+    ) -> BTreeMap<String, Vec<usize>> {
+        let mut buckets: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for i in 0..self.unlinked.len() {
+            if !self.open(i) {
                 continue;
             }
-            let mut group_keys: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
-            for (g, group) in groups.iter().enumerate() {
-                for (s, r) in &group.records {
-                    if let Some(t) = record_text(map, k, *s, r) {
-                        group_keys.entry(t).or_default().insert(g);
-                    }
+            let (s, r) = self.unlinked[i];
+            match record_key(map, pass.k, s, r) {
+                Key::Text(t) => buckets.entry(t).or_default().push(i),
+                Key::Invalid(found) => {
+                    issues.push(Issue {
+                        system: map.systems()[s].clone(),
+                        record_id: r.id.clone(),
+                        entity: None,
+                        field: pass.field.clone(),
+                        kind: IssueKind::InvalidKey {
+                            found: found.to_owned(),
+                        },
+                        sensitive: pass.sensitive,
+                    });
+                    self.failed[i] = true;
                 }
-                if let Some(t) = group
-                    .entity
-                    .and_then(|slot| baseline.entity_at(slot))
-                    .and_then(|e| entity_key(map, baseline.fields(), k, e))
-                {
+                Key::Missing => {}
+            }
+        }
+        buckets
+    }
+
+    /// The groups made so far, by their values of match key `k`: their
+    /// records' values, and their existing entity's.
+    fn group_keys(&self, cx: &Inputs<'_, '_>, k: usize) -> BTreeMap<String, BTreeSet<usize>> {
+        let (map, baseline) = (cx.map, cx.baseline);
+        let mut group_keys: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+        for (g, group) in self.groups.iter().enumerate() {
+            for (s, r) in &group.records {
+                if let Some(t) = record_text(map, k, *s, r) {
                     group_keys.entry(t).or_default().insert(g);
                 }
             }
-            for (text, members) in buckets {
-                // Targets: groups with this key, and existing entities with
-                // it that no group stands for yet.
-                let mut targets: BTreeSet<usize> =
-                    group_keys.get(&text).cloned().unwrap_or_default();
-                for slot in lookup.find(map, k, &text) {
-                    match by_entity.get(&slot) {
-                        Some(g) => {
-                            targets.insert(*g);
-                        }
-                        None => {
-                            groups.push(Group {
-                                entity: Some(slot),
-                                records: Vec::new(),
-                            });
-                            by_entity.insert(slot, groups.len() - 1);
-                            targets.insert(groups.len() - 1);
-                        }
-                    }
-                }
-                // Members are in system order: two of one system are
-                // neighbours.
-                let mut clash = members
-                    .windows(2)
-                    .any(|w| unlinked[w[0]].0 == unlinked[w[1]].0);
-                let single = (targets.len() == 1)
-                    .then(|| targets.first().copied())
-                    .flatten();
-                if let Some(g) = single {
-                    let group = &groups[g];
-                    clash |= members.iter().any(|i| {
-                        let s = unlinked[*i].0;
-                        group.has_system(s) || group.entity.is_some_and(|slot| linked_in(slot, s))
-                    });
-                }
-                // Remembered records holding the value that this read does
-                // not show hold the others back: they are there.
-                let remembered = key_name
-                    .as_deref()
-                    .map(|f| recall.unmentioned(f, &text))
-                    .unwrap_or_default();
-                if targets.len() > 1 || clash || !remembered.is_empty() {
-                    let mut others = Vec::new();
-                    let mut unlisted = 0usize;
-                    for (s, count, first) in &remembered {
-                        unlisted = unlisted.saturating_add(count.saturating_sub(first.len()));
-                        others.extend(first.iter().map(|id| (sys(*s), (*id).to_owned())));
-                    }
-                    for g in &targets {
-                        if let Some(slot) = groups[*g].entity {
-                            others.extend(entity_links(slot));
-                        }
-                        others.extend(
-                            groups[*g]
-                                .records
-                                .iter()
-                                .map(|(s, r)| (sys(*s), r.id.clone())),
-                        );
-                    }
-                    for i in &members {
-                        failed[*i] = true;
-                    }
-                    ambiguities.push(Ambiguity {
-                        key: text,
-                        field: key_name.clone(),
-                        sensitive: key_sensitive,
-                        members,
-                        others,
-                        remembered: remembered.iter().map(|(s, n, _)| (*s, *n)).collect(),
-                        unlisted,
-                    });
-                    continue;
-                }
-                let g = match single {
-                    Some(g) => g,
-                    None if members.len() >= 2 => {
-                        groups.push(Group {
-                            entity: None,
-                            records: Vec::new(),
-                        });
-                        groups.len() - 1
-                    }
-                    None => continue,
-                };
-                for i in members {
-                    groups[g].records.push(unlinked[i]);
-                    group_of[i] = Some(g);
-                }
+            if let Some(t) = group
+                .entity
+                .and_then(|slot| baseline.entity_at(slot))
+                .and_then(|e| entity_key(map, baseline.fields(), k, e))
+            {
+                group_keys.entry(t).or_default().insert(g);
             }
         }
+        group_keys
     }
-    let mut held = Vec::new();
-    for mut a in ambiguities {
-        a.members.sort_unstable();
-        a.members.dedup();
-        a.report(systems, &unlinked, issues);
-        if let Some(field) = a.field {
-            held.push(HeldBack {
-                field,
-                key: a.key,
-                records: a
-                    .members
-                    .iter()
-                    .filter_map(|i| unlinked.get(*i))
-                    .copied()
-                    .collect(),
-            });
+
+    /// Decides the records `members` (in system order) sharing key value
+    /// `text`. They join the one group or existing entity holding the
+    /// value; or, where none does, become a new group if two or more (one
+    /// alone is left to step 3). They are held back
+    /// ([`Grouping::hold_value`]) where that cannot be told: several
+    /// targets, two records of one system, a record of a system the target
+    /// has already, or remembered records holding the value that this read
+    /// does not show.
+    fn match_value(
+        &mut self,
+        cx: &Inputs<'_, '_>,
+        pass: &KeyPass<'_, '_>,
+        group_keys: &BTreeMap<String, BTreeSet<usize>>,
+        text: String,
+        members: Vec<usize>,
+    ) {
+        let targets = self.targets(cx, pass, group_keys, &text);
+        let single = (targets.len() == 1)
+            .then(|| targets.first().copied())
+            .flatten();
+        let clash = self.clashes(cx, &members, single);
+        // Remembered records holding the value that this read does not
+        // show hold the others back: they are there.
+        let remembered = pass
+            .field
+            .as_deref()
+            .map(|f| cx.recall.unmentioned(f, &text))
+            .unwrap_or_default();
+        if targets.len() > 1 || clash || !remembered.is_empty() {
+            self.hold_value(cx, pass, text, members, &targets, &remembered);
+            return;
+        }
+        let g = match single {
+            Some(g) => g,
+            None if members.len() >= 2 => self.new_group(None, Vec::new()),
+            None => return,
+        };
+        for i in members {
+            self.join(g, i);
         }
     }
 
-    // 3. What is left: created, or unmatched.
-    for i in 0..n {
-        if group_of[i].is_some() || failed[i] {
-            continue;
+    /// The groups key value `text` could join: groups holding it, and
+    /// existing entities holding it (a group is made for each that has
+    /// none yet).
+    fn targets(
+        &mut self,
+        cx: &Inputs<'_, '_>,
+        pass: &KeyPass<'_, '_>,
+        group_keys: &BTreeMap<String, BTreeSet<usize>>,
+        text: &str,
+    ) -> BTreeSet<usize> {
+        let mut targets: BTreeSet<usize> = group_keys.get(text).cloned().unwrap_or_default();
+        for slot in pass.lookup.find(cx.map, pass.k, text) {
+            targets.insert(self.entity_group(slot));
         }
-        let (s, r) = unlinked[i];
-        if map.match_mode() == MatchMode::MatchOnly {
-            issues.push(Issue {
-                system: sys(s),
-                record_id: r.id.clone(),
-                entity: None,
-                field: None,
-                kind: if map.match_keys().is_empty() {
-                    IssueKind::NoKey
-                } else {
-                    IssueKind::Unmatched
-                },
-                sensitive: false,
+        targets
+    }
+
+    /// Whether the records `members` (in system order) cannot all join one
+    /// target: two are of one system, or, with one target `single`, one is
+    /// of a system the target has a record of already, or a live link in.
+    fn clashes(&self, cx: &Inputs<'_, '_>, members: &[usize], single: Option<usize>) -> bool {
+        // Members are in system order: two of one system are neighbours.
+        let mut clash = members
+            .windows(2)
+            .any(|w| self.unlinked[w[0]].0 == self.unlinked[w[1]].0);
+        if let Some(g) = single {
+            let group = &self.groups[g];
+            clash |= members.iter().any(|i| {
+                let s = self.unlinked[*i].0;
+                group.has_system(s) || group.entity.is_some_and(|slot| cx.linked_in(slot, s))
             });
-        } else {
-            groups.push(Group {
-                entity: None,
-                records: vec![(s, r)],
-            });
+        }
+        clash
+    }
+
+    /// Holds back the records `members` sharing key value `text`: one
+    /// ambiguity, whose candidates are the remembered records this read
+    /// does not show (the first few of each system, the rest counted), and
+    /// the records of every target.
+    fn hold_value(
+        &mut self,
+        cx: &Inputs<'_, '_>,
+        pass: &KeyPass<'_, '_>,
+        text: String,
+        members: Vec<usize>,
+        targets: &BTreeSet<usize>,
+        remembered: &[(usize, usize, Vec<&str>)],
+    ) {
+        let systems = cx.map.systems();
+        let mut others = Vec::new();
+        let mut unlisted = 0usize;
+        for (s, count, first) in remembered {
+            unlisted = unlisted.saturating_add(count.saturating_sub(first.len()));
+            others.extend(
+                first
+                    .iter()
+                    .map(|id| (systems[*s].clone(), (*id).to_owned())),
+            );
+        }
+        for g in targets {
+            if let Some(slot) = self.groups[*g].entity {
+                others.extend(cx.entity_links(slot));
+            }
+            self.groups[*g].add_candidates(systems, &mut others);
+        }
+        for i in &members {
+            self.failed[*i] = true;
+        }
+        self.ambiguities.push(Ambiguity {
+            key: text,
+            field: pass.field.clone(),
+            sensitive: pass.sensitive,
+            members,
+            others,
+            remembered: remembered.iter().map(|(s, n, _)| (*s, *n)).collect(),
+            unlisted,
+        });
+    }
+
+    /// Reports every ambiguity: one issue per system it holds records of.
+    /// Returns the records each match key value held back, for the baseline
+    /// to remember; those a correlation key held back are not remembered
+    /// (the entity the key names is).
+    fn report_held(&mut self, systems: &[SystemId], issues: &mut Vec<Issue>) -> Vec<HeldBack<'r>> {
+        let mut held = Vec::new();
+        for mut a in std::mem::take(&mut self.ambiguities) {
+            a.members.sort_unstable();
+            a.members.dedup();
+            a.report(systems, &self.unlinked, issues);
+            if let Some(field) = a.field {
+                held.push(HeldBack {
+                    field,
+                    key: a.key,
+                    records: a
+                        .members
+                        .iter()
+                        .filter_map(|i| self.unlinked.get(*i))
+                        .copied()
+                        .collect(),
+                });
+            }
+        }
+        held
+    }
+
+    /// Step 3: each record still open is a new group of its own, to be
+    /// created in the other systems; or, under [`MatchMode::MatchOnly`],
+    /// reported as unmatched ([`IssueKind::NoKey`] when the map has no match
+    /// key).
+    fn place_rest(&mut self, map: &FieldMap, issues: &mut Vec<Issue>) {
+        for i in 0..self.unlinked.len() {
+            if !self.open(i) {
+                continue;
+            }
+            let (s, r) = self.unlinked[i];
+            if map.match_mode() == MatchMode::MatchOnly {
+                issues.push(Issue {
+                    system: map.systems()[s].clone(),
+                    record_id: r.id.clone(),
+                    entity: None,
+                    field: None,
+                    kind: if map.match_keys().is_empty() {
+                        IssueKind::NoKey
+                    } else {
+                        IssueKind::Unmatched
+                    },
+                    sensitive: false,
+                });
+            } else {
+                self.new_group(None, vec![(s, r)]);
+            }
         }
     }
-    groups.retain(|g| !g.records.is_empty());
-    for g in &mut groups {
-        g.records.sort_by_key(|(s, _)| *s);
+
+    /// The groups with records (a group made for an existing entity may
+    /// have none), each's records in system order.
+    fn finish(self) -> Vec<Group<'r>> {
+        let mut groups = self.groups;
+        groups.retain(|g| !g.records.is_empty());
+        for g in &mut groups {
+            g.records.sort_by_key(|(s, _)| *s);
+        }
+        groups
     }
-    (groups, held)
 }
