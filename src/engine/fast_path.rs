@@ -122,20 +122,8 @@ pub(crate) fn fast_path(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::{Field, FieldMap};
+    use crate::engine::testing::map;
     use crate::model::Snapshot;
-
-    fn map() -> FieldMap {
-        FieldMap::builder()
-            .object("contacts")
-            .systems(["crm", "shop", "erp"])
-            .key("email")
-            .field(Field::new("email"))
-            .field(Field::new("phone").not_in("shop"))
-            .field(Field::new("name"))
-            .build()
-            .expect("a valid map")
-    }
 
     #[test]
     fn a_record_holds_the_last_commit_by_content_read_or_version_written() {

@@ -97,21 +97,9 @@ mod tests {
     use super::*;
     use crate::baseline::Baseline;
     use crate::engine::input::Cx;
+    use crate::engine::testing::map;
     use crate::engine::PlanOptions;
-    use crate::mapping::Field;
     use crate::model::Snapshot;
-
-    fn map() -> FieldMap {
-        FieldMap::builder()
-            .object("contacts")
-            .systems(["crm", "shop", "erp"])
-            .key("email")
-            .field(Field::new("email"))
-            .field(Field::new("phone").not_in("shop"))
-            .field(Field::new("name"))
-            .build()
-            .expect("a valid map")
-    }
 
     #[test]
     fn first_hints_are_the_positions_of_a_record_in_map_order() {

@@ -245,19 +245,8 @@ impl<'a> EntityInput<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::testing::map;
     use crate::mapping::Field;
-
-    fn map() -> FieldMap {
-        FieldMap::builder()
-            .object("contacts")
-            .systems(["crm", "shop", "erp"])
-            .key("email")
-            .field(Field::new("email"))
-            .field(Field::new("phone").not_in("shop"))
-            .field(Field::new("name"))
-            .build()
-            .expect("a valid map")
-    }
 
     #[test]
     fn baseline_fields_are_found_by_name_where_the_map_has_them_elsewhere() {

@@ -74,6 +74,8 @@ mod hints;
 mod input;
 mod par;
 mod rows;
+#[cfg(test)]
+mod testing;
 
 pub(crate) use fast_path::holds_last_commit;
 
