@@ -563,7 +563,7 @@ pub(crate) fn group_unlinked<'r>(
     issues: &mut Vec<Issue>,
 ) -> (Vec<Group<'r>>, Vec<HeldBack<'r>>) {
     unlinked.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
-    let cx = Inputs {
+    let inputs = Inputs {
         map,
         baseline,
         sys_slot,
@@ -572,12 +572,12 @@ pub(crate) fn group_unlinked<'r>(
     };
     let mut grouping = Grouping::new(unlinked);
     // 1. Correlation keys.
-    grouping.correlate(&cx);
+    grouping.correlate(&inputs);
     // 2. Match keys, in order.
     if map.match_mode() != MatchMode::CreateOnly && !map.match_keys().is_empty() {
         let lookup = KeyLookup::new(map, baseline);
         for k in 0..map.match_keys().len() {
-            grouping.match_key(&cx, &KeyPass::new(map, &lookup, k), issues);
+            grouping.match_key(&inputs, &KeyPass::new(map, &lookup, k), issues);
         }
     }
     let held = grouping.report_held(map.systems(), issues);
@@ -739,8 +739,8 @@ impl<'r> Grouping<'r> {
     /// entity has that id, the record of this plan whose new entity would
     /// have it. A record that cannot join (its system is taken there) is
     /// held back: one ambiguity per correlation key.
-    fn correlate(&mut self, cx: &Inputs<'_, '_>) {
-        let systems = cx.map.systems();
+    fn correlate(&mut self, inputs: &Inputs<'_, '_>) {
+        let systems = inputs.map.systems();
         let would_be: HashMap<String, usize> = self
             .unlinked
             .iter()
@@ -758,8 +758,8 @@ impl<'r> Grouping<'r> {
             let Some(c) = r.correlation.as_deref() else {
                 continue;
             };
-            if let Some(slot) = cx.baseline.find_entity(&EntityId::new(c)) {
-                self.correlate_to_entity(cx, &mut clashes, i, c, slot);
+            if let Some(slot) = inputs.baseline.find_entity(&EntityId::new(c)) {
+                self.correlate_to_entity(inputs, &mut clashes, i, c, slot);
             } else if let Some(&j) = would_be.get(c).filter(|j| **j != i) {
                 self.correlate_to_record(systems, &mut clashes, i, c, j);
             }
@@ -772,7 +772,7 @@ impl<'r> Grouping<'r> {
     /// it is held back, with those as candidates.
     fn correlate_to_entity(
         &mut self,
-        cx: &Inputs<'_, '_>,
+        inputs: &Inputs<'_, '_>,
         clashes: &mut BTreeMap<&'r str, usize>,
         i: usize,
         c: &'r str,
@@ -780,9 +780,9 @@ impl<'r> Grouping<'r> {
     ) {
         let s = self.unlinked[i].0;
         let g = self.entity_group(slot);
-        if cx.linked_in(slot, s) || self.groups[g].has_system(s) {
-            let mut others = cx.entity_links(slot);
-            self.groups[g].add_candidates(cx.map.systems(), &mut others);
+        if inputs.linked_in(slot, s) || self.groups[g].has_system(s) {
+            let mut others = inputs.entity_links(slot);
+            self.groups[g].add_candidates(inputs.map.systems(), &mut others);
             self.clash(clashes, c, i, others);
         } else {
             self.join(g, i);
@@ -852,14 +852,19 @@ impl<'r> Grouping<'r> {
     /// Step 2, for one match key: the records still open are put in buckets
     /// by their value of the key, and each value is decided
     /// ([`Grouping::match_value`]).
-    fn match_key(&mut self, cx: &Inputs<'_, '_>, pass: &KeyPass<'_, '_>, issues: &mut Vec<Issue>) {
-        let buckets = self.bucket(cx.map, pass, issues);
+    fn match_key(
+        &mut self,
+        inputs: &Inputs<'_, '_>,
+        pass: &KeyPass<'_, '_>,
+        issues: &mut Vec<Issue>,
+    ) {
+        let buckets = self.bucket(inputs.map, pass, issues);
         if buckets.is_empty() {
             return;
         }
-        let group_keys = self.group_keys(cx, pass.k);
+        let group_keys = self.group_keys(inputs, pass.k);
         for (text, members) in buckets {
-            self.match_value(cx, pass, &group_keys, text, members);
+            self.match_value(inputs, pass, &group_keys, text, members);
         }
     }
 
@@ -902,8 +907,8 @@ impl<'r> Grouping<'r> {
 
     /// The groups made so far, by their values of match key `k`: their
     /// records' values, and their existing entity's.
-    fn group_keys(&self, cx: &Inputs<'_, '_>, k: usize) -> BTreeMap<String, BTreeSet<usize>> {
-        let (map, baseline) = (cx.map, cx.baseline);
+    fn group_keys(&self, inputs: &Inputs<'_, '_>, k: usize) -> BTreeMap<String, BTreeSet<usize>> {
+        let (map, baseline) = (inputs.map, inputs.baseline);
         let mut group_keys: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
         for (g, group) in self.groups.iter().enumerate() {
             for (s, r) in &group.records {
@@ -932,26 +937,26 @@ impl<'r> Grouping<'r> {
     /// does not show.
     fn match_value(
         &mut self,
-        cx: &Inputs<'_, '_>,
+        inputs: &Inputs<'_, '_>,
         pass: &KeyPass<'_, '_>,
         group_keys: &BTreeMap<String, BTreeSet<usize>>,
         text: String,
         members: Vec<usize>,
     ) {
-        let targets = self.targets(cx, pass, group_keys, &text);
+        let targets = self.targets(inputs, pass, group_keys, &text);
         let single = (targets.len() == 1)
             .then(|| targets.first().copied())
             .flatten();
-        let clash = self.clashes(cx, &members, single);
+        let clash = self.clashes(inputs, &members, single);
         // Remembered records holding the value that this read does not
         // show hold the others back: they are there.
         let remembered = pass
             .field
             .as_deref()
-            .map(|f| cx.recall.unmentioned(f, &text))
+            .map(|f| inputs.recall.unmentioned(f, &text))
             .unwrap_or_default();
         if targets.len() > 1 || clash || !remembered.is_empty() {
-            self.hold_value(cx, pass, text, members, &targets, &remembered);
+            self.hold_value(inputs, pass, text, members, &targets, &remembered);
             return;
         }
         let g = match single {
@@ -969,13 +974,13 @@ impl<'r> Grouping<'r> {
     /// none yet).
     fn targets(
         &mut self,
-        cx: &Inputs<'_, '_>,
+        inputs: &Inputs<'_, '_>,
         pass: &KeyPass<'_, '_>,
         group_keys: &BTreeMap<String, BTreeSet<usize>>,
         text: &str,
     ) -> BTreeSet<usize> {
         let mut targets: BTreeSet<usize> = group_keys.get(text).cloned().unwrap_or_default();
-        for slot in pass.lookup.find(cx.map, pass.k, text) {
+        for slot in pass.lookup.find(inputs.map, pass.k, text) {
             targets.insert(self.entity_group(slot));
         }
         targets
@@ -984,7 +989,7 @@ impl<'r> Grouping<'r> {
     /// Whether the records `members` (in system order) cannot all join one
     /// target: two are of one system, or, with one target `single`, one is
     /// of a system the target has a record of already, or a live link in.
-    fn clashes(&self, cx: &Inputs<'_, '_>, members: &[usize], single: Option<usize>) -> bool {
+    fn clashes(&self, inputs: &Inputs<'_, '_>, members: &[usize], single: Option<usize>) -> bool {
         // Members are in system order: two of one system are neighbours.
         let mut clash = members
             .windows(2)
@@ -993,7 +998,7 @@ impl<'r> Grouping<'r> {
             let group = &self.groups[g];
             clash |= members.iter().any(|i| {
                 let s = self.unlinked[*i].0;
-                group.has_system(s) || group.entity.is_some_and(|slot| cx.linked_in(slot, s))
+                group.has_system(s) || group.entity.is_some_and(|slot| inputs.linked_in(slot, s))
             });
         }
         clash
@@ -1005,14 +1010,14 @@ impl<'r> Grouping<'r> {
     /// the records of every target.
     fn hold_value(
         &mut self,
-        cx: &Inputs<'_, '_>,
+        inputs: &Inputs<'_, '_>,
         pass: &KeyPass<'_, '_>,
         text: String,
         members: Vec<usize>,
         targets: &BTreeSet<usize>,
         remembered: &[(usize, usize, Vec<&str>)],
     ) {
-        let systems = cx.map.systems();
+        let systems = inputs.map.systems();
         let mut others = Vec::new();
         let mut unlisted = 0usize;
         for (s, count, first) in remembered {
@@ -1025,7 +1030,7 @@ impl<'r> Grouping<'r> {
         }
         for g in targets {
             if let Some(slot) = self.groups[*g].entity {
-                others.extend(cx.entity_links(slot));
+                others.extend(inputs.entity_links(slot));
             }
             self.groups[*g].add_candidates(systems, &mut others);
         }

@@ -1,7 +1,8 @@
 //! The names plans and baselines share: entity, op and conflict ids, and
-//! what a write op does. Both [`plan`](crate::plan) and
-//! [`baseline`](crate::baseline) re-export them; this module imports
-//! neither, so that the baseline needs nothing from the plan.
+//! what a write op does. Their public paths are [`plan`](crate::plan)'s
+//! (`OpId`, `ConflictId`, `OpKind`) and [`baseline`](crate::baseline)'s
+//! (`EntityId`); this module imports neither, so that the baseline needs
+//! nothing from the plan.
 
 use std::fmt;
 

@@ -46,7 +46,7 @@ pub(crate) fn commit(
     outcomes: &Outcomes,
 ) -> Result<CommitSummary, CommitError> {
     check(map, baseline, plan, outcomes)?;
-    let cx = Inputs::new(map, baseline, outcomes)?;
+    let inputs = Inputs::new(map, baseline, outcomes)?;
     let mut ops_of: HashMap<&EntityId, Vec<&WriteOp>> = HashMap::new();
     for op in &plan.ops {
         ops_of.entry(&op.entity).or_default().push(op);
@@ -58,7 +58,7 @@ pub(crate) fn commit(
     let mut summary = CommitSummary::default();
     for change in &plan.changes {
         let ops = ops_of.get(&change.entity).map(Vec::as_slice).unwrap_or(&[]);
-        commit_change(map, baseline, &cx, change, ops, maintain, &mut summary)?;
+        commit_change(map, baseline, &inputs, change, ops, maintain, &mut summary)?;
     }
     if keyed && !maintain {
         rebuild_keys(map, baseline, spec);
@@ -176,7 +176,7 @@ impl<'p> Inputs<'p> {
 fn commit_change(
     map: &FieldMap,
     baseline: &mut Baseline,
-    cx: &Inputs<'_>,
+    inputs: &Inputs<'_>,
     change: &EntityChange,
     ops: &[&WriteOp],
     maintain: bool,
@@ -195,7 +195,7 @@ fn commit_change(
     } else {
         Vec::new()
     };
-    let removed = apply(baseline, slot, change, ops, cx)?;
+    let removed = apply(baseline, slot, change, ops, inputs)?;
     if maintain {
         let new_keys = if removed {
             Vec::new()
@@ -409,7 +409,7 @@ fn apply(
     slot: u32,
     change: &EntityChange,
     ops: &[&WriteOp],
-    cx: &Inputs<'_>,
+    inputs: &Inputs<'_>,
 ) -> Result<bool, CommitError> {
     let mut owned = match baseline.entity_at(slot) {
         Some(e) if !only_links(change, ops) => Some(e.owned_values()),
@@ -431,14 +431,14 @@ fn apply(
             Edit::Shadow(b, f, v) => owned.set_shadow(b, f, v.cloned()),
         }
     };
-    set_links(baseline, slot, change, &cx.sys, &mut edit)?;
-    set_values(change, cx, &mut edit);
+    set_links(baseline, slot, change, &inputs.sys, &mut edit)?;
+    set_values(change, inputs, &mut edit);
     let mut work = Work {
-        awaiting: kept_unconfirmed(baseline, slot, change, &cx.sys),
+        awaiting: kept_unconfirmed(baseline, slot, change, &inputs.sys),
         unsettled: change.unsettled,
     };
     for op in ops {
-        apply_outcome(baseline, slot, change, op, cx, &mut work, &mut edit)?;
+        apply_outcome(baseline, slot, change, op, inputs, &mut work, &mut edit)?;
     }
     let Some(e) = baseline.entity_mut(slot) else {
         return Ok(false);
@@ -446,7 +446,7 @@ fn apply(
     if let Some(owned) = &owned {
         e.set_values(owned);
     }
-    store(e, change, cx, work);
+    store(e, change, inputs, work);
     if leaves(e, change) {
         baseline.remove_entity(slot);
         return Ok(true);
@@ -530,14 +530,14 @@ fn set_links(
 
 /// Sets the canonical values and the shadows (what systems were seen
 /// holding) the change names.
-fn set_values<'c>(change: &'c EntityChange, cx: &Inputs<'_>, edit: &mut impl FnMut(Edit<'c>)) {
+fn set_values<'c>(change: &'c EntityChange, inputs: &Inputs<'_>, edit: &mut impl FnMut(Edit<'c>)) {
     for (f, v) in &change.canonical {
-        if let Some(bf) = cx.fields.get(*f as usize) {
+        if let Some(bf) = inputs.fields.get(*f as usize) {
             edit(Edit::Canonical(*bf, v));
         }
     }
     for (s, f, v) in &change.shadows {
-        if let (Some(b), Some(bf)) = (cx.sys.get(*s as usize), cx.fields.get(*f as usize)) {
+        if let (Some(b), Some(bf)) = (inputs.sys.get(*s as usize), inputs.fields.get(*f as usize)) {
             edit(Edit::Shadow(*b, *bf, v.as_ref()));
         }
     }
@@ -601,7 +601,7 @@ fn apply_outcome(
     slot: u32,
     change: &EntityChange,
     op: &WriteOp,
-    cx: &Inputs<'_>,
+    inputs: &Inputs<'_>,
     work: &mut Work,
     edit: &mut impl FnMut(Edit<'_>),
 ) -> Result<(), CommitError> {
@@ -609,7 +609,7 @@ fn apply_outcome(
         return Ok(());
     };
     // The op's system as the plan names it (by map index).
-    let m = cx.sys.iter().position(|b| *b == t);
+    let m = inputs.sys.iter().position(|b| *b == t);
     let attempts = change
         .retried
         .iter()
@@ -619,7 +619,7 @@ fn apply_outcome(
         record_id,
         version,
         confirmed,
-    }) = cx.outcomes.get(op.id)
+    }) = inputs.outcomes.get(op.id)
     else {
         work.unsettled = true;
         return Ok(());
@@ -634,8 +634,8 @@ fn apply_outcome(
         confirmed: *confirmed,
     };
     match op.kind {
-        OpKind::Update => applied_update(baseline, slot, change, cx, work, &done, edit),
-        OpKind::Create => applied_create(baseline, slot, cx, work, &done, edit)?,
+        OpKind::Update => applied_update(baseline, slot, change, inputs, work, &done, edit),
+        OpKind::Create => applied_create(baseline, slot, inputs, work, &done, edit)?,
         OpKind::Delete => applied_delete(baseline, slot, work, &done, edit)?,
     }
     Ok(())
@@ -649,7 +649,7 @@ fn applied_update(
     baseline: &mut Baseline,
     slot: u32,
     change: &EntityChange,
-    cx: &Inputs<'_>,
+    inputs: &Inputs<'_>,
     work: &mut Work,
     done: &Applied<'_>,
     edit: &mut impl FnMut(Edit<'_>),
@@ -659,7 +659,7 @@ fn applied_update(
         .before
         .iter()
         .filter(|(s, _, _)| Some(*s as usize) == done.m)
-        .filter_map(|(_, f, v)| Some((*cx.fields.get(*f as usize)? as u32, v.as_ref())))
+        .filter_map(|(_, f, v)| Some((*inputs.fields.get(*f as usize)? as u32, v.as_ref())))
         .collect();
     let written = Awaiting::new(
         OpKind::Update,
@@ -674,7 +674,7 @@ fn applied_update(
         let covered: Vec<u32> = op
             .fields
             .iter()
-            .filter_map(|w| Some(cx.field_slot(w.field.as_str())? as u32))
+            .filter_map(|w| Some(inputs.field_slot(w.field.as_str())? as u32))
             .collect();
         work.awaiting.retain_mut(|(x, a)| {
             *x != t as u32
@@ -684,7 +684,7 @@ fn applied_update(
     } else {
         await_write(&mut work.awaiting, t, written);
     }
-    shadow_written(t, op, cx, edit);
+    shadow_written(t, op, inputs, edit);
     if let Some(e) = baseline.entity_mut(slot) {
         if let Some(Some(l)) = e.links.get_mut(t) {
             l.version = done.version.map(Text::new);
@@ -699,7 +699,7 @@ fn applied_update(
 fn applied_create(
     baseline: &mut Baseline,
     slot: u32,
-    cx: &Inputs<'_>,
+    inputs: &Inputs<'_>,
     work: &mut Work,
     done: &Applied<'_>,
     edit: &mut impl FnMut(Edit<'_>),
@@ -708,7 +708,7 @@ fn applied_create(
     let before: Vec<(u32, Option<&Value>)> = op
         .fields
         .iter()
-        .filter_map(|w| Some((cx.field_slot(w.field.as_str())? as u32, None)))
+        .filter_map(|w| Some((inputs.field_slot(w.field.as_str())? as u32, None)))
         .collect();
     work.awaiting.retain(|(x, _)| *x != t as u32);
     if !done.confirmed {
@@ -724,7 +724,7 @@ fn applied_create(
         Some(LinkState::active(id.into(), done.version.map(Text::new), 0)),
     )?;
     edit(Edit::Relink(t));
-    shadow_written(t, op, cx, edit);
+    shadow_written(t, op, inputs, edit);
     Ok(())
 }
 
@@ -770,9 +770,9 @@ fn await_write(awaiting: &mut Vec<(u32, Awaiting)>, t: usize, write: Awaiting) {
 }
 
 /// System slot `t`'s shadows take the values `op` wrote.
-fn shadow_written(t: usize, op: &WriteOp, cx: &Inputs<'_>, edit: &mut impl FnMut(Edit<'_>)) {
+fn shadow_written(t: usize, op: &WriteOp, inputs: &Inputs<'_>, edit: &mut impl FnMut(Edit<'_>)) {
     for w in &op.fields {
-        if let Some(bf) = cx.field_slot(w.field.as_str()) {
+        if let Some(bf) = inputs.field_slot(w.field.as_str()) {
             edit(Edit::Shadow(t, bf, Some(&w.value)));
         }
     }
@@ -782,13 +782,13 @@ fn shadow_written(t: usize, op: &WriteOp, cx: &Inputs<'_>, edit: &mut impl FnMut
 /// fields held (or no longer held), the values kept from skipped records,
 /// its delete review, whether it is unsettled, and the writes awaiting
 /// confirmation.
-fn store(e: &mut Entity, change: &EntityChange, cx: &Inputs<'_>, work: Work) {
+fn store(e: &mut Entity, change: &EntityChange, inputs: &Inputs<'_>, work: Work) {
     let Work {
         awaiting,
         unsettled,
     } = work;
     for (f, h) in &change.held {
-        let Some(bf) = cx.fields.get(*f as usize).map(|x| *x as u32) else {
+        let Some(bf) = inputs.fields.get(*f as usize).map(|x| *x as u32) else {
             continue;
         };
         let extra = e.extra_mut();
@@ -800,7 +800,9 @@ fn store(e: &mut Entity, change: &EntityChange, cx: &Inputs<'_>, work: Work) {
     if let Some(pending) = &change.pending {
         let mut kept = Vec::with_capacity(pending.len());
         for (s, f, o) in pending {
-            if let (Some(b), Some(bf)) = (cx.sys.get(*s as usize), cx.fields.get(*f as usize)) {
+            if let (Some(b), Some(bf)) =
+                (inputs.sys.get(*s as usize), inputs.fields.get(*f as usize))
+            {
                 kept.push((*b as u32, *bf as u32, o.clone()));
             }
         }

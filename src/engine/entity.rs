@@ -744,17 +744,13 @@ impl<'c, 'a> Planner<'c, 'a> {
             let kept = std::mem::take(&mut self.pending);
             self.res.change.pending = Some(
                 kept.into_iter()
-                    .filter_map(|(s, f, o)| Some((self.cx_sys(s)?, f as u32, o)))
+                    .map(|(s, f, o)| (s as u32, f as u32, o))
                     .collect(),
             );
         }
         self.res.change.unsettled = self.unsettled;
         self.res.has_ops = !self.res.ops.is_empty() || was_unsettled;
         self.res
-    }
-
-    fn cx_sys(&self, s: usize) -> Option<u32> {
-        Some(s as u32)
     }
 
     /// What the seen records hold that differs from the shadows, to keep

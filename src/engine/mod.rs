@@ -11,7 +11,7 @@
 //! 1. **Context** (`engine/input.rs`): the snapshots by system, the parent
 //!    baselines of reference fields, resolved once. A complete snapshot
 //!    that is suddenly empty is ignored unless approved (the
-//!    [empty-snapshot guard](crate::guard::Guards)).
+//!    [empty-snapshot guard](crate::guard::Guards), `engine/mod.rs`).
 //! 2. **Gather** (`engine/gather.rs`): each record is looked up in the
 //!    baseline's links. Linked records fill their entity's row; records not
 //!    linked yet are correlated, matched or made new entities
@@ -20,7 +20,10 @@
 //! 3. **Skip the unchanged** (`engine/fast_path.rs`): an entity whose
 //!    records all report the version, or have the content hash, they had at
 //!    the last commit, with nothing pending, is skipped without reading a
-//!    field. This only chooses which entities the next step sees.
+//!    field. This only chooses which entities the next step sees. (Steps 2
+//!    to 4 run together: an entity of the baseline is skipped or planned
+//!    as soon as its row is gathered, while its records are fresh in the
+//!    cache; the new entities are planned after.)
 //! 4. **Plan each entity** (`engine/entity.rs`, one file per step under
 //!    `engine/entity/`):
 //!    1. *confirm* writes reported applied but not yet seen in a read

@@ -377,8 +377,9 @@ fn row_from(
     at: &[Option<&Value>],
     problems: &mut Vec<MapProblem>,
 ) -> Option<Option<usize>> {
-    let RowDirection::From(s) = &row.direction else {
-        return Some(None);
+    let s = match &row.direction {
+        RowDirection::Both => return Some(None),
+        RowDirection::From(s) => s,
     };
     match field.index(s) {
         None => {

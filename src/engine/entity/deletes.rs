@@ -5,14 +5,12 @@ use super::*;
 use crate::policy::DeleteAction;
 
 impl<'c, 'a> Planner<'c, 'a> {
-    /// Deletes: detects them, decides what they lead to, plans delete ops.
-    /// Returns whether field work goes on.
     /// **Deletes**: records deleted (or gone from a complete read) in some
     /// systems, decided by the delete rules ([`policy::delete_action`]) and
     /// carried out. Returns whether the entity takes part in field sync.
     pub(super) fn deletes(&mut self) -> bool {
         let review = self.extra.and_then(|x| x.delete.as_ref());
-        let deleting = self.deleting();
+        let deleting = self.detect_deletes();
         if deleting.is_empty() {
             if review.is_some() && !self.restoring(review) {
                 self.res.change.delete_review = Some(Update::Clear);
@@ -20,7 +18,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             return self.live_links() > 0 || self.res.change.new;
         }
         let edited = self.edited_against(review, &deleting);
-        match self.delete_action(review, &deleting, &edited) {
+        match self.decide_delete(review, &deleting, &edited) {
             DeleteAction::Unlink => self.unlink_deleted(review, &deleting),
             DeleteAction::Hold(by) => {
                 self.hold_delete(&deleting, &edited, by, None);
@@ -39,9 +37,10 @@ impl<'c, 'a> Planner<'c, 'a> {
 
     /// The systems whose linked record is deleted (a tombstone, or absent
     /// from a complete read), not counting deletes awaiting confirmation.
-    /// A frozen record's delete detaches it; a deleted record seen again
-    /// (restored from a trash bin) is active again.
-    fn deleting(&mut self) -> Vec<usize> {
+    /// Updates links on the way: a frozen record's delete detaches it; a
+    /// deleted record seen again (restored from a trash bin) is active
+    /// again.
+    fn detect_deletes(&mut self) -> Vec<usize> {
         let mut deleting: Vec<usize> = Vec::new();
         for s in 0..self.n() {
             if self.awaiting_delete.contains(&s) {
@@ -88,7 +87,7 @@ impl<'c, 'a> Planner<'c, 'a> {
 
     /// The facts of this delete, decided by [`policy::delete_action`]. A
     /// delete withheld by a guard is counted for it.
-    fn delete_action(
+    fn decide_delete(
         &mut self,
         review: Option<&DeleteReview>,
         deleting: &[usize],

@@ -99,8 +99,9 @@ impl<'c, 'a> Planner<'c, 'a> {
 
     /// A value no value map row reads (a one-way row's target value) is no
     /// change when it is what the map writes to that system for the value
-    /// the others hold: on first sight, or an echo. Any other such value
-    /// is reported, and the field is not decided (`false`).
+    /// the others hold: on first sight, or an echo. The first that is not
+    /// is a mapping failure on read ([`fail`](Planner::fail)): it is
+    /// reported and the record is skipped (`false`).
     fn unmapped_are_echoes(
         &mut self,
         f: usize,

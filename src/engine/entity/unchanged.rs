@@ -23,13 +23,13 @@ fn full_walk() -> bool {
 }
 
 impl<'c, 'a> Planner<'c, 'a> {
-    /// The common case, told without the full walk below: every system
+    /// The common case, told without the field steps: every system
     /// taking part holds exactly its shadow (or was not seen and keeps
     /// nothing), and every target's shadow is the canonical value, passed
     /// through unchanged. [`field`](Self::field) would then find no
     /// candidate, adopt no shadow and write nothing. Anything else (a
     /// held field, a reference, a transform, a target seen for the first
-    /// time) takes the full walk.
+    /// time) takes the steps.
     pub(super) fn unchanged(&self, f: usize, field: &FieldSpec) -> bool {
         if full_walk() || self.cx.parents[f].is_some() {
             return false;
