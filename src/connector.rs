@@ -63,7 +63,7 @@
 //! assert_eq!(connector.system(), "archive");
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
@@ -71,6 +71,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::engine::OpOutcome;
 use crate::model::{Coverage, Record, Snapshot, SystemId};
@@ -247,7 +248,9 @@ impl Changes {
 }
 
 /// A write op the system applied.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+///
+/// Its `Debug` shows the names of the stored fields, never their values.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Applied {
     /// The record's native id: required for a create (the new record's id),
@@ -257,6 +260,15 @@ pub struct Applied {
     /// The record's version after the write, where the system reports one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// What the system stored, by native field name, where it reports it
+    /// (HubSpot's batch update answers with the stored properties,
+    /// Salesforce can be asked for them): a system that rewrites what it is
+    /// sent (a phone kept as `+15551234567`, a trimmed name, an amount
+    /// rounded) is then known to hold that form, and the next read of it is
+    /// not taken for a person's edit. Fields not listed are taken to hold
+    /// what was written. See [`with_stored`](Applied::with_stored).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stored: BTreeMap<String, Value>,
 }
 
 impl Applied {
@@ -269,7 +281,7 @@ impl Applied {
     pub fn created(record_id: impl Into<String>) -> Self {
         Applied {
             record_id: Some(record_id.into()),
-            version: None,
+            ..Applied::default()
         }
     }
 
@@ -279,6 +291,35 @@ impl Applied {
         self.version = Some(version.into());
         self
     }
+
+    /// The same, with what the system stored in native field `field` (see
+    /// [`stored`](Applied::stored)).
+    ///
+    /// ```
+    /// use recsync::connector::Applied;
+    /// use serde_json::json;
+    ///
+    /// // Sent "(555) 123-4567"; the system keeps phones in E.164.
+    /// let applied = Applied::new()
+    ///     .with_version("7")
+    ///     .with_stored("Phone", json!("+15551234567"));
+    /// assert_eq!(applied.stored["Phone"], json!("+15551234567"));
+    /// ```
+    #[must_use]
+    pub fn with_stored(mut self, field: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.stored.insert(field.into(), value.into());
+        self
+    }
+}
+
+impl fmt::Debug for Applied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Applied")
+            .field("record_id", &self.record_id)
+            .field("version", &self.version)
+            .field("stored", &self.stored.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl From<Applied> for OpOutcome {
@@ -286,6 +327,7 @@ impl From<Applied> for OpOutcome {
         OpOutcome::Applied {
             record_id: applied.record_id,
             version: applied.version,
+            stored: applied.stored,
             confirmed: false,
         }
     }
@@ -313,8 +355,15 @@ impl TryFrom<OpOutcome> for Applied {
     fn try_from(outcome: OpOutcome) -> Result<Self, String> {
         match outcome {
             OpOutcome::Applied {
-                record_id, version, ..
-            } => Ok(Applied { record_id, version }),
+                record_id,
+                version,
+                stored,
+                ..
+            } => Ok(Applied {
+                record_id,
+                version,
+                stored,
+            }),
             OpOutcome::Failed { message } => Err(message),
         }
     }

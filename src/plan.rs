@@ -469,6 +469,12 @@ pub struct EntityChange {
     /// The entity leaves the baseline (every record of it is gone).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) remove: bool,
+    /// Fields a target was found holding in its own form of what recsync
+    /// wrote (its shadow takes that form, in `shadows`): system index,
+    /// field index, and the value written (`None`: forget it). A shadow set
+    /// without an entry here forgets what was written there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) rewritten: Vec<(u32, u32, Option<Value>)>,
 }
 
 impl fmt::Debug for EntityChange {
@@ -512,6 +518,14 @@ impl fmt::Debug for EntityChange {
             .field("delete_review", &self.delete_review)
             .field("unsettled", &self.unsettled)
             .field("remove", &self.remove)
+            .field(
+                "rewritten",
+                &self
+                    .rewritten
+                    .iter()
+                    .map(|(s, i, v)| ((s, i), set(v.is_some())))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -544,6 +558,7 @@ impl EntityChange {
             && !self.unsettled
             && !self.remove
             && self.unconfirmed.is_empty()
+            && self.rewritten.is_empty()
     }
 }
 

@@ -5,7 +5,12 @@
 //! same records with the same synced fields, each field holds the last
 //! change a person made to it (last-write-wins), every record a person
 //! deleted is gone everywhere, no record exists twice, and one more run
-//! plans nothing.
+//! plans nothing. Before every run, the plan made with the fast path and
+//! the plan made by reading every field (`PlanOptions::full_walk`) are
+//! byte-identical. A variant runs it over systems that store values in
+//! forms of their own (upper case, lower case, trimmed, phones punctuated
+//! differently), as real systems do: each field then holds the last change
+//! under the field's normalization, and the runs still settle.
 #![cfg(feature = "testkit")]
 
 mod common;
@@ -21,16 +26,24 @@ use recsync::connector::{Applied, Capabilities, Changes, Cursor};
 use recsync::plan::{OpKind, WriteOp};
 use recsync::runner::{RetryPolicy, RunError, SyncRunner};
 use recsync::store::JsonFileStore;
-use recsync::testkit::{ManualClock, MemoryConnector};
+use recsync::testkit::{ManualClock, MemoryConnector, Rewrite};
 use recsync::{
     Connector, ConnectorError, DeleteEditPolicy, DeletePolicy, Field, FieldMap, Guards,
-    MemoryStore, Snapshot, StateStore, SyncEngine, SystemId,
+    MemoryStore, Normalization, PlanOptions, Snapshot, StateStore, SyncEngine, SystemId,
 };
 use serde_json::{json, Value};
 
 const OBJ: &str = "contacts";
 const SYSTEMS: [&str; 3] = ["a", "b", "c"];
 const FIELDS: [&str; 2] = ["name", "phone"];
+/// A phone rewrite: the system keeps a phone's dashes as `sep`.
+fn punctuated(sep: char) -> Rewrite {
+    Rewrite::custom(move |v: &Value| match v.as_str() {
+        Some(s) => Value::from(s.replace('-', &sep.to_string())),
+        None => v.clone(),
+    })
+}
+
 /// The email many CRMs put where a person has none.
 const PLACEHOLDER: &str = "noemail@example.com";
 
@@ -273,6 +286,10 @@ struct Machine {
     clock: ManualClock,
     conns: Vec<MemoryConnector>,
     store: MemoryStore,
+    /// The runner's map, for the plans compared before each run.
+    map: FieldMap,
+    /// The systems store values in forms of their own.
+    rewrites: bool,
     armed: Vec<Armed>,
     runner: SyncRunner,
     model: BTreeMap<String, Expect>,
@@ -289,27 +306,50 @@ fn start() -> DateTime<Utc> {
 
 impl Machine {
     fn new() -> Self {
-        Machine::with(None)
+        Machine::with(None, false)
     }
 
     /// A machine whose runner leaves records edited less than `debounce`
-    /// ago for a later run.
-    fn with(debounce: Option<Duration>) -> Self {
+    /// ago for a later run, over systems that store values in forms of
+    /// their own where `rewrites` says.
+    fn with(debounce: Option<Duration>, rewrites: bool) -> Self {
         let clock = ManualClock::ticking(start(), TimeDelta::seconds(1));
         let conns: Vec<MemoryConnector> = SYSTEMS
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                MemoryConnector::builder(*s)
+                let mut b = MemoryConnector::builder(*s)
                     .clock(clock.clone())
                     // One system reads complete snapshots, one takes small
                     // batches.
                     .incremental_fetch(i != 2)
-                    .max_batch_size(if i == 1 { 2 } else { 100 })
-                    .build()
-                    .unwrap()
+                    .max_batch_size(if i == 1 { 2 } else { 100 });
+                if rewrites {
+                    b = match i {
+                        // Answers writes with what it stored.
+                        0 => b.rewrite("name", Rewrite::Uppercase).report_stored(true),
+                        1 => b
+                            .rewrite("name", Rewrite::Trim)
+                            .rewrite("phone", punctuated('.')),
+                        // Has no versions: only the normalization tells
+                        // its forms from edits.
+                        _ => b
+                            .rewrite("name", Rewrite::Lowercase)
+                            .rewrite("phone", punctuated(' '))
+                            .versions(false),
+                    };
+                }
+                b.build().unwrap()
             })
             .collect();
+        let (name, phone) = if rewrites {
+            (
+                Field::new("name").case_insensitive(),
+                Field::new("phone").normalize(Normalization::DigitsOnly),
+            )
+        } else {
+            (Field::new("name"), Field::new("phone"))
+        };
         let map = FieldMap::builder()
             .object(OBJ)
             .systems(SYSTEMS)
@@ -318,8 +358,8 @@ impl Machine {
             .delete_vs_edit(DeleteEditPolicy::DeleteWins)
             .guards(Guards::off())
             .field(Field::new("email"))
-            .field(Field::new("name"))
-            .field(Field::new("phone"))
+            .field(name)
+            .field(phone)
             .build()
             .unwrap();
         let armed: Vec<Armed> = conns
@@ -331,7 +371,7 @@ impl Machine {
             })
             .collect();
         let store = MemoryStore::new();
-        let mut b = SyncRunner::builder(SyncEngine::new(map))
+        let mut b = SyncRunner::builder(SyncEngine::new(map.clone()))
             .store(store.clone())
             .clock(clock.clone())
             .sleeper(clock.clone())
@@ -347,6 +387,8 @@ impl Machine {
             clock,
             conns,
             store,
+            map,
+            rewrites,
             armed,
             runner: b.build().unwrap(),
 
@@ -520,6 +562,7 @@ impl Machine {
                         other => *armed.on_apply.lock().unwrap() = Some(other.clone()),
                     }
                 }
+                self.compare_walks();
                 match self.runner.run().await {
                     Ok(_) => {}
                     // Reading a system failed for good: the run stops,
@@ -555,6 +598,43 @@ impl Machine {
         self.clock.advance(TimeDelta::seconds(1));
     }
 
+    /// The plan of the stored baseline against what every system holds
+    /// now, made with the fast path and by reading every field: the same,
+    /// byte for byte.
+    fn compare_walks(&self) {
+        let baseline = self.store.load(OBJ).unwrap();
+        let snapshots: Vec<Snapshot> = SYSTEMS
+            .iter()
+            .zip(&self.conns)
+            .map(|(s, c)| Snapshot::complete(*s, c.records(OBJ)))
+            .collect();
+        let engine = SyncEngine::new(self.map.clone());
+        let fast = engine
+            .plan_with(&baseline, &snapshots, &PlanOptions::new())
+            .unwrap();
+        let full = engine
+            .plan_with(&baseline, &snapshots, &PlanOptions::new().full_walk())
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&fast).unwrap(),
+            serde_json::to_string(&full).unwrap(),
+            "the fast path and the full walk planned differently"
+        );
+    }
+
+    /// A value as the machine compares it: as it is, or, over systems that
+    /// store their own forms, under the field's normalization.
+    fn norm(&self, field: &str, v: Option<Value>) -> Option<Value> {
+        if !self.rewrites {
+            return v;
+        }
+        let s = v?.as_str()?.to_owned();
+        Some(Value::from(match field {
+            "name" => s.trim().to_lowercase(),
+            _ => s.chars().filter(char::is_ascii_digit).collect::<String>(),
+        }))
+    }
+
     /// (email, name, phone) per record.
     fn rows(&self, sys: usize) -> Vec<(String, Option<Value>, Option<Value>)> {
         let mut rows: Vec<_> = self.conns[sys]
@@ -562,7 +642,7 @@ impl Machine {
             .into_iter()
             .filter(|r| !self.placeholders[sys].contains_key(&r.id))
             .map(|r| {
-                let get = |f: &str| r.get(f).filter(|v| !v.is_null()).cloned();
+                let get = |f: &str| self.norm(f, r.get(f).filter(|v| !v.is_null()).cloned());
                 (
                     r.get("email")
                         .and_then(Value::as_str)
@@ -595,15 +675,19 @@ fn scratch_dir() -> std::path::PathBuf {
 }
 
 fn check(acts: &[Act]) -> Result<(), TestCaseError> {
-    check_with(acts, None)
+    check_with(acts, None, false)
 }
 
 /// Plays `acts`, then runs without faults (each run once every record is
 /// older than the debounce) until a run plans nothing, and checks that
 /// every system holds what the people last wrote.
-fn check_with(acts: &[Act], debounce: Option<Duration>) -> Result<(), TestCaseError> {
+fn check_with(
+    acts: &[Act],
+    debounce: Option<Duration>,
+    rewrites: bool,
+) -> Result<(), TestCaseError> {
     futures::executor::block_on(async {
-        let mut m = Machine::with(debounce);
+        let mut m = Machine::with(debounce, rewrites);
         for act in acts {
             m.step(act).await;
         }
@@ -655,14 +739,14 @@ fn check_with(acts: &[Act], debounce: Option<Duration>) -> Result<(), TestCaseEr
                 return Err(TestCaseError::fail(format!("{email} was lost")));
             };
             prop_assert_eq!(
-                name.as_ref(),
-                expect.fields.get("name"),
+                name.clone(),
+                m.norm("name", expect.fields.get("name").cloned()),
                 "name of {}",
                 email
             );
             prop_assert_eq!(
-                phone.as_ref(),
-                expect.fields.get("phone"),
+                phone.clone(),
+                m.norm("phone", expect.fields.get("phone").cloned()),
                 "phone of {}",
                 email
             );
@@ -675,16 +759,18 @@ fn check_with(acts: &[Act], debounce: Option<Duration>) -> Result<(), TestCaseEr
                 .into_iter()
                 .filter(|r| r.get("email").and_then(Value::as_str) == Some(PLACEHOLDER))
                 .map(|r| {
-                    let get = |f: &str| r.get(f).filter(|v| !v.is_null()).cloned();
+                    let get = |f: &str| m.norm(f, r.get(f).filter(|v| !v.is_null()).cloned());
                     (r.id.clone(), (get("name"), get("phone")))
                 })
                 .collect();
-            prop_assert_eq!(
-                &held,
-                &m.placeholders[sys],
-                "placeholders of {}",
-                SYSTEMS[sys]
-            );
+            let made: BTreeMap<String, Values> = m.placeholders[sys]
+                .iter()
+                .map(|(id, (name, phone))| {
+                    let made = (m.norm("name", name.clone()), m.norm("phone", phone.clone()));
+                    (id.clone(), made)
+                })
+                .collect();
+            prop_assert_eq!(&held, &made, "placeholders of {}", SYSTEMS[sys]);
         }
         for (email, ..) in &rows {
             let expect = m.model.get(email);
@@ -717,7 +803,21 @@ proptest! {
     /// or left behind.
     #[test]
     fn sync_machine_with_debounce(acts in prop::collection::vec(act(), 1..24)) {
-        check_with(&acts, Some(Duration::from_secs(10)))?;
+        check_with(&acts, Some(Duration::from_secs(10)), false)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(48)))]
+
+    /// Over systems that store values in forms of their own (one answers
+    /// writes with what it stored, one is read back, one has no versions):
+    /// each field
+    /// holds the last change under its normalization, and once the people
+    /// stop, a run plans nothing, as the plain machine does.
+    #[test]
+    fn sync_machine_with_rewrites(acts in prop::collection::vec(act(), 1..24)) {
+        check_with(&acts, None, true)?;
     }
 }
 
@@ -801,7 +901,7 @@ fn an_older_edit_the_debounce_held_back_does_not_overwrite_a_newer_one() {
         Act::Create { sys: 0 },
         Act::Sync { faults: vec![] },
     ];
-    check_with(&acts, Some(Duration::from_secs(10))).unwrap();
+    check_with(&acts, Some(Duration::from_secs(10)), false).unwrap();
 }
 
 fn sync() -> Act {
@@ -841,7 +941,7 @@ fn a_record_a_lost_create_made_waits_with_its_entity_and_brings_no_stale_value()
         sync_with(1, Fault::Crash(1)),
         sync(),
     ];
-    check_with(&acts, Some(Duration::from_secs(10))).unwrap();
+    check_with(&acts, Some(Duration::from_secs(10)), false).unwrap();
 }
 
 #[test]
@@ -877,7 +977,7 @@ fn a_write_left_behind_waits_while_its_entity_is_debounced() {
         },
         sync(),
     ];
-    check_with(&acts, Some(Duration::from_secs(10))).unwrap();
+    check_with(&acts, Some(Duration::from_secs(10)), false).unwrap();
 }
 
 #[test]
@@ -897,7 +997,7 @@ fn a_create_rate_limited_while_its_entity_waits_is_made_later() {
         },
         sync(),
     ];
-    check_with(&acts, Some(Duration::from_secs(10))).unwrap();
+    check_with(&acts, Some(Duration::from_secs(10)), false).unwrap();
 }
 
 #[test]
@@ -917,7 +1017,7 @@ fn a_delete_of_a_record_no_run_linked_with_a_rate_limited_read() {
         Act::Delete { sys: 0, pick: 6 },
         sync(),
     ];
-    check_with(&acts, Some(Duration::from_secs(10))).unwrap();
+    check_with(&acts, Some(Duration::from_secs(10)), false).unwrap();
     check(&acts).unwrap();
 }
 
@@ -982,7 +1082,7 @@ fn a_placeholder_edited_and_read_with_new_placeholders_elsewhere_is_not_copied()
         sync(),
     ];
     check(&acts).unwrap();
-    check_with(&acts, Some(Duration::from_secs(10))).unwrap();
+    check_with(&acts, Some(Duration::from_secs(10)), false).unwrap();
 }
 
 /// The first run: an edit makes one placeholder of a fresh, the debounce
@@ -1002,7 +1102,7 @@ fn a_placeholder_the_debounce_holds_back_keeps_its_twin_back_too() {
         Act::Create { sys: 0 },
         sync(),
     ];
-    check_with(&acts, Some(Duration::from_secs(10))).unwrap();
+    check_with(&acts, Some(Duration::from_secs(10)), false).unwrap();
 }
 
 /// c's create for p2 hangs after making the record; b's record of p2 is
@@ -1041,7 +1141,7 @@ fn a_waiting_entity_is_not_decided_from_values_an_earlier_plan_kept() {
         Act::Create { sys: 0 },
         sync(),
     ];
-    check_with(&acts, Some(Duration::from_secs(10))).unwrap();
+    check_with(&acts, Some(Duration::from_secs(10)), false).unwrap();
 }
 
 #[test]
@@ -1065,7 +1165,7 @@ fn a_record_listed_twice_holds_its_entity_back_and_the_newer_edit_wins() {
         sync_with(2, Fault::DuplicateRead),
     ];
     check(&acts).unwrap();
-    check_with(&acts, Some(Duration::from_secs(10))).unwrap();
+    check_with(&acts, Some(Duration::from_secs(10)), false).unwrap();
 }
 
 #[test]

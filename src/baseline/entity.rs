@@ -56,6 +56,8 @@ pub(crate) struct Awaiting {
     /// per field its slot and the value (or [`codec::ABSENT`]).
     before: Box<[u8]>,
     pub(crate) attempts: u32,
+    /// The write was planned again because a plan found it not made.
+    pub(crate) redone: bool,
 }
 
 impl Awaiting {
@@ -72,6 +74,9 @@ impl Awaiting {
             version_before: version_before.map(Text::new),
             before: Box::new([]),
             attempts,
+            // Made with attempts only when planned again after a plan found
+            // it not made (see `commit`).
+            redone: attempts > 0,
         };
         a.set_before(before);
         a
@@ -129,6 +134,7 @@ impl Awaiting {
         }
         self.version = later.version;
         self.attempts = self.attempts.max(later.attempts);
+        self.redone = later.redone;
         let refs: Vec<(u32, Option<&Value>)> =
             before.iter().map(|(f, v)| (*f, v.as_ref())).collect();
         self.set_before(&refs);
@@ -164,6 +170,7 @@ impl Awaiting {
                 })
                 .collect(),
             attempts: self.attempts,
+            redone: self.redone,
         }
     }
 
@@ -173,13 +180,15 @@ impl Awaiting {
             .iter()
             .map(|(name, v)| (field(name) as u32, v.as_ref()))
             .collect();
-        Awaiting::new(
+        let mut a = Awaiting::new(
             u.kind,
             u.version.as_deref(),
             u.version_before.as_deref(),
             &before,
             u.attempts,
-        )
+        );
+        a.redone = u.redone;
+        a
     }
 }
 
@@ -194,6 +203,10 @@ pub(crate) struct Extra {
     pub(crate) delete: Option<DeleteReview>,
     /// Writes not confirmed yet, by system slot.
     pub(crate) unconfirmed: Vec<(u32, Awaiting)>,
+    /// Fields a system stores in its own form of what recsync wrote: system
+    /// slot, field slot, the value written (the shadow holds the stored
+    /// form). Needs no plan's attention.
+    pub(crate) rewritten: Vec<(u32, u32, Value)>,
 }
 
 impl Extra {
@@ -202,6 +215,25 @@ impl Extra {
             && self.pending.is_empty()
             && self.delete.is_none()
             && self.unconfirmed.is_empty()
+            && self.rewritten.is_empty()
+    }
+
+    /// Whether something here needs the next plan to look at the entity:
+    /// anything but what was written where a system rewrote it.
+    pub(crate) fn wants_plan(&self) -> bool {
+        !(self.held.is_empty()
+            && self.pending.is_empty()
+            && self.delete.is_none()
+            && self.unconfirmed.is_empty())
+    }
+
+    /// The value recsync wrote to field slot `field` of system slot
+    /// `system`, where the system holds it in another form.
+    pub(crate) fn rewritten(&self, system: u32, field: u32) -> Option<&Value> {
+        self.rewritten
+            .iter()
+            .find(|(s, f, _)| *s == system && *f == field)
+            .map(|(_, _, v)| v)
     }
 
     pub(crate) fn held(&self, field: u32) -> Option<&Held> {
@@ -300,7 +332,7 @@ impl Entity {
     }
 
     pub(crate) fn needs_attention(&self) -> bool {
-        self.unsettled || self.extra.as_ref().is_some_and(|x| !x.is_empty())
+        self.unsettled || self.extra.as_ref().is_some_and(|x| x.wants_plan())
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -373,6 +405,13 @@ impl Entity {
                     .unconfirmed
                     .insert(sys(*s as usize), a.to_plain(fields));
             }
+            for (s, f, v) in &x.rewritten {
+                record
+                    .rewritten
+                    .entry(sys(*s as usize))
+                    .or_default()
+                    .insert(field(*f as usize), v.clone());
+            }
         }
         record
     }
@@ -430,6 +469,12 @@ impl Entity {
         for (name, u) in record.unconfirmed {
             let s = sys(&name) as u32;
             extra.unconfirmed.push((s, Awaiting::from_plain(u, field)));
+        }
+        for (name, row) in record.rewritten {
+            let s = sys(&name) as u32;
+            for (fname, v) in row {
+                extra.rewritten.push((s, field(&fname) as u32, v));
+            }
         }
         if !extra.is_empty() {
             entity.extra = Some(Box::new(extra));

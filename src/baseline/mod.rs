@@ -252,6 +252,12 @@ pub struct Unconfirmed {
     /// in a read of its system.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub attempts: u32,
+    /// The write was planned again because a plan found it not made (the
+    /// record held what it held before). Found so once more, at the
+    /// version the write reported, what the record holds is the system's
+    /// own form of the value written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redone: bool,
 }
 
 fn is_zero_u32(x: &u32) -> bool {
@@ -267,6 +273,7 @@ impl fmt::Debug for Unconfirmed {
             .field("version_before", &self.version_before)
             .field("fields", &self.before.keys().collect::<Vec<_>>())
             .field("attempts", &self.attempts)
+            .field("redone", &self.redone)
             .finish()
     }
 }
@@ -309,6 +316,13 @@ pub struct EntityRecord {
     /// Writes reported applied that no read has confirmed yet, by system.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unconfirmed: BTreeMap<SystemId, Unconfirmed>,
+    /// Fields a system stores in its own form of what recsync wrote (a
+    /// phone kept in E.164, a name trimmed): per system and field, the
+    /// native value written. The system's shadow holds the stored form;
+    /// while the system still holds it and the value to write is still
+    /// this one, the field is up to date there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rewritten: BTreeMap<SystemId, IndexMap<String, Value>>,
 }
 
 impl fmt::Debug for EntityRecord {
@@ -327,6 +341,14 @@ impl fmt::Debug for EntityRecord {
             .field("pending", &self.pending)
             .field("delete_review", &self.delete_review)
             .field("unsettled", &self.unsettled)
+            .field(
+                "rewritten",
+                &debug_with(|f| {
+                    f.debug_map()
+                        .entries(self.rewritten.iter().map(|(s, m)| (s, Keys(m.keys()))))
+                        .finish()
+                }),
+            )
             .finish()
     }
 }
@@ -1088,6 +1110,7 @@ impl Baseline {
             .chain(record.shadows.keys())
             .chain(record.pending.keys())
             .chain(record.unconfirmed.keys())
+            .chain(record.rewritten.keys())
         {
             self.ensure_system(s)?;
         }
@@ -1098,6 +1121,7 @@ impl Baseline {
             .chain(record.held.keys())
             .chain(record.pending.values().flat_map(IndexMap::keys))
             .chain(record.unconfirmed.values().flat_map(|u| u.before.keys()))
+            .chain(record.rewritten.values().flat_map(IndexMap::keys))
         {
             self.ensure_field(f)?;
         }

@@ -1,6 +1,6 @@
 //! Commit: what a plan and its outcomes make of the baseline.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,7 @@ use crate::baseline::{
 };
 use crate::identity::{entity_key, key_spec};
 use crate::mapping::FieldMap;
+use crate::model::is_empty_value;
 use crate::plan::{EntityChange, OpKind, SyncPlan, Update, WriteOp};
 
 use super::{CommitError, OpOutcome, Outcomes};
@@ -435,6 +436,7 @@ fn apply(
     set_values(change, inputs, &mut edit);
     let mut work = Work {
         awaiting: kept_unconfirmed(baseline, slot, change, &inputs.sys),
+        rewritten: kept_rewritten(baseline, slot, change, inputs),
         unsettled: change.unsettled,
     };
     for op in ops {
@@ -474,6 +476,9 @@ enum Edit<'c> {
 struct Work {
     /// Writes awaiting a read to confirm them, by system slot.
     awaiting: Vec<(u32, Awaiting)>,
+    /// What was written where a system stores another form: system slot,
+    /// field slot, value written.
+    rewritten: Vec<(u32, u32, Value)>,
     /// Something planned did not happen: the next plan looks again.
     unsettled: bool,
 }
@@ -505,10 +510,15 @@ fn set_links(
         let Some(b) = sys.get(*s as usize).copied() else {
             continue;
         };
+        // Linked before, to the same record: its shadows stay. (Another
+        // record linked in its place starts afresh, as the plan saw it.)
         let had = baseline
             .entity_at(slot)
             .and_then(|e| e.link(b))
-            .is_some_and(|l| l.status != LinkStatus::Detached);
+            .is_some_and(|old| {
+                old.status != LinkStatus::Detached
+                    && l.as_ref().is_none_or(|new| old.id.is(&new.id))
+            });
         let state = l.as_ref().map(|l| LinkState {
             id: Text::new(&l.id),
             version: l.version.as_deref().map(Text::new),
@@ -574,6 +584,51 @@ fn kept_unconfirmed(
     awaiting
 }
 
+/// What was written where a system stores another form of it, as this
+/// plan's reads left it: gone where the system's link went or its shadow
+/// was set anew, set or forgotten where the change says. This plan's own
+/// writes are added after ([`shadow_written`]).
+fn kept_rewritten(
+    baseline: &Baseline,
+    slot: u32,
+    change: &EntityChange,
+    inputs: &Inputs<'_>,
+) -> Vec<(u32, u32, Value)> {
+    let Some(e) = baseline.entity_at(slot) else {
+        return Vec::new();
+    };
+    let mut kept: Vec<(u32, u32, Value)> = e
+        .extra
+        .as_ref()
+        .map(|x| x.rewritten.clone())
+        .unwrap_or_default();
+    let slots = |s: u32, f: u32| {
+        Some((
+            *inputs.sys.get(s as usize)? as u32,
+            *inputs.fields.get(f as usize)? as u32,
+        ))
+    };
+    kept.retain(|(b, bf, _)| {
+        let live = e
+            .link(*b as usize)
+            .is_some_and(|l| l.status != LinkStatus::Detached);
+        live && !change
+            .shadows
+            .iter()
+            .any(|(s, f, _)| slots(*s, *f) == Some((*b, *bf)))
+    });
+    for (s, f, v) in &change.rewritten {
+        let Some((b, bf)) = slots(*s, *f) else {
+            continue;
+        };
+        kept.retain(|(x, xf, _)| (*x, *xf) != (b, bf));
+        if let Some(v) = v {
+            kept.push((b, bf, v.clone()));
+        }
+    }
+    kept
+}
+
 /// An op reported applied, as its entity's commit reads it.
 struct Applied<'o> {
     /// The op.
@@ -588,6 +643,8 @@ struct Applied<'o> {
     record_id: &'o Option<String>,
     /// The record's new version, if reported.
     version: Option<&'o str>,
+    /// What the system reports it stored, by native field.
+    stored: &'o BTreeMap<String, Value>,
     /// A read right after the write showed it made.
     confirmed: bool,
 }
@@ -618,6 +675,7 @@ fn apply_outcome(
     let Some(OpOutcome::Applied {
         record_id,
         version,
+        stored,
         confirmed,
     }) = inputs.outcomes.get(op.id)
     else {
@@ -631,6 +689,7 @@ fn apply_outcome(
         attempts,
         record_id,
         version: version.as_deref(),
+        stored,
         confirmed: *confirmed,
     };
     match op.kind {
@@ -684,7 +743,7 @@ fn applied_update(
     } else {
         await_write(&mut work.awaiting, t, written);
     }
-    shadow_written(t, op, inputs, edit);
+    shadow_written(done, inputs, work, edit);
     if let Some(e) = baseline.entity_mut(slot) {
         if let Some(Some(l)) = e.links.get_mut(t) {
             l.version = done.version.map(Text::new);
@@ -724,7 +783,7 @@ fn applied_create(
         Some(LinkState::active(id.into(), done.version.map(Text::new), 0)),
     )?;
     edit(Edit::Relink(t));
-    shadow_written(t, op, inputs, edit);
+    shadow_written(done, inputs, work, edit);
     Ok(())
 }
 
@@ -769,11 +828,29 @@ fn await_write(awaiting: &mut Vec<(u32, Awaiting)>, t: usize, write: Awaiting) {
     }
 }
 
-/// System slot `t`'s shadows take the values `op` wrote.
-fn shadow_written(t: usize, op: &WriteOp, inputs: &Inputs<'_>, edit: &mut impl FnMut(Edit<'_>)) {
-    for w in &op.fields {
-        if let Some(bf) = inputs.field_slot(w.field.as_str()) {
-            edit(Edit::Shadow(t, bf, Some(&w.value)));
+/// The written system's shadows take the values its op wrote, or, where
+/// the system reports storing another form, that form (and what was
+/// written is kept beside it: the field is up to date there while it holds
+/// that form).
+fn shadow_written<'o>(
+    done: &Applied<'o>,
+    inputs: &Inputs<'_>,
+    work: &mut Work,
+    edit: &mut impl FnMut(Edit<'o>),
+) {
+    let t = done.t;
+    for w in &done.op.fields {
+        let Some(bf) = inputs.field_slot(w.field.as_str()) else {
+            continue;
+        };
+        let key = (t as u32, bf as u32);
+        work.rewritten.retain(|(x, xf, _)| (*x, *xf) != key);
+        match done.stored.get(&w.native) {
+            Some(v) if !(v == &w.value || (is_empty_value(v) && is_empty_value(&w.value))) => {
+                edit(Edit::Shadow(t, bf, Some(v)));
+                work.rewritten.push((key.0, key.1, w.value.clone()));
+            }
+            _ => edit(Edit::Shadow(t, bf, Some(&w.value))),
         }
     }
 }
@@ -785,6 +862,7 @@ fn shadow_written(t: usize, op: &WriteOp, inputs: &Inputs<'_>, edit: &mut impl F
 fn store(e: &mut Entity, change: &EntityChange, inputs: &Inputs<'_>, work: Work) {
     let Work {
         awaiting,
+        rewritten,
         unsettled,
     } = work;
     for (f, h) in &change.held {
@@ -816,6 +894,9 @@ fn store(e: &mut Entity, change: &EntityChange, inputs: &Inputs<'_>, work: Work)
     e.unsettled = unsettled;
     if !awaiting.is_empty() || e.extra.is_some() {
         e.extra_mut().unconfirmed = awaiting;
+    }
+    if !rewritten.is_empty() || e.extra.is_some() {
+        e.extra_mut().rewritten = rewritten;
     }
 }
 

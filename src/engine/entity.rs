@@ -322,6 +322,10 @@ struct Planner<'c, 'a> {
     /// not made is read as what the record held before it (system, field,
     /// value).
     overrides: Vec<(usize, usize, Option<ValueRef<'a>>)>,
+    /// Fields a target was found holding in its own form of what this
+    /// engine wrote (system, field): what it holds is its shadow, not an
+    /// edit ([`confirm`](Planner::confirm)).
+    adopted: Vec<(usize, usize)>,
     /// Systems whose deletion evidence this plan does not act on: a
     /// created record never seen, absent (mostly none: no allocation).
     not_gone: Vec<usize>,
@@ -391,6 +395,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             echo: vec![false; n],
             blocked: vec![false; n],
             overrides: Vec::new(),
+            adopted: Vec::new(),
             not_gone: Vec::new(),
             awaiting_delete: Vec::new(),
             redecide: false,
@@ -440,6 +445,26 @@ impl<'c, 'a> Planner<'c, 'a> {
         }
         let (b, bf) = (self.cx.sys_slot[s]?, self.cx.field_slot[f]?);
         self.view.shadow(b, bf)
+    }
+
+    /// Whether target `t` was found holding its own form of what was written
+    /// to field `f` (see [`adopted`](Planner::adopted)).
+    fn adopted(&self, t: usize, f: usize) -> bool {
+        self.adopted.contains(&(t, f))
+    }
+
+    /// What was last written to field `f` of target `t`, where the system
+    /// stores another form of it: this plan's finding, else the baseline's.
+    fn rewritten(&self, t: usize, f: usize) -> Option<&Value> {
+        if !self.links[t].has_shadow {
+            return None;
+        }
+        let mut found = self.res.change.rewritten.iter().rev();
+        if let Some((_, _, v)) = found.find(|(s, x, _)| (*s as usize, *x as usize) == (t, f)) {
+            return v.as_ref();
+        }
+        let (b, bf) = (self.cx.sys_slot[t]? as u32, self.cx.field_slot[f]? as u32);
+        self.extra?.rewritten(b, bf)
     }
 
     /// What target `t` holds for field `f` before this plan writes it: what
@@ -789,76 +814,5 @@ fn id_text(v: &Value) -> Option<String> {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
-    }
-}
-
-#[cfg(all(test, feature = "proptest"))]
-mod tests {
-    use futures::executor::block_on;
-    use proptest::prelude::*;
-
-    use super::unchanged::FULL_WALK;
-    use crate::connector::Connector;
-    use crate::testkit::strategies::{edit_history, field_map, Edit};
-    use crate::testkit::MemoryConnector;
-    use crate::{Baseline, OpOutcome, Outcomes, Snapshot, SyncEngine, SyncPlan, WriteOp};
-
-    const SYSTEMS: [&str; 3] = ["crm", "shop", "erp"];
-    const OBJECT: &str = "contacts";
-
-    fn plan(engine: &SyncEngine, baseline: &Baseline, snaps: &[Snapshot], full: bool) -> SyncPlan {
-        FULL_WALK.with(|w| w.set(full));
-        let plan = engine.plan(baseline, snaps);
-        FULL_WALK.with(|w| w.set(false));
-        plan.expect("plan")
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(128))]
-
-        /// Every sync of a random edit history (conflicts held for review,
-        /// one-way and enforced fields, the empty-value guard, case
-        /// folding) plans the same with the unchanged-field shortcut as
-        /// with the full walk of every field.
-        #[test]
-        fn the_unchanged_field_shortcut_plans_what_the_full_walk_plans(
-            map in field_map(&SYSTEMS, &["email", "phone", "city"]),
-            history in edit_history(3, "email", &["phone", "city"], 0..40),
-        ) {
-            let engine = SyncEngine::new(map);
-            let systems: Vec<MemoryConnector> =
-                SYSTEMS.iter().map(|s| MemoryConnector::new(*s)).collect();
-            let mut baseline = Baseline::new();
-            for edit in history.iter().chain([&Edit::Sync, &Edit::Sync]) {
-                edit.apply(&systems, OBJECT);
-                if *edit != Edit::Sync {
-                    continue;
-                }
-                let snaps = systems
-                    .iter()
-                    .map(|c| block_on(c.fetch(OBJECT)))
-                    .collect::<Result<Vec<_>, _>>()
-                    .expect("fetch");
-                let planned = plan(&engine, &baseline, &snaps, false);
-                prop_assert_eq!(&planned, &plan(&engine, &baseline, &snaps, true));
-                let mut outcomes = Outcomes::new();
-                for c in &systems {
-                    let ops: Vec<WriteOp> = planned
-                        .ops
-                        .iter()
-                        .filter(|op| op.system == *c.system())
-                        .cloned()
-                        .collect();
-                    if ops.is_empty() {
-                        continue;
-                    }
-                    let results = block_on(c.apply(OBJECT, &ops)).expect("apply");
-                    for (op, r) in ops.iter().zip(results) {
-                        outcomes.record(op.id, OpOutcome::from(r));
-                    }
-                }
-                engine.commit(&mut baseline, &planned, &outcomes).expect("commit");
-            }
-        }
     }
 }

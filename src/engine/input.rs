@@ -34,6 +34,9 @@ pub(crate) struct Cx<'a> {
     pub(crate) parents: Vec<Option<Parent<'a>>>,
     /// Whether entities may be skipped on unchanged versions and hashes.
     pub(crate) fast: bool,
+    /// Every field of every entity planned goes through the field steps
+    /// ([`PlanOptions::full_walk`]).
+    pub(crate) full_walk: bool,
     /// Where each native field was last found in a record: the engine's,
     /// kept from plan to plan.
     hints: &'a Hints,
@@ -71,7 +74,8 @@ impl<'a> Cx<'a> {
             field_slot,
             snaps,
             parents,
-            fast: baseline.header().fingerprint == Some(map.fingerprint()),
+            fast: !options.full_walk && baseline.header().fingerprint == Some(map.fingerprint()),
+            full_walk: options.full_walk,
             hints,
             threads: options.thread_count(),
             waiting: options.waiting.clone(),

@@ -18,9 +18,12 @@
 //!    ([`identity`](crate::identity)); a complete snapshot's missing
 //!    records and every tombstone are deletion evidence.
 //! 3. **Skip the unchanged** (`engine/fast_path.rs`): an entity whose
-//!    records all report the version, or have the content hash, they had at
-//!    the last commit, with nothing pending, is skipped without reading a
-//!    field. This only chooses which entities the next step sees. (Steps 2
+//!    records all report the version a read saw, or have the content hash,
+//!    they had at the last commit, with nothing pending, is skipped without
+//!    reading a field. (The first read after a write is planned in full:
+//!    a version is trusted once a read has seen its content.)
+//!    [`PlanOptions::full_walk`] turns this and the unchanged-field
+//!    shortcut off; the plan is the same. This only chooses which entities the next step sees. (Steps 2
 //!    to 4 run together: an entity of the baseline is skipped or planned
 //!    as soon as its row is gathered, while its records are fresh in the
 //!    cache; the new entities are planned after.)
@@ -28,7 +31,11 @@
 //!    `engine/entity/`):
 //!    1. *confirm* writes reported applied but not yet seen in a read
 //!       ([`Unconfirmed`](crate::baseline::Unconfirmed)): made, not made
-//!       (planned again, never taken for an edit), or still awaited;
+//!       (planned again, never taken for an edit), or still awaited; a
+//!       write made in a form of the system's own (at the version the
+//!       write reported, or equal under the field's normalization) makes
+//!       that form the system's shadow, and what was written is kept beside
+//!       it, so the form is neither read as an edit nor written over;
 //!    2. *scope*: records that left their system's scope are unlinked or
 //!       frozen ([`scope`](crate::scope));
 //!    3. *deletes*: a record deleted in some systems is propagated,
@@ -130,6 +137,7 @@ pub struct PlanOptions<'a> {
     /// Entities that wait (the runner's debounce): nothing is decided for
     /// them, and what was seen is kept for a later plan.
     waiting: HashSet<EntityId>,
+    full_walk: bool,
 }
 
 impl<'a> PlanOptions<'a> {
@@ -176,6 +184,19 @@ impl<'a> PlanOptions<'a> {
 
     pub(crate) fn thread_count(&self) -> Option<usize> {
         self.threads
+    }
+
+    /// Plans without the shortcuts: no entity is skipped because its
+    /// records report the versions or content they had at the last commit,
+    /// and no field because nothing touched it; every entity a snapshot
+    /// mentions is read field by field. The plan is the same as without
+    /// (the crate's property tests compare them over random histories),
+    /// only slower: for an audit of a baseline you have reason to doubt,
+    /// and for your own tests of the same promise.
+    #[must_use]
+    pub fn full_walk(mut self) -> Self {
+        self.full_walk = true;
+        self
     }
 
     /// Plans nothing for `entities`: they wait for records held back (the
@@ -265,7 +286,9 @@ pub enum CommitError {
 }
 
 /// What became of one write op.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows the names of stored fields, never their values.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum OpOutcome {
@@ -278,6 +301,13 @@ pub enum OpOutcome {
         /// The record's new version, if the system reports one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         version: Option<String>,
+        /// What the system stored, by native field name, where it differs
+        /// from what was written or the system reports it
+        /// ([`Applied::stored`](crate::connector::Applied::stored)): the
+        /// record's shadows take these values, so the system's own form of a
+        /// value is not read as an edit at the next plan.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        stored: BTreeMap<String, serde_json::Value>,
         /// A read made right after the write showed it made (the runner's
         /// [read-back](crate::runner::SyncRunnerBuilder::read_back)): no
         /// later read is awaited to confirm it
@@ -299,6 +329,7 @@ impl OpOutcome {
         OpOutcome::Applied {
             record_id: None,
             version: None,
+            stored: BTreeMap::new(),
             confirmed: false,
         }
     }
@@ -308,6 +339,7 @@ impl OpOutcome {
         OpOutcome::Applied {
             record_id: Some(record_id.into()),
             version: None,
+            stored: BTreeMap::new(),
             confirmed: false,
         }
     }
@@ -321,35 +353,59 @@ impl OpOutcome {
 
     /// The same outcome with the record's new version, where applied.
     #[must_use]
-    pub fn with_version(self, version: impl Into<String>) -> Self {
-        match self {
-            OpOutcome::Applied {
-                record_id,
-                confirmed,
-                ..
-            } => OpOutcome::Applied {
-                record_id,
-                version: Some(version.into()),
-                confirmed,
-            },
-            failed => failed,
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        if let OpOutcome::Applied { version: v, .. } = &mut self {
+            *v = Some(version.into());
         }
+        self
+    }
+
+    /// The same outcome, where applied, with what the system stored in
+    /// native field `field` (see [`Applied::stored`]).
+    ///
+    /// [`Applied::stored`]: crate::connector::Applied::stored
+    #[must_use]
+    pub fn with_stored(
+        mut self,
+        field: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        if let OpOutcome::Applied { stored, .. } = &mut self {
+            stored.insert(field.into(), value.into());
+        }
+        self
     }
 
     /// The same outcome, confirmed by a read made right after the write:
     /// the record was seen holding what was written (a create there, a
     /// delete gone), so no later read is awaited for it.
     #[must_use]
-    pub fn confirmed(self) -> Self {
+    pub fn confirmed(mut self) -> Self {
+        if let OpOutcome::Applied { confirmed, .. } = &mut self {
+            *confirmed = true;
+        }
+        self
+    }
+}
+
+impl fmt::Debug for OpOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OpOutcome::Applied {
-                record_id, version, ..
-            } => OpOutcome::Applied {
                 record_id,
                 version,
-                confirmed: true,
-            },
-            failed => failed,
+                stored,
+                confirmed,
+            } => f
+                .debug_struct("Applied")
+                .field("record_id", record_id)
+                .field("version", version)
+                .field("stored", &stored.keys().collect::<Vec<_>>())
+                .field("confirmed", confirmed)
+                .finish(),
+            OpOutcome::Failed { message } => {
+                f.debug_struct("Failed").field("message", message).finish()
+            }
         }
     }
 }

@@ -53,29 +53,61 @@ pub(super) fn verdict(
     }
 }
 
-/// An update shows when the record reports the version the write reported,
-/// or holds every value it wrote. It did not take effect when every field
-/// it wrote still holds what it held before. Anything else (the system
-/// reformatted a value, someone edited it since) the next plan decides.
+/// An update shows when the record holds every value it wrote, or, at the
+/// version the write reported, values of which some are not what it held
+/// before (the system stored a form of its own). It did not take effect
+/// when every field it wrote still holds what it held before, at another
+/// version. Anything else (someone edited it since, a form of its own
+/// without a version, what it held before at the reported version) the
+/// next plan decides.
 fn update_verdict(
     op: &WriteOp,
     applied: &Applied,
     r: &Record,
     before: impl Fn(&FieldWrite) -> Option<Value>,
 ) -> Verdict {
-    if applied.version.is_some() && applied.version == r.version {
-        return Verdict::Shown;
-    }
     let now = |w: &FieldWrite| r.get(&w.native).unwrap_or(&Value::Null);
     if op.fields.iter().all(|w| same(now(w), &w.value)) {
         return Verdict::Shown;
     }
     let untouched =
         |w: &FieldWrite| !same(now(w), &w.value) && before(w).is_some_and(|b| same(now(w), &b));
-    if op.fields.iter().all(untouched) {
-        Verdict::NotMade("every field it wrote still holds what it held before")
-    } else {
-        Verdict::Unknown
+    let at_reported = applied.version.is_some() && applied.version == r.version;
+    match (op.fields.iter().all(untouched), at_reported) {
+        (true, false) => Verdict::NotMade("every field it wrote still holds what it held before"),
+        // At the version the write reported, yet holding what it held: a
+        // system whose own form of the value is what it held, or a
+        // connector that lies and named the version of a later save. The
+        // next plans tell them apart.
+        (true, true) => Verdict::Unknown,
+        (false, true) => Verdict::Shown,
+        (false, false) => Verdict::Unknown,
+    }
+}
+
+/// Where the read-back `r` shows the record as the write left it (the
+/// version the write reported, or, for a create, whatever the write did
+/// not report one), what it holds in each written field is what the system
+/// stored: a form of its own (a phone in E.164, a trimmed name) is kept in
+/// [`Applied::stored`], so the next plan does not read it as an edit. A
+/// value the connector reported stored is kept as reported.
+pub(super) fn adopt_stored(op: &WriteOp, applied: &mut Applied, r: &Record) {
+    let as_left = match (&applied.version, op.kind) {
+        (Some(v), _) => r.version.as_ref() == Some(v),
+        (None, OpKind::Create) => true,
+        (None, _) => false,
+    };
+    if !as_left || r.deleted {
+        return;
+    }
+    for w in &op.fields {
+        if applied.stored.contains_key(&w.native) {
+            continue;
+        }
+        let now = r.get(&w.native).unwrap_or(&Value::Null);
+        if !same(now, &w.value) {
+            applied.stored.insert(w.native.clone(), now.clone());
+        }
     }
 }
 
@@ -201,11 +233,20 @@ mod tests {
         // it held: not made either.
         let bumped = record(&[("name", json!("Ad")), ("city", json!("Bergen"))], "4");
         assert!(not_made(verdict(&update, &applied, Some(&bumped), was)));
-        // The version the write reported: shown, whatever it holds.
+        // The version the write reported, holding another form of what
+        // was written: shown.
         let reported = Applied::new().with_version("4");
+        let reformatted = record(&[("name", json!("ADA")), ("city", json!("OSLO"))], "4");
+        assert_eq!(
+            verdict(&update, &reported, Some(&reformatted), was),
+            Verdict::Shown
+        );
+        // The same version holding what it held before: the system's own
+        // form of the value, or a lying connector that named the version
+        // of a later save: the next plans decide.
         assert_eq!(
             verdict(&update, &reported, Some(&bumped), was),
-            Verdict::Shown
+            Verdict::Unknown
         );
         // Every value written shows.
         let both = record(&[("name", json!("Ada")), ("city", json!("Oslo"))], "4");

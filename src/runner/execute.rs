@@ -315,6 +315,9 @@ impl SyncRunner {
             });
             match verdict {
                 Verdict::Shown => {
+                    if let Some(r) = read {
+                        confirm::adopt_stored(op, applied, r);
+                    }
                     // The version read is the record's as the write left it.
                     if applied.version.is_none() {
                         applied.version = read.and_then(|r| r.version.clone());

@@ -84,7 +84,7 @@ impl Serialize for EntityJson<'_> {
         let held = extra.map_or(&[][..], |x| &x.held[..]);
         let pending = extra.map_or(&[][..], |x| &x.pending[..]);
         let delete = extra.and_then(|x| x.delete.as_ref());
-        let mut st = serializer.serialize_struct("EntityRow", 10)?;
+        let mut st = serializer.serialize_struct("EntityRow", 11)?;
         st.serialize_field("id", &self.entity.id)?;
         st.serialize_field("links", &Links(self))?;
         st.serialize_field("canonical", &Canonical(self))?;
@@ -143,6 +143,18 @@ impl Serialize for EntityJson<'_> {
                 .map(|(s, a)| (self.system(*s as usize), a.to_plain(self.baseline.fields())))
                 .collect();
             st.serialize_field("unconfirmed", &map)?;
+        }
+        let rewritten = extra.map_or(&[][..], |x| &x.rewritten[..]);
+        if rewritten.is_empty() {
+            st.skip_field("rewritten")?;
+        } else {
+            let mut map: BTreeMap<&str, IndexMap<&str, &Value>> = BTreeMap::new();
+            for (s, f, v) in rewritten {
+                map.entry(self.system(*s as usize))
+                    .or_default()
+                    .insert(self.field(*f as usize), v);
+            }
+            st.serialize_field("rewritten", &map)?;
         }
         st.end()
     }
@@ -312,6 +324,8 @@ struct StoredRow {
     unsettled: bool,
     #[serde(default)]
     unconfirmed: BTreeMap<SystemId, Unconfirmed>,
+    #[serde(default)]
+    rewritten: BTreeMap<SystemId, IndexMap<String, Value>>,
 }
 
 /// Reads a row written by [`EntityJson`] back as the entity's record.
@@ -352,6 +366,7 @@ pub(crate) fn decode(bytes: &[u8]) -> serde_json::Result<EntityRecord> {
         delete_review: row.delete_review,
         unsettled: row.unsettled,
         unconfirmed: row.unconfirmed,
+        rewritten: row.rewritten,
     })
 }
 
@@ -432,6 +447,12 @@ mod tests {
                     changed_at: None,
                 },
             );
+        }
+        if i % 6 == 4 {
+            r.rewritten
+                .entry(SystemId::new("erp"))
+                .or_default()
+                .insert("name".into(), vals[i % vals.len()].clone());
         }
         if i % 5 == 2 {
             r.held.insert(

@@ -67,6 +67,12 @@ struct Inner {
     capabilities: Capabilities,
     page_size: usize,
     field_timestamps: bool,
+    /// Whether records and writes report versions.
+    versions: bool,
+    /// Whether `apply` reports what it stored.
+    report_stored: bool,
+    /// How values are stored, by native field name.
+    rewrites: Vec<(String, Rewrite)>,
     id_prefix: String,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
@@ -150,6 +156,9 @@ pub struct MemoryConnectorBuilder {
     capabilities: Capabilities,
     page_size: usize,
     field_timestamps: bool,
+    versions: bool,
+    report_stored: bool,
+    rewrites: Vec<(String, Rewrite)>,
     id_prefix: Option<String>,
     clock: Option<Arc<dyn Clock>>,
 }
@@ -216,6 +225,52 @@ impl MemoryConnectorBuilder {
         self
     }
 
+    /// Whether records report a version and writes the version they made
+    /// (default on). Off, the system is one without versions: no record
+    /// carries one, and `expected_version` cannot be honoured, so
+    /// [`conditional_writes`](Self::conditional_writes) is off too.
+    #[must_use]
+    pub fn versions(mut self, on: bool) -> Self {
+        self.versions = on;
+        self
+    }
+
+    /// Stores every value of native field `field` (of any object) in the
+    /// system's own form, whoever writes it (recsync through `apply`, or a
+    /// person through [`insert`](MemoryConnector::insert) and
+    /// [`edit`](MemoryConnector::edit)), as real systems do: a phone kept
+    /// in E.164, a name trimmed, an amount rounded. Several rewrites of
+    /// one field apply in the order given.
+    ///
+    /// ```
+    /// use recsync::testkit::{MemoryConnector, Rewrite};
+    /// use serde_json::json;
+    ///
+    /// let crm = MemoryConnector::builder("salesforce")
+    ///     .rewrite("Phone", Rewrite::E164 { country_code: 1 })
+    ///     .build()
+    ///     .unwrap();
+    /// let id = crm.insert("contacts", [("Phone", json!("(555) 123-4567"))]);
+    /// assert_eq!(
+    ///     crm.get("contacts", &id).unwrap().get("Phone"),
+    ///     Some(&json!("+15551234567"))
+    /// );
+    /// ```
+    #[must_use]
+    pub fn rewrite(mut self, field: impl Into<String>, rewrite: Rewrite) -> Self {
+        self.rewrites.push((field.into(), rewrite));
+        self
+    }
+
+    /// Whether `apply` reports what it stored in each field an op wrote
+    /// ([`Applied::stored`]), as HubSpot's batch update answers with the
+    /// stored properties (default off).
+    #[must_use]
+    pub fn report_stored(mut self, on: bool) -> Self {
+        self.report_stored = on;
+        self
+    }
+
     /// The prefix of generated record ids (default `"{system}-"`).
     #[must_use]
     pub fn id_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -247,12 +302,19 @@ impl MemoryConnectorBuilder {
         let id_prefix = self
             .id_prefix
             .unwrap_or_else(|| format!("{}-", self.system));
+        let mut capabilities = self.capabilities;
+        if !self.versions {
+            capabilities.conditional_writes = false;
+        }
         Ok(MemoryConnector {
             inner: Arc::new(Inner {
                 system: self.system,
-                capabilities: self.capabilities,
+                capabilities,
                 page_size: self.page_size,
                 field_timestamps: self.field_timestamps,
+                versions: self.versions,
+                report_stored: self.report_stored,
+                rewrites: self.rewrites,
                 id_prefix,
                 clock: self
                     .clock
@@ -285,6 +347,9 @@ impl MemoryConnector {
                 capabilities: Self::default_capabilities(),
                 page_size: 100,
                 field_timestamps: true,
+                versions: true,
+                report_stored: false,
+                rewrites: Vec::new(),
                 clock: Arc::new(ManualClock::default_ticking()),
                 state: Mutex::new(State::default()),
             }),
@@ -298,6 +363,9 @@ impl MemoryConnector {
             capabilities: Self::default_capabilities(),
             page_size: 100,
             field_timestamps: true,
+            versions: true,
+            report_stored: false,
+            rewrites: Vec::new(),
             id_prefix: None,
             clock: None,
         }
@@ -334,7 +402,7 @@ impl MemoryConnector {
             } else {
                 IndexMap::new()
             },
-            version: Some(stored.version.to_string()),
+            version: self.inner.versions.then(|| stored.version.to_string()),
             deleted: stored.deleted,
             correlation: if caps.external_ids {
                 stored.correlation.clone()
@@ -358,7 +426,7 @@ impl MemoryConnector {
         let id = next_id(&mut state, &self.inner.id_prefix);
         let fields: IndexMap<String, Value> = fields
             .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
+            .map(|(k, v)| self.stored_form(k.into(), v.into()))
             .collect();
         create(&mut state, object, &id, fields, None, now);
         id
@@ -379,7 +447,9 @@ impl MemoryConnector {
     {
         let now = self.inner.clock.now();
         let mut state = self.state();
-        let changes = fields.into_iter().map(|(k, v)| (k.into(), v.into()));
+        let changes = fields
+            .into_iter()
+            .map(|(k, v)| self.stored_form(k.into(), v.into()));
         update(&mut state, object, id, changes, now).map(|_| ())
     }
 
@@ -529,7 +599,7 @@ impl MemoryConnector {
         let fields = op
             .fields
             .iter()
-            .map(|w| (w.native.clone(), w.value.clone()));
+            .map(|w| self.stored_form(w.native.clone(), w.value.clone()));
         if op.kind == OpKind::Create {
             let correlation = op.correlation.clone().filter(|_| caps.external_ids);
             if let Some(key) = &correlation {
@@ -545,7 +615,8 @@ impl MemoryConnector {
             }
             let id = next_id(state, &self.inner.id_prefix);
             let version = create(state, object, &id, fields.collect(), correlation, now);
-            return Ok(Applied::created(id).with_version(version.to_string()));
+            let applied = self.reported(Applied::created(id), version, op);
+            return Ok(applied);
         }
         let Some(id) = op.record_id.as_deref() else {
             return Err(ConnectorError::permanent(format!(
@@ -575,10 +646,35 @@ impl MemoryConnector {
             OpKind::Delete => delete(state, object, id, now)?,
             _ => update(state, object, id, fields, now)?,
         };
-        Ok(Applied {
-            record_id: Some(id.to_owned()),
-            version: Some(version.to_string()),
-        })
+        let mut applied = Applied::new();
+        applied.record_id = Some(id.to_owned());
+        Ok(self.reported(applied, version, op))
+    }
+
+    /// `value` of native field `field` as this system stores it.
+    fn stored_form(&self, field: String, value: Value) -> (String, Value) {
+        let value = self
+            .inner
+            .rewrites
+            .iter()
+            .filter(|(f, _)| *f == field)
+            .fold(value, |v, (_, r)| r.apply(&v));
+        (field, value)
+    }
+
+    /// What `apply` reports of `op`, made at `version`: the version (where
+    /// the system has them) and what it stored (where it says).
+    fn reported(&self, mut applied: Applied, version: u64, op: &WriteOp) -> Applied {
+        if self.inner.versions {
+            applied.version = Some(version.to_string());
+        }
+        if self.inner.report_stored && op.kind != OpKind::Delete {
+            for w in &op.fields {
+                let (native, value) = self.stored_form(w.native.clone(), w.value.clone());
+                applied.stored.insert(native, value);
+            }
+        }
+        applied
     }
 }
 
@@ -588,18 +684,118 @@ impl MemoryConnector {
     fn lie_one(&self, state: &mut State, object: &str, op: &WriteOp) -> Applied {
         if op.kind == OpKind::Create {
             let id = next_id(state, &self.inner.id_prefix);
-            return Applied::created(id).with_version("1");
+            return self.reported(Applied::created(id), 1, op);
         }
         let version = op
             .record_id
             .as_deref()
             .and_then(|id| state.tables.get(object)?.records.get(id))
             .map_or(1, |s| s.version + 1);
-        Applied {
-            record_id: op.record_id.clone(),
-            version: Some(version.to_string()),
+        let mut applied = Applied::new();
+        applied.record_id = op.record_id.clone();
+        self.reported(applied, version, op)
+    }
+}
+
+/// How a [`MemoryConnector`] stores a field's values: the forms real
+/// systems keep whatever they are sent
+/// ([`MemoryConnectorBuilder::rewrite`]). Empty values are stored as sent.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Rewrite {
+    /// Strings without surrounding whitespace.
+    Trim,
+    /// Strings in upper case (a country code, say).
+    Uppercase,
+    /// Strings in lower case (an email, say).
+    Lowercase,
+    /// Numbers, and strings that parse as numbers, as numbers rounded to
+    /// this many decimals (currency to 2).
+    Round(u32),
+    /// Phone numbers in E.164: `+`, then the digits. A number written with
+    /// `+` or an international prefix `00` keeps its country code; a
+    /// national number (one leading trunk `0` dropped; for `1`, an
+    /// 11-digit number starting with 1 counts as having it) gets
+    /// `country_code`. A string without digits is stored as sent.
+    E164 {
+        /// The country calling code of national numbers (`1` for the US,
+        /// `44` for the UK).
+        country_code: u16,
+    },
+    /// A function of your own.
+    Custom(Arc<dyn Fn(&Value) -> Value + Send + Sync>),
+}
+
+impl Rewrite {
+    /// A rewrite by a function of your own.
+    pub fn custom(f: impl Fn(&Value) -> Value + Send + Sync + 'static) -> Self {
+        Rewrite::Custom(Arc::new(f))
+    }
+
+    /// `value` as the system stores it.
+    pub fn apply(&self, value: &Value) -> Value {
+        if crate::model::is_empty_value(value) {
+            return value.clone();
+        }
+        match (self, value) {
+            (Rewrite::Custom(f), v) => f(v),
+            (Rewrite::Trim, Value::String(s)) => Value::from(s.trim()),
+            (Rewrite::Uppercase, Value::String(s)) => Value::from(s.to_uppercase()),
+            (Rewrite::Lowercase, Value::String(s)) => Value::from(s.to_lowercase()),
+            (Rewrite::Round(places), v) => round(v, *places),
+            (Rewrite::E164 { country_code }, Value::String(s)) => e164(s, *country_code),
+            (_, v) => v.clone(),
         }
     }
+}
+
+impl fmt::Debug for Rewrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rewrite::Trim => f.write_str("Trim"),
+            Rewrite::Uppercase => f.write_str("Uppercase"),
+            Rewrite::Lowercase => f.write_str("Lowercase"),
+            Rewrite::Round(p) => f.debug_tuple("Round").field(p).finish(),
+            Rewrite::E164 { country_code } => f
+                .debug_struct("E164")
+                .field("country_code", country_code)
+                .finish(),
+            Rewrite::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+fn round(value: &Value, places: u32) -> Value {
+    let n = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let Some(n) = n.filter(|n| n.is_finite()) else {
+        return value.clone();
+    };
+    let scale = 10f64.powi(places.min(15) as i32);
+    let rounded = (n * scale).round() / scale;
+    serde_json::Number::from_f64(rounded).map_or_else(|| value.clone(), Value::Number)
+}
+
+fn e164(s: &str, country_code: u16) -> Value {
+    let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+    if digits.is_empty() {
+        return Value::from(s);
+    }
+    let cc = country_code.to_string();
+    let full = if s.trim_start().starts_with('+') {
+        digits
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        rest.to_owned()
+    } else if country_code == 1 && digits.len() == 11 && digits.starts_with('1') {
+        digits
+    } else {
+        let national = digits.strip_prefix('0').unwrap_or(&digits);
+        format!("{cc}{national}")
+    };
+    Value::from(format!("+{full}"))
 }
 
 fn next_id(state: &mut State, prefix: &str) -> String {

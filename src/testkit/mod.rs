@@ -37,5 +37,5 @@ mod ops;
 pub mod strategies;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use memory::{BuildError, MemoryConnector, MemoryConnectorBuilder, Stats};
+pub use memory::{BuildError, MemoryConnector, MemoryConnectorBuilder, Rewrite, Stats};
 pub use ops::OpBuilder;

@@ -95,15 +95,13 @@ impl<'c, 'a> Planner<'c, 'a> {
             }
             return;
         };
-        // The version the write reported, where it moved: confirmed.
+        // The version the write reported, where it moved: confirmed, and
+        // what the record holds is what the write left (in the system's own
+        // form, where it stores another).
         let reported = a.version.as_deref();
-        if reported.is_some()
+        let as_left = reported.is_some()
             && r.version.as_deref() == reported
-            && reported != a.version_before.as_deref()
-        {
-            self.forget(t);
-            return;
-        }
+            && reported != a.version_before.as_deref();
         let fields = self.cx.map.fields();
         let mut not_made: Vec<(usize, Option<ValueRef<'a>>)> = Vec::new();
         for (bf, before) in a.before() {
@@ -113,10 +111,25 @@ impl<'c, 'a> Planner<'c, 'a> {
             };
             let norm = fields[f].normalization();
             let cur = self.cx.field_value(t, f, r).map(|(_, v)| v);
+            let written = self.shadow(t, f);
             // Holding what was written: made. Holding what it held before:
-            // not made. Anything else: an edit made since.
-            if !codec::same(norm, cur, self.shadow(t, f)) && codec::same(norm, cur, before) {
-                not_made.push((f, before));
+            // not made, even at the version the write reported (a
+            // connector that lies can name the version a later save
+            // gives), unless this write was found so before and made
+            // again, to the same end: that is the system's own form of
+            // it. Holding something else at the version the write
+            // reported: made, in the system's own form. Anything else: an
+            // edit made since.
+            if codec::same(norm, cur, written) {
+                self.adopt(t, f, cur, written);
+            } else if codec::same(norm, cur, before) {
+                if as_left && a.redone {
+                    self.adopt(t, f, cur, written);
+                } else {
+                    not_made.push((f, before));
+                }
+            } else if as_left {
+                self.adopt(t, f, cur, written);
             }
         }
         if not_made.is_empty() {
@@ -130,7 +143,32 @@ impl<'c, 'a> Planner<'c, 'a> {
                 .change
                 .shadows
                 .push((t as u32, f as u32, before.map(ValueRef::to_value)));
+            if self.rewritten(t, f).is_some() {
+                // What the system made of an earlier write is no longer
+                // known.
+                self.res.change.rewritten.push((t as u32, f as u32, None));
+            }
         }
+    }
+
+    /// Target `t`'s field `f` holds `cur` where `written` was written and
+    /// the write was made: where `cur` is another form of it, that form is
+    /// the system's shadow, and what was written is kept beside it, so
+    /// neither is taken for a change ([`detect`](Planner::detect),
+    /// [`propagate`](Planner::propagate)).
+    fn adopt(&mut self, t: usize, f: usize, cur: Option<&'a Value>, written: Option<ValueRef<'a>>) {
+        let same = match (cur, written) {
+            (Some(c), Some(w)) => w.eq_value(c),
+            (c, w) => c.is_none_or(is_empty_value) && w.is_none_or(|w| w.is_empty()),
+        };
+        if same {
+            return;
+        }
+        self.adopted.push((t, f));
+        let (t32, f32) = (t as u32, f as u32);
+        self.res.change.shadows.push((t32, f32, cur.cloned()));
+        let sent = written.map_or(Value::Null, ValueRef::to_value);
+        self.res.change.rewritten.push((t32, f32, Some(sent)));
     }
 
     pub(super) fn forget(&mut self, t: usize) {

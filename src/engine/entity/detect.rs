@@ -2,11 +2,14 @@
 //!
 //! A source changed the field when what it holds now differs from its
 //! shadow (what it held at the last commit) under the field's
-//! normalization. Each such value is read into canonical form and becomes
-//! a [candidate](super::Cand); two kinds of value are no change even so:
-//! the echo of recsync's own create whose commit was lost, and a value no
-//! value-map row reads that is what the map writes for the value the
-//! others hold.
+//! normalization, unless it is the system's own form of what recsync wrote
+//! to it ([`confirm`] found it so). Each such value is read into canonical
+//! form and becomes a [candidate](super::Cand); two kinds of value are no
+//! change even so: the echo of recsync's own create whose commit was lost,
+//! and a value no value-map row reads that is what the map writes for the
+//! value the others hold.
+//!
+//! [`confirm`]: super::confirm
 
 use super::*;
 
@@ -27,7 +30,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             let Some((cur, at)) = self.current(s, f) else {
                 continue;
             };
-            if codec::same(norm, Some(cur), self.shadow(s, f)) {
+            if codec::same(norm, Some(cur), self.shadow(s, f)) || self.adopted(s, f) {
                 continue;
             }
             match self.read(f, s, cur) {

@@ -17,13 +17,17 @@ impl<'c, 'a> Planner<'c, 'a> {
             }
             let shadow = self.shadow(s, f);
             let first_sight = field.target_at(s) && shadow.is_none();
-            if !(field.source_at(s) || first_sight) {
+            if !(field.source_at(s) || first_sight) || self.adopted(s, f) {
                 continue;
             }
             if let Some((cur, _)) = self.current(s, f) {
                 if !shadow.is_some_and(|sh| sh.eq_value(cur)) {
                     let change = (s as u32, f as u32, Some(cur.clone()));
                     self.res.change.shadows.push(change);
+                    if self.rewritten(s, f).is_some() {
+                        // A value of its own now, not a form of a write.
+                        self.res.change.rewritten.push((s as u32, f as u32, None));
+                    }
                 }
             }
         }
@@ -93,6 +97,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 }
             };
             if up_to_date(field, t, through, expected, &native, value)
+                || self.holds_its_form(f, t, field, expected, &native)
                 || !self.may_write(f, t, field, source, expected, &native)
             {
                 continue;
@@ -127,6 +132,36 @@ impl<'c, 'a> Planner<'c, 'a> {
         }
     }
 
+    /// Whether target `t` holds its own form of `native`: recsync wrote
+    /// `native` (under the field's normalization) to it last, the system
+    /// stored another form, and the target still holds that form. Writing
+    /// it again would only be rewritten again.
+    fn holds_its_form(
+        &self,
+        f: usize,
+        t: usize,
+        field: &FieldSpec,
+        expected: Option<Known<'a>>,
+        native: &Value,
+    ) -> bool {
+        let norm = field.normalization();
+        let Some(sent) = self.rewritten(t, f) else {
+            return false;
+        };
+        if !norm.equal(Some(sent), Some(native)) {
+            return false;
+        }
+        let stored = if self.adopted(t, f) {
+            self.current(t, f).map(|(v, _)| Known::Val(v))
+        } else {
+            self.shadow(t, f).map(Known::Ref)
+        };
+        match (expected, stored) {
+            (Some(e), Some(s)) => s.same(norm, &e.to_value()),
+            (e, s) => e.is_none_or(|e| e.is_empty()) && s.is_none_or(|s| s.is_empty()),
+        }
+    }
+
     /// The guards on one write of `native` to target `t`: an enforced
     /// empty value does not overwrite a target's value where the
     /// empty-value rule is on (held, with the reason); an invalid value is
@@ -151,6 +186,8 @@ impl<'c, 'a> Planner<'c, 'a> {
                         system: self.systems[s].clone(),
                     },
                 });
+                // Held, not settled: every plan looks again (and says so).
+                self.unsettled = true;
             }
             return false;
         }

@@ -1,26 +1,12 @@
 //! The shortcut for a field nothing touched: the one place the field steps
 //! are skipped. It decides only whether the steps run; what they would
-//! decide is the same either way (tests turn it off with `FULL_WALK` and
-//! compare the plans).
+//! decide is the same either way ([`PlanOptions::full_walk`] turns it off,
+//! with the entity fast path, and `tests/rewrites.rs` compares the plans
+//! over random maps and histories).
+//!
+//! [`PlanOptions::full_walk`]: crate::PlanOptions::full_walk
 
 use super::*;
-
-#[cfg(test)]
-thread_local! {
-    /// Tests turn the shortcut of [`Planner::unchanged`] off, to compare.
-    pub(super) static FULL_WALK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-#[cfg(test)]
-fn full_walk() -> bool {
-    FULL_WALK.with(std::cell::Cell::get)
-}
-
-#[cfg(not(test))]
-#[inline]
-fn full_walk() -> bool {
-    false
-}
 
 impl<'c, 'a> Planner<'c, 'a> {
     /// The common case, told without the field steps: every system
@@ -31,7 +17,7 @@ impl<'c, 'a> Planner<'c, 'a> {
     /// held field, a reference, a transform, a target seen for the first
     /// time) takes the steps.
     pub(super) fn unchanged(&self, f: usize, field: &FieldSpec) -> bool {
-        if full_walk() || self.cx.parents[f].is_some() {
+        if self.cx.full_walk || self.cx.parents[f].is_some() {
             return false;
         }
         let Some(canonical) = self.canonical(f) else {

@@ -121,6 +121,9 @@ impl<'c, 'a> Planner<'c, 'a> {
                             system: self.systems[t].clone(),
                         },
                     });
+                    // Held, not settled: every plan looks again (and says
+                    // so).
+                    self.unsettled = true;
                     continue;
                 }
             }
