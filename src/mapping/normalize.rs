@@ -313,4 +313,43 @@ mod tests {
         assert!(Normalization::Exact.equal(Some(&json!([])), Some(&json!(null))));
         assert!(!Normalization::Exact.equal(None, Some(&json!(0))));
     }
+
+    #[test]
+    fn unicode_forms_and_full_folding() {
+        assert_eq!(trim_nfc(" Jose\u{301} "), "Jos\u{e9}");
+        assert!(matches!(trim_nfc(" plain "), Cow::Borrowed("plain")));
+        assert_eq!(fold_case("STRASSE"), "strasse");
+        assert_eq!(fold_case(" Stra\u{df}e "), "strasse");
+        assert_eq!(fold_case("JOSE\u{301}"), "jos\u{e9}");
+        assert_eq!(fold_case("\u{130}"), "i\u{307}");
+        assert_eq!(fold_case("\u{131}"), "\u{131}");
+        assert!(matches!(fold_case("a@x"), Cow::Borrowed("a@x")));
+    }
+
+    /// Every code point of the planes with cased letters, alone and (the
+    /// alphabets) with a combining mark: the fold of its fold is its fold,
+    /// and the fold of its old form (lower-cased, as case-insensitive
+    /// compares used to) is its fold. (Checked on all of Unicode by hand:
+    /// too slow for every test run.)
+    #[test]
+    fn folding_is_idempotent_and_keeps_old_forms_on_every_code_point() {
+        let mut s = String::new();
+        for c in (0..0x2_0000_u32).filter_map(char::from_u32) {
+            let marks: &[Option<char>] = if u32::from(c) < 0x3000 {
+                &[None, Some('\u{301}'), Some('\u{345}')]
+            } else {
+                &[None]
+            };
+            for &mark in marks {
+                s.clear();
+                s.push(c);
+                s.extend(mark);
+                let once = fold_case(&s).into_owned();
+                assert_eq!(fold_case(&once), once, "{s:?}");
+                assert_eq!(fold_case(&s.trim().to_lowercase()), once, "{s:?}");
+                let nfc = trim_nfc(&s).into_owned();
+                assert_eq!(trim_nfc(&nfc), nfc, "{s:?}");
+            }
+        }
+    }
 }
