@@ -349,6 +349,13 @@ pub(crate) struct Recall<'a> {
     /// Per map system: its snapshot is complete, so a remembered record it
     /// does not list is gone.
     complete: Vec<bool>,
+    /// Keys remembered in a form the map's normalization no longer gives
+    /// (a baseline saved before text was compared in Unicode normal form
+    /// and fully case-folded): by field and the form it has now, their key
+    /// slots. Looked up with the key of that form; the plan holds their
+    /// records again under the form of now, so a commit brings the
+    /// baseline up to date.
+    moved: FoldMap<String, FoldMap<String, Vec<u32>>>,
 }
 
 /// The runs of `loose` (sorted by system, then id) that list one record:
@@ -390,10 +397,12 @@ impl<'a> Recall<'a> {
             by_key: FoldMap::default(),
             listed: vec![0; memory.systems().len()],
             complete,
+            moved: FoldMap::default(),
         };
         if memory.is_empty() {
             return recall;
         }
+        recall.find_moved(map);
         recall.shown.reserve(memory.len().min(loose.len()));
         for run in same_record_runs(loose) {
             let Some(&(s, r)) = run.first() else {
@@ -423,40 +432,94 @@ impl<'a> Recall<'a> {
         recall
     }
 
+    /// Finds the remembered keys whose text the map's normalization of
+    /// that field now gives in another form ([`Recall::moved`]). Text of
+    /// ASCII only is skipped: every built-in normalization gives ASCII the
+    /// form it gave before.
+    fn find_moved(&mut self, map: &FieldMap) {
+        for (k, field, text) in self.memory.held_keys() {
+            if text.is_ascii() {
+                continue;
+            }
+            let Some(norm) = map
+                .match_keys()
+                .iter()
+                .find(|(f, _)| map.fields().get(*f).is_some_and(|x| x.name() == field))
+                .map(|(_, n)| n)
+            else {
+                continue;
+            };
+            match key_text(norm, &Value::from(text)) {
+                Some(now) if now != text => self
+                    .moved
+                    .entry(field.to_owned())
+                    .or_default()
+                    .entry(now)
+                    .or_default()
+                    .push(k),
+                _ => {}
+            }
+        }
+    }
+
+    /// The key slots remembered records of `field` = `text` are held
+    /// under: the key's own, and those of older forms of it.
+    fn key_slots(&self, field: &str, text: &str) -> Vec<u32> {
+        let mut slots: Vec<u32> = self.memory.key_slot(field, text).into_iter().collect();
+        if let Some(old) = self.moved.get(field).and_then(|m| m.get(text)) {
+            slots.extend(old.iter().copied());
+        }
+        slots
+    }
+
     /// The remembered records held under `field` = `text` that this plan's
     /// snapshots do not show (not listed by a partial one, or listed twice):
     /// per map system, how many, and the first few by id.
     fn unmentioned(&self, field: &str, text: &str) -> Vec<(usize, usize, Vec<&'a str>)> {
-        let Some(k) = self.memory.key_slot(field, text) else {
+        let slots = self.key_slots(field, text);
+        if slots.is_empty() {
             return Vec::new();
-        };
+        }
         let mut out = Vec::new();
         for (s, ms) in self.slots.iter().enumerate() {
             let Some(ms) = *ms else { continue };
-            let (shown, twice) = self.by_key.get(&(k, ms)).copied().unwrap_or((0, 0));
             // A complete snapshot lists every record its system has: one
             // it does not list is gone.
             let complete = self.complete.get(s).copied().unwrap_or(false);
-            let count = if complete {
-                twice
-            } else {
-                self.memory.count(k, ms).saturating_sub(shown)
-            };
+            let mut count = 0;
+            let mut first: Vec<&'a str> = Vec::new();
+            for &k in &slots {
+                let (shown, twice) = self.by_key.get(&(k, ms)).copied().unwrap_or((0, 0));
+                let n = if complete {
+                    twice
+                } else {
+                    self.memory.count(k, ms).saturating_sub(shown)
+                };
+                if n == 0 {
+                    continue;
+                }
+                count += n;
+                first.extend(
+                    self.memory
+                        .members(k, ms)
+                        .filter(|id| {
+                            if complete {
+                                self.twice.contains(&(ms, *id))
+                            } else {
+                                shown == 0 || !self.shown.contains_key(&(ms, *id))
+                            }
+                        })
+                        .take(CANDIDATES_SHOWN),
+                );
+            }
             if count == 0 {
                 continue;
             }
-            let first: Vec<&'a str> = self
-                .memory
-                .members(k, ms)
-                .filter(|id| {
-                    if complete {
-                        self.twice.contains(&(ms, *id))
-                    } else {
-                        shown == 0 || !self.shown.contains_key(&(ms, *id))
-                    }
-                })
-                .take(CANDIDATES_SHOWN)
-                .collect();
+            if slots.len() > 1 {
+                first.sort_unstable();
+                first.dedup();
+                first.truncate(CANDIDATES_SHOWN);
+            }
             out.push((s, count, first));
         }
         out
@@ -526,11 +589,54 @@ impl<'a> Recall<'a> {
                 }
             }
         }
+        self.rehold_moved(&mut change);
         change.forget.sort_unstable();
         change
             .hold
             .sort_by(|a, b| (&a.system, &a.field, &a.key).cmp(&(&b.system, &b.field, &b.key)));
         change
+    }
+}
+
+impl Recall<'_> {
+    /// Holds the remembered records of keys in an older form
+    /// ([`Recall::moved`]) under the form of now, where this plan neither
+    /// shows them (a record shown is decided by what it shows) nor forgets
+    /// them: committed, the baseline keeps only the form of now.
+    fn rehold_moved(&self, change: &mut AmbiguityChange) {
+        if self.moved.is_empty() {
+            return;
+        }
+        let forgotten: BTreeSet<(&str, &str)> = change
+            .forget
+            .iter()
+            .map(|(s, id)| (s.as_str(), id.as_str()))
+            .collect();
+        let mut hold = Vec::new();
+        for (field, forms) in &self.moved {
+            for (text, slots) in forms {
+                for (ms, system) in self.memory.systems().iter().enumerate() {
+                    let records: Vec<String> = slots
+                        .iter()
+                        .flat_map(|&k| self.memory.members(k, ms))
+                        .filter(|id| {
+                            !self.shown.contains_key(&(ms, *id))
+                                && !forgotten.contains(&(system.as_str(), *id))
+                        })
+                        .map(str::to_owned)
+                        .collect();
+                    if !records.is_empty() {
+                        hold.push(HeldGroup {
+                            system: system.clone(),
+                            field: field.clone(),
+                            key: text.clone(),
+                            records,
+                        });
+                    }
+                }
+            }
+        }
+        change.hold.extend(hold);
     }
 }
 

@@ -111,6 +111,14 @@ impl AmbiguousRecords {
         self.key_slots.get(field)?.get(text).copied()
     }
 
+    /// Every key records are held under: its slot, field and value.
+    pub(crate) fn held_keys(&self) -> impl Iterator<Item = (u32, &str, &str)> {
+        self.keys.iter().enumerate().filter_map(|(k, key)| {
+            let key = key.as_ref()?;
+            Some((u32::try_from(k).ok()?, &*key.field, &*key.text))
+        })
+    }
+
     /// The records of system slot `s` held under key slot `k`, by id.
     pub(crate) fn members(&self, k: u32, s: usize) -> impl Iterator<Item = &str> {
         self.key(k)

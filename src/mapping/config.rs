@@ -30,7 +30,8 @@
 //!
 //! [[objects.fields]]
 //! name = "email"
-//! normalize = "case_insensitive"          # exact, trim, digits_only, numeric, or a registry name
+//! normalize = "case_insensitive"          # exact, trim, digits_only, numeric, "phone:US"
+//!                                         # (feature `phone`; the default region), or a registry name
 //! systems.salesforce = { native = "Email", validate = { required = true, type = "email" } }
 //!
 //! [[objects.fields]]
@@ -64,6 +65,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::match_key::{MatchKey, MatchMode};
+use super::normalize::PHONE_PREFIX;
 use super::record_config::{FilterConfig, GuardsConfig, MatchKeyConfig};
 use super::{
     Builtin, Direction, Field, FieldMap, FieldMapBuilder, MapProblem, Normalization, Registry,
@@ -737,6 +739,24 @@ impl Loader<'_> {
             Some(n) => Some(n),
             None => match self.registry.get_normalizer(name) {
                 Some(n) => Some(Normalization::Custom(n.clone())),
+                None if cfg!(not(feature = "phone")) && name.starts_with(PHONE_PREFIX) => {
+                    self.entry(
+                        entry,
+                        format!(
+                            "normalization {name:?} needs recsync's `phone` feature \
+                             (recsync = {{ features = [\"phone\"] }})"
+                        ),
+                    );
+                    None
+                }
+                None if name == "phone" => {
+                    self.entry(
+                        entry,
+                        "the phone normalization needs a default region: \"phone:US\", say"
+                            .to_owned(),
+                    );
+                    None
+                }
                 None => {
                     self.unknown(entry, "normalizer", name);
                     None

@@ -52,6 +52,8 @@ mod config;
 mod convert;
 mod match_key;
 mod normalize;
+#[cfg(feature = "phone")]
+mod phone;
 mod record_config;
 mod records;
 mod registry;
@@ -76,6 +78,8 @@ pub use convert::{Conversion, MappingError};
 pub(crate) use convert::{Mapped, Slot};
 pub use match_key::{MatchKey, MatchMode};
 pub use normalize::{Normalization, Normalizer};
+#[cfg(feature = "phone")]
+pub use phone::PhoneRegion;
 pub use record_config::{BudgetConfig, FilterConfig, GuardsConfig, MatchKeyConfig};
 pub use registry::Registry;
 pub use transform::{Transform, TransformError, TransformErrorKind};
@@ -960,6 +964,18 @@ pub enum MapProblem {
         /// Which way.
         direction: Conversion,
     },
+    /// A phone normalization ([`Normalization::phone`], feature `phone`)
+    /// names a region the phone number metadata does not know.
+    #[error(
+        "field {field}: phone normalization region {region:?} is not a known region \
+         (an ISO 3166-1 alpha-2 code, like \"US\")"
+    )]
+    UnknownPhoneRegion {
+        /// The field (of the field's normalization, or of a match key).
+        field: String,
+        /// The region as given.
+        region: String,
+    },
     /// A value map's default for unmapped values has no native form in a
     /// target system.
     #[error("field {field}: the default value {value} has no row for {system}")]
@@ -992,6 +1008,7 @@ impl MapProblem {
             | MapProblem::SampleFails { field, .. }
             | MapProblem::BadValueMapRow { field, .. }
             | MapProblem::AmbiguousValue { field, .. }
+            | MapProblem::UnknownPhoneRegion { field, .. }
             | MapProblem::UnmappedDefault { field, .. } => Some(field),
             MapProblem::NativeMappedTwice { fields, .. } => Some(&fields.0),
             MapProblem::UnknownKey { key } | MapProblem::DuplicateKey { key } => Some(key),

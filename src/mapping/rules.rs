@@ -31,6 +31,7 @@ pub(super) const MAP_RULES: &[MapRule] = &[
     systems_named_once,
     skew_not_negative,
     default_authority_known,
+    phone_regions_known,
 ];
 
 /// Refuses an empty object name: write ops carry it to name the object type.
@@ -67,6 +68,33 @@ fn skew_not_negative(map: &FieldMapBuilder, problems: &mut Vec<MapProblem>) {
     if map.skew_tolerance < TimeDelta::zero() {
         problems.push(MapProblem::NegativeSkewTolerance);
     }
+}
+
+/// Refuses a phone normalization (of a field or a match key) whose region
+/// the phone number metadata does not know: every number written without a
+/// country code would compare by its digits alone.
+fn phone_regions_known(map: &FieldMapBuilder, problems: &mut Vec<MapProblem>) {
+    #[cfg(feature = "phone")]
+    {
+        let fields = map.fields.iter().map(|f| (&f.name, &f.normalization));
+        let keys = map
+            .records
+            .match_keys
+            .iter()
+            .map(|k| (&k.field, &k.normalization));
+        for (field, n) in fields.chain(keys) {
+            if let super::Normalization::Phone(region) = n {
+                if !region.is_known() {
+                    problems.push(MapProblem::UnknownPhoneRegion {
+                        field: field.clone(),
+                        region: region.code().to_owned(),
+                    });
+                }
+            }
+        }
+    }
+    #[cfg(not(feature = "phone"))]
+    let _ = (map, problems);
 }
 
 /// Refuses a default authority policy whose system the map lacks; reported
