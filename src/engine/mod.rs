@@ -34,7 +34,10 @@
 //!    3. *deletes*: a record deleted in some systems is propagated,
 //!       unlinked, restored or held for review, by the map's
 //!       [`DeletePolicy`](crate::DeletePolicy) and
-//!       [`DeleteEditPolicy`](crate::DeleteEditPolicy);
+//!       [`DeleteEditPolicy`](crate::DeleteEditPolicy) (a one-way target's
+//!       copy, not enforced, waits for the source to change);
+//!       then, where the map [mirrors](crate::mapping::FieldMapBuilder::mirror),
+//!       records only in targets are deleted (`entity/mirror.rs`);
 //!    4. per canonical field (`entity/field.rs`), unless nothing touched it
 //!       (`entity/unchanged.rs`):
 //!       - **detect** (`entity/detect.rs`): each source whose current value
@@ -50,7 +53,12 @@
 //!         converted to its native form, gets a write with its
 //!         [`Reason`](crate::Reason);
 //!    5. *writes* (`entity/writes.rs`): creates and updates of only the
-//!       changed fields, each with a stable [`OpId`].
+//!       changed fields, each with a stable [`OpId`]. An op to a
+//!       [read-only](crate::mapping::FieldMapBuilder::read_only) system is
+//!       not planned but listed in
+//!       [`SyncPlan::read_only`](crate::SyncPlan::read_only)
+//!       (`entity/read_only.rs`), or refuses the plan
+//!       ([`PlanError::ReadOnly`], checked as the plan is assembled).
 //!
 //!    Entities are planned on several threads where the `parallel` feature
 //!    is on (`engine/par.rs`): in chunks, joined in order, so the plan is

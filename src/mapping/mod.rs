@@ -16,8 +16,9 @@
 //! round-trip on a field that flows both ways, and lossy transforms where a
 //! field flows both ways. Maps load from and save to JSON and TOML config
 //! files (see [`MapConfig`] and [`MapSet`]), record rules included: match
-//! keys, matching mode, record direction, delete policies, scope filters
-//! ([`FilterConfig`]), scope exit and guards ([`GuardsConfig`]).
+//! keys, matching mode, record direction (and whether it mirrors),
+//! read-only systems, delete policies, scope filters ([`FilterConfig`]),
+//! scope exit and guards ([`GuardsConfig`]).
 //!
 //! [`FieldSpec::to_canonical`] and [`FieldSpec::to_native`] convert one
 //! value as a plan does. In a plan, a value that cannot be converted or
