@@ -89,6 +89,10 @@
 //!   and an empty complete snapshot from a system with linked records, are
 //!   refused: withheld, listed in [`SyncPlan::refusal`], and made only when
 //!   approved ([`PlanOptions::approve`]).
+//! - **Read-only systems** ([`FieldMapBuilder::read_only`](mapping::FieldMapBuilder::read_only)):
+//!   read, never written; what one would need is listed in
+//!   [`SyncPlan::read_only`] plan after plan, or, in
+//!   [`ReadOnlyMode::Error`], refuses the plan ([`PlanError::ReadOnly`]).
 //!
 //! `tests/lifecycle.rs` shows each case; `tests/crash_safety.rs` proves that
 //! executing any prefix of a plan and planning again ends where an
@@ -195,7 +199,7 @@ pub use identity::{MatchKey, MatchMode};
 pub use mapping::{Direction, Field, FieldMap, MapError, Normalization};
 pub use model::{is_empty_value, Coverage, FieldValue, Record, Snapshot, SystemId};
 pub use plan::{Conflict, OpId, OpKind, Reason, SyncPlan, WriteOp};
-pub use policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback};
+pub use policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback, ReadOnlyMode};
 pub use runner::{SyncReport, SyncRunner};
 pub use scope::{Filter, ScopeExit};
 pub use store::{MemoryStore, StateStore, StoreError};

@@ -171,6 +171,32 @@ pub struct WriteOp {
     pub fields: Vec<FieldWrite>,
 }
 
+/// A write a read-only system would need and was not planned
+/// ([`FieldMapBuilder::read_only`](crate::mapping::FieldMapBuilder::read_only)):
+/// a create of the entity's record there, an update of its fields, or a
+/// delete. Nothing of it is committed as written, so every later plan lists
+/// it again while the system still needs it.
+///
+/// Its `Debug` prints `[redacted]` for the values of sensitive fields, as
+/// [`FieldWrite`]'s does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ReadOnlyWrite {
+    /// The read-only system.
+    pub system: SystemId,
+    /// The entity.
+    pub entity: EntityId,
+    /// What the write would do.
+    pub kind: OpKind,
+    /// The record it would write; `None` for a create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    /// The fields it would write, with their values and reasons (every
+    /// mapped field, for a create; none, for a delete).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldWrite>,
+}
+
 /// Why a value or a record was not propagated, though no field conflict is
 /// open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -593,6 +619,12 @@ pub struct SyncPlan {
     /// happened, and the approval that lets the next plan do it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Refusal>,
+    /// Writes that read-only systems would need, not planned, in entity
+    /// order, then system priority order (a map's
+    /// [`read_only`](crate::mapping::FieldMapBuilder::read_only) systems
+    /// in [`ReadOnlyMode::Report`](crate::policy::ReadOnlyMode::Report)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only: Vec<ReadOnlyWrite>,
     /// Baseline changes that commit applies.
     pub changes: Vec<EntityChange>,
     /// What commit changes in the records the baseline holds back as
@@ -664,6 +696,25 @@ impl fmt::Display for Explain<'_> {
                     w.native,
                     show(&w.value, w.sensitive),
                     w.reason
+                )?;
+            }
+        }
+        for w in &p.read_only {
+            writeln!(
+                f,
+                "read-only {}: {} {} not planned (entity {})",
+                w.system,
+                w.kind,
+                w.record_id.as_deref().unwrap_or("(new)"),
+                w.entity
+            )?;
+            for fw in &w.fields {
+                writeln!(
+                    f,
+                    "    {} := {}  -- {}",
+                    fw.native,
+                    show(&fw.value, fw.sensitive),
+                    fw.reason
                 )?;
             }
         }

@@ -19,6 +19,8 @@
 //! Whole records have their own rules: what a delete in one system does to
 //! the others ([`DeletePolicy`]), and what wins when one system deleted a
 //! record that another changed since the last sync ([`DeleteEditPolicy`]).
+//! A system the map declares read-only is never written; [`ReadOnlyMode`]
+//! says whether what it would need is reported or refuses the plan.
 
 use std::fmt;
 use std::sync::Arc;
@@ -116,6 +118,25 @@ pub enum DeleteEditPolicy {
     /// Hold for review. The default: the edit is never lost silently.
     #[default]
     Hold,
+}
+
+/// What a plan does with a write a read-only system would need
+/// ([`FieldMapBuilder::read_only`](crate::mapping::FieldMapBuilder::read_only)):
+/// no write is ever planned to such a system, whichever mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReadOnlyMode {
+    /// The plan goes ahead without the write and lists it in
+    /// [`SyncPlan::read_only`](crate::SyncPlan::read_only); every later plan
+    /// lists it again while it is needed. The default.
+    #[default]
+    Report,
+    /// The plan is refused:
+    /// [`plan_with`](crate::SyncEngine::plan_with) returns
+    /// [`PlanError::ReadOnly`](crate::PlanError::ReadOnly), naming the
+    /// system, record and field of the first such write.
+    Error,
 }
 
 /// What decides an [`Authority`](ConflictPolicy::Authority) field's conflict
@@ -576,6 +597,10 @@ pub(crate) enum DeleteAction {
     Propagate,
     /// The deleted records are created again from the others.
     Restore,
+    /// The deleted records stay deleted, still linked as deleted, until the
+    /// source changes the record (a one-way record direction that is not
+    /// enforced): then they are restored.
+    Wait,
 }
 
 /// What [`delete_action`] is told about a delete.
@@ -588,6 +613,11 @@ pub(crate) struct DeleteFacts<'a> {
     /// A target's deleted record can be restored: the record direction is
     /// an enforced one-way flow, and a source still holds the record.
     pub(crate) restorable: bool,
+    /// The record direction is a one-way flow that is not enforced, and a
+    /// source still holds the record: `Some(edited)`, whether such a source
+    /// changed a field it is a source for since the last sync. `None`
+    /// otherwise.
+    pub(crate) source_changed: Option<bool>,
     /// A system not deleting the record changed it since the last sync.
     pub(crate) edited: bool,
     /// The map's delete-against-edit policy.
@@ -601,9 +631,11 @@ pub(crate) struct DeleteFacts<'a> {
 /// The delete rules, in order: a reviewer's decision stands; otherwise a
 /// source whose policy holds deletes holds it; a delete to propagate
 /// against an edit elsewhere follows the delete-against-edit policy; a
-/// target's deleted record is restored where it can be, and unlinked
-/// where it cannot. A delete to propagate while a guard withholds deletes
-/// waits for the guard's approval.
+/// target's deleted record is restored where it can be (an enforced
+/// one-way flow, or one not enforced whose source changed the record),
+/// waits for the source to change where the flow is not enforced, and is
+/// unlinked where there is no source record. A delete to propagate while a
+/// guard withholds deletes waits for the guard's approval.
 pub(crate) fn delete_action(facts: &DeleteFacts<'_>) -> DeleteAction {
     let action = facts.reviewed.unwrap_or_else(|| delete_by_policy(facts));
     if action == DeleteAction::Propagate && facts.guard {
@@ -615,14 +647,16 @@ pub(crate) fn delete_action(facts: &DeleteFacts<'_>) -> DeleteAction {
 
 /// The delete rules without a reviewer's decision or a guard.
 fn delete_by_policy(facts: &DeleteFacts<'_>) -> DeleteAction {
-    let (mut hold, mut propagate, mut restore) = (false, false, false);
+    let (mut hold, mut propagate, mut restore, mut wait) = (false, false, false, false);
     for policy in facts.deleted {
-        match policy {
-            Some(DeletePolicy::Hold) => hold = true,
-            Some(DeletePolicy::Propagate) => propagate = true,
-            Some(DeletePolicy::Unlink) => {}
-            None if facts.restorable => restore = true,
-            None => {}
+        match (policy, facts.source_changed) {
+            (Some(DeletePolicy::Hold), _) => hold = true,
+            (Some(DeletePolicy::Propagate), _) => propagate = true,
+            (Some(DeletePolicy::Unlink), _) => {}
+            (None, _) if facts.restorable => restore = true,
+            (None, Some(true)) => restore = true,
+            (None, Some(false)) => wait = true,
+            (None, None) => {}
         }
     }
     if hold {
@@ -637,9 +671,54 @@ fn delete_by_policy(facts: &DeleteFacts<'_>) -> DeleteAction {
         DeleteAction::Propagate
     } else if restore {
         DeleteAction::Restore
+    } else if wait {
+        DeleteAction::Wait
     } else {
         DeleteAction::Unlink
     }
+}
+
+/// What [`mirror_action`] is told about an entity of a map whose one-way
+/// record direction mirrors
+/// ([`FieldMapBuilder::mirror`](crate::mapping::FieldMapBuilder::mirror)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MirrorFacts {
+    /// The map mirrors.
+    pub(crate) mirror: bool,
+    /// A source of records holds the entity's record: linked and live, or
+    /// deleted with its delete still decided by the delete rules.
+    pub(crate) source_record: bool,
+    /// The entity was linked to a source record once (the link is
+    /// detached now: the record was unlinked, or left scope).
+    pub(crate) source_unlinked: bool,
+    /// Every source of records was read completely by this plan, so
+    /// matching saw every source record.
+    pub(crate) sources_read: bool,
+    /// A target holds a live record of the entity.
+    pub(crate) target_records: bool,
+    /// A safety guard withholds deletes from this plan.
+    pub(crate) guard: bool,
+}
+
+/// Whether a mirror deletes the entity's target records: where no source
+/// holds its record, and either it had one (the source record is gone) or
+/// every source was read completely (the target record matched none).
+/// `None`: nothing to do; `Propagate`: delete them; `Hold(Guard)`: the
+/// delete guard withholds that until approved; `Wait`: a target record
+/// that matched no source record read, while some source was not read
+/// completely, waits for a plan that reads them all.
+pub(crate) fn mirror_action(facts: &MirrorFacts) -> Option<DeleteAction> {
+    if !(facts.mirror && !facts.source_record && facts.target_records) {
+        return None;
+    }
+    if !(facts.source_unlinked || facts.sources_read) {
+        return Some(DeleteAction::Wait);
+    }
+    Some(if facts.guard {
+        DeleteAction::Hold(DeleteHeldBy::Guard)
+    } else {
+        DeleteAction::Propagate
+    })
 }
 
 #[cfg(test)]
@@ -778,12 +857,96 @@ mod tests {
             let facts = DeleteFacts {
                 deleted,
                 restorable: *restorable,
+                source_changed: None,
                 edited: *edited,
                 delete_vs_edit: *delete_vs_edit,
                 reviewed: *reviewed,
                 guard: *g,
             };
             assert_eq!(delete_action(&facts), *want, "{facts:?}");
+        }
+    }
+
+    #[test]
+    fn a_target_record_deleted_under_a_one_way_flow_not_enforced_waits_for_the_source() {
+        let facts = |deleted: &'static [Option<DeletePolicy>], changed, reviewed| DeleteFacts {
+            deleted,
+            restorable: false,
+            source_changed: changed,
+            edited: false,
+            delete_vs_edit: DeleteEditPolicy::Hold,
+            reviewed,
+            guard: false,
+        };
+        let action = |f: DeleteFacts<'_>| delete_action(&f);
+        assert_eq!(
+            action(facts(&[None], Some(false), None)),
+            DeleteAction::Wait
+        );
+        assert_eq!(
+            action(facts(&[None], Some(true), None)),
+            DeleteAction::Restore
+        );
+        // No source record to restore from: unlinked, as before.
+        assert_eq!(action(facts(&[None], None, None)), DeleteAction::Unlink);
+        // The source's own delete decides where it deletes too.
+        let both: &[Option<DeletePolicy>] = &[None, Some(DeletePolicy::Propagate)];
+        assert_eq!(
+            action(facts(both, Some(false), None)),
+            DeleteAction::Propagate
+        );
+        // A reviewer's decision stands.
+        assert_eq!(
+            action(facts(&[None], Some(false), Some(DeleteAction::Unlink))),
+            DeleteAction::Unlink
+        );
+    }
+
+    #[test]
+    fn a_mirror_deletes_target_records_with_no_source_record() {
+        let base = MirrorFacts {
+            mirror: true,
+            source_record: false,
+            source_unlinked: true,
+            sources_read: false,
+            target_records: true,
+            guard: false,
+        };
+        assert_eq!(mirror_action(&base), Some(DeleteAction::Propagate));
+        // Never linked to a source: only once every source was read whole.
+        let never = MirrorFacts {
+            source_unlinked: false,
+            ..base
+        };
+        assert_eq!(mirror_action(&never), Some(DeleteAction::Wait));
+        let read = MirrorFacts {
+            sources_read: true,
+            ..never
+        };
+        assert_eq!(mirror_action(&read), Some(DeleteAction::Propagate));
+        let guarded = MirrorFacts {
+            guard: true,
+            ..base
+        };
+        assert_eq!(
+            mirror_action(&guarded),
+            Some(DeleteAction::Hold(DeleteHeldBy::Guard))
+        );
+        for off in [
+            MirrorFacts {
+                mirror: false,
+                ..base
+            },
+            MirrorFacts {
+                source_record: true,
+                ..base
+            },
+            MirrorFacts {
+                target_records: false,
+                ..base
+            },
+        ] {
+            assert_eq!(mirror_action(&off), None, "{off:?}");
         }
     }
 }

@@ -7,7 +7,10 @@
 //!    system's scope are unlinked or frozen.
 //! 3. **Deletes** ([`deletes`](Planner::deletes), `entity/deletes.rs`):
 //!    records deleted in some systems; what that leads to is
-//!    [`policy::delete_action`]'s to say.
+//!    [`policy::delete_action`]'s to say. Then, under a mirroring one-way
+//!    record direction, **mirror** ([`mirror`](Planner::mirror),
+//!    `entity/mirror.rs`): target records no source holds a record of are
+//!    deleted ([`policy::mirror_action`]).
 //! 4. **Each field** ([`field`](Planner::field), `entity/field.rs`):
 //!    - the shortcut for a field nothing touched
 //!      ([`unchanged`](Planner::unchanged), `entity/unchanged.rs`): the
@@ -25,6 +28,9 @@
 //!    ([`build_creates`](Planner::build_creates)) and updates
 //!    ([`build_updates`](Planner::build_updates)) from the writes planned
 //!    per field; [`finish`](Planner::finish) says what commit records.
+//!    Every op goes through [`push_op`](Planner::push_op)
+//!    (`entity/read_only.rs`): one to a read-only system is not planned but
+//!    listed, and the entity is looked at again by the next plan.
 //!
 //! A step that cannot go on (a value that cannot be read) marks the entity
 //! skipped: nothing is written or advanced for it, and what was seen is
@@ -57,7 +63,9 @@ mod decide;
 mod deletes;
 mod detect;
 mod field;
+mod mirror;
 mod propagate;
+mod read_only;
 mod unchanged;
 mod writes;
 
@@ -75,6 +83,8 @@ pub(crate) struct Withhold {
 #[derive(Debug)]
 pub(crate) struct EntityResult {
     pub(crate) ops: Vec<WriteOp>,
+    /// Writes read-only systems would need, not planned.
+    pub(crate) read_only: Vec<ReadOnlyWrite>,
     pub(crate) conflicts: Vec<Conflict>,
     pub(crate) held: Vec<Hold>,
     pub(crate) issues: Vec<Issue>,
@@ -92,6 +102,7 @@ impl EntityResult {
     fn new(change: EntityChange) -> Self {
         EntityResult {
             ops: Vec::new(),
+            read_only: Vec::new(),
             conflicts: Vec::new(),
             held: Vec::new(),
             issues: Vec::new(),

@@ -41,7 +41,10 @@
 //!    3. *deletes*: a record deleted in some systems is propagated,
 //!       unlinked, restored or held for review, by the map's
 //!       [`DeletePolicy`](crate::DeletePolicy) and
-//!       [`DeleteEditPolicy`](crate::DeleteEditPolicy);
+//!       [`DeleteEditPolicy`](crate::DeleteEditPolicy) (a one-way target's
+//!       copy, not enforced, waits for the source to change);
+//!       then, where the map [mirrors](crate::mapping::FieldMapBuilder::mirror),
+//!       records only in targets are deleted (`entity/mirror.rs`);
 //!    4. per canonical field (`entity/field.rs`), unless nothing touched it
 //!       (`entity/unchanged.rs`):
 //!       - **detect** (`entity/detect.rs`): each source whose current value
@@ -57,7 +60,12 @@
 //!         converted to its native form, gets a write with its
 //!         [`Reason`](crate::Reason);
 //!    5. *writes* (`entity/writes.rs`): creates and updates of only the
-//!       changed fields, each with a stable [`OpId`].
+//!       changed fields, each with a stable [`OpId`]. An op to a
+//!       [read-only](crate::mapping::FieldMapBuilder::read_only) system is
+//!       not planned but listed in
+//!       [`SyncPlan::read_only`](crate::SyncPlan::read_only)
+//!       (`entity/read_only.rs`), or refuses the plan
+//!       ([`PlanError::ReadOnly`], checked as the plan is assembled).
 //!
 //!    Entities are planned on several threads where the `parallel` feature
 //!    is on (`engine/par.rs`): in chunks, joined in order, so the plan is
@@ -240,6 +248,32 @@ pub enum PlanError {
         field: String,
         /// The object type.
         object: String,
+    },
+    /// The plan would write to a system the map declares read-only with
+    /// [`ReadOnlyMode::Error`](crate::policy::ReadOnlyMode::Error): the
+    /// whole plan is refused. Names the first such write, in the plan's
+    /// order (by entity, then system); no value is quoted.
+    #[error(
+        "system {system} is read-only, but the plan would {kind} {} of entity {entity}{}{}",
+        record_id.as_deref().map_or_else(|| "a record".to_owned(), |r| format!("record {r}")),
+        field.as_deref().map_or_else(String::new, |f| format!(" (field {f})")),
+        if *count > 1 { format!("; {} such writes in all", count) } else { String::new() }
+    )]
+    ReadOnly {
+        /// The read-only system.
+        system: SystemId,
+        /// The entity.
+        entity: EntityId,
+        /// The record the write would change; `None` for a create.
+        record_id: Option<String>,
+        /// The first canonical field the write would set; `None` for a
+        /// delete.
+        field: Option<String>,
+        /// What the write would do.
+        kind: crate::plan::OpKind,
+        /// How many writes to read-only systems in that mode the plan
+        /// would make in all.
+        count: usize,
     },
 }
 
@@ -549,6 +583,7 @@ impl SyncEngine {
         }
         assemble(&mut plan, results, gathered.touches);
         sort_issues(&self.map, &mut plan.issues);
+        refuse_read_only(&self.map, &plan)?;
         Ok(plan)
     }
 
@@ -707,6 +742,26 @@ fn over_budget(
     (trips, items, withhold)
 }
 
+/// The error of a plan that would write to a read-only system in
+/// [`ReadOnlyMode::Error`](crate::policy::ReadOnlyMode::Error): the first
+/// such write, and how many there are.
+fn refuse_read_only(map: &FieldMap, plan: &SyncPlan) -> Result<(), PlanError> {
+    let refused = |w: &&crate::plan::ReadOnlyWrite| {
+        map.read_only(w.system.as_str()) == Some(crate::policy::ReadOnlyMode::Error)
+    };
+    let Some(first) = plan.read_only.iter().find(refused) else {
+        return Ok(());
+    };
+    Err(PlanError::ReadOnly {
+        system: first.system.clone(),
+        entity: first.entity.clone(),
+        record_id: first.record_id.clone(),
+        field: first.fields.first().map(|w| w.field.clone()),
+        kind: first.kind,
+        count: plan.read_only.iter().filter(refused).count(),
+    })
+}
+
 /// Puts the entities' results into `plan`, in entity order. Results are
 /// large: their order is sorted, not they. Entities planned and entities
 /// only touched (a version moved, nothing else) are apart, so their
@@ -726,6 +781,7 @@ fn assemble(
             continue;
         };
         plan.ops.extend(r.ops);
+        plan.read_only.extend(r.read_only);
         plan.conflicts.extend(r.conflicts);
         plan.held.extend(r.held);
         plan.issues.extend(r.issues);

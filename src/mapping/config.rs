@@ -16,6 +16,8 @@
 //! key = "email"                           # or match_keys = ["email", { field = "phone", normalize = "digits_only" }]
 //! matching = "match_then_create"          # "match_only", "create_only"
 //! records = "both"                        # like a field's direction: where records are created and deleted
+//! mirror = false                          # with a one-way `records`: records only in targets are deleted there
+//! read_only = { warehouse = "report" }    # never written; "report" what it would need, or "error"
 //! deletes = "hold"                        # "propagate", "unlink"
 //! deletes_from = { salesforce = "unlink" }
 //! delete_vs_edit = "hold"                 # "edit_wins", "delete_wins"
@@ -71,7 +73,7 @@ use super::{
     Builtin, Direction, Field, FieldMap, FieldMapBuilder, MapProblem, Normalization, Registry,
     RowDirection, Slot, Unmapped, Validation, ValueMap, ValueRow,
 };
-use crate::policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback};
+use crate::policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback, ReadOnlyMode};
 use crate::scope::ScopeExit;
 
 /// A field map config file with one object: [`FieldMap::from_json`] and
@@ -100,6 +102,14 @@ pub struct MapConfig {
     /// field's `direction`. Default: both.
     #[serde(default, skip_serializing_if = "DirectionConfig::is_both")]
     pub records: DirectionConfig,
+    /// With a one-way `records`, the targets mirror the source: records
+    /// only in targets are deleted there. Default: off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror: bool,
+    /// Read-only systems (never written), each with what becomes of the
+    /// writes it would need: `"report"` or `"error"`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub read_only: IndexMap<String, ReadOnlyMode>,
     /// What a delete does to the other systems: `"propagate"`, `"unlink"`
     /// or `"hold"` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +180,14 @@ pub struct ObjectConfig {
     /// field's `direction`. Default: both.
     #[serde(default, skip_serializing_if = "DirectionConfig::is_both")]
     pub records: DirectionConfig,
+    /// With a one-way `records`, the targets mirror the source: records
+    /// only in targets are deleted there. Default: off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror: bool,
+    /// Read-only systems (never written), each with what becomes of the
+    /// writes it would need: `"report"` or `"error"`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub read_only: IndexMap<String, ReadOnlyMode>,
     /// What a delete does to the other systems: `"propagate"`, `"unlink"`
     /// or `"hold"` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -804,6 +822,14 @@ impl Loader<'_> {
                 if !self.known_system(systems, "records".to_owned(), from.as_str()) => {}
             _ => b = b.records(flow),
         }
+        if o.mirror {
+            b = b.mirror(true);
+        }
+        for (system, mode) in &o.read_only {
+            if self.known_system(systems, format!("read_only.{system}"), system) {
+                b = b.read_only_mode(system.as_str(), *mode);
+            }
+        }
         if let Some(p) = o.deletes {
             b = b.deletes(p);
         }
@@ -1013,6 +1039,12 @@ impl ObjectConfig {
                 .flow
                 .as_ref()
                 .map_or(DirectionConfig::Both, direction_config),
+            mirror: r.mirror,
+            read_only: r
+                .read_only
+                .iter()
+                .map(|(s, m)| (s.as_str().to_owned(), *m))
+                .collect(),
             deletes: (r.deletes != DeletePolicy::default()).then_some(r.deletes),
             deletes_from: r
                 .deletes_from
@@ -1054,6 +1086,8 @@ impl MapConfig {
             match_keys: o.match_keys,
             matching: o.matching,
             records: o.records,
+            mirror: o.mirror,
+            read_only: o.read_only,
             deletes: o.deletes,
             deletes_from: o.deletes_from,
             delete_vs_edit: o.delete_vs_edit,
@@ -1076,6 +1110,8 @@ impl MapConfig {
             match_keys: self.match_keys,
             matching: self.matching,
             records: self.records,
+            mirror: self.mirror,
+            read_only: self.read_only,
             deletes: self.deletes,
             deletes_from: self.deletes_from,
             delete_vs_edit: self.delete_vs_edit,

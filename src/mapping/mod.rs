@@ -16,8 +16,9 @@
 //! round-trip on a field that flows both ways, and lossy transforms where a
 //! field flows both ways. Maps load from and save to JSON and TOML config
 //! files (see [`MapConfig`] and [`MapSet`]), record rules included: match
-//! keys, matching mode, record direction, delete policies, scope filters
-//! ([`FilterConfig`]), scope exit and guards ([`GuardsConfig`]).
+//! keys, matching mode, record direction (and whether it mirrors),
+//! read-only systems, delete policies, scope filters ([`FilterConfig`]),
+//! scope exit and guards ([`GuardsConfig`]).
 //!
 //! [`FieldSpec::to_canonical`] and [`FieldSpec::to_native`] convert one
 //! value as a plan does. In a plan, a value that cannot be converted or
@@ -92,7 +93,7 @@ use records::RecordRulesBuilder;
 use crate::guard::Guards;
 use crate::hash::StableHasher;
 use crate::model::SystemId;
-use crate::policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy};
+use crate::policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, ReadOnlyMode};
 use crate::scope::{Filter, ScopeExit};
 
 /// Which systems a field flows from and to.
@@ -466,6 +467,19 @@ impl FieldMap {
         &self.records.guards
     }
 
+    /// Whether `system` is read-only, and in which mode
+    /// ([`FieldMapBuilder::read_only`]).
+    pub fn read_only(&self, system: &str) -> Option<ReadOnlyMode> {
+        self.system_index(system)
+            .and_then(|s| self.records.read_only_at(s))
+    }
+
+    /// Whether the one-way record direction mirrors
+    /// ([`FieldMapBuilder::mirror`]).
+    pub fn mirrors(&self) -> bool {
+        self.records.mirror
+    }
+
     /// A fingerprint of everything in the map that decides what is synced
     /// and how (not the guards). Baselines remember the fingerprint of the
     /// map they were committed with; while it is unchanged, a plan may skip
@@ -616,14 +630,64 @@ impl FieldMapBuilder {
     /// Which way whole records flow: where new records are created and
     /// deletes propagate. [`Direction::Bidirectional`] (the default): from
     /// every system to every other. [`Direction::OneWay`]: only `from`'s new
-    /// records are created in, and its deletes reach, the others; a record
-    /// deleted in a target is unlinked, or re-created from the source's
-    /// record when `enforce` is set (a record that was only ever in targets
-    /// has none to be re-created from, and is unlinked).
-    /// [`Direction::NotSynced`]: no creates, no delete propagation.
+    /// records are created in, and its deletes reach, the others. A record
+    /// deleted in a target is, as a one-way field's target edit is:
+    ///
+    /// - with `enforce` set, re-created from the source's record at once;
+    /// - without, left deleted (linked as deleted) until the source changes
+    ///   the record (an edit to a field it is a source for), then re-created
+    ///   from it with the edit (a delete and a source edit read by the same
+    ///   plan re-create it too). Nothing is reported meanwhile, as for a
+    ///   field's target edit left alone.
+    ///
+    /// A record that was only ever in targets has none to be re-created
+    /// from, and is unlinked. With [`mirror`](Self::mirror), records only
+    /// in targets are deleted there. [`Direction::NotSynced`]: no creates,
+    /// no delete propagation.
     #[must_use]
     pub fn records(mut self, direction: Direction) -> Self {
         self.records.flow = Some(direction);
+        self
+    }
+
+    /// Under a one-way record direction ([`records`](Self::records)), the
+    /// targets mirror the source: a target's record that exists only there
+    /// is deleted there. That is a record whose entity no source holds a
+    /// record of: one that never matched a source record (deleted once
+    /// every source was read completely in a plan, so that matching saw
+    /// every source record), or whose source record was unlinked (its
+    /// delete policy or a reviewer said [`Unlink`](crate::DeletePolicy::Unlink),
+    /// or it left scope under [`ScopeExit::Unlink`]). A source record's
+    /// delete held for review holds its copies too, until decided. These
+    /// deletes count toward the [delete guard](crate::guard::Guards::deletes)
+    /// and wait, over its budget, for approval. Frozen target records are
+    /// left alone. Default: off; `build` refuses it without a one-way
+    /// record direction.
+    #[must_use]
+    pub fn mirror(mut self, on: bool) -> Self {
+        self.records.mirror = on;
+        self
+    }
+
+    /// `system` is read-only (a warehouse, an API key without write
+    /// scope): no create, update or delete is ever planned to it. It is
+    /// still read, and its edits and deletes still flow to the others.
+    /// What it would need is listed in the plan
+    /// ([`SyncPlan::read_only`](crate::SyncPlan::read_only)), plan after
+    /// plan while it is needed ([`ReadOnlyMode::Report`]). Same as
+    /// [`read_only_mode`](Self::read_only_mode) with `Report`.
+    #[must_use]
+    pub fn read_only(self, system: impl Into<SystemId>) -> Self {
+        self.read_only_mode(system, ReadOnlyMode::Report)
+    }
+
+    /// `system` is read-only, and `mode` says what a write it would need
+    /// does: listed in the plan ([`ReadOnlyMode::Report`]), or refusing
+    /// the plan with [`PlanError::ReadOnly`](crate::PlanError::ReadOnly)
+    /// ([`ReadOnlyMode::Error`]).
+    #[must_use]
+    pub fn read_only_mode(mut self, system: impl Into<SystemId>, mode: ReadOnlyMode) -> Self {
+        self.records.read_only.push((system.into(), mode));
         self
     }
 
@@ -858,6 +922,10 @@ pub enum MapProblem {
     /// The skew tolerance is negative.
     #[error("the skew tolerance is negative")]
     NegativeSkewTolerance,
+    /// Records mirror ([`FieldMapBuilder::mirror`]) but their direction is
+    /// not one way: there is no source to mirror.
+    #[error("records mirror, but the record direction is not one way")]
+    MirrorNotOneWay,
     /// A field gives a system something (a transform, validation rules, a
     /// value map value) though the system does not have the field.
     #[error("field {field} gives {what} for {system}, which does not have the field")]
@@ -1016,7 +1084,8 @@ impl MapProblem {
             | MapProblem::DuplicateSystem { .. }
             | MapProblem::EmptyName { .. }
             | MapProblem::DuplicateScope { .. }
-            | MapProblem::NegativeSkewTolerance => None,
+            | MapProblem::NegativeSkewTolerance
+            | MapProblem::MirrorNotOneWay => None,
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::guard::Guards;
 use crate::hash::StableHasher;
 use crate::mapping::{Direction, FieldSpec, MapProblem, Normalization};
 use crate::model::SystemId;
-use crate::policy::{DeleteEditPolicy, DeletePolicy};
+use crate::policy::{DeleteEditPolicy, DeletePolicy, ReadOnlyMode};
 use crate::scope::{Filter, ScopeExit};
 
 /// The record rules as given to the builder.
@@ -21,6 +21,8 @@ pub(crate) struct RecordRulesBuilder {
     pub(crate) scope: Vec<(SystemId, Filter)>,
     pub(crate) scope_exit: ScopeExit,
     pub(crate) guards: Guards,
+    pub(crate) mirror: bool,
+    pub(crate) read_only: Vec<(SystemId, ReadOnlyMode)>,
 }
 
 /// The record rules of a built map, per system index.
@@ -39,6 +41,12 @@ pub(crate) struct RecordRules {
     pub(crate) scope: Vec<Option<Filter>>,
     pub(crate) scope_exit: ScopeExit,
     pub(crate) guards: Guards,
+    /// A one-way record direction mirrors: records only in targets are
+    /// deleted there.
+    pub(crate) mirror: bool,
+    /// Per system: read-only (never written), and what becomes of the
+    /// writes it would need.
+    pub(crate) read_only: Vec<Option<ReadOnlyMode>>,
 }
 
 impl RecordRulesBuilder {
@@ -98,6 +106,21 @@ impl RecordRulesBuilder {
                 None => unknown("(scope)", &s, problems),
             }
         }
+        if self.mirror && !matches!(flow, Direction::OneWay { .. }) {
+            problems.push(MapProblem::MirrorNotOneWay);
+        }
+        let mut read_only: Vec<Option<ReadOnlyMode>> = vec![None; n];
+        for (s, mode) in self.read_only {
+            match index(&s) {
+                Some(i) if read_only[i].is_some() => problems.push(MapProblem::Twice {
+                    field: "(read_only)".to_owned(),
+                    system: s,
+                    what: "read-only modes",
+                }),
+                Some(i) => read_only[i] = Some(mode),
+                None => unknown("(read_only)", &s, problems),
+            }
+        }
         RecordRules {
             match_keys,
             mode: self.mode,
@@ -109,6 +132,8 @@ impl RecordRulesBuilder {
             scope,
             scope_exit: self.scope_exit,
             guards: self.guards,
+            mirror: self.mirror,
+            read_only,
         }
     }
 }
@@ -131,5 +156,18 @@ impl RecordRules {
                 None => h.str("-"),
             }
         }
+        // Hashed only when set, so that maps without them keep the
+        // fingerprints they had.
+        if self.mirror {
+            h.str("mirror");
+        }
+        if self.read_only.iter().any(Option::is_some) {
+            h.str(&format!("read-only {:?}", self.read_only));
+        }
+    }
+
+    /// Whether system `s` is read-only, and in which mode.
+    pub(crate) fn read_only_at(&self, s: usize) -> Option<ReadOnlyMode> {
+        self.read_only.get(s).copied().flatten()
     }
 }

@@ -601,6 +601,11 @@ impl SyncRunner {
                 s.planned.add(op.kind);
             }
         }
+        for w in &plan.read_only {
+            if let Some(s) = report.system_mut(&w.system) {
+                s.read_only.add(w.kind);
+            }
+        }
         self.emit(SyncEvent::Planned {
             ops: ops.len(),
             conflicts: plan.conflicts.len(),

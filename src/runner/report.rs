@@ -63,6 +63,11 @@ pub struct SystemReport {
     pub failed: OpCounts,
     /// Retries: calls tried again after a rate limit or transient failure.
     pub retries: usize,
+    /// Writes the system would need but that were not planned, because the
+    /// map declares it read-only
+    /// ([`SyncPlan::read_only`](crate::SyncPlan::read_only)); none is
+    /// applied, and the next run counts them again while they are needed.
+    pub read_only: OpCounts,
 }
 
 impl SystemReport {
@@ -74,6 +79,7 @@ impl SystemReport {
             applied: OpCounts::default(),
             failed: OpCounts::default(),
             retries: 0,
+            read_only: OpCounts::default(),
         }
     }
 }
@@ -117,6 +123,9 @@ pub struct ErrorGroup {
 /// failed: rate limited: shop:shop-2
 /// held: 0 conflicts, 0 values; issues: 0; re-planned: 0; debounced: 0
 /// ```
+///
+/// A read-only system that needed writes adds a line such as
+/// `read-only warehouse: not written 1 create, 2 updates, 0 deletes`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SyncReport {
@@ -195,6 +204,12 @@ impl SyncReport {
     /// Retries, over every system.
     pub fn retries(&self) -> usize {
         self.systems.iter().map(|s| s.retries).sum()
+    }
+
+    /// Writes read-only systems would need, not planned, over every
+    /// system.
+    pub fn read_only(&self) -> usize {
+        self.systems.iter().map(|s| s.read_only.total()).sum()
     }
 
     /// The failed ops of one kind of error (compared without retry-after).
@@ -297,6 +312,17 @@ impl fmt::Display for SyncReport {
                 write!(f, " and {} more", group.ops.len() - IDS_SHOWN)?;
             }
             writeln!(f)?;
+        }
+        for s in self.systems.iter().filter(|s| s.read_only.total() > 0) {
+            let n = s.read_only;
+            writeln!(
+                f,
+                "read-only {}: not written {}, {}, {}",
+                s.system,
+                plural(n.create, "create", "creates"),
+                plural(n.update, "update", "updates"),
+                plural(n.delete, "delete", "deletes")
+            )?;
         }
         if self.refusal.is_some() {
             writeln!(

@@ -7,8 +7,16 @@ use crate::policy::DeleteAction;
 impl<'c, 'a> Planner<'c, 'a> {
     /// **Deletes**: records deleted (or gone from a complete read) in some
     /// systems, decided by the delete rules ([`policy::delete_action`]) and
-    /// carried out. Returns whether the entity takes part in field sync.
+    /// carried out; then, where the map mirrors, records only in targets
+    /// ([`mirror`](Self::mirror)). Returns whether the entity takes part in
+    /// field sync.
     pub(super) fn deletes(&mut self) -> bool {
+        self.decide_deletes() && self.mirror()
+    }
+
+    /// The delete rules, carried out. Returns whether the entity takes part
+    /// in field sync.
+    fn decide_deletes(&mut self) -> bool {
         let review = self.extra.and_then(|x| x.delete.as_ref());
         let deleting = self.detect_deletes();
         if deleting.is_empty() {
@@ -26,6 +34,10 @@ impl<'c, 'a> Planner<'c, 'a> {
             }
             DeleteAction::Restore => {
                 self.restore_deleted(&deleting, &edited);
+                true
+            }
+            DeleteAction::Wait => {
+                self.wait_deleted(review, &deleting);
                 true
             }
             DeleteAction::Propagate => {
@@ -107,15 +119,23 @@ impl<'c, 'a> Planner<'c, 'a> {
         // entity has no record in a source system (it was only ever in
         // targets), there is nothing to restore it from, and a record made
         // of nothing would be blank.
-        let restorable = matches!(rules.flow, Direction::OneWay { enforce: true, .. })
-            && (0..self.n()).any(|s| {
-                rules.source[s]
-                    && !deleting.contains(&s)
-                    && matches!(
-                        self.links[s].status,
-                        Some(LinkStatus::Active | LinkStatus::Frozen)
-                    )
-            });
+        let source_holds = (0..self.n()).any(|s| {
+            rules.source[s]
+                && !deleting.contains(&s)
+                && matches!(
+                    self.links[s].status,
+                    Some(LinkStatus::Active | LinkStatus::Frozen)
+                )
+        });
+        let enforced = match rules.flow {
+            Direction::OneWay { enforce, .. } => Some(enforce),
+            _ => None,
+        };
+        let restorable = enforced == Some(true) && source_holds;
+        // Not enforced, a target's copy waits for the source to change the
+        // record, as a one-way field's target edit does.
+        let source_changed = (enforced == Some(false) && source_holds)
+            .then(|| edited.iter().any(|s| rules.source[*s]));
         let deleted: Vec<Option<DeletePolicy>> = deleting
             .iter()
             .map(|d| rules.source[*d].then(|| rules.delete_policy[*d]))
@@ -123,6 +143,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         let action = policy::delete_action(&policy::DeleteFacts {
             deleted: &deleted,
             restorable,
+            source_changed,
             edited: !edited.is_empty(),
             delete_vs_edit: rules.delete_vs_edit,
             reviewed,
@@ -149,6 +170,19 @@ impl<'c, 'a> Planner<'c, 'a> {
             return false;
         }
         true
+    }
+
+    /// The deleted records (targets of a one-way record direction that is
+    /// not enforced) stay linked as deleted, so that a later change of the
+    /// source's record restores them; nothing else is done or reported.
+    /// A review kept from before ends.
+    fn wait_deleted(&mut self, review: Option<&DeleteReview>, deleting: &[usize]) {
+        for d in deleting {
+            self.set_status(*d, Some(LinkStatus::Deleted));
+        }
+        if review.is_some() {
+            self.res.change.delete_review = Some(Update::Clear);
+        }
     }
 
     /// The deleted records are created again from the others, under a
@@ -193,9 +227,14 @@ impl<'c, 'a> Planner<'c, 'a> {
         }
         for t in targets {
             let op = self.delete_op(t);
-            self.res.ops.push(op);
+            self.push_op(op, t);
         }
-        if self.res.ops.is_empty() && self.awaiting_delete.is_empty() {
+        // A read-only target's record stays: the entity with it, so that
+        // the next plan lists its delete again.
+        if self.res.ops.is_empty()
+            && self.res.read_only.is_empty()
+            && self.awaiting_delete.is_empty()
+        {
             self.res.change.remove = true;
         } else {
             self.keep_review(
@@ -208,7 +247,7 @@ impl<'c, 'a> Planner<'c, 'a> {
     }
 
     /// The op that deletes the entity's record in target `t`.
-    fn delete_op(&self, t: usize) -> WriteOp {
+    pub(super) fn delete_op(&self, t: usize) -> WriteOp {
         let record_id = self.record_id(t);
         let mut h = StableHasher::new("delete");
         h.str(self.systems[t].as_str());
@@ -246,6 +285,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 || self.links[t].status != Some(LinkStatus::Active)
                 || self.exit_withheld[t]
                 || !rules.target[t]
+                || self.is_read_only(t)
             {
                 continue;
             }

@@ -194,7 +194,8 @@ impl<'c, 'a> Planner<'c, 'a> {
         if !self.valid(f, t, native) {
             return false;
         }
-        if empties {
+        // A read-only target is not written: its write is no emptied field.
+        if empties && !self.is_read_only(t) {
             self.res.emptied.push(Withheld {
                 kind: WithheldKind::EmptiedField,
                 entity: self.input.id.clone(),

@@ -134,7 +134,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 h.str(&w.native);
                 h.value(&w.value);
             }
-            self.res.ops.push(WriteOp {
+            let op = WriteOp {
                 id: OpId(h.finish()),
                 kind: OpKind::Create,
                 object: map.object().to_owned(),
@@ -144,7 +144,8 @@ impl<'c, 'a> Planner<'c, 'a> {
                 expected_version: None,
                 correlation: Some(self.input.id.as_str().to_owned()),
                 fields,
-            });
+            };
+            self.push_op(op, t);
         }
     }
 
@@ -158,6 +159,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             let mut h = StableHasher::new("update");
             h.str(self.systems[t].as_str());
             h.str(&record_id);
+            let mut held = Vec::with_capacity(fields.len());
             for (f, w, before) in &fields {
                 h.str(&w.native);
                 h.opt_value(before.as_ref());
@@ -165,10 +167,10 @@ impl<'c, 'a> Planner<'c, 'a> {
                 // What the record holds now, for a later read to confirm
                 // the write by.
                 let now = self.held_now(t, *f);
-                self.res.change.before.push((t as u32, *f as u32, now));
+                held.push((t as u32, *f as u32, now));
             }
             let expected_version = self.expected_version(t);
-            self.res.ops.push(WriteOp {
+            let op = WriteOp {
                 id: OpId(h.finish()),
                 kind: OpKind::Update,
                 object: self.cx.map.object().to_owned(),
@@ -178,7 +180,12 @@ impl<'c, 'a> Planner<'c, 'a> {
                 expected_version,
                 correlation: None,
                 fields: fields.into_iter().map(|(_, w, _)| w).collect(),
-            });
+            };
+            // A write not planned (a read-only system) awaits no
+            // confirmation.
+            if self.push_op(op, t) {
+                self.res.change.before.extend(held);
+            }
         }
     }
 }
