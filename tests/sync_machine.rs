@@ -310,6 +310,7 @@ impl Machine {
                     .unwrap()
             })
             .collect();
+        let sparse = |f: Field| SYSTEMS.iter().fold(f, |f, s| f.may_be_absent_in(*s));
         let map = FieldMap::builder()
             .object(OBJ)
             .systems(SYSTEMS)
@@ -317,9 +318,11 @@ impl Machine {
             .deletes(DeletePolicy::Propagate)
             .delete_vs_edit(DeleteEditPolicy::DeleteWins)
             .guards(Guards::off())
-            .field(Field::new("email"))
-            .field(Field::new("name"))
-            .field(Field::new("phone"))
+            // MemoryConnector's records hold only the fields set on them:
+            // any field may be absent from every record of a system.
+            .field(sparse(Field::new("email")))
+            .field(sparse(Field::new("name")))
+            .field(sparse(Field::new("phone")))
             .build()
             .unwrap();
         let armed: Vec<Armed> = conns
