@@ -29,6 +29,7 @@
 //! | writing a value to a system fails | [`IssueKind::Mapping`](crate::plan::IssueKind::Mapping); that system's write is blocked, the others go on |
 //! | a value breaks a [`Validation`] rule | [`IssueKind::InvalidValue`](crate::plan::IssueKind::InvalidValue); the record is written without the field, flagged until corrected |
 //! | a required field would be empty | [`IssueKind::MissingRequired`](crate::plan::IssueKind::MissingRequired); the write to that system is blocked until corrected |
+//! | no record of a system's (non-empty, complete) snapshot holds a mapped native field: a typo, or a field the system lacks | [`IssueKind::FieldNotFound`](crate::plan::IssueKind::FieldNotFound), once per system and field, with the closest native name held; the field is not written there until it appears, the map is fixed, or [`Field::may_be_absent_in`] says the system's records may leave it out |
 //!
 //! ```
 //! use recsync::mapping::{Field, FieldMap};

@@ -276,7 +276,7 @@ fn field(name: String, systems: Vec<SystemId>) -> BoxedStrategy<Field> {
 /// guard or not, and case folding or not; the skew tolerance is 0 to 2
 /// minutes. Every field has its canonical name in every system, and may be
 /// absent from the records there ([`Field::may_be_absent_in`]: a
-/// [`MemoryConnector`](crate::testkit::MemoryConnector)'s records hold only
+/// [`MemoryConnector`]'s records hold only
 /// the fields set on them). Give two
 /// systems or more: no map builds with fewer, so the strategy would reject
 /// every case.
