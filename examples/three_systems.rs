@@ -63,7 +63,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .native("payments", "holder")
                 .native("erp", "NAME"),
         )
-        .field(Field::new("city").native("erp", "CITY"))
+        // The payment processor keeps no city.
+        .field(Field::new("city").native("erp", "CITY").not_in("payments"))
         .build()?;
 
     shop.insert(

@@ -28,12 +28,13 @@
 //!     Record::new("c1").field("email", "ada@example.com").field("name", "Ada").field("phone", "555-1"),
 //! ]);
 //! let marketing = Snapshot::complete("marketing", vec![
-//!     Record::new("m1").field("email", "ADA@example.com ").field("name", "Ada L."),
+//!     Record::new("m1").field("email", "ADA@example.com ").field("name", "Ada L.").field("phone", ()),
 //! ]);
 //! let plan = engine.plan(&baseline, &[crm, marketing])?;
 //! // marketing gets crm's phone, and crm's name (crm has authority).
 //! assert_eq!(plan.ops.len(), 1);
 //! assert_eq!(plan.ops[0].system, "marketing");
+//! assert!(plan.issues.is_empty());
 //! println!("{plan}");
 //!
 //! engine.commit(&mut baseline, &plan, &Outcomes::all_applied(&plan))?;

@@ -375,6 +375,30 @@ pub enum IssueKind {
         /// How many plans in a row found it not made or did not see it.
         attempts: u32,
     },
+    /// Schema drift: no record of the system's complete snapshot holds
+    /// the field's native name (a key present with `null` counts as held),
+    /// though the snapshot has records. The likeliest causes are a native
+    /// name that is not the system's (a typo: `closest` names the native
+    /// field its records hold that is nearest), a field the system does
+    /// not have (the map lacks [`not_in`](crate::Field::not_in)), or a
+    /// field deleted in the system. Reported once per system and field per
+    /// plan, not per record: `record_id` is empty, `entity` none, `field`
+    /// the canonical field.
+    ///
+    /// Nothing is written to the field in that system meanwhile (creates
+    /// and updates go without it), and nothing is recorded as written, so
+    /// once the native name is fixed, the field appears in the system's
+    /// records, or the map says they may leave it out
+    /// ([`may_be_absent_in`](crate::Field::may_be_absent_in)), the next
+    /// plan writes it. Partial snapshots and empty ones are not checked.
+    FieldNotFound {
+        /// The native name the map gives the field in the system.
+        native: String,
+        /// The native field held by the system's records whose name is
+        /// closest to `native`, if any is close.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        closest: Option<String>,
+    },
 }
 
 /// A problem with one record, in the plan.
@@ -777,7 +801,11 @@ impl fmt::Display for Explain<'_> {
             }
         }
         for i in &p.issues {
-            write!(f, "issue {} {}", i.system, i.record_id)?;
+            write!(f, "issue {}", i.system)?;
+            // A schema-drift issue is about no one record.
+            if !matches!(i.kind, IssueKind::FieldNotFound { .. }) {
+                write!(f, " {}", i.record_id)?;
+            }
             if let Some(field) = &i.field {
                 write!(f, " field {field}")?;
             }
@@ -849,6 +877,23 @@ impl fmt::Display for Explain<'_> {
                     f,
                     ": {op} reported applied but not seen made in {attempts} plan(s) in a row"
                 )?,
+                IssueKind::FieldNotFound { native, closest } => {
+                    write!(
+                        f,
+                        ": native field {native:?} is held by no record of {}'s complete snapshot",
+                        i.system
+                    )?;
+                    if let Some(c) = closest {
+                        write!(f, " (closest held: {c:?})")?;
+                    }
+                    writeln!(
+                        f,
+                        "; not written to {s} until it is. Fix the native name, mark the field \
+                         .not_in({s:?}) if {s} lacks it, or .may_be_absent_in({s:?}) if {s}'s \
+                         records leave it out when empty",
+                        s = i.system.as_str()
+                    )?
+                }
             }
         }
         Ok(())

@@ -275,8 +275,15 @@ fn a_rewrite_nothing_can_tell_from_an_edit_is_synced_once_and_settles() {
                 ("phone", json!("(555) 123-4567")),
             ],
         );
-        w.salesforce
-            .insert(OBJ, [("email", json!("ada@example.com"))]);
+        // A read lists every field, empty ones as null.
+        w.salesforce.insert(
+            OBJ,
+            [
+                ("email", json!("ada@example.com")),
+                ("name", json!(null)),
+                ("Phone", json!(null)),
+            ],
+        );
         let first = w.run().await;
         assert_eq!(first.ops[0].system.as_str(), "salesforce", "{first}");
         let echo = w.run().await;

@@ -350,6 +350,7 @@ impl Machine {
         } else {
             (Field::new("name"), Field::new("phone"))
         };
+        let sparse = |f: Field| SYSTEMS.iter().fold(f, |f, s| f.may_be_absent_in(*s));
         let map = FieldMap::builder()
             .object(OBJ)
             .systems(SYSTEMS)
@@ -357,9 +358,11 @@ impl Machine {
             .deletes(DeletePolicy::Propagate)
             .delete_vs_edit(DeleteEditPolicy::DeleteWins)
             .guards(Guards::off())
-            .field(Field::new("email"))
-            .field(name)
-            .field(phone)
+            // MemoryConnector's records hold only the fields set on them:
+            // any field may be absent from every record of a system.
+            .field(sparse(Field::new("email")))
+            .field(sparse(name))
+            .field(sparse(phone))
             .build()
             .unwrap();
         let armed: Vec<Armed> = conns

@@ -12,6 +12,7 @@ use crate::baseline::{Baseline, EntityId};
 use crate::mapping::FieldMap;
 use crate::model::{Coverage, Record, Snapshot};
 
+use super::drift::Drift;
 use super::hints::Hints;
 use super::{PlanError, PlanOptions};
 
@@ -44,6 +45,8 @@ pub(crate) struct Cx<'a> {
     pub(crate) threads: Option<usize>,
     /// Entities that wait: planned as a record listed twice is.
     waiting: HashSet<EntityId>,
+    /// Mapped native fields no record of a complete snapshot holds.
+    pub(crate) drift: Drift,
 }
 
 impl<'a> Cx<'a> {
@@ -67,6 +70,7 @@ impl<'a> Cx<'a> {
             .map(|(i, f)| baseline.field_slot_near(i, f.name()))
             .collect();
         let parents = parents(map, baseline, options)?;
+        let drift = Drift::scan(map, &snaps);
         Ok(Cx {
             map,
             baseline,
@@ -79,6 +83,7 @@ impl<'a> Cx<'a> {
             hints,
             threads: options.thread_count(),
             waiting: options.waiting.clone(),
+            drift,
         })
     }
 
@@ -115,6 +120,13 @@ impl<'a> Cx<'a> {
             }
         }
         out
+    }
+
+    /// Whether field `f` is absent from every record of system `s`'s
+    /// complete snapshot (schema drift): nothing is written to it there.
+    #[inline]
+    pub(crate) fn field_absent(&self, s: usize, f: usize) -> bool {
+        self.drift.absent(s, f, self.map.fields().len())
     }
 
     pub(crate) fn ignore_snapshot(&mut self, s: usize) {

@@ -12,6 +12,10 @@
 //!    baselines of reference fields, resolved once. A complete snapshot
 //!    that is suddenly empty is ignored unless approved (the
 //!    [empty-snapshot guard](crate::guard::Guards), `engine/mod.rs`).
+//!    Each complete snapshot is scanned for schema drift
+//!    (`engine/drift.rs`): a mapped native field none of its records holds
+//!    is a [`FieldNotFound`](crate::plan::IssueKind::FieldNotFound) issue,
+//!    and is not written in that system.
 //! 2. **Gather** (`engine/gather.rs`): each record is looked up in the
 //!    baseline's links. Linked records fill their entity's row; records not
 //!    linked yet are correlated, matched or made new entities
@@ -85,6 +89,7 @@
 //! confirmed).
 
 mod commit;
+mod drift;
 mod entity;
 mod fast_path;
 mod gather;
@@ -95,6 +100,7 @@ mod rows;
 #[cfg(test)]
 mod testing;
 
+pub(crate) use drift::held_names;
 pub(crate) use fast_path::holds_last_commit;
 
 use std::collections::{BTreeMap, HashSet};
@@ -570,6 +576,7 @@ impl SyncEngine {
             fingerprint: self.map.fingerprint(),
             ..SyncPlan::default()
         };
+        plan.issues.append(&mut cx.drift.issues);
         let gathered = gather::gather(&cx, &mut plan.issues);
         plan.ambiguous = gathered.ambiguous;
         // The baseline's entities were planned as they were gathered; the

@@ -253,6 +253,11 @@ pub struct FieldConfig {
     /// Systems that do not have the field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_in: Vec<String>,
+    /// Systems whose records may leave the field out
+    /// ([`Field::may_be_absent_in`](super::Field::may_be_absent_in)): no
+    /// schema-drift issue there when no record holds it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub may_be_absent_in: Vec<String>,
     /// Per system: native name, transform, validation rules.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub systems: IndexMap<String, SystemFieldConfig>,
@@ -696,6 +701,9 @@ impl Loader<'_> {
         for s in &fc.not_in {
             f = f.not_in(s.as_str());
         }
+        for s in &fc.may_be_absent_in {
+            f = f.may_be_absent_in(s.as_str());
+        }
         for (system, sc) in &fc.systems {
             if !systems.contains(system) {
                 // Reported once here, whatever the entry sets.
@@ -991,6 +999,11 @@ fn field_config(map: &FieldMap, f: &Field) -> FieldConfig {
         },
         sensitive: f.sensitive,
         not_in: f.absent.iter().map(|s| s.as_str().to_owned()).collect(),
+        may_be_absent_in: f
+            .may_be_absent
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
         systems,
         value_map: f.value_map.as_ref().map(|vm| ValueMapConfig {
             unmapped: match vm.unmapped_policy() {

@@ -30,6 +30,7 @@
 //! | writing a value to a system fails | [`IssueKind::Mapping`](crate::plan::IssueKind::Mapping); that system's write is blocked, the others go on |
 //! | a value breaks a [`Validation`] rule | [`IssueKind::InvalidValue`](crate::plan::IssueKind::InvalidValue); the record is written without the field, flagged until corrected |
 //! | a required field would be empty | [`IssueKind::MissingRequired`](crate::plan::IssueKind::MissingRequired); the write to that system is blocked until corrected |
+//! | no record of a system's (non-empty, complete) snapshot holds a mapped native field: a typo, or a field the system lacks | [`IssueKind::FieldNotFound`](crate::plan::IssueKind::FieldNotFound), once per system and field, with the closest native name held; the field is not written there until it appears, the map is fixed, or [`Field::may_be_absent_in`] says the system's records may leave it out |
 //!
 //! ```
 //! use recsync::mapping::{Field, FieldMap};
@@ -127,6 +128,7 @@ pub struct Field {
     name: String,
     natives: Vec<(SystemId, String)>,
     absent: Vec<SystemId>,
+    may_be_absent: Vec<SystemId>,
     direction: Direction,
     policy: Option<ConflictPolicy>,
     no_overwrite_on_empty: Option<bool>,
@@ -145,6 +147,7 @@ impl Field {
             name: name.into(),
             natives: Vec::new(),
             absent: Vec::new(),
+            may_be_absent: Vec::new(),
             direction: Direction::Bidirectional,
             policy: None,
             no_overwrite_on_empty: None,
@@ -168,6 +171,39 @@ impl Field {
     #[must_use]
     pub fn not_in(mut self, system: impl Into<SystemId>) -> Self {
         self.absent.push(system.into());
+        self
+    }
+
+    /// `system` has the field, but its records may leave it out (an API
+    /// that omits empty fields, an optional custom field or metadata key):
+    /// a complete snapshot none of whose records holds the field is not
+    /// [schema drift](crate::plan::IssueKind::FieldNotFound), and the field
+    /// is written there as usual.
+    ///
+    /// Without it, a field that no record of a non-empty complete snapshot
+    /// of `system` holds is reported, and not written to `system`, since
+    /// the likeliest cause is a native name that is not the system's (a
+    /// typo) or a field the system does not have (a missing
+    /// [`not_in`](Field::not_in)). The option is per field, not per
+    /// system, so that a system whose records leave out only some fields
+    /// keeps the check on the others; for a system that leaves out every
+    /// empty field, give it on each field that may be empty there.
+    ///
+    /// ```
+    /// use recsync::{Field, FieldMap};
+    ///
+    /// let map = FieldMap::builder()
+    ///     .systems(["crm", "shop"])
+    ///     .field(Field::new("email"))
+    ///     .field(Field::new("vip").native("shop", "metadata.vip").may_be_absent_in("shop"))
+    ///     .build()?;
+    /// assert!(map.field("vip").unwrap().may_be_absent_in("shop"));
+    /// assert!(!map.field("vip").unwrap().may_be_absent_in("crm"));
+    /// # Ok::<(), recsync::MapError>(())
+    /// ```
+    #[must_use]
+    pub fn may_be_absent_in(mut self, system: impl Into<SystemId>) -> Self {
+        self.may_be_absent.push(system.into());
         self
     }
 
@@ -301,6 +337,9 @@ impl Field {
 pub struct FieldSpec {
     name: String,
     native: Vec<Option<String>>,
+    /// Per system: its records may leave the field out
+    /// ([`Field::may_be_absent_in`]).
+    may_be_absent: Vec<bool>,
     source: Vec<bool>,
     target: Vec<bool>,
     direction: Direction,
@@ -325,6 +364,15 @@ impl FieldSpec {
     pub fn native_name(&self, system: &str) -> Option<&str> {
         let i = self.systems.iter().position(|s| s == system)?;
         self.native[i].as_deref()
+    }
+
+    /// Whether `system`'s records may leave the field out
+    /// ([`Field::may_be_absent_in`]).
+    pub fn may_be_absent_in(&self, system: &str) -> bool {
+        self.systems
+            .iter()
+            .position(|s| s == system)
+            .is_some_and(|i| self.may_be_absent_at(i))
     }
 
     /// The direction.
@@ -390,6 +438,10 @@ impl FieldSpec {
 
     pub(crate) fn native_at(&self, system: usize) -> Option<&str> {
         self.native.get(system).and_then(|n| n.as_deref())
+    }
+
+    pub(crate) fn may_be_absent_at(&self, system: usize) -> bool {
+        self.may_be_absent.get(system).copied().unwrap_or(false)
     }
 
     pub(crate) fn source_at(&self, system: usize) -> bool {
@@ -539,6 +591,10 @@ impl FieldMap {
             // written: a changed map looks at every entity again.
             h.str(&format!("{:?}", f.value_map));
             h.str(&format!("{:?}", f.validations));
+            // Not `may_be_absent`: an entity whose write waits for a field
+            // absent from the target's records is planned again until it is
+            // written (it is unsettled), so a map that now lets the field
+            // be absent needs no look at every other entity.
         }
         self.records.fingerprint(&mut h, &self.fields);
         h.finish()

@@ -121,6 +121,8 @@ struct FieldDraft<'a> {
     native: Vec<Option<String>>,
     /// Whether each system has the field.
     present: Vec<bool>,
+    /// Whether each system's records may leave the field out.
+    may_be_absent: Vec<bool>,
     transforms: Vec<Option<Slot>>,
     validations: Vec<Option<Validation>>,
     source: Vec<bool>,
@@ -145,6 +147,7 @@ const FIELD_STEPS: &[FieldStep] = &[
     FieldStep::Build(place_natives),
     FieldStep::Build(place_transforms),
     FieldStep::Build(place_validations),
+    FieldStep::Build(place_may_be_absent),
     FieldStep::Build(place_flows),
     FieldStep::Check(something_to_sync),
     FieldStep::Check(authority_is_source),
@@ -207,6 +210,7 @@ impl<'a> FieldDraft<'a> {
             own_policy,
             policy,
             present: vec![true; n],
+            may_be_absent: vec![false; n],
             transforms: vec![None; n],
             validations: vec![None; n],
             source: vec![false; n],
@@ -235,6 +239,7 @@ impl<'a> FieldDraft<'a> {
         FieldSpec {
             name: def.name,
             native: self.native,
+            may_be_absent: self.may_be_absent,
             source: self.source,
             target: self.target,
             direction: def.direction,
@@ -346,6 +351,22 @@ fn place_validations(field: &mut FieldDraft<'_>, problems: &mut Vec<MapProblem>)
                 what: "validation rules",
             }),
             Some(i) => field.validations[i] = Some(v),
+        }
+    }
+}
+
+/// Marks the systems whose records may leave the field out. Refuses an
+/// unknown system and a system without the field.
+fn place_may_be_absent(field: &mut FieldDraft<'_>, problems: &mut Vec<MapProblem>) {
+    for s in &field.def.may_be_absent {
+        match index(field.systems, s) {
+            None => problems.push(unknown(field.name(), s)),
+            Some(i) if !field.present[i] => problems.push(MapProblem::NotInSystem {
+                field: field.def.name.clone(),
+                system: s.clone(),
+                what: "may_be_absent_in",
+            }),
+            Some(i) => field.may_be_absent[i] = true,
         }
     }
 }

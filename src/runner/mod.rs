@@ -541,6 +541,14 @@ impl SyncRunner {
         )
         .await;
         let mut reads = reads.into_iter().collect::<Result<Vec<Fetched>, _>>()?;
+        // Before debounce holds records back: a new field is seen at once.
+        for (read, system) in reads.iter().zip(&self.systems) {
+            let unmapped =
+                report::unmapped_fields(self.engine.map(), system.as_str(), &read.snapshot.records);
+            if let Some(s) = report.system_mut(system) {
+                s.unmapped = unmapped;
+            }
+        }
         let waiting = match self.debounce {
             Some(quiet) => self.debounce_records(&mut reads, &baseline, quiet),
             None => HashSet::new(),

@@ -1,5 +1,6 @@
 //! [`SyncReport`]: what one run did, for people and for programs.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use chrono::{DateTime, Utc};
 use crate::baseline::EntityId;
 use crate::connector::ErrorKind;
 use crate::guard::Refusal;
+use crate::mapping::FieldMap;
+use crate::model::Record;
 use crate::model::SystemId;
 use crate::plan::OpKind;
 
@@ -68,6 +71,9 @@ pub struct SystemReport {
     /// ([`SyncPlan::read_only`](crate::SyncPlan::read_only)); none is
     /// applied, and the next run counts them again while they are needed.
     pub read_only: OpCounts,
+    /// Native fields the records read hold that the map does not mention
+    /// for this system (a custom field added there, say), sorted.
+    pub unmapped: Vec<String>,
 }
 
 impl SystemReport {
@@ -80,6 +86,7 @@ impl SystemReport {
             failed: OpCounts::default(),
             retries: 0,
             read_only: OpCounts::default(),
+            unmapped: Vec::new(),
         }
     }
 }
@@ -121,6 +128,7 @@ pub struct ErrorGroup {
 /// shop            3        1        1        0       1        2
 /// erp             2        1        1        0       0        0
 /// failed: rate limited: shop:shop-2
+/// unmapped in shop: loyalty_tier
 /// held: 0 conflicts, 0 values; issues: 0; re-planned: 0; debounced: 0
 /// ```
 ///
@@ -233,6 +241,21 @@ impl SyncReport {
     }
 }
 
+/// The native fields `records` (read from system `system`) hold that
+/// `map` does not mention for that system, sorted. A record whose keys are
+/// those of the record before it is not looked at key by key.
+pub(crate) fn unmapped_fields(map: &FieldMap, system: &str, records: &[Record]) -> Vec<String> {
+    let Some(s) = map.system_index(system) else {
+        return Vec::new();
+    };
+    let mapped: HashSet<&str> = map.fields().iter().filter_map(|f| f.native_at(s)).collect();
+    crate::engine::held_names(records)
+        .into_iter()
+        .filter(|n| !mapped.contains(n))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn group_kind(kind: &ErrorKind) -> ErrorKind {
     match kind {
         ErrorKind::RateLimited { .. } => ErrorKind::RateLimited { retry_after: None },
@@ -323,6 +346,9 @@ impl fmt::Display for SyncReport {
                 plural(n.update, "update", "updates"),
                 plural(n.delete, "delete", "deletes")
             )?;
+        }
+        for s in self.systems.iter().filter(|s| !s.unmapped.is_empty()) {
+            writeln!(f, "unmapped in {}: {}", s.system, s.unmapped.join(", "))?;
         }
         if self.refusal.is_some() {
             writeln!(

@@ -274,7 +274,10 @@ fn field(name: String, systems: Vec<SystemId>) -> BoxedStrategy<Field> {
 /// each other field gets a direction (bidirectional, one way from any system
 /// enforced or not, or not synced), a policy that fits it, the empty-value
 /// guard or not, and case folding or not; the skew tolerance is 0 to 2
-/// minutes. Every field has its canonical name in every system. Give two
+/// minutes. Every field has its canonical name in every system, and may be
+/// absent from the records there ([`Field::may_be_absent_in`]: a
+/// [`MemoryConnector`]'s records hold only
+/// the fields set on them). Give two
 /// systems or more: no map builds with fewer, so the strategy would reject
 /// every case.
 ///
@@ -303,13 +306,16 @@ pub fn field_map(systems: &[&str], fields: &[&str]) -> impl Strategy<Value = Fie
         let mut builder = FieldMap::builder()
             .systems(ids.clone())
             .skew_tolerance(TimeDelta::minutes(skew));
+        // The in-memory systems' records hold only the fields set on
+        // them: any field may be absent from all of them.
+        let absent_anywhere = |f: Field| ids.iter().fold(f, |f, s| f.may_be_absent_in(s.clone()));
         if let Some(key) = &key {
             builder = builder
                 .key(key.clone())
-                .field(Field::new(key.clone()).case_insensitive());
+                .field(absent_anywhere(Field::new(key.clone()).case_insensitive()));
         }
         for f in others {
-            builder = builder.field(f);
+            builder = builder.field(absent_anywhere(f));
         }
         builder.build().ok()
     })

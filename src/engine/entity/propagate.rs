@@ -3,7 +3,9 @@
 //! Sources adopt what they were seen holding as their shadows; then every
 //! linked target whose value differs from the decided (or canonical) value,
 //! once converted to its native form, gets a write, unless a guard on the
-//! write says otherwise ([`may_write`](Planner::may_write)).
+//! write says otherwise ([`may_write`](Planner::may_write)) or no record of
+//! the target's complete snapshot holds the field (schema drift,
+//! `engine/drift.rs`: the write waits).
 
 use super::*;
 
@@ -82,6 +84,13 @@ impl<'c, 'a> Planner<'c, 'a> {
                 (None, None) if enforce_empty && !field.source_at(t) => &nothing,
                 (None, None) => continue,
             };
+            if self.cx.field_absent(t, f) {
+                // Schema drift: no record of the target holds the field.
+                // The write waits, recorded nowhere; the entity is planned
+                // again until the field appears or the map changes.
+                self.unsettled |= !known_same(norm, expected, value);
+                continue;
+            }
             let native: Cow<'_, Value> = if through {
                 Cow::Borrowed(value)
             } else {

@@ -83,6 +83,11 @@ impl<'c, 'a> Planner<'c, 'a> {
                 if is_empty_value(&value) {
                     continue;
                 }
+                if self.cx.field_absent(t, f) {
+                    // Schema drift: created without the field, which waits.
+                    self.unsettled = true;
+                    continue;
+                }
                 match self.write(f, t, &value) {
                     Ok(native) if !self.valid(f, t, &native) => {}
                     Ok(native) => fields.push(FieldWrite {
