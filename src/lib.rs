@@ -167,6 +167,9 @@
 //!   few thousand entities per thread at least, so a small or incremental
 //!   plan stays on the calling thread). The plan is the same on any number
 //!   of threads. Adds no dependency.
+//! - **`phone`**: [`Normalization::phone`](mapping::Normalization::phone),
+//!   phone numbers compared by their E.164 form with a default region
+//!   (`"phone:US"` in config files). Adds `phonenumber`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
