@@ -492,3 +492,57 @@ fn a_ticking_clock_moves_on_per_reading_and_is_shared() {
     let id = crm.insert(OBJ, [("n", json!(1))]);
     assert_eq!(crm.get(OBJ, &id).unwrap().updated_at, Some(fixed()));
 }
+
+/// A system that stores its own forms, without versions, with a schema:
+/// every value it stores is rewritten, whoever writes it; its answer lists
+/// what it stored where asked; its records list every declared field and
+/// no version; a write to an undeclared field fails, and nothing of it is
+/// made.
+#[tokio::test]
+async fn rewrites_versions_stored_values_and_a_schema() {
+    use recsync::testkit::Rewrite;
+    let sf = MemoryConnector::builder("sf")
+        .rewrite("Phone", Rewrite::E164 { country_code: 1 })
+        .rewrite("Name", Rewrite::Trim)
+        .rewrite("Amount", Rewrite::Round(2))
+        .rewrite("Country", Rewrite::Uppercase)
+        .versions(false)
+        .report_stored(true)
+        .schema(["Name", "Phone", "Amount", "Country"])
+        .build()
+        .unwrap();
+    assert!(!sf.capabilities().conditional_writes);
+    let id = sf.insert(
+        OBJ,
+        [("Name", json!(" Ada ")), ("Phone", json!("555.123.4567"))],
+    );
+    let rec = sf.get(OBJ, &id).unwrap();
+    assert_eq!(rec.version, None);
+    assert_eq!(rec.get("Name"), Some(&json!("Ada")));
+    assert_eq!(rec.get("Phone"), Some(&json!("+15551234567")));
+    assert_eq!(rec.get("Amount"), Some(&json!(null)));
+
+    let op = OpBuilder::update("sf", OBJ, &id)
+        .field("Amount", json!(12.345))
+        .field("Country", json!("no"))
+        .field("Phone", json!("+44 20 7946 0958"))
+        .build();
+    let results = sf.apply(OBJ, std::slice::from_ref(&op)).await.unwrap();
+    let applied = results[0].as_ref().unwrap();
+    assert_eq!(applied.version, None);
+    assert_eq!(applied.stored["Amount"], json!(12.35));
+    assert_eq!(applied.stored["Country"], json!("NO"));
+    assert_eq!(applied.stored["Phone"], json!("+442079460958"));
+    let rec = sf.get(OBJ, &id).unwrap();
+    assert_eq!(rec.get("Amount"), Some(&json!(12.35)));
+
+    let typo = OpBuilder::update("sf", OBJ, &id)
+        .field("Country", json!("se"))
+        .field("Nmae", json!("Bo"))
+        .build();
+    let results = sf.apply(OBJ, &[typo]).await.unwrap();
+    let err = results[0].as_ref().unwrap_err();
+    assert_eq!(*err.kind(), ErrorKind::Permanent, "{err}");
+    assert!(err.to_string().contains("Nmae"), "{err}");
+    assert_eq!(sf.get(OBJ, &id).unwrap().get("Country"), Some(&json!("NO")));
+}

@@ -498,6 +498,62 @@ mod runner {
     use recsync::{Field, FieldMap, MemoryStore, SyncEngine, SyncRunner};
     use serde_json::json;
 
+    /// Against a system with a schema (every record read lists every
+    /// field; a write to another fails, as Salesforce's does): the typo is
+    /// reported with the field the system has, and no write is sent to
+    /// the field it lacks, so nothing fails either.
+    #[test]
+    fn a_typo_against_a_system_with_a_schema_is_reported_and_never_sent() {
+        let map = FieldMap::builder()
+            .object("contacts")
+            .systems(["crm", "shop"])
+            .key("email")
+            .field(Field::new("email"))
+            .field(Field::new("name").native("crm", "fullname"))
+            .build()
+            .expect("a valid map");
+        let crm = MemoryConnector::builder("crm")
+            .schema(["email", "full_name"])
+            .build()
+            .expect("crm");
+        let shop = MemoryConnector::builder("shop")
+            .schema(["email", "name"])
+            .build()
+            .expect("shop");
+        crm.insert("contacts", [("email", json!("ada@x.io"))]);
+        shop.insert(
+            "contacts",
+            [("email", json!("bob@x.io")), ("name", json!("Bob"))],
+        );
+        let runner = SyncRunner::builder(SyncEngine::new(map))
+            .store(MemoryStore::new())
+            .connector(crm.clone())
+            .connector(shop)
+            .build()
+            .expect("runner");
+        let plan = block_on(runner.dry_run()).expect("plan");
+        let drift: Vec<_> = plan
+            .issues
+            .iter()
+            .filter_map(|i| match &i.kind {
+                recsync::plan::IssueKind::FieldNotFound { native, closest } => {
+                    Some((i.system.as_str(), native.as_str(), closest.as_deref()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(drift, [("crm", "fullname", Some("full_name"))], "{plan}");
+        let report = block_on(runner.run()).expect("run");
+        assert_eq!(report.failed(), 0, "{report}");
+        let bob = crm
+            .records("contacts")
+            .into_iter()
+            .find(|r| r.get("email") == Some(&json!("bob@x.io")))
+            .expect("bob made in crm");
+        assert_eq!(bob.get("fullname"), None);
+        assert_eq!(bob.get("full_name"), Some(&json!(null)));
+    }
+
     #[test]
     fn the_report_lists_fields_the_map_does_not_mention() {
         let map = FieldMap::builder()

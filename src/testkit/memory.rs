@@ -73,6 +73,8 @@ struct Inner {
     report_stored: bool,
     /// How values are stored, by native field name.
     rewrites: Vec<(String, Rewrite)>,
+    /// The fields every record has, where declared.
+    schema: Option<Vec<String>>,
     id_prefix: String,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
@@ -159,6 +161,7 @@ pub struct MemoryConnectorBuilder {
     versions: bool,
     report_stored: bool,
     rewrites: Vec<(String, Rewrite)>,
+    schema: Option<Vec<String>>,
     id_prefix: Option<String>,
     clock: Option<Arc<dyn Clock>>,
 }
@@ -271,6 +274,33 @@ impl MemoryConnectorBuilder {
         self
     }
 
+    /// The fields the system's records have, as a real system's schema
+    /// says: every record read lists each of them (`null` where it holds
+    /// nothing), and a write to any other field fails, as Salesforce's
+    /// `INVALID_FIELD` does. Without it (the default), a record holds the
+    /// fields set on it, like an API that leaves empty fields out.
+    ///
+    /// ```
+    /// use recsync::testkit::MemoryConnector;
+    /// use serde_json::json;
+    ///
+    /// let crm = MemoryConnector::builder("crm")
+    ///     .schema(["email", "full_name"])
+    ///     .build()
+    ///     .unwrap();
+    /// let id = crm.insert("contacts", [("email", json!("ada@example.com"))]);
+    /// assert_eq!(crm.get("contacts", &id).unwrap().get("full_name"), Some(&json!(null)));
+    /// ```
+    #[must_use]
+    pub fn schema<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.schema = Some(fields.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// The prefix of generated record ids (default `"{system}-"`).
     #[must_use]
     pub fn id_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -315,6 +345,7 @@ impl MemoryConnectorBuilder {
                 versions: self.versions,
                 report_stored: self.report_stored,
                 rewrites: self.rewrites,
+                schema: self.schema,
                 id_prefix,
                 clock: self
                     .clock
@@ -350,6 +381,7 @@ impl MemoryConnector {
                 versions: true,
                 report_stored: false,
                 rewrites: Vec::new(),
+                schema: None,
                 clock: Arc::new(ManualClock::default_ticking()),
                 state: Mutex::new(State::default()),
             }),
@@ -366,6 +398,7 @@ impl MemoryConnector {
             versions: true,
             report_stored: false,
             rewrites: Vec::new(),
+            schema: None,
             id_prefix: None,
             clock: None,
         }
@@ -394,7 +427,7 @@ impl MemoryConnector {
             fields: if stored.deleted {
                 IndexMap::new()
             } else {
-                stored.fields.clone()
+                self.listed(&stored.fields)
             },
             updated_at: Some(stored.updated_at),
             field_updated_at: if self.inner.field_timestamps && !stored.deleted {
@@ -411,6 +444,24 @@ impl MemoryConnector {
             },
             non_finite: Vec::new(),
         }
+    }
+
+    /// A record's fields as a read lists them: with a schema, every
+    /// declared field, in the schema's order (`null` where unset).
+    fn listed(&self, fields: &IndexMap<String, Value>) -> IndexMap<String, Value> {
+        let Some(schema) = &self.inner.schema else {
+            return fields.clone();
+        };
+        let mut out: IndexMap<String, Value> = schema
+            .iter()
+            .map(|f| (f.clone(), fields.get(f).cloned().unwrap_or(Value::Null)))
+            .collect();
+        for (k, v) in fields {
+            if !out.contains_key(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        out
     }
 
     // ----- the user's side: edits as a person would make them -----
@@ -595,6 +646,14 @@ impl MemoryConnector {
                 "op is for system {}, this is {}",
                 op.system, self.inner.system
             )));
+        }
+        if let Some(schema) = &self.inner.schema {
+            if let Some(w) = op.fields.iter().find(|w| !schema.contains(&w.native)) {
+                return Err(ConnectorError::permanent(format!(
+                    "no field {} in {}'s {object} (INVALID_FIELD)",
+                    w.native, self.inner.system
+                )));
+            }
         }
         let fields = op
             .fields
