@@ -375,6 +375,17 @@ pub enum IssueKind {
         /// How many plans in a row found it not made or did not see it.
         attempts: u32,
     },
+    /// The system took a write twice (the record moved to the version each
+    /// write reported) and kept, both times, the value the field held
+    /// before: its own form of the value written (a system that stores
+    /// `"X"` for `"x"` where it held `"X"`), or a field this integration
+    /// may not change there (field-level security). What it holds is taken
+    /// as its form of the value, and the field is not written there again
+    /// until the value to write changes; this issue is the record of it.
+    KeptOwnValue {
+        /// The field's native name in the system.
+        native: String,
+    },
     /// Schema drift: no record of the system's complete snapshot holds
     /// the field's native name (a key present with `null` counts as held),
     /// though the snapshot has records. The likeliest causes are a native
@@ -876,6 +887,10 @@ impl fmt::Display for Explain<'_> {
                 IssueKind::UnconfirmedWrite { op, attempts } => writeln!(
                     f,
                     ": {op} reported applied but not seen made in {attempts} plan(s) in a row"
+                )?,
+                IssueKind::KeptOwnValue { native } => writeln!(
+                    f,
+                    ": {native} kept its value though written twice; taken as the system's own form, not written again until the value changes"
                 )?,
                 IssueKind::FieldNotFound { native, closest } => {
                     write!(

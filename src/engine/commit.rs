@@ -432,11 +432,11 @@ fn apply(
             Edit::Shadow(b, f, v) => owned.set_shadow(b, f, v.cloned()),
         }
     };
-    set_links(baseline, slot, change, &inputs.sys, &mut edit)?;
+    let fresh = set_links(baseline, slot, change, &inputs.sys, &mut edit)?;
     set_values(change, inputs, &mut edit);
     let mut work = Work {
         awaiting: kept_unconfirmed(baseline, slot, change, &inputs.sys),
-        rewritten: kept_rewritten(baseline, slot, change, inputs),
+        rewritten: kept_rewritten(baseline, slot, change, inputs, &fresh),
         unsettled: change.unsettled,
     };
     for op in ops {
@@ -498,14 +498,16 @@ fn only_links(change: &EntityChange, ops: &[&WriteOp]) -> bool {
 
 /// Sets (or drops) the links the change names, by map system (`sys` gives
 /// their baseline slots). A system whose link is dropped or detached loses
-/// its shadows; one newly linked starts with none.
+/// its shadows; one newly linked starts with none. Returns those systems'
+/// slots.
 fn set_links(
     baseline: &mut Baseline,
     slot: u32,
     change: &EntityChange,
     sys: &[usize],
     edit: &mut impl FnMut(Edit<'_>),
-) -> Result<(), CommitError> {
+) -> Result<Vec<usize>, CommitError> {
+    let mut fresh = Vec::new();
     for (s, l) in &change.links {
         let Some(b) = sys.get(*s as usize).copied() else {
             continue;
@@ -531,11 +533,13 @@ fn set_links(
         baseline.set_link(slot, b, state)?;
         if !live {
             edit(Edit::Unlink(b));
+            fresh.push(b);
         } else if !had {
             edit(Edit::Relink(b));
+            fresh.push(b);
         }
     }
-    Ok(())
+    Ok(fresh)
 }
 
 /// Sets the canonical values and the shadows (what systems were seen
@@ -585,14 +589,16 @@ fn kept_unconfirmed(
 }
 
 /// What was written where a system stores another form of it, as this
-/// plan's reads left it: gone where the system's link went or its shadow
-/// was set anew, set or forgotten where the change says. This plan's own
-/// writes are added after ([`shadow_written`]).
+/// plan's reads left it: gone where the system's link went, went to
+/// another record (`fresh`), or its shadow was set anew; set or forgotten
+/// where the change says. This plan's own writes are added after
+/// ([`shadow_written`]).
 fn kept_rewritten(
     baseline: &Baseline,
     slot: u32,
     change: &EntityChange,
     inputs: &Inputs<'_>,
+    fresh: &[usize],
 ) -> Vec<(u32, u32, Value)> {
     let Some(e) = baseline.entity_at(slot) else {
         return Vec::new();
@@ -612,10 +618,11 @@ fn kept_rewritten(
         let live = e
             .link(*b as usize)
             .is_some_and(|l| l.status != LinkStatus::Detached);
-        live && !change
-            .shadows
-            .iter()
-            .any(|(s, f, _)| slots(*s, *f) == Some((*b, *bf)))
+        live && !fresh.contains(&(*b as usize))
+            && !change
+                .shadows
+                .iter()
+                .any(|(s, f, _)| slots(*s, *f) == Some((*b, *bf)))
     });
     for (s, f, v) in &change.rewritten {
         let Some((b, bf)) = slots(*s, *f) else {

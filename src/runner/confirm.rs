@@ -54,12 +54,14 @@ pub(super) fn verdict(
 }
 
 /// An update shows when the record holds every value it wrote, or, at the
-/// version the write reported, values of which some are not what it held
-/// before (the system stored a form of its own). It did not take effect
-/// when every field it wrote still holds what it held before, at another
-/// version. Anything else (someone edited it since, a form of its own
-/// without a version, what it held before at the reported version) the
-/// next plan decides.
+/// version the write reported, no written field holds what it held before
+/// (the system stored forms of its own, kept by [`adopt_stored`]). It did
+/// not take effect when every field it wrote still holds what it held
+/// before, at another version. Anything else the next plan decides, field
+/// by field: someone edited it since, a form of its own without a
+/// version, or a field still holding what it held before at the reported
+/// version (a system's form that is what it held, a field it ignores, or
+/// a connector that lies and named the version of a later save).
 fn update_verdict(
     op: &WriteOp,
     applied: &Applied,
@@ -73,15 +75,12 @@ fn update_verdict(
     let untouched =
         |w: &FieldWrite| !same(now(w), &w.value) && before(w).is_some_and(|b| same(now(w), &b));
     let at_reported = applied.version.is_some() && applied.version == r.version;
-    match (op.fields.iter().all(untouched), at_reported) {
-        (true, false) => Verdict::NotMade("every field it wrote still holds what it held before"),
-        // At the version the write reported, yet holding what it held: a
-        // system whose own form of the value is what it held, or a
-        // connector that lies and named the version of a later save. The
-        // next plans tell them apart.
-        (true, true) => Verdict::Unknown,
-        (false, true) => Verdict::Shown,
-        (false, false) => Verdict::Unknown,
+    if op.fields.iter().all(untouched) && !at_reported {
+        Verdict::NotMade("every field it wrote still holds what it held before")
+    } else if at_reported && !op.fields.iter().any(untouched) {
+        Verdict::Shown
+    } else {
+        Verdict::Unknown
     }
 }
 
@@ -90,8 +89,15 @@ fn update_verdict(
 /// not report one), what it holds in each written field is what the system
 /// stored: a form of its own (a phone in E.164, a trimmed name) is kept in
 /// [`Applied::stored`], so the next plan does not read it as an edit. A
-/// value the connector reported stored is kept as reported.
-pub(super) fn adopt_stored(op: &WriteOp, applied: &mut Applied, r: &Record) {
+/// value the connector reported stored is kept as reported; a field still
+/// holding what it held before the write is not taken for a form of it
+/// (the system may have ignored that field): the next plans decide it.
+pub(super) fn adopt_stored(
+    op: &WriteOp,
+    applied: &mut Applied,
+    r: &Record,
+    before: impl Fn(&FieldWrite) -> Option<Value>,
+) {
     let as_left = match (&applied.version, op.kind) {
         (Some(v), _) => r.version.as_ref() == Some(v),
         (None, OpKind::Create) => true,
@@ -105,7 +111,8 @@ pub(super) fn adopt_stored(op: &WriteOp, applied: &mut Applied, r: &Record) {
             continue;
         }
         let now = r.get(&w.native).unwrap_or(&Value::Null);
-        if !same(now, &w.value) {
+        let kept = before(w).is_some_and(|b| same(now, &b));
+        if !same(now, &w.value) && !kept {
             applied.stored.insert(w.native.clone(), now.clone());
         }
     }
@@ -246,6 +253,13 @@ mod tests {
         // of a later save: the next plans decide.
         assert_eq!(
             verdict(&update, &reported, Some(&bumped), was),
+            Verdict::Unknown
+        );
+        // At that version, one field in a form of its own and one holding
+        // what it held (ignored?): the next plans decide, field by field.
+        let partly = record(&[("name", json!("ADA")), ("city", json!("Bergen"))], "4");
+        assert_eq!(
+            verdict(&update, &reported, Some(&partly), was),
             Verdict::Unknown
         );
         // Every value written shows.

@@ -316,7 +316,9 @@ impl SyncRunner {
             match verdict {
                 Verdict::Shown => {
                     if let Some(r) = read {
-                        confirm::adopt_stored(op, applied, r);
+                        confirm::adopt_stored(op, applied, r, |w| {
+                            confirm::before(earlier, baseline, op, w)
+                        });
                     }
                     // The version read is the record's as the write left it.
                     if applied.version.is_none() {

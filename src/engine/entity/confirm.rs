@@ -116,8 +116,9 @@ impl<'c, 'a> Planner<'c, 'a> {
             // not made, even at the version the write reported (a
             // connector that lies can name the version a later save
             // gives), unless this write was found so before and made
-            // again, to the same end: that is the system's own form of
-            // it. Holding something else at the version the write
+            // again, to the same end: that is the system's own form of it
+            // (or a field it does not let us change), taken as such and
+            // reported. Holding something else at the version the write
             // reported: made, in the system's own form. Anything else: an
             // edit made since.
             if codec::same(norm, cur, written) {
@@ -125,6 +126,8 @@ impl<'c, 'a> Planner<'c, 'a> {
             } else if codec::same(norm, cur, before) {
                 if as_left && a.redone {
                     self.adopt(t, f, cur, written);
+                    let native = fields[f].native_at(t).unwrap_or_default().to_owned();
+                    self.issue(t, Some(f), IssueKind::KeptOwnValue { native });
                 } else {
                     not_made.push((f, before));
                 }
