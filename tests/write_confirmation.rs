@@ -532,14 +532,12 @@ fn what_awaits_confirmation_survives_every_store() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos())
     ));
-    let mut stores: Vec<Box<dyn StateStore>> = vec![
+    let stores: Vec<Box<dyn StateStore>> = vec![
         Box::new(MemoryStore::new()),
         Box::new(JsonFileStore::open(dir.join("json")).expect("json store")),
+        #[cfg(feature = "sqlite")]
+        Box::new(recsync::store::SqliteStore::open(dir.join("state.db")).expect("sqlite store")),
     ];
-    #[cfg(feature = "sqlite")]
-    stores.push(Box::new(
-        recsync::store::SqliteStore::open(dir.join("state.db")).expect("sqlite store"),
-    ));
     for store in &stores {
         store.save("records", &baseline, &all).expect("save");
         let back = store.load("records").expect("load");
