@@ -67,8 +67,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::match_key::{MatchKey, MatchMode};
-use super::normalize::PHONE_PREFIX;
 use super::record_config::{FilterConfig, GuardsConfig, MatchKeyConfig};
+use super::PHONE_PREFIX;
 use super::{
     Builtin, Direction, Field, FieldMap, FieldMapBuilder, MapProblem, Normalization, Registry,
     RowDirection, Slot, Unmapped, Validation, ValueMap, ValueRow,

@@ -56,6 +56,12 @@ mod match_key;
 mod normalize;
 #[cfg(feature = "phone")]
 mod phone;
+
+/// The prefix of a phone normalization's config name (`"phone:US"`); known
+/// without the `phone` feature too, so a config naming one can say the
+/// feature is needed.
+#[cfg_attr(not(feature = "phone"), allow(dead_code))]
+pub(crate) const PHONE_PREFIX: &str = "phone:";
 mod record_config;
 mod records;
 mod registry;

@@ -11,6 +11,8 @@ use unicode_normalization::UnicodeNormalization;
 
 #[cfg(feature = "phone")]
 use super::phone::PhoneRegion;
+#[cfg(feature = "phone")]
+use super::PHONE_PREFIX;
 use crate::model::is_empty_value;
 
 /// How a field's values are compared when detecting changes.
@@ -240,9 +242,40 @@ impl Normalization {
     }
 }
 
-/// The prefix of a phone normalization's config name (`"phone:US"`).
-#[cfg_attr(not(feature = "phone"), allow(dead_code))]
-pub(crate) const PHONE_PREFIX: &str = "phone:";
+#[cfg(feature = "phone")]
+impl Normalization {
+    /// Phone numbers compared by their E.164 form, reading numbers written
+    /// without a country code as numbers of `region` (ISO 3166-1 alpha-2:
+    /// `"US"`, `"GB"`). Feature `phone`; in config files, `"phone:US"`.
+    ///
+    /// `"(555) 010-1234"`, `"555-010-1234"`, `"+1 555 010 1234"`,
+    /// `"+15550101234"`, `"011 1 555 010 1234"` (the US international
+    /// prefix) and `"001 555 010 1234"` are one number in region `"US"`;
+    /// a number with its own country code (`"+44 20 7946 0958"`) is read
+    /// as that country's, whatever the region. Extensions are not part of
+    /// the E.164 form. A value that does not read as a phone number is
+    /// compared by its digits (and a leading `+`), as
+    /// [`DigitsOnly`](Normalization::DigitsOnly) would. A number too is
+    /// read by its digits.
+    ///
+    /// An unknown region is reported when the map is built, naming the
+    /// field ([`MapProblem::UnknownPhoneRegion`](super::MapProblem::UnknownPhoneRegion)).
+    ///
+    /// ```
+    /// use recsync::mapping::Normalization;
+    /// use serde_json::json;
+    ///
+    /// let phone = Normalization::phone("US");
+    /// assert!(phone.equal(Some(&json!("(555) 010-1234")), Some(&json!("+1 555 010 1234"))));
+    /// assert!(phone.equal(Some(&json!("555.010.1234")), Some(&json!("+15550101234"))));
+    /// assert!(!phone.equal(Some(&json!("555-010-1234")), Some(&json!("555-010-9999"))));
+    /// assert_eq!(phone.name(), "phone:US");
+    /// assert_eq!(Normalization::builtin("phone:US"), Some(phone));
+    /// ```
+    pub fn phone(region: &str) -> Self {
+        Normalization::Phone(PhoneRegion::new(region))
+    }
+}
 
 /// `value` (the string `s`) when `form` is `s` unchanged, else `form`.
 fn text_value<'v>(value: &'v Value, s: &str, form: Cow<'_, str>) -> Cow<'v, Value> {

@@ -1,5 +1,5 @@
 //! Phone numbers compared by their E.164 form (feature `phone`):
-//! [`Normalization::phone`] and its [`PhoneRegion`].
+//! [`Normalization::phone`](super::Normalization::phone) and its [`PhoneRegion`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,14 +7,13 @@ use std::str::FromStr;
 use phonenumber::country::Id;
 use phonenumber::{Mode, PhoneNumber};
 
-use super::normalize::PHONE_PREFIX;
-use super::Normalization;
+use super::PHONE_PREFIX;
 
 /// How many times a number's E.164 form is read again, looking for the
 /// form that reads as itself.
 const SETTLE_STEPS: usize = 4;
 
-/// The default region of a [phone normalization](Normalization::phone): the
+/// The default region of a [phone normalization](super::Normalization::phone): the
 /// country a number written without a country code is read in, by its
 /// ISO 3166-1 alpha-2 code (`"US"`, `"GB"`, `"DE"`).
 ///
@@ -133,40 +132,6 @@ impl fmt::Debug for PhoneRegion {
 impl fmt::Display for PhoneRegion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
-    }
-}
-
-impl Normalization {
-    /// Phone numbers compared by their E.164 form, reading numbers written
-    /// without a country code as numbers of `region` (ISO 3166-1 alpha-2:
-    /// `"US"`, `"GB"`). Feature `phone`; in config files, `"phone:US"`.
-    ///
-    /// `"(555) 010-1234"`, `"555-010-1234"`, `"+1 555 010 1234"`,
-    /// `"+15550101234"`, `"011 1 555 010 1234"` (the US international
-    /// prefix) and `"001 555 010 1234"` are one number in region `"US"`;
-    /// a number with its own country code (`"+44 20 7946 0958"`) is read
-    /// as that country's, whatever the region. Extensions are not part of
-    /// the E.164 form. A value that does not read as a phone number is
-    /// compared by its digits (and a leading `+`), as
-    /// [`DigitsOnly`](Normalization::DigitsOnly) would. A number too is
-    /// read by its digits.
-    ///
-    /// An unknown region is reported when the map is built, naming the
-    /// field ([`MapProblem::UnknownPhoneRegion`](super::MapProblem::UnknownPhoneRegion)).
-    ///
-    /// ```
-    /// use recsync::mapping::Normalization;
-    /// use serde_json::json;
-    ///
-    /// let phone = Normalization::phone("US");
-    /// assert!(phone.equal(Some(&json!("(555) 010-1234")), Some(&json!("+1 555 010 1234"))));
-    /// assert!(phone.equal(Some(&json!("555.010.1234")), Some(&json!("+15550101234"))));
-    /// assert!(!phone.equal(Some(&json!("555-010-1234")), Some(&json!("555-010-9999"))));
-    /// assert_eq!(phone.name(), "phone:US");
-    /// assert_eq!(Normalization::builtin("phone:US"), Some(phone));
-    /// ```
-    pub fn phone(region: &str) -> Self {
-        Normalization::Phone(PhoneRegion::new(region))
     }
 }
 

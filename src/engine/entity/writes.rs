@@ -49,64 +49,76 @@ impl<'c, 'a> Planner<'c, 'a> {
             .or_else(|| self.links[t].version.map(str::to_owned))
     }
 
+    /// The fields a create in target `t` writes (decided values, else the
+    /// canonical ones; none empty, held, waiting for schema drift or
+    /// invalid), and whether it waits for a parent. `None` when a mapping
+    /// failure skipped the entity.
+    fn create_fields(&mut self, t: usize) -> Option<(Vec<FieldWrite>, bool)> {
+        let map = self.cx.map;
+        let mut fields: Vec<FieldWrite> = Vec::new();
+        let mut waits = false;
+        for (f, field) in map.fields().iter().enumerate() {
+            if !field.target_at(t) {
+                continue;
+            }
+            if self.waiting[f] {
+                // Created without its parent, the record would be written
+                // twice (and briefly wrong): it waits, parents first.
+                waits = true;
+                continue;
+            }
+            if self.held_fields[f] {
+                continue;
+            }
+            let Some(nat) = field.native_at(t) else {
+                continue;
+            };
+            let (value, reason) = match &self.decided[f] {
+                Some((v, r)) => (Cow::Borrowed(v), r.clone()),
+                None => match self.canonical(f) {
+                    Some(c) => (Cow::Owned(c.to_value()), Reason::NewRecord),
+                    None => continue,
+                },
+            };
+            if is_empty_value(&value) {
+                continue;
+            }
+            if self.cx.field_absent(t, f) {
+                // Schema drift: created without the field, which waits.
+                self.unsettled = true;
+                continue;
+            }
+            match self.write(f, t, &value) {
+                Ok(native) if !self.valid(f, t, &native) => {}
+                Ok(native) => fields.push(FieldWrite {
+                    field: field.name().to_owned(),
+                    native: nat.to_owned(),
+                    value: native,
+                    reason,
+                    sensitive: field.is_sensitive(),
+                }),
+                Err(fail) => {
+                    let is_wait = matches!(fail, Fail::Waiting(_));
+                    self.fail(t, f, fail);
+                    if self.skipped {
+                        return None;
+                    }
+                    waits |= is_wait;
+                }
+            }
+        }
+        Some((fields, waits))
+    }
+
     pub(super) fn build_creates(&mut self) {
         let map = self.cx.map;
         for t in 0..self.n() {
             if !self.create[t] {
                 continue;
             }
-            let mut fields: Vec<FieldWrite> = Vec::new();
-            let mut waits = false;
-            for (f, field) in map.fields().iter().enumerate() {
-                if !field.target_at(t) {
-                    continue;
-                }
-                if self.waiting[f] {
-                    // Created without its parent, the record would be written
-                    // twice (and briefly wrong): it waits, parents first.
-                    waits = true;
-                    continue;
-                }
-                if self.held_fields[f] {
-                    continue;
-                }
-                let Some(nat) = field.native_at(t) else {
-                    continue;
-                };
-                let (value, reason) = match &self.decided[f] {
-                    Some((v, r)) => (Cow::Borrowed(v), r.clone()),
-                    None => match self.canonical(f) {
-                        Some(c) => (Cow::Owned(c.to_value()), Reason::NewRecord),
-                        None => continue,
-                    },
-                };
-                if is_empty_value(&value) {
-                    continue;
-                }
-                if self.cx.field_absent(t, f) {
-                    // Schema drift: created without the field, which waits.
-                    self.unsettled = true;
-                    continue;
-                }
-                match self.write(f, t, &value) {
-                    Ok(native) if !self.valid(f, t, &native) => {}
-                    Ok(native) => fields.push(FieldWrite {
-                        field: field.name().to_owned(),
-                        native: nat.to_owned(),
-                        value: native,
-                        reason,
-                        sensitive: field.is_sensitive(),
-                    }),
-                    Err(fail) => {
-                        let is_wait = matches!(fail, Fail::Waiting(_));
-                        self.fail(t, f, fail);
-                        if self.skipped {
-                            return;
-                        }
-                        waits |= is_wait;
-                    }
-                }
-            }
+            let Some((fields, waits)) = self.create_fields(t) else {
+                return;
+            };
             for (f, field) in map.fields().iter().enumerate() {
                 if field.is_required(t) && !fields.iter().any(|w| w.field == field.name()) {
                     self.issue(t, Some(f), IssueKind::MissingRequired);
