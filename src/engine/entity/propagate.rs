@@ -11,15 +11,18 @@ use super::*;
 
 impl<'c, 'a> Planner<'c, 'a> {
     /// Sources' shadows adopt what they were seen holding; a target seen
-    /// for the first time starts its shadow at what it holds.
+    /// for the first time starts its shadow at what it holds, and so does
+    /// every target of an enforced field, which is judged by what it holds
+    /// (so a plan that does not see it judges it by what it last held, not
+    /// by an older value).
     pub(super) fn adopt_shadows(&mut self, f: usize, field: &'a FieldSpec) {
         for s in 0..self.n() {
             if !self.part[s] {
                 continue;
             }
             let shadow = self.shadow(s, f);
-            let first_sight = field.target_at(s) && shadow.is_none();
-            if !(field.source_at(s) || first_sight) || self.adopted(s, f) {
+            let tracked = field.target_at(s) && (shadow.is_none() || field.enforced());
+            if !(field.source_at(s) || tracked) || self.adopted(s, f) {
                 continue;
             }
             if let Some((cur, _)) = self.current(s, f) {
