@@ -1,0 +1,1 @@
+//! A server shaped like HubSpot's CRM objects API (v3).

@@ -1,0 +1,1 @@
+//! A server shaped like Salesforce's REST API.
