@@ -487,6 +487,11 @@ pub enum ErrorKind {
     /// (and whose version did not move). Nothing is advanced for it; the
     /// next plan writes it again.
     Unconfirmed,
+    /// The request budget of the system's account is spent (a
+    /// [`RateLimit`](crate::runner::RateLimit)'s daily budget, or the
+    /// system's own daily cap): nothing was sent. Not retried in the run;
+    /// the next run plans it again, once the budget renews.
+    BudgetSpent,
     /// Any other failure that trying again will not fix.
     Permanent,
 }
@@ -506,6 +511,7 @@ impl ErrorKind {
             ErrorKind::InvalidCursor => "invalid cursor",
             ErrorKind::TimedOut => "timed out",
             ErrorKind::Unconfirmed => "write not confirmed by a read",
+            ErrorKind::BudgetSpent => "request budget spent",
             ErrorKind::Permanent => "permanent failure",
         }
     }
@@ -620,6 +626,12 @@ impl ConnectorError {
     /// A write reported applied that a read showed did not take effect.
     pub fn unconfirmed(message: impl Into<String>) -> Self {
         ConnectorError::new(ErrorKind::Unconfirmed, message)
+    }
+
+    /// A [`BudgetSpent`](ErrorKind::BudgetSpent) error: the account's
+    /// request budget is spent, nothing was sent.
+    pub fn budget_spent(message: impl Into<String>) -> Self {
+        ConnectorError::new(ErrorKind::BudgetSpent, message)
     }
 
     /// A failure that trying again will not fix.

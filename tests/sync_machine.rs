@@ -824,20 +824,21 @@ proptest! {
     }
 }
 
-/// A create in the third system dies after its one op (the create made
-/// the record; its outcome was lost), then a person deletes that record
-/// before the next run, in system `via`. Returns the machine after one
-/// more run; the property holds for the case too.
+/// A batch of two creates in the third system dies after its first op
+/// (the create made the record; its outcome was lost), then a person
+/// deletes that record before the next run, in system `via`. Returns the
+/// machine after one more run; the property holds for the case too.
 fn lost_create_then_deleted(via: usize) -> Machine {
     let acts = [
         Act::Create { sys: 2 },
         Act::Sync { faults: vec![] },
-        Act::Delete { sys: 0, pick: 0 },
+        Act::Create { sys: 0 },
         Act::Create { sys: 0 },
         Act::Sync {
             faults: vec![(via, Fault::Crash(1))],
         },
-        Act::Delete { sys: via, pick: 0 },
+        // p1, then p2, the record the lost create made.
+        Act::Delete { sys: via, pick: 1 },
     ];
     check(&acts).unwrap();
     futures::executor::block_on(async {

@@ -119,6 +119,10 @@ impl SyncRunner {
             let Some(after) = self.retry_wait(run, attempt, &error) else {
                 return (Err(error), (attempt - 1) as usize);
             };
+            if let (ErrorKind::RateLimited { .. }, Some(s)) = (error.kind(), self.index(system)) {
+                // Refused although paced: everyone on the account waits.
+                self.pause(s, after);
+            }
             self.emit(SyncEvent::Retrying {
                 system: system.clone(),
                 attempt,
@@ -131,6 +135,8 @@ impl SyncRunner {
     }
 
     /// Reads one system: changes since its cursor, or a complete snapshot.
+    /// Each page is a request of its own, paced: the waits for permits
+    /// count towards the fetch timeout.
     pub(super) async fn fetch(
         &self,
         run: Run,

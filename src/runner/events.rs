@@ -63,6 +63,14 @@ pub enum SyncEvent {
         /// How many ops are tried again (0 for a fetch).
         ops: usize,
     },
+    /// The system's request budget is spent
+    /// ([`RateLimit`](crate::runner::RateLimit)): the run sends it no more
+    /// requests, and what is left is planned by the next run. Once per run
+    /// and system.
+    BudgetSpent {
+        /// The system.
+        system: SystemId,
+    },
     /// A batch of ops is settled: every op applied, or failed for this run.
     BatchDone {
         /// The system.

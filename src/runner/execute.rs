@@ -1,14 +1,16 @@
-//! Executing a plan's ops: per system in batches, several systems at once,
-//! with retries, and the read-back that confirms what was reported applied.
+//! Executing a plan's ops: per system in batches of one kind, several
+//! batches and several systems at once, each entity's ops in order, with
+//! retries, and the read-back that confirms what was reported applied.
 
 use std::collections::{HashMap, HashSet};
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, FuturesUnordered, StreamExt};
+use futures::FutureExt;
 
 use super::calls::Run;
 use super::confirm::{self, Verdict};
 use super::{SyncEvent, SyncRunner};
-use crate::baseline::Baseline;
+use crate::baseline::{Baseline, EntityId};
 use crate::connector::{Applied, ConnectorError, ErrorKind};
 use crate::engine::OpOutcome;
 use crate::model::{Record, Snapshot};
@@ -29,6 +31,68 @@ pub(super) struct Executed<'p> {
     /// The ops applied whose read-back showed them made.
     pub(super) shown: HashSet<OpId>,
     pub(super) retries: usize,
+}
+
+/// One batch's ops, each with its final result.
+struct Sent<'p> {
+    results: Vec<(&'p WriteOp, OpResult)>,
+    retries: usize,
+}
+
+/// Splits one system's ops into batches of at most `size` ops, each of one
+/// kind, since the batch endpoints of most APIs take one kind: the kinds
+/// in the order the plan first has them, each kind's ops in the plan's
+/// order. Where an entity has more than one op, the batches follow the
+/// plan's order instead, cut where the kind changes, so that its ops keep
+/// their order.
+fn batches<'p>(mine: &[&'p WriteOp], size: usize) -> Vec<Vec<&'p WriteOp>> {
+    let mut seen = HashSet::with_capacity(mine.len());
+    let repeats = !mine.iter().all(|op| seen.insert(&op.entity));
+    let mut runs: Vec<Vec<&'p WriteOp>> = Vec::new();
+    if repeats {
+        for op in mine {
+            match runs.last_mut() {
+                Some(run) if run.first().is_some_and(|o| o.kind == op.kind) => run.push(op),
+                _ => runs.push(vec![*op]),
+            }
+        }
+    } else {
+        for op in mine {
+            match runs
+                .iter_mut()
+                .find(|run| run.first().is_some_and(|o| o.kind == op.kind))
+            {
+                Some(run) => run.push(op),
+                None => runs.push(vec![*op]),
+            }
+        }
+    }
+    runs.iter()
+        .flat_map(|run| run.chunks(size.max(1)).map(<[&WriteOp]>::to_vec))
+        .collect()
+}
+
+/// For each batch, the earlier batches that hold an op of one of its
+/// entities: it is sent once they are done. (The latest earlier batch per
+/// entity is enough: that one waited for the ones before it.)
+fn waits_for(batches: &[Vec<&WriteOp>]) -> Vec<Vec<usize>> {
+    let mut last: HashMap<&EntityId, usize> = HashMap::new();
+    batches
+        .iter()
+        .enumerate()
+        .map(|(k, batch)| {
+            let mut after: Vec<usize> = batch
+                .iter()
+                .filter_map(|op| last.get(&op.entity).copied())
+                .collect();
+            after.sort_unstable();
+            after.dedup();
+            for op in batch {
+                last.insert(&op.entity, k);
+            }
+            after
+        })
+        .collect()
 }
 
 /// What became of `op`, for the commit: a write the read-back showed made
@@ -111,11 +175,10 @@ impl SyncRunner {
             .await
     }
 
-    /// Executes one system's ops in order, batch after batch; within a
-    /// batch, retryable failures are sent again (as a smaller batch) until
-    /// they succeed or their attempts are spent, before the next batch. Ops
-    /// not sent before the run's deadline fail as timed out. Then what was
-    /// reported applied is read back.
+    /// Executes one system's ops in batches of one kind
+    /// ([`batches`]), up to the runner's batches in flight at once, a batch
+    /// waiting for the earlier batches that hold an op of one of its
+    /// entities; then reads back what was reported applied.
     async fn execute_system<'p>(
         &self,
         run: Run,
@@ -124,129 +187,176 @@ impl SyncRunner {
         baseline: &Baseline,
         prior: &Prior,
     ) -> Executed<'p> {
-        let Some(connector) = self.connectors.get(s) else {
-            return Executed {
-                system: s,
-                results: Vec::new(),
-                shown: HashSet::new(),
-                retries: 0,
-            };
-        };
-        let system = &self.systems[s];
-        let size = connector.capabilities().max_batch_size.max(1);
         let mut done = Executed {
             system: s,
             results: Vec::with_capacity(mine.len()),
             shown: HashSet::new(),
             retries: 0,
         };
-        for chunk in mine.chunks(size) {
-            let mut results: Vec<Option<OpResult>> = vec![None; chunk.len()];
-            let mut pending: Vec<usize> = (0..chunk.len()).collect();
-            let mut attempt = 0u32;
-            loop {
-                if self.past(run) {
-                    let late = ConnectorError::timed_out(
-                        "not sent: the run's deadline passed; the next run writes it",
-                    );
-                    for k in &pending {
-                        // A batch that timed out keeps its own error.
-                        if results[*k].is_none() {
-                            results[*k] = Some(Err(late.clone()));
-                        }
-                    }
-                    break;
-                }
-                attempt += 1;
-                let batch: Vec<WriteOp> = pending
-                    .iter()
-                    .filter_map(|k| chunk.get(*k).map(|op| (*op).clone()))
-                    .collect();
-                let answer = self
-                    .bounded(
-                        run,
-                        self.timeout,
-                        "writing to",
-                        system,
-                        connector.apply(&self.object, &batch),
-                    )
-                    .await;
-                match answer {
-                    Ok(answers) if answers.len() == batch.len() => {
-                        for ((k, answer), op) in pending.iter().zip(answers).zip(&batch) {
-                            results[*k] = Some(settle(op, answer));
-                        }
-                    }
-                    Ok(answers) => {
-                        let error = ConnectorError::permanent(format!(
-                            "{system} returned {} results for a batch of {} ops",
-                            answers.len(),
-                            batch.len()
-                        ));
-                        for k in &pending {
-                            results[*k] = Some(Err(error.clone()));
-                        }
-                    }
-                    Err(error) => {
-                        for (k, op) in pending.iter().zip(&batch) {
-                            results[*k] = Some(settle(op, Err(error.clone())));
-                        }
-                    }
-                }
-                let retry: Vec<usize> = pending
-                    .iter()
-                    .copied()
-                    .filter(|k| matches!(&results[*k], Some(Err(e)) if e.is_retryable()))
-                    .collect();
-                let Some(first) = retry.first().and_then(|k| match &results[*k] {
-                    Some(Err(e)) => Some(e.kind().clone()),
-                    _ => None,
-                }) else {
-                    break;
-                };
-                let retry_after = retry
-                    .iter()
-                    .filter_map(|k| match &results[*k] {
-                        Some(Err(e)) => e.retry_after(),
-                        _ => None,
-                    })
-                    .max();
-                let Some(after) = self.retry_wait_after(run, attempt, true, retry_after) else {
-                    break;
-                };
-                self.emit(SyncEvent::Retrying {
-                    system: system.clone(),
-                    attempt,
-                    after,
-                    error: first,
-                    ops: retry.len(),
-                });
-                done.retries += 1;
-                self.sleeper.sleep(after).await;
-                pending = retry;
+        let Some(connector) = self.connectors.get(s) else {
+            return done;
+        };
+        let size = connector.capabilities().max_batch_size.max(1);
+        let batches = batches(&mine, size);
+        let after = waits_for(&batches);
+        let mut sent: Vec<Option<Sent<'p>>> = batches.iter().map(|_| None).collect();
+        let mut running = FuturesUnordered::new();
+        let mut next = 0;
+        loop {
+            while running.len() < self.in_flight.max(1)
+                && next < batches.len()
+                && after[next].iter().all(|k| sent[*k].is_some())
+            {
+                let k = next;
+                running.push(self.send_batch(run, s, &batches[k]).map(move |r| (k, r)));
+                next += 1;
             }
-            let mut applied = 0;
-            let mut failed = 0;
-            for (op, result) in chunk.iter().zip(results) {
-                let result =
-                    result.unwrap_or_else(|| Err(ConnectorError::permanent("op was not sent")));
-                if result.is_ok() {
-                    applied += 1;
-                } else {
-                    failed += 1;
-                }
-                done.results.push((op, result));
-            }
-            self.emit(SyncEvent::BatchDone {
-                system: system.clone(),
-                applied,
-                failed,
-            });
+            // Batches start in order, so when none runs, every batch one
+            // waits for is done and the loop above starts the next.
+            let Some((k, result)) = running.next().await else {
+                break;
+            };
+            sent[k] = Some(result);
+        }
+        drop(running);
+        for batch in sent.into_iter().flatten() {
+            done.retries += batch.retries;
+            done.results.extend(batch.results);
         }
         if self.reads_back(s) {
             self.read_back(run, &mut done, baseline, prior).await;
         }
         done
+    }
+
+    /// Sends one batch; retryable failures are sent again (as a smaller
+    /// batch) until they succeed or their attempts are spent. Each attempt
+    /// waits for a permit of the system's rate limit; ops not sent before
+    /// the run's deadline fail as timed out, and once the budget is spent
+    /// as [`BudgetSpent`](ErrorKind::BudgetSpent).
+    async fn send_batch<'p>(&self, run: Run, s: usize, chunk: &[&'p WriteOp]) -> Sent<'p> {
+        let mut results: Vec<Option<OpResult>> = vec![None; chunk.len()];
+        let mut pending: Vec<usize> = (0..chunk.len()).collect();
+        let mut attempt = 0u32;
+        let mut retries = 0;
+        let (Some(connector), Some(system)) = (self.connectors.get(s), self.systems.get(s)) else {
+            return Sent {
+                results: Vec::new(),
+                retries,
+            };
+        };
+        loop {
+            let not_sent = if self.past(run) {
+                Some(ConnectorError::timed_out(
+                    "not sent: the run's deadline passed; the next run writes it",
+                ))
+            } else {
+                self.permit(run, s).await.err()
+            };
+            if let Some(error) = not_sent {
+                let spent = *error.kind() == ErrorKind::BudgetSpent;
+                for k in &pending {
+                    // A batch that timed out keeps its own error.
+                    if spent || results[*k].is_none() {
+                        results[*k] = Some(Err(error.clone()));
+                    }
+                }
+                break;
+            }
+            attempt += 1;
+            let batch: Vec<WriteOp> = pending
+                .iter()
+                .filter_map(|k| chunk.get(*k).map(|op| (*op).clone()))
+                .collect();
+            let answer = self
+                .bounded(
+                    run,
+                    self.timeout,
+                    "writing to",
+                    system,
+                    connector.apply(&self.object, &batch),
+                )
+                .await;
+            match answer {
+                Ok(answers) if answers.len() == batch.len() => {
+                    for ((k, answer), op) in pending.iter().zip(answers).zip(&batch) {
+                        results[*k] = Some(settle(op, answer));
+                    }
+                }
+                Ok(answers) => {
+                    let error = ConnectorError::permanent(format!(
+                        "{system} returned {} results for a batch of {} ops",
+                        answers.len(),
+                        batch.len()
+                    ));
+                    for k in &pending {
+                        results[*k] = Some(Err(error.clone()));
+                    }
+                }
+                Err(error) => {
+                    for (k, op) in pending.iter().zip(&batch) {
+                        results[*k] = Some(settle(op, Err(error.clone())));
+                    }
+                }
+            }
+            let retry: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|k| matches!(&results[*k], Some(Err(e)) if e.is_retryable()))
+                .collect();
+            let Some(first) = retry.first().and_then(|k| match &results[*k] {
+                Some(Err(e)) => Some(e.kind().clone()),
+                _ => None,
+            }) else {
+                break;
+            };
+            let retry_after = retry
+                .iter()
+                .filter_map(|k| match &results[*k] {
+                    Some(Err(e)) => e.retry_after(),
+                    _ => None,
+                })
+                .max();
+            let Some(after) = self.retry_wait_after(run, attempt, true, retry_after) else {
+                break;
+            };
+            if matches!(first, ErrorKind::RateLimited { .. }) {
+                // Refused although paced: everyone on the account waits.
+                self.pause(s, after);
+            }
+            self.emit(SyncEvent::Retrying {
+                system: system.clone(),
+                attempt,
+                after,
+                error: first,
+                ops: retry.len(),
+            });
+            retries += 1;
+            self.sleeper.sleep(after).await;
+            pending = retry;
+        }
+        let mut applied = 0;
+        let mut failed = 0;
+        let mut out = Vec::with_capacity(chunk.len());
+        for (op, result) in chunk.iter().zip(results) {
+            let result =
+                result.unwrap_or_else(|| Err(ConnectorError::permanent("op was not sent")));
+            if result.is_ok() {
+                applied += 1;
+            } else {
+                failed += 1;
+            }
+            out.push((*op, result));
+        }
+        self.emit(SyncEvent::BatchDone {
+            system: system.clone(),
+            applied,
+            failed,
+        });
+        Sent {
+            results: out,
+            retries,
+        }
     }
 
     /// Reads back the records of one system's ops that were reported
@@ -281,10 +391,10 @@ impl SyncRunner {
             return;
         }
         let size = connector.capabilities().max_batch_size.max(1);
-        let mut seen: HashMap<String, Record> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(size) {
-            let (read, retries) = self
-                .with_retry(run, system, || {
+        let reads: Vec<(Result<Snapshot, ConnectorError>, usize)> = stream::iter(ids.chunks(size))
+            .map(|chunk| {
+                self.with_retry(run, system, move || async move {
+                    self.permit(run, s).await?;
                     self.bounded(
                         run,
                         self.timeout,
@@ -292,8 +402,14 @@ impl SyncRunner {
                         system,
                         connector.fetch_records(&self.object, chunk),
                     )
+                    .await
                 })
-                .await;
+            })
+            .buffered(self.in_flight.max(1))
+            .collect()
+            .await;
+        let mut seen: HashMap<String, Record> = HashMap::with_capacity(ids.len());
+        for (read, retries) in reads {
             done.retries += retries;
             match read {
                 Ok(snapshot) => {

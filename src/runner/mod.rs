@@ -101,6 +101,9 @@ mod confirm;
 mod debounce;
 mod events;
 mod execute;
+#[cfg(feature = "rate-limit")]
+mod pace;
+mod paced;
 mod report;
 mod retry;
 mod time;
@@ -124,6 +127,8 @@ use crate::store::{StateStore, StoreError};
 use calls::Run;
 
 pub use events::SyncEvent;
+#[cfg(feature = "rate-limit")]
+pub use pace::{PaceStats, RateLimit, RateLimitBuilder};
 pub use report::{ErrorGroup, FailedOp, OpCounts, SyncReport, SystemReport};
 pub use retry::RetryPolicy;
 pub use time::{Clock, Sleeper, SystemClock, ThreadSleeper};
@@ -179,6 +184,12 @@ pub struct SyncRunner {
     sleeper: Arc<dyn Sleeper>,
     retry: RetryPolicy,
     concurrency: usize,
+    in_flight: usize,
+    /// One per system, in the map's order.
+    #[cfg(feature = "rate-limit")]
+    limits: Vec<Option<RateLimit>>,
+    /// One per system, in the map's order: the current run's requests.
+    counts: Vec<paced::Counts>,
     debounce: Option<Duration>,
     replan: bool,
     read_back: bool,
@@ -201,6 +212,7 @@ impl fmt::Debug for SyncRunner {
             .field("systems", &self.systems)
             .field("retry", &self.retry)
             .field("concurrency", &self.concurrency)
+            .field("in_flight", &self.in_flight)
             .field("debounce", &self.debounce)
             .field("replan", &self.replan)
             .field("parents", &self.parents)
@@ -217,6 +229,9 @@ pub struct SyncRunnerBuilder {
     sleeper: Arc<dyn Sleeper>,
     retry: RetryPolicy,
     concurrency: usize,
+    in_flight: usize,
+    #[cfg(feature = "rate-limit")]
+    limits: Vec<(SystemId, RateLimit)>,
     debounce: Option<Duration>,
     replan: bool,
     read_back: bool,
@@ -281,6 +296,35 @@ impl SyncRunnerBuilder {
     #[must_use]
     pub fn max_concurrent_systems(mut self, systems: usize) -> Self {
         self.concurrency = systems;
+        self
+    }
+
+    /// How many write batches may be in flight to one system at once
+    /// (default 1; at least 1). A record never has two ops in flight, and
+    /// each entity's ops are sent in the plan's order: a batch that holds
+    /// an op of an entity whose earlier op is still in flight waits for it
+    /// (and the batches after it wait too). With a
+    /// [`rate_limit`](Self::rate_limit), more batches in flight let the
+    /// runner send at the limit when each request takes longer than the
+    /// pace's interval.
+    #[must_use]
+    pub fn batches_in_flight(mut self, batches: usize) -> Self {
+        self.in_flight = batches;
+        self
+    }
+
+    /// Paces every request to `system` (each page read, write batch and
+    /// read-back) under `limit`, and sends none once its budget is spent:
+    /// the ops not sent fail as [`BudgetSpent`](ErrorKind::BudgetSpent),
+    /// the run says so ([`SyncEvent::BudgetSpent`],
+    /// [`SystemReport::budget_spent`]) and commits what was done, and the
+    /// next run plans the rest. Give the runners of one account clones of
+    /// one [`RateLimit`]: they share it. A 429 answered anyway pauses every
+    /// holder of the limit for the retry's wait. Feature `rate-limit`.
+    #[cfg(feature = "rate-limit")]
+    #[must_use]
+    pub fn rate_limit(mut self, system: impl Into<SystemId>, limit: RateLimit) -> Self {
+        self.limits.push((system.into(), limit));
         self
     }
 
@@ -395,6 +439,23 @@ impl SyncRunnerBuilder {
         if self.concurrency == 0 {
             problems.push("max concurrent systems is 0, must be at least 1".to_owned());
         }
+        if self.in_flight == 0 {
+            problems.push("batches in flight is 0, must be at least 1".to_owned());
+        }
+        #[cfg(feature = "rate-limit")]
+        let mut limits: Vec<Option<RateLimit>> = vec![None; map.systems().len()];
+        #[cfg(feature = "rate-limit")]
+        for (system, limit) in &self.limits {
+            match map.systems().iter().position(|s| s == system) {
+                None => problems.push(format!(
+                    "rate limit for system {system}, which the map does not have"
+                )),
+                Some(s) if limits[s].is_some() => {
+                    problems.push(format!("two rate limits for system {system}"))
+                }
+                Some(s) => limits[s] = Some(limit.clone()),
+            }
+        }
         let mut by_system: HashMap<&SystemId, Arc<dyn Connector>> = HashMap::new();
         for c in &self.connectors {
             let system = c.system();
@@ -417,7 +478,13 @@ impl SyncRunnerBuilder {
             Some(store) if problems.is_empty() => store,
             _ => return Err(BuildError { problems }),
         };
+        let counts = map
+            .systems()
+            .iter()
+            .map(|_| paced::Counts::default())
+            .collect();
         Ok(SyncRunner {
+            counts,
             object: map.object().to_owned(),
             systems: map.systems().to_vec(),
             engine: self.engine,
@@ -427,6 +494,9 @@ impl SyncRunnerBuilder {
             sleeper: self.sleeper,
             retry: self.retry,
             concurrency: self.concurrency,
+            in_flight: self.in_flight,
+            #[cfg(feature = "rate-limit")]
+            limits,
             debounce: self.debounce,
             replan: self.replan,
             read_back: self.read_back,
@@ -462,6 +532,9 @@ impl SyncRunner {
             sleeper: Arc::new(ThreadSleeper),
             retry: RetryPolicy::new(),
             concurrency: 4,
+            in_flight: 1,
+            #[cfg(feature = "rate-limit")]
+            limits: Vec::new(),
             debounce: None,
             replan: true,
             read_back: true,
@@ -531,15 +604,17 @@ impl SyncRunner {
                 .and_then(|d| started.checked_add_signed(d)),
         };
         let mut report = SyncReport::new(self.object.clone(), &self.systems, started);
+        for counts in &self.counts {
+            counts.reset();
+        }
         report.dry_run = dry;
         let mut baseline = self.store.load(&self.object)?;
 
-        let reads = futures::future::join_all(
-            self.connectors
-                .iter()
-                .map(|c| self.fetch(run, c.as_ref(), &baseline)),
-        )
-        .await;
+        let paced: Vec<paced::Paced<'_>> = (0..self.connectors.len())
+            .filter_map(|s| self.paced(run, s))
+            .collect();
+        let reads =
+            futures::future::join_all(paced.iter().map(|c| self.fetch(run, c, &baseline))).await;
         let mut reads = reads.into_iter().collect::<Result<Vec<Fetched>, _>>()?;
         // Before debounce holds records back: a new field is seen at once.
         for (read, system) in reads.iter().zip(&self.systems) {
@@ -671,6 +746,12 @@ impl SyncRunner {
     }
 
     fn finish(&self, mut report: SyncReport) -> SyncReport {
+        for (counts, system) in self.counts.iter().zip(&self.systems) {
+            if let Some(s) = report.system_mut(system) {
+                s.requests = counts.requests.load(std::sync::atomic::Ordering::Relaxed);
+                s.budget_spent = counts.spent.load(std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let end = self.clock.now();
         report.duration = (end - report.started_at).to_std().unwrap_or(Duration::ZERO);
         self.emit(SyncEvent::RunDone {
@@ -745,7 +826,8 @@ impl SyncRunner {
                 let late = ConnectorError::timed_out("not read: the run's deadline passed");
                 (Err(late), 0)
             } else {
-                self.with_retry(run, system, || {
+                self.with_retry(run, system, || async {
+                    self.permit(run, s).await?;
                     self.bounded(
                         run,
                         self.timeout,
@@ -753,6 +835,7 @@ impl SyncRunner {
                         system,
                         connector.fetch_records(&self.object, &ids),
                     )
+                    .await
                 })
                 .await
             };

@@ -66,6 +66,16 @@ pub struct SystemReport {
     pub failed: OpCounts,
     /// Retries: calls tried again after a rate limit or transient failure.
     pub retries: usize,
+    /// Requests the runner sent (each page read, write batch, read-back),
+    /// retries included; what a connector sends beyond one per call is its
+    /// own.
+    pub requests: usize,
+    /// The system's request budget
+    /// ([`RateLimit`](crate::runner::RateLimit)) was spent in this run: the
+    /// ops not sent failed as
+    /// [`BudgetSpent`](crate::ErrorKind::BudgetSpent), and the next run
+    /// plans them again.
+    pub budget_spent: bool,
     /// Writes the system would need but that were not planned, because the
     /// map declares it read-only
     /// ([`SyncPlan::read_only`](crate::SyncPlan::read_only)); none is
@@ -85,6 +95,8 @@ impl SystemReport {
             applied: OpCounts::default(),
             failed: OpCounts::default(),
             retries: 0,
+            requests: 0,
+            budget_spent: false,
             read_only: OpCounts::default(),
             unmapped: Vec::new(),
         }
@@ -349,6 +361,13 @@ impl fmt::Display for SyncReport {
         }
         for s in self.systems.iter().filter(|s| !s.unmapped.is_empty()) {
             writeln!(f, "unmapped in {}: {}", s.system, s.unmapped.join(", "))?;
+        }
+        for s in self.systems.iter().filter(|s| s.budget_spent) {
+            writeln!(
+                f,
+                "request budget of {} spent: the rest waits for the next run",
+                s.system
+            )?;
         }
         if self.refusal.is_some() {
             writeln!(

@@ -145,7 +145,8 @@ pub async fn layer(State(faults): State<Faults>, request: Request, next: Next) -
         Gate::Pass => next.run(request).await,
         Gate::Fail(status) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let body = json!({"status": "error", "message": "the server is unavailable, try again"});
+            let body =
+                json!({"status": "error", "message": "the server is unavailable, try again"});
             (status, Json(body)).into_response()
         }
         Gate::Limited(wait) => {

@@ -37,13 +37,13 @@ pub struct Table {
 
 impl Inner {
     fn tick(&mut self) -> DateTime<Utc> {
+        // Millisecond precision, as both APIs report it.
         let now = Utc::now();
+        let now = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
         let now = match self.last {
             Some(last) if now <= last => last + TimeDelta::milliseconds(1),
             _ => now,
         };
-        // Millisecond precision, as both APIs report it.
-        let now = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
         self.last = Some(now);
         now
     }

@@ -1,0 +1,390 @@
+//! [`RateLimit`]: a system's request rate, burst and budget, shared by
+//! every runner and connector that talks to the same account.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use governor::clock::Clock as GovernorClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use super::time::{Clock, Sleeper, SystemClock, ThreadSleeper};
+use super::BuildError;
+use crate::connector::ConnectorError;
+
+/// The time since the Unix epoch by a recsync [`Clock`]: the instants
+/// governor's limiter reckons in, so that tests drive it with a manual
+/// clock.
+#[derive(Clone)]
+struct SinceEpoch(Arc<dyn Clock>);
+
+impl SinceEpoch {
+    fn at(t: DateTime<Utc>) -> Duration {
+        (t - DateTime::UNIX_EPOCH)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+impl GovernorClock for SinceEpoch {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        SinceEpoch::at(self.0.now())
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, SinceEpoch, NoOpMiddleware<Duration>>;
+
+/// What every holder of a [`RateLimit`] shares besides the limiter.
+#[derive(Debug, Default)]
+struct Shared {
+    /// No request starts before this (since the epoch): set when the
+    /// system answered 429 although the pace kept to the limit.
+    paused_until: Duration,
+    /// The budget window the count below is of (its index since the epoch).
+    window: u64,
+    /// Requests started in that window.
+    used: u64,
+    /// Requests started in all.
+    requests: u64,
+    /// Waits for a permit.
+    waits: u64,
+}
+
+struct Inner {
+    requests: u32,
+    per: Duration,
+    burst: u32,
+    budget: Option<(u64, Duration)>,
+    limiter: Limiter,
+    clock: Arc<dyn Clock>,
+    sleeper: Arc<dyn Sleeper>,
+    shared: Mutex<Shared>,
+}
+
+/// A system's request rate: at most `requests` per `per`, in bursts of at
+/// most [`burst`](RateLimitBuilder::burst), and optionally at most a
+/// [budget](RateLimitBuilder::budget) of requests per day (or other
+/// window). Feature `rate-limit`.
+///
+/// Give one to a runner for a system
+/// ([`SyncRunnerBuilder::rate_limit`](super::SyncRunnerBuilder::rate_limit)):
+/// the runner then waits for a permit before every request it sends there
+/// (each page read, each write batch, each read-back), and sends none
+/// once the budget is spent. A `RateLimit` is a handle: clones share the
+/// pace and the budget, so the runners of one account (contacts, deals,
+/// companies) share one limit by sharing clones, and never burst past it
+/// together. When the system answers 429 anyway (another client uses the
+/// same account), every holder pauses for the wait the runner decided on
+/// ([`pause`](Self::pause)).
+///
+/// The pace is a GCRA ([`governor`](https://docs.rs/governor)): a
+/// request every `per / requests`, plus up to `burst` at once after a
+/// quiet spell. An API that counts requests over a rolling window (100 per
+/// 10 seconds) refuses a burst that a fresh window would allow after the
+/// pace has used the window up, so keep the burst small (the default is 1)
+/// and, where the API counts other clients' requests too, the rate a little
+/// under the API's.
+///
+/// A connector that sends more than one request in a call (a complete
+/// read over many pages, one request per kind of op) takes a permit with
+/// [`until_ready`](Self::until_ready) before each request after the first:
+/// the runner takes one per call.
+///
+/// Budget windows are counted from the Unix epoch by the limit's clock: a
+/// day's starts at 00:00 UTC. The count is kept in memory, per process:
+/// a restart starts it again, and the system's own refusals are the
+/// backstop.
+///
+/// ```
+/// use std::time::Duration;
+/// use recsync::runner::RateLimit;
+///
+/// // HubSpot, for an OAuth app: 100 requests per 10 seconds, 250,000 a day.
+/// let hubspot = RateLimit::builder(100, Duration::from_secs(10))
+///     .daily_budget(250_000)
+///     .build()?;
+/// assert_eq!(hubspot.budget_left(), Some(250_000));
+/// let shared = hubspot.clone(); // for the runner of another object type
+/// # futures::executor::block_on(async {
+/// shared.until_ready().await?;
+/// # Ok::<(), recsync::ConnectorError>(())
+/// # }).unwrap();
+/// assert_eq!(hubspot.budget_left(), Some(249_999));
+/// # Ok::<(), recsync::runner::BuildError>(())
+/// ```
+#[derive(Clone)]
+pub struct RateLimit {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("requests", &self.inner.requests)
+            .field("per", &self.inner.per)
+            .field("burst", &self.inner.burst)
+            .field("budget", &self.inner.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RateLimit`]; see [`RateLimit::builder`].
+pub struct RateLimitBuilder {
+    requests: u32,
+    per: Duration,
+    burst: u32,
+    budget: Option<(u64, Duration)>,
+    clock: Arc<dyn Clock>,
+    sleeper: Arc<dyn Sleeper>,
+}
+
+impl fmt::Debug for RateLimitBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitBuilder")
+            .field("requests", &self.requests)
+            .field("per", &self.per)
+            .field("burst", &self.burst)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl RateLimitBuilder {
+    /// At most this many requests at once after a quiet spell (default 1;
+    /// at least 1, at most the requests per window).
+    #[must_use]
+    pub fn burst(mut self, requests: u32) -> Self {
+        self.burst = requests;
+        self
+    }
+
+    /// At most `requests` per `window` (windows counted from the Unix
+    /// epoch); once they are spent, [`until_ready`](RateLimit::until_ready)
+    /// fails with [`BudgetSpent`](crate::ErrorKind::BudgetSpent) until the
+    /// next window.
+    #[must_use]
+    pub fn budget(mut self, requests: u64, window: Duration) -> Self {
+        self.budget = Some((requests, window));
+        self
+    }
+
+    /// At most `requests` per day, from 00:00 UTC: [`budget`](Self::budget)
+    /// over a day.
+    #[must_use]
+    pub fn daily_budget(self, requests: u64) -> Self {
+        self.budget(requests, DAY)
+    }
+
+    /// Where the time is read from (default [`SystemClock`]): give runners
+    /// and the limit the same clock.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How to wait for a permit (default [`ThreadSleeper`], a thread per
+    /// wait; on tokio, pass `tokio::time::sleep`).
+    #[must_use]
+    pub fn sleeper(mut self, sleeper: impl Sleeper + 'static) -> Self {
+        self.sleeper = Arc::new(sleeper);
+        self
+    }
+
+    /// Checks the settings: at least one request per window, a window
+    /// longer than zero, a burst between 1 and the requests per window, a
+    /// budget window longer than zero.
+    pub fn build(self) -> Result<RateLimit, BuildError> {
+        let mut problems = Vec::new();
+        let requests = NonZeroU32::new(self.requests);
+        if requests.is_none() {
+            problems.push("a rate limit of 0 requests lets none through".to_owned());
+        }
+        let burst = NonZeroU32::new(self.burst).filter(|b| b.get() <= self.requests);
+        if burst.is_none() {
+            problems.push(format!(
+                "burst {} must be between 1 and the {} requests per window",
+                self.burst, self.requests
+            ));
+        }
+        if self.budget.is_some_and(|(_, window)| window.is_zero()) {
+            problems.push("a budget window of zero".to_owned());
+        }
+        let interval = requests.map(|n| self.per / n.get());
+        let quota = interval.and_then(Quota::with_period);
+        if requests.is_some() && quota.is_none() {
+            problems.push(format!(
+                "{} requests per {:?} is no pace: the window is too short",
+                self.requests, self.per
+            ));
+        }
+        let (Some(quota), Some(burst), true) = (quota, burst, problems.is_empty()) else {
+            return Err(BuildError { problems });
+        };
+        let limiter = RateLimiter::direct_with_clock(
+            quota.allow_burst(burst),
+            SinceEpoch(self.clock.clone()),
+        );
+        let window = self.budget.map_or(0, |(_, w)| {
+            budget_window(SinceEpoch::at(self.clock.now()), w)
+        });
+        Ok(RateLimit {
+            inner: Arc::new(Inner {
+                requests: self.requests,
+                per: self.per,
+                burst: self.burst,
+                budget: self.budget,
+                limiter,
+                clock: self.clock,
+                sleeper: self.sleeper,
+                shared: Mutex::new(Shared {
+                    window,
+                    ..Shared::default()
+                }),
+            }),
+        })
+    }
+}
+
+/// The index of the budget window `now` falls in.
+fn budget_window(now: Duration, window: Duration) -> u64 {
+    let n = now.as_nanos() / window.as_nanos().max(1);
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The counts of a [`RateLimit`] since it was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PaceStats {
+    /// Permits given: requests started.
+    pub requests: u64,
+    /// Times a request waited for its permit.
+    pub waits: u64,
+}
+
+impl RateLimit {
+    /// A limit of `requests` per `per`, with a burst of 1 and no budget.
+    pub fn builder(requests: u32, per: Duration) -> RateLimitBuilder {
+        RateLimitBuilder {
+            requests,
+            per,
+            burst: 1,
+            budget: None,
+            clock: Arc::new(SystemClock),
+            sleeper: Arc::new(ThreadSleeper),
+        }
+    }
+
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock leaves whole counts behind.
+        self.inner
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> Duration {
+        SinceEpoch::at(self.inner.clock.now())
+    }
+
+    /// Waits until a request may start, and counts it against the budget:
+    /// call it right before sending one. Fails with
+    /// [`BudgetSpent`](crate::ErrorKind::BudgetSpent), at once, when the
+    /// budget is spent; the request must not be sent then.
+    pub async fn until_ready(&self) -> Result<(), ConnectorError> {
+        let mut waited = false;
+        loop {
+            let now = self.now();
+            let paused = self.shared().paused_until;
+            if paused > now {
+                waited = true;
+                self.inner.sleeper.sleep(paused - now).await;
+                continue;
+            }
+            self.budget_check(now, false)?;
+            match self.inner.limiter.check() {
+                Ok(()) => break,
+                Err(not_until) => {
+                    waited = true;
+                    let wait = not_until.wait_time_from(self.now());
+                    self.inner.sleeper.sleep(wait).await;
+                }
+            }
+        }
+        self.budget_check(self.now(), true)?;
+        let mut shared = self.shared();
+        shared.requests += 1;
+        shared.waits += u64::from(waited);
+        Ok(())
+    }
+
+    /// Whether the budget has a request left at `now`; `take` counts one.
+    fn budget_check(&self, now: Duration, take: bool) -> Result<(), ConnectorError> {
+        let Some((budget, window)) = self.inner.budget else {
+            return Ok(());
+        };
+        let mut shared = self.shared();
+        let current = budget_window(now, window);
+        if current != shared.window {
+            shared.window = current;
+            shared.used = 0;
+        }
+        if shared.used >= budget {
+            let next = window.as_nanos() * (u128::from(current) + 1);
+            let left = next.saturating_sub(now.as_nanos()) / 1_000_000_000;
+            return Err(ConnectorError::budget_spent(format!(
+                "the budget of {budget} requests per {}s is spent; it renews in {}s",
+                window.as_secs(),
+                left
+            )));
+        }
+        if take {
+            shared.used += 1;
+        }
+        Ok(())
+    }
+
+    /// Requests left in the current budget window; `None` without a
+    /// budget.
+    pub fn budget_left(&self) -> Option<u64> {
+        let (budget, window) = self.inner.budget?;
+        let now = self.now();
+        let shared = self.shared();
+        if budget_window(now, window) != shared.window {
+            return Some(budget);
+        }
+        Some(budget.saturating_sub(shared.used))
+    }
+
+    /// Holds every request through this limit, from every holder, for
+    /// `wait` from now: the system answered 429 although the pace kept to
+    /// the limit (another client shares the account, or its window counts
+    /// differently), so all back off together rather than each find out.
+    pub fn pause(&self, wait: Duration) {
+        let until = self.now().saturating_add(wait);
+        let mut shared = self.shared();
+        shared.paused_until = shared.paused_until.max(until);
+    }
+
+    /// The counts since the limit was built.
+    pub fn stats(&self) -> PaceStats {
+        let shared = self.shared();
+        PaceStats {
+            requests: shared.requests,
+            waits: shared.waits,
+        }
+    }
+
+    /// The wait between two requests at the steady pace: `per / requests`.
+    pub fn interval(&self) -> Duration {
+        self.inner.per / self.inner.requests.max(1)
+    }
+}
