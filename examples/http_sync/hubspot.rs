@@ -682,12 +682,19 @@ impl Connector for HubSpotConnector {
             .send_json(self.http.get(&url).query(&query), &what)
             .await?;
         let mut records = Vec::new();
+        let mut previous: Option<String> = None;
         loop {
             let next = page.paging.take().and_then(|p| p.next).map(|n| n.after);
             records.extend(page.results.drain(..).map(|hs| self.record(object, hs)));
             let Some(after) = next else {
                 break;
             };
+            if previous.as_deref() == Some(after.as_str()) {
+                return Err(ConnectorError::permanent(format!(
+                    "HubSpot gave the same page cursor twice while listing {object}"
+                )));
+            }
+            previous = Some(after.clone());
             let mut query = query.clone();
             query.push(("after", after));
             // Pacing: every request after a call's first takes a permit (see RateLimit).

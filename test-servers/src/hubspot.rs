@@ -108,8 +108,7 @@ const ID_BASE: u64 = 1_000_000;
 /// [module docs](self) for its rules).
 ///
 /// Cheap to clone: clones share the server, its records and its faults.
-/// `Debug` shows the address and the record counts' source, never the
-/// token.
+/// `Debug` shows the address and the request counts, never the token.
 #[derive(Clone)]
 pub struct HubSpot {
     inner: Arc<Inner>,
@@ -451,6 +450,8 @@ fn parse_batch<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<Inputs<T>, A
 impl HubSpot {
     /// Starts a server on `127.0.0.1`, on a port of its own, on the calling
     /// tokio runtime; requests must carry `Authorization: Bearer {token}`.
+    /// It serves until that runtime shuts down (the end of a
+    /// `#[tokio::test]`).
     pub async fn start(token: &str) -> std::io::Result<HubSpot> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
