@@ -303,7 +303,14 @@ impl Shared {
     ) -> Option<Row> {
         let fields: Map<String, Value> = fields.into_iter().map(|(k, v)| (k, stored(v))).collect();
         let before = self.table.get(object, id)?;
-        let row = self.table.update(object, id, &fields)?;
+        let mut row = self.table.update(object, id, &fields)?;
+        // `Table` can stamp two writes within one millisecond alike (it
+        // compares before it truncates to milliseconds); a write must move
+        // the SystemModstamp, the ETag, so touch the record again until the
+        // clock has moved on (under a millisecond).
+        while row.updated <= before.updated {
+            row = self.table.update(object, id, &Map::new())?;
+        }
         if fields.contains_key(EXTERNAL_ID) {
             if let Some(Value::String(old)) = before.fields.get(EXTERNAL_ID) {
                 state.keys.remove(&(object.to_owned(), old.clone()));
@@ -1092,4 +1099,371 @@ async fn composite(State(shared): Shd, body: Bytes) -> Response {
         shared.faults.count_write();
     }
     Json(json!({"compositeResponse": answers})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, Value)]) -> Map<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    async fn body(response: Response) -> (StatusCode, Value) {
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn ids_and_timestamps_are_written_as_salesforce_writes_them() {
+        let sf = Salesforce::start("t").await.unwrap();
+        let contact = sf.insert("Contact", fields(&[("LastName", json!("A"))]));
+        let account = sf.insert("Account", fields(&[("Name", json!("B"))]));
+        let custom = sf.insert("Invoice__c", Map::new());
+        for (id, prefix) in [(&contact, "003"), (&account, "001"), (&custom, "a00")] {
+            assert_eq!(id.len(), 18, "{id}");
+            assert!(id.starts_with(prefix), "{id}");
+        }
+        let row = sf.get("Contact", &contact).unwrap();
+        let stamp = timestamp(row.updated);
+        assert_eq!(stamp.len(), "2026-12-06T10:00:00.123+0000".len(), "{stamp}");
+        assert!(
+            stamp.ends_with("+0000") && stamp.as_bytes()[19] == b'.',
+            "{stamp}"
+        );
+        assert_eq!(etag(&row), format!("\"{stamp}\""));
+    }
+
+    #[tokio::test]
+    async fn every_write_moves_the_system_modstamp_even_within_a_millisecond() {
+        let sf = Salesforce::start("t").await.unwrap();
+        let id = sf.insert("Contact", fields(&[("LastName", json!("A"))]));
+        let mut last = sf.get("Contact", &id).unwrap().updated;
+        for n in 0..100 {
+            let row = sf
+                .edit("Contact", &id, fields(&[("Phone", json!(n))]))
+                .unwrap();
+            assert!(
+                row.updated > last,
+                "edit {n}: {} after {}",
+                row.updated,
+                last
+            );
+            last = row.updated;
+        }
+    }
+
+    #[test]
+    fn soql_is_select_fields_from_an_object_and_nothing_more() {
+        let parsed = parse_soql("SELECT Id, LastName ,Recsync_Key__c FROM Contact").unwrap();
+        assert_eq!(parsed.0, ["Id", "LastName", "Recsync_Key__c"]);
+        assert_eq!(parsed.1, "Contact");
+        assert!(parse_soql("select Id from Invoice__c").is_ok());
+        for bad in [
+            "SELECT Id FROM Contact WHERE LastName = 'A'",
+            "SELECT Id FROM Contact LIMIT 5",
+            "SELECT FROM Contact",
+            "SELECT Id, FROM Contact",
+            "SELECT COUNT() FROM Contact",
+            "DELETE FROM Contact",
+            "SELECT Id FROM",
+        ] {
+            assert!(parse_soql(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn contact_rules_last_name_unique_key_and_empty_strings() {
+        let sf = Salesforce::start("t").await.unwrap();
+        let s = &sf.shared;
+        let mut state = s.lock();
+        let refused = s
+            .create(&mut state, "Contact", fields(&[("Email", json!("a@x.io"))]))
+            .unwrap_err();
+        assert_eq!(
+            (refused.code, refused.fields.clone()),
+            ("REQUIRED_FIELD_MISSING", vec!["LastName".to_owned()])
+        );
+        assert!(s
+            .create(&mut state, "Contact", fields(&[("LastName", json!("  "))]))
+            .is_err());
+        // Other objects have no such rule.
+        assert!(s.create(&mut state, "Account", Map::new()).is_ok());
+
+        let a = s
+            .create(
+                &mut state,
+                "Contact",
+                fields(&[
+                    ("LastName", json!("A")),
+                    ("Email", json!("Ada@Example.COM")),
+                    ("Phone", json!("")),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(
+            a.fields["Email"],
+            json!("Ada@Example.COM"),
+            "stored as sent"
+        );
+        assert!(!a.fields.contains_key("Phone"), "an empty string is null");
+        let with_key = |k: &str| fields(&[("LastName", json!("K")), (EXTERNAL_ID, json!(k))]);
+        let k1 = s.create(&mut state, "Contact", with_key("k1")).unwrap();
+        let dup = s.create(&mut state, "Contact", with_key("k1")).unwrap_err();
+        assert_eq!(dup.code, "DUPLICATE_VALUE");
+        assert!(dup.message.contains(&k1.id), "{}", dup.message);
+        // The same key on another object is no duplicate.
+        assert!(s.create(&mut state, "Account", with_key("k1")).is_ok());
+        // An update may not take a key either, nor clear LastName.
+        let dup = s
+            .update(
+                &mut state,
+                "Contact",
+                &a.id,
+                fields(&[(EXTERNAL_ID, json!("k1"))]),
+                None,
+            )
+            .unwrap_err();
+        assert_eq!(dup.code, "DUPLICATE_VALUE");
+        let missing = s
+            .update(
+                &mut state,
+                "Contact",
+                &a.id,
+                fields(&[("LastName", Value::Null)]),
+                None,
+            )
+            .unwrap_err();
+        assert_eq!(missing.code, "REQUIRED_FIELD_MISSING");
+        // Rewriting a record's own key is fine; a freed key is free.
+        assert!(s
+            .update(&mut state, "Contact", &k1.id, with_key("k1"), None)
+            .is_ok());
+        s.delete(&mut state, "Contact", &k1.id, None).unwrap();
+        assert!(s.create(&mut state, "Contact", with_key("k1")).is_ok());
+        let system = s
+            .update(
+                &mut state,
+                "Contact",
+                &a.id,
+                fields(&[("SystemModstamp", json!("x"))]),
+                None,
+            )
+            .unwrap_err();
+        assert_eq!(system.code, "INVALID_FIELD_FOR_INSERT_UPDATE");
+    }
+
+    #[tokio::test]
+    async fn if_match_deleted_records_and_an_edit_before_the_next_write() {
+        let sf = Salesforce::start("t").await.unwrap();
+        let id = sf.insert("Contact", fields(&[("LastName", json!("A"))]));
+        let s = &sf.shared;
+        let tag = etag(&sf.get("Contact", &id).unwrap());
+        sf.edit_before_next_write("Contact", &id, fields(&[("Email", json!("person@x.io"))]));
+        let mut state = s.lock();
+        let stale = s
+            .update(
+                &mut state,
+                "Contact",
+                &id,
+                fields(&[("Email", json!("sync@x.io"))]),
+                Some(&tag),
+            )
+            .unwrap_err();
+        assert_eq!(
+            (stale.status, stale.code),
+            (StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED")
+        );
+        let row = sf.get("Contact", &id).unwrap();
+        assert_eq!(
+            row.fields["Email"],
+            json!("person@x.io"),
+            "the edit is made, the write is not"
+        );
+        // With the current ETag the write goes through, and moves the ETag.
+        let fresh = etag(&row);
+        let written = s
+            .update(
+                &mut state,
+                "Contact",
+                &id,
+                fields(&[("Email", json!("sync@x.io"))]),
+                Some(&fresh),
+            )
+            .unwrap();
+        assert_ne!(etag(&written), fresh);
+        assert!(s.delete(&mut state, "Contact", &id, Some(&fresh)).is_err());
+        s.delete(&mut state, "Contact", &id, Some(&etag(&written)))
+            .unwrap();
+        let gone = s.delete(&mut state, "Contact", &id, None).unwrap_err();
+        assert_eq!(
+            (gone.status, gone.code),
+            (StatusCode::NOT_FOUND, "ENTITY_IS_DELETED")
+        );
+        let never = s
+            .update(
+                &mut state,
+                "Contact",
+                "003000000000000999",
+                Map::new(),
+                None,
+            )
+            .unwrap_err();
+        assert_eq!(never.code, "INVALID_CROSS_REFERENCE_KEY");
+    }
+
+    #[tokio::test]
+    async fn a_query_pages_through_locators_and_each_is_served_once() {
+        let sf = Salesforce::start("t").await.unwrap();
+        sf.query_page_size(2);
+        for n in 0..5 {
+            sf.insert("Contact", fields(&[("LastName", json!(format!("L{n}")))]));
+        }
+        let q = |soql: &str| Query(HashMap::from([("q".to_owned(), soql.to_owned())]));
+        let (status, page) = body(
+            query(
+                State(sf.shared.clone()),
+                q("SELECT Id, LastName, Email FROM Contact"),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (page["totalSize"].clone(), page["done"].clone()),
+            (json!(5), json!(false))
+        );
+        let first = &page["records"][0];
+        assert_eq!(first["attributes"]["type"], json!("Contact"));
+        assert_eq!(first["LastName"], json!("L0"));
+        assert_eq!(first["Email"], Value::Null);
+        let mut ids: Vec<Value> = page["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Id"].clone())
+            .collect();
+        let mut next = page["nextRecordsUrl"].as_str().map(str::to_owned);
+        while let Some(url) = next {
+            let locator = url.rsplit('/').next().unwrap().to_owned();
+            let (_, page) =
+                body(query_more(State(sf.shared.clone()), Path(locator.clone())).await).await;
+            assert_eq!(page["totalSize"], json!(5));
+            ids.extend(
+                page["records"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["Id"].clone()),
+            );
+            next = page["nextRecordsUrl"].as_str().map(str::to_owned);
+            // A locator is served once.
+            let (status, again) =
+                body(query_more(State(sf.shared.clone()), Path(locator)).await).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(again[0]["errorCode"], json!("INVALID_QUERY_LOCATOR"));
+        }
+        let expected: Vec<Value> = sf.records("Contact").iter().map(|r| json!(r.id)).collect();
+        assert_eq!(ids, expected);
+        let (status, refused) = body(
+            query(
+                State(sf.shared.clone()),
+                q("SELECT Id FROM Contact ORDER BY Id"),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(refused[0]["errorCode"], json!("MALFORMED_QUERY"));
+    }
+
+    #[tokio::test]
+    async fn batches_over_the_limits_are_refused_whole() {
+        let sf = Salesforce::start("t").await.unwrap();
+        let record = json!({"attributes": {"type": "Contact"}, "LastName": "A"});
+        let records = |n: usize| {
+            Bytes::from(json!({"allOrNone": false, "records": vec![record.clone(); n]}).to_string())
+        };
+        let (status, refused) =
+            body(collection_create(State(sf.shared.clone()), records(201)).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(refused[0]["errorCode"], json!("EXCEEDED_ID_LIMIT"));
+        assert!(sf.records("Contact").is_empty());
+        let (status, saved) =
+            body(collection_create(State(sf.shared.clone()), records(200)).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(saved.as_array().unwrap().len(), 200);
+        assert_eq!(sf.records("Contact").len(), 200);
+        assert_eq!(sf.faults().stats().writes, 1);
+
+        let sub = json!({"method": "POST", "url": format!("{API}/sobjects/Contact"), "referenceId": "r", "body": {"LastName": "B"}});
+        let composite_of = |n: usize| {
+            Bytes::from(
+                json!({"allOrNone": false, "compositeRequest": vec![sub.clone(); n]}).to_string(),
+            )
+        };
+        let (status, _) = body(composite(State(sf.shared.clone()), composite_of(26)).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, answer) =
+            body(composite(State(sf.shared.clone()), composite_of(25)).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer["compositeResponse"].as_array().unwrap().len(), 25);
+        assert_eq!(answer["compositeResponse"][0]["httpStatusCode"], json!(201));
+        assert_eq!(sf.records("Contact").len(), 225);
+        let all_or_none = Bytes::from(json!({"allOrNone": true, "records": [record]}).to_string());
+        let (status, _) =
+            body(collection_create(State(sf.shared.clone()), all_or_none).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    /// One raw HTTP/1.1 request to the running server: its status line and
+    /// body.
+    async fn raw(sf: &Salesforce, auth: Option<&str>) -> String {
+        use std::io::{Read, Write};
+        let host = sf.url().trim_start_matches("http://").to_owned();
+        let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        // A blocking socket on a blocking thread: the server answers on the
+        // test's runtime meanwhile.
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(&host).unwrap();
+            let request = format!(
+                "GET {API}/query?q=SELECT+Id+FROM+Contact HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            answer
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_request_needs_the_token_and_passes_the_fault_layer() {
+        let sf = Salesforce::start("secret-token").await.unwrap();
+        let refused = raw(&sf, None).await;
+        assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+        assert!(refused.contains("INVALID_SESSION_ID"), "{refused}");
+        assert!(raw(&sf, Some("other")).await.starts_with("HTTP/1.1 401"));
+        let answered = raw(&sf, Some("secret-token")).await;
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        assert!(answered.contains("\"totalSize\":0"), "{answered}");
+        sf.request_limit_exceeded_next(1);
+        let limited = raw(&sf, Some("secret-token")).await;
+        assert!(
+            limited.starts_with("HTTP/1.1 403") && limited.contains("REQUEST_LIMIT_EXCEEDED"),
+            "{limited}"
+        );
+        assert_eq!(sf.faults().stats().requests, 4);
+        assert!(!format!("{sf:?}").contains("secret-token"));
+    }
 }
