@@ -5,7 +5,6 @@
 //! whole-request failure mapped to the error kind the runner acts on.
 #![cfg(feature = "testkit")]
 
-#[allow(dead_code)]
 #[path = "../examples/http_sync/salesforce.rs"]
 mod salesforce;
 
@@ -193,6 +192,55 @@ async fn a_batch_of_200_is_one_request_through_collections() {
     let snapshot = conn.fetch_records(OBJ, &ids).await.unwrap();
     assert!(snapshot.records.is_empty(), "every record was deleted");
     assert_eq!(server.faults().stats().requests, 1);
+}
+
+#[tokio::test]
+async fn mixed_kinds_are_one_collections_request_per_kind_with_results_in_order() {
+    let server = server().await;
+    let conn = connector(&server, false);
+    let a = server.insert("Contact", fields(&[("LastName", json!("A"))]));
+    let b = server.insert("Contact", fields(&[("LastName", json!("B"))]));
+    server.faults().reset_stats();
+    let ops = [
+        OpBuilder::delete("salesforce", OBJ, &a).build(),
+        create(7),
+        OpBuilder::update("salesforce", OBJ, &b)
+            .field("FirstName", json!("Bea"))
+            .build(),
+        OpBuilder::delete("salesforce", OBJ, &a).build(),
+    ];
+    let mut results = conn.apply(OBJ, &ops).await.unwrap().into_iter();
+    assert_eq!(
+        server.faults().stats().requests,
+        3,
+        "a create, an update and a delete request"
+    );
+    assert!(results.next().unwrap().is_ok());
+    let created = results.next().unwrap().unwrap().record_id.unwrap();
+    assert!(results.next().unwrap().is_ok());
+    let e = results.next().unwrap().unwrap_err();
+    assert_eq!(
+        *e.kind(),
+        ErrorKind::NotFound,
+        "deleted earlier in the same request: {e}"
+    );
+    assert_eq!(e.record(), Some(a.as_str()));
+    assert_eq!(
+        server.get("Contact", &b).unwrap().fields["FirstName"],
+        json!("Bea")
+    );
+    let made = server.get("Contact", &created).unwrap();
+    assert_eq!(made.fields["Recsync_Key__c"], json!("key-7"));
+
+    // Reads by id go 500 ids to a request, in the URL.
+    server.faults().reset_stats();
+    // Ids of no record, and ours each asked for twice.
+    let mut ids: Vec<String> = (1000..1998).map(|n| format!("003{n:015}")).collect();
+    ids.extend([b.clone(), created.clone(), b.clone(), created.clone()]);
+    let snapshot = conn.fetch_records(OBJ, &ids).await.unwrap();
+    assert_eq!(server.faults().stats().requests, 2, "1000 distinct ids");
+    let found: Vec<&str> = snapshot.records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(found, [b.as_str(), created.as_str()]);
 }
 
 #[tokio::test]

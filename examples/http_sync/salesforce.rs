@@ -46,7 +46,7 @@
 //! say the code and the field. The token is only ever sent, never put in
 //! a message, and the connector's `Debug` prints `[redacted]` for it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -346,9 +346,11 @@ impl SalesforceConnector {
                 }
             }
         }
+        // Only an op of a kind this connector does not know is left.
         Ok(results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ConnectorError::permanent("op not sent"))))
+            .zip(ops)
+            .map(|(r, op)| r.unwrap_or_else(|| Err(unknown_kind(op))))
             .collect())
     }
 
@@ -372,8 +374,12 @@ impl SalesforceConnector {
                     (OpKind::Create, _) => ("POST", path),
                     (OpKind::Update, Some(id)) => ("PATCH", format!("{path}/{id}")),
                     (OpKind::Delete, Some(id)) => ("DELETE", format!("{path}/{id}")),
-                    _ => {
+                    (OpKind::Update | OpKind::Delete, None) => {
                         unsent.insert(i, without_id(op));
+                        continue;
+                    }
+                    _ => {
+                        unsent.insert(i, unknown_kind(op));
                         continue;
                     }
                 };
@@ -468,6 +474,14 @@ impl Connector for SalesforceConnector {
         let (sobject, _) = self.sobject_of(object);
         let fields = self.read_fields(object).join(",");
         let url = self.url(&format!("/composite/sobjects/{sobject}"));
+        // Each id once: Salesforce answers an id asked twice twice, and a
+        // snapshot must hold a record once.
+        let mut seen = HashSet::with_capacity(ids.len());
+        let ids: Vec<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| seen.insert(*id))
+            .collect();
         let mut records = Vec::with_capacity(ids.len());
         for (n, chunk) in ids.chunks(IDS_PER_READ).enumerate() {
             if n > 0 {
@@ -508,6 +522,10 @@ fn transport(error: reqwest::Error) -> ConnectorError {
         ConnectorError::transient("the request to salesforce failed")
             .with_source(error.without_url())
     }
+}
+
+fn unknown_kind(op: &WriteOp) -> ConnectorError {
+    ConnectorError::not_supported(format!("this connector does not write {} ops", op.kind))
 }
 
 fn without_id(op: &WriteOp) -> ConnectorError {
