@@ -42,9 +42,10 @@
 //! validation error naming the field, `DUPLICATE_VALUE` a duplicate,
 //! `ENTITY_IS_DELETED` not found, `PRECONDITION_FAILED` a stale write).
 //! Some Salesforce messages quote the value refused (`INVALID_EMAIL_ADDRESS`
-//! does), so only the messages of codes known not to are kept; the others
-//! say the code and the field. The token is only ever sent, never put in
-//! a message, and the connector's `Debug` prints `[redacted]` for it.
+//! does), so an error message keeps Salesforce's text only for codes known
+//! not to (`QUOTABLE`), and otherwise the code alone; a validation error
+//! names the field in its kind. The token is only ever sent, never put in a
+//! message, and the connector's `Debug` prints `[redacted]` for it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -84,20 +85,39 @@ const SYSTEM_FIELDS: [&str; 4] = [
     CORRELATION_FIELD,
 ];
 
-/// Salesforce status codes whose messages never quote a value sent, so
-/// they can go into an error message (and a log).
-const QUOTABLE: [&str; 10] = [
-    "REQUIRED_FIELD_MISSING",
+/// Salesforce error codes whose messages never quote a value sent, so
+/// they can go into an error message (and a log). Other codes' messages
+/// may (`INVALID_EMAIL_ADDRESS`, `STRING_TOO_LONG`, `JSON_PARSER_ERROR`
+/// do): only the code is kept.
+const QUOTABLE: [&str; 17] = [
     "DUPLICATE_VALUE",
     "ENTITY_IS_DELETED",
-    "INVALID_CROSS_REFERENCE_KEY",
-    "PRECONDITION_FAILED",
-    "NOT_FOUND",
+    "EXCEEDED_ID_LIMIT",
     "FIELD_CUSTOM_VALIDATION_EXCEPTION",
-    "UNABLE_TO_LOCK_ROW",
     "INSUFFICIENT_ACCESS_OR_READONLY",
+    "INVALID_CROSS_REFERENCE_KEY",
+    "INVALID_FIELD",
     "INVALID_FIELD_FOR_INSERT_UPDATE",
+    "INVALID_QUERY_LOCATOR",
+    "INVALID_SESSION_ID",
+    "INVALID_TYPE",
+    "MALFORMED_QUERY",
+    "NOT_FOUND",
+    "PRECONDITION_FAILED",
+    "REQUEST_LIMIT_EXCEEDED",
+    "REQUIRED_FIELD_MISSING",
+    "UNABLE_TO_LOCK_ROW",
 ];
+
+/// What an error says in a message: its code, and its text where the code
+/// is one whose text quotes no value.
+fn described(error: &ApiError) -> String {
+    if QUOTABLE.contains(&error.code.as_str()) {
+        format!("{}: {}", error.code, error.message)
+    } else {
+        error.code.clone()
+    }
+}
 
 /// A Salesforce org, read with SOQL queries and written with sObject
 /// Collections or, in [conditional](Self::conditional) mode, the Composite
@@ -258,7 +278,7 @@ impl SalesforceConnector {
         let errors: Vec<ApiError> = response.json().await.unwrap_or_default();
         let code = errors.first().map_or("", |e| e.code.as_str());
         let said = match errors.first() {
-            Some(e) => format!("salesforce answered {status} {}: {}", e.code, e.message),
+            Some(e) => format!("salesforce answered {status} {}", described(e)),
             None => format!("salesforce answered {status}"),
         };
         Err(match status {
@@ -638,13 +658,10 @@ fn refused(op: &WriteOp, errors: &[ApiError], status: Option<u16>) -> ConnectorE
     let first = errors.first();
     let code = first.map_or("", |e| e.code.as_str());
     let field = first.and_then(|e| e.fields.first()).cloned();
-    let message = match first {
-        Some(e) if QUOTABLE.contains(&code) => format!("{code}: {}", e.message),
-        Some(_) => format!("salesforce refused the record ({code})"),
-        None => format!(
-            "salesforce refused the record (HTTP {})",
-            status.unwrap_or(0)
-        ),
+    let message = match (first, status) {
+        (Some(e), _) => described(e),
+        (None, Some(status)) => format!("salesforce refused the record (HTTP {status})"),
+        (None, None) => "salesforce refused the record".to_owned(),
     };
     let error = match code {
         "DUPLICATE_VALUE" | "DUPLICATES_DETECTED" => ConnectorError::duplicate(message),
