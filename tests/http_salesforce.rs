@@ -480,3 +480,97 @@ async fn a_wrong_token_is_an_authentication_error_and_never_printed() {
     assert!(printed[0].contains("[redacted]"));
     assert_eq!(server.faults().stats().writes, 0);
 }
+
+/// crm (in memory, on the wall clock) and Salesforce over HTTP, through
+/// the runner: creates, a stable second run, an edit in Salesforce
+/// reaching crm, and in conditional mode a write that lost a race
+/// planned again in the same run.
+#[tokio::test]
+async fn the_runner_syncs_with_salesforce_in_both_write_modes() {
+    use recsync::runner::SyncRunner;
+    use recsync::testkit::{MemoryConnector, SystemClock};
+    use recsync::{Field, FieldMap, MemoryStore, SyncEngine};
+
+    let map = || {
+        FieldMap::builder()
+            .object(OBJ)
+            .systems(["crm", "salesforce"])
+            .key("email")
+            .field(
+                Field::new("email")
+                    .native("salesforce", "Email")
+                    .case_insensitive(),
+            )
+            .field(Field::new("name").native("salesforce", "LastName"))
+            .build()
+            .unwrap()
+    };
+    for conditional in [false, true] {
+        let server = server().await;
+        let crm = MemoryConnector::builder("crm")
+            .clock(SystemClock)
+            .build()
+            .unwrap();
+        let ada = crm.insert(
+            OBJ,
+            [
+                ("email", json!("ada@example.com")),
+                ("name", json!("Lovelace")),
+            ],
+        );
+        crm.insert(
+            OBJ,
+            [
+                ("email", json!("alan@example.com")),
+                ("name", json!("Turing")),
+            ],
+        );
+        let runner = SyncRunner::builder(SyncEngine::new(map()))
+            .connector(crm.clone())
+            .connector(connector(&server, conditional))
+            .store(MemoryStore::new())
+            .sleeper(tokio::time::sleep)
+            .build()
+            .unwrap();
+        let report = runner.run().await.unwrap();
+        assert_eq!((report.applied(), report.failed()), (2, 0), "{report}");
+        assert_eq!(runner.run().await.unwrap().planned(), 0, "stable");
+
+        let sf_ada = server
+            .records("Contact")
+            .into_iter()
+            .find(|r| r.fields["Email"] == json!("ada@example.com"))
+            .unwrap()
+            .id;
+        server.edit("Contact", &sf_ada, fields(&[("LastName", json!("Byron"))]));
+        let report = runner.run().await.unwrap();
+        assert_eq!((report.applied(), report.failed()), (1, 0), "{report}");
+        assert_eq!(
+            crm.get(OBJ, &ada).unwrap().get("name"),
+            Some(&json!("Byron"))
+        );
+
+        if conditional {
+            crm.edit(OBJ, &ada, [("name", json!("King"))]).unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            server.edit_before_next_write(
+                "Contact",
+                &sf_ada,
+                fields(&[("LastName", json!("Lovelace-King"))]),
+            );
+            let report = runner.run().await.unwrap();
+            assert_eq!((report.replanned, report.failed()), (1, 0), "{report}");
+            let kept = server.get("Contact", &sf_ada).unwrap();
+            assert_eq!(
+                kept.fields["LastName"],
+                json!("Lovelace-King"),
+                "the later edit wins"
+            );
+            assert_eq!(
+                crm.get(OBJ, &ada).unwrap().get("name"),
+                Some(&json!("Lovelace-King"))
+            );
+        }
+        assert_eq!(runner.run().await.unwrap().planned(), 0, "stable");
+    }
+}
