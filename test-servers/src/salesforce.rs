@@ -660,10 +660,11 @@ impl fmt::Debug for Salesforce {
     }
 }
 
-type Shd = State<Arc<Shared>>;
+/// The state every handler extracts.
+type SharedState = State<Arc<Shared>>;
 
 /// `Authorization: Bearer <token>`, then the daily limit.
-async fn auth(State(shared): Shd, request: Request, next: Next) -> Response {
+async fn auth(State(shared): SharedState, request: Request, next: Next) -> Response {
     let expected = format!("Bearer {}", shared.token);
     let given = request
         .headers()
@@ -698,7 +699,10 @@ async fn not_found() -> Response {
     )
 }
 
-async fn query(State(shared): Shd, Query(params): Query<HashMap<String, String>>) -> Response {
+async fn query(
+    State(shared): SharedState,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
     let Some(soql) = params.get("q") else {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -720,7 +724,7 @@ async fn query(State(shared): Shd, Query(params): Query<HashMap<String, String>>
     Json(shared.page(records, total, None)).into_response()
 }
 
-async fn query_more(State(shared): Shd, Path(locator): Path<String>) -> Response {
+async fn query_more(State(shared): SharedState, Path(locator): Path<String>) -> Response {
     let records = shared.lock().cursors.remove(&locator);
     let Some(records) = records else {
         return refuse(
@@ -762,7 +766,7 @@ fn all_or_none_refused() -> Response {
 }
 
 async fn retrieve(
-    State(shared): Shd,
+    State(shared): SharedState,
     Path(object): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
@@ -866,7 +870,7 @@ fn not_saved(id: Option<&str>, refusal: &Refusal) -> Value {
     out
 }
 
-async fn collection_create(State(shared): Shd, body: Bytes) -> Response {
+async fn collection_create(State(shared): SharedState, body: Bytes) -> Response {
     let records = match collection_records(&body) {
         Ok(records) => records,
         Err(response) => return response,
@@ -888,7 +892,7 @@ async fn collection_create(State(shared): Shd, body: Bytes) -> Response {
     Json(Value::Array(results)).into_response()
 }
 
-async fn collection_update(State(shared): Shd, body: Bytes) -> Response {
+async fn collection_update(State(shared): SharedState, body: Bytes) -> Response {
     let records = match collection_records(&body) {
         Ok(records) => records,
         Err(response) => return response,
@@ -921,7 +925,7 @@ async fn collection_update(State(shared): Shd, body: Bytes) -> Response {
 }
 
 async fn collection_delete(
-    State(shared): Shd,
+    State(shared): SharedState,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let ids = list(params.get("ids"));
@@ -1055,7 +1059,7 @@ fn subrequest(
     }
 }
 
-async fn composite(State(shared): Shd, body: Bytes) -> Response {
+async fn composite(State(shared): SharedState, body: Bytes) -> Response {
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(parsed) => parsed,
         Err(e) => {
