@@ -476,3 +476,69 @@ fn settle(op: &WriteOp, answer: OpResult) -> OpResult {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::OpId;
+
+    fn op(n: u64, kind: OpKind, entity: &str) -> WriteOp {
+        WriteOp {
+            id: OpId(n),
+            kind,
+            object: "contacts".into(),
+            system: "shop".into(),
+            record_id: (kind != OpKind::Create).then(|| format!("r{n}")),
+            entity: EntityId::new(entity),
+            expected_version: None,
+            correlation: None,
+            fields: Vec::new(),
+        }
+    }
+
+    fn ids(batches: &[Vec<&WriteOp>]) -> Vec<Vec<u64>> {
+        batches
+            .iter()
+            .map(|b| b.iter().map(|op| op.id.0).collect())
+            .collect()
+    }
+
+    #[test]
+    fn batches_hold_one_kind_in_the_order_the_plan_first_has_it() {
+        use OpKind::{Create, Delete, Update};
+        let ops = [
+            op(1, Create, "a"),
+            op(2, Update, "b"),
+            op(3, Create, "c"),
+            op(4, Delete, "d"),
+            op(5, Update, "e"),
+            op(6, Create, "f"),
+        ];
+        let mine: Vec<&WriteOp> = ops.iter().collect();
+        let b = batches(&mine, 2);
+        assert_eq!(ids(&b), [vec![1, 3], vec![6], vec![2, 5], vec![4]]);
+        assert!(waits_for(&b).iter().all(Vec::is_empty));
+    }
+
+    #[test]
+    fn an_entitys_ops_keep_their_order_and_wait_for_each_other() {
+        use OpKind::{Create, Delete, Update};
+        // Entity "a" has a delete, then a create (a record made anew).
+        let ops = [
+            op(1, Delete, "a"),
+            op(2, Delete, "b"),
+            op(3, Create, "a"),
+            op(4, Update, "c"),
+            op(5, Update, "a"),
+        ];
+        let mine: Vec<&WriteOp> = ops.iter().collect();
+        let b = batches(&mine, 10);
+        assert_eq!(ids(&b), [vec![1, 2], vec![3], vec![4, 5]]);
+        assert_eq!(waits_for(&b), [vec![], vec![0], vec![1]]);
+        let small = batches(&mine, 1);
+        assert_eq!(
+            waits_for(&small),
+            [vec![], vec![], vec![0], vec![], vec![2]]
+        );
+    }
+}

@@ -1,0 +1,489 @@
+//! The runner under a system's rate limit: every request waits for its
+//! permit, runners sharing an account's limit never go over it together, a
+//! 429 pauses every holder, several batches go at once with each entity's
+//! ops in order, and a spent daily budget stops the run without losing
+//! anything. Time is a manual clock: nothing here waits for real.
+#![cfg(all(feature = "testkit", feature = "rate-limit"))]
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use recsync::connector::{Applied, Capabilities, Changes, Cursor, ErrorKind};
+use recsync::plan::WriteOp;
+use recsync::runner::{RateLimit, RetryPolicy, RunError, SyncEvent, SyncRunner, SyncRunnerBuilder};
+use recsync::testkit::{Clock, ManualClock, MemoryConnector};
+use recsync::{
+    Connector, ConnectorError, Field, FieldMap, Guards, MemoryStore, Snapshot, SyncEngine, SystemId,
+};
+use serde_json::{json, Value};
+
+fn start() -> DateTime<Utc> {
+    "2026-03-01T09:00:00Z".parse().unwrap()
+}
+
+fn map(object: &str) -> FieldMap {
+    FieldMap::builder()
+        .object(object)
+        .systems(["crm", "shop"])
+        .key("email")
+        .guards(Guards::off())
+        .field(Field::new("email"))
+        .field(Field::new("name"))
+        .build()
+        .unwrap()
+}
+
+/// Completes after being polled `polls` times, waking itself in between:
+/// a call that takes a while, so that others start meanwhile.
+struct Busy(usize);
+
+impl Future for Busy {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 == 0 {
+            return Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// What the watched connectors of one account saw.
+#[derive(Debug, Default)]
+struct Log {
+    /// When each request started, by the test's clock, and what it was.
+    starts: Mutex<Vec<(DateTime<Utc>, &'static str)>>,
+    /// Write calls running now, and the most at once.
+    running: AtomicUsize,
+    most: AtomicUsize,
+    /// Write calls so far.
+    applies: AtomicUsize,
+    /// Write calls (0-based, over the account) answered 429.
+    refuse: Mutex<Vec<usize>>,
+}
+
+impl Log {
+    fn starts(&self) -> Vec<DateTime<Utc>> {
+        let mut at: Vec<DateTime<Utc>> = self.starts.lock().unwrap().iter().map(|s| s.0).collect();
+        at.sort();
+        at
+    }
+}
+
+/// A memory system behind an account's API: every call is noted, a write
+/// takes a few polls, and chosen writes are refused with a 429.
+#[derive(Debug, Clone)]
+struct Watched {
+    inner: MemoryConnector,
+    clock: ManualClock,
+    log: Arc<Log>,
+}
+
+impl Watched {
+    fn note(&self, what: &'static str) {
+        self.log
+            .starts
+            .lock()
+            .unwrap()
+            .push((self.clock.peek(), what));
+    }
+}
+
+#[async_trait]
+impl Connector for Watched {
+    fn system(&self) -> &SystemId {
+        self.inner.system()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn fetch(&self, object: &str) -> Result<Snapshot, ConnectorError> {
+        self.note("fetch");
+        self.inner.fetch(object).await
+    }
+    async fn fetch_changes(
+        &self,
+        object: &str,
+        cursor: Option<&Cursor>,
+    ) -> Result<Changes, ConnectorError> {
+        self.note("changes");
+        self.inner.fetch_changes(object, cursor).await
+    }
+    async fn fetch_records(
+        &self,
+        object: &str,
+        ids: &[String],
+    ) -> Result<Snapshot, ConnectorError> {
+        self.note("read");
+        self.inner.fetch_records(object, ids).await
+    }
+    async fn apply(
+        &self,
+        object: &str,
+        ops: &[WriteOp],
+    ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
+        self.note("apply");
+        let n = self.log.applies.fetch_add(1, Ordering::SeqCst);
+        if self.log.refuse.lock().unwrap().contains(&n) {
+            return Err(ConnectorError::rate_limited(
+                Some(Duration::from_secs(2)),
+                "secondly limit reached",
+            ));
+        }
+        let now = self.log.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.log.most.fetch_max(now, Ordering::SeqCst);
+        Busy(3).await;
+        let answer = self.inner.apply(object, ops).await;
+        self.log.running.fetch_sub(1, Ordering::SeqCst);
+        answer
+    }
+}
+
+/// A crm holding `people` contacts of `object` and an empty shop behind a
+/// watched account, batches of 5.
+fn world(
+    object: &str,
+    people: usize,
+    clock: &ManualClock,
+    log: &Arc<Log>,
+) -> (MemoryConnector, Watched) {
+    let crm = MemoryConnector::builder("crm")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for i in 0..people {
+        crm.insert(
+            object,
+            [
+                ("email", json!(format!("p{i}@x.io"))),
+                ("name", json!(format!("n{i}"))),
+            ],
+        );
+    }
+    let shop = MemoryConnector::builder("shop")
+        .clock(clock.clone())
+        .max_batch_size(5)
+        .build()
+        .unwrap();
+    let shop = Watched {
+        inner: shop,
+        clock: clock.clone(),
+        log: Arc::clone(log),
+    };
+    (crm, shop)
+}
+
+fn runner(
+    object: &str,
+    crm: MemoryConnector,
+    shop: Watched,
+    clock: &ManualClock,
+    limit: Option<&RateLimit>,
+    in_flight: usize,
+) -> SyncRunner {
+    builder(object, crm, shop, clock, limit, in_flight)
+        .build()
+        .unwrap()
+}
+
+fn builder(
+    object: &str,
+    crm: MemoryConnector,
+    shop: Watched,
+    clock: &ManualClock,
+    limit: Option<&RateLimit>,
+    in_flight: usize,
+) -> SyncRunnerBuilder {
+    let mut builder = SyncRunner::builder(SyncEngine::new(map(object)))
+        .connector(crm)
+        .connector(shop)
+        .store(MemoryStore::new())
+        .clock(clock.clone())
+        .sleeper(clock.clone())
+        .retry(RetryPolicy::new().no_jitter())
+        .batches_in_flight(in_flight);
+    if let Some(limit) = limit {
+        builder = builder.rate_limit("shop", limit.clone());
+    }
+    builder
+}
+
+fn limit(clock: &ManualClock, per_second: u32) -> RateLimit {
+    RateLimit::builder(per_second, Duration::from_secs(1))
+        .clock(clock.clone())
+        .sleeper(clock.clone())
+        .build()
+        .unwrap()
+}
+
+/// The shortest gap between two requests.
+fn shortest_gap(starts: &[DateTime<Utc>]) -> TimeDelta {
+    starts
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .min()
+        .unwrap_or(TimeDelta::MAX)
+}
+
+fn emails(c: &MemoryConnector, object: &str) -> Vec<String> {
+    let mut all: Vec<String> = c
+        .records(object)
+        .iter()
+        .filter_map(|r| r.get("email").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn every_request_to_a_limited_system_waits_for_its_permit() {
+    futures::executor::block_on(async {
+        let clock = ManualClock::new(start());
+        let log = Arc::new(Log::default());
+        let (crm, shop) = world("contacts", 40, &clock, &log);
+        let limit = limit(&clock, 10);
+        let runner = runner("contacts", crm, shop.clone(), &clock, Some(&limit), 1);
+        let report = runner.run().await.unwrap();
+        assert_eq!(report.applied(), 40);
+        // A read, 8 write batches of 5, 8 read-backs: 17 requests, each at
+        // least the interval (100 ms) after the one before.
+        let starts = log.starts();
+        assert_eq!(starts.len(), 17);
+        assert!(shortest_gap(&starts) >= TimeDelta::milliseconds(100));
+        assert!(starts[16] - starts[0] >= TimeDelta::milliseconds(1600));
+        let shop_report = report.systems.iter().find(|s| s.system == "shop").unwrap();
+        assert_eq!(shop_report.requests, 17);
+        assert_eq!(limit.stats().requests, 17);
+        assert!(!shop_report.budget_spent);
+        // The crm has no limit: its one read is counted, not paced.
+        assert_eq!(report.systems[0].requests, 1);
+    });
+}
+
+#[test]
+fn without_a_limit_requests_go_at_once() {
+    futures::executor::block_on(async {
+        let clock = ManualClock::new(start());
+        let log = Arc::new(Log::default());
+        let (crm, shop) = world("contacts", 40, &clock, &log);
+        let runner = runner("contacts", crm, shop, &clock, None, 1);
+        runner.run().await.unwrap();
+        let starts = log.starts();
+        assert_eq!(starts.len(), 17);
+        assert_eq!(starts[16], starts[0]);
+    });
+}
+
+#[test]
+fn runners_sharing_an_accounts_limit_never_go_over_it_together() {
+    futures::executor::block_on(async {
+        let clock = ManualClock::new(start());
+        let log = Arc::new(Log::default());
+        let limit = limit(&clock, 10);
+        let (crm_a, shop_a) = world("contacts", 30, &clock, &log);
+        let (crm_b, shop_b) = world("deals", 30, &clock, &log);
+        let a = runner("contacts", crm_a, shop_a.clone(), &clock, Some(&limit), 2);
+        let b = runner("deals", crm_b, shop_b.clone(), &clock, Some(&limit), 2);
+        let (ra, rb) = futures::join!(a.run(), b.run());
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!((ra.applied(), rb.applied()), (30, 30));
+        assert_eq!(emails(&shop_a.inner, "contacts").len(), 30);
+        assert_eq!(emails(&shop_b.inner, "deals").len(), 30);
+        let starts = log.starts();
+        // Each: a read, 6 batches, 6 read-backs.
+        assert_eq!(starts.len(), 26);
+        assert!(shortest_gap(&starts) >= TimeDelta::milliseconds(100));
+        assert_eq!(
+            ra.systems[1].requests + rb.systems[1].requests,
+            starts.len()
+        );
+    });
+}
+
+#[test]
+fn a_429_answered_anyway_pauses_every_runner_on_the_account() {
+    futures::executor::block_on(async {
+        let clock = ManualClock::new(start());
+        let log = Arc::new(Log::default());
+        // The account's third write is refused, asking for 2 s.
+        log.refuse.lock().unwrap().push(2);
+        let limit = limit(&clock, 10);
+        let (crm_a, shop_a) = world("contacts", 30, &clock, &log);
+        let (crm_b, shop_b) = world("deals", 30, &clock, &log);
+        // The runners' own retry waits take no time: only the limit's
+        // pause holds them.
+        let no_wait = |_: Duration| async {};
+        let a = builder("contacts", crm_a, shop_a.clone(), &clock, Some(&limit), 1)
+            .sleeper(no_wait)
+            .build()
+            .unwrap();
+        let b = builder("deals", crm_b, shop_b.clone(), &clock, Some(&limit), 1)
+            .sleeper(no_wait)
+            .build()
+            .unwrap();
+        let (ra, rb) = futures::join!(a.run(), b.run());
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(ra.applied() + rb.applied(), 60, "{ra}\n{rb}");
+        assert_eq!(ra.retries() + rb.retries(), 1);
+        let all = log.starts.lock().unwrap().clone();
+        let refused = all.iter().filter(|(_, w)| *w == "apply").nth(2).unwrap().0;
+        // Nothing from either runner in the 2 s after the refusal.
+        let during: Vec<_> = all
+            .iter()
+            .filter(|(t, _)| *t > refused && *t < refused + TimeDelta::seconds(2))
+            .collect();
+        assert!(during.is_empty(), "{during:?}");
+    });
+}
+
+#[test]
+fn several_batches_go_at_once_up_to_the_setting() {
+    for (in_flight, most) in [(1, 1), (3, 3)] {
+        futures::executor::block_on(async {
+            let clock = ManualClock::new(start());
+            let log = Arc::new(Log::default());
+            let (crm, shop) = world("contacts", 30, &clock, &log);
+            let runner = runner("contacts", crm, shop.clone(), &clock, None, in_flight);
+            let report = runner.run().await.unwrap();
+            assert_eq!(report.applied(), 30);
+            assert_eq!(log.most.load(Ordering::SeqCst), most);
+            assert_eq!(emails(&shop.inner, "contacts").len(), 30);
+            assert!(runner.dry_run().await.unwrap().is_empty());
+        });
+    }
+}
+
+#[test]
+fn a_spent_daily_budget_stops_the_run_and_the_next_day_goes_on() {
+    futures::executor::block_on(async {
+        let clock = ManualClock::new(start());
+        let log = Arc::new(Log::default());
+        let (crm, shop) = world("contacts", 30, &clock, &log);
+        let limit = RateLimit::builder(10, Duration::from_secs(1))
+            .daily_budget(6)
+            .clock(clock.clone())
+            .sleeper(clock.clone())
+            .build()
+            .unwrap();
+        let runner = runner(
+            "contacts",
+            crm.clone(),
+            shop.clone(),
+            &clock,
+            Some(&limit),
+            1,
+        );
+        let mut events = runner.subscribe();
+
+        // A read and 5 write batches spend the budget; the sixth batch is
+        // not sent, and nothing is read back.
+        let first = runner.run().await.unwrap();
+        assert_eq!(first.applied(), 25, "{first}");
+        assert_eq!(first.failed(), 5);
+        assert!(first.systems[1].budget_spent);
+        assert_eq!(first.systems[1].requests, 6);
+        assert_eq!(log.starts().len(), 6);
+        assert!(first
+            .errors
+            .iter()
+            .all(|g| g.kind == ErrorKind::BudgetSpent));
+        assert!(first.to_string().contains("request budget of shop spent"));
+        assert_eq!(limit.budget_left(), Some(0));
+        let mut spent = 0;
+        while let Ok(event) = events.try_recv() {
+            spent += usize::from(matches!(event, SyncEvent::BudgetSpent { .. }));
+        }
+        assert_eq!(spent, 1, "said once");
+
+        // The same day, the shop cannot even be read: the run stops before
+        // it plans, and sends nothing.
+        match runner.run().await {
+            Err(RunError::Fetch { system, source, .. }) => {
+                assert_eq!(system, "shop");
+                assert_eq!(*source.kind(), ErrorKind::BudgetSpent);
+            }
+            other => panic!("expected the budget to stop the read: {other:?}"),
+        }
+        assert_eq!(log.starts().len(), 6);
+
+        // The next day the rest is written (a read, a batch, its
+        // read-back): each contact once.
+        clock.set("2026-03-02T00:00:01Z".parse().unwrap());
+        let next = runner.run().await.unwrap();
+        assert_eq!(next.applied(), 5, "{next}");
+        assert_eq!(next.systems[1].planned.create, 5);
+        assert_eq!(next.systems[1].requests, 3);
+        assert!(!next.systems[1].budget_spent);
+        let want: Vec<String> = emails(&crm, "contacts");
+        assert_eq!(emails(&shop.inner, "contacts"), want);
+        assert_eq!(
+            want.iter().collect::<BTreeSet<_>>().len(),
+            30,
+            "no duplicate"
+        );
+        assert!(runner.dry_run().await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn bad_limits_are_refused_with_every_problem() {
+    let e = RateLimit::builder(0, Duration::from_secs(1))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("0 requests"), "{e}");
+    let e = RateLimit::builder(10, Duration::from_secs(1))
+        .burst(11)
+        .budget(5, Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.problems.len(), 2, "{e}");
+    let e = RateLimit::builder(10, Duration::ZERO).build().unwrap_err();
+    assert!(e.to_string().contains("window is too short"), "{e}");
+
+    let clock = ManualClock::new(start());
+    let ok = limit(&clock, 10);
+    let e = SyncRunner::builder(SyncEngine::new(map("contacts")))
+        .connector(MemoryConnector::new("crm"))
+        .connector(MemoryConnector::new("shop"))
+        .store(MemoryStore::new())
+        .rate_limit("erp", ok.clone())
+        .rate_limit("shop", ok.clone())
+        .rate_limit("shop", ok)
+        .batches_in_flight(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.problems.len(), 3, "{e}");
+}
+
+#[test]
+fn a_pause_holds_every_holder_and_a_burst_goes_at_once() {
+    futures::executor::block_on(async {
+        let clock = ManualClock::new(start());
+        let limit = RateLimit::builder(4, Duration::from_secs(1))
+            .burst(4)
+            .clock(clock.clone())
+            .sleeper(clock.clone())
+            .build()
+            .unwrap();
+        for _ in 0..4 {
+            limit.until_ready().await.unwrap();
+        }
+        assert_eq!(clock.now(), start(), "a burst of 4 waits for nothing");
+        limit.until_ready().await.unwrap();
+        assert_eq!(clock.now(), start() + TimeDelta::milliseconds(250));
+        let other = limit.clone();
+        other.pause(Duration::from_secs(3));
+        limit.until_ready().await.unwrap();
+        assert_eq!(clock.now(), start() + TimeDelta::milliseconds(3250));
+        assert_eq!(other.stats().requests, 6);
+        assert_eq!(limit.interval(), Duration::from_millis(250));
+    });
+}
