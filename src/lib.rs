@@ -170,6 +170,11 @@
 //! - **`phone`**: [`Normalization::phone`](mapping::Normalization::phone),
 //!   phone numbers compared by their E.164 form with a default region
 //!   (`"phone:US"` in config files). Adds `phonenumber`.
+//! - **`rate-limit`**: `recsync::runner::RateLimit`, a system's request
+//!   rate, burst and daily budget, shared by the runners and connectors of
+//!   one account: the runner paces every request under it and stops at a
+//!   spent budget. Adds `governor` (a GCRA limiter, driven by the clock you
+//!   give it).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

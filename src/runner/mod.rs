@@ -13,9 +13,13 @@
 //!    of their entities, and nothing is written to those entities in this
 //!    run;
 //! 3. plans;
-//! 4. executes the plan per system in batches of the connector's
-//!    [`max_batch_size`](crate::connector::Capabilities::max_batch_size), in
-//!    the plan's order within a system, several systems at once (at most
+//! 4. executes the plan per system in batches of one kind of op (creates,
+//!    updates or deletes, as most batch endpoints take them) and at most
+//!    the connector's
+//!    [`max_batch_size`](crate::connector::Capabilities::max_batch_size),
+//!    up to [`batches_in_flight`](SyncRunnerBuilder::batches_in_flight) at
+//!    once (default 1), each entity's ops in the plan's order, several
+//!    systems at once (at most
 //!    [`max_concurrent_systems`](SyncRunnerBuilder::max_concurrent_systems));
 //!    rate-limited, transient and timed-out failures are tried again after
 //!    the [`RetryPolicy`]'s wait, per op, until its attempts are spent: then
@@ -59,6 +63,22 @@
 //! executed, nothing saved. Progress reaches the host as
 //! [`SyncEvent`]s ([`subscribe`](SyncRunner::subscribe)) and each run
 //! returns a [`SyncReport`].
+//!
+//! # At an API's limits
+//!
+//! With a `RateLimit` for a system (feature `rate-limit`;
+//! `SyncRunnerBuilder::rate_limit`), every request the runner sends there
+//! (each page read, each write batch, each read-back) waits for a permit,
+//! so it runs at the system's limit without going over it; clones of one
+//! limit, given to the runners of one account, share it. A 429 answered
+//! anyway pauses every holder of the limit for the retry's wait. Once its
+//! budget is spent, the runner sends the system no more requests: ops not
+//! sent fail as [`BudgetSpent`](ErrorKind::BudgetSpent), the run says so
+//! ([`SyncEvent::BudgetSpent`], [`SystemReport::budget_spent`]) and
+//! commits what was done, and the next run plans the rest; a read that
+//! cannot be made stops the run before it plans
+//! ([`RunError::Fetch`]). Each report counts the requests sent per
+//! system ([`SystemReport::requests`]).
 //!
 //! The runner depends on no async runtime: waiting goes through a
 //! [`Sleeper`] (a tokio host passes `tokio::time::sleep`) and the time

@@ -168,7 +168,7 @@ impl RateLimitBuilder {
 
     /// At most `requests` per `window` (windows counted from the Unix
     /// epoch); once they are spent, [`until_ready`](RateLimit::until_ready)
-    /// fails with [`BudgetSpent`](crate::ErrorKind::BudgetSpent) until the
+    /// fails with [`BudgetSpent`](crate::connector::ErrorKind::BudgetSpent) until the
     /// next window.
     #[must_use]
     pub fn budget(mut self, requests: u64, window: Duration) -> Self {
@@ -297,7 +297,7 @@ impl RateLimit {
 
     /// Waits until a request may start, and counts it against the budget:
     /// call it right before sending one. Fails with
-    /// [`BudgetSpent`](crate::ErrorKind::BudgetSpent), at once, when the
+    /// [`BudgetSpent`](crate::connector::ErrorKind::BudgetSpent), at once, when the
     /// budget is spent; the request must not be sent then.
     pub async fn until_ready(&self) -> Result<(), ConnectorError> {
         let mut waited = false;

@@ -73,7 +73,7 @@ pub struct SystemReport {
     /// The system's request budget
     /// ([`RateLimit`](crate::runner::RateLimit)) was spent in this run: the
     /// ops not sent failed as
-    /// [`BudgetSpent`](crate::ErrorKind::BudgetSpent), and the next run
+    /// [`BudgetSpent`](crate::connector::ErrorKind::BudgetSpent), and the next run
     /// plans them again.
     pub budget_spent: bool,
     /// Writes the system would need but that were not planned, because the
