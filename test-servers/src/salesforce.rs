@@ -303,14 +303,9 @@ impl Shared {
     ) -> Option<Row> {
         let fields: Map<String, Value> = fields.into_iter().map(|(k, v)| (k, stored(v))).collect();
         let before = self.table.get(object, id)?;
-        let mut row = self.table.update(object, id, &fields)?;
-        // `Table` can stamp two writes within one millisecond alike (it
-        // compares before it truncates to milliseconds); a write must move
-        // the SystemModstamp, the ETag, so touch the record again until the
-        // clock has moved on (under a millisecond).
-        while row.updated <= before.updated {
-            row = self.table.update(object, id, &Map::new())?;
-        }
+        // `Table` stamps every write at least a millisecond after the last,
+        // so the SystemModstamp, the ETag, moves.
+        let row = self.table.update(object, id, &fields)?;
         if fields.contains_key(EXTERNAL_ID) {
             if let Some(Value::String(old)) = before.fields.get(EXTERNAL_ID) {
                 state.keys.remove(&(object.to_owned(), old.clone()));
