@@ -613,6 +613,14 @@ impl Salesforce {
         self.shared.store_update(&mut state, object, id, fields)
     }
 
+    /// A person deletes a record in Salesforce's own screens: a later write
+    /// to it fails `ENTITY_IS_DELETED`, and its external id is free again.
+    /// Whether it was there.
+    pub fn delete(&self, object: &str, id: &str) -> bool {
+        let mut state = self.shared.lock();
+        self.shared.delete(&mut state, object, id, None).is_ok()
+    }
+
     /// Every record of `object`, in id order.
     pub fn records(&self, object: &str) -> Vec<Row> {
         self.shared.table.all(object)
