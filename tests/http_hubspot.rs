@@ -1,8 +1,9 @@
 //! The HubSpot connector of the `http_sync` example against the local
 //! HubSpot server (test-servers), over real HTTP on loopback: the
 //! conformance suite, paging, batches, values HubSpot rewrites, and every
-//! error the runner acts on.
-#![cfg(feature = "testkit")]
+//! error the runner acts on, and the pacing of every request after a
+//! call's first.
+#![cfg(all(feature = "testkit", feature = "rate-limit"))]
 
 #[allow(dead_code)]
 #[path = "../examples/http_sync/hubspot.rs"]
@@ -376,4 +377,80 @@ async fn fetch_records_reads_100_ids_a_request() {
     assert_eq!(snapshot.records.len(), 150);
     assert_eq!(server.faults().stats().requests, 2);
     assert!(snapshot.records.iter().all(|r| r.id != "404"));
+}
+
+/// A limit fast enough never to wait, counting the permits taken.
+fn counting_limit() -> recsync::runner::RateLimit {
+    recsync::runner::RateLimit::builder(10_000, Duration::from_secs(1))
+        .sleeper(tokio::time::sleep)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_request_after_a_calls_first_takes_a_permit() {
+    let server = server().await;
+    let limit = counting_limit();
+    let connector = connector(&server).page_size(10).rate_limit(limit.clone());
+    let ids: Vec<String> = (0..25)
+        .map(|i| server.insert("contacts", props(&[("firstname", json!(format!("n{i}")))])))
+        .collect();
+
+    // Three pages: the runner paces the first, the connector the other two.
+    let snapshot = connector.fetch("contacts").await.unwrap();
+    assert_eq!(snapshot.records.len(), 25);
+    assert_eq!(server.faults().stats().requests, 3);
+    assert_eq!(limit.stats().requests, 2);
+
+    // 150 ids are two batch reads: one permit.
+    server.faults().reset_stats();
+    let many: Vec<String> = ids.iter().cycle().take(150).cloned().collect();
+    connector.fetch_records("contacts", &many).await.unwrap();
+    assert_eq!(server.faults().stats().requests, 2);
+    assert_eq!(limit.stats().requests, 3);
+
+    // A call of every kind: a create, an update, and a delete's read and
+    // archive are four requests, three after the first.
+    server.faults().reset_stats();
+    let ops = vec![
+        creates(1, |_| "Ada".into()).remove(0),
+        OpBuilder::update("hubspot", "contacts", &ids[0])
+            .field("lastname", json!("King"))
+            .build(),
+        OpBuilder::delete("hubspot", "contacts", &ids[1]).build(),
+    ];
+    let results = connector.apply("contacts", &ops).await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(server.faults().stats().requests, 4);
+    assert_eq!(limit.stats().requests, 6);
+
+    // One kind, one chunk, as the runner sends it: no permit of its own.
+    server.faults().reset_stats();
+    let ops = vec![OpBuilder::update("hubspot", "contacts", &ids[2])
+        .field("lastname", json!("Byron"))
+        .build()];
+    connector.apply("contacts", &ops).await.unwrap();
+    assert_eq!(server.faults().stats().requests, 1);
+    assert_eq!(limit.stats().requests, 6);
+}
+
+#[tokio::test]
+async fn a_spent_budget_stops_the_next_page_unsent() {
+    let server = server().await;
+    for i in 0..25 {
+        server.insert("contacts", props(&[("firstname", json!(format!("n{i}")))]));
+    }
+    let limit = recsync::runner::RateLimit::builder(10_000, Duration::from_secs(1))
+        .budget(1, Duration::from_secs(24 * 60 * 60))
+        .sleeper(tokio::time::sleep)
+        .build()
+        .unwrap();
+    let connector = connector(&server).page_size(10).rate_limit(limit);
+    let error = connector.fetch("contacts").await.unwrap_err();
+    assert_eq!(*error.kind(), ErrorKind::BudgetSpent, "{error}");
+    assert_eq!(
+        server.faults().stats().requests,
+        2,
+        "the third page is not sent"
+    );
 }

@@ -2,8 +2,9 @@
 //! Salesforce-shaped server, over real HTTP on loopback: the conformance
 //! suite in both write modes, query paging, batch sizes per request, a
 //! conditional write losing a race, Salesforce's own rules, and every
-//! whole-request failure mapped to the error kind the runner acts on.
-#![cfg(feature = "testkit")]
+//! whole-request failure mapped to the error kind the runner acts on, and
+//! the pacing of every request after a call's first.
+#![cfg(all(feature = "testkit", feature = "rate-limit"))]
 
 #[path = "../examples/http_sync/salesforce.rs"]
 mod salesforce;
@@ -573,4 +574,58 @@ async fn the_runner_syncs_with_salesforce_in_both_write_modes() {
         }
         assert_eq!(runner.run().await.unwrap().planned(), 0, "stable");
     }
+}
+
+#[tokio::test]
+async fn every_request_after_a_calls_first_takes_a_permit() {
+    let server = server().await;
+    server.query_page_size(3);
+    let ids: Vec<String> = (0..10)
+        .map(|n| server.insert("Contact", fields(&[("LastName", json!(format!("L{n}")))])))
+        .collect();
+    let limit = recsync::runner::RateLimit::builder(10_000, Duration::from_secs(1))
+        .sleeper(tokio::time::sleep)
+        .build()
+        .unwrap();
+    let collections = connector(&server, false).rate_limit(limit.clone());
+
+    // Four query pages: the runner paces the first, the connector the rest.
+    assert_eq!(collections.fetch(OBJ).await.unwrap().records.len(), 10);
+    assert_eq!(server.faults().stats().requests, 4);
+    assert_eq!(limit.stats().requests, 3);
+
+    // 1000 distinct ids are two reads: one permit.
+    server.faults().reset_stats();
+    let mut many: Vec<String> = (1000..1990).map(|n| format!("003{n:015}")).collect();
+    many.extend(ids.iter().cloned());
+    collections.fetch_records(OBJ, &many).await.unwrap();
+    assert_eq!(server.faults().stats().requests, 2);
+    assert_eq!(limit.stats().requests, 4);
+
+    // A create, an update and a delete: a Collections request each.
+    server.faults().reset_stats();
+    let ops = [
+        create(1),
+        OpBuilder::update("salesforce", OBJ, &ids[0])
+            .field("FirstName", json!("Ada"))
+            .build(),
+        OpBuilder::delete("salesforce", OBJ, &ids[1]).build(),
+    ];
+    let results = collections.apply(OBJ, &ops).await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(server.faults().stats().requests, 3);
+    assert_eq!(limit.stats().requests, 6);
+
+    // 30 ops through the Composite API are two requests: one permit; and
+    // one kind within the batch size, as the runner sends it, none.
+    let composite = connector(&server, true).rate_limit(limit.clone());
+    server.faults().reset_stats();
+    let ops: Vec<_> = (10..40).map(create).collect();
+    let results = composite.apply(OBJ, &ops).await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(server.faults().stats().requests, 2);
+    assert_eq!(limit.stats().requests, 7);
+    composite.apply(OBJ, &[create(40)]).await.unwrap();
+    assert_eq!(server.faults().stats().requests, 3);
+    assert_eq!(limit.stats().requests, 7);
 }

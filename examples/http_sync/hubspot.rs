@@ -5,7 +5,7 @@
 //!
 //! | recsync | HubSpot |
 //! | --- | --- |
-//! | [`fetch`](Connector::fetch) | `GET /crm/v3/objects/{object}?limit=100&properties=..`, page after page by `paging.next.after`, into a complete snapshot |
+//! | [`fetch`](Connector::fetch) | `GET /crm/v3/objects/{object}?limit=100&properties=..` (the limit set with [`page_size`](HubSpotConnector::page_size)), page after page by `paging.next.after`, into a complete snapshot |
 //! | [`fetch_records`](Connector::fetch_records) | `POST /crm/v3/objects/{object}/batch/read`, 100 ids a request; ids not found (a 207) are left out |
 //! | creates | `POST .../batch/create`, each input with an `objectWriteTraceId` so that failures come back per input (a 207) |
 //! | updates | `POST .../batch/update` |
@@ -33,6 +33,13 @@
 //!   every sync reads whole object types.
 //! - **A unique value taken** (a contact's `email`, a `recsync_key`) is a
 //!   `CONFLICT`: [`ErrorKind::Duplicate`](recsync::connector::ErrorKind::Duplicate).
+//!
+//! **Pacing.** Give the connector the [`RateLimit`] of the account
+//! ([`rate_limit`](HubSpotConnector::rate_limit)), a clone of the one the
+//! runner paces this system with: the runner takes a permit for the first
+//! request of each call (`fetch`, `fetch_records`, `apply`), and the
+//! connector one for every request after the first (the list's later
+//! pages, a second chunk of ids, a delete's archive after its read).
 //!
 //! Errors map from HTTP as the runner needs them: 429 is rate limited (with
 //! `Retry-After`), 5xx and connection failures are transient, a request
@@ -67,11 +74,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use recsync::connector::{Applied, Capabilities, Connector, ConnectorError, ErrorKind, Secret};
 use recsync::plan::WriteOp;
+use recsync::runner::RateLimit;
 use recsync::{OpKind, Record, Snapshot, SystemId};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-/// The most inputs HubSpot takes in one batch request, and the largest page.
+/// The most inputs HubSpot takes in one batch request.
 pub const BATCH_LIMIT: usize = 100;
 
 /// The custom unique property the connector keeps correlation keys in.
@@ -81,6 +89,9 @@ pub const CORRELATION_PROPERTY: &str = "recsync_key";
 
 /// Properties HubSpot keeps itself, never fields of a record.
 const BOOKKEEPING: [&str; 3] = ["hs_object_id", "createdate", "lastmodifieddate"];
+
+/// The largest list page HubSpot gives, and the connector's default.
+const PAGE_LIMIT: usize = 100;
 
 /// How much of a body that is not HubSpot's JSON an error message quotes.
 const QUOTED_BODY: usize = 200;
@@ -96,7 +107,10 @@ pub struct HubSpotConnector {
     token: Secret,
     /// Per object type, the properties read as fields.
     properties: BTreeMap<String, Vec<String>>,
+    page_size: usize,
     timeout: Duration,
+    /// The account's rate limit, for the requests after a call's first.
+    limit: Option<RateLimit>,
     http: reqwest::Client,
 }
 
@@ -107,7 +121,9 @@ impl fmt::Debug for HubSpotConnector {
             .field("base_url", &self.base_url)
             .field("token", &self.token)
             .field("properties", &self.properties)
+            .field("page_size", &self.page_size)
             .field("timeout", &self.timeout)
+            .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
 }
@@ -124,7 +140,9 @@ impl HubSpotConnector {
             base_url: base_url.trim_end_matches('/').to_owned(),
             token,
             properties: BTreeMap::new(),
+            page_size: PAGE_LIMIT,
             timeout: Duration::from_secs(30),
+            limit: None,
             http: reqwest::Client::new(),
         }
     }
@@ -141,6 +159,37 @@ impl HubSpotConnector {
         self.properties
             .insert(object.into(), names.into_iter().map(Into::into).collect());
         self
+    }
+
+    /// How many records a list page asks for (default and at most 100, at
+    /// least 1): fewer costs more requests, as a test of paging may want.
+    #[must_use]
+    pub fn page_size(mut self, records: usize) -> Self {
+        self.page_size = records.clamp(1, PAGE_LIMIT);
+        self
+    }
+
+    /// The account's rate limit: a clone of the [`RateLimit`] the runner
+    /// is given for this system
+    /// ([`SyncRunnerBuilder::rate_limit`](recsync::runner::SyncRunnerBuilder::rate_limit)).
+    /// The runner takes a permit for the first request of each call; the
+    /// connector takes one for each request after it. Without one, only
+    /// the runner paces.
+    #[must_use]
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Waits for a permit of the rate limit, if there is one, before a
+    /// request that is not the first of its call (the runner paced that
+    /// one). Fails, and the request must not be sent, when the limit's
+    /// budget is spent.
+    async fn pace(&self) -> Result<(), ConnectorError> {
+        match &self.limit {
+            Some(limit) => limit.until_ready().await,
+            None => Ok(()),
+        }
     }
 
     /// How long one request may take before it fails as timed out (default
@@ -451,7 +500,9 @@ impl HubSpotConnector {
         if !archive.is_empty() {
             let url = format!("{}/batch/archive", self.objects_url(object));
             let what = format!("a batch archive of {object}");
-            // Pacing: every request after a call's first takes a permit (see RateLimit).
+            // Pacing: every request after a call's first takes a permit (see
+            // RateLimit). The read above came first; the archive is the extra.
+            self.pace().await?;
             self.send(
                 self.http.post(url).json(&json!({ "inputs": archive })),
                 &what,
@@ -673,7 +724,7 @@ impl Connector for HubSpotConnector {
 
     async fn fetch(&self, object: &str) -> Result<Snapshot, ConnectorError> {
         let url = self.objects_url(object);
-        let mut query = vec![("limit", BATCH_LIMIT.to_string())];
+        let mut query = vec![("limit", self.page_size.to_string())];
         if let Some(names) = self.requested(object) {
             query.push(("properties", names.join(",")));
         }
@@ -697,7 +748,9 @@ impl Connector for HubSpotConnector {
             previous = Some(after.clone());
             let mut query = query.clone();
             query.push(("after", after));
-            // Pacing: every request after a call's first takes a permit (see RateLimit).
+            // Pacing: every request after a call's first takes a permit (see
+            // RateLimit). This is a later page: the first was sent above.
+            self.pace().await?;
             page = self
                 .send_json(self.http.get(&url).query(&query), &what)
                 .await?;
@@ -712,8 +765,12 @@ impl Connector for HubSpotConnector {
     ) -> Result<Snapshot, ConnectorError> {
         let asked = self.requested(object);
         let mut records = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(BATCH_LIMIT) {
-            // Pacing: every request after a call's first takes a permit (see RateLimit).
+        for (n, chunk) in ids.chunks(BATCH_LIMIT).enumerate() {
+            if n > 0 {
+                // Pacing: every request after a call's first takes a permit
+                // (see RateLimit). The first chunk is the call's first request.
+                self.pace().await?;
+            }
             let found = self.read_batch(object, chunk, asked.as_deref()).await?;
             records.extend(found.into_iter().map(|hs| self.record(object, hs)));
         }
@@ -726,18 +783,35 @@ impl Connector for HubSpotConnector {
         ops: &[WriteOp],
     ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
         let mut results: Vec<Option<Result<Applied, ConnectorError>>> = vec![None; ops.len()];
-        let of_kind = |kind: OpKind| -> Vec<usize> {
-            (0..ops.len()).filter(|&i| ops[i].kind == kind).collect()
-        };
-        // One request per kind present (a delete batch takes two, see
-        // `delete`); the runner sends batches of one kind, within the limit.
+        // Chunks of one kind, at most 100 ops each. An update or delete
+        // without the record id it needs fails alone, unsent, so that every
+        // chunk sends a request.
+        let mut chunks: Vec<(OpKind, Vec<usize>)> = Vec::new();
         for kind in [OpKind::Create, OpKind::Update, OpKind::Delete] {
-            for chunk in of_kind(kind).chunks(BATCH_LIMIT) {
-                match kind {
-                    OpKind::Create => self.create(object, ops, chunk, &mut results).await?,
-                    OpKind::Update => self.update(object, ops, chunk, &mut results).await?,
-                    _ => self.delete(object, ops, chunk, &mut results).await?,
+            let mut sendable = Vec::new();
+            for (i, op) in ops.iter().enumerate().filter(|(_, op)| op.kind == kind) {
+                if kind != OpKind::Create && op.record_id.is_none() {
+                    results[i] = Some(Err(no_record_id(op)));
+                } else {
+                    sendable.push(i);
                 }
+            }
+            chunks.extend(sendable.chunks(BATCH_LIMIT).map(|c| (kind, c.to_vec())));
+        }
+        // One request per chunk (a delete chunk takes two, see `delete`);
+        // the runner sends one kind a call, within the batch limit, so a
+        // call from the runner is one chunk.
+        for (n, (kind, chunk)) in chunks.iter().enumerate() {
+            if n > 0 {
+                // Pacing: every request after a call's first takes a permit
+                // (see RateLimit). The first chunk's request is the call's
+                // first.
+                self.pace().await?;
+            }
+            match kind {
+                OpKind::Create => self.create(object, ops, chunk, &mut results).await?,
+                OpKind::Update => self.update(object, ops, chunk, &mut results).await?,
+                _ => self.delete(object, ops, chunk, &mut results).await?,
             }
         }
         Ok(results

@@ -32,6 +32,14 @@
 //! runner reads back what it wrote anyway (with `fetch_records`) and takes
 //! the version from there.
 //!
+//! **Pacing.** Give the connector the [`RateLimit`] of the org
+//! ([`rate_limit`](SalesforceConnector::rate_limit)), a clone of the one
+//! the runner paces this system with: the runner takes a permit for the
+//! first request of each call (`fetch`, `fetch_records`, `apply`), and the
+//! connector one for every request after the first (a query's later pages,
+//! a second chunk of ids, a second Composite request or another kind's
+//! Collections request in one `apply`).
+//!
 //! **Errors.** A whole request that fails maps to the [`ErrorKind`] the
 //! runner acts on: 429 is rate limited (with `Retry-After`), 403
 //! `REQUEST_LIMIT_EXCEEDED` (the org's daily API limit) rate limited with
@@ -54,6 +62,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use recsync::connector::{Applied, Capabilities, ConnectorError, ErrorKind, Secret};
 use recsync::plan::{OpKind, WriteOp};
+use recsync::runner::RateLimit;
 use recsync::{Connector, Record, Snapshot, SystemId};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -144,6 +153,8 @@ pub struct SalesforceConnector {
     objects: BTreeMap<String, SObject>,
     conditional: bool,
     timeout: Duration,
+    /// The org's rate limit, for the requests after a call's first.
+    limit: Option<RateLimit>,
     client: reqwest::Client,
 }
 
@@ -172,6 +183,7 @@ impl SalesforceConnector {
             objects: BTreeMap::new(),
             conditional: false,
             timeout: Duration::from_secs(30),
+            limit: None,
             client: reqwest::Client::new(),
         }
     }
@@ -214,6 +226,29 @@ impl SalesforceConnector {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The org's rate limit: a clone of the [`RateLimit`] the runner is
+    /// given for this system
+    /// ([`SyncRunnerBuilder::rate_limit`](recsync::runner::SyncRunnerBuilder::rate_limit)).
+    /// The runner takes a permit for the first request of each call; the
+    /// connector takes one for each request after it. Without one, only
+    /// the runner paces.
+    #[must_use]
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Waits for a permit of the rate limit, if there is one, before a
+    /// request that is not the first of its call (the runner paced that
+    /// one). Fails, and the request must not be sent, when the limit's
+    /// budget is spent.
+    async fn pace(&self) -> Result<(), ConnectorError> {
+        match &self.limit {
+            Some(limit) => limit.until_ready().await,
+            None => Ok(()),
+        }
     }
 
     /// The sObject name of `object`, and its synced fields.
@@ -323,7 +358,9 @@ impl SalesforceConnector {
             }
             for chunk in sendable.chunks(COLLECTION_LIMIT) {
                 if !first {
-                    // Pacing: every request after a call's first takes a permit (see RateLimit).
+                    // Pacing: every request after a call's first takes a
+                    // permit (see RateLimit). Every chunk sends one request.
+                    self.pace().await?;
                 }
                 first = false;
                 let url = self.url("/composite/sobjects");
@@ -382,10 +419,8 @@ impl SalesforceConnector {
         ops: &[WriteOp],
     ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
         let mut results = Vec::with_capacity(ops.len());
-        for (n, chunk) in ops.chunks(COMPOSITE_LIMIT).enumerate() {
-            if n > 0 {
-                // Pacing: every request after a call's first takes a permit (see RateLimit).
-            }
+        let mut first = true;
+        for chunk in ops.chunks(COMPOSITE_LIMIT) {
             let mut subrequests = Vec::with_capacity(chunk.len());
             let mut unsent: HashMap<usize, ConnectorError> = HashMap::new();
             for (i, op) in chunk.iter().enumerate() {
@@ -414,6 +449,13 @@ impl SalesforceConnector {
             }
             let mut answers: HashMap<String, SubResponse> = HashMap::new();
             if !subrequests.is_empty() {
+                if !first {
+                    // Pacing: every request after a call's first takes a
+                    // permit (see RateLimit). A chunk of ops that all fail
+                    // unsent sends nothing, so this counts requests sent.
+                    self.pace().await?;
+                }
+                first = false;
                 let request = self
                     .request(Method::POST, &self.url("/composite"))
                     .json(&json!({"allOrNone": false, "compositeRequest": subrequests}));
@@ -479,7 +521,9 @@ impl Connector for SalesforceConnector {
                     ))
                 }
             };
-            // Pacing: every request after a call's first takes a permit (see RateLimit).
+            // Pacing: every request after a call's first takes a permit (see
+            // RateLimit). This is a later page: the first was sent above.
+            self.pace().await?;
             let url = format!("{}{next}", self.instance_url);
             page = self.send(self.request(Method::GET, &url)).await?;
         }
@@ -505,7 +549,9 @@ impl Connector for SalesforceConnector {
         let mut records = Vec::with_capacity(ids.len());
         for (n, chunk) in ids.chunks(IDS_PER_READ).enumerate() {
             if n > 0 {
-                // Pacing: every request after a call's first takes a permit (see RateLimit).
+                // Pacing: every request after a call's first takes a permit
+                // (see RateLimit). The first chunk is the call's first request.
+                self.pace().await?;
             }
             let request = self.request(Method::GET, &url).query(&[
                 ("ids", chunk.join(",").as_str()),

@@ -607,20 +607,11 @@ impl HubSpot {
             .into_iter()
             .map(|(name, value)| (name, value.map_or(Value::Null, Value::String)))
             .collect();
-        let Some(mut after) = self.inner.table.update(object, id, &changes) else {
+        // `Table` stamps every write at least a millisecond after the last,
+        // so `updatedAt`, the record's version, moves.
+        let Some(after) = self.inner.table.update(object, id, &changes) else {
             return Ok(None);
         };
-        // `Table` can stamp two writes within one millisecond alike (it
-        // compares the clock before cutting it to milliseconds); an update
-        // must move the record's `updatedAt`, its version, so touch it again
-        // in the next millisecond.
-        while after.updated <= before.updated {
-            std::thread::sleep(std::time::Duration::from_micros(100));
-            match self.inner.table.update(object, id, &Map::new()) {
-                Some(row) => after = row,
-                None => return Ok(None),
-            }
-        }
         unique.release(object, id, &before.fields);
         unique.hold(object, id, &after.fields);
         Ok(Some(after))
@@ -1140,6 +1131,18 @@ mod tests {
         let twice = json!([{"id": ada, "properties": {}}, {"id": ada, "properties": {}}]);
         let (status, _) = hubspot.batch_update("contacts", &body(json!({ "inputs": twice })));
         assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn every_update_moves_updated_at_even_within_a_millisecond() {
+        let hubspot = HubSpot::start("t").await.unwrap();
+        let id = hubspot.insert("contacts", props(&[("firstname", json!("A"))]));
+        let mut last = hubspot.get("contacts", &id).unwrap().updated;
+        for n in 0..100 {
+            let row = hubspot.edit("contacts", &id, props(&[("age", json!(n))]));
+            assert!(row.updated > last, "edit {n}: {} after {last}", row.updated);
+            last = row.updated;
+        }
     }
 
     #[tokio::test]

@@ -303,14 +303,9 @@ impl Shared {
     ) -> Option<Row> {
         let fields: Map<String, Value> = fields.into_iter().map(|(k, v)| (k, stored(v))).collect();
         let before = self.table.get(object, id)?;
-        let mut row = self.table.update(object, id, &fields)?;
-        // `Table` can stamp two writes within one millisecond alike (it
-        // compares before it truncates to milliseconds); a write must move
-        // the SystemModstamp, the ETag, so touch the record again until the
-        // clock has moved on (under a millisecond).
-        while row.updated <= before.updated {
-            row = self.table.update(object, id, &Map::new())?;
-        }
+        // `Table` stamps every write at least a millisecond after the last,
+        // so the SystemModstamp, the ETag, moves.
+        let row = self.table.update(object, id, &fields)?;
         if fields.contains_key(EXTERNAL_ID) {
             if let Some(Value::String(old)) = before.fields.get(EXTERNAL_ID) {
                 state.keys.remove(&(object.to_owned(), old.clone()));
@@ -616,6 +611,14 @@ impl Salesforce {
     pub fn edit(&self, object: &str, id: &str, fields: Map<String, Value>) -> Option<Row> {
         let mut state = self.shared.lock();
         self.shared.store_update(&mut state, object, id, fields)
+    }
+
+    /// A person deletes a record in Salesforce's own screens: a later write
+    /// to it fails `ENTITY_IS_DELETED`, and its external id is free again.
+    /// Whether it was there.
+    pub fn delete(&self, object: &str, id: &str) -> bool {
+        let mut state = self.shared.lock();
+        self.shared.delete(&mut state, object, id, None).is_ok()
     }
 
     /// Every record of `object`, in id order.
