@@ -487,10 +487,11 @@ pub enum ErrorKind {
     /// (and whose version did not move). Nothing is advanced for it; the
     /// next plan writes it again.
     Unconfirmed,
-    /// The request budget of the system's account is spent (a
-    /// [`RateLimit`](crate::runner::RateLimit)'s daily budget, or the
-    /// system's own daily cap): nothing was sent. Not retried in the run;
-    /// the next run plans it again, once the budget renews.
+    /// The request budget of the system's account is spent (the daily
+    /// budget of a `RateLimit`, feature `rate-limit`, or the system's own
+    /// daily cap): nothing was sent. Not retried in the run, and the runner
+    /// sends that system nothing more in the run; the next run plans it
+    /// again, once the budget renews.
     BudgetSpent,
     /// Any other failure that trying again will not fix.
     Permanent,

@@ -116,13 +116,15 @@ impl SyncRunner {
                 Ok(value) => return (Ok(value), (attempt - 1) as usize),
                 Err(e) => e,
             };
-            let Some(after) = self.retry_wait(run, attempt, &error) else {
+            let after = self.retry_wait(run, attempt, &error);
+            if let Some(s) = self.index(system) {
+                self.saw(s, &error);
+                self.refused(s, error.kind(), after);
+            }
+            let Some(after) = after else {
                 return (Err(error), (attempt - 1) as usize);
             };
-            if let (ErrorKind::RateLimited { .. }, Some(s)) = (error.kind(), self.index(system)) {
-                // Refused although paced: everyone on the account waits.
-                self.pause(s, after);
-            }
+
             self.emit(SyncEvent::Retrying {
                 system: system.clone(),
                 attempt,
@@ -134,9 +136,10 @@ impl SyncRunner {
         }
     }
 
-    /// Reads one system: changes since its cursor, or a complete snapshot.
-    /// Each page is a request of its own, paced: the waits for permits
-    /// count towards the fetch timeout.
+    /// Reads one system through its [`Paced`](super::paced::Paced)
+    /// connector: changes since its cursor, or a complete snapshot. Each
+    /// call (a page of changes) is a request of its own, paced, then
+    /// bounded by the fetch timeout; the whole read by the run's deadline.
     pub(super) async fn fetch(
         &self,
         run: Run,
@@ -145,7 +148,9 @@ impl SyncRunner {
     ) -> Result<Fetched, RunError> {
         let system = connector.system();
         let object = self.object.as_str();
-        let limit = self.fetch_timeout.or(self.timeout);
+        // Each call (each page) is bounded after its permit (`Paced`); the
+        // whole read only by the run's deadline.
+        let limit = None;
         let fail = |source: ConnectorError| RunError::Fetch {
             system: system.clone(),
             object: object.to_owned(),

@@ -63,10 +63,10 @@ pub enum SyncEvent {
         /// How many ops are tried again (0 for a fetch).
         ops: usize,
     },
-    /// The system's request budget is spent
-    /// ([`RateLimit`](crate::runner::RateLimit)): the run sends it no more
-    /// requests, and what is left is planned by the next run. Once per run
-    /// and system.
+    /// The system's request budget is spent (its `RateLimit`'s, feature
+    /// `rate-limit`, or its own cap as its connector reported it): the run
+    /// sends it no more requests, and what is left is planned by the next
+    /// run. Once per run and system.
     BudgetSpent {
         /// The system.
         system: SystemId,

@@ -246,10 +246,13 @@ impl SyncRunner {
             };
         };
         loop {
-            let not_sent = if self.past(run) {
-                Some(ConnectorError::timed_out(
+            let late = || {
+                ConnectorError::timed_out(
                     "not sent: the run's deadline passed; the next run writes it",
-                ))
+                )
+            };
+            let not_sent = if self.past(run) {
+                Some(late())
             } else {
                 self.permit(run, s).await.err()
             };
@@ -299,6 +302,11 @@ impl SyncRunner {
                     }
                 }
             }
+            for k in &pending {
+                if let Some(Err(error)) = &results[*k] {
+                    self.saw(s, error);
+                }
+            }
             let retry: Vec<usize> = pending
                 .iter()
                 .copied()
@@ -317,13 +325,11 @@ impl SyncRunner {
                     _ => None,
                 })
                 .max();
-            let Some(after) = self.retry_wait_after(run, attempt, true, retry_after) else {
+            let after = self.retry_wait_after(run, attempt, true, retry_after);
+            self.refused(s, &first, after.or(retry_after));
+            let Some(after) = after else {
                 break;
             };
-            if matches!(first, ErrorKind::RateLimited { .. }) {
-                // Refused although paced: everyone on the account waits.
-                self.pause(s, after);
-            }
             self.emit(SyncEvent::Retrying {
                 system: system.clone(),
                 attempt,

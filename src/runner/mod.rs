@@ -68,8 +68,10 @@
 //!
 //! With a `RateLimit` for a system (feature `rate-limit`;
 //! `SyncRunnerBuilder::rate_limit`), every request the runner sends there
-//! (each page read, each write batch, each read-back) waits for a permit,
-//! so it runs at the system's limit without going over it; clones of one
+//! (each read, page of changes, write batch and read-back) waits for a
+//! permit, and a connector that sends more than one request per call
+//! takes one for each further request from a clone of the limit, so the
+//! runner runs at the system's limit without going over it; clones of one
 //! limit, given to the runners of one account, share it. A 429 answered
 //! anyway pauses every holder of the limit for the retry's wait. Once its
 //! budget is spent, the runner sends the system no more requests: ops not
@@ -333,8 +335,9 @@ impl SyncRunnerBuilder {
         self
     }
 
-    /// Paces every request to `system` (each page read, write batch and
-    /// read-back) under `limit`, and sends none once its budget is spent:
+    /// Paces every request to `system` (each read, page of changes, write
+    /// batch and read-back: one permit per call to its connector) under
+    /// `limit`, and sends none once its budget is spent:
     /// the ops not sent fail as [`BudgetSpent`](ErrorKind::BudgetSpent),
     /// the run says so ([`SyncEvent::BudgetSpent`],
     /// [`SystemReport::budget_spent`]) and commits what was done, and the
@@ -404,7 +407,8 @@ impl SyncRunnerBuilder {
     /// and fails as [`TimedOut`](ErrorKind::TimedOut), retryable (default:
     /// no limit): a write batch, a read-back, a read of records by ids, and
     /// reading a system unless [`fetch_timeout`](Self::fetch_timeout) says
-    /// otherwise. A write that timed out may have taken effect: it is tried
+    /// otherwise. The wait for a rate limit's permit before a call does
+    /// not count. A write that timed out may have taken effect: it is tried
     /// again as a conditional write (the record's version tells), or a
     /// create under the same idempotency key and correlation key, so that
     /// it never takes effect twice. The wait goes through the runner's
@@ -417,11 +421,13 @@ impl SyncRunnerBuilder {
         self
     }
 
-    /// How long reading one system's records (every page of a complete
-    /// snapshot, or of the changes since the cursor) may take (default: the
-    /// [`timeout`](Self::timeout)). A read that times out is tried again
-    /// under the retry policy; if it still fails, the run stops before it
-    /// plans, with nothing written or saved.
+    /// How long one read of a system's records may take: a
+    /// [`fetch`](Connector::fetch) (a complete snapshot, every page the
+    /// connector reads for it), or one page of the changes since the cursor
+    /// (default: the [`timeout`](Self::timeout)). The wait for a rate
+    /// limit's permit before it does not count. A read that times out is
+    /// tried again under the retry policy; if it still fails, the run stops
+    /// before it plans, with nothing written or saved.
     #[must_use]
     pub fn fetch_timeout(mut self, limit: Duration) -> Self {
         self.fetch_timeout = Some(limit);

@@ -16,35 +16,56 @@ use super::time::{Clock, Sleeper, SystemClock, ThreadSleeper};
 use super::BuildError;
 use crate::connector::ConnectorError;
 
-/// The time since the Unix epoch by a recsync [`Clock`]: the instants
-/// governor's limiter reckons in, so that tests drive it with a manual
-/// clock.
+/// The time by a recsync [`Clock`], made monotonic: it moves on as the
+/// clock moves forward and stands still (never back) when the clock is set
+/// back, so that a wall clock corrected by an hour does not hold every
+/// request for that hour. The instants governor's limiter reckons in, so
+/// tests drive it with a manual clock.
 #[derive(Clone)]
-struct SinceEpoch(Arc<dyn Clock>);
+struct Monotonic {
+    clock: Arc<dyn Clock>,
+    /// The clock's last reading and the monotonic time then (both since
+    /// the Unix epoch).
+    last: Arc<Mutex<(Duration, Duration)>>,
+}
 
-impl SinceEpoch {
-    fn at(t: DateTime<Utc>) -> Duration {
-        (t - DateTime::UNIX_EPOCH)
-            .to_std()
-            .unwrap_or(Duration::ZERO)
+impl Monotonic {
+    fn new(clock: Arc<dyn Clock>) -> Self {
+        let now = since_epoch(clock.now());
+        Monotonic {
+            clock,
+            last: Arc::new(Mutex::new((now, now))),
+        }
     }
 }
 
-impl GovernorClock for SinceEpoch {
+/// The time since the Unix epoch (zero before it).
+fn since_epoch(t: DateTime<Utc>) -> Duration {
+    (t - DateTime::UNIX_EPOCH)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+}
+
+impl GovernorClock for Monotonic {
     type Instant = Duration;
 
     fn now(&self) -> Duration {
-        SinceEpoch::at(self.0.now())
+        let wall = since_epoch(self.clock.now());
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let (seen, mono) = *last;
+        let mono = mono.saturating_add(wall.saturating_sub(seen));
+        *last = (wall, mono);
+        mono
     }
 }
 
-type Limiter = RateLimiter<NotKeyed, InMemoryState, SinceEpoch, NoOpMiddleware<Duration>>;
+type Limiter = RateLimiter<NotKeyed, InMemoryState, Monotonic, NoOpMiddleware<Duration>>;
 
 /// What every holder of a [`RateLimit`] shares besides the limiter.
 #[derive(Debug, Default)]
 struct Shared {
-    /// No request starts before this (since the epoch): set when the
-    /// system answered 429 although the pace kept to the limit.
+    /// No request starts before this (by the limit's monotonic time): set
+    /// when the system answered 429 although the pace kept to the limit.
     paused_until: Duration,
     /// The budget window the count below is of (its index since the epoch).
     window: u64,
@@ -62,6 +83,7 @@ struct Inner {
     burst: u32,
     budget: Option<(u64, Duration)>,
     limiter: Limiter,
+    time: Monotonic,
     clock: Arc<dyn Clock>,
     sleeper: Arc<dyn Sleeper>,
     shared: Mutex<Shared>,
@@ -74,9 +96,9 @@ struct Inner {
 ///
 /// Give one to a runner for a system
 /// ([`SyncRunnerBuilder::rate_limit`](super::SyncRunnerBuilder::rate_limit)):
-/// the runner then waits for a permit before every request it sends there
-/// (each page read, each write batch, each read-back), and sends none
-/// once the budget is spent. A `RateLimit` is a handle: clones share the
+/// the runner then waits for a permit before every call it makes to the
+/// system's connector (each read, page of changes, write batch and
+/// read-back), and sends none once the budget is spent. A `RateLimit` is a handle: clones share the
 /// pace and the budget, so the runners of one account (contacts, deals,
 /// companies) share one limit by sharing clones, and never burst past it
 /// together. When the system answers 429 anyway (another client uses the
@@ -85,11 +107,17 @@ struct Inner {
 ///
 /// The pace is a GCRA ([`governor`](https://docs.rs/governor)): a
 /// request every `per / requests`, plus up to `burst` at once after a
-/// quiet spell. An API that counts requests over a rolling window (100 per
-/// 10 seconds) refuses a burst that a fresh window would allow after the
-/// pace has used the window up, so keep the burst small (the default is 1)
-/// and, where the API counts other clients' requests too, the rate a little
-/// under the API's.
+/// quiet spell. So one window of `per` may see up to
+/// `requests + burst - 1` requests: for an API that counts requests over a
+/// rolling window (100 per 10 seconds), give `requests` at most the API's
+/// limit less `burst - 1`, and a little under where requests reach it late
+/// or other clients share the account. A small burst (2 to 5) keeps the
+/// pace when a wait ends a little late; the default is 1.
+///
+/// The pace runs on the limit's clock made monotonic: a clock set back
+/// holds nothing for the step. Give it a sleeper of your runtime's: the
+/// default [`ThreadSleeper`] spends a thread on every wait, and at the pace
+/// of an API most requests wait.
 ///
 /// A connector that sends more than one request in a call (a complete
 /// read over many pages, one request per kind of op) takes a permit with
@@ -97,9 +125,11 @@ struct Inner {
 /// the runner takes one per call.
 ///
 /// Budget windows are counted from the Unix epoch by the limit's clock: a
-/// day's starts at 00:00 UTC. The count is kept in memory, per process:
-/// a restart starts it again, and the system's own refusals are the
-/// backstop.
+/// day's starts at 00:00 UTC (an API whose day starts at midnight in the
+/// account's time zone is met by a budget a little under its cap, or
+/// windows of your own with [`budget`](RateLimitBuilder::budget)). The
+/// count is kept in memory, per process: a restart starts it again, and
+/// the system's own refusals are the backstop.
 ///
 /// ```
 /// use std::time::Duration;
@@ -157,9 +187,20 @@ impl fmt::Debug for RateLimitBuilder {
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The longest window a pace may have: ten years (governor's arithmetic
+/// holds far longer; a longer window is a mistake).
+const LONGEST: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+/// `a / b` rounded up, in nanoseconds that fit a `u64`.
+fn ceil_div(a: u128, b: u32) -> u64 {
+    let b = u128::from(b.max(1));
+    u64::try_from(a.div_ceil(b)).unwrap_or(u64::MAX)
+}
+
 impl RateLimitBuilder {
     /// At most this many requests at once after a quiet spell (default 1;
-    /// at least 1, at most the requests per window).
+    /// at least 1, at most the requests per window). A window then sees up
+    /// to `requests + burst - 1`: see [`RateLimit`].
     #[must_use]
     pub fn burst(mut self, requests: u32) -> Self {
         self.burst = requests;
@@ -200,8 +241,8 @@ impl RateLimitBuilder {
     }
 
     /// Checks the settings: at least one request per window, a window
-    /// longer than zero, a burst between 1 and the requests per window, a
-    /// budget window longer than zero.
+    /// longer than zero and at most ten years, a burst between 1 and the
+    /// requests per window, a budget window longer than zero.
     pub fn build(self) -> Result<RateLimit, BuildError> {
         let mut problems = Vec::new();
         let requests = NonZeroU32::new(self.requests);
@@ -218,7 +259,17 @@ impl RateLimitBuilder {
         if self.budget.is_some_and(|(_, window)| window.is_zero()) {
             problems.push("a budget window of zero".to_owned());
         }
-        let interval = requests.map(|n| self.per / n.get());
+        if self.per > LONGEST {
+            problems.push(format!(
+                "a window of {:?} is longer than the longest, {} days",
+                self.per,
+                LONGEST.as_secs() / 86_400
+            ));
+        }
+        // Rounded up, so that no window of `per` lets `requests + 1` in.
+        let interval = requests
+            .filter(|_| self.per <= LONGEST)
+            .map(|n| Duration::from_nanos(ceil_div(self.per.as_nanos(), n.get())));
         let quota = interval.and_then(Quota::with_period);
         if requests.is_some() && quota.is_none() {
             problems.push(format!(
@@ -229,13 +280,11 @@ impl RateLimitBuilder {
         let (Some(quota), Some(burst), true) = (quota, burst, problems.is_empty()) else {
             return Err(BuildError { problems });
         };
-        let limiter = RateLimiter::direct_with_clock(
-            quota.allow_burst(burst),
-            SinceEpoch(self.clock.clone()),
-        );
-        let window = self.budget.map_or(0, |(_, w)| {
-            budget_window(SinceEpoch::at(self.clock.now()), w)
-        });
+        let time = Monotonic::new(self.clock.clone());
+        let limiter = RateLimiter::direct_with_clock(quota.allow_burst(burst), time.clone());
+        let window = self
+            .budget
+            .map_or(0, |(_, w)| budget_window(since_epoch(self.clock.now()), w));
         Ok(RateLimit {
             inner: Arc::new(Inner {
                 requests: self.requests,
@@ -243,6 +292,7 @@ impl RateLimitBuilder {
                 burst: self.burst,
                 budget: self.budget,
                 limiter,
+                time,
                 clock: self.clock,
                 sleeper: self.sleeper,
                 shared: Mutex::new(Shared {
@@ -291,17 +341,25 @@ impl RateLimit {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The limit's monotonic time.
     fn now(&self) -> Duration {
-        SinceEpoch::at(self.inner.clock.now())
+        self.inner.time.now()
+    }
+
+    /// The wall time, for the budget's windows.
+    fn wall(&self) -> Duration {
+        since_epoch(self.inner.clock.now())
     }
 
     /// Waits until a request may start, and counts it against the budget:
     /// call it right before sending one. Fails with
-    /// [`BudgetSpent`](crate::connector::ErrorKind::BudgetSpent), at once, when the
-    /// budget is spent; the request must not be sent then.
+    /// [`BudgetSpent`](crate::connector::ErrorKind::BudgetSpent), at once,
+    /// when the budget is spent (also while a pause holds the others); the
+    /// request must not be sent then.
     pub async fn until_ready(&self) -> Result<(), ConnectorError> {
         let mut waited = false;
         loop {
+            self.budget_check(false)?;
             let now = self.now();
             let paused = self.shared().paused_until;
             if paused > now {
@@ -309,7 +367,6 @@ impl RateLimit {
                 self.inner.sleeper.sleep(paused - now).await;
                 continue;
             }
-            self.budget_check(now, false)?;
             match self.inner.limiter.check() {
                 Ok(()) => break,
                 Err(not_until) => {
@@ -319,21 +376,23 @@ impl RateLimit {
                 }
             }
         }
-        self.budget_check(self.now(), true)?;
+        self.budget_check(true)?;
         let mut shared = self.shared();
         shared.requests += 1;
         shared.waits += u64::from(waited);
         Ok(())
     }
 
-    /// Whether the budget has a request left at `now`; `take` counts one.
-    fn budget_check(&self, now: Duration, take: bool) -> Result<(), ConnectorError> {
+    /// Whether the budget has a request left now; `take` counts one.
+    fn budget_check(&self, take: bool) -> Result<(), ConnectorError> {
         let Some((budget, window)) = self.inner.budget else {
             return Ok(());
         };
+        let now = self.wall();
         let mut shared = self.shared();
         let current = budget_window(now, window);
-        if current != shared.window {
+        // Only forward: a clock set back over midnight renews nothing.
+        if current > shared.window {
             shared.window = current;
             shared.used = 0;
         }
@@ -352,13 +411,21 @@ impl RateLimit {
         Ok(())
     }
 
+    /// Gives back the budget of a permit whose request was not sent (the
+    /// pace's slot is spent).
+    pub(super) fn give_back(&self) {
+        let mut shared = self.shared();
+        shared.used = shared.used.saturating_sub(1);
+        shared.requests = shared.requests.saturating_sub(1);
+    }
+
     /// Requests left in the current budget window; `None` without a
     /// budget.
     pub fn budget_left(&self) -> Option<u64> {
         let (budget, window) = self.inner.budget?;
-        let now = self.now();
+        let now = self.wall();
         let shared = self.shared();
-        if budget_window(now, window) != shared.window {
+        if budget_window(now, window) > shared.window {
             return Some(budget);
         }
         Some(budget.saturating_sub(shared.used))
@@ -383,8 +450,9 @@ impl RateLimit {
         }
     }
 
-    /// The wait between two requests at the steady pace: `per / requests`.
+    /// The wait between two requests at the steady pace: `per / requests`,
+    /// rounded up to the nanosecond.
     pub fn interval(&self) -> Duration {
-        self.inner.per / self.inner.requests.max(1)
+        Duration::from_nanos(ceil_div(self.inner.per.as_nanos(), self.inner.requests))
     }
 }

@@ -1,6 +1,8 @@
-//! Every request the runner sends to a system goes through [`Paced`]: it
-//! waits for the system's rate limit (feature `rate-limit`), counts the
-//! request for the report, and stops at a spent budget.
+//! Every request the runner sends to a system takes a permit first: it
+//! waits for the system's rate limit (feature `rate-limit`), is counted for
+//! the report, and is not sent once the budget is spent. [`Paced`] is a
+//! system's connector as a run reads it: each page a permit, then the
+//! call's timeout.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,10 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::calls::Run;
-#[cfg(feature = "rate-limit")]
-use super::SyncEvent;
-use super::SyncRunner;
-use crate::connector::{Applied, Capabilities, Changes, Connector, ConnectorError, Cursor};
+use super::{SyncEvent, SyncRunner};
+use crate::connector::{
+    Applied, Capabilities, Changes, Connector, ConnectorError, Cursor, ErrorKind,
+};
 use crate::model::{Snapshot, SystemId};
 use crate::plan::WriteOp;
 
@@ -33,8 +35,10 @@ impl Counts {
     }
 }
 
-/// System `s`'s connector as one run calls it: each call is one request,
-/// paced and counted.
+/// System `s`'s connector as one run reads it: each call is one request,
+/// paced and counted, then bounded by the runner's timeout (a read of
+/// records, or of a page of them, by the fetch timeout where set); the wait
+/// for the permit is not.
 pub(super) struct Paced<'r> {
     runner: &'r SyncRunner,
     run: Run,
@@ -47,6 +51,26 @@ impl fmt::Debug for Paced<'_> {
         f.debug_struct("Paced")
             .field("system", self.inner.system())
             .finish_non_exhaustive()
+    }
+}
+
+impl Paced<'_> {
+    /// One request, after its permit: bounded by `limit` and the run's
+    /// deadline, and noted.
+    async fn bounded<T>(
+        &self,
+        limit: Option<Duration>,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, ConnectorError>>,
+    ) -> Result<T, ConnectorError> {
+        let runner = self.runner;
+        let answer = runner
+            .bounded(self.run, limit, what, self.inner.system(), call)
+            .await;
+        if let Err(error) = &answer {
+            runner.saw(self.s, error);
+        }
+        answer
     }
 }
 
@@ -63,8 +87,19 @@ impl SyncRunner {
     }
 
     /// Waits for a permit to send a request to system `s`, never past the
-    /// run's deadline, and counts the request.
+    /// run's deadline, and counts the request. Once the system's budget is
+    /// spent in this run (by its rate limit, or as its connector said),
+    /// fails at once with [`BudgetSpent`](ErrorKind::BudgetSpent).
     pub(super) async fn permit(&self, run: Run, s: usize) -> Result<(), ConnectorError> {
+        if self
+            .counts
+            .get(s)
+            .is_some_and(|c| c.spent.load(Ordering::Relaxed))
+        {
+            return Err(ConnectorError::budget_spent(
+                "not sent: the request budget is spent; the next run writes it",
+            ));
+        }
         #[cfg(feature = "rate-limit")]
         if let (Some(Some(limit)), Some(system)) = (self.limits.get(s), self.systems.get(s)) {
             let waited = self
@@ -77,10 +112,16 @@ impl SyncRunner {
                 )
                 .await;
             if let Err(error) = waited {
-                if *error.kind() == crate::connector::ErrorKind::BudgetSpent {
-                    self.budget_spent(s);
-                }
+                self.saw(s, &error);
                 return Err(error);
+            }
+            if self.past(run) {
+                // A permit given at the deadline sends nothing: its budget
+                // is given back.
+                limit.give_back();
+                return Err(ConnectorError::timed_out(
+                    "not sent: the run's deadline passed; the next run sends it",
+                ));
             }
         }
         #[cfg(not(feature = "rate-limit"))]
@@ -91,9 +132,13 @@ impl SyncRunner {
         Ok(())
     }
 
-    /// Says once per run that system `s`'s budget is spent.
-    #[cfg(feature = "rate-limit")]
-    fn budget_spent(&self, s: usize) {
+    /// Takes note of an error from system `s`: a spent budget (its rate
+    /// limit's, or its own cap as the connector reports it) stops every
+    /// request to it for the rest of the run, said once.
+    pub(super) fn saw(&self, s: usize, error: &ConnectorError) {
+        if *error.kind() != ErrorKind::BudgetSpent {
+            return;
+        }
         let (Some(counts), Some(system)) = (self.counts.get(s), self.systems.get(s)) else {
             return;
         };
@@ -104,15 +149,22 @@ impl SyncRunner {
         }
     }
 
-    /// Holds every request to system `s` through its rate limit for
-    /// `wait`: it answered 429 although paced.
-    pub(super) fn pause(&self, s: usize, wait: Duration) {
+    /// System `s` refused a request with `kind`: a rate limit answered
+    /// anyway (the pace kept to the limit, but another client shares the
+    /// account, or its window counts differently) holds every request
+    /// through the system's rate limit, from every holder, for the wait it
+    /// asked for, or else for `wait` (the retry's), whether or not this
+    /// request is tried again.
+    pub(super) fn refused(&self, s: usize, kind: &ErrorKind, wait: Option<Duration>) {
+        let ErrorKind::RateLimited { retry_after } = kind else {
+            return;
+        };
         #[cfg(feature = "rate-limit")]
-        if let Some(Some(limit)) = self.limits.get(s) {
+        if let (Some(Some(limit)), Some(wait)) = (self.limits.get(s), retry_after.or(wait)) {
             limit.pause(wait);
         }
         #[cfg(not(feature = "rate-limit"))]
-        let _ = (s, wait);
+        let _ = (s, retry_after, wait);
     }
 
     /// The index of `system`.
@@ -133,7 +185,9 @@ impl Connector for Paced<'_> {
 
     async fn fetch(&self, object: &str) -> Result<Snapshot, ConnectorError> {
         self.runner.permit(self.run, self.s).await?;
-        self.inner.fetch(object).await
+        let limit = self.runner.fetch_timeout.or(self.runner.timeout);
+        self.bounded(limit, "reading", self.inner.fetch(object))
+            .await
     }
 
     async fn fetch_changes(
@@ -142,7 +196,9 @@ impl Connector for Paced<'_> {
         cursor: Option<&Cursor>,
     ) -> Result<Changes, ConnectorError> {
         self.runner.permit(self.run, self.s).await?;
-        self.inner.fetch_changes(object, cursor).await
+        let call = self.inner.fetch_changes(object, cursor);
+        let limit = self.runner.fetch_timeout.or(self.runner.timeout);
+        self.bounded(limit, "reading changes from", call).await
     }
 
     async fn fetch_records(
@@ -151,7 +207,9 @@ impl Connector for Paced<'_> {
         ids: &[String],
     ) -> Result<Snapshot, ConnectorError> {
         self.runner.permit(self.run, self.s).await?;
-        self.inner.fetch_records(object, ids).await
+        let call = self.inner.fetch_records(object, ids);
+        self.bounded(self.runner.timeout, "reading records from", call)
+            .await
     }
 
     async fn apply(
@@ -160,6 +218,7 @@ impl Connector for Paced<'_> {
         ops: &[WriteOp],
     ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
         self.runner.permit(self.run, self.s).await?;
-        self.inner.apply(object, ops).await
+        let call = self.inner.apply(object, ops);
+        self.bounded(self.runner.timeout, "writing to", call).await
     }
 }

@@ -66,15 +66,16 @@ pub struct SystemReport {
     pub failed: OpCounts,
     /// Retries: calls tried again after a rate limit or transient failure.
     pub retries: usize,
-    /// Requests the runner sent (each page read, write batch, read-back),
-    /// retries included; what a connector sends beyond one per call is its
-    /// own.
+    /// Requests the runner sent: one per call to the connector (a
+    /// complete read, a page of changes, a write batch, a read-back),
+    /// retries included. What a connector sends beyond one per call (the
+    /// later pages of a complete read) it paces and counts itself.
     pub requests: usize,
-    /// The system's request budget
-    /// ([`RateLimit`](crate::runner::RateLimit)) was spent in this run: the
-    /// ops not sent failed as
-    /// [`BudgetSpent`](crate::connector::ErrorKind::BudgetSpent), and the next run
-    /// plans them again.
+    /// The system's request budget (its `RateLimit`'s, feature
+    /// `rate-limit`, or its own cap as its connector reported it) was spent
+    /// in this run: the ops not sent failed as
+    /// [`BudgetSpent`](crate::connector::ErrorKind::BudgetSpent), and the
+    /// next run plans them again.
     pub budget_spent: bool,
     /// Writes the system would need but that were not planned, because the
     /// map declares it read-only
