@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use recsync::connector::{Applied, Capabilities, Changes, Cursor, ErrorKind};
 use recsync::plan::WriteOp;
-use recsync::runner::{RateLimit, RetryPolicy, RunError, SyncEvent, SyncRunner};
+use recsync::runner::{RateLimit, RetryPolicy, RunError, Sleeper, SyncEvent, SyncRunner};
 use recsync::testkit::{ManualClock, MemoryConnector};
 use recsync::{
     Connector, ConnectorError, Field, FieldMap, Guards, MemoryStore, Snapshot, SyncEngine, SystemId,
@@ -440,4 +440,87 @@ fn a_huge_window_is_refused_not_a_panic() {
         r.is_ok(),
         "RateLimitBuilder::build panicked (burst overflow)"
     );
+}
+
+/// Moves the clock on, and lets other tasks run before it returns, as a
+/// real sleep does.
+struct Yielding(ManualClock);
+
+#[async_trait]
+impl Sleeper for Yielding {
+    async fn sleep(&self, duration: Duration) {
+        self.0.advance(TimeDelta::from_std(duration).unwrap());
+        let mut yielded = false;
+        futures::future::poll_fn(|cx| {
+            if yielded {
+                return std::task::Poll::Ready(());
+            }
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+        .await;
+    }
+}
+
+/// Holders are served in the order they asked: runners on one account
+/// take turns, none starves behind the others.
+#[test]
+fn holders_take_turns_in_the_order_they_asked() {
+    futures::executor::block_on(async {
+        let clock = ManualClock::new(start());
+        let limit = RateLimit::builder(10, Duration::from_secs(1))
+            .clock(clock.clone())
+            .sleeper(Yielding(clock.clone()))
+            .build()
+            .unwrap();
+        let order = Mutex::new(String::new());
+        let holder = |name: char| {
+            let limit = limit.clone();
+            let order = &order;
+            async move {
+                for _ in 0..6 {
+                    limit.until_ready().await.unwrap();
+                    order.lock().unwrap().push(name);
+                }
+            }
+        };
+        futures::join!(holder('a'), holder('b'), holder('c'));
+        let order = order.into_inner().unwrap();
+        // Between two permits of one holder, each other holder gets one at
+        // most: nobody waits longer than a round.
+        for name in ['a', 'b', 'c'] {
+            let at: Vec<usize> = order.match_indices(name).map(|(i, _)| i).collect();
+            assert_eq!(at.len(), 6);
+            assert!(at.windows(2).all(|w| w[1] - w[0] <= 3), "{order}");
+        }
+    });
+}
+
+/// A holder that gives up while in line (its future dropped, the head's
+/// or one behind it) holds up nobody.
+#[test]
+fn a_holder_that_leaves_the_line_holds_up_nobody() {
+    futures::executor::block_on(async {
+        let clock = ManualClock::new(start());
+        let limit = RateLimit::builder(10, Duration::from_secs(1))
+            .clock(clock.clone())
+            .sleeper(Yielding(clock.clone()))
+            .build()
+            .unwrap();
+        limit.until_ready().await.unwrap();
+        // The head waits for the pace; one behind it waits for its turn.
+        let mut head = Box::pin(limit.until_ready());
+        let mut behind = Box::pin(limit.until_ready());
+        assert!(futures::poll!(head.as_mut()).is_pending());
+        assert!(futures::poll!(behind.as_mut()).is_pending());
+        drop(behind);
+        head.await.unwrap();
+        // The head leaves mid-wait too.
+        let mut head = Box::pin(limit.until_ready());
+        assert!(futures::poll!(head.as_mut()).is_pending());
+        drop(head);
+        limit.until_ready().await.unwrap();
+        assert_eq!(limit.stats().requests, 3);
+    });
 }

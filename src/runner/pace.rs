@@ -1,12 +1,14 @@
 //! [`RateLimit`]: a system's request rate, burst and budget, shared by
 //! every runner and connector that talks to the same account.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::channel::oneshot;
 use governor::clock::Clock as GovernorClock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
@@ -75,6 +77,25 @@ struct Shared {
     requests: u64,
     /// Waits for a permit.
     waits: u64,
+    /// The line of holders waiting for a permit: the next ticket to give,
+    /// the ticket whose turn it is, how to tell each one waiting that its
+    /// turn came, and the tickets of those who left the line.
+    next_ticket: u64,
+    serving: u64,
+    waiting: BTreeMap<u64, oneshot::Sender<()>>,
+    left: BTreeSet<u64>,
+}
+
+/// A holder's place in the line for a permit; its turn ends when dropped.
+struct Turn<'a> {
+    limit: &'a RateLimit,
+    ticket: u64,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.limit.turn_over(self.ticket);
+    }
 }
 
 struct Inner {
@@ -352,11 +373,69 @@ impl RateLimit {
     }
 
     /// Waits until a request may start, and counts it against the budget:
-    /// call it right before sending one. Fails with
-    /// [`BudgetSpent`](crate::connector::ErrorKind::BudgetSpent), at once,
-    /// when the budget is spent (also while a pause holds the others); the
-    /// request must not be sent then.
+    /// call it right before sending one. Holders are served in the order
+    /// they asked, so no runner on the account starves behind the others.
+    /// Fails with [`BudgetSpent`](crate::connector::ErrorKind::BudgetSpent),
+    /// at once, when the budget is spent (also while a pause holds the
+    /// others); the request must not be sent then.
     pub async fn until_ready(&self) -> Result<(), ConnectorError> {
+        self.budget_check(false)?;
+        let (turn, wait) = self.take_turn();
+        if let Some(wait) = wait {
+            // Sent by the turn before this one when it is done (or dropped).
+            let _ = wait.await;
+        }
+        let granted = self.acquire().await;
+        drop(turn);
+        granted
+    }
+
+    /// A place in line; and, where someone is ahead, the signal that it is
+    /// this one's turn.
+    fn take_turn(&self) -> (Turn<'_>, Option<oneshot::Receiver<()>>) {
+        let mut shared = self.shared();
+        let ticket = shared.next_ticket;
+        shared.next_ticket += 1;
+        let wait = (ticket != shared.serving).then(|| {
+            let (tell, wait) = oneshot::channel();
+            shared.waiting.insert(ticket, tell);
+            wait
+        });
+        (
+            Turn {
+                limit: self,
+                ticket,
+            },
+            wait,
+        )
+    }
+
+    /// The turn of `ticket` is over (done, or its future dropped): the next
+    /// one in line goes, skipping those who left the line.
+    fn turn_over(&self, ticket: u64) {
+        let mut shared = self.shared();
+        if shared.serving != ticket {
+            // Left the line before its turn.
+            shared.waiting.remove(&ticket);
+            shared.left.insert(ticket);
+            return;
+        }
+        loop {
+            shared.serving += 1;
+            let next = shared.serving;
+            if shared.left.remove(&next) {
+                continue;
+            }
+            if let Some(tell) = shared.waiting.remove(&next) {
+                let _ = tell.send(());
+            }
+            return;
+        }
+    }
+
+    /// The head of the line's wait: the pause, then the pace; then the
+    /// budget.
+    async fn acquire(&self) -> Result<(), ConnectorError> {
         let mut waited = false;
         loop {
             self.budget_check(false)?;
