@@ -25,6 +25,10 @@ pub struct Stats {
     /// Requests that wrote (create, update, delete endpoints), answered
     /// with a success.
     pub writes: u64,
+    /// When the first request counted arrived, and the last.
+    pub first: Option<Instant>,
+    /// When the last request counted arrived.
+    pub last: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -104,7 +108,10 @@ impl Faults {
 
     fn gate(&self) -> (Gate, Duration) {
         let mut state = self.lock();
+        let now = Instant::now();
         state.stats.requests += 1;
+        state.stats.first.get_or_insert(now);
+        state.stats.last = Some(now);
         let latency = state.latency;
         if state.fail_next > 0 {
             state.fail_next -= 1;
@@ -114,7 +121,6 @@ impl Faults {
         let Some((requests, per)) = state.limit else {
             return (Gate::Pass, latency);
         };
-        let now = Instant::now();
         while state
             .window
             .front()
