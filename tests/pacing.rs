@@ -656,14 +656,7 @@ fn a_permit_given_at_the_deadline_sends_and_spends_nothing() {
             .sleeper(clock.clone())
             .build()
             .unwrap();
-        let runner = SyncRunner::builder(SyncEngine::new(map("contacts")))
-            .connector(crm)
-            .connector(shop.clone())
-            .store(MemoryStore::new())
-            .clock(clock.clone())
-            .sleeper(clock.clone())
-            .retry(RetryPolicy::new().no_jitter())
-            .rate_limit("shop", limit.clone())
+        let runner = builder("contacts", crm, shop.clone(), &clock, Some(&limit), 1)
             .deadline(Duration::from_secs(15))
             .build()
             .unwrap();
@@ -691,12 +684,7 @@ fn a_cap_the_system_reports_stops_the_run_like_the_budget() {
         let clock = ManualClock::new(start());
         let (crm, shop) = edge_world(30, &clock);
         *shop.log.apply_error.lock().unwrap() = Some(ConnectorError::budget_spent("daily cap"));
-        let runner = SyncRunner::builder(SyncEngine::new(map("contacts")))
-            .connector(crm)
-            .connector(shop.clone())
-            .store(MemoryStore::new())
-            .clock(clock.clone())
-            .sleeper(clock.clone())
+        let runner = builder("contacts", crm, shop.clone(), &clock, None, 1)
             .build()
             .unwrap();
         let mut events = runner.subscribe();
@@ -733,23 +721,13 @@ fn a_429_not_retried_still_pauses_the_account() {
     futures::executor::block_on(async {
         let clock = ManualClock::new(start());
         let (crm, shop) = edge_world(10, &clock);
-        let limit = RateLimit::builder(100, Duration::from_secs(1))
-            .clock(clock.clone())
-            .sleeper(clock.clone())
-            .build()
-            .unwrap();
+        let limit = limit(&clock, 100);
         *shop.log.apply_error.lock().unwrap() = Some(ConnectorError::rate_limited(
             Some(Duration::from_secs(30)),
             "slow down",
         ));
-        let runner = SyncRunner::builder(SyncEngine::new(map("contacts")))
-            .connector(crm)
-            .connector(shop.clone())
-            .store(MemoryStore::new())
-            .clock(clock.clone())
-            .sleeper(clock.clone())
+        let runner = builder("contacts", crm, shop.clone(), &clock, Some(&limit), 1)
             .retry(RetryPolicy::new().no_jitter().max_attempts(1))
-            .rate_limit("shop", limit)
             .build()
             .unwrap();
         runner.run().await.unwrap();
