@@ -78,6 +78,9 @@ struct Log {
     refuse: Mutex<Vec<usize>>,
     /// Every write is answered with this error.
     apply_error: Mutex<Option<ConnectorError>>,
+    /// From this write call on (0-based), the system answers that its own
+    /// daily cap is reached.
+    cap_from: Mutex<Option<usize>>,
 }
 
 impl Log {
@@ -144,6 +147,15 @@ impl Connector for Watched {
         let n = self.log.applies.fetch_add(1, Ordering::SeqCst);
         if let Some(error) = self.log.apply_error.lock().unwrap().clone() {
             return Err(error);
+        }
+        if self
+            .log
+            .cap_from
+            .lock()
+            .unwrap()
+            .is_some_and(|from| n >= from)
+        {
+            return Err(ConnectorError::budget_spent("daily cap reached"));
         }
         if self.log.refuse.lock().unwrap().contains(&n) {
             return Err(ConnectorError::rate_limited(
@@ -889,5 +901,55 @@ fn a_holder_that_leaves_the_line_holds_up_nobody() {
         drop(head);
         limit.until_ready().await.unwrap();
         assert_eq!(limit.stats().requests, 3);
+    });
+}
+
+/// Batches waiting in line for a permit when the system reports its cap
+/// are not sent: the request is given back.
+#[test]
+fn batches_waiting_for_a_permit_are_not_sent_once_the_system_reports_its_cap() {
+    futures::executor::block_on(async {
+        let clock = ManualClock::new(start());
+        let (crm, shop) = edge_world(30, &clock);
+        *shop.log.cap_from.lock().unwrap() = Some(1);
+        let limit = RateLimit::builder(10, Duration::from_secs(1))
+            .clock(clock.clone())
+            .sleeper(Yielding(clock.clone()))
+            .build()
+            .unwrap();
+        let runner = builder("contacts", crm, shop.clone(), &clock, Some(&limit), 4)
+            .build()
+            .unwrap();
+        let report = runner.run().await.unwrap();
+        // The first batch is made; the second is told the cap; the ones in
+        // line behind it are not sent.
+        assert_eq!(shop.log.applies.load(Ordering::SeqCst), 2, "{report}");
+        assert_eq!(report.applied(), 5, "{report}");
+        assert!(report.systems[1].budget_spent);
+    });
+}
+
+/// A clock set forward by mistake, then corrected: the budget goes on
+/// from the window the clock is in and renews the next real day.
+#[test]
+fn a_budget_renews_the_next_day_after_a_clock_set_forward_and_back() {
+    futures::executor::block_on(async {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let clock = ManualClock::new(at("2026-03-01T10:00:00Z"));
+        let limit = RateLimit::builder(100, Duration::from_secs(1))
+            .daily_budget(2)
+            .clock(clock.clone())
+            .sleeper(clock.clone())
+            .build()
+            .unwrap();
+        limit.until_ready().await.unwrap();
+        clock.set(at("2026-03-05T10:00:00Z"));
+        limit.until_ready().await.unwrap();
+        clock.set(at("2026-03-01T10:00:05Z"));
+        limit.until_ready().await.unwrap();
+        assert!(limit.until_ready().await.is_err(), "spent for the day");
+        clock.set(at("2026-03-02T00:00:10Z"));
+        limit.until_ready().await.unwrap();
+        assert_eq!(limit.budget_left(), Some(1));
     });
 }

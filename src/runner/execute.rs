@@ -326,7 +326,12 @@ impl SyncRunner {
                 })
                 .max();
             let after = self.retry_wait_after(run, attempt, true, retry_after);
-            self.refused(s, &first, after.or(retry_after));
+            let limited = retry.iter().any(|k| {
+                matches!(&results[*k], Some(Err(e)) if matches!(e.kind(), ErrorKind::RateLimited { .. }))
+            });
+            if limited {
+                self.refused(s, &ErrorKind::RateLimited { retry_after }, after);
+            }
             let Some(after) = after else {
                 break;
             };

@@ -407,8 +407,8 @@ impl SyncRunnerBuilder {
     /// and fails as [`TimedOut`](ErrorKind::TimedOut), retryable (default:
     /// no limit): a write batch, a read-back, a read of records by ids, and
     /// reading a system unless [`fetch_timeout`](Self::fetch_timeout) says
-    /// otherwise. The wait for a rate limit's permit before a call does
-    /// not count. A write that timed out may have taken effect: it is tried
+    /// otherwise. The runner's wait for a rate limit's permit before a call
+    /// does not count. A write that timed out may have taken effect: it is tried
     /// again as a conditional write (the record's version tells), or a
     /// create under the same idempotency key and correlation key, so that
     /// it never takes effect twice. The wait goes through the runner's
@@ -424,8 +424,10 @@ impl SyncRunnerBuilder {
     /// How long one read of a system's records may take: a
     /// [`fetch`](Connector::fetch) (a complete snapshot, every page the
     /// connector reads for it), or one page of the changes since the cursor
-    /// (default: the [`timeout`](Self::timeout)). The wait for a rate
-    /// limit's permit before it does not count. A read that times out is
+    /// (default: the [`timeout`](Self::timeout)). The runner's wait for a
+    /// rate limit's permit before it does not count; the waits a connector
+    /// makes inside one call (a permit for each later page of a complete
+    /// read) do, so give a paced complete read the time its pages take. A read that times out is
     /// tried again under the retry policy; if it still fails, the run stops
     /// before it plans, with nothing written or saved.
     #[must_use]
@@ -438,7 +440,11 @@ impl SyncRunnerBuilder {
     /// limit). Once it has passed, no call is started and none is retried:
     /// a read not finished stops the run with nothing written or saved; ops
     /// not sent fail as [`TimedOut`](ErrorKind::TimedOut) and the next run
-    /// writes them; what was written is committed and saved as usual.
+    /// writes them; what was written is committed and saved as usual. The
+    /// wait for the deadline goes through the runner's [`Sleeper`]: with
+    /// the default [`ThreadSleeper`], every call it bounds (each request,
+    /// each wait for a permit) holds a thread until the deadline, so give
+    /// a deadline together with your runtime's sleep.
     #[must_use]
     pub fn deadline(mut self, limit: Duration) -> Self {
         self.deadline = Some(limit);

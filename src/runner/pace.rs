@@ -52,8 +52,10 @@ impl GovernorClock for Monotonic {
     type Instant = Duration;
 
     fn now(&self) -> Duration {
-        let wall = since_epoch(self.clock.now());
+        // Read under the lock: a reading older than the last one stored
+        // would count the same stretch of time twice.
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let wall = since_epoch(self.clock.now());
         let (seen, mono) = *last;
         let mono = mono.saturating_add(wall.saturating_sub(seen));
         *last = (wall, mono);
@@ -69,10 +71,11 @@ struct Shared {
     /// No request starts before this (by the limit's monotonic time): set
     /// when the system answered 429 although the pace kept to the limit.
     paused_until: Duration,
-    /// The budget window the count below is of (its index since the epoch).
-    window: u64,
-    /// Requests started in that window.
-    used: u64,
+    /// Requests started per budget window (by its index since the epoch),
+    /// for the last few windows the clock was in: a clock set back to a
+    /// window finds its count again, and a window never seen starts
+    /// afresh.
+    used: BTreeMap<u64, u64>,
     /// Requests started in all.
     requests: u64,
     /// Waits for a permit.
@@ -208,6 +211,9 @@ impl fmt::Debug for RateLimitBuilder {
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How many budget windows' counts are kept (the latest by index).
+const WINDOWS_KEPT: usize = 8;
+
 /// The longest window a pace may have: ten years (governor's arithmetic
 /// holds far longer; a longer window is a mistake).
 const LONGEST: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
@@ -317,7 +323,7 @@ impl RateLimitBuilder {
                 clock: self.clock,
                 sleeper: self.sleeper,
                 shared: Mutex::new(Shared {
-                    window,
+                    used: BTreeMap::from([(window, 0)]),
                     ..Shared::default()
                 }),
             }),
@@ -470,12 +476,14 @@ impl RateLimit {
         let now = self.wall();
         let mut shared = self.shared();
         let current = budget_window(now, window);
-        // Only forward: a clock set back over midnight renews nothing.
-        if current > shared.window {
-            shared.window = current;
-            shared.used = 0;
+        // The count of the window the clock is in: a clock set back over
+        // midnight finds the old day's count, renewing nothing, and one
+        // set back from a mistaken step forward goes on from its own day.
+        let used = *shared.used.entry(current).or_insert(0);
+        while shared.used.len() > WINDOWS_KEPT {
+            shared.used.pop_first();
         }
-        if shared.used >= budget {
+        if used >= budget {
             let next = window.as_nanos() * (u128::from(current) + 1);
             let left = next.saturating_sub(now.as_nanos()) / 1_000_000_000;
             return Err(ConnectorError::budget_spent(format!(
@@ -485,7 +493,7 @@ impl RateLimit {
             )));
         }
         if take {
-            shared.used += 1;
+            shared.used.insert(current, used + 1);
         }
         Ok(())
     }
@@ -493,8 +501,14 @@ impl RateLimit {
     /// Gives back the budget of a permit whose request was not sent (the
     /// pace's slot is spent).
     pub(super) fn give_back(&self) {
+        let current = self
+            .inner
+            .budget
+            .map(|(_, w)| budget_window(self.wall(), w));
         let mut shared = self.shared();
-        shared.used = shared.used.saturating_sub(1);
+        if let Some(used) = current.and_then(|c| shared.used.get_mut(&c)) {
+            *used = used.saturating_sub(1);
+        }
         shared.requests = shared.requests.saturating_sub(1);
     }
 
@@ -504,10 +518,8 @@ impl RateLimit {
         let (budget, window) = self.inner.budget?;
         let now = self.wall();
         let shared = self.shared();
-        if budget_window(now, window) > shared.window {
-            return Some(budget);
-        }
-        Some(budget.saturating_sub(shared.used))
+        let used = shared.used.get(&budget_window(now, window)).copied();
+        Some(budget.saturating_sub(used.unwrap_or(0)))
     }
 
     /// Holds every request through this limit, from every holder, for

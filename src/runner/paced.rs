@@ -54,6 +54,11 @@ impl fmt::Debug for Paced<'_> {
     }
 }
 
+/// The error of a request not sent because the budget is spent.
+fn spent() -> ConnectorError {
+    ConnectorError::budget_spent("not sent: the request budget is spent; the next run sends it")
+}
+
 impl Paced<'_> {
     /// One request, after its permit: bounded by `limit` and the run's
     /// deadline, and noted.
@@ -91,14 +96,8 @@ impl SyncRunner {
     /// spent in this run (by its rate limit, or as its connector said),
     /// fails at once with [`BudgetSpent`](ErrorKind::BudgetSpent).
     pub(super) async fn permit(&self, run: Run, s: usize) -> Result<(), ConnectorError> {
-        if self
-            .counts
-            .get(s)
-            .is_some_and(|c| c.spent.load(Ordering::Relaxed))
-        {
-            return Err(ConnectorError::budget_spent(
-                "not sent: the request budget is spent; the next run writes it",
-            ));
+        if self.spent(s) {
+            return Err(spent());
         }
         #[cfg(feature = "rate-limit")]
         if let (Some(Some(limit)), Some(system)) = (self.limits.get(s), self.systems.get(s)) {
@@ -123,6 +122,11 @@ impl SyncRunner {
                     "not sent: the run's deadline passed; the next run sends it",
                 ));
             }
+            if self.spent(s) {
+                // The system reported its cap while this one waited.
+                limit.give_back();
+                return Err(spent());
+            }
         }
         #[cfg(not(feature = "rate-limit"))]
         let _ = run;
@@ -130,6 +134,13 @@ impl SyncRunner {
             counts.requests.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Whether system `s`'s budget was spent in this run.
+    fn spent(&self, s: usize) -> bool {
+        self.counts
+            .get(s)
+            .is_some_and(|c| c.spent.load(Ordering::Relaxed))
     }
 
     /// Takes note of an error from system `s`: a spent budget (its rate
