@@ -510,3 +510,22 @@ mod sqlite;
 
 #[path = "store/integrity.rs"]
 mod integrity;
+
+/// A store behind an `Arc`, a reference or a `Box` is a store: a runner's
+/// store and a review queue share one through clones of an `Arc`.
+#[test]
+fn stores_work_behind_arc_references_and_boxes() {
+    use std::sync::Arc;
+    let s = synced(3);
+    let shared: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    // What one holder saves, the others load.
+    let writer: Box<dyn StateStore> = Box::new(Arc::clone(&shared));
+    writer.replace("contacts", &s.first).unwrap();
+    writer.save("contacts", &s.held, &s.held_summary).unwrap();
+    let borrowed: &MemoryStore = &shared;
+    assert_same(&StateStore::load(&borrowed, "contacts").unwrap(), &s.held);
+    assert_same(&shared.load("contacts").unwrap(), &s.held);
+    // A review queue over the same `Arc` the writer holds a clone of.
+    let queue = ReviewQueue::new(&shared, "contacts");
+    assert_eq!(queue.open().unwrap().len(), 2);
+}

@@ -134,6 +134,45 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     fn replace(&self, object: &str, baseline: &Baseline) -> Result<(), StoreError>;
 }
 
+/// Implements [`StateStore`] for a pointer to a store by forwarding.
+macro_rules! forward_store {
+    ($(#[$doc:meta])* $pointer:ty) => {
+        $(#[$doc])*
+        impl<S: StateStore + ?Sized> StateStore for $pointer {
+            fn load(&self, object: &str) -> Result<Baseline, StoreError> {
+                (**self).load(object)
+            }
+
+            fn save(
+                &self,
+                object: &str,
+                baseline: &Baseline,
+                changed: &CommitSummary,
+            ) -> Result<(), StoreError> {
+                (**self).save(object, baseline, changed)
+            }
+
+            fn replace(&self, object: &str, baseline: &Baseline) -> Result<(), StoreError> {
+                (**self).replace(object, baseline)
+            }
+        }
+    };
+}
+
+forward_store!(
+    /// One store shared: a runner and a review queue (or the runners of
+    /// several object types) hold clones of one `Arc`.
+    std::sync::Arc<S>
+);
+forward_store!(
+    /// A store borrowed, for code that holds the store itself.
+    &S
+);
+forward_store!(
+    /// A store boxed, as a `Box<dyn StateStore>`.
+    Box<S>
+);
+
 /// A store could not load or save.
 ///
 /// No variant's message or `Debug` holds a field value: a damaged or
