@@ -213,6 +213,32 @@ impl Record {
         }
     }
 
+    /// A person's edit of a record already built: sets a native field,
+    /// when it changed, and moves the record's `updated_at` on to `at`
+    /// where it was older (a number that is not finite is refused, as by
+    /// [`field`](Record::field)).
+    ///
+    /// ```
+    /// use chrono::{TimeZone, Utc};
+    /// use recsync::Record;
+    ///
+    /// let monday = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+    /// let tuesday = Utc.with_ymd_and_hms(2026, 3, 3, 9, 0, 0).unwrap();
+    /// let mut r = Record::new("1").field("name", "Ada").updated_at(monday);
+    /// r.edit("name", "Ada Lovelace", tuesday);
+    /// assert_eq!(r.get("name").and_then(|v| v.as_str()), Some("Ada Lovelace"));
+    /// assert_eq!(r.changed_at("name"), Some(tuesday));
+    /// assert_eq!(r.updated_at, Some(tuesday));
+    /// ```
+    pub fn edit(&mut self, name: impl Into<String>, value: impl FieldValue, at: DateTime<Utc>) {
+        let name = name.into();
+        self.field_updated_at.insert(name.clone(), at);
+        self.set(name, value);
+        if self.updated_at.is_none_or(|u| u < at) {
+            self.updated_at = Some(at);
+        }
+    }
+
     /// Sets when the record last changed.
     #[must_use]
     pub fn updated_at(mut self, at: DateTime<Utc>) -> Self {

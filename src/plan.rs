@@ -674,6 +674,28 @@ impl SyncPlan {
         self.ops.is_empty()
     }
 
+    /// The ops that write to `system`, in the plan's order: what its
+    /// connector is given.
+    ///
+    /// ```
+    /// use recsync::{Baseline, Field, FieldMap, Record, Snapshot, SyncEngine};
+    ///
+    /// let map = FieldMap::builder()
+    ///     .systems(["crm", "shop"])
+    ///     .key("email")
+    ///     .field(Field::new("email"))
+    ///     .build()?;
+    /// let crm = Snapshot::complete("crm", vec![Record::new("1").field("email", "ada@example.com")]);
+    /// let shop = Snapshot::complete("shop", vec![]);
+    /// let plan = SyncEngine::new(map).plan(&Baseline::new(), &[crm, shop])?;
+    /// assert_eq!(plan.writes_to("shop").count(), 1);
+    /// assert_eq!(plan.writes_to("crm").count(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn writes_to<'a>(&'a self, system: &'a str) -> impl Iterator<Item = &'a WriteOp> + 'a {
+        self.ops.iter().filter(move |op| op.system == system)
+    }
+
     /// A display of the plan that shows sensitive values; the plain
     /// `Display` redacts them. Ask for it by name, never for logs.
     pub fn display_unredacted(&self) -> impl fmt::Display + '_ {
