@@ -178,6 +178,9 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// On docs.rs (nightly, `--cfg docsrs`): each item behind a feature is
+// labelled with it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod baseline;
 mod codec;

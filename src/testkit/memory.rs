@@ -309,8 +309,12 @@ impl MemoryConnectorBuilder {
     }
 
     /// The clock writes are stamped from (default: a
-    /// [`ManualClock::default_ticking`] of its own). Give several connectors
-    /// one [`ManualClock`] for last-write-wins across them to mean something.
+    /// [`ManualClock::default_ticking`] of its own, a fake clock starting at
+    /// 2026-01-01: beside a real system, pass
+    /// [`SystemClock`](crate::runner::SystemClock), or last-write-wins
+    /// always picks the real system's newer stamps). Give several
+    /// connectors one [`ManualClock`] for last-write-wins across them to
+    /// mean something.
     #[must_use]
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Some(Arc::new(clock));
@@ -369,6 +373,13 @@ impl fmt::Debug for MemoryConnectorBuilder {
 impl MemoryConnector {
     /// A connector for `system` with every capability and the defaults of
     /// [`builder`](Self::builder).
+    ///
+    /// **Its clock is fake**: it stamps writes from a clock of its own that
+    /// starts at 2026-01-01T00:00:00Z and moves one second per reading.
+    /// Beside a real system, whose timestamps are today's, last-write-wins
+    /// then always picks the real system's value. To run one beside real
+    /// systems, build it with the wall clock:
+    /// `MemoryConnector::builder("crm").clock(SystemClock).build()`.
     pub fn new(system: impl Into<SystemId>) -> Self {
         let system = system.into();
         MemoryConnector {
