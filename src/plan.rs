@@ -171,6 +171,73 @@ pub struct WriteOp {
     pub fields: Vec<FieldWrite>,
 }
 
+impl WriteOp {
+    /// The op as an RFC 6902 JSON Patch, for a host that keeps each record
+    /// as a JSON document of its native fields: a create adds the whole
+    /// document (apply it to any document, `null` or `{}`); an update
+    /// sets each field written (`add`, which replaces a member that is
+    /// there), a cleared one to `null`, as a connector stores it. A delete
+    /// is `None`: it removes the
+    /// document, which a patch cannot say. Field names are escaped as JSON
+    /// Pointer tokens (`~` as `~0`, `/` as `~1`). The patch holds the
+    /// values written, sensitive ones too: treat it as the op.
+    ///
+    /// ```
+    /// use recsync::{Baseline, Field, FieldMap, Record, Snapshot, SyncEngine};
+    /// use serde_json::json;
+    ///
+    /// let map = FieldMap::builder()
+    ///     .systems(["crm", "shop"])
+    ///     .key("email")
+    ///     .field(Field::new("email"))
+    ///     .field(Field::new("name").native("shop", "full/name"))
+    ///     .build()?;
+    /// let crm = Snapshot::complete(
+    ///     "crm",
+    ///     vec![Record::new("1").field("email", "ada@example.com").field("name", "Ada")],
+    /// );
+    /// let plan = SyncEngine::new(map).plan(&Baseline::new(), &[crm, Snapshot::complete("shop", vec![])])?;
+    /// let create = plan.writes_to("shop").next().unwrap();
+    /// assert_eq!(
+    ///     create.json_patch(),
+    ///     Some(json!([{"op": "add", "path": "", "value": {"email": "ada@example.com", "full/name": "Ada"}}]))
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn json_patch(&self) -> Option<Value> {
+        let op = |op: &str, path: String, value: &Value| {
+            let mut o = serde_json::Map::new();
+            o.insert("op".to_owned(), Value::from(op));
+            o.insert("path".to_owned(), Value::from(path));
+            o.insert("value".to_owned(), value.clone());
+            Value::Object(o)
+        };
+        match self.kind {
+            OpKind::Create => {
+                let document: serde_json::Map<String, Value> = self
+                    .fields
+                    .iter()
+                    .map(|w| (w.native.clone(), w.value.clone()))
+                    .collect();
+                Some(Value::Array(vec![op(
+                    "add",
+                    String::new(),
+                    &Value::Object(document),
+                )]))
+            }
+            OpKind::Update => {
+                let mut ops = Vec::with_capacity(self.fields.len());
+                for w in &self.fields {
+                    let path = format!("/{}", w.native.replace('~', "~0").replace('/', "~1"));
+                    ops.push(op("add", path, &w.value));
+                }
+                Some(Value::Array(ops))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A write a read-only system would need and was not planned
 /// ([`FieldMapBuilder::read_only`](crate::mapping::FieldMapBuilder::read_only)):
 /// a create of the entity's record there, an update of its fields, or a
