@@ -24,7 +24,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use recsync::connector::{Applied, Capabilities, Changes, Cursor, ErrorKind};
 use recsync::plan::WriteOp;
 use recsync::runner::{
-    RateLimit, RetryPolicy, RunError, Sleeper, SyncEvent, SyncRunner, SyncRunnerBuilder,
+    RateLimit, RateLimitBuilder, RetryPolicy, RunError, Sleeper, SyncEvent, SyncRunner,
+    SyncRunnerBuilder,
 };
 use recsync::testkit::{Clock, ManualClock, MemoryConnector};
 use recsync::{
@@ -241,12 +242,20 @@ fn builder(
     builder
 }
 
-fn limit(clock: &ManualClock, per_second: u32) -> RateLimit {
-    RateLimit::builder(per_second, Duration::from_secs(1))
+/// `builder` on the test's manual clock, as clock and sleeper.
+fn on_clock(clock: &ManualClock, builder: RateLimitBuilder) -> RateLimit {
+    builder
         .clock(clock.clone())
         .sleeper(clock.clone())
         .build()
         .unwrap()
+}
+
+fn limit(clock: &ManualClock, per_second: u32) -> RateLimit {
+    on_clock(
+        clock,
+        RateLimit::builder(per_second, Duration::from_secs(1)),
+    )
 }
 
 /// The shortest gap between two requests.
@@ -392,12 +401,10 @@ fn a_spent_daily_budget_stops_the_run_and_the_next_day_goes_on() {
         let clock = ManualClock::new(start());
         let log = Arc::new(Log::default());
         let (crm, shop) = world("contacts", 30, &clock, &log);
-        let limit = RateLimit::builder(10, Duration::from_secs(1))
-            .daily_budget(6)
-            .clock(clock.clone())
-            .sleeper(clock.clone())
-            .build()
-            .unwrap();
+        let limit = on_clock(
+            &clock,
+            RateLimit::builder(10, Duration::from_secs(1)).daily_budget(6),
+        );
         let runner = runner(
             "contacts",
             crm.clone(),
@@ -492,12 +499,10 @@ fn bad_limits_are_refused_with_every_problem() {
 fn a_pause_holds_every_holder_and_a_burst_goes_at_once() {
     futures::executor::block_on(async {
         let clock = ManualClock::new(start());
-        let limit = RateLimit::builder(4, Duration::from_secs(1))
-            .burst(4)
-            .clock(clock.clone())
-            .sleeper(clock.clone())
-            .build()
-            .unwrap();
+        let limit = on_clock(
+            &clock,
+            RateLimit::builder(4, Duration::from_secs(1)).burst(4),
+        );
         for _ in 0..4 {
             limit.until_ready().await.unwrap();
         }
@@ -525,11 +530,7 @@ fn edge_world(people: usize, clock: &ManualClock) -> (MemoryConnector, Watched) 
 fn a_clock_set_back_holds_no_request_for_the_step() {
     futures::executor::block_on(async {
         let clock = ManualClock::new(start());
-        let limit = RateLimit::builder(10, Duration::from_secs(1))
-            .clock(clock.clone())
-            .sleeper(clock.clone())
-            .build()
-            .unwrap();
+        let limit = on_clock(&clock, RateLimit::builder(10, Duration::from_secs(1)));
         limit.until_ready().await.unwrap();
         limit.until_ready().await.unwrap();
         let back = start() - TimeDelta::hours(1);
@@ -550,12 +551,10 @@ fn a_clock_set_back_over_midnight_renews_no_budget() {
     futures::executor::block_on(async {
         let d1: DateTime<Utc> = "2026-03-01T23:59:59.500Z".parse().unwrap();
         let clock = ManualClock::new(d1);
-        let limit = RateLimit::builder(100, Duration::from_secs(1))
-            .daily_budget(1)
-            .clock(clock.clone())
-            .sleeper(clock.clone())
-            .build()
-            .unwrap();
+        let limit = on_clock(
+            &clock,
+            RateLimit::builder(100, Duration::from_secs(1)).daily_budget(1),
+        );
         let mut granted = 0;
         for at in [
             "2026-03-01T23:59:59.500Z", // day 1: its one request
@@ -578,12 +577,10 @@ fn a_clock_set_back_over_midnight_renews_no_budget() {
 fn a_spent_budget_fails_at_once_even_during_a_pause() {
     futures::executor::block_on(async {
         let clock = ManualClock::new(start());
-        let limit = RateLimit::builder(10, Duration::from_secs(1))
-            .daily_budget(1)
-            .clock(clock.clone())
-            .sleeper(clock.clone())
-            .build()
-            .unwrap();
+        let limit = on_clock(
+            &clock,
+            RateLimit::builder(10, Duration::from_secs(1)).daily_budget(1),
+        );
         limit.until_ready().await.unwrap();
         limit.pause(Duration::from_secs(60));
         let before = clock.peek();
@@ -605,12 +602,10 @@ fn a_spent_budget_fails_at_once_even_during_a_pause() {
 fn a_window_sees_at_most_the_rate_plus_the_burst_less_one() {
     futures::executor::block_on(async {
         let clock = ManualClock::new(start());
-        let limit = RateLimit::builder(10, Duration::from_secs(1))
-            .burst(5)
-            .clock(clock.clone())
-            .sleeper(clock.clone())
-            .build()
-            .unwrap();
+        let limit = on_clock(
+            &clock,
+            RateLimit::builder(10, Duration::from_secs(1)).burst(5),
+        );
         let mut at = Vec::new();
         for _ in 0..30 {
             limit.until_ready().await.unwrap();
@@ -637,11 +632,7 @@ fn a_window_sees_at_most_the_rate_plus_the_burst_less_one() {
 fn an_uneven_window_does_not_let_one_more_through() {
     futures::executor::block_on(async {
         let clock = ManualClock::new(start());
-        let limit = RateLimit::builder(3, Duration::from_secs(1))
-            .clock(clock.clone())
-            .sleeper(clock.clone())
-            .build()
-            .unwrap();
+        let limit = on_clock(&clock, RateLimit::builder(3, Duration::from_secs(1)));
         let mut at = Vec::new();
         for _ in 0..4 {
             limit.until_ready().await.unwrap();
@@ -662,12 +653,10 @@ fn a_permit_given_at_the_deadline_sends_and_spends_nothing() {
     futures::executor::block_on(async {
         let clock = ManualClock::new(start());
         let (crm, shop) = edge_world(15, &clock);
-        let limit = RateLimit::builder(1, Duration::from_secs(10))
-            .daily_budget(100)
-            .clock(clock.clone())
-            .sleeper(clock.clone())
-            .build()
-            .unwrap();
+        let limit = on_clock(
+            &clock,
+            RateLimit::builder(1, Duration::from_secs(10)).daily_budget(100),
+        );
         let runner = builder("contacts", crm, shop.clone(), &clock, Some(&limit), 1)
             .deadline(Duration::from_secs(15))
             .build()
@@ -936,12 +925,10 @@ fn a_budget_renews_the_next_day_after_a_clock_set_forward_and_back() {
     futures::executor::block_on(async {
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
         let clock = ManualClock::new(at("2026-03-01T10:00:00Z"));
-        let limit = RateLimit::builder(100, Duration::from_secs(1))
-            .daily_budget(2)
-            .clock(clock.clone())
-            .sleeper(clock.clone())
-            .build()
-            .unwrap();
+        let limit = on_clock(
+            &clock,
+            RateLimit::builder(100, Duration::from_secs(1)).daily_budget(2),
+        );
         limit.until_ready().await.unwrap();
         clock.set(at("2026-03-05T10:00:00Z"));
         limit.until_ready().await.unwrap();
