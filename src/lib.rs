@@ -48,8 +48,10 @@
 //! cannot be mapped or written is a per-record issue in the plan, never a
 //! failed plan), [`policy`] (conflict rules),
 //! [`baseline`] (the last-synced state), [`engine`] (plan and commit) and
-//! [`plan`] (the write plan and its reasons). `tests/properties.rs` states the
-//! crate's promises as property tests.
+//! [`plan`] (the write plan and its reasons). The design, the promises and
+//! the tests that prove each are in [`_documentation`]: [the
+//! design](_documentation::design) and [the
+//! promises](_documentation::promises).
 //!
 //! # Record lifecycle
 //!
@@ -114,6 +116,47 @@
 //! [`SyncEvent`](runner::SyncEvent)s and each run as a [`SyncReport`]. Time
 //! and waiting are injected ([`Clock`](runner::Clock),
 //! [`Sleeper`](runner::Sleeper)), so it runs on any executor.
+//!
+//! The same sync as above, run by a [`SyncRunner`]: here the systems are
+//! `MemoryConnector`s of the testkit (feature `testkit`); in a service they
+//! are your own [`Connector`]s, and the store a
+//! [`JsonFileStore`](store::JsonFileStore) or `SqliteStore`.
+//!
+//! ```
+//! # #[cfg(feature = "testkit")]
+//! # futures::executor::block_on(async {
+//! use recsync::testkit::MemoryConnector;
+//! use recsync::{ConflictPolicy, Field, FieldMap, MemoryStore, SyncEngine, SyncRunner};
+//! use serde_json::json;
+//!
+//! let map = FieldMap::builder()
+//!     .object("contacts")
+//!     .systems(["crm", "marketing"])
+//!     .key("email")
+//!     .field(Field::new("email").case_insensitive())
+//!     .field(Field::new("phone"))
+//!     .field(Field::new("name").policy(ConflictPolicy::authority("crm")))
+//!     .build()?;
+//! let crm = MemoryConnector::new("crm");
+//! let marketing = MemoryConnector::new("marketing");
+//! crm.insert("contacts", [("email", json!("ada@example.com")), ("name", json!("Ada")), ("phone", json!("555-1"))]);
+//! marketing.insert("contacts", [("email", json!("ADA@example.com ")), ("name", json!("Ada L.")), ("phone", json!(null))]);
+//!
+//! let runner = SyncRunner::builder(SyncEngine::new(map))
+//!     .connector(crm.clone())
+//!     .connector(marketing.clone())
+//!     .store(MemoryStore::new())
+//!     .build()?;
+//! let report = runner.run().await?; // read, plan, write, confirm, commit, save
+//! assert_eq!(report.applied(), 1);
+//! let ada = &marketing.records("contacts")[0];
+//! assert_eq!(ada.get("phone"), Some(&json!("555-1")));
+//! assert_eq!(ada.get("name"), Some(&json!("Ada")));
+//! println!("{report}");
+//! assert!(runner.dry_run().await?.is_empty()); // nothing left to do
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 //!
 //! [`store`] keeps baselines between runs: the [`StateStore`] trait, a
 //! [`MemoryStore`], a [`JsonFileStore`](store::JsonFileStore) (one file per
@@ -182,6 +225,7 @@
 // labelled with it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod _documentation;
 pub mod baseline;
 mod codec;
 pub mod connector;
