@@ -1,6 +1,9 @@
 //! Feature `parallel`: a plan split over threads is the same plan, and
 //! commits to the same baseline, as on one thread. The plans here are large
-//! enough to be split (a few thousand entities per thread).
+//! enough to be split (a few thousand entities per thread), too large for a
+//! debug build to plan quickly: they run in release builds only (`.ci/run`
+//! runs `cargo test --release --all-features --test parallel`) and are
+//! listed as ignored in debug ones.
 
 #![cfg(feature = "parallel")]
 
@@ -130,6 +133,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(common::cases(6)))]
 
     #[test]
+    #[cfg_attr(debug_assertions, ignore = "large plans: run in release (.ci/run)")]
     fn a_plan_is_the_same_on_any_number_of_threads(
         edits in prop::collection::vec(edit(), 1..600),
     ) {
@@ -162,6 +166,7 @@ proptest! {
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "large plans: run in release (.ci/run)")]
 fn a_first_sync_and_a_mass_edit_are_planned_the_same_on_any_number_of_threads() {
     let engine = engine();
     // The first sync: every record unlinked, matched by email into 9,000
