@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks the shape of recsync's source, as issue 15 asks of it.
+"""Checks the shape of recsync's source, as the project holds it to.
 
 1. No import cycle among the modules of `src/`: among the crate's top-level
    modules, and among the children of each module directory. Test modules

@@ -1,5 +1,5 @@
 //! Memory, counted by a global allocator: bytes per snapshot record in each
-//! form (the floor's is the target for the baseline), recsync's
+//! form (the floor's is the target for the baseline), recsync's
 //! baseline bytes per entity, and the peak during a full plan.
 //!
 //! `cargo bench --bench memory` (10k and 100k entities; `RECSYNC_BENCH_1M=1`

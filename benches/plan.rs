@@ -199,7 +199,7 @@ impl Bench {
     fn print_derived(&self) {
         println!();
         // Scaling of the full plan: the two largest sizes that ran, 10x apart
-        // (issue 6 asks time(1M) / time(100k) <= 11).
+        // (the target: time(1M) / time(100k) <= 11).
         let pairs = [
             (MILLION, 100_000, "1M", "100k"),
             (100_000, 10_000, "100k", "10k"),
@@ -264,7 +264,7 @@ impl Bench {
     /// (the plan of the initial, unchanged snapshots) and what its edited ones cost,
     /// beside the `k`-record incremental plan's cost per record, and the
     /// cost per record at which that plan would take a hundredth of the
-    /// full one (issue 6, item 2).
+    /// full one.
     fn print_split(&self, n: usize, full: Duration, k: usize, tk: Duration) {
         let (Some(still), Some(&written)) = (
             self.median("unchanged_2sys", &n.to_string(), Form::Recsync),
@@ -657,7 +657,7 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
         }
     }
 
-    // The SQLite commit (issue 6: 10k changed entities into a 1M-entity
+    // The SQLite commit (10k changed entities into a 1M-entity
     // store, against a bare rusqlite upsert loop of the same rows in one
     // transaction) is its own bench, `benches/sqlite.rs`, behind the
     // `sqlite` feature; it can share this data through `mod support;`.

@@ -1,4 +1,4 @@
-//! A placeholder key on 5% of the records (issue 14, finding 6): plan time
+//! A placeholder key on 5% of the records: plan time
 //! and peak memory beside the same data without it.
 //!
 //! `cargo bench --bench shared_key` (10k and 100k entities;

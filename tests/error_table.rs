@@ -1,4 +1,4 @@
-//! The error table, row by row, through `SyncEngine::plan` and
+//! The README's error table, row by row, through `SyncEngine::plan` and
 //! `commit` against systems that keep what they are written:
 //!
 //! | problem | what the plan does |
