@@ -111,7 +111,7 @@ pub enum NativeValue {
 /// Its `Debug` and `Display` print `[redacted]` for the value a
 /// [`MappingError`] names where the field is sensitive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "why", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum NotNative {
     /// The map has no field of the conflict's name (it changed since the
@@ -611,6 +611,16 @@ mod tests {
         assert_eq!(native.candidates[0].changed_at, at("2026-03-01T09:00:07Z"));
         assert!(native.candidates.iter().all(|c| c.value.is_native()));
         assert_eq!((native.id, native.field.as_str()), (c.id, "stage"));
+        // Serde keeps every value, for a UI.
+        let data = serde_json::to_value(&native).unwrap();
+        assert_eq!(
+            data["candidates"][1]["value"],
+            json!({"native": "Closed Won"})
+        );
+        assert_eq!(
+            serde_json::from_value::<NativeConflict>(data).unwrap(),
+            native
+        );
     }
 
     #[test]
@@ -686,6 +696,11 @@ mod tests {
         assert_eq!(
             native.candidates[1].value.not_native(),
             Some(&NotNative::Skipped)
+        );
+        let data = serde_json::to_value(&native.candidates[1].value).unwrap();
+        assert_eq!(
+            data,
+            json!({"canonical": {"value": "platinum", "why": {"kind": "skipped"}}})
         );
 
         // A field the map does not have, in one system or at all.
