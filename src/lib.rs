@@ -236,6 +236,7 @@ pub mod identity;
 mod ids;
 pub mod mapping;
 pub mod model;
+mod native;
 pub mod plan;
 pub mod policy;
 mod redact;

@@ -1,5 +1,7 @@
 //! The write plan: [`SyncPlan`], its [`WriteOp`]s, held [`Conflict`]s,
-//! [`Hold`]s and per-record [`Issue`]s, each with its reason.
+//! [`Hold`]s and per-record [`Issue`]s, each with its reason; and a held
+//! conflict as each system holds its values ([`NativeConflict`], from
+//! [`Conflict::native`]), for a reviewer.
 //!
 //! Values of fields marked [sensitive](crate::mapping::Field::sensitive)
 //! travel with their flag, so that every `Debug` and `Display` here prints
@@ -16,6 +18,7 @@ use crate::guard::Refusal;
 pub use crate::ids::{ConflictId, OpId, OpKind};
 use crate::mapping::{Conversion, MappingError, ValueProblem};
 use crate::model::SystemId;
+pub use crate::native::{NativeCandidate, NativeConflict, NativeValue, NotNative};
 use crate::policy::WinRule;
 pub use crate::policy::{Conflict, ConflictCandidate, DeleteHeldBy};
 use crate::redact::{debug_with, shown, view, REDACTED};

@@ -408,7 +408,9 @@ impl fmt::Debug for ConflictCandidate {
 /// A conflict held for review: nothing is written for the field until it is
 /// resolved ([`Baseline::resolve`](crate::Baseline::resolve)).
 ///
-/// Its `Debug` prints `[redacted]` for the values of a sensitive field.
+/// Its values are in canonical form; [`native`](Conflict::native) renders
+/// them as each candidate system holds them, for a reviewer. Its `Debug`
+/// and `Display` print `[redacted]` for the values of a sensitive field.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Conflict {
@@ -424,8 +426,8 @@ pub struct Conflict {
     pub candidates: Vec<ConflictCandidate>,
     /// Why it is held.
     pub held_by: HeldBy,
-    /// The field is marked sensitive: `Debug` and the plan's `Display`
-    /// print `[redacted]` for its values.
+    /// The field is marked sensitive: `Debug`, `Display` and the plan's
+    /// `Display` print `[redacted]` for its values.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
 }
@@ -460,6 +462,71 @@ impl fmt::Debug for Conflict {
         d.finish()
     }
 }
+
+impl Conflict {
+    /// A display of the conflict that shows the values of a sensitive
+    /// field; the plain `Display` redacts them. Ask for it by name, never
+    /// for logs.
+    pub fn display_unredacted(&self) -> impl fmt::Display + '_ {
+        ConflictLine {
+            conflict: self,
+            redact: false,
+        }
+    }
+}
+
+/// A conflict's `Display`, with values redacted where sensitive or not.
+struct ConflictLine<'a> {
+    conflict: &'a Conflict,
+    redact: bool,
+}
+
+impl fmt::Display for ConflictLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.conflict;
+        write!(
+            f,
+            "conflict {} on {} field {} ({}): baseline ",
+            c.id, c.entity, c.field, c.held_by
+        )?;
+        match &c.baseline {
+            Some(v) => write!(f, "{}", shown(v, self.redact && c.sensitive))?,
+            None => f.write_str("none")?,
+        }
+        for cand in &c.candidates {
+            let redact = self.redact && (c.sensitive || cand.sensitive);
+            write!(f, ", {} {}", cand.system, shown(&cand.value, redact))?;
+            if let Some(t) = cand.changed_at {
+                write!(f, " at {}", t.format(TIME_SHOWN))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One line: the id, entity, field and why it is held, the baseline value,
+/// then each candidate system's value (in canonical form) and when it
+/// changed, where known. Values of a field marked sensitive print as
+/// `[redacted]`
+/// ([`display_unredacted`](Conflict::display_unredacted) shows them);
+/// [`native`](Conflict::native) shows the candidates as each system holds
+/// them.
+///
+/// ```text
+/// conflict 3f0c9a1d5e7b2c48 on crm:1 field stage (manual review): baseline "L", crm "O" at 2026-03-01 09:00:00, erp "Q" at 2026-03-01 09:05:00
+/// ```
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        ConflictLine {
+            conflict: self,
+            redact: true,
+        }
+        .fmt(f)
+    }
+}
+
+/// How a `Display` shows a time: UTC, to the second.
+pub(crate) const TIME_SHOWN: &str = "%Y-%m-%d %H:%M:%S";
 
 impl From<&Conflict> for ConflictId {
     fn from(c: &Conflict) -> Self {

@@ -14,6 +14,11 @@
 //!   is checked to show the values), every `WriteOp` and `FieldWrite`
 //!   (creates, updates, writes of a reviewer's decision), every `Conflict`
 //!   and `ConflictCandidate` (manual review, a custom resolver's hold),
+//!   each conflict as the systems hold it (`Conflict::native`: the
+//!   `NativeConflict`, each `NativeCandidate`, `NativeValue` and
+//!   `NotNative`), through the engine's map and through a map that does
+//!   not mark the fields sensitive and fails to convert every value (its
+//!   errors quote them: the conflict's flag must redact them),
 //!   every `Hold`, every `Issue` (an ambiguous match on a sensitive key, a
 //!   transform failure, an unmapped value, an invalid value) and its
 //!   `IssueKind` where the kind carries an error (an ambiguous match's
@@ -26,11 +31,13 @@
 //!   state file.
 //! - **Baseline and review**: `Baseline`, `EntityRef`, `EntityRecord`,
 //!   `Held`, `Observed` (a held conflict, and after a reviewer's decision),
-//!   `ReviewChoice::Value`, `Review` (`Baseline::reviews`), `ReviewItem`
-//!   (`ReviewQueue::open`), `ReviewQueue`.
+//!   `ReviewChoice::Value`, `Review` (`Baseline::reviews`), a held
+//!   `DeleteReview`, `ReviewItem` (`ReviewQueue::open`; also its
+//!   `display_with` both maps), `ReviewQueue`.
 //! - **A custom resolver's input**: `ConflictInput` and each `Candidate`.
 //! - **Runner** (feature `testkit`): every `SyncEvent` of three runs, each
-//!   `SyncReport`, the plan of a dry run, `SyncRunner` and
+//!   `SyncReport`, the review queue of the runner's store (through the
+//!   map), the plan of a dry run, `SyncRunner` and
 //!   `SyncRunnerBuilder` (one of whose connectors derives `Debug` over a
 //!   plain-string API key: the runner names systems, not connectors), a
 //!   connector that holds its key in a `Secret`, the `Secret` itself, a
@@ -45,10 +52,10 @@ use std::fmt::{Debug, Display};
 use std::sync::{Arc, Mutex};
 
 use recsync::baseline::ReviewChoice;
-use recsync::mapping::{Builtin, Validation, ValueMap};
+use recsync::mapping::{Builtin, Unmapped, Validation, ValueMap};
 use recsync::plan::IssueKind;
 use recsync::policy::{ConflictInput, ConflictResolver, Resolution};
-use recsync::store::{JsonFileStore, ReviewQueue};
+use recsync::store::{JsonFileStore, ReviewItem, ReviewQueue};
 use recsync::{
     Baseline, ConflictPolicy, Field, FieldMap, MemoryStore, Outcomes, Record, Snapshot, StateStore,
     SyncEngine, SyncPlan,
@@ -94,8 +101,9 @@ impl Outputs {
         self.display(what, x);
     }
 
-    /// A plan and everything in it.
-    fn plan(&mut self, what: &str, plan: &SyncPlan) {
+    /// A plan and everything in it; its conflicts also as the systems of
+    /// `map` hold them.
+    fn plan(&mut self, what: &str, plan: &SyncPlan, map: &FieldMap) {
         self.both(format!("{what}: SyncPlan"), plan);
         for op in &plan.ops {
             self.debug(format!("{what}: WriteOp {} {}", op.kind, op.system), op);
@@ -104,10 +112,16 @@ impl Outputs {
             }
         }
         for c in &plan.conflicts {
-            self.debug(format!("{what}: Conflict {}", c.field), c);
+            self.both(format!("{what}: Conflict {}", c.field), c);
             for cand in &c.candidates {
                 self.debug(format!("{what}: ConflictCandidate {}", c.field), cand);
             }
+            self.native(&format!("{what}: {}", c.field), c, map);
+            self.native(
+                &format!("{what}: {} (unflagged map)", c.field),
+                c,
+                &unflagged(),
+            );
         }
         for h in &plan.held {
             self.debug(format!("{what}: Hold"), h);
@@ -129,6 +143,30 @@ impl Outputs {
         }
     }
 
+    /// A conflict as the systems of `map` hold it, and each part of it.
+    fn native(&mut self, what: &str, conflict: &recsync::Conflict, map: &FieldMap) {
+        let native = conflict.native(map);
+        assert!(
+            native.display_unredacted().to_string().contains(NEEDLE),
+            "{what}: the unredacted screen shows no secret: the check looks in the wrong place"
+        );
+        self.both(format!("{what}: NativeConflict"), &native);
+        for cand in &native.candidates {
+            let what = format!("{what}: NativeCandidate {}", cand.system);
+            self.debug(what.clone(), cand);
+            for (part, value) in [
+                ("value", Some(&cand.value)),
+                ("baseline", cand.baseline.as_ref()),
+            ] {
+                let Some(value) = value else { continue };
+                self.debug(format!("{what} {part} NativeValue"), value);
+                if let Some(why) = value.not_native() {
+                    self.both(format!("{what} {part} NotNative"), why);
+                }
+            }
+        }
+    }
+
     /// A baseline, each entity in it, and what it holds for review.
     fn baseline(&mut self, what: &str, baseline: &Baseline) {
         self.debug(format!("{what}: Baseline"), baseline);
@@ -144,6 +182,22 @@ impl Outputs {
         }
         for review in baseline.reviews() {
             self.debug(format!("{what}: Review {}", review.id()), &review);
+            if let recsync::baseline::Review::Delete(d) = review {
+                self.both(format!("{what}: DeleteReview {}", d.id), d);
+            }
+        }
+    }
+
+    /// A review queue's items, plain and through each map.
+    fn items(&mut self, what: &str, items: &[ReviewItem], map: &FieldMap) {
+        for item in items {
+            let what = format!("{what}: ReviewItem {}", item.id());
+            self.both(what.clone(), item);
+            self.display(format!("{what} display_with"), &item.display_with(map));
+            self.display(
+                format!("{what} display_with (unflagged map)"),
+                &item.display_with(&unflagged()),
+            );
         }
     }
 
@@ -240,6 +294,32 @@ fn map(spy: &Spy) -> FieldMap {
         .unwrap()
 }
 
+/// The same fields, none marked sensitive, each converted in a way that
+/// fails on the secrets and quotes them in its error: only the conflict's
+/// own flag keeps them out of a reviewer's screen through this map.
+fn unflagged() -> FieldMap {
+    FieldMap::builder()
+        .object(OBJ)
+        .systems(["crm", "erp"])
+        .key("email")
+        .field(Field::new("email").case_insensitive())
+        .field(Field::new("name"))
+        .field(
+            Field::new("api_key").value_map(
+                ValueMap::new()
+                    .both([("crm", "gold"), ("erp", "G")])
+                    .unmapped(Unmapped::Error),
+            ),
+        )
+        .field(
+            Field::new("pin")
+                .transform("crm", Builtin::StringToNumber)
+                .transform("erp", Builtin::StringToNumber),
+        )
+        .build()
+        .unwrap()
+}
+
 fn record(id: &str, fields: &[(&str, Value)]) -> Record {
     fields
         .iter()
@@ -307,7 +387,7 @@ fn the_engine_prints_no_sensitive_value() {
     assert!(json.contains(&secret("a")) && json.contains(SECRET));
     // So does the unredacted display, asked for by name.
     assert!(plan.display_unredacted().to_string().contains(&secret("a")));
-    out.plan("first plan", &plan);
+    out.plan("first plan", &plan, engine.map());
     let outcomes = execute(&mut systems, &plan, usize::MAX);
     engine.commit(&mut baseline, &plan, &outcomes).unwrap();
     let e1 = baseline.find_linked("crm", "c1").unwrap().id().clone();
@@ -332,7 +412,7 @@ fn the_engine_prints_no_sensitive_value() {
     systems[1].edit(&erp_of_c1, "pin", secret("erp-pin"));
     let plan = engine.plan(&baseline, &snapshots(&systems)).unwrap();
     assert_eq!(plan.conflicts.len(), 2, "{plan}");
-    out.plan("conflict plan", &plan);
+    out.plan("conflict plan", &plan, engine.map());
     let outcomes = execute(&mut systems, &plan, usize::MAX);
     engine.commit(&mut baseline, &plan, &outcomes).unwrap();
     assert_eq!(baseline.reviews().len(), 2);
@@ -353,6 +433,7 @@ fn the_engine_prints_no_sensitive_value() {
     for item in &items {
         out.debug(format!("ReviewItem {}", item.id()), item);
     }
+    out.items("queue", &items, engine.map());
 
     // 3. A reviewer decides on a value: kept in the baseline, then written.
     let api_conflict = plan
@@ -373,14 +454,14 @@ fn the_engine_prints_no_sensitive_value() {
             .any(|w| w.value == json!(secret("reviewed"))),
         "{plan}"
     );
-    out.plan("reviewed plan", &plan);
+    out.plan("reviewed plan", &plan, engine.map());
     let outcomes = execute(&mut systems, &plan, usize::MAX);
     engine.commit(&mut baseline, &plan, &outcomes).unwrap();
 
     // 4. A held delete given a value: refused, naming the choice.
     systems[1].remove(&erp_of_c4);
     let plan = engine.plan(&baseline, &snapshots(&systems)).unwrap();
-    out.plan("delete plan", &plan);
+    out.plan("delete plan", &plan, engine.map());
     let outcomes = execute(&mut systems, &plan, usize::MAX);
     engine.commit(&mut baseline, &plan, &outcomes).unwrap();
     let delete = baseline
@@ -580,7 +661,7 @@ mod runner {
             if let SyncEvent::RunDone { report } = &event {
                 out.both("SyncReport", report);
             }
-            out.debug("SyncEvent", &event);
+            out.both("SyncEvent", &event);
         }
     }
 
@@ -635,7 +716,7 @@ mod runner {
             [("email", json!("bob@x.io")), ("tax_id", json!(SECRET))],
         );
         let plan = block_on(runner.dry_run()).unwrap();
-        out.plan("dry run", &plan);
+        out.plan("dry run", &plan, &map(&Spy::default()));
         block_on(runner.run()).unwrap();
         drain(&mut out, &mut events);
 
@@ -649,6 +730,9 @@ mod runner {
         let report = block_on(runner.run()).unwrap();
         assert_eq!(report.conflicts, 1, "{report}");
         drain(&mut out, &mut events);
+        let items = ReviewQueue::new(&store, OBJ).open().unwrap();
+        assert_eq!(items.len(), 1);
+        out.items("runner queue", &items, &map(&Spy::default()));
         out.debug("MemoryStore after runs", &store);
         out.debug("MemoryConnector", &crm);
         out.baseline("runner baseline", &store.load(OBJ).unwrap());

@@ -209,6 +209,40 @@ pub struct DeleteReview {
     pub held_by: DeleteHeldBy,
 }
 
+/// One line: the id, the entity and why the delete is held, the records
+/// deleted and where, the systems that edited the record since the last
+/// sync, and a decision already taken. Record ids are the systems' own;
+/// no field value is printed.
+///
+/// ```text
+/// delete 3f0c9a1d5e7b2c48 on hubspot:1 (held for review by the delete policy): record 0061 deleted in salesforce; edited in hubspot
+/// ```
+impl fmt::Display for DeleteReview {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "delete {} on {} ({}):",
+            self.id, self.entity, self.held_by
+        )?;
+        for (i, (system, record)) in self.deleted_in.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            write!(f, "{sep}record {record} deleted in {system}")?;
+        }
+        for (i, system) in self.edited_in.iter().enumerate() {
+            let sep = if i == 0 { "; edited in " } else { ", " };
+            write!(f, "{sep}{system}")?;
+        }
+        match &self.resolution {
+            None => Ok(()),
+            Some(ReviewChoice::Delete) => f.write_str("; decided: delete everywhere"),
+            Some(ReviewChoice::Restore) => f.write_str("; decided: restore"),
+            Some(ReviewChoice::Unlink) => f.write_str("; decided: unlink"),
+            Some(ReviewChoice::System(s)) => write!(f, "; decided: take {s}"),
+            Some(ReviewChoice::Value(_)) => f.write_str("; decided: a value"),
+        }
+    }
+}
+
 /// A write recsync made to one system that no read has confirmed yet.
 ///
 /// The system reported the write applied, but no snapshot since has shown

@@ -1,5 +1,6 @@
 //! [`SyncEvent`]: what a run reports while it goes.
 
+use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use crate::connector::ErrorKind;
 use crate::model::SystemId;
 use crate::plan::ConflictId;
 
-use super::report::SyncReport;
+use super::report::{plural, SyncReport};
 
 /// Progress of a run, in the order it happens. Events carry counts, ids
 /// and field names, never field values: they may be logged.
@@ -107,6 +108,113 @@ pub enum SyncEvent {
     },
 }
 
+/// One line, for a log: what happened, to which system, with its counts.
+/// No value is printed (an event carries none).
+///
+/// ```text
+/// crm: fetched 12 records (changes since the last cursor), 2 debounced
+/// planned 3 writes, 1 conflict for review, 0 held, 0 issues
+/// conflict 3f0c9a1d5e7b2c48 on crm:1 field stage held for review
+/// erp: rate limited on attempt 1, 3 ops retried after 2s
+/// erp: batch done, 3 applied, 0 failed
+/// run done: contacts: 3 planned, 3 applied, 0 failed, 1 retry in 2.004s
+/// ```
+impl fmt::Display for SyncEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncEvent::Fetched {
+                system,
+                records,
+                debounced,
+                incremental,
+            } => {
+                let how = if *incremental {
+                    "changes since the last cursor"
+                } else {
+                    "complete snapshot"
+                };
+                write!(
+                    f,
+                    "{system}: fetched {} ({how})",
+                    plural(*records, "record", "records")
+                )?;
+                if *debounced > 0 {
+                    write!(f, ", {debounced} debounced")?;
+                }
+                Ok(())
+            }
+            SyncEvent::Planned {
+                ops,
+                conflicts,
+                held,
+                issues,
+            } => write!(
+                f,
+                "planned {}, {} for review, {held} held, {}",
+                plural(*ops, "write", "writes"),
+                plural(*conflicts, "conflict", "conflicts"),
+                plural(*issues, "issue", "issues")
+            ),
+            SyncEvent::ConflictHeld {
+                conflict,
+                entity,
+                field,
+            } => write!(
+                f,
+                "conflict {conflict} on {entity} field {field} held for review"
+            ),
+            SyncEvent::Retrying {
+                system,
+                attempt,
+                after,
+                error,
+                ops,
+            } => {
+                let what = if *ops == 0 {
+                    "the fetch".to_owned()
+                } else {
+                    plural(*ops, "op", "ops")
+                };
+                write!(
+                    f,
+                    "{system}: {error} on attempt {attempt}, {what} retried after {after:?}"
+                )
+            }
+            SyncEvent::BudgetSpent { system } => write!(
+                f,
+                "{system}: request budget spent, the rest waits for the next run"
+            ),
+            SyncEvent::BatchDone {
+                system,
+                applied,
+                failed,
+            } => write!(
+                f,
+                "{system}: batch done, {applied} applied, {failed} failed"
+            ),
+            SyncEvent::Replanning { system, records } => write!(
+                f,
+                "{system}: {} changed since read, read again and planned again",
+                plural(*records, "record", "records")
+            ),
+            SyncEvent::ReadBack {
+                system,
+                records,
+                unconfirmed,
+            } => write!(
+                f,
+                "{system}: read back {}, {} not showing",
+                plural(*records, "record", "records"),
+                plural(*unconfirmed, "write", "writes")
+            ),
+            SyncEvent::RunDone { report } => {
+                f.write_str("run done: ")?;
+                report.fmt_headline(f)
+            }
+        }
+    }
+}
+
 /// The runner's subscribers.
 #[derive(Debug, Default)]
 pub(crate) struct Subscribers {
@@ -130,5 +238,109 @@ impl Subscribers {
             return;
         }
         senders.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(event: SyncEvent) -> String {
+        event.to_string()
+    }
+
+    #[test]
+    fn each_event_is_one_line_without_values() {
+        let system = SystemId::from("crm");
+        assert_eq!(
+            shown(SyncEvent::Fetched {
+                system: system.clone(),
+                records: 12,
+                debounced: 2,
+                incremental: true,
+            }),
+            "crm: fetched 12 records (changes since the last cursor), 2 debounced"
+        );
+        assert_eq!(
+            shown(SyncEvent::Fetched {
+                system: system.clone(),
+                records: 1,
+                debounced: 0,
+                incremental: false,
+            }),
+            "crm: fetched 1 record (complete snapshot)"
+        );
+        assert_eq!(
+            shown(SyncEvent::Planned {
+                ops: 3,
+                conflicts: 1,
+                held: 0,
+                issues: 0,
+            }),
+            "planned 3 writes, 1 conflict for review, 0 held, 0 issues"
+        );
+        assert_eq!(
+            shown(SyncEvent::ConflictHeld {
+                conflict: ConflictId(0x3f0c_9a1d_5e7b_2c48),
+                entity: EntityId::new("crm:1"),
+                field: "stage".into(),
+            }),
+            "conflict 3f0c9a1d5e7b2c48 on crm:1 field stage held for review"
+        );
+        assert_eq!(
+            shown(SyncEvent::Retrying {
+                system: system.clone(),
+                attempt: 1,
+                after: Duration::from_secs(2),
+                error: ErrorKind::RateLimited { retry_after: None },
+                ops: 3,
+            }),
+            "crm: rate limited on attempt 1, 3 ops retried after 2s"
+        );
+        assert_eq!(
+            shown(SyncEvent::Retrying {
+                system: system.clone(),
+                attempt: 2,
+                after: Duration::from_millis(500),
+                error: ErrorKind::Transient,
+                ops: 0,
+            }),
+            "crm: transient failure on attempt 2, the fetch retried after 500ms"
+        );
+        assert_eq!(
+            shown(SyncEvent::BudgetSpent {
+                system: system.clone()
+            }),
+            "crm: request budget spent, the rest waits for the next run"
+        );
+        assert_eq!(
+            shown(SyncEvent::BatchDone {
+                system: system.clone(),
+                applied: 3,
+                failed: 1,
+            }),
+            "crm: batch done, 3 applied, 1 failed"
+        );
+        assert_eq!(
+            shown(SyncEvent::Replanning {
+                system: system.clone(),
+                records: 2,
+            }),
+            "crm: 2 records changed since read, read again and planned again"
+        );
+        assert_eq!(
+            shown(SyncEvent::ReadBack {
+                system: system.clone(),
+                records: 4,
+                unconfirmed: 1,
+            }),
+            "crm: read back 4 records, 1 write not showing"
+        );
+        let started = chrono::DateTime::UNIX_EPOCH;
+        let report = SyncReport::new("contacts".into(), &[system], started);
+        assert_eq!(
+            shown(SyncEvent::RunDone { report }),
+            "run done: contacts: 0 planned, 0 applied, 0 failed, 0 retries in 0.000s"
+        );
     }
 }

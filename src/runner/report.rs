@@ -279,22 +279,23 @@ fn group_kind(kind: &ErrorKind) -> ErrorKind {
 /// At most this many record ids per error line.
 const IDS_SHOWN: usize = 5;
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub(super) fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-impl fmt::Display for SyncReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl SyncReport {
+    /// The first line of the `Display`, without its line break.
+    pub(super) fn fmt_headline(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let took = self.duration.as_secs_f64();
         if self.dry_run {
-            writeln!(
+            write!(
                 f,
                 "{} (dry run): {} planned in {took:.3}s",
                 self.object,
                 self.planned()
-            )?;
+            )
         } else {
-            writeln!(
+            write!(
                 f,
                 "{}: {} planned, {} applied, {} failed, {} in {took:.3}s",
                 self.object,
@@ -302,8 +303,15 @@ impl fmt::Display for SyncReport {
                 self.applied(),
                 self.failed(),
                 plural(self.retries(), "retry", "retries")
-            )?;
+            )
         }
+    }
+}
+
+impl fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_headline(f)?;
+        writeln!(f)?;
         let width = self
             .systems
             .iter()

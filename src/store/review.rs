@@ -1,9 +1,12 @@
 //! [`ReviewQueue`]: what is held for review in a store, and the decisions
 //! on it.
 
+use std::fmt;
+
 use super::{StateStore, StoreError};
 use crate::baseline::{DeleteReview, EntityId, ResolveError, Review, ReviewChoice};
 use crate::engine::CommitSummary;
+use crate::mapping::FieldMap;
 use crate::plan::{Conflict, ConflictId};
 
 /// The conflicts and held deletes of one object type in a [`StateStore`],
@@ -35,6 +38,13 @@ pub struct ReviewQueue<'a, S: StateStore + ?Sized> {
 
 /// Something held for review, with its details: what
 /// [`ReviewQueue::open`] lists.
+///
+/// Its `Display` is one line, a conflict's values in canonical form
+/// ([`Conflict`]'s `Display`) or a held delete's records
+/// ([`DeleteReview`]'s); [`display_with`](ReviewItem::display_with) shows
+/// a conflict's candidates as each system holds them, which is what a
+/// reviewer knows them as. Both print `[redacted]` for the values of a
+/// sensitive field, as its `Debug` does.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ReviewItem {
@@ -59,6 +69,55 @@ impl ReviewItem {
         match self {
             ReviewItem::Field(c) => &c.entity,
             ReviewItem::Delete(d) => &d.entity,
+        }
+    }
+}
+
+impl ReviewItem {
+    /// The item as a reviewer is shown it: a conflict's candidates under
+    /// each system's field name and in its native form, converted through
+    /// `map` ([`Conflict::native`]), a line each; a held delete as its
+    /// `Display`. A value the map cannot convert is shown in canonical
+    /// form with the reason; values of a sensitive field print as
+    /// `[redacted]`. For the values as data, call
+    /// [`Conflict::native`] on the item's conflict.
+    ///
+    /// ```
+    /// use recsync::store::{MemoryStore, ReviewQueue};
+    /// use recsync::{Field, FieldMap};
+    ///
+    /// let map = FieldMap::builder().systems(["crm", "erp"]).field(Field::new("stage")).build()?;
+    /// let store = MemoryStore::new();
+    /// for item in ReviewQueue::new(&store, "contacts").open()? {
+    ///     println!("{}", item.display_with(&map));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn display_with<'a>(&'a self, map: &'a FieldMap) -> impl fmt::Display + 'a {
+        WithMap { item: self, map }
+    }
+}
+
+/// A [`ReviewItem`] shown through a field map.
+struct WithMap<'a> {
+    item: &'a ReviewItem,
+    map: &'a FieldMap,
+}
+
+impl fmt::Display for WithMap<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.item {
+            ReviewItem::Field(c) => c.native(self.map).fmt(f),
+            ReviewItem::Delete(d) => d.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for ReviewItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReviewItem::Field(c) => c.fmt(f),
+            ReviewItem::Delete(d) => d.fmt(f),
         }
     }
 }
@@ -139,5 +198,99 @@ impl<'a, S: StateStore + ?Sized> ReviewQueue<'a, S> {
         };
         self.store.save(&self.object, &baseline, &changed)?;
         Ok(entity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::mapping::{Field, ValueMap, ValueRow};
+    use crate::model::SystemId;
+    use crate::policy::{ConflictCandidate, DeleteHeldBy, HeldBy};
+
+    fn delete(edited_in: &[&str], resolution: Option<ReviewChoice>) -> ReviewItem {
+        ReviewItem::Delete(DeleteReview {
+            id: ConflictId(0x3f0c_9a1d_5e7b_2c48),
+            entity: EntityId::new("hubspot:1"),
+            deleted_in: vec![(SystemId::from("salesforce"), "0061".into())],
+            edited_in: edited_in.iter().map(|s| SystemId::from(*s)).collect(),
+            resolution,
+            held_by: DeleteHeldBy::DeleteAgainstEdit,
+        })
+    }
+
+    #[test]
+    fn a_held_delete_is_one_line_the_same_through_a_map() {
+        let item = delete(&["hubspot"], None);
+        let line = "delete 3f0c9a1d5e7b2c48 on hubspot:1 (held for review: edited elsewhere since the last sync): record 0061 deleted in salesforce; edited in hubspot";
+        assert_eq!(item.to_string(), line);
+        let map = FieldMap::builder()
+            .systems(["hubspot", "salesforce"])
+            .field(Field::new("stage"))
+            .build()
+            .unwrap();
+        assert_eq!(item.display_with(&map).to_string(), line);
+        assert!(delete(&[], Some(ReviewChoice::Restore))
+            .to_string()
+            .ends_with("record 0061 deleted in salesforce; decided: restore"));
+    }
+
+    #[test]
+    fn a_conflict_is_shown_canonical_or_as_each_system_holds_it() {
+        let item = ReviewItem::Field(Conflict {
+            id: ConflictId(0x3f0c_9a1d_5e7b_2c48),
+            entity: EntityId::new("hubspot:1"),
+            field: "stage".into(),
+            baseline: None,
+            candidates: ["hubspot", "salesforce"]
+                .into_iter()
+                .zip(["O", "W"])
+                .map(|(s, v)| ConflictCandidate {
+                    system: s.into(),
+                    value: json!(v),
+                    changed_at: None,
+                    sensitive: false,
+                })
+                .collect(),
+            held_by: HeldBy::ManualReview,
+            sensitive: false,
+        });
+        assert_eq!(
+            item.to_string(),
+            r#"conflict 3f0c9a1d5e7b2c48 on hubspot:1 field stage (manual review): baseline none, hubspot "O", salesforce "W""#
+        );
+        let map = FieldMap::builder()
+            .systems(["hubspot", "salesforce"])
+            .field(
+                Field::new("stage")
+                    .native("salesforce", "StageName")
+                    .value_map(
+                        ValueMap::new()
+                            .row(
+                                ValueRow::both([
+                                    ("hubspot", "opportunity"),
+                                    ("salesforce", "Qualification"),
+                                ])
+                                .canonical("O"),
+                            )
+                            .row(
+                                ValueRow::both([
+                                    ("hubspot", "closedwon"),
+                                    ("salesforce", "Closed Won"),
+                                ])
+                                .canonical("W"),
+                            ),
+                    ),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(
+            item.display_with(&map).to_string(),
+            "conflict 3f0c9a1d5e7b2c48 on hubspot:1 field stage (manual review):\n    \
+             hubspot stage = \"opportunity\" (was none)\n    \
+             salesforce StageName = \"Closed Won\" (was none)"
+        );
     }
 }
