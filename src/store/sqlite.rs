@@ -19,6 +19,10 @@ use crate::engine::CommitSummary;
 /// as ambiguous.
 const SCHEMA_VERSION: i64 = 3;
 
+/// The oldest SQLite the store's statements run on (`RETURNING` came in
+/// 3.35.0), as `sqlite3_libversion_number` counts.
+const MIN_SQLITE: i32 = 3_035_000;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS recsync_objects (
     id          INTEGER PRIMARY KEY,
@@ -110,6 +114,15 @@ const DELETE_ENTITY: &str =
 /// JSON, with each system's shadow kept only where it differs from the
 /// canonical value (as in memory), written straight from the baseline
 /// without building the record, and its checksum.
+///
+/// # SQLite
+///
+/// Feature `sqlite` links the SQLite library that the build's
+/// `libsqlite3-sys` is set up for: the system's by default, or SQLite
+/// compiled from source when anything in the build turns on rusqlite's
+/// `bundled` feature (a host's own rusqlite, or recsync's feature
+/// `sqlite-bundled`). The store needs SQLite 3.35.0 or newer; an older
+/// system library is refused when the store opens.
 ///
 /// [`save`](StateStore::save) upserts the entities the commit touched,
 /// deletes those it removed and updates the header, all in one transaction:
@@ -221,6 +234,7 @@ impl SqliteStore {
     /// Opens (or creates) the database at `path`, creating its directory if
     /// missing (see the type's docs on permissions).
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        supported_sqlite(rusqlite::version_number(), rusqlite::version())?;
         let path = path.into();
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -703,6 +717,21 @@ impl Read {
     }
 }
 
+/// Refuses a SQLite library older than [`MIN_SQLITE`] (only a system
+/// library can be: every bundled one in rusqlite's range is newer).
+fn supported_sqlite(number: i32, version: &str) -> Result<(), StoreError> {
+    if number >= MIN_SQLITE {
+        return Ok(());
+    }
+    Err(StoreError::Backend {
+        message: format!(
+            "SQLite {version} is older than 3.35.0, which the store needs: \
+             link a newer system SQLite, or turn on feature sqlite-bundled"
+        ),
+        source: None,
+    })
+}
+
 /// A SQLite error as a store error: a database the engine finds malformed
 /// is damaged state, anything else a backend failure.
 fn sqlite_error<'a>(
@@ -712,7 +741,12 @@ fn sqlite_error<'a>(
 ) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
     move |e| {
         use rusqlite::ErrorCode;
-        match e.sqlite_error_code() {
+        // Not `Error::sqlite_error_code`: rusqlite before 0.28 lacks it.
+        let code = match &e {
+            rusqlite::Error::SqliteFailure(failure, _) => Some(failure.code),
+            _ => None,
+        };
+        match code {
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Damaged {
                 object: object.map(str::to_owned),
                 path: path.to_path_buf(),
@@ -1228,5 +1262,29 @@ fn backend_for<'a>(
     move |e| StoreError::Backend {
         message: format!("{context} {id} of {object}"),
         source: Some(Box::new(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `RETURNING` came in SQLite 3.35.0: an older system library is
+    /// refused when the store opens, not at its first save.
+    #[test]
+    fn sqlite_older_than_3_35_is_refused() {
+        assert!(supported_sqlite(3_035_000, "3.35.0").is_ok());
+        assert!(supported_sqlite(3_046_001, "3.46.1").is_ok());
+        let err = supported_sqlite(3_034_001, "3.34.1").map(|()| "accepted");
+        let Err(err) = err else {
+            panic!("SQLite 3.34.1 was accepted");
+        };
+        assert!(
+            err.to_string()
+                .contains("SQLite 3.34.1 is older than 3.35.0, which the store needs"),
+            "{err}"
+        );
+        // The library this build links passes.
+        assert!(supported_sqlite(rusqlite::version_number(), rusqlite::version()).is_ok());
     }
 }
