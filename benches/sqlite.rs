@@ -231,7 +231,7 @@ fn setup(n: u64, changes: u64) -> Setup {
     // One save (not measured) writes the changed rows; the bare loop writes
     // the very bytes it left.
     store.save(OBJECT, &baseline, &summary).unwrap();
-    let bare = open_bare(store.path());
+    let bare = open_bare(store.path().expect("a database file"));
     let object_id: i64 = bare
         .query_row(
             "SELECT id FROM recsync_objects WHERE name = ?1",
