@@ -334,9 +334,11 @@ impl SqliteStore {
     /// What it expects: no transaction open on `conn` (refused with
     /// [`StoreError::Backend`]); SQLite 3.35.0 or newer (for `RETURNING`;
     /// refused otherwise, which only a system SQLite can be); a connection
-    /// that may write (a read-only one loads, and its saves fail); and that
-    /// nothing but a `SqliteStore` writes the `recsync_` tables. The host
-    /// keeps using its own tables through connections of its own.
+    /// that may write (a read-only one loads from a database the store has
+    /// set up before, and its saves fail; on one the store has not, it is
+    /// refused); and that nothing but a `SqliteStore` writes the `recsync_`
+    /// tables. The host keeps using its own tables through connections of
+    /// its own.
     ///
     /// [`path`](SqliteStore::path) is the file SQLite reports for the
     /// connection's main database (made absolute), or `None` for a database

@@ -51,8 +51,6 @@ fn owner_only_dir(dir: &Path) {
 
 /// What only a connection the host opened has.
 mod host {
-    use std::time::Duration;
-
     use super::*;
 
     fn count(conn: &Connection, sql: &str) -> i64 {
@@ -83,7 +81,13 @@ mod host {
         .unwrap();
 
         let theirs = Connection::open(&db).unwrap();
-        theirs.busy_timeout(Duration::from_millis(100)).unwrap();
+        // As `Connection::busy_timeout` sets it, which rusqlite 0.41 and
+        // newer make call `sqlite3_set_clientdata` (SQLite 3.44): the
+        // pragma links with every rusqlite and SQLite the store accepts.
+        let ms: i64 = theirs
+            .query_row("PRAGMA busy_timeout = 100", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ms, 100);
         let store = SqliteStore::from_connection(theirs).unwrap();
         assert_eq!(
             store.path().map(Path::to_path_buf),
@@ -209,6 +213,32 @@ mod host {
             matches!(&err, StoreError::Backend { message, .. } if message.contains("has a transaction open")),
             "{err:?}"
         );
+    }
+
+    /// A read-only connection to a database the store has set up loads;
+    /// its saves fail and change nothing.
+    #[test]
+    fn a_read_only_connection_loads_and_its_saves_fail() {
+        let dir = temp_dir("sqlite-host-read-only");
+        let _c = Cleanup(dir.clone());
+        owner_only_dir(&dir);
+        let db = dir.join("app.db");
+        let s = synced(4);
+        let writer = SqliteStore::from_connection(Connection::open(&db).unwrap()).unwrap();
+        writer.replace("contacts", &s.first).unwrap();
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let reader =
+            SqliteStore::from_connection(Connection::open_with_flags(&db, flags).unwrap()).unwrap();
+        assert_same(&reader.load("contacts").unwrap(), &s.first);
+        let err = reader.replace("contacts", &s.held).unwrap_err();
+        assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
+        assert_same(&writer.load("contacts").unwrap(), &s.first);
+        // Read-only before the store set the database up: refused.
+        let fresh = dir.join("fresh.db");
+        drop(Connection::open(&fresh).unwrap());
+        let err = SqliteStore::from_connection(Connection::open_with_flags(&fresh, flags).unwrap())
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
     }
 
     /// The host's database file (and its log) hold personal data once the
