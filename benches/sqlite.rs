@@ -2,10 +2,14 @@
 //! bare rusqlite upsert loop of the same rows.
 //!
 //! ```text
-//! cargo bench --bench sqlite --features sqlite                       # 100k-entity store
-//! RECSYNC_BENCH_1M=1 cargo bench --bench sqlite --features sqlite    # 1M-entity store
-//! cargo bench --bench sqlite --features sqlite -- --test             # quick check (2k)
+//! cargo bench --bench sqlite --features sqlite-bundled                       # 100k-entity store
+//! RECSYNC_BENCH_1M=1 cargo bench --bench sqlite --features sqlite-bundled    # 1M-entity store
+//! cargo bench --bench sqlite --features sqlite-bundled -- --test             # quick check (2k)
 //! ```
+//!
+//! With SQLite bundled, as the runs in benches/README.md had it (before
+//! feature `sqlite-bundled`, `sqlite` bundled it); `--features sqlite`
+//! measures the system library instead.
 //!
 //! Setup (not measured): the database is filled with N entities x 20 fields
 //! in two systems (seeded synthetic contacts, built with
