@@ -2,10 +2,14 @@
 //! bare rusqlite upsert loop of the same rows.
 //!
 //! ```text
-//! cargo bench --bench sqlite --features sqlite                       # 100k-entity store
-//! RECSYNC_BENCH_1M=1 cargo bench --bench sqlite --features sqlite    # 1M-entity store
-//! cargo bench --bench sqlite --features sqlite -- --test             # quick check (2k)
+//! cargo bench --bench sqlite --features sqlite-bundled                       # 100k-entity store
+//! RECSYNC_BENCH_1M=1 cargo bench --bench sqlite --features sqlite-bundled    # 1M-entity store
+//! cargo bench --bench sqlite --features sqlite-bundled -- --test             # quick check (2k)
 //! ```
+//!
+//! With SQLite bundled, as the runs in benches/README.md had it (before
+//! feature `sqlite-bundled`, `sqlite` bundled it); `--features sqlite`
+//! measures the system library instead.
 //!
 //! Setup (not measured): the database is filled with N entities x 20 fields
 //! in two systems (seeded synthetic contacts, built with
@@ -231,7 +235,7 @@ fn setup(n: u64, changes: u64) -> Setup {
     // One save (not measured) writes the changed rows; the bare loop writes
     // the very bytes it left.
     store.save(OBJECT, &baseline, &summary).unwrap();
-    let bare = open_bare(store.path());
+    let bare = open_bare(store.path().expect("a database file"));
     let object_id: i64 = bare
         .query_row(
             "SELECT id FROM recsync_objects WHERE name = ?1",

@@ -200,9 +200,18 @@
 //!   feature. Adds `toml`.
 //! - **`sqlite`**: `recsync::store::SqliteStore`, baselines in a SQLite
 //!   database (write-ahead log, one row per entity, owner-only file) that
-//!   saves only the entities a commit touched, in one transaction. Adds
-//!   `rusqlite` with SQLite bundled: building it compiles SQLite's C source,
-//!   so a C compiler (`cc`) must be installed; no system SQLite is needed.
+//!   saves only the entities a commit touched, in one transaction: a file
+//!   of its own, or the host's database through a `rusqlite::Connection`
+//!   the host opened (`SqliteStore::from_connection`). Adds `rusqlite`,
+//!   any version from 0.25 to 0.43, so it shares the host's own rusqlite
+//!   (or the `libsqlite3-sys` of its sqlx or diesel) instead of a second
+//!   one cargo would refuse. SQLite is linked as the build's
+//!   `libsqlite3-sys` is set up: the system library (3.35 or newer, e.g.
+//!   Debian's `libsqlite3-dev` to build) unless something in the build
+//!   turns on rusqlite's `bundled`.
+//! - **`sqlite-bundled`**: `sqlite` with SQLite compiled from its C source
+//!   and linked in (rusqlite's `bundled`): a C compiler (`cc`) must be
+//!   installed; no system SQLite is needed.
 //! - **`parallel`**: large plans split their work over threads: looking up
 //!   records in the baseline, the fast path, and planning the entities
 //!   that changed, in contiguous chunks (scoped `std` threads, one per core

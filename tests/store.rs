@@ -1,5 +1,6 @@
 //! State stores on real files: the JSON file store, the SQLite store
-//! (feature `sqlite`) and the review queue over both.
+//! (feature `sqlite`; by path, and from a connection the host opened, on
+//! a file or in memory) and the review queue over each.
 
 use std::path::PathBuf;
 
@@ -485,6 +486,27 @@ mod review {
         let dir = temp_dir("review-sqlite");
         let _c = Cleanup(dir.clone());
         let store = recsync::store::SqliteStore::open(dir.join("state.db")).unwrap();
+        review_then_next_plan_applies_the_decision(&store);
+    }
+
+    /// The store in the database file of a connection the host opened.
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_store_from_a_hosts_connection_to_a_file() {
+        let dir = temp_dir("review-sqlite-host");
+        let _c = Cleanup(dir.clone());
+        std::fs::create_dir(&dir).unwrap();
+        let conn = rusqlite::Connection::open(dir.join("app.db")).unwrap();
+        let store = recsync::store::SqliteStore::from_connection(conn).unwrap();
+        review_then_next_plan_applies_the_decision(&store);
+    }
+
+    /// The store in a database in memory, on a connection the host opened.
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_store_from_a_hosts_connection_in_memory() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let store = recsync::store::SqliteStore::from_connection(conn).unwrap();
         review_then_next_plan_applies_the_decision(&store);
     }
 

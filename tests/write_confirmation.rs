@@ -537,6 +537,13 @@ fn what_awaits_confirmation_survives_every_store() {
         Box::new(JsonFileStore::open(dir.join("json")).expect("json store")),
         #[cfg(feature = "sqlite")]
         Box::new(recsync::store::SqliteStore::open(dir.join("state.db")).expect("sqlite store")),
+        #[cfg(feature = "sqlite")]
+        Box::new(
+            recsync::store::SqliteStore::from_connection(
+                rusqlite::Connection::open_in_memory().expect("in memory"),
+            )
+            .expect("sqlite store in memory"),
+        ),
     ];
     for store in &stores {
         store.save("records", &baseline, &all).expect("save");

@@ -14,10 +14,31 @@ use super::{Check, Place, StateStore, StoreError};
 use crate::baseline::{AmbiguousRecords, Baseline, BaselineHeader, EntityId, EntityRecord};
 use crate::engine::CommitSummary;
 
-/// The schema's version, kept in `PRAGMA user_version`. Version 1 had no
-/// counts and no checksums; version 2 no column for the records held back
-/// as ambiguous.
+/// The schema's version, kept in the `recsync_schema` table. Version 1 had
+/// no counts and no checksums; version 2 no column for the records held
+/// back as ambiguous.
 const SCHEMA_VERSION: i64 = 3;
+
+/// The oldest SQLite the store's statements run on (`RETURNING` came in
+/// 3.35.0), as `sqlite3_libversion_number` counts.
+const MIN_SQLITE: i32 = 3_035_000;
+
+/// What errors name for a database with no file (in memory, or temporary).
+const NO_FILE: &str = ":memory:";
+
+/// The schema version, in a table of the store's own: `PRAGMA
+/// user_version` belongs to whoever owns the database, and a host that
+/// hands the store a connection may keep its own schema's version there.
+/// Databases made before this table kept the version in `user_version`.
+const SCHEMA_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS recsync_schema (
+    only    INTEGER PRIMARY KEY CHECK (only = 1),
+    version INTEGER NOT NULL
+);";
+
+const SET_SCHEMA_VERSION: &str = "
+INSERT INTO recsync_schema (only, version) VALUES (1, ?1)
+ON CONFLICT (only) DO UPDATE SET version = excluded.version";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS recsync_objects (
@@ -103,13 +124,30 @@ const INSERT_ENTITY: &str =
 const DELETE_ENTITY: &str =
     "DELETE FROM recsync_entities WHERE object = ?1 AND id = ?2 RETURNING checksum";
 
-/// Keeps baselines in a SQLite database file: one header row per object
+/// Keeps baselines in a SQLite database: one header row per object
 /// type (revision, map fingerprint, cursors, the records held back as
 /// [ambiguous](crate::baseline::AmbiguousRecords), entity count and
 /// checksums) and one row per entity: its [`EntityRecord`] as compact
 /// JSON, with each system's shadow kept only where it differs from the
 /// canonical value (as in memory), written straight from the baseline
 /// without building the record, and its checksum.
+///
+/// The database is a file of the store's own ([`open`](SqliteStore::open)),
+/// or the database of a connection the host opened
+/// ([`from_connection`](SqliteStore::from_connection)): the host's own
+/// database file, where the store's tables (all named `recsync_`) live
+/// beside the host's, or a database in memory. The store keeps its schema
+/// version in a table of its own (`recsync_schema`), not in `PRAGMA
+/// user_version`, which is the host's.
+///
+/// # SQLite
+///
+/// Feature `sqlite` links the SQLite library that the build's
+/// `libsqlite3-sys` is set up for: the system's by default, or SQLite
+/// compiled from source when anything in the build turns on rusqlite's
+/// `bundled` feature (a host's own rusqlite, or recsync's feature
+/// `sqlite-bundled`). The store needs SQLite 3.35.0 or newer; an older
+/// system library is refused when the store opens.
 ///
 /// [`save`](StateStore::save) upserts the entities the commit touched,
 /// deletes those it removed and updates the header, all in one transaction:
@@ -164,7 +202,9 @@ const DELETE_ENTITY: &str =
 ///
 /// # Databases written before schema version 2
 ///
-/// [`open`](SqliteStore::open) adds the columns version 2 needs. Objects
+/// [`open`](SqliteStore::open) and
+/// [`from_connection`](SqliteStore::from_connection) add the columns
+/// version 2 needs. Objects
 /// saved before carry no checksums and no count, so nothing can verify
 /// them: [`load`](StateStore::load) refuses them with
 /// [`StoreError::Format`] (`found: 1`). A host that has checked one (or has
@@ -173,14 +213,14 @@ const DELETE_ENTITY: &str =
 /// object writes it whole, with checksums.
 ///
 /// Schema version 3 adds the columns for the records held back as
-/// ambiguous; `open` adds them too. Objects saved with version 2 hold none,
+/// ambiguous; they are added too. Objects saved with version 2 hold none,
 /// and load and verify as before.
 ///
 /// # Settings
 ///
 /// - **Journal**: write-ahead log (`journal_mode=WAL`): readers do not block
 ///   the writer, and a commit appends to the log instead of rewriting pages
-///   twice.
+///   twice. A database in memory keeps its own journal.
 /// - **`synchronous=NORMAL`**: with a write-ahead log, SQLite syncs the log at
 ///   checkpoints rather than at every commit. A process crash loses nothing
 ///   committed and never corrupts; a power cut may lose the last commits,
@@ -206,7 +246,10 @@ const DELETE_ENTITY: &str =
 ///   owner-only (0700) if missing; an existing one with group or other bits
 ///   set is refused ([`StoreError::Permissions`]) rather than changed, as it
 ///   may hold more than the database: make it owner-only, or keep the
-///   database in a directory of its own.
+///   database in a directory of its own. A connection's database file is
+///   made owner-only the same way by
+///   [`from_connection`](SqliteStore::from_connection), which creates
+///   nothing and leaves the host's directory alone.
 ///
 /// The connection is behind a mutex: one store serves several threads, one
 /// save at a time. Several processes may open the same file; SQLite
@@ -214,13 +257,17 @@ const DELETE_ENTITY: &str =
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// What errors name: the database file, or [`NO_FILE`].
     path: PathBuf,
+    /// Whether the database is a file (not in memory, not temporary).
+    file: bool,
 }
 
 impl SqliteStore {
     /// Opens (or creates) the database at `path`, creating its directory if
     /// missing (see the type's docs on permissions).
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        supported_sqlite(rusqlite::version_number(), rusqlite::version())?;
         let path = path.into();
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -235,60 +282,123 @@ impl SqliteStore {
             path: path.clone(),
             source,
         })?;
-        owner::ensure(&path, Broader::Tighten)?;
-        for end in ["-wal", "-shm", "-journal"] {
-            let mut side = path.clone().into_os_string();
-            side.push(end);
-            owner::ensure(Path::new(&side), Broader::Tighten)?;
-        }
-        let fail = |context: &'static str| sqlite_error(&path, None, context);
-        let conn = Connection::open(&path).map_err(fail("cannot open the database"))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(fail("cannot switch to the write-ahead log"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
+        owner_only(&path)?;
+        let conn = Connection::open(&path).map_err(sqlite_error(
+            &path,
+            None,
+            "cannot open the database",
+        ))?;
+        Self::set_up(conn, path, true)
+    }
+
+    /// A store in the database of a connection the host opened: the host's
+    /// own database file, beside the host's tables, or a database in
+    /// memory.
+    ///
+    /// `conn` is a connection of the rusqlite that recsync is built with,
+    /// which is any rusqlite from 0.25 to 0.43 (`>=0.25, <0.44`): cargo
+    /// picks one version that fits both recsync's range and the host's own
+    /// requirement, so the host's `rusqlite::Connection` is this one. A
+    /// host on a rusqlite outside the range cannot build recsync's `sqlite`
+    /// feature beside it (cargo links one `libsqlite3-sys` per build).
+    ///
+    /// The connection becomes the store's; what the store does with it:
+    ///
+    /// - **Tables**: creates `recsync_objects`, `recsync_entities` and
+    ///   `recsync_schema` (the store's schema version) in the connection's
+    ///   main database if they are missing, and brings tables of an older
+    ///   schema version up to date, in one transaction. It reads and writes
+    ///   no other table, and leaves `PRAGMA user_version` to the host
+    ///   (but for a database that [`open`](SqliteStore::open) made before
+    ///   the version had a table, where `user_version` is the store's).
+    /// - **Journal**: switches a database file to the write-ahead log
+    ///   (`PRAGMA journal_mode = WAL`), as `open` does, and fails if it
+    ///   cannot. That is a property of the file, not of the connection: the
+    ///   host's other connections to it use the log too (readers and one
+    ///   writer at a time no longer block each other; the file needs
+    ///   shared memory, so no network file system). A database in memory
+    ///   keeps its journal mode.
+    /// - **Connection settings**: `PRAGMA synchronous = NORMAL` (see
+    ///   [`set_durable`](SqliteStore::set_durable)), `PRAGMA cache_size =
+    ///   -65536` (64 MiB), and rusqlite's prepared-statement cache set to 16
+    ///   statements. The busy timeout stays what the host set (rusqlite's
+    ///   `Connection::open` sets 5 seconds): a save that waits longer than
+    ///   that for the host's write transaction on another connection fails
+    ///   with [`StoreError::Backend`] and saves nothing.
+    /// - **Permissions**: a database file, and its `-wal`, `-shm` and
+    ///   `-journal` files, are made owner-only as `open` makes them
+    ///   (they hold personal data from now on); a database file that
+    ///   cannot be is [`StoreError::Permissions`]. Its directory is the
+    ///   host's and is not checked.
+    ///
+    /// What it expects: no transaction open on `conn` (refused with
+    /// [`StoreError::Backend`]); SQLite 3.35.0 or newer (for `RETURNING`;
+    /// refused otherwise, which only a system SQLite can be); a connection
+    /// that may write (a read-only one loads from a database the store has
+    /// set up before, and its saves fail; on one the store has not, it is
+    /// refused); and that nothing but a `SqliteStore` writes the `recsync_`
+    /// tables. The host keeps using its own tables through connections of
+    /// its own.
+    ///
+    /// [`path`](SqliteStore::path) is the file SQLite reports for the
+    /// connection's main database (made absolute), or `None` for a database
+    /// in memory or a temporary one; errors name such a database
+    /// `:memory:`.
+    pub fn from_connection(conn: Connection) -> Result<Self, StoreError> {
+        supported_sqlite(rusqlite::version_number(), rusqlite::version())?;
+        if !conn.is_autocommit() {
             return Err(StoreError::Backend {
-                message: format!("cannot switch to the write-ahead log: journal mode is {mode}"),
+                message: "the connection handed to the store has a transaction open".to_owned(),
                 source: None,
             });
         }
+        let file = database_file(&conn).map_err(backend(
+            "cannot read which database file the connection has open",
+        ))?;
+        match file {
+            Some(path) => {
+                owner_only(&path)?;
+                Self::set_up(conn, path, true)
+            }
+            None => Self::set_up(conn, PathBuf::from(NO_FILE), false),
+        }
+    }
+
+    /// The journal, the connection's settings and the schema (see the
+    /// type's docs), on a connection to `path` (a file if `file`).
+    fn set_up(mut conn: Connection, path: PathBuf, file: bool) -> Result<Self, StoreError> {
+        let fail = |context: &'static str| sqlite_error(&path, None, context);
+        if file {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+                .map_err(fail("cannot switch to the write-ahead log"))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Backend {
+                    message: format!(
+                        "cannot switch to the write-ahead log: journal mode is {mode}"
+                    ),
+                    source: None,
+                });
+            }
+        }
         conn.execute_batch(SETTINGS)
             .map_err(fail("cannot set the database's pragmas"))?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(fail("cannot read the schema version"))?;
-        let from_1 = format!("{MIGRATE_FROM_1}{MIGRATE_FROM_2}");
-        let upgrade = match version {
-            0 => SCHEMA,
-            1 => from_1.as_str(),
-            2 => MIGRATE_FROM_2,
-            SCHEMA_VERSION => "",
-            _ => {
-                return Err(StoreError::Format {
-                    object: None,
-                    path: path.clone(),
-                    found: u64::try_from(version).unwrap_or(0),
-                    supported: SCHEMA_VERSION as u64,
-                })
-            }
-        };
-        if !upgrade.is_empty() {
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {upgrade} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(fail("cannot create the schema"))?;
-        }
+        bring_schema_up_to_date(&mut conn, &path)?;
         // Room for every statement a save uses, and then some.
         conn.set_prepared_statement_cache_capacity(16);
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path,
+            file,
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The database file: the path given to [`open`](SqliteStore::open),
+    /// or the file SQLite reports for a connection handed to
+    /// [`from_connection`](SqliteStore::from_connection); `None` for a
+    /// database in memory or a temporary one.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.then_some(self.path.as_path())
     }
 
     /// Whether every commit is synced to disk before a save returns
@@ -703,6 +813,182 @@ impl Read {
     }
 }
 
+/// Refuses a SQLite library older than [`MIN_SQLITE`] (only a system
+/// library can be: every bundled one in rusqlite's range is newer).
+fn supported_sqlite(number: i32, version: &str) -> Result<(), StoreError> {
+    if number >= MIN_SQLITE {
+        return Ok(());
+    }
+    Err(StoreError::Backend {
+        message: format!(
+            "SQLite {version} is older than 3.35.0, which the store needs: \
+             link a newer system SQLite, or turn on feature sqlite-bundled"
+        ),
+        source: None,
+    })
+}
+
+/// Makes a database file and its `-wal`, `-shm` and `-journal` files
+/// owner-only, those that exist.
+fn owner_only(path: &Path) -> Result<(), StoreError> {
+    owner::ensure(path, Broader::Tighten)?;
+    for end in ["-wal", "-shm", "-journal"] {
+        let mut side = path.to_path_buf().into_os_string();
+        side.push(end);
+        owner::ensure(Path::new(&side), Broader::Tighten)?;
+    }
+    Ok(())
+}
+
+/// The file of `conn`'s main database as SQLite names it (`PRAGMA
+/// database_list`, which every rusqlite in the range reads alike;
+/// `Connection::path` changed its type); `None` for a database in memory
+/// or a temporary one, which SQLite names with an empty string.
+fn database_file(conn: &Connection) -> rusqlite::Result<Option<PathBuf>> {
+    let mut stmt = conn.prepare("PRAGMA database_list")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        if !matches!(row.get_ref(1)?, ValueRef::Text(b"main")) {
+            continue;
+        }
+        return Ok(match row.get_ref(2)? {
+            ValueRef::Text(bytes) if !bytes.is_empty() => Some(path_from_bytes(bytes)),
+            _ => None,
+        });
+    }
+    Ok(None)
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// SQLite names files in UTF-8 where paths are not bytes.
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// The store's schema version in a database, and where it was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StoredVersion {
+    version: i64,
+    /// `recsync_schema` holds it; otherwise it is `user_version` of a
+    /// database the store made before that table (when the store's tables
+    /// exist), or 0 (they do not: no schema yet).
+    in_table: bool,
+    /// Found in `user_version`: the database is one the store made before
+    /// `recsync_schema`, so `user_version` is the store's.
+    legacy: bool,
+}
+
+fn stored_version(conn: &Connection, path: &Path) -> Result<StoredVersion, StoreError> {
+    let fail = |context: &'static str| sqlite_error(path, None, context);
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table'
+             AND name IN ('recsync_schema', 'recsync_objects')",
+        )
+        .map_err(fail("cannot list the store's tables"))?;
+    let tables = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(fail("cannot list the store's tables"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(fail("cannot list the store's tables"))?;
+    let has = |name: &str| tables.iter().any(|t| t == name);
+    if has("recsync_schema") {
+        let version = conn
+            .query_row(
+                "SELECT version FROM recsync_schema WHERE only = 1",
+                [],
+                |row| {
+                    Ok(match row.get_ref(0)? {
+                        ValueRef::Integer(v) => Some(v),
+                        _ => None,
+                    })
+                },
+            )
+            .optional()
+            .map_err(fail("cannot read the schema version"))?
+            .flatten();
+        let Some(version) = version else {
+            return Err(StoreError::Damaged {
+                object: None,
+                path: path.to_path_buf(),
+                place: Place::Whole,
+                check: Check::Layout,
+            });
+        };
+        return Ok(StoredVersion {
+            version,
+            in_table: true,
+            legacy: false,
+        });
+    }
+    if has("recsync_objects") {
+        let version = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(fail("cannot read the schema version"))?;
+        return Ok(StoredVersion {
+            version,
+            in_table: false,
+            legacy: true,
+        });
+    }
+    Ok(StoredVersion {
+        version: 0,
+        in_table: false,
+        legacy: false,
+    })
+}
+
+/// Creates the store's tables, or brings those of an older schema version
+/// up to date, and records the version; refuses a newer one.
+fn bring_schema_up_to_date(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let fail = |context: &'static str| sqlite_error(path, None, context);
+    let newer = |found: i64| StoreError::Format {
+        object: None,
+        path: path.to_path_buf(),
+        found: u64::try_from(found).unwrap_or(0),
+        supported: SCHEMA_VERSION as u64,
+    };
+    let found = stored_version(conn, path)?;
+    if found.version == SCHEMA_VERSION && found.in_table {
+        return Ok(());
+    }
+    if !(0..=SCHEMA_VERSION).contains(&found.version) {
+        return Err(newer(found.version));
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(fail("cannot begin creating the schema"))?;
+    // Again under the write lock: another connection may have done it.
+    let found = stored_version(&tx, path)?;
+    let from_1 = format!("{MIGRATE_FROM_1}{MIGRATE_FROM_2}");
+    let upgrade = match found.version {
+        0 => SCHEMA,
+        1 => from_1.as_str(),
+        2 => MIGRATE_FROM_2,
+        SCHEMA_VERSION => "",
+        other => return Err(newer(other)),
+    };
+    tx.execute_batch(upgrade)
+        .map_err(fail("cannot create the schema"))?;
+    tx.execute_batch(SCHEMA_TABLE)
+        .map_err(fail("cannot create the schema"))?;
+    tx.execute(SET_SCHEMA_VERSION, params![SCHEMA_VERSION])
+        .map_err(fail("cannot record the schema version"))?;
+    if found.legacy {
+        // The store's own `user_version`, kept in step for a recsync that
+        // still reads it there.
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .map_err(fail("cannot record the schema version"))?;
+    }
+    tx.commit().map_err(fail("cannot create the schema"))
+}
+
 /// A SQLite error as a store error: a database the engine finds malformed
 /// is damaged state, anything else a backend failure.
 fn sqlite_error<'a>(
@@ -712,7 +998,12 @@ fn sqlite_error<'a>(
 ) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
     move |e| {
         use rusqlite::ErrorCode;
-        match e.sqlite_error_code() {
+        // Not `Error::sqlite_error_code`: rusqlite before 0.28 lacks it.
+        let code = match &e {
+            rusqlite::Error::SqliteFailure(failure, _) => Some(failure.code),
+            _ => None,
+        };
+        match code {
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Damaged {
                 object: object.map(str::to_owned),
                 path: path.to_path_buf(),
@@ -1228,5 +1519,29 @@ fn backend_for<'a>(
     move |e| StoreError::Backend {
         message: format!("{context} {id} of {object}"),
         source: Some(Box::new(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `RETURNING` came in SQLite 3.35.0: an older system library is
+    /// refused when the store opens, not at its first save.
+    #[test]
+    fn sqlite_older_than_3_35_is_refused() {
+        assert!(supported_sqlite(3_035_000, "3.35.0").is_ok());
+        assert!(supported_sqlite(3_046_001, "3.46.1").is_ok());
+        let err = supported_sqlite(3_034_001, "3.34.1").map(|()| "accepted");
+        let Err(err) = err else {
+            panic!("SQLite 3.34.1 was accepted");
+        };
+        assert!(
+            err.to_string()
+                .contains("SQLite 3.34.1 is older than 3.35.0, which the store needs"),
+            "{err}"
+        );
+        // The library this build links passes.
+        assert!(supported_sqlite(rusqlite::version_number(), rusqlite::version()).is_ok());
     }
 }

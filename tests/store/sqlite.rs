@@ -1,605 +1,285 @@
-//! The SQLite store on real database files.
+//! The SQLite store on real database files: every case of
+//! `sqlite_cases.rs` on a store opened by path and on one made from a
+//! connection the host opened, then what only a host's connection has (the
+//! host's own tables beside the store's, a database in memory).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use recsync::store::SqliteStore;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use super::*;
 
-/// Every entity row of the database: id to stored bytes.
-fn rows(db: &Path) -> BTreeMap<String, Vec<u8>> {
-    let conn = Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT id, record FROM recsync_entities")
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    rows
-}
+/// The cases on a store opened by path, which creates the file and its
+/// directory. (One file, two modules, on purpose.)
+#[allow(clippy::duplicate_mod)]
+#[path = "sqlite_cases.rs"]
+mod by_path;
 
-fn ids(summary: &CommitSummary) -> Vec<String> {
-    summary
-        .touched
-        .iter()
-        .chain(&summary.removed)
-        .map(|id| id.to_string())
-        .collect()
-}
+/// The cases on a store made from a connection the host opened on the
+/// file, after making the directory owner-only (rusqlite creates the file).
+#[allow(clippy::duplicate_mod)]
+#[path = "sqlite_cases.rs"]
+mod host_file;
 
-#[test]
-fn round_trip_with_cursors_and_held_reviews() {
-    let dir = temp_dir("sqlite-round-trip");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("nested").join("state.db");
-    let s = synced(6);
-    {
-        let store = SqliteStore::open(&db).unwrap();
-        assert_eq!(store.load("contacts").unwrap(), Baseline::new());
-        store.save("contacts", &s.first, &s.first_summary).unwrap();
-        store.save("contacts", &s.held, &s.held_summary).unwrap();
-        store.replace("deals", &s.first).unwrap();
-        assert_eq!(store.objects().unwrap(), ["contacts", "deals"]);
+/// The store of the database file `db` for the cases in `module`, made as
+/// the module's name says.
+fn open_for(module: &str, db: &Path) -> Result<SqliteStore, StoreError> {
+    match module.rsplit("::").next() {
+        Some("by_path") => SqliteStore::open(db),
+        Some("host_file") => {
+            if let Some(dir) = db.parent() {
+                owner_only_dir(dir);
+            }
+            SqliteStore::from_connection(Connection::open(db).unwrap())
+        }
+        _ => panic!("no way to make a store for {module}"),
     }
-    // A new connection reads what the saves committed.
-    let store = SqliteStore::open(&db).unwrap();
-    let back = store.load("contacts").unwrap();
-    assert_same(&back, &s.held);
-    assert_eq!(back.cursor("crm"), Some("crm-cursor-2"));
-    assert_eq!(back.cursor("mkt"), Some("mkt-cursor-1"));
-    assert_eq!(back.reviews().len(), 2);
-    assert_same(&store.load("deals").unwrap(), &s.first);
-    // Replace drops entities the new baseline no longer has.
-    let small = synced(2);
-    store.replace("deals", &small.first).unwrap();
-    assert_same(&store.load("deals").unwrap(), &small.first);
-    assert_same(&store.load("contacts").unwrap(), &s.held);
 }
 
-#[test]
-fn a_save_writes_only_the_entities_the_commit_named() {
-    let dir = temp_dir("sqlite-incremental");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("state.db");
-    let s = synced(20);
-    let store = SqliteStore::open(&db).unwrap();
-    store.save("contacts", &s.first, &s.first_summary).unwrap();
-    let before = rows(&db);
-    assert_eq!(before.len(), 20);
+/// Creates `dir` and its parents, owner-only on unix.
+fn owner_only_dir(dir: &Path) {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).unwrap();
+}
 
-    store.save("contacts", &s.held, &s.held_summary).unwrap();
-    let after = rows(&db);
-    let named = ids(&s.held_summary);
-    assert!(!named.is_empty());
-    let changed: Vec<&String> = before
-        .keys()
-        .filter(|id| before.get(*id) != after.get(*id))
-        .collect();
-    assert!(!changed.is_empty());
-    for id in before.keys() {
-        if !named.contains(id) {
-            assert_eq!(before[id], after[id], "untouched row {id} was rewritten");
+/// What only a connection the host opened has.
+mod host {
+    use super::*;
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    fn text(conn: &Connection, sql: &str) -> String {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// The host keeps its tables, its rows and its `user_version` in the
+    /// file it shares with the store, and goes on using them through a
+    /// connection of its own while the store saves through another.
+    #[test]
+    fn the_hosts_tables_live_beside_the_stores_in_one_file() {
+        let dir = temp_dir("sqlite-host-tables");
+        let _c = Cleanup(dir.clone());
+        owner_only_dir(&dir);
+        let db = dir.join("app.db");
+        let host = Connection::open(&db).unwrap();
+        // A host schema at its own version 42: the store must neither take
+        // it for a newer schema of its own nor write over it.
+        host.execute_batch(
+            "CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER NOT NULL);
+             INSERT INTO invoices (total) VALUES (10), (20);
+             PRAGMA user_version = 42;",
+        )
+        .unwrap();
+
+        let theirs = Connection::open(&db).unwrap();
+        // As `Connection::busy_timeout` sets it, which rusqlite 0.41 and
+        // newer make call `sqlite3_set_clientdata` (SQLite 3.44): the
+        // pragma links with every rusqlite and SQLite the store accepts.
+        let ms: i64 = theirs
+            .query_row("PRAGMA busy_timeout = 100", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ms, 100);
+        let store = SqliteStore::from_connection(theirs).unwrap();
+        assert_eq!(
+            store.path().map(Path::to_path_buf),
+            Some(std::fs::canonicalize(&db).unwrap())
+        );
+        let s = synced(5);
+        store.save("contacts", &s.first, &s.first_summary).unwrap();
+        host.execute("INSERT INTO invoices (total) VALUES (30)", [])
+            .unwrap();
+        store.save("contacts", &s.held, &s.held_summary).unwrap();
+
+        // A read of the host's, open across a save: the write-ahead log
+        // lets both go on, and the host's read sees one state throughout.
+        host.execute_batch("BEGIN").unwrap();
+        assert_eq!(count(&host, "SELECT count(*) FROM invoices"), 3);
+        store.replace("deals", &s.first).unwrap();
+        assert_eq!(count(&host, "SELECT count(*) FROM recsync_objects"), 1);
+        host.execute_batch("COMMIT").unwrap();
+        assert_eq!(count(&host, "SELECT count(*) FROM recsync_objects"), 2);
+
+        // A write of the host's, open across a save: the save waits for
+        // the busy timeout, then fails and saves nothing; loads go on.
+        host.execute_batch("BEGIN IMMEDIATE; INSERT INTO invoices (total) VALUES (40);")
+            .unwrap();
+        let err = store.replace("deals", &s.held).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Backend { message, .. } if message.contains("transaction")),
+            "{err:?}"
+        );
+        assert_same(&store.load("deals").unwrap(), &s.first);
+        host.execute_batch("COMMIT").unwrap();
+        store.replace("deals", &s.held).unwrap();
+        assert_same(&store.load("deals").unwrap(), &s.held);
+
+        // Each side's data, as the other left it.
+        assert_eq!(count(&host, "SELECT sum(total) FROM invoices"), 100);
+        assert_eq!(count(&host, "PRAGMA user_version"), 42);
+        assert_eq!(text(&host, "PRAGMA journal_mode"), "wal");
+        let mut tables: Vec<String> = host
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        tables.retain(|t| !t.starts_with("sqlite_"));
+        assert_eq!(
+            tables,
+            [
+                "invoices",
+                "recsync_entities",
+                "recsync_objects",
+                "recsync_schema"
+            ]
+        );
+        drop(store);
+        // The same state through a new connection of the host's, and
+        // through `open` by path.
+        let again = SqliteStore::from_connection(Connection::open(&db).unwrap()).unwrap();
+        assert_same(&again.load("contacts").unwrap(), &s.held);
+        drop(again);
+        let by_path = SqliteStore::open(&db).unwrap();
+        assert_same(&by_path.load("contacts").unwrap(), &s.held);
+        assert_same(&by_path.load("deals").unwrap(), &s.held);
+        assert_eq!(count(&host, "PRAGMA user_version"), 42);
+        assert_eq!(count(&host, "SELECT count(*) FROM invoices"), 4);
+    }
+
+    /// A database in memory (or a temporary one) has no file: the store
+    /// keeps baselines there for the connection's life.
+    #[test]
+    fn a_database_in_memory_or_temporary_holds_baselines() {
+        let s = synced(6);
+        for conn in [
+            Connection::open_in_memory().unwrap(),
+            Connection::open("").unwrap(),
+        ] {
+            let store = SqliteStore::from_connection(conn).unwrap();
+            assert_eq!(store.path(), None);
+            assert_eq!(store.load("contacts").unwrap(), Baseline::new());
+            store.save("contacts", &s.first, &s.first_summary).unwrap();
+            store.save("contacts", &s.held, &s.held_summary).unwrap();
+            store.set_durable(true).unwrap();
+            store.replace("deals", &s.first).unwrap();
+            assert_eq!(store.objects().unwrap(), ["contacts", "deals"]);
+            let back = store.load("contacts").unwrap();
+            assert_same(&back, &s.held);
+            assert_eq!(back.cursor("crm"), Some("crm-cursor-2"));
+            assert_same(&store.load("deals").unwrap(), &s.first);
+            let (b, summary) = with_placeholders(&s);
+            store.save("contacts", &b, &summary).unwrap();
+            assert_same(&store.load("contacts").unwrap(), &b);
         }
     }
-    for id in &changed {
+
+    /// Errors name a database without a file `:memory:`.
+    #[test]
+    fn errors_name_a_database_in_memory() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE recsync_schema (only INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+             INSERT INTO recsync_schema VALUES (1, 9);",
+        )
+        .unwrap();
+        let err = SqliteStore::from_connection(conn).unwrap_err();
         assert!(
-            named.contains(id),
-            "{id} changed but the commit did not name it"
+            matches!(&err, StoreError::Format { path, found: 9, .. } if path == Path::new(":memory:")),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("stored state in :memory: has format version 9"),
+            "{err}"
         );
     }
 
-    assert_same(&store.load("contacts").unwrap(), &s.held);
+    #[test]
+    fn a_connection_with_a_transaction_open_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("BEGIN; CREATE TABLE t (x);").unwrap();
+        let err = SqliteStore::from_connection(conn).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Backend { message, .. } if message.contains("has a transaction open")),
+            "{err:?}"
+        );
+    }
 
-    // The store trusts the summary, which is what makes a save cost what
-    // the commit changed: naming one entity writes that row and no other,
-    // though others (crm:c2) differ too.
-    store.replace("contacts", &s.first).unwrap();
-    assert_eq!(rows(&db), before);
-    let mut one = CommitSummary::default();
-    one.touched.push(recsync::EntityId::new("crm:c1"));
-    store.save("contacts", &s.held, &one).unwrap();
-    let after_one = rows(&db);
-    for (id, bytes) in &before {
-        if id == "crm:c1" {
-            assert_ne!(&after_one[id], bytes);
-        } else {
-            assert_eq!(&after_one[id], bytes, "row {id} was written");
+    /// A read-only connection to a database the store has set up loads;
+    /// its saves fail and change nothing.
+    #[test]
+    fn a_read_only_connection_loads_and_its_saves_fail() {
+        let dir = temp_dir("sqlite-host-read-only");
+        let _c = Cleanup(dir.clone());
+        owner_only_dir(&dir);
+        let db = dir.join("app.db");
+        let s = synced(4);
+        let writer = SqliteStore::from_connection(Connection::open(&db).unwrap()).unwrap();
+        writer.replace("contacts", &s.first).unwrap();
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let reader =
+            SqliteStore::from_connection(Connection::open_with_flags(&db, flags).unwrap()).unwrap();
+        assert_same(&reader.load("contacts").unwrap(), &s.first);
+        let err = reader.replace("contacts", &s.held).unwrap_err();
+        assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
+        assert_same(&writer.load("contacts").unwrap(), &s.first);
+        // Read-only before the store set the database up: refused.
+        let fresh = dir.join("fresh.db");
+        drop(Connection::open(&fresh).unwrap());
+        let err = SqliteStore::from_connection(Connection::open_with_flags(&fresh, flags).unwrap())
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
+    }
+
+    /// The host's database file (and its log) hold personal data once the
+    /// store writes there: made owner-only. Its directory is the host's:
+    /// neither refused nor changed, as `open` would refuse it.
+    #[cfg(unix)]
+    #[test]
+    fn the_hosts_database_file_is_made_owner_only_and_its_directory_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let dir = temp_dir("sqlite-host-mode");
+        let _c = Cleanup(dir.clone());
+        std::fs::create_dir(&dir).unwrap();
+        set(&dir, 0o755);
+        let db = dir.join("app.db");
+        let host = Connection::open(&db).unwrap();
+        host.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE notes (x); INSERT INTO notes VALUES (1);",
+        )
+        .unwrap();
+        let wal = dir.join("app.db-wal");
+        let shm = dir.join("app.db-shm");
+        for file in [&db, &wal, &shm] {
+            set(file, 0o644);
         }
-    }
-    let loaded = store.load("contacts").unwrap();
-    let (c1, c2) = (
-        recsync::EntityId::new("crm:c1"),
-        recsync::EntityId::new("crm:c2"),
-    );
-    assert_eq!(loaded.export(&c1), s.held.export(&c1));
-    assert_eq!(loaded.export(&c2), s.first.export(&c2));
-    assert_ne!(s.held.export(&c2), s.first.export(&c2));
-
-    // A save naming nothing writes no entity, only the header.
-    store.replace("contacts", &s.first).unwrap();
-    store
-        .save("contacts", &s.held, &CommitSummary::default())
-        .unwrap();
-    assert_eq!(rows(&db), before);
-    let mixed = store.load("contacts").unwrap();
-    assert_eq!(mixed.header(), s.held.header());
-}
-
-/// The text of the records held back as ambiguous, as the header row
-/// keeps it.
-fn ambiguous_text(db: &Path) -> Option<String> {
-    Connection::open(db)
-        .unwrap()
-        .query_row(
-            "SELECT ambiguous FROM recsync_objects WHERE name = 'contacts'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
-}
-
-/// The records held back as ambiguous live in the header row. A save
-/// writes them when the commit changed them, or when it writes the whole
-/// baseline; a commit that left them alone leaves them as stored.
-#[test]
-fn records_held_back_as_ambiguous_are_saved_when_a_commit_changed_them() {
-    let dir = temp_dir("sqlite-ambiguous");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("state.db");
-    let s = synced(6);
-    let store = SqliteStore::open(&db).unwrap();
-    store.save("contacts", &s.first, &s.first_summary).unwrap();
-    store.save("contacts", &s.held, &s.held_summary).unwrap();
-    assert_eq!(ambiguous_text(&db), None);
-
-    let (b, summary) = with_placeholders(&s);
-    store.save("contacts", &b, &summary).unwrap();
-    let text = ambiguous_text(&db).expect("saved with the commit that held them");
-    assert!(text.contains("c900") && text.contains("c901"), "{text}");
-    let back = SqliteStore::open(&db).unwrap().load("contacts").unwrap();
-    assert_same(&back, &b);
-    assert_eq!(
-        back.header().ambiguous.get("crm", "c900"),
-        Some(("email", "noemail@example.com"))
-    );
-
-    // A commit that did not change them: not written, still loaded.
-    let mut next = b.clone();
-    let plan = s.engine.plan(&next, &[]).unwrap();
-    let quiet = s
-        .engine
-        .commit(&mut next, &plan, &Outcomes::all_applied(&plan))
-        .unwrap();
-    assert!(!quiet.ambiguous);
-    store.save("contacts", &next, &quiet).unwrap();
-    assert_eq!(ambiguous_text(&db).as_deref(), Some(text.as_str()));
-    assert_same(&store.load("contacts").unwrap(), &next);
-    // Seen by damaging what is stored first: the save leaves it as it is
-    // (and the next load refuses it).
-    let damaged = text.replace("c900", "c999");
-    let set = |t: &str| {
-        Connection::open(&db)
-            .unwrap()
-            .execute(
-                "UPDATE recsync_objects SET ambiguous = ?1 WHERE name = 'contacts'",
-                [t],
-            )
-            .unwrap()
-    };
-    set(&damaged);
-    store.save("contacts", &next, &quiet).unwrap();
-    assert_eq!(ambiguous_text(&db).as_deref(), Some(damaged.as_str()));
-    assert!(matches!(
-        store.load("contacts"),
-        Err(StoreError::Damaged {
-            place: Place::Header,
-            check: Check::HeaderChecksum,
-            ..
-        })
-    ));
-    set(&text);
-    assert_same(&store.load("contacts").unwrap(), &next);
-
-    // A commit that forgot them (a complete read of crm without them).
-    let mut last = next.clone();
-    let plan = s.engine.plan(&last, &edited(6)[..1]).unwrap();
-    let forgot = s
-        .engine
-        .commit(&mut last, &plan, &Outcomes::all_applied(&plan))
-        .unwrap();
-    assert!(forgot.ambiguous);
-    assert!(last.header().ambiguous.is_empty());
-    store.save("contacts", &last, &forgot).unwrap();
-    assert_eq!(ambiguous_text(&db), None);
-    assert_same(&store.load("contacts").unwrap(), &last);
-}
-
-/// A database of schema version 2 (before the records held back as
-/// ambiguous were kept) is brought to version 3 on open; its objects load
-/// and verify as before.
-#[test]
-fn a_database_of_schema_version_2_loads_after_open() {
-    let dir = temp_dir("sqlite-v2");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("state.db");
-    let s = synced(5);
-    drop(SqliteStore::open(&db).unwrap().replace("contacts", &s.held));
-    let old = dir.join("v2.db");
-    Connection::open(&old)
-        .unwrap()
-        .execute_batch(&format!(
-            "CREATE TABLE recsync_objects (
-                id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
-                revision INTEGER NOT NULL, fingerprint INTEGER, cursors TEXT NOT NULL,
-                count INTEGER, rows INTEGER, checksum INTEGER);
-             CREATE TABLE recsync_entities (
-                object INTEGER NOT NULL, id TEXT NOT NULL, record BLOB NOT NULL,
-                checksum INTEGER, PRIMARY KEY (object, id));
-             ATTACH '{}' AS new;
-             INSERT INTO recsync_objects SELECT id, name, revision, fingerprint, cursors,
-                count, rows, checksum FROM new.recsync_objects;
-             INSERT INTO recsync_entities SELECT object, id, record, checksum
-                FROM new.recsync_entities;
-             DETACH new;
-             PRAGMA user_version = 2;",
-            db.display()
-        ))
-        .unwrap();
-    let store = SqliteStore::open(&old).unwrap();
-    assert_same(&store.load("contacts").unwrap(), &s.held);
-    let version: i64 = Connection::open(&old)
-        .unwrap()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 3);
-    // And it keeps what version 3 keeps.
-    let (b, summary) = with_placeholders(&s);
-    store.save("contacts", &b, &summary).unwrap();
-    assert_same(&store.load("contacts").unwrap(), &b);
-}
-
-/// A summary names what one commit changed. Saved on top of any other
-/// revision than the one that commit started from, it would leave rows of
-/// two baselines; the store writes the whole baseline instead.
-#[test]
-fn a_save_on_top_of_another_revision_writes_the_whole_baseline() {
-    let dir = temp_dir("sqlite-revisions");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("state.db");
-    let s = synced(6);
-    // A third commit that changes nothing: its summary names no entity.
-    let mut third = s.held.clone();
-    let plan = s.engine.plan(&third, &[]).unwrap();
-    let third_summary = s
-        .engine
-        .commit(&mut third, &plan, &Outcomes::all_applied(&plan))
-        .unwrap();
-    assert_eq!(third.revision(), s.held.revision() + 1);
-    assert!(third_summary.touched.is_empty() && third_summary.removed.is_empty());
-    let c2 = recsync::EntityId::new("crm:c2");
-    assert_ne!(s.first.export(&c2), s.held.export(&c2));
-
-    // The second commit's save was skipped: the database is two behind.
-    let store = SqliteStore::open(&db).unwrap();
-    store.save("contacts", &s.first, &s.first_summary).unwrap();
-    store.save("contacts", &third, &third_summary).unwrap();
-    assert_same(&store.load("contacts").unwrap(), &third);
-
-    // Another writer saved a later revision, with entities this baseline
-    // does not have: this save wins whole.
-    let other = synced(8);
-    assert_eq!(other.held.revision(), s.first.revision() + 1);
-    store.replace("contacts", &other.held).unwrap();
-    store.save("contacts", &s.first, &s.first_summary).unwrap();
-    assert_same(&store.load("contacts").unwrap(), &s.first);
-    assert_eq!(rows(&db).len(), s.first.len());
-
-    // No revision stored yet: the whole baseline, whatever the summary.
-    let fresh = SqliteStore::open(dir.join("fresh.db")).unwrap();
-    fresh
-        .save("contacts", &s.held, &CommitSummary::default())
-        .unwrap();
-    assert_same(&fresh.load("contacts").unwrap(), &s.held);
-
-    // The same revision again (a review decision, a retried save): only
-    // the named rows are written. A row taken away behind the store's back
-    // stays away, which a whole write would have put back.
-    store.replace("contacts", &third).unwrap();
-    Connection::open(&db)
-        .unwrap()
-        .execute("DELETE FROM recsync_entities WHERE id = 'crm:c3'", [])
-        .unwrap();
-    store.save("contacts", &third, &third_summary).unwrap();
-    assert!(!rows(&db).contains_key("crm:c3"));
-    assert_eq!(rows(&db).len(), third.len() - 1);
-}
-
-#[test]
-fn an_aborted_transaction_leaves_the_last_complete_state() {
-    let dir = temp_dir("sqlite-aborted");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("state.db");
-    let s = synced(5);
-    SqliteStore::open(&db)
-        .unwrap()
-        .save("contacts", &s.first, &s.first_summary)
-        .unwrap();
-    {
-        // A commit killed half way: the header and some rows written, the
-        // transaction never committed.
-        let mut conn = Connection::open(&db).unwrap();
-        let tx = conn.transaction().unwrap();
-        tx.execute(
-            "UPDATE recsync_objects SET revision = 99, cursors = '{\"crm\":\"lost\"}'",
-            [],
-        )
-        .unwrap();
-        tx.execute("UPDATE recsync_entities SET record = x'00'", [])
-            .unwrap();
-        tx.execute(
-            "INSERT INTO recsync_entities (object, id, record) VALUES (1, 'crm:c99', x'00')",
-            [],
-        )
-        .unwrap();
-        drop(tx);
-    }
-    let store = SqliteStore::open(&db).unwrap();
-    let back = store.load("contacts").unwrap();
-    assert_same(&back, &s.first);
-    assert_eq!(back.cursor("crm"), Some("crm-cursor-1"));
-}
-
-/// A save that fails half way (here: a trigger refuses the second entity)
-/// keeps nothing of it: neither the entity written before the failure nor
-/// the new cursors.
-#[test]
-fn cursors_are_saved_atomically_with_the_entities() {
-    let dir = temp_dir("sqlite-atomic");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("state.db");
-    let s = synced(5);
-    let store = SqliteStore::open(&db).unwrap();
-    store.save("contacts", &s.first, &s.first_summary).unwrap();
-    let mut touched = s.held_summary.touched.clone();
-    touched.sort();
-    assert!(touched.len() >= 2, "{touched:?}");
-    let last = touched.last().unwrap().to_string();
-    {
-        let conn = Connection::open(&db).unwrap();
-        conn.execute_batch(&format!(
-            "CREATE TRIGGER refuse BEFORE UPDATE ON recsync_entities WHEN NEW.id = '{last}'
-             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;"
-        ))
-        .unwrap();
-    }
-    let mut summary = CommitSummary::default();
-    summary.touched.extend(touched);
-    let err = store.save("contacts", &s.held, &summary).unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Backend { message, .. } if message.contains(&last)),
-        "{err}"
-    );
-    let back = store.load("contacts").unwrap();
-    assert_same(&back, &s.first);
-    assert_eq!(back.cursor("crm"), Some("crm-cursor-1"));
-
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("DROP TRIGGER refuse")
-        .unwrap();
-    store.save("contacts", &s.held, &summary).unwrap();
-    let back = store.load("contacts").unwrap();
-    assert_same(&back, &s.held);
-    assert_eq!(back.cursor("crm"), Some("crm-cursor-2"));
-}
-
-const CRASH_DB: &str = "RECSYNC_TEST_CRASH_DB";
-
-/// Run by [`a_process_killed_mid_commit_leaves_the_last_complete_state`]
-/// in a child process: writes half a commit, large enough that SQLite
-/// spills it into the write-ahead log, then dies without committing.
-#[test]
-#[ignore = "run as a child process by a_process_killed_mid_commit_leaves_the_last_complete_state"]
-fn crash_child() {
-    let Some(db) = std::env::var_os(CRASH_DB) else {
-        return;
-    };
-    let mut conn = Connection::open(db).unwrap();
-    // A tiny page cache: dirty pages go to the log before the commit.
-    conn.execute_batch("PRAGMA cache_size = 8").unwrap();
-    let tx = conn.transaction().unwrap();
-    tx.execute(
-        "UPDATE recsync_objects SET revision = 99, cursors = '{\"crm\":\"lost\"}'",
-        [],
-    )
-    .unwrap();
-    let junk = vec![b'x'; 2000];
-    for i in 0..2000 {
-        tx.execute(
-            "INSERT INTO recsync_entities (object, id, record) VALUES (1, ?1, ?2)
-             ON CONFLICT (object, id) DO UPDATE SET record = excluded.record",
-            params![format!("crm:c{}", i % 50), &junk],
-        )
-        .unwrap();
-        tx.execute(
-            "INSERT INTO recsync_entities (object, id, record) VALUES (1, ?1, ?2)",
-            params![format!("junk:{i}"), &junk],
-        )
-        .unwrap();
-    }
-    std::process::abort();
-}
-
-#[test]
-fn a_process_killed_mid_commit_leaves_the_last_complete_state() {
-    let dir = temp_dir("sqlite-killed");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("state.db");
-    let s = synced(50);
-    SqliteStore::open(&db)
-        .unwrap()
-        .save("contacts", &s.first, &s.first_summary)
-        .unwrap();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["sqlite::crash_child", "--exact", "--ignored", "--nocapture"])
-        .env(CRASH_DB, &db)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(!status.success(), "the child should have died");
-    // The half commit reached the disk: the log holds its pages.
-    let wal = dir.join("state.db-wal");
-    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-    assert!(wal_len > 100_000, "log is {wal_len} bytes");
-
-    let store = SqliteStore::open(&db).unwrap();
-    let back = store.load("contacts").unwrap();
-    assert_same(&back, &s.first);
-    assert_eq!(back.cursor("crm"), Some("crm-cursor-1"));
-    // And the store goes on from there.
-    store.save("contacts", &s.held, &s.held_summary).unwrap();
-    assert_same(&store.load("contacts").unwrap(), &s.held);
-}
-
-#[cfg(unix)]
-#[test]
-fn the_database_is_owner_only() {
-    let dir = temp_dir("sqlite-mode");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("state").join("state.db");
-    let store = SqliteStore::open(&db).unwrap();
-    let s = synced(3);
-    store.replace("contacts", &s.held).unwrap();
-    assert_eq!(mode(&dir.join("state")), 0o700);
-    assert_eq!(mode(&db), 0o600);
-    assert_eq!(mode(&dir.join("state").join("state.db-wal")), 0o600);
-}
-
-#[test]
-fn a_corrupt_row_names_the_object_the_entity_and_where() {
-    let dir = temp_dir("sqlite-corrupt");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("state.db");
-    let s = synced(3);
-    let store = SqliteStore::open(&db).unwrap();
-    store.replace("contacts", &s.held).unwrap();
-    let id = s.held.entities().next().unwrap().id().to_string();
-    Connection::open(&db)
-        .unwrap()
-        .execute(
-            "UPDATE recsync_entities SET record = CAST('{\"id\": \"x\",' AS BLOB) WHERE id = ?1",
-            params![id],
-        )
-        .unwrap();
-    let err = store.load("contacts").unwrap_err();
-    let StoreError::Damaged {
-        object,
-        path,
-        place,
-        check,
-    } = &err
-    else {
-        panic!("expected a damaged state error, got {err:?}");
-    };
-    assert_eq!(object.as_deref(), Some("contacts"));
-    assert_eq!(path, &db);
-    assert_eq!(
-        place,
-        &Place::Row {
-            entity: recsync::EntityId::new(id.clone())
+        let store = SqliteStore::from_connection(Connection::open(&db).unwrap()).unwrap();
+        store.replace("contacts", &synced(3).held).unwrap();
+        for file in [&db, &wal, &shm] {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
         }
-    );
-    assert_eq!(check, &Check::RowChecksum);
-    assert!(
-        err.to_string().ends_with(&format!(
-            "is damaged (row of entity {id}): the row does not match its checksum"
-        )),
-        "{err}"
-    );
-}
-
-#[test]
-fn a_newer_schema_is_refused() {
-    let dir = temp_dir("sqlite-schema");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("state.db");
-    drop(SqliteStore::open(&db).unwrap());
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("PRAGMA user_version = 7")
-        .unwrap();
-    let err = SqliteStore::open(&db).unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            StoreError::Format {
-                object: None,
-                found: 7,
-                supported: 3,
+        assert_eq!(mode(&dir), 0o755);
+        assert_eq!(count(&host, "SELECT count(*) FROM notes"), 1);
+        drop(store);
+        assert!(matches!(
+            SqliteStore::open(&db),
+            Err(StoreError::Permissions {
+                directory: true,
                 ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("format version 7"), "{err}");
-}
-
-/// Saves of thousands of entities serialize on a second thread while the
-/// first writes: still one transaction, rows for ids the baseline lacks
-/// still deleted, a failure late in the save still keeps nothing.
-#[test]
-fn large_saves_are_one_transaction_too() {
-    let dir = temp_dir("sqlite-large");
-    let _c = Cleanup(dir.clone());
-    let db = dir.join("state.db");
-    let s = synced(3000);
-    assert!(s.first_summary.touched.len() >= 3000);
-    let store = SqliteStore::open(&db).unwrap();
-    store.save("contacts", &s.first, &s.first_summary).unwrap();
-    assert_same(&store.load("contacts").unwrap(), &s.first);
-
-    // A row the baseline no longer has, named among thousands.
-    Connection::open(&db)
-        .unwrap()
-        .execute(
-            "INSERT INTO recsync_entities (object, id, record) VALUES (1, 'crm:ghost', x'00')",
-            [],
-        )
-        .unwrap();
-    let mut summary = CommitSummary::default();
-    summary
-        .touched
-        .extend(s.held.entities().map(|e| e.id().clone()));
-    summary
-        .touched
-        .insert(1500, recsync::EntityId::new("crm:ghost"));
-    let last = summary.touched.last().unwrap().to_string();
-    {
-        let conn = Connection::open(&db).unwrap();
-        conn.execute_batch(&format!(
-            "CREATE TRIGGER refuse BEFORE UPDATE ON recsync_entities WHEN NEW.id = '{last}'
-             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;"
-        ))
-        .unwrap();
+            })
+        ));
     }
-    let err = store.save("contacts", &s.held, &summary).unwrap_err();
-    assert!(err.to_string().contains("cannot write entity"), "{err}");
-    assert!(rows(&db).contains_key("crm:ghost"));
-    let back = store.load("contacts");
-    assert!(back.is_err(), "the ghost row is still there, unreadable");
-
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("DROP TRIGGER refuse")
-        .unwrap();
-    store.save("contacts", &s.held, &summary).unwrap();
-    assert!(!rows(&db).contains_key("crm:ghost"));
-    let back = store.load("contacts").unwrap();
-    assert_same(&back, &s.held);
-    assert_eq!(back.cursor("crm"), Some("crm-cursor-2"));
 }
