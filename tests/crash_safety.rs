@@ -3,7 +3,8 @@
 //! run, with no duplicate records in any system. So does a run whose ops
 //! partly fail, or whose outcomes are partly lost, committed as reported.
 //!
-//! The systems are simulated (`common::Sys`): a create gets the next native
+//! The systems are simulated (`common::sim`, a `testkit::MemorySystem`
+//! that `testkit::apply` executes the plans on): a create gets the next native
 //! id and keeps the op's correlation key, reported back as
 //! `Record::correlation`, as a connector with an external-id field does.
 //! Some records are created without a key (no email): after a crash only
@@ -12,14 +13,16 @@
 //! finds them not made, and they are made again. Switching off
 //! correlation-key linking, or committing a failed update as applied, fails
 //! this test.
+#![cfg(feature = "testkit")]
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use common::{execute, execute_fates, snapshots, Fate, Sys};
+use common::{execute, execute_fates, sim, snapshots};
 use proptest::prelude::*;
+use recsync::testkit::{Fate, MemorySystem};
 use recsync::{
     is_empty_value, Baseline, DeleteEditPolicy, DeletePolicy, Field, FieldMap, Guards, Outcomes,
     Record, SyncEngine, SyncPlan,
@@ -158,12 +161,12 @@ fn engine(case: &Case) -> SyncEngine {
 
 /// The systems after the first sync (every initial record linked), with
 /// the case's edits made.
-fn start(case: &Case, engine: &SyncEngine) -> (Baseline, Vec<Sys>) {
-    let mut systems: Vec<Sys> = NAMES[..case.n].iter().map(|n| Sys::new(n, n)).collect();
+fn start(case: &Case, engine: &SyncEngine) -> (Baseline, Vec<MemorySystem>) {
+    let mut systems: Vec<MemorySystem> = NAMES[..case.n].iter().map(|n| sim(n, n)).collect();
     for sys in &mut systems {
         for e in 0..case.entities {
             let mut r =
-                Record::new(format!("{}{}", sys.prefix, e + 1)).field("email", format!("p{e}@x"));
+                Record::new(format!("{}{}", sys.system(), e + 1)).field("email", format!("p{e}@x"));
             for f in FIELDS {
                 r = r.field_at(f, "init", ts(0));
             }
@@ -185,8 +188,8 @@ fn start(case: &Case, engine: &SyncEngine) -> (Baseline, Vec<Sys>) {
                 value,
                 at,
             } => {
-                let id = format!("{}{}", systems[*sys].prefix, entity + 1);
-                if let Some(r) = systems[*sys].records.get_mut(&id) {
+                let id = format!("{}{}", NAMES[*sys], entity + 1);
+                if let Some(r) = systems[*sys].record_mut(&id) {
                     r.fields.insert(FIELDS[*field].into(), value.clone());
                     r.field_updated_at.insert(FIELDS[*field].into(), ts(*at));
                 }
@@ -194,13 +197,11 @@ fn start(case: &Case, engine: &SyncEngine) -> (Baseline, Vec<Sys>) {
             Edit::Create { sys, key, value } => {
                 let s = &mut systems[*sys];
                 let email = key.map(|k| format!("n{k}@x"));
-                if email.as_ref().is_none_or(|email| {
-                    !s.records
-                        .values()
-                        .any(|r| r.get("email") == Some(&json!(email)))
-                }) {
-                    s.next += 1;
-                    let id = format!("{}{}", s.prefix, s.next);
+                if email
+                    .as_ref()
+                    .is_none_or(|email| !s.records().any(|r| r.get("email") == Some(&json!(email))))
+                {
+                    let id = s.new_id();
                     let mut r = Record::new(id).field("tag", format!("t{i}")).field_at(
                         "f1",
                         value.clone(),
@@ -213,7 +214,7 @@ fn start(case: &Case, engine: &SyncEngine) -> (Baseline, Vec<Sys>) {
                 }
             }
             Edit::Delete { sys, entity } => {
-                let id = format!("{}{}", systems[*sys].prefix, entity + 1);
+                let id = format!("{}{}", NAMES[*sys], entity + 1);
                 systems[*sys].remove(&id);
             }
         }
@@ -223,11 +224,15 @@ fn start(case: &Case, engine: &SyncEngine) -> (Baseline, Vec<Sys>) {
 
 /// Plans, executes and commits until a plan has nothing to write (that one
 /// is committed too: it may link records); returns the plans made.
-fn settle(engine: &SyncEngine, baseline: &mut Baseline, systems: &mut [Sys]) -> Vec<SyncPlan> {
+fn settle(
+    engine: &SyncEngine,
+    baseline: &mut Baseline,
+    systems: &mut [MemorySystem],
+) -> Vec<SyncPlan> {
     let mut plans = Vec::new();
     for _ in 0..6 {
         let plan = engine.plan(baseline, &snapshots(systems)).expect("plan");
-        let outcomes = execute(systems, &plan, usize::MAX);
+        let outcomes = execute(systems, &plan);
         engine.commit(baseline, &plan, &outcomes).expect("commit");
         let quiet = plan.ops.is_empty();
         plans.push(plan);
@@ -241,13 +246,12 @@ fn settle(engine: &SyncEngine, baseline: &mut Baseline, systems: &mut [Sys]) -> 
 /// What the systems hold, ignoring native ids (a run that crashed may hand
 /// out ids in another order) and correlation keys. Empty values equal
 /// absent ones (a create leaves empty fields out).
-fn state(systems: &[Sys]) -> Vec<Vec<BTreeMap<String, String>>> {
+fn state(systems: &[MemorySystem]) -> Vec<Vec<BTreeMap<String, String>>> {
     systems
         .iter()
         .map(|s| {
             let mut rs: Vec<BTreeMap<String, String>> = s
-                .records
-                .values()
+                .records()
                 .map(|r| {
                     r.fields
                         .iter()
@@ -263,18 +267,21 @@ fn state(systems: &[Sys]) -> Vec<Vec<BTreeMap<String, String>>> {
 }
 
 /// Records that share an email (or, without one, a tag) within one system.
-fn duplicates(systems: &[Sys]) -> Vec<(String, String)> {
+fn duplicates(systems: &[MemorySystem]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for s in systems {
         let mut seen = BTreeMap::new();
-        for r in s.records.values() {
+        for r in s.records() {
             let text = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or_default();
             let id = match text("email") {
                 "" => format!("tag {}", text("tag")),
                 email => email.to_lowercase(),
             };
             if let Some(first) = seen.insert(id.clone(), r.id.clone()) {
-                out.push((s.name.clone(), format!("{first} and {} share {id}", r.id)));
+                out.push((
+                    s.system().to_string(),
+                    format!("{first} and {} share {id}", r.id),
+                ));
             }
         }
     }
@@ -293,7 +300,7 @@ proptest! {
 
         // Uninterrupted: execute everything, commit, settle.
         let (mut b1, mut s1) = (baseline.clone(), systems.clone());
-        let outcomes = execute(&mut s1, &plan, usize::MAX);
+        let outcomes = execute(&mut s1, &plan);
         engine.commit(&mut b1, &plan, &outcomes).expect("commit");
         settle(&engine, &mut b1, &mut s1);
 

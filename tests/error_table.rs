@@ -10,23 +10,25 @@
 //! Each test also corrects the value and checks that the next plan syncs
 //! what was held back, so nothing is lost. Sensitive fields are redacted in
 //! the plan's display.
+#![cfg(feature = "testkit")]
 
+use chrono::DateTime;
 use recsync::mapping::{
     Builtin, Conversion, DateFormat, MappingError, Unmapped, Validation, ValueMap, ValueProblem,
     ValueType,
 };
 use recsync::plan::{Issue, IssueKind};
-use recsync::{
-    Baseline, Field, FieldMap, OpKind, OpOutcome, Outcomes, Record, Snapshot, SyncEngine, SyncPlan,
-};
+use recsync::testkit::{self, MemorySystem};
+use recsync::{Baseline, Field, FieldMap, OpKind, OpOutcome, Record, SyncEngine, SyncPlan};
 use serde_json::{json, Value};
 
-/// Systems that hold records and apply the ops they are given.
+/// Systems that hold records and apply the ops they are given
+/// (`testkit::apply`): a create gets the id `{system}-new-{n}`; no versions
+/// or timestamps of their own.
 struct World {
     engine: SyncEngine,
     baseline: Baseline,
-    systems: Vec<(String, Vec<Record>)>,
-    created: usize,
+    systems: Vec<MemorySystem>,
 }
 
 impl World {
@@ -34,37 +36,36 @@ impl World {
         let systems = map
             .systems()
             .iter()
-            .map(|s| (s.as_str().to_owned(), Vec::new()))
+            .map(|s| {
+                MemorySystem::new(s)
+                    .id_prefix(format!("{s}-new-"))
+                    .versions(false)
+                    .timestamps(false)
+            })
             .collect();
         World {
             engine: SyncEngine::new(map),
             baseline: Baseline::new(),
             systems,
-            created: 0,
         }
     }
 
-    fn records(&mut self, system: &str) -> &mut Vec<Record> {
-        &mut self
-            .systems
+    fn system(&mut self, system: &str) -> &mut MemorySystem {
+        self.systems
             .iter_mut()
-            .find(|(s, _)| s == system)
+            .find(|s| *s.system() == system)
             .expect("a system of the map")
-            .1
     }
 
     fn put(&mut self, system: &str, record: Record) {
-        let records = self.records(system);
-        records.retain(|r| r.id != record.id);
-        records.push(record);
+        self.system(system).put(record);
     }
 
     /// Sets one native field of a record.
     fn set(&mut self, system: &str, id: &str, field: &str, value: impl Into<Value>) {
         let record = self
-            .records(system)
-            .iter_mut()
-            .find(|r| r.id == id)
+            .system(system)
+            .record_mut(id)
             .expect("a record of the system");
         record.fields.insert(field.to_owned(), value.into());
     }
@@ -72,52 +73,29 @@ impl World {
     fn get(&self, system: &str, id: &str, field: &str) -> Option<Value> {
         self.systems
             .iter()
-            .find(|(s, _)| s == system)
-            .and_then(|(_, rs)| rs.iter().find(|r| r.id == id))
+            .find(|s| *s.system() == system)
+            .and_then(|s| s.record(id))
             .and_then(|r| r.get(field).cloned())
-    }
-
-    fn snapshots(&self) -> Vec<Snapshot> {
-        self.systems
-            .iter()
-            .map(|(s, rs)| Snapshot::complete(s.as_str(), rs.clone()))
-            .collect()
     }
 
     fn plan(&self) -> SyncPlan {
         self.engine
-            .plan(&self.baseline, &self.snapshots())
+            .plan(&self.baseline, &testkit::snapshots(&self.systems))
             .expect("a plan")
     }
 
     /// Applies every op of `plan` to the systems and commits.
     fn apply(&mut self, plan: &SyncPlan) {
-        let mut outcomes = Outcomes::new();
-        for op in &plan.ops {
-            let system = op.system.as_str().to_owned();
-            match op.kind {
-                OpKind::Create => {
-                    self.created += 1;
-                    let id = format!("{system}-new-{}", self.created);
-                    let mut r = Record::new(id.as_str());
-                    for w in &op.fields {
-                        r = r.field(w.native.as_str(), w.value.clone());
-                    }
-                    if let Some(c) = &op.correlation {
-                        r = r.correlation(c.as_str());
-                    }
-                    self.put(&system, r);
-                    outcomes.record(op.id, OpOutcome::created(id));
-                }
-                OpKind::Update => {
-                    let id = op.record_id.clone().expect("an update names its record");
-                    for w in &op.fields {
-                        self.set(&system, &id, &w.native, w.value.clone());
-                    }
-                    outcomes.record(op.id, OpOutcome::applied());
-                }
-                _ => panic!("no deletes expected here: {plan}"),
-            }
+        assert!(
+            plan.ops.iter().all(|op| op.kind != OpKind::Delete),
+            "no deletes expected here: {plan}"
+        );
+        let outcomes = testkit::apply(plan, &mut self.systems, DateTime::UNIX_EPOCH);
+        for (_, outcome) in outcomes.iter() {
+            assert!(
+                matches!(outcome, OpOutcome::Applied { .. }),
+                "{outcome:?}\n{plan}"
+            );
         }
         self.engine
             .commit(&mut self.baseline, plan, &outcomes)

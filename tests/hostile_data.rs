@@ -1,11 +1,13 @@
 //! Data an adversary, or a careless system, hands recsync: one placeholder
 //! key on tens of thousands of records, keys that are not strings or
 //! numbers, numbers JSON cannot hold, and records listed twice.
+#![cfg(feature = "testkit")]
 
 mod common;
 
-use common::{execute, snapshots, Sys};
+use common::{execute, sim, snapshots, write_time, Person};
 use recsync::plan::{Issue, IssueKind, CANDIDATES_SHOWN};
+use recsync::testkit::MemorySystem;
 use recsync::{
     Baseline, Field, FieldMap, FieldValue, MatchKey, MatchMode, Normalization, OpKind, Record,
     Snapshot, SyncEngine, SyncPlan, SystemId,
@@ -39,13 +41,13 @@ fn contact(id: &str, email: impl FieldValue, name: &str) -> Record {
         .field("score", 1)
 }
 
-fn systems() -> Vec<Sys> {
-    vec![Sys::new("crm", "c"), Sys::new("mkt", "m")]
+fn systems() -> Vec<MemorySystem> {
+    vec![sim("crm", "c"), sim("mkt", "m")]
 }
 
-fn sync(engine: &SyncEngine, baseline: &mut Baseline, sys: &mut [Sys]) -> SyncPlan {
+fn sync(engine: &SyncEngine, baseline: &mut Baseline, sys: &mut [MemorySystem]) -> SyncPlan {
     let plan = engine.plan(baseline, &snapshots(sys)).expect("plan");
-    let outcomes = execute(sys, &plan, usize::MAX);
+    let outcomes = execute(sys, &plan);
     engine.commit(baseline, &plan, &outcomes).expect("commit");
     plan
 }
@@ -234,11 +236,11 @@ fn a_sensitive_keys_shared_value_is_redacted_in_the_display() {
 fn sync_with(
     engine: &SyncEngine,
     baseline: &mut Baseline,
-    sys: &mut [Sys],
+    sys: &mut [MemorySystem],
     snaps: &[Snapshot],
 ) -> SyncPlan {
     let plan = engine.plan(baseline, snaps).expect("plan");
-    let outcomes = execute(sys, &plan, usize::MAX);
+    let outcomes = execute(sys, &plan);
     engine.commit(baseline, &plan, &outcomes).expect("commit");
     plan
 }
@@ -255,7 +257,7 @@ fn reloaded(baseline: &Baseline) -> Baseline {
 /// Two records of mkt share the placeholder; a first sync reads both
 /// (complete snapshots) and holds them back. Returns the engine, the
 /// systems and the baseline after it.
-fn placeholders_held_in_mkt() -> (SyncEngine, Vec<Sys>, Baseline) {
+fn placeholders_held_in_mkt() -> (SyncEngine, Vec<MemorySystem>, Baseline) {
     let engine = engine();
     let mut sys = systems();
     sys[0].put(contact("c1", "ada@example.com", "Ada"));
@@ -275,9 +277,8 @@ fn placeholders_held_in_mkt() -> (SyncEngine, Vec<Sys>, Baseline) {
 }
 
 /// The records of `sys` whose email is the placeholder.
-fn placeholders_in(sys: &Sys) -> Vec<&str> {
-    sys.records
-        .values()
+fn placeholders_in(sys: &MemorySystem) -> Vec<&str> {
+    sys.records()
         .filter(|r| r.get("email") == Some(&json!(PLACEHOLDER)))
         .map(|r| r.id.as_str())
         .collect()
@@ -293,7 +294,7 @@ fn placeholders_in(sys: &Sys) -> Vec<&str> {
 fn a_placeholder_a_partial_read_shows_alone_is_still_held_back() {
     let (engine, mut sys, baseline) = placeholders_held_in_mkt();
     let mut baseline = reloaded(&baseline);
-    sys[1].edit("m1", "name", "Edited");
+    sys[1].set("m1", "name", "Edited");
     let snaps = [Snapshot::partial("mkt", vec![sys[1].get("m1").clone()])];
     let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
     assert!(plan.ops.is_empty(), "{plan}");
@@ -308,7 +309,7 @@ fn a_placeholder_a_partial_read_shows_alone_is_still_held_back() {
 
     // And again after a restart, with the other one edited.
     let mut baseline = reloaded(&baseline);
-    sys[1].edit("m2", "name", "Edited too");
+    sys[1].set("m2", "name", "Edited too");
     let snaps = [Snapshot::partial("mkt", vec![sys[1].get("m2").clone()])];
     let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
     assert!(plan.ops.is_empty(), "{plan}");
@@ -329,7 +330,7 @@ fn a_placeholder_a_partial_read_shows_alone_is_still_held_back() {
 #[test]
 fn placeholders_shown_one_at_a_time_in_two_systems_stay_held_back() {
     let (engine, mut sys, mut baseline) = placeholders_held_in_mkt();
-    sys[1].edit("m1", "name", "Edited");
+    sys[1].set("m1", "name", "Edited");
     sys[0].put(contact("c2", PLACEHOLDER, "Third"));
     sys[0].put(contact("c3", PLACEHOLDER, "Fourth"));
     let snaps = [
@@ -346,7 +347,7 @@ fn placeholders_shown_one_at_a_time_in_two_systems_stay_held_back() {
     assert_eq!((records, count), (2, 4));
     assert_eq!(baseline.header().ambiguous.len(), 4);
 
-    sys[0].edit("c2", "name", "Edited");
+    sys[0].set("c2", "name", "Edited");
     let snaps = [Snapshot::partial("crm", vec![sys[0].get("c2").clone()])];
     let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
     assert!(plan.ops.is_empty(), "{plan}");
@@ -386,7 +387,7 @@ fn a_read_that_shows_the_twin_gone_or_changed_lets_a_placeholder_sync() {
     let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
     assert!(plan.ops.is_empty() && plan.issues.is_empty(), "{plan}");
     assert_eq!(baseline.header().ambiguous.len(), 1);
-    sys[1].edit("m1", "name", "Edited");
+    sys[1].set("m1", "name", "Edited");
     let snaps = [Snapshot::partial("mkt", vec![sys[1].get("m1").clone()])];
     let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
     assert!(plan.issues.is_empty(), "{plan}");
@@ -400,13 +401,13 @@ fn a_read_that_shows_the_twin_gone_or_changed_lets_a_placeholder_sync() {
 
     // The twin given a real email: both sync.
     let (engine, mut sys, mut baseline) = placeholders_held_in_mkt();
-    sys[1].edit("m2", "email", "real@example.com");
+    sys[1].set("m2", "email", "real@example.com");
     let snaps = [Snapshot::partial("mkt", vec![sys[1].get("m2").clone()])];
     let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
     assert!(plan.issues.is_empty(), "{plan}");
     assert!(baseline.find_linked("mkt", "m2").is_some());
     assert_eq!(baseline.header().ambiguous.len(), 1);
-    sys[1].edit("m1", "name", "Edited");
+    sys[1].set("m1", "name", "Edited");
     let snaps = [Snapshot::partial("mkt", vec![sys[1].get("m1").clone()])];
     let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps);
     assert!(plan.issues.is_empty(), "{plan}");
@@ -429,10 +430,10 @@ fn a_read_that_shows_the_twin_gone_or_changed_lets_a_placeholder_sync() {
 #[test]
 fn a_remembered_record_listed_twice_stays_remembered() {
     let (engine, mut sys, mut baseline) = placeholders_held_in_mkt();
-    sys[1].edit("m1", "name", "Edited");
+    sys[1].set("m1", "name", "Edited");
     let m1 = sys[1].get("m1").clone();
     let m2 = sys[1].get("m2").clone();
-    let mut all: Vec<Record> = sys[1].records.values().cloned().collect();
+    let mut all: Vec<Record> = sys[1].records().cloned().collect();
     all.push(m2.clone());
     for snap in [
         Snapshot::partial("mkt", vec![m2.clone(), m1, m2]),
@@ -580,9 +581,9 @@ mod partial_reads {
             let is_held = |system: &str, id: &str| {
                 before.iter().any(|(s, r)| s == system && r == id)
             };
-            let copies = |sys: &[Sys]| -> Vec<(String, Value)> {
+            let copies = |sys: &[MemorySystem]| -> Vec<(String, Value)> {
                 sys.iter()
-                    .flat_map(|s| s.records.values())
+                    .flat_map(|s| s.records())
                     .filter_map(|r| Some((r.id.clone(), r.get("email")?.clone())))
                     .collect()
             };
@@ -590,12 +591,12 @@ mod partial_reads {
             for (n, read) in case.reads.iter().enumerate() {
                 let mut shown: [Vec<Record>; 2] = [Vec::new(), Vec::new()];
                 for (s, i, edit) in read {
-                    let ids: Vec<String> = sys[*s].records.keys().cloned().collect();
+                    let ids: Vec<String> = sys[*s].records().map(|r| r.id.clone()).collect();
                     let Some(id) = ids.get(i % ids.len().max(1)).cloned() else {
                         continue;
                     };
                     if *edit {
-                        sys[*s].edit(&id, "name", format!("edit {n}"));
+                        sys[*s].set(&id, "name", format!("edit {n}"));
                     }
                     if !shown[*s].iter().any(|r| r.id == id) {
                         shown[*s].push(sys[*s].get(&id).clone());
@@ -610,7 +611,7 @@ mod partial_reads {
                     let source = op.entity.as_str().split_once(':').unwrap();
                     prop_assert!(!is_held(source.0, source.1), "{} wrote for {}", plan, op.entity);
                 }
-                let outcomes = execute(&mut sys, &plan, usize::MAX);
+                let outcomes = execute(&mut sys, &plan);
                 engine.commit(&mut baseline, &plan, &outcomes).expect("commit");
                 for (system, id) in &before {
                     prop_assert!(baseline.find_linked(system, id).is_none(), "{} linked", id);
@@ -667,7 +668,7 @@ fn a_key_that_is_not_a_string_or_number_is_an_issue_not_a_duplicate() {
     // has it in a form that can be compared.
     assert_eq!(plan.ops.len(), 1, "{plan}");
     assert_eq!(plan.ops[0].system, "crm");
-    assert_eq!(sys[1].records.len(), 1, "nothing created in mkt");
+    assert_eq!(sys[1].len(), 1, "nothing created in mkt");
     assert!(baseline.find_linked("crm", "c1").is_none());
     assert!(plan
         .to_string()
@@ -675,14 +676,14 @@ fn a_key_that_is_not_a_string_or_number_is_an_issue_not_a_duplicate() {
 
     // Corrected, c1 has the email of m1's copy in crm: ambiguous, reported,
     // and still not copied into mkt.
-    sys[0].edit("c1", "email", "ada@example.com");
+    sys[0].set("c1", "email", "ada@example.com");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert!(plan.ops.iter().all(|o| o.kind != OpKind::Create), "{plan}");
     assert!(
         matches!(plan.issues[0].kind, IssueKind::AmbiguousMatch { .. }),
         "{plan}"
     );
-    assert_eq!(sys[1].records.len(), 1);
+    assert_eq!(sys[1].len(), 1);
 }
 
 /// Empty arrays and objects are empty values: no key, as null is.
@@ -695,11 +696,7 @@ fn an_empty_array_or_object_key_is_no_key() {
     let mut baseline = Baseline::new();
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert!(plan.issues.is_empty(), "{plan}");
-    assert_eq!(
-        sys[1].records.len(),
-        2,
-        "created, as records with no key are"
-    );
+    assert_eq!(sys[1].len(), 2, "created, as records with no key are");
 }
 
 /// Under `MatchOnly` the record is reported as an invalid key, not as
@@ -785,9 +782,13 @@ fn a_correlation_key_links_a_record_whose_match_key_is_invalid() {
     let create = &plan.ops[0];
     // The create ran, its commit was lost, and a person set the new
     // record's email to a list meanwhile.
-    sys[1].apply(create);
-    let made = sys[1].records.keys().next().cloned().expect("created");
-    sys[1].edit(&made, "email", json!(["ada@example.com", "ada@work.com"]));
+    sys[1].apply(create, write_time()).expect("applied");
+    let made = sys[1]
+        .records()
+        .next()
+        .map(|r| r.id.clone())
+        .expect("created");
+    sys[1].set(&made, "email", json!(["ada@example.com", "ada@work.com"]));
     let plan = engine
         .plan(&Baseline::new(), &snapshots(&sys))
         .expect("plan");
@@ -936,10 +937,10 @@ fn a_new_record_with_a_non_finite_number_is_created_without_it() {
         "{plan}"
     );
     assert_eq!(plan.ops.len(), 1, "{plan}");
-    let created = sys[1].records.values().next().expect("created");
+    let created = sys[1].records().next().expect("created");
     assert_eq!(created.get("account"), Some(&json!(1001)));
     assert_eq!(created.get("score"), None, "no null written");
-    assert_eq!(sys[1].records.len(), 1);
+    assert_eq!(sys[1].len(), 1);
 }
 
 // ------------------------------------------------------- records listed twice

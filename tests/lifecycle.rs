@@ -1,13 +1,15 @@
 //! The record lifecycle, case by case: matching, creates (and creates whose
 //! commit was lost), deletes and their policies, scope, references between
 //! object types, and the safety guards.
+#![cfg(feature = "testkit")]
 
 mod common;
 
-use common::{execute, snapshots, Sys};
+use common::{execute, sim, snapshots, Person};
 use recsync::baseline::{LinkStatus, Review};
 use recsync::guard::{Trip, WithheldKind};
 use recsync::plan::{DeleteHeldBy, HoldKind, IssueKind};
+use recsync::testkit::MemorySystem;
 use recsync::{
     Baseline, Budget, DeleteEditPolicy, DeletePolicy, EntityId, Field, FieldMap, Filter, Guards,
     MatchKey, MatchMode, Normalization, OpKind, OpOutcome, Outcomes, PlanOptions, Record,
@@ -36,39 +38,37 @@ fn contact(id: &str, email: &str, name: &str) -> Record {
         .field("phone", "555")
 }
 
-fn systems() -> Vec<Sys> {
-    vec![Sys::new("crm", "c"), Sys::new("mkt", "m")]
+fn systems() -> Vec<MemorySystem> {
+    vec![sim("crm", "c"), sim("mkt", "m")]
 }
 
 /// Plans, executes every op, commits; returns the plan.
-fn sync(engine: &SyncEngine, baseline: &mut Baseline, systems: &mut [Sys]) -> SyncPlan {
+fn sync(engine: &SyncEngine, baseline: &mut Baseline, systems: &mut [MemorySystem]) -> SyncPlan {
     sync_with(engine, baseline, systems, &PlanOptions::new())
 }
 
 fn sync_with(
     engine: &SyncEngine,
     baseline: &mut Baseline,
-    systems: &mut [Sys],
+    systems: &mut [MemorySystem],
     options: &PlanOptions<'_>,
 ) -> SyncPlan {
     let plan = engine
         .plan_with(baseline, &snapshots(systems), options)
         .expect("plan");
-    let outcomes = execute(systems, &plan, usize::MAX);
+    let outcomes = execute(systems, &plan);
     engine.commit(baseline, &plan, &outcomes).expect("commit");
     plan
 }
 
 /// `n` contacts linked in both systems: crm `c1..cn`, mkt `m1..mn`.
-fn linked(engine: &SyncEngine, n: usize) -> (Baseline, Vec<Sys>) {
+fn linked(engine: &SyncEngine, n: usize) -> (Baseline, Vec<MemorySystem>) {
     let mut sys = systems();
     for i in 1..=n {
         let email = format!("p{i}@example.com");
         sys[0].put(contact(&format!("c{i}"), &email, &format!("P{i}")));
         sys[1].put(contact(&format!("m{i}"), &email, &format!("P{i}")));
     }
-    sys[0].next = n as u32;
-    sys[1].next = n as u32;
     let mut baseline = Baseline::new();
     let plan = sync(engine, &mut baseline, &mut sys);
     assert!(plan.ops.is_empty(), "{plan}");
@@ -88,7 +88,7 @@ fn entity_of(baseline: &Baseline, system: &str, id: &str) -> EntityId {
         .clone()
 }
 
-fn assert_quiet(engine: &SyncEngine, baseline: &Baseline, sys: &[Sys]) {
+fn assert_quiet(engine: &SyncEngine, baseline: &Baseline, sys: &[MemorySystem]) {
     let plan = engine.plan(baseline, &snapshots(sys)).expect("plan");
     assert!(plan.ops.is_empty(), "not quiet:\n{plan}");
     assert!(plan.issues.is_empty(), "not quiet:\n{plan}");
@@ -120,7 +120,7 @@ fn sid(s: &str) -> SystemId {
 fn confirm_deleted(
     engine: &SyncEngine,
     baseline: &mut Baseline,
-    sys: &mut [Sys],
+    sys: &mut [MemorySystem],
     eid: &EntityId,
     systems: &[&str],
 ) {
@@ -154,8 +154,8 @@ fn matches_by_email_after_case_and_whitespace_differences() {
     assert!(plan.issues.is_empty(), "{plan}");
     assert_eq!(baseline.len(), 1);
     assert_eq!(link(&baseline, "crm", "c1", "mkt"), Some("m1"));
-    assert_eq!(sys[0].records.len(), 1);
-    assert_eq!(sys[1].records.len(), 1);
+    assert_eq!(sys[0].len(), 1);
+    assert_eq!(sys[1].len(), 1);
     assert_quiet(&engine, &baseline, &sys);
 }
 
@@ -204,8 +204,8 @@ fn ambiguous_duplicate_email_names_every_candidate_and_links_nothing() {
         "{plan}"
     );
     assert_eq!(baseline.len(), 0, "nothing linked");
-    assert_eq!(sys[0].records.len(), 2);
-    assert_eq!(sys[1].records.len(), 1);
+    assert_eq!(sys[0].len(), 2);
+    assert_eq!(sys[1].len(), 1);
 }
 
 #[test]
@@ -306,7 +306,7 @@ fn match_only_reports_unmatched_records_and_creates_nothing() {
     assert_eq!(baseline.len(), 1);
     assert_eq!(link(&baseline, "crm", "c1", "mkt"), Some("m1"));
     assert!(baseline.find_linked("crm", "c2").is_none());
-    assert_eq!(sys[1].records.len(), 1);
+    assert_eq!(sys[1].len(), 1);
 }
 
 #[test]
@@ -317,7 +317,6 @@ fn match_then_create_links_matches_and_creates_the_rest() {
     sys[0].put(contact("c1", "ada@example.com", "Ada"));
     sys[0].put(contact("c2", "bo@example.com", "Bo"));
     sys[1].put(contact("m1", "ADA@example.com", "Ada"));
-    sys[1].next = 1;
     let mut baseline = Baseline::new();
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert_eq!(ops_of(&plan, OpKind::Create), vec![("mkt".into(), None)]);
@@ -338,8 +337,6 @@ fn create_only_matches_nothing() {
     let mut sys = systems();
     sys[0].put(contact("c1", "ada@example.com", "Ada"));
     sys[1].put(contact("m1", "ada@example.com", "Ada"));
-    sys[0].next = 1;
-    sys[1].next = 1;
     let mut baseline = Baseline::new();
     let plan = sync(&engine, &mut baseline, &mut sys);
     let mut creates = ops_of(&plan, OpKind::Create);
@@ -428,20 +425,20 @@ fn a_create_whose_outcome_was_lost_is_found_by_its_correlation_key() {
     let plan = engine.plan(&baseline, &snapshots(&sys)).expect("plan");
     assert_eq!(ops_of(&plan, OpKind::Create).len(), 1);
     // Executed, then the process died: no commit.
-    execute(&mut sys, &plan, usize::MAX);
+    execute(&mut sys, &plan);
     assert_eq!(
         sys[1].get("m1").correlation.as_deref(),
         Some(plan.ops[0].entity.as_str())
     );
     // Even with a different key value now, the correlation key links it.
-    sys[1].edit("m1", "email", "ada.l@example.com");
+    sys[1].set("m1", "email", "ada.l@example.com");
     let again = engine.plan(&baseline, &snapshots(&sys)).expect("plan");
     assert!(
         ops_of(&again, OpKind::Create).is_empty(),
         "second create:\n{again}"
     );
     assert!(again.issues.is_empty(), "{again}");
-    let outcomes = execute(&mut sys, &again, usize::MAX);
+    let outcomes = execute(&mut sys, &again);
     engine
         .commit(&mut baseline, &again, &outcomes)
         .expect("commit");
@@ -451,7 +448,7 @@ fn a_create_whose_outcome_was_lost_is_found_by_its_correlation_key() {
         baseline.find_linked("mkt", "m1").expect("linked").id(),
         &plan.ops[0].entity
     );
-    assert_eq!(sys[1].records.len(), 1, "no duplicate");
+    assert_eq!(sys[1].len(), 1, "no duplicate");
     assert_eq!(
         sys[0].get("c1").get("email"),
         sys[1].get("m1").get("email"),
@@ -464,16 +461,16 @@ fn a_create_whose_outcome_was_lost_is_found_by_its_correlation_key() {
 fn a_create_whose_outcome_was_lost_is_found_by_its_match_key() {
     let engine = engine(builder());
     let mut sys = systems();
-    sys[1].keeps_correlation = false;
+    sys[1] = sim("mkt", "m").external_ids(false);
     sys[0].put(contact("c1", "ada@example.com", "Ada"));
     let mut baseline = Baseline::new();
     let plan = engine.plan(&baseline, &snapshots(&sys)).expect("plan");
-    execute(&mut sys, &plan, usize::MAX);
+    execute(&mut sys, &plan);
     assert_eq!(sys[1].get("m1").correlation, None);
     let again = sync(&engine, &mut baseline, &mut sys);
     assert!(again.ops.is_empty(), "second create:\n{again}");
     assert_eq!(link(&baseline, "crm", "c1", "mkt"), Some("m1"));
-    assert_eq!(sys[1].records.len(), 1, "no duplicate");
+    assert_eq!(sys[1].len(), 1, "no duplicate");
     assert_quiet(&engine, &baseline, &sys);
 }
 
@@ -494,11 +491,7 @@ fn a_lost_create_for_a_linked_entity_is_found_by_its_correlation_key() {
     };
     let two = map(&["crm", "mkt"]);
     let three = map(&["crm", "mkt", "erp"]);
-    let mut sys = vec![
-        Sys::new("crm", "c"),
-        Sys::new("mkt", "m"),
-        Sys::new("erp", "e"),
-    ];
+    let mut sys = vec![sim("crm", "c"), sim("mkt", "m"), sim("erp", "e")];
     sys[0].put(Record::new("c1").field("email", "a@x").field("name", "A"));
     sys[1].put(Record::new("m1").field("email", "a@x").field("name", "A"));
     let mut baseline = Baseline::new();
@@ -510,17 +503,17 @@ fn a_lost_create_for_a_linked_entity_is_found_by_its_correlation_key() {
     let plan = three.plan(&baseline, &snapshots(&sys)).expect("plan");
     assert_eq!(ops_of(&plan, OpKind::Create), vec![("erp".into(), None)]);
     assert_eq!(plan.ops[0].correlation.as_deref(), Some(eid.as_str()));
-    execute(&mut sys, &plan, usize::MAX);
+    execute(&mut sys, &plan);
     // Lost commit; the name changes meanwhile, so the key alone would not do.
-    sys[2].edit("e1", "email", "other@x");
+    sys[2].set("e1", "email", "other@x");
     let again = three.plan(&baseline, &snapshots(&sys)).expect("plan");
     assert!(ops_of(&again, OpKind::Create).is_empty(), "{again}");
-    let outcomes = execute(&mut sys, &again, usize::MAX);
+    let outcomes = execute(&mut sys, &again);
     three
         .commit(&mut baseline, &again, &outcomes)
         .expect("commit");
     assert_eq!(link(&baseline, "crm", "c1", "erp"), Some("e1"));
-    assert_eq!(sys[2].records.len(), 1);
+    assert_eq!(sys[2].len(), 1);
     assert_quiet(&three, &baseline, &sys);
 }
 
@@ -541,13 +534,13 @@ fn a_delete_is_propagated() {
     assert_eq!(op.record_id.as_deref(), Some("m1"));
     assert_eq!(op.entity, eid);
     assert!(op.fields.is_empty());
-    let outcomes = execute(&mut sys, &plan, usize::MAX);
+    let outcomes = execute(&mut sys, &plan);
     engine
         .commit(&mut baseline, &plan, &outcomes)
         .expect("commit");
     confirm_deleted(&engine, &mut baseline, &mut sys, &eid, &["mkt"]);
     assert_eq!(baseline.len(), 1);
-    assert!(!sys[1].records.contains_key("m1"));
+    assert!(!sys[1].contains("m1"));
     assert_quiet(&engine, &baseline, &sys);
 }
 
@@ -584,7 +577,7 @@ fn a_delete_under_unlink_keeps_the_other_records() {
         .find_linked("mkt", "m1")
         .expect("still linked in mkt");
     assert_eq!(e.link("crm"), None);
-    assert!(sys[1].records.contains_key("m1"));
+    assert!(sys[1].contains("m1"));
     // Never re-created in crm.
     assert_quiet(&engine, &baseline, &sys);
 }
@@ -649,7 +642,7 @@ fn a_delete_is_held_for_review_by_default_and_resolved() {
                     vec![("mkt".into(), Some(m.clone()))]
                 );
                 confirm_deleted(&engine, &mut baseline, &mut sys, &eid, &["mkt"]);
-                assert!(!sys[1].records.contains_key(&m));
+                assert!(!sys[1].contains(&m));
             }
             ReviewChoice::Unlink => {
                 assert!(plan.ops.is_empty(), "{plan}");
@@ -679,12 +672,12 @@ fn absence_from_a_partial_snapshot_is_not_a_delete() {
     let (mut baseline, mut sys) = linked(&engine, 2);
     let snaps = [
         Snapshot::partial("crm", vec![sys[0].get("c2").clone()]),
-        sys[1].complete(),
+        sys[1].snapshot(),
     ];
     let plan = engine.plan(&baseline, &snaps).expect("plan");
     assert!(plan.ops.is_empty(), "{plan}");
     assert!(plan.held.is_empty(), "{plan}");
-    let outcomes = execute(&mut sys, &plan, usize::MAX);
+    let outcomes = execute(&mut sys, &plan);
     engine
         .commit(&mut baseline, &plan, &outcomes)
         .expect("commit");
@@ -699,11 +692,11 @@ fn absence_from_a_partial_snapshot_is_not_a_delete() {
     let plan = engine
         .plan(
             &baseline,
-            &[Snapshot::partial("crm", vec![]), sys[1].complete()],
+            &[Snapshot::partial("crm", vec![]), sys[1].snapshot()],
         )
         .expect("plan");
     assert!(plan.ops.is_empty() && plan.refusal.is_none(), "{plan}");
-    assert_eq!(sys[1].records.len(), 2);
+    assert_eq!(sys[1].len(), 2);
 }
 
 #[test]
@@ -720,7 +713,7 @@ fn a_tombstone_in_a_partial_snapshot_is_a_delete() {
         vec![("mkt".into(), Some("m1".into()))]
     );
     sys[0].remove("c1");
-    let outcomes = execute(&mut sys, &plan, usize::MAX);
+    let outcomes = execute(&mut sys, &plan);
     engine
         .commit(&mut baseline, &plan, &outcomes)
         .expect("commit");
@@ -751,7 +744,7 @@ fn a_tombstone_in_a_partial_snapshot_is_a_delete() {
 /// One contact linked, deleted in crm while mkt changed its phone.
 fn delete_against_edit(
     policy: Option<DeleteEditPolicy>,
-) -> (SyncEngine, Baseline, Vec<Sys>, SyncPlan, EntityId) {
+) -> (SyncEngine, Baseline, Vec<MemorySystem>, SyncPlan, EntityId) {
     let mut b = builder().deletes(DeletePolicy::Propagate);
     if let Some(p) = policy {
         b = b.delete_vs_edit(p);
@@ -760,7 +753,7 @@ fn delete_against_edit(
     let (mut baseline, mut sys) = linked(&engine, 2);
     let eid = entity_of(&baseline, "crm", "c1");
     sys[0].remove("c1");
-    sys[1].edit("m1", "phone", "999");
+    sys[1].set("m1", "phone", "999");
     let plan = sync(&engine, &mut baseline, &mut sys);
     (engine, baseline, sys, plan, eid)
 }
@@ -785,7 +778,7 @@ fn delete_against_edit_is_held_by_default() {
         },
         other => panic!("expected one hold, got {other:?}"),
     }
-    assert!(sys[1].records.contains_key("m1"), "the edit is not lost");
+    assert!(sys[1].contains("m1"), "the edit is not lost");
     // Still held on the next plans, though the commit took in the edit.
     for _ in 0..2 {
         let again = sync(&engine, &mut baseline, &mut sys);
@@ -826,7 +819,7 @@ fn delete_against_edit_edit_wins_re_creates_the_record() {
     let new_id = e.link("crm").expect("re-created");
     assert_eq!(e.link("mkt"), Some("m1"));
     assert_eq!(sys[0].get(new_id).get("phone"), Some(&json!("999")));
-    assert!(sys[1].records.contains_key("m1"));
+    assert!(sys[1].contains("m1"));
     assert!(baseline.reviews().is_empty());
     assert_quiet(&engine, &baseline, &sys);
 }
@@ -841,16 +834,16 @@ fn a_restore_whose_commit_was_lost_is_not_made_twice() {
     let (mut baseline, mut sys) = linked(&engine, 2);
     let eid = entity_of(&baseline, "crm", "c1");
     sys[0].remove("c1");
-    sys[1].edit("m1", "phone", "999");
+    sys[1].set("m1", "phone", "999");
     let plan = engine.plan(&baseline, &snapshots(&sys)).expect("plan");
     assert_eq!(ops_of(&plan, OpKind::Create), vec![("crm".into(), None)]);
-    execute(&mut sys, &plan, usize::MAX);
+    execute(&mut sys, &plan);
     // No commit. The re-created record carries the entity's correlation key,
     // while the baseline still links the deleted c1.
     let again = sync(&engine, &mut baseline, &mut sys);
     assert!(again.ops.is_empty(), "{again}");
     assert!(again.issues.is_empty(), "{again}");
-    assert_eq!(sys[0].records.len(), 2, "no second create");
+    assert_eq!(sys[0].len(), 2, "no second create");
     let e = baseline.entity(&eid).expect("kept");
     assert_eq!(e.link("crm"), Some("c3"));
     assert_eq!(sys[0].get("c3").get("phone"), Some(&json!("999")));
@@ -867,7 +860,7 @@ fn delete_against_edit_delete_wins_propagates() {
     );
     assert_eq!(plan.ops.len(), 1, "{plan}");
     confirm_deleted(&engine, &mut baseline, &mut sys, &eid, &["mkt"]);
-    assert!(!sys[1].records.contains_key("m1"));
+    assert!(!sys[1].contains("m1"));
     assert_quiet(&engine, &baseline, &sys);
 }
 
@@ -887,15 +880,15 @@ fn a_record_leaving_scope_is_unlinked_and_not_deleted() {
     let engine = scoped(ScopeExit::Unlink);
     let (mut baseline, mut sys) = linked(&engine, 2);
     let eid = entity_of(&baseline, "crm", "c1");
-    sys[0].edit("c1", "status", "archived");
-    sys[0].edit("c1", "name", "Changed while out of scope");
+    sys[0].set("c1", "status", "archived");
+    sys[0].set("c1", "name", "Changed while out of scope");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert!(plan.ops.is_empty(), "nothing deleted or written:\n{plan}");
     let e = baseline.entity(&eid).expect("the entity stays");
     assert_eq!(e.link("crm"), None);
     assert_eq!(e.link_status("crm"), Some(LinkStatus::Detached));
     assert_eq!(e.link("mkt"), Some("m1"));
-    assert!(sys[1].records.contains_key("m1"));
+    assert!(sys[1].contains("m1"));
     assert_eq!(sys[1].get("m1").get("name"), Some(&json!("P1")));
     assert_quiet(&engine, &baseline, &sys);
 }
@@ -905,7 +898,7 @@ fn a_record_leaving_scope_is_frozen_and_resumes_on_return() {
     let engine = scoped(ScopeExit::Freeze);
     let (mut baseline, mut sys) = linked(&engine, 2);
     let eid = entity_of(&baseline, "crm", "c1");
-    sys[0].edit("c1", "status", "archived");
+    sys[0].set("c1", "status", "archived");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert!(plan.ops.is_empty(), "{plan}");
     assert!(
@@ -922,13 +915,13 @@ fn a_record_leaving_scope_is_frozen_and_resumes_on_return() {
         Some(LinkStatus::Frozen)
     );
     // While frozen, mkt's edit is not written to crm, and crm's is not read.
-    sys[1].edit("m1", "phone", "777");
-    sys[0].edit("c1", "name", "Frozen edit");
+    sys[1].set("m1", "phone", "777");
+    sys[0].set("c1", "name", "Frozen edit");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert!(plan.ops.is_empty(), "{plan}");
     assert_eq!(sys[0].get("c1").get("phone"), Some(&json!("555")));
     // Back in scope: sync resumes where it was.
-    sys[0].edit("c1", "status", "active");
+    sys[0].set("c1", "status", "active");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert_eq!(
         baseline.entity(&eid).and_then(|e| e.link_status("crm")),
@@ -948,8 +941,8 @@ fn a_record_leaving_scope_is_frozen_and_resumes_on_return() {
 fn a_filter_change_does_not_read_as_deletes() {
     let all = engine(builder().deletes(DeletePolicy::Propagate));
     let (mut baseline, mut sys) = linked(&all, 4);
-    sys[0].edit("c1", "status", "archived");
-    sys[0].edit("c2", "status", "archived");
+    sys[0].set("c1", "status", "archived");
+    sys[0].set("c2", "status", "archived");
     // The host narrows crm's scope: two records leave it.
     let narrow = scoped(ScopeExit::Unlink);
     let plan = sync(&narrow, &mut baseline, &mut sys);
@@ -963,7 +956,7 @@ fn a_filter_change_does_not_read_as_deletes() {
         "{plan}"
     );
     assert_eq!(baseline.len(), 4);
-    assert_eq!(sys[1].records.len(), 4);
+    assert_eq!(sys[1].len(), 4);
     assert_eq!(link(&baseline, "mkt", "m1", "crm"), None);
     assert_eq!(link(&baseline, "mkt", "m3", "crm"), Some("c3"));
     assert_quiet(&narrow, &baseline, &sys);
@@ -1016,8 +1009,8 @@ fn contacts() -> SyncEngine {
 #[test]
 fn a_contact_waits_for_its_company_then_is_linked_once_it_is_created() {
     let (co, ct) = (companies(), contacts());
-    let mut co_sys = vec![Sys::new("crm", "cc"), Sys::new("mkt", "mc")];
-    let mut ct_sys = vec![Sys::new("crm", "c"), Sys::new("mkt", "m")];
+    let mut co_sys = vec![sim("crm", "cc"), sim("mkt", "mc")];
+    let mut ct_sys = vec![sim("crm", "c"), sim("mkt", "m")];
     co_sys[0].put(
         Record::new("cc1")
             .field("domain", "acme.com")
@@ -1063,7 +1056,7 @@ fn a_contact_waits_for_its_company_then_is_linked_once_it_is_created() {
         (waits[0].system.as_str(), waits[0].record_id.as_str()),
         ("crm", "c1")
     );
-    let outcomes = execute(&mut ct_sys, &plan, usize::MAX);
+    let outcomes = execute(&mut ct_sys, &plan);
     ct.commit(&mut ct_base, &plan, &outcomes).expect("commit");
 
     // The company is created in mkt and committed.
@@ -1100,7 +1093,7 @@ fn a_contact_waits_for_its_company_then_is_linked_once_it_is_created() {
     let crm_globex = link(&co_base, "mkt", "mc9", "crm")
         .expect("created in crm")
         .to_owned();
-    ct_sys[1].edit("m1", "company", "mc9");
+    ct_sys[1].set("m1", "company", "mc9");
     let plan = sync_with(
         &ct,
         &mut ct_base,
@@ -1142,7 +1135,7 @@ fn creates_are_ordered_parents_first() {
             .build()
             .expect("map"),
     );
-    let mut sys = vec![Sys::new("crm", "c"), Sys::new("mkt", "m")];
+    let mut sys = vec![sim("crm", "c"), sim("mkt", "m")];
     sys[0].put(Record::new("c1").field("domain", "holding.com"));
     sys[0].put(
         Record::new("c2")
@@ -1165,10 +1158,7 @@ fn creates_are_ordered_parents_first() {
             assert_eq!(op.kind, OpKind::Create, "{plan}");
             // Every reference a create writes names a record that exists.
             if let Some(Value::String(p)) = field_value(op, "parent") {
-                assert!(
-                    sys[1].records.contains_key(&p),
-                    "parent {p} missing:\n{plan}"
-                );
+                assert!(sys[1].contains(&p), "parent {p} missing:\n{plan}");
             }
         }
         rounds.push(
@@ -1243,7 +1233,7 @@ fn a_60_percent_delete_is_refused_then_applied_after_approval() {
         12,
         "{plan}"
     );
-    assert_eq!(sys[1].records.len(), 20, "nothing deleted");
+    assert_eq!(sys[1].len(), 20, "nothing deleted");
     assert_eq!(baseline.len(), 20);
 
     // Planned again without approval: refused the same way.
@@ -1261,7 +1251,7 @@ fn a_60_percent_delete_is_refused_then_applied_after_approval() {
     );
     assert!(plan.refusal.is_none(), "{plan}");
     assert_eq!(ops_of(&plan, OpKind::Delete).len(), 12, "{plan}");
-    assert_eq!(sys[1].records.len(), 8);
+    assert_eq!(sys[1].len(), 8);
     // The deleted records' entities stay until a read shows them gone.
     assert_eq!(baseline.len(), 20);
     let plan = sync(&engine, &mut baseline, &mut sys);
@@ -1300,7 +1290,7 @@ fn an_approval_covers_only_the_changes_it_was_given_for() {
 fn an_empty_complete_snapshot_is_refused() {
     let engine = engine(builder().deletes(DeletePolicy::Propagate));
     let (mut baseline, mut sys) = linked(&engine, 3);
-    let snaps = [sys[0].complete(), Snapshot::complete("mkt", vec![])];
+    let snaps = [sys[0].snapshot(), Snapshot::complete("mkt", vec![])];
     let plan = engine.plan(&baseline, &snaps).expect("plan");
     assert!(plan.ops.is_empty(), "{plan}");
     let refusal = plan.refusal.clone().expect("refused");
@@ -1335,12 +1325,12 @@ fn an_empty_complete_snapshot_is_refused() {
             .map(|i| ("crm".to_owned(), Some(format!("c{i}"))))
             .collect::<Vec<_>>()
     );
-    sys[1].records.clear();
-    let outcomes = execute(&mut sys, &plan, usize::MAX);
+    sys[1].clear();
+    let outcomes = execute(&mut sys, &plan);
     engine
         .commit(&mut baseline, &plan, &outcomes)
         .expect("commit");
-    assert!(sys[0].records.is_empty());
+    assert!(sys[0].is_empty());
     // Both snapshots are empty now, and expected to be: the next read
     // confirms the deletes, and nothing is refused.
     let plan = sync(&engine, &mut baseline, &mut sys);
@@ -1352,9 +1342,9 @@ fn an_empty_complete_snapshot_is_refused() {
 fn the_emptied_fields_budget_refuses_a_blanked_column() {
     let engine = engine(builder().guards(Guards::default().emptied_fields(Budget::new(1, 0.0))));
     let (mut baseline, mut sys) = linked(&engine, 3);
-    sys[0].edit("c1", "phone", "");
-    sys[0].edit("c2", "phone", "");
-    sys[0].edit("c3", "name", "P3 renamed");
+    sys[0].set("c1", "phone", "");
+    sys[0].set("c2", "phone", "");
+    sys[0].set("c3", "name", "P3 renamed");
     let plan = sync(&engine, &mut baseline, &mut sys);
     let refusal = plan.refusal.clone().expect("refused");
     assert!(matches!(
@@ -1399,8 +1389,8 @@ fn the_scope_exit_budget_refuses_a_sweeping_filter() {
             .guards(Guards::default().scope_exits(Budget::new(1, 0.0))),
     );
     let (mut baseline, mut sys) = linked(&engine, 3);
-    sys[0].edit("c1", "status", "archived");
-    sys[0].edit("c2", "status", "archived");
+    sys[0].set("c1", "status", "archived");
+    sys[0].set("c2", "status", "archived");
     let plan = sync(&engine, &mut baseline, &mut sys);
     let refusal = plan.refusal.clone().expect("refused");
     assert!(matches!(
@@ -1434,7 +1424,7 @@ fn the_scope_exit_budget_refuses_a_sweeping_filter() {
     assert_eq!(link(&baseline, "mkt", "m1", "crm"), None);
     assert_eq!(link(&baseline, "mkt", "m2", "crm"), None);
     assert_eq!(link(&baseline, "mkt", "m3", "crm"), Some("c3"));
-    assert_eq!(sys[1].records.len(), 3);
+    assert_eq!(sys[1].len(), 3);
     assert_quiet(&engine, &baseline, &sys);
 }
 

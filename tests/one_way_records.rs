@@ -2,12 +2,14 @@
 //! in a target, under the delete guard; and, not enforced, a target's copy
 //! deleted once waits for the source to change, as a one-way field's
 //! target edit does, then is made again from the source's record.
+#![cfg(feature = "testkit")]
 
 mod common;
 
-use common::{execute, snapshots, Sys};
+use common::{execute, sim, snapshots, Person};
 use recsync::guard::{Trip, WithheldKind};
 use recsync::mapping::FieldMapBuilder;
+use recsync::testkit::MemorySystem;
 use recsync::{
     Baseline, Budget, DeletePolicy, Direction, Field, FieldMap, Guards, OpKind, PlanOptions,
     Record, Snapshot, SyncEngine, SyncPlan, SystemId,
@@ -37,24 +39,24 @@ fn contact(id: &str, email: &str, name: &str) -> Record {
     Record::new(id).field("email", email).field("name", name)
 }
 
-fn systems() -> Vec<Sys> {
-    vec![Sys::new("crm", "c"), Sys::new("mkt", "m")]
+fn systems() -> Vec<MemorySystem> {
+    vec![sim("crm", "c"), sim("mkt", "m")]
 }
 
 fn sync_with(
     engine: &SyncEngine,
     baseline: &mut Baseline,
-    sys: &mut [Sys],
+    sys: &mut [MemorySystem],
     snaps: &[Snapshot],
     options: &PlanOptions<'_>,
 ) -> SyncPlan {
     let plan = engine.plan_with(baseline, snaps, options).expect("plan");
-    let outcomes = execute(sys, &plan, usize::MAX);
+    let outcomes = execute(sys, &plan);
     engine.commit(baseline, &plan, &outcomes).expect("commit");
     plan
 }
 
-fn sync(engine: &SyncEngine, baseline: &mut Baseline, sys: &mut [Sys]) -> SyncPlan {
+fn sync(engine: &SyncEngine, baseline: &mut Baseline, sys: &mut [MemorySystem]) -> SyncPlan {
     let snaps = snapshots(sys);
     sync_with(engine, baseline, sys, &snaps, &PlanOptions::new())
 }
@@ -70,7 +72,7 @@ fn deletes(plan: &SyncPlan) -> Vec<String> {
     ids
 }
 
-fn assert_quiet(engine: &SyncEngine, baseline: &mut Baseline, sys: &mut [Sys]) {
+fn assert_quiet(engine: &SyncEngine, baseline: &mut Baseline, sys: &mut [MemorySystem]) {
     for _ in 0..2 {
         let plan = sync(engine, baseline, sys);
         assert!(plan.ops.is_empty(), "not quiet:\n{plan}");
@@ -88,9 +90,9 @@ fn a_mirror_deletes_a_target_only_record_and_keeps_the_source_records_copy() {
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert_eq!(deletes(&plan), ["mkt:m2"], "{plan}");
     assert_eq!(plan.ops.len(), 1, "{plan}");
-    assert!(sys[1].records.contains_key("m1"), "c1's copy stays");
-    assert!(!sys[1].records.contains_key("m2"));
-    assert_eq!(sys[0].records.len(), 1, "nothing made in the source");
+    assert!(sys[1].contains("m1"), "c1's copy stays");
+    assert!(!sys[1].contains("m2"));
+    assert_eq!(sys[0].len(), 1, "nothing made in the source");
     assert_quiet(&engine, &mut baseline, &mut sys);
     assert_eq!(baseline.len(), 1);
 
@@ -105,7 +107,7 @@ fn a_mirror_deletes_a_target_only_record_and_keeps_the_source_records_copy() {
         .iter()
         .any(|op| op.kind == OpKind::Create && op.system == "mkt"));
     assert_quiet(&engine, &mut baseline, &mut sys);
-    assert_eq!(sys[1].records.len(), 2);
+    assert_eq!(sys[1].len(), 2);
 }
 
 #[test]
@@ -117,7 +119,7 @@ fn without_mirror_a_target_only_record_stays() {
     let mut baseline = Baseline::new();
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert!(deletes(&plan).is_empty(), "{plan}");
-    assert!(sys[1].records.contains_key("m2"));
+    assert!(sys[1].contains("m2"));
 }
 
 #[test]
@@ -133,7 +135,7 @@ fn a_never_linked_target_record_waits_for_a_complete_read_of_the_source() {
     sys[1].put(contact("m2", "zed@x.io", "Zed"));
     let snaps = [
         Snapshot::partial("crm", Vec::new()),
-        Snapshot::complete("mkt", sys[1].records.values().cloned().collect()),
+        Snapshot::complete("mkt", sys[1].records().cloned().collect()),
     ];
     let plan = sync_with(
         &engine,
@@ -157,17 +159,16 @@ fn a_mirror_deletes_the_copy_of_a_source_record_that_was_unlinked() {
     sys[0].put(contact("c2", "bo@x.io", "Bo"));
     let mut baseline = Baseline::new();
     sync(&engine, &mut baseline, &mut sys);
-    assert_eq!(sys[1].records.len(), 2);
+    assert_eq!(sys[1].len(), 2);
     let copy = sys[1]
-        .records
-        .values()
+        .records()
         .find(|r| r.get("email") == Some(&json!("ada@x.io")))
         .map(|r| r.id.clone())
         .expect("ada's copy");
     sys[0].remove("c1");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert_eq!(deletes(&plan), [format!("mkt:{copy}")], "{plan}");
-    assert_eq!(sys[1].records.len(), 1);
+    assert_eq!(sys[1].len(), 1);
     assert_quiet(&engine, &mut baseline, &mut sys);
     assert_eq!(baseline.len(), 1);
 }
@@ -204,7 +205,7 @@ fn the_delete_guard_refuses_a_mass_mirror_delete_until_approved() {
             .withheld
             .iter()
             .all(|w| w.record_id.as_deref() != Some("m1")));
-        assert_eq!(sys[1].records.len(), 6, "round {round}: nothing deleted");
+        assert_eq!(sys[1].len(), 6, "round {round}: nothing deleted");
         refusal = Some(r);
     }
     let refusal = refusal.expect("refused");
@@ -213,13 +214,13 @@ fn the_delete_guard_refuses_a_mass_mirror_delete_until_approved() {
     let plan = sync_with(&engine, &mut baseline, &mut sys, &snaps, &options);
     assert!(plan.refusal.is_none(), "{plan}");
     assert_eq!(deletes(&plan).len(), 5, "{plan}");
-    assert_eq!(sys[1].records.keys().collect::<Vec<_>>(), ["m1"]);
+    assert_eq!(sys[1].records().map(|r| &r.id).collect::<Vec<_>>(), ["m1"]);
     assert_quiet(&engine, &mut baseline, &mut sys);
 }
 
 /// crm's c1 and c2 copied to mkt, then c1's copy deleted in mkt: the
 /// engine, baseline and systems.
-fn copy_deleted(enforce: bool) -> (SyncEngine, Baseline, Vec<Sys>) {
+fn copy_deleted(enforce: bool) -> (SyncEngine, Baseline, Vec<MemorySystem>) {
     let engine = engine(builder(enforce));
     let mut sys = systems();
     sys[0].put(contact("c1", "ada@x.io", "Ada"));
@@ -230,8 +231,7 @@ fn copy_deleted(enforce: bool) -> (SyncEngine, Baseline, Vec<Sys>) {
     // and absent is made again, whatever the direction).
     sync(&engine, &mut baseline, &mut sys);
     let copy = sys[1]
-        .records
-        .values()
+        .records()
         .find(|r| r.get("email") == Some(&json!("ada@x.io")))
         .map(|r| r.id.clone())
         .expect("ada's copy");
@@ -239,10 +239,9 @@ fn copy_deleted(enforce: bool) -> (SyncEngine, Baseline, Vec<Sys>) {
     (engine, baseline, sys)
 }
 
-fn ada_in_mkt(sys: &[Sys]) -> Option<&Record> {
+fn ada_in_mkt(sys: &[MemorySystem]) -> Option<&Record> {
     sys[1]
-        .records
-        .values()
+        .records()
         .find(|r| r.get("email") == Some(&json!("ada@x.io")))
 }
 
@@ -257,7 +256,7 @@ fn a_deleted_target_copy_stays_deleted_until_the_source_changes() {
         assert!(ada_in_mkt(&sys).is_none(), "round {round}");
     }
     // Another record's edit does not bring it back either.
-    sys[0].edit("c2", "name", "Bo B.");
+    sys[0].set("c2", "name", "Bo B.");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert!(
         plan.ops.iter().all(|op| op.kind == OpKind::Update),
@@ -265,7 +264,7 @@ fn a_deleted_target_copy_stays_deleted_until_the_source_changes() {
     );
     assert!(ada_in_mkt(&sys).is_none());
     // The source changes the record: the copy is made again, with the edit.
-    sys[0].edit("c1", "name", "Ada L.");
+    sys[0].set("c1", "name", "Ada L.");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert_eq!(plan.ops.len(), 1, "{plan}");
     assert_eq!(plan.ops[0].kind, OpKind::Create);
@@ -273,7 +272,7 @@ fn a_deleted_target_copy_stays_deleted_until_the_source_changes() {
     assert_eq!(copy.get("name"), Some(&json!("Ada L.")));
     assert_quiet(&engine, &mut baseline, &mut sys);
     // And it is linked again: an edit reaches it.
-    sys[0].edit("c1", "name", "Ada K.");
+    sys[0].set("c1", "name", "Ada K.");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert_eq!(plan.ops.len(), 1, "{plan}");
     assert_eq!(plan.ops[0].kind, OpKind::Update);
@@ -281,13 +280,13 @@ fn a_deleted_target_copy_stays_deleted_until_the_source_changes() {
         ada_in_mkt(&sys).unwrap().get("name"),
         Some(&json!("Ada K."))
     );
-    assert_eq!(sys[1].records.len(), 2);
+    assert_eq!(sys[1].len(), 2);
 }
 
 #[test]
 fn a_target_delete_and_a_source_edit_read_together_make_the_copy_again() {
     let (engine, mut baseline, mut sys) = copy_deleted(false);
-    sys[0].edit("c1", "name", "Ada L.");
+    sys[0].set("c1", "name", "Ada L.");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert_eq!(plan.ops.len(), 1, "{plan}");
     assert_eq!(plan.ops[0].kind, OpKind::Create);

@@ -9,8 +9,9 @@
 
 mod common;
 
-use common::{execute, snapshots, Sys};
+use common::{execute, sim, snapshots, Person};
 use proptest::prelude::*;
+use recsync::testkit::MemorySystem;
 use recsync::{
     Baseline, ConflictPolicy, DeletePolicy, Field, FieldMap, Normalization, PlanOptions, Record,
     SyncEngine,
@@ -44,25 +45,23 @@ fn contact(id: String, i: u32) -> Record {
         .field("notes", "")
 }
 
+/// The prefix of the ids of each system's records: `c1`, `m1`, `e1`.
+const PREFIXES: [&str; 3] = ["c", "m", "e"];
+
 /// Three systems holding the same `ENTITIES` contacts, synced once.
-fn synced(engine: &SyncEngine) -> (Baseline, Vec<Sys>) {
-    let mut systems = vec![
-        Sys::new("crm", "c"),
-        Sys::new("mkt", "m"),
-        Sys::new("erp", "e"),
-    ];
-    for sys in &mut systems {
+fn synced(engine: &SyncEngine) -> (Baseline, Vec<MemorySystem>) {
+    let mut systems = vec![sim("crm", "c"), sim("mkt", "m"), sim("erp", "e")];
+    for (k, sys) in systems.iter_mut().enumerate() {
         for i in 0..ENTITIES {
-            let id = format!("{}{i}", sys.prefix);
+            let id = format!("{}{i}", PREFIXES[k]);
             sys.put(contact(id, i));
         }
-        sys.next = ENTITIES;
     }
     let mut baseline = Baseline::new();
     let plan = engine
         .plan(&baseline, &snapshots(&systems))
         .expect("initial plan");
-    let outcomes = execute(&mut systems, &plan, usize::MAX);
+    let outcomes = execute(&mut systems, &plan);
     engine
         .commit(&mut baseline, &plan, &outcomes)
         .expect("initial commit");
@@ -98,7 +97,7 @@ fn edit() -> impl Strategy<Value = Edit> {
     ]
 }
 
-fn apply(systems: &mut [Sys], edit: &Edit) {
+fn apply(systems: &mut [MemorySystem], edit: &Edit) {
     const FIELDS: [&str; 5] = ["email", "name", "phone", "score", "notes"];
     match *edit {
         Edit::Field {
@@ -107,22 +106,22 @@ fn apply(systems: &mut [Sys], edit: &Edit) {
             field,
             value,
         } => {
-            let id = format!("{}{entity}", systems[sys].prefix);
-            if systems[sys].records.contains_key(&id) {
+            let id = format!("{}{entity}", PREFIXES[sys]);
+            if systems[sys].contains(&id) {
                 let v = if field == 3 {
                     serde_json::json!(value)
                 } else {
                     serde_json::json!(format!("v{value}"))
                 };
-                systems[sys].edit(&id, FIELDS[field], v);
+                systems[sys].set(&id, FIELDS[field], v);
             }
         }
         Edit::Delete { sys, entity } => {
-            let id = format!("{}{entity}", systems[sys].prefix);
+            let id = format!("{}{entity}", PREFIXES[sys]);
             systems[sys].remove(&id);
         }
         Edit::Create { sys, entity } => {
-            let id = format!("{}new{entity}", systems[sys].prefix);
+            let id = format!("{}new{entity}", PREFIXES[sys]);
             let i = ENTITIES + entity;
             systems[sys].put(contact(id, i));
         }
@@ -152,7 +151,7 @@ proptest! {
                 .expect("plan on threads");
             prop_assert_eq!(&one, &many, "{} threads", threads);
         }
-        let outcomes = execute(&mut systems, &one, usize::MAX);
+        let outcomes = execute(&mut systems, &one);
         let mut a = baseline.clone();
         engine.commit(&mut a, &one, &outcomes).expect("commit");
         let again = engine
@@ -171,10 +170,10 @@ fn a_first_sync_and_a_mass_edit_are_planned_the_same_on_any_number_of_threads() 
     let engine = engine();
     // The first sync: every record unlinked, matched by email into 9,000
     // new entities, each planned on its own.
-    let mut systems = vec![Sys::new("crm", "c"), Sys::new("mkt", "m")];
+    let mut systems = vec![sim("crm", "c"), sim("mkt", "m")];
     for (k, sys) in systems.iter_mut().enumerate() {
         for i in 0..ENTITIES {
-            let id = format!("{}{i}", sys.prefix);
+            let id = format!("{}{i}", PREFIXES[k]);
             // Every third contact is only in the CRM: a create.
             if k == 0 || i % 3 != 0 {
                 sys.put(contact(id, i));
@@ -197,26 +196,25 @@ fn a_first_sync_and_a_mass_edit_are_planned_the_same_on_any_number_of_threads() 
     // changed on both sides (held for review), some scores too (the CRM's
     // authority decides), and some marketing records are deleted.
     let mut baseline = baseline;
-    let outcomes = execute(&mut systems, &one, usize::MAX);
+    let outcomes = execute(&mut systems, &one);
     engine
         .commit(&mut baseline, &one, &outcomes)
         .expect("commit");
     for i in 0..ENTITIES {
-        systems[0].edit(&format!("c{i}"), "name", format!("Renamed {i}"));
-        if let Some(id) = systems[1]
-            .records
-            .values()
+        systems[0].set(&format!("c{i}"), "name", format!("Renamed {i}"));
+        let id = systems[1]
+            .records()
             .find(|r| r.get("email") == Some(&serde_json::json!(format!("p{i}@example.com"))))
-            .map(|r| r.id.clone())
-        {
-            systems[1].edit(&id, "phone", format!("(555) 9{i:04}"));
+            .map(|r| r.id.clone());
+        if let Some(id) = id {
+            systems[1].set(&id, "phone", format!("(555) 9{i:04}"));
             if i % 7 == 0 {
-                systems[0].edit(&format!("c{i}"), "notes", "crm says");
-                systems[1].edit(&id, "notes", "mkt says");
+                systems[0].set(&format!("c{i}"), "notes", "crm says");
+                systems[1].set(&id, "notes", "mkt says");
             }
             if i % 5 == 0 {
-                systems[0].edit(&format!("c{i}"), "score", 1000 + i);
-                systems[1].edit(&id, "score", 2000 + i);
+                systems[0].set(&format!("c{i}"), "score", 1000 + i);
+                systems[1].set(&id, "score", 2000 + i);
             }
             if i % 97 == 0 {
                 systems[1].remove(&id);

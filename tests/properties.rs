@@ -1,4 +1,5 @@
 //! Property tests over a tiny in-memory simulator of 2 or 3 systems.
+#![cfg(feature = "testkit")]
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -676,11 +677,23 @@ mod lifecycle {
     };
     use serde_json::{json, Value};
 
-    use super::common::{execute, snapshots, Sys};
+    use super::common::{execute, sim, snapshots};
     use super::{eqv, ts};
+    use recsync::testkit::MemorySystem;
 
     const NAMES: [&str; 3] = ["a", "b", "c"];
     const VALUES: [&str; 2] = ["f1", "f2"];
+
+    /// The id of contact `n` made in system `s` (its ids are its name, then
+    /// a number).
+    fn ct_id(s: usize, n: usize) -> String {
+        format!("{}{n}", NAMES[s])
+    }
+
+    /// The id of company `n` made in system `s`.
+    fn co_id(s: usize, n: usize) -> String {
+        format!("{}k{n}", NAMES[s])
+    }
 
     #[derive(Debug, Clone)]
     pub(super) enum Edit {
@@ -770,8 +783,8 @@ mod lifecycle {
         contacts: SyncEngine,
         pub(super) co_base: Baseline,
         pub(super) base: Baseline,
-        pub(super) co: Vec<Sys>,
-        pub(super) ct: Vec<Sys>,
+        pub(super) co: Vec<MemorySystem>,
+        pub(super) ct: Vec<MemorySystem>,
         /// Every contacts plan made after the edits.
         pub(super) plans: Vec<SyncPlan>,
         /// What the edits did: which entities changed how.
@@ -826,20 +839,20 @@ mod lifecycle {
         pub(super) fn new(case: &Case) -> World {
             let n = case.n;
             let (companies, contacts) = engines(n, case.delete_vs_edit);
-            let mut co: Vec<Sys> = NAMES[..n]
+            let mut co: Vec<MemorySystem> = NAMES[..n]
                 .iter()
-                .map(|s| Sys::new(s, &format!("{s}k")))
+                .map(|s| sim(s, &format!("{s}k")))
                 .collect();
-            let mut ct: Vec<Sys> = NAMES[..n].iter().map(|s| Sys::new(s, s)).collect();
+            let mut ct: Vec<MemorySystem> = NAMES[..n].iter().map(|s| sim(s, s)).collect();
             for s in 0..n {
                 for k in 0..2 {
-                    let id = format!("{}{}", co[s].prefix, k + 1);
+                    let id = co_id(s, k + 1);
                     co[s].put(Record::new(id).field("domain", format!("d{k}.com")));
                 }
                 for e in 0..case.entities {
-                    let mut r = Record::new(format!("{}{}", ct[s].prefix, e + 1))
+                    let mut r = Record::new(ct_id(s, e + 1))
                         .field("email", format!("p{e}@x"))
-                        .field("company", format!("{}1", co[s].prefix));
+                        .field("company", co_id(s, 1));
                     for f in VALUES {
                         r = r.field_at(f, "init", ts(0));
                     }
@@ -876,8 +889,8 @@ mod lifecycle {
                         value,
                         at,
                     } => {
-                        let id = format!("{}{}", self.ct[*sys].prefix, entity + 1);
-                        if let Some(r) = self.ct[*sys].records.get_mut(&id) {
+                        let id = ct_id(*sys, entity + 1);
+                        if let Some(r) = self.ct[*sys].record_mut(&id) {
                             r.fields.insert(VALUES[*field].into(), value.clone());
                             r.field_updated_at.insert(VALUES[*field].into(), ts(*at));
                             self.effects
@@ -893,10 +906,10 @@ mod lifecycle {
                         company,
                     } => {
                         let co = &self.co[*sys];
-                        let target = format!("{}{}", co.prefix, company + 1);
-                        let id = format!("{}{}", self.ct[*sys].prefix, entity + 1);
-                        if co.records.contains_key(&target) {
-                            if let Some(r) = self.ct[*sys].records.get_mut(&id) {
+                        let target = co_id(*sys, company + 1);
+                        let id = ct_id(*sys, entity + 1);
+                        if co.contains(&target) {
+                            if let Some(r) = self.ct[*sys].record_mut(&id) {
                                 r.fields.insert("company".into(), json!(target));
                                 self.effects.company_set.insert(*entity);
                             }
@@ -904,21 +917,17 @@ mod lifecycle {
                     }
                     Edit::NewCompany { sys } => {
                         let co = &mut self.co[*sys];
-                        let id = format!("{}3", co.prefix);
-                        if !co.records.contains_key(&id) {
+                        let id = co_id(*sys, 3);
+                        if !co.contains(&id) {
                             co.put(Record::new(id).field("domain", format!("new-{sys}.com")));
                         }
                     }
                     Edit::Create { sys, key, value } => {
                         let s = &mut self.ct[*sys];
                         let email = format!("n{key}@x");
-                        if !s
-                            .records
-                            .values()
-                            .any(|r| r.get("email") == Some(&json!(email)))
-                        {
-                            let id = format!("{}{}", s.prefix, s.next + 1);
-                            let company = format!("{}2", self.co[*sys].prefix);
+                        if !s.records().any(|r| r.get("email") == Some(&json!(email))) {
+                            let id = s.new_id();
+                            let company = co_id(*sys, 2);
                             s.put(
                                 Record::new(id)
                                     .field("email", email.clone())
@@ -933,8 +942,8 @@ mod lifecycle {
                         }
                     }
                     Edit::Delete { sys, entity } => {
-                        let id = format!("{}{}", self.ct[*sys].prefix, entity + 1);
-                        if self.ct[*sys].records.remove(&id).is_some() {
+                        let id = ct_id(*sys, entity + 1);
+                        if self.ct[*sys].remove(&id).is_some() {
                             self.effects
                                 .deleted
                                 .entry(*entity)
@@ -944,7 +953,7 @@ mod lifecycle {
                     }
                     Edit::Scope { entity, out } => {
                         let id = format!("a{}", entity + 1);
-                        if let Some(r) = self.ct[0].records.get_mut(&id) {
+                        if let Some(r) = self.ct[0].record_mut(&id) {
                             r.fields
                                 .insert("status".into(), json!(if *out { "out" } else { "in" }));
                             self.effects.scoped.insert(*entity, *out);
@@ -962,7 +971,7 @@ mod lifecycle {
                 .contacts
                 .plan_with(&self.base, &snapshots(&self.ct), &options)
                 .expect("plan");
-            let outcomes = execute(&mut self.ct, &plan, usize::MAX);
+            let outcomes = execute(&mut self.ct, &plan);
             self.contacts
                 .commit(&mut self.base, &plan, &outcomes)
                 .expect("commit");
@@ -972,7 +981,7 @@ mod lifecycle {
                 .companies
                 .plan(&self.co_base, &snapshots(&self.co))
                 .expect("plan");
-            let outcomes = execute(&mut self.co, &plan, usize::MAX);
+            let outcomes = execute(&mut self.co, &plan);
             self.companies
                 .commit(&mut self.co_base, &plan, &outcomes)
                 .expect("commit");
@@ -1018,7 +1027,7 @@ mod lifecycle {
             (0..self.n)
                 .filter_map(|s| {
                     let id = e.link(NAMES[s])?;
-                    Some((s, self.ct[s].records.get(id)?))
+                    Some((s, self.ct[s].record(id)?))
                 })
                 .collect()
         }
@@ -1036,10 +1045,10 @@ mod lifecycle {
             let mut out = Vec::new();
             for s in &self.ct {
                 let mut seen = BTreeSet::new();
-                for r in s.records.values() {
+                for r in s.records() {
                     let email = r.get("email").map(Value::to_string).unwrap_or_default();
                     if !seen.insert(email.to_lowercase()) {
-                        out.push(format!("{} {}", s.name, email));
+                        out.push(format!("{} {}", s.system(), email));
                     }
                 }
             }
@@ -1052,8 +1061,7 @@ mod lifecycle {
 
         pub(super) fn has_email(&self, s: usize, email: &str) -> Option<&Record> {
             self.ct[s]
-                .records
-                .values()
+                .records()
                 .find(|r| r.get("email").and_then(Value::as_str) == Some(email))
         }
 
@@ -1216,8 +1224,9 @@ mod history {
     };
     use serde_json::{json, Value};
 
-    use super::common::{execute, snapshots, Sys};
+    use super::common::{execute, sim, snapshots, Person};
     use super::eqv;
+    use recsync::testkit::MemorySystem;
 
     #[derive(Debug, Clone)]
     pub(super) enum Act {
@@ -1275,7 +1284,7 @@ mod history {
     pub(super) struct World {
         engine: SyncEngine,
         baseline: Baseline,
-        pub(super) sys: Vec<Sys>,
+        pub(super) sys: Vec<MemorySystem>,
         pub(super) plans: Vec<SyncPlan>,
     }
 
@@ -1302,7 +1311,7 @@ mod history {
             let mut w = World {
                 engine: SyncEngine::new(map),
                 baseline: Baseline::new(),
-                sys: vec![Sys::new("a", "a"), Sys::new("b", "b")],
+                sys: vec![sim("a", "a"), sim("b", "b")],
                 plans: Vec::new(),
             };
             for i in 0..case.initial {
@@ -1331,7 +1340,7 @@ mod history {
                         .expect("plan");
                 }
             }
-            let outcomes = execute(&mut self.sys, &plan, usize::MAX);
+            let outcomes = execute(&mut self.sys, &plan);
             self.engine
                 .commit(&mut self.baseline, &plan, &outcomes)
                 .expect("commit");
@@ -1346,12 +1355,8 @@ mod history {
                     Act::Create { sys, key, name } => {
                         let s = &mut self.sys[*sys];
                         let email = format!("k{key}@x");
-                        if !s
-                            .records
-                            .values()
-                            .any(|r| r.get("email") == Some(&json!(email)))
-                        {
-                            let id = format!("{}{}", s.prefix, s.next + 1);
+                        if !s.records().any(|r| r.get("email") == Some(&json!(email))) {
+                            let id = s.new_id();
                             s.put(
                                 Record::new(id)
                                     .field("email", email)
@@ -1361,15 +1366,15 @@ mod history {
                     }
                     Act::Edit { sys, pick, name } => {
                         let s = &mut self.sys[*sys];
-                        let ids: Vec<String> = s.records.keys().cloned().collect();
+                        let ids: Vec<String> = s.records().map(|r| r.id.clone()).collect();
                         if !ids.is_empty() {
                             let id = &ids[pick % ids.len()];
-                            s.edit(id, "name", name.clone());
+                            s.set(id, "name", name.clone());
                         }
                     }
                     Act::Delete { sys, pick } => {
                         let s = &mut self.sys[*sys];
-                        let ids: Vec<String> = s.records.keys().cloned().collect();
+                        let ids: Vec<String> = s.records().map(|r| r.id.clone()).collect();
                         if !ids.is_empty() {
                             let id = ids[pick % ids.len()].clone();
                             s.remove(&id);
@@ -1403,8 +1408,7 @@ mod history {
         /// Each system's records as (email, name), sorted.
         fn held(&self, s: usize) -> Vec<(String, Option<Value>)> {
             let mut out: Vec<(String, Option<Value>)> = self.sys[s]
-                .records
-                .values()
+                .records()
                 .map(|r| {
                     (
                         r.get("email")

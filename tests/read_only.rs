@@ -3,12 +3,14 @@
 //! restores, enforced fields) is listed in `plan.read_only`, plan after
 //! plan, or, in error mode, refuses the plan; its edits still reach the
 //! others; a runner makes no `apply` call to it.
+#![cfg(feature = "testkit")]
 
 mod common;
 
-use common::{execute, snapshots, Sys};
+use common::{execute, sim, snapshots, Person};
 use recsync::mapping::{FieldMapBuilder, MapConfig, Registry};
 use recsync::plan::ReadOnlyWrite;
+use recsync::testkit::MemorySystem;
 use recsync::{
     Baseline, Budget, DeletePolicy, Direction, Field, FieldMap, Guards, OpKind, PlanError,
     ReadOnlyMode, Record, SyncEngine, SyncPlan, SystemId,
@@ -38,19 +40,19 @@ fn contact(id: &str, email: &str, name: &str) -> Record {
         .field("phone", "555")
 }
 
-fn systems() -> Vec<Sys> {
-    vec![Sys::new("crm", "c"), Sys::new("wh", "w")]
+fn systems() -> Vec<MemorySystem> {
+    vec![sim("crm", "c"), sim("wh", "w")]
 }
 
 /// Plans, executes every op, commits; returns the plan. Asserts that no op
 /// names a read-only system (`wh`).
-fn sync(engine: &SyncEngine, baseline: &mut Baseline, sys: &mut [Sys]) -> SyncPlan {
+fn sync(engine: &SyncEngine, baseline: &mut Baseline, sys: &mut [MemorySystem]) -> SyncPlan {
     let plan = engine.plan(baseline, &snapshots(sys)).expect("plan");
     assert!(
         plan.ops.iter().all(|op| op.system != "wh"),
         "an op to the read-only system:\n{plan}"
     );
-    let outcomes = execute(sys, &plan, usize::MAX);
+    let outcomes = execute(sys, &plan);
     engine.commit(baseline, &plan, &outcomes).expect("commit");
     plan
 }
@@ -91,7 +93,7 @@ fn a_read_only_system_gets_no_create_and_its_records_still_reach_the_others() {
             vec!["email".into(), "name".into(), "phone".into()]
         )]
     );
-    assert_eq!(sys[1].records.len(), 1, "nothing created in wh");
+    assert_eq!(sys[1].len(), 1, "nothing created in wh");
     // Nothing pretends the create was made: the next plan lists it again,
     // and again.
     for _ in 0..2 {
@@ -118,7 +120,7 @@ fn an_update_a_read_only_system_needs_is_reported_until_it_holds_the_value() {
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert!(plan.ops.is_empty() && plan.read_only.is_empty(), "{plan}");
 
-    sys[0].edit("c1", "name", "Ada L.");
+    sys[0].set("c1", "name", "Ada L.");
     for round in 0..3 {
         let plan = sync(&engine, &mut baseline, &mut sys);
         assert!(plan.ops.is_empty(), "round {round}:\n{plan}");
@@ -131,14 +133,14 @@ fn an_update_a_read_only_system_needs_is_reported_until_it_holds_the_value() {
         assert_eq!(sys[1].get("w1").get("name"), Some(&json!("Ada")));
     }
     // wh's own edit still flows to crm (and crm's name is still needed).
-    sys[1].edit("w1", "phone", "777");
+    sys[1].set("w1", "phone", "777");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert_eq!(plan.ops.len(), 1, "{plan}");
     assert_eq!(plan.ops[0].system, "crm");
     assert_eq!(sys[0].get("c1").get("phone"), Some(&json!("777")));
     assert_eq!(needs(&plan).len(), 1, "{plan}");
     // Once wh holds the value (its owner loaded it), nothing is needed.
-    sys[1].edit("w1", "name", "Ada L.");
+    sys[1].set("w1", "name", "Ada L.");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert!(plan.ops.is_empty() && plan.read_only.is_empty(), "{plan}");
     let plan = sync(&engine, &mut baseline, &mut sys);
@@ -169,7 +171,7 @@ fn a_delete_a_read_only_system_needs_is_reported_and_counts_for_no_guard() {
             vec![(OpKind::Delete, s("w1"), vec![])],
             "round {round}:\n{plan}"
         );
-        assert!(sys[1].records.contains_key("w1"));
+        assert!(sys[1].contains("w1"));
         assert_eq!(baseline.len(), 1, "the entity stays while wh needs it");
     }
     // Gone from wh too: nothing more is needed, and the entity leaves.
@@ -209,7 +211,7 @@ fn restores_and_enforced_fields_into_a_read_only_system_are_reported() {
     let mut baseline = Baseline::new();
     sync(&engine, &mut baseline, &mut sys);
     // wh's own edit of an enforced field would be reverted.
-    sys[1].edit("w1", "name", "Mine");
+    sys[1].set("w1", "name", "Mine");
     for _ in 0..2 {
         let plan = sync(&engine, &mut baseline, &mut sys);
         assert!(plan.ops.is_empty(), "{plan}");
@@ -230,7 +232,7 @@ fn restores_and_enforced_fields_into_a_read_only_system_are_reported() {
             "{plan}"
         );
     }
-    assert!(sys[1].records.is_empty());
+    assert!(sys[1].is_empty());
 }
 
 #[test]
@@ -242,11 +244,11 @@ fn error_mode_refuses_the_plan_naming_the_system_record_and_field() {
     let mut baseline = Baseline::new();
     // wh's edits flow to crm: no write to wh, no error.
     sync(&engine, &mut baseline, &mut sys);
-    sys[1].edit("w1", "phone", "777");
+    sys[1].set("w1", "phone", "777");
     let plan = sync(&engine, &mut baseline, &mut sys);
     assert_eq!(plan.ops.len(), 1, "{plan}");
     // crm's edit would need a write to wh: the plan is refused, every time.
-    sys[0].edit("c1", "name", "Ada L.");
+    sys[0].set("c1", "name", "Ada L.");
     for _ in 0..2 {
         let err = engine
             .plan(&baseline, &snapshots(&sys))

@@ -47,6 +47,7 @@
 //!
 //! Records and snapshots are not outputs: they are what the systems hold,
 //! before any map says which of their fields are sensitive.
+#![cfg(feature = "testkit")]
 
 use std::fmt::{Debug, Display};
 use std::sync::{Arc, Mutex};
@@ -63,7 +64,7 @@ use recsync::{
 use serde_json::{json, Value};
 
 mod common;
-use common::{execute, snapshots, Sys};
+use common::{execute, sim, snapshots, Person};
 
 const SECRET: &str = "s3cr3t-VALUE-4242";
 /// What a leak looks like, in any case.
@@ -332,7 +333,7 @@ fn the_engine_prints_no_sensitive_value() {
     let mut out = Outputs::default();
     let spy = Spy::default();
     let engine = SyncEngine::new(map(&spy));
-    let mut systems = [Sys::new("crm", "c"), Sys::new("erp", "e")];
+    let mut systems = [sim("crm", "c"), sim("erp", "e")];
     let mut baseline = Baseline::new();
 
     // 1. Creates carrying secrets, and every kind of issue about one.
@@ -388,7 +389,7 @@ fn the_engine_prints_no_sensitive_value() {
     // So does the unredacted display, asked for by name.
     assert!(plan.display_unredacted().to_string().contains(&secret("a")));
     out.plan("first plan", &plan, engine.map());
-    let outcomes = execute(&mut systems, &plan, usize::MAX);
+    let outcomes = execute(&mut systems, &plan);
     engine.commit(&mut baseline, &plan, &outcomes).unwrap();
     let e1 = baseline.find_linked("crm", "c1").unwrap().id().clone();
     let erp_of_c1 = baseline
@@ -406,14 +407,14 @@ fn the_engine_prints_no_sensitive_value() {
 
     // 2. Both systems change both secrets: a conflict held for review, and
     // one a custom resolver holds.
-    systems[0].edit("c1", "api_key", secret("crm"));
-    systems[0].edit("c1", "pin", secret("crm-pin"));
-    systems[1].edit(&erp_of_c1, "api_key", secret("erp"));
-    systems[1].edit(&erp_of_c1, "pin", secret("erp-pin"));
+    systems[0].set("c1", "api_key", secret("crm"));
+    systems[0].set("c1", "pin", secret("crm-pin"));
+    systems[1].set(&erp_of_c1, "api_key", secret("erp"));
+    systems[1].set(&erp_of_c1, "pin", secret("erp-pin"));
     let plan = engine.plan(&baseline, &snapshots(&systems)).unwrap();
     assert_eq!(plan.conflicts.len(), 2, "{plan}");
     out.plan("conflict plan", &plan, engine.map());
-    let outcomes = execute(&mut systems, &plan, usize::MAX);
+    let outcomes = execute(&mut systems, &plan);
     engine.commit(&mut baseline, &plan, &outcomes).unwrap();
     assert_eq!(baseline.reviews().len(), 2);
     out.baseline("held baseline", &baseline);
@@ -455,14 +456,14 @@ fn the_engine_prints_no_sensitive_value() {
         "{plan}"
     );
     out.plan("reviewed plan", &plan, engine.map());
-    let outcomes = execute(&mut systems, &plan, usize::MAX);
+    let outcomes = execute(&mut systems, &plan);
     engine.commit(&mut baseline, &plan, &outcomes).unwrap();
 
     // 4. A held delete given a value: refused, naming the choice.
     systems[1].remove(&erp_of_c4);
     let plan = engine.plan(&baseline, &snapshots(&systems)).unwrap();
     out.plan("delete plan", &plan, engine.map());
-    let outcomes = execute(&mut systems, &plan, usize::MAX);
+    let outcomes = execute(&mut systems, &plan);
     engine.commit(&mut baseline, &plan, &outcomes).unwrap();
     let delete = baseline
         .reviews()
@@ -543,13 +544,13 @@ fn a_corrupt_state_file_is_reported_without_its_values() {
     let files = JsonFileStore::open(&dir).unwrap();
     let mut baseline = Baseline::new();
     let engine = SyncEngine::new(map(&Spy::default()));
-    let mut systems = [Sys::new("crm", "c"), Sys::new("erp", "e")];
+    let mut systems = [sim("crm", "c"), sim("erp", "e")];
     systems[0].put(record(
         "c1",
         &[("email", json!("ada@x.io")), ("api_key", json!(SECRET))],
     ));
     let plan = engine.plan(&baseline, &snapshots(&systems)).unwrap();
-    let outcomes = execute(&mut systems, &plan, usize::MAX);
+    let outcomes = execute(&mut systems, &plan);
     engine.commit(&mut baseline, &plan, &outcomes).unwrap();
     files.replace(OBJ, &baseline).unwrap();
     let path = files.path_of(OBJ);
@@ -573,13 +574,13 @@ fn the_sqlite_store_prints_no_value() {
     let store = recsync::store::SqliteStore::open(dir.join("state.db")).unwrap();
     let mut baseline = Baseline::new();
     let engine = SyncEngine::new(map(&Spy::default()));
-    let mut systems = [Sys::new("crm", "c"), Sys::new("erp", "e")];
+    let mut systems = [sim("crm", "c"), sim("erp", "e")];
     systems[0].put(record(
         "c1",
         &[("email", json!("ada@x.io")), ("api_key", json!(SECRET))],
     ));
     let plan = engine.plan(&baseline, &snapshots(&systems)).unwrap();
-    let outcomes = execute(&mut systems, &plan, usize::MAX);
+    let outcomes = execute(&mut systems, &plan);
     engine.commit(&mut baseline, &plan, &outcomes).unwrap();
     store.replace(OBJ, &baseline).unwrap();
     let mut out = Outputs::default();

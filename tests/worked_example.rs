@@ -1,6 +1,8 @@
 //! The worked example, row by row: one contact linked between `crm`
 //! and `marketing`, per-field timestamps.
+#![cfg(feature = "testkit")]
 
+use recsync::testkit::{self, MemorySystem};
 use recsync::{
     Baseline, ConflictPolicy, Field, FieldMap, Outcomes, Record, Snapshot, SyncEngine, SyncPlan,
 };
@@ -89,13 +91,12 @@ fn the_worked_example() {
     mkt = set(mkt, "amount", json!(130), 6);
     mkt = set(mkt, "email", json!("A@X"), 6);
 
-    let snaps = |c: &Record, m: &Record| {
-        [
-            Snapshot::complete("crm", vec![c.clone()]),
-            Snapshot::complete("marketing", vec![m.clone()]),
-        ]
-    };
-    let plan = e.plan(&baseline, &snaps(&crm, &mkt)).unwrap();
+    // Systems that keep what they are written, stamping nothing.
+    let mut systems =
+        ["crm", "marketing"].map(|s| MemorySystem::new(s).versions(false).timestamps(false));
+    systems[0].put(crm);
+    systems[1].put(mkt);
+    let plan = e.plan(&baseline, &testkit::snapshots(&systems)).unwrap();
     assert_eq!(
         writes(&plan),
         vec![
@@ -112,19 +113,9 @@ fn the_worked_example() {
     assert_eq!(plan.conflicts[0].baseline, Some(json!(100)));
 
     // Apply, commit, plan again: only what is still held.
-    for op in &plan.ops {
-        let r = if op.system == "crm" {
-            &mut crm
-        } else {
-            &mut mkt
-        };
-        for w in &op.fields {
-            r.fields.insert(w.native.clone(), w.value.clone());
-        }
-    }
-    e.commit(&mut baseline, &plan, &Outcomes::all_applied(&plan))
-        .unwrap();
-    let again = e.plan(&baseline, &snaps(&crm, &mkt)).unwrap();
+    let outcomes = testkit::apply(&plan, &mut systems, t(10));
+    e.commit(&mut baseline, &plan, &outcomes).unwrap();
+    let again = e.plan(&baseline, &testkit::snapshots(&systems)).unwrap();
     assert!(again.ops.is_empty(), "{again}");
     assert_eq!(again.held.len(), 1);
     assert_eq!(again.conflicts.len(), 1);

@@ -7,13 +7,15 @@
 //! First with the pure engine and a simulated system that lies
 //! (`common::Fate::Lied`), then through the runner with a lying
 //! `MemoryConnector`.
+#![cfg(feature = "testkit")]
 
 mod common;
 
-use common::{execute, execute_fates, snapshots, Fate, Sys};
+use common::{execute_fates, sim, snapshots, write_time, Person};
 use recsync::baseline::LinkStatus;
 use recsync::engine::UNCONFIRMED_PLANS;
 use recsync::plan::{HoldKind, IssueKind};
+use recsync::testkit::{Fate, MemorySystem};
 use recsync::{
     Baseline, DeleteEditPolicy, DeletePolicy, EntityId, Field, FieldMap, Guards, OpKind, OpOutcome,
     Outcomes, Record, Snapshot, SyncEngine, SyncPlan,
@@ -42,8 +44,8 @@ fn contact(id: &str, email: &str, name: &str) -> Record {
 }
 
 /// Two contacts linked in both systems: crm `c1`, `c2`, mkt `m1`, `m2`.
-fn linked(engine: &SyncEngine) -> (Baseline, Vec<Sys>) {
-    let mut sys = vec![Sys::new("crm", "c"), Sys::new("mkt", "m")];
+fn linked(engine: &SyncEngine) -> (Baseline, Vec<MemorySystem>) {
+    let mut sys = vec![sim("crm", "c"), sim("mkt", "m")];
     for i in 1..=2 {
         let email = format!("p{i}@x.io");
         sys[0].put(contact(&format!("c{i}"), &email, &format!("P{i}")));
@@ -60,7 +62,12 @@ fn linked(engine: &SyncEngine) -> (Baseline, Vec<Sys>) {
 
 /// Plans from complete snapshots, executes every op as `fate` says,
 /// commits; returns the plan.
-fn sync(engine: &SyncEngine, baseline: &mut Baseline, sys: &mut [Sys], fate: Fate) -> SyncPlan {
+fn sync(
+    engine: &SyncEngine,
+    baseline: &mut Baseline,
+    sys: &mut [MemorySystem],
+    fate: Fate,
+) -> SyncPlan {
     let plan = engine.plan(baseline, &snapshots(sys)).expect("plan");
     let outcomes = execute_fates(sys, &plan, |_| fate);
     engine.commit(baseline, &plan, &outcomes).expect("commit");
@@ -102,7 +109,7 @@ fn writes(
         .collect()
 }
 
-fn assert_quiet(engine: &SyncEngine, baseline: &Baseline, sys: &[Sys]) {
+fn assert_quiet(engine: &SyncEngine, baseline: &Baseline, sys: &[MemorySystem]) {
     let plan = engine.plan(baseline, &snapshots(sys)).expect("plan");
     assert!(
         plan.ops.is_empty() && plan.issues.is_empty(),
@@ -116,7 +123,7 @@ fn assert_quiet(engine: &SyncEngine, baseline: &Baseline, sys: &[Sys]) {
 fn an_update_reported_applied_but_not_made_is_planned_again_not_taken_for_an_edit() {
     let engine = engine(DeletePolicy::Propagate);
     let (mut baseline, mut sys) = linked(&engine);
-    sys[0].edit("c1", "name", "Ada");
+    sys[0].set("c1", "name", "Ada");
     let first = sync(&engine, &mut baseline, &mut sys, Fate::Lied);
     assert_eq!(first.ops.len(), 1, "{first}");
     let eid = first.ops[0].entity.clone();
@@ -160,12 +167,12 @@ fn an_update_reported_applied_but_not_made_is_planned_again_not_taken_for_an_edi
 fn an_update_seen_made_is_confirmed_and_a_later_edit_of_the_target_is_an_edit() {
     let engine = engine(DeletePolicy::Propagate);
     let (mut baseline, mut sys) = linked(&engine);
-    sys[0].edit("c1", "name", "Ada");
+    sys[0].set("c1", "name", "Ada");
     let plan = sync(&engine, &mut baseline, &mut sys, Fate::Applied);
     let eid = plan.ops[0].entity.clone();
     // Before the next read, a person edits the field again in mkt: a third
     // value, neither what was written nor what was there before.
-    sys[1].edit("m1", "name", "Ada L.");
+    sys[1].set("m1", "name", "Ada L.");
     let plan = sync(&engine, &mut baseline, &mut sys, Fate::Applied);
     assert_eq!(plan.ops.len(), 1, "{plan}");
     assert_eq!(plan.ops[0].system.as_str(), "crm");
@@ -181,15 +188,15 @@ fn an_update_seen_made_is_confirmed_and_a_later_edit_of_the_target_is_an_edit() 
 fn an_update_confirmed_by_the_version_it_reported() {
     let engine = engine(DeletePolicy::Propagate);
     let (mut baseline, mut sys) = linked(&engine);
-    sys[1].records.get_mut("m1").expect("m1").version = Some("7".into());
+    sys[1].record_mut("m1").expect("m1").version = Some("7".into());
     sync(&engine, &mut baseline, &mut sys, Fate::Applied);
-    sys[0].edit("c1", "name", "Ada");
+    sys[0].set("c1", "name", "Ada");
     let plan = engine.plan(&baseline, &snapshots(&sys)).expect("plan");
     let op = plan.ops.first().expect("an update").clone();
     assert_eq!(op.expected_version.as_deref(), Some("7"));
     // The system makes the write and says version 8.
-    sys[1].apply(&op);
-    sys[1].records.get_mut("m1").expect("m1").version = Some("8".into());
+    sys[1].apply(&op, write_time()).expect("applied");
+    sys[1].record_mut("m1").expect("m1").version = Some("8".into());
     let mut outcomes = Outcomes::new();
     outcomes.record(op.id, OpOutcome::applied().with_version("8"));
     engine
@@ -209,9 +216,9 @@ fn an_update_reported_with_the_version_the_record_already_had_is_not_believed() 
     // looked at.
     let engine = engine(DeletePolicy::Propagate);
     let (mut baseline, mut sys) = linked(&engine);
-    sys[1].records.get_mut("m1").expect("m1").version = Some("7".into());
+    sys[1].record_mut("m1").expect("m1").version = Some("7".into());
     sync(&engine, &mut baseline, &mut sys, Fate::Applied);
-    sys[0].edit("c1", "name", "Ada");
+    sys[0].set("c1", "name", "Ada");
     let plan = engine.plan(&baseline, &snapshots(&sys)).expect("plan");
     let op = plan.ops.first().expect("an update").clone();
     let mut outcomes = Outcomes::new();
@@ -225,7 +232,7 @@ fn an_update_reported_with_the_version_the_record_already_had_is_not_believed() 
 
 // ------------------------------------------------------------- creates
 
-fn new_contact_in_crm(engine: &SyncEngine) -> (Baseline, Vec<Sys>, EntityId) {
+fn new_contact_in_crm(engine: &SyncEngine) -> (Baseline, Vec<MemorySystem>, EntityId) {
     let (mut baseline, mut sys) = linked(engine);
     sys[0].put(contact("c3", "ada@x.io", "Ada"));
     let plan = sync(engine, &mut baseline, &mut sys, Fate::Lied);
@@ -259,7 +266,7 @@ fn a_create_never_seen_is_no_evidence_of_a_delete_and_is_made_again() {
             vec![("mkt".to_owned(), Some(eid.as_str().to_owned()))],
             "round {round}:\n{plan}"
         );
-        assert!(sys[0].records.contains_key("c3"));
+        assert!(sys[0].contains("c3"));
         assert_eq!(
             unconfirmed(&plan).len(),
             usize::from(round >= UNCONFIRMED_PLANS),
@@ -270,8 +277,7 @@ fn a_create_never_seen_is_no_evidence_of_a_delete_and_is_made_again() {
     assert_eq!(plan.ops.len(), 1, "{plan}");
     sync(&engine, &mut baseline, &mut sys, Fate::Applied);
     let made: Vec<&Record> = sys[1]
-        .records
-        .values()
+        .records()
         .filter(|r| r.get("email") == Some(&json!("ada@x.io")))
         .collect();
     assert_eq!(made.len(), 1, "made once");
@@ -290,10 +296,10 @@ fn a_create_that_shows_up_late_is_linked_not_made_twice() {
     // with its correlation key.
     let plan = engine.plan(&baseline, &snapshots(&sys)).expect("plan");
     let create = plan.ops.first().expect("the create again").clone();
-    sys[1].apply(&create);
+    sys[1].apply(&create, write_time()).expect("applied");
     let plan = sync(&engine, &mut baseline, &mut sys, Fate::Applied);
     assert!(plan.ops.is_empty(), "{plan}");
-    assert_eq!(sys[1].records.len(), 3);
+    assert_eq!(sys[1].len(), 3);
     assert!(baseline
         .entity(&eid)
         .is_some_and(|e| e.link("mkt").is_some() && e.unconfirmed("mkt").is_none()));
@@ -341,14 +347,14 @@ fn a_create_never_seen_in_partial_reads_is_reported() {
 fn a_record_never_seen_does_not_trip_the_empty_snapshot_guard() {
     // mkt starts empty: the one record in it is the create that lied.
     let engine = engine(DeletePolicy::Propagate);
-    let mut sys = vec![Sys::new("crm", "c"), Sys::new("mkt", "m")];
+    let mut sys = vec![sim("crm", "c"), sim("mkt", "m")];
     sys[0].put(contact("c1", "ada@x.io", "Ada"));
     let mut baseline = Baseline::new();
     sync(&engine, &mut baseline, &mut sys, Fate::Lied);
     let plan = sync(&engine, &mut baseline, &mut sys, Fate::Applied);
     assert!(plan.refusal.is_none(), "{plan}");
     assert_eq!(plan.ops.len(), 1, "created again:\n{plan}");
-    assert_eq!(sys[1].records.len(), 1);
+    assert_eq!(sys[1].len(), 1);
     sync(&engine, &mut baseline, &mut sys, Fate::Applied);
     assert_quiet(&engine, &baseline, &sys);
 }
@@ -361,14 +367,12 @@ fn a_created_record_missing_fields_it_was_written_gets_them_written_again() {
     sync(&engine, &mut baseline, &mut sys, Fate::Applied);
     // The system made the record but dropped its phone.
     let id = sys[1]
-        .records
-        .values()
+        .records()
         .find(|r| r.get("email") == Some(&json!("ada@x.io")))
         .map(|r| r.id.clone())
         .expect("created");
     sys[1]
-        .records
-        .get_mut(&id)
+        .record_mut(&id)
         .expect("made")
         .fields
         .shift_remove("phone");
@@ -403,11 +407,11 @@ fn a_delete_reported_applied_but_not_made_is_planned_again_and_reported() {
             "{plan}"
         );
         // Not linked anew as a record of its own: never created back in crm.
-        assert_eq!(sys[0].records.len(), 1);
+        assert_eq!(sys[0].len(), 1);
     }
     let plan = sync(&engine, &mut baseline, &mut sys, Fate::Applied);
     assert_eq!(writes(&plan), writes(&first));
-    assert!(!sys[1].records.contains_key("m1"));
+    assert!(!sys[1].contains("m1"));
     let plan = sync(&engine, &mut baseline, &mut sys, Fate::Applied);
     assert!(plan.ops.is_empty() && plan.issues.is_empty(), "{plan}");
     assert!(baseline.entity(&eid).is_none());
@@ -422,7 +426,7 @@ fn a_delete_awaiting_confirmation_outlives_plans_that_do_not_read_its_system() {
     let plan = sync(&engine, &mut baseline, &mut sys, Fate::Lied);
     let eid = plan.ops[0].entity.clone();
     // Only crm is read: nothing is learned of mkt's record.
-    let plan = engine.plan(&baseline, &[sys[0].complete()]).expect("plan");
+    let plan = engine.plan(&baseline, &[sys[0].snapshot()]).expect("plan");
     assert!(plan.ops.is_empty(), "{plan}");
     engine
         .commit(&mut baseline, &plan, &Outcomes::new())
@@ -457,7 +461,7 @@ fn a_delete_not_made_on_a_record_edited_since_is_decided_again() {
     sys[0].remove("c1");
     sync(&engine, &mut baseline, &mut sys, Fate::Lied);
     // m1 is still there, and a person edits it.
-    sys[1].edit("m1", "phone", "556");
+    sys[1].set("m1", "phone", "556");
     let plan = sync(&engine, &mut baseline, &mut sys, Fate::Applied);
     assert!(plan.ops.is_empty(), "not deleted over the edit:\n{plan}");
     assert!(
@@ -500,17 +504,16 @@ fn a_delete_is_confirmed_by_a_tombstone_and_unseen_in_partial_reads_counts_nothi
         .expect("commit");
     assert!(baseline.entity(&eid).is_none());
     assert_quiet(&engine, &baseline, &sys);
-    let _ = execute(&mut sys, &plan, 0);
 }
 
 // -------------------------------------------------------------- state
 
 /// A baseline waiting for an update, a create and a delete in mkt, all
 /// reported applied by a system that lied.
-fn waiting() -> (SyncEngine, Baseline, Vec<Sys>) {
+fn waiting() -> (SyncEngine, Baseline, Vec<MemorySystem>) {
     let engine = engine(DeletePolicy::Propagate);
     let (mut baseline, mut sys) = linked(&engine);
-    sys[0].edit("c1", "name", "Ada");
+    sys[0].set("c1", "name", "Ada");
     sys[0].put(contact("c3", "ada@x.io", "Ada"));
     sys[0].remove("c2");
     sync(&engine, &mut baseline, &mut sys, Fate::Lied);

@@ -1,8 +1,10 @@
 //! [`RetryPolicy`]: how often and how long the runner waits before trying a
 //! rate-limited or transiently failed call again.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How the runner retries [retryable](crate::ConnectorError::is_retryable)
 /// failures: rate limits and transient errors, of a fetch or of single ops
@@ -12,10 +14,14 @@ use std::time::Duration;
 /// attempts the runner waits the `retry_after` a rate limit asked for, or
 /// else an exponential backoff (`base_delay`, doubled per attempt, at most
 /// `max_delay`) with jitter: a uniformly random part of the upper half of
-/// the delay, drawn from a deterministic generator seeded by
-/// [`jitter_seed`] (give runners that share an API different seeds). A
-/// `retry_after` longer than `max_delay` is not waited for: the op fails
-/// for this run and is planned again by the next.
+/// the delay, drawn from a small deterministic generator. By default each
+/// policy seeds it anew, from `std`'s per-process random state, the process
+/// id, the time and a count of the policies made (a clone of such a policy
+/// draws a seed of its own too), so runners in different processes, or in
+/// one process, that share an API do not retry in step. [`jitter_seed`]
+/// fixes the seed instead: the same seed gives the same waits, for tests
+/// and reproductions. A `retry_after` longer than `max_delay` is not waited
+/// for: the op fails for this run and is planned again by the next.
 ///
 /// ```
 /// use std::time::Duration;
@@ -44,7 +50,11 @@ pub struct RetryPolicy {
     max_attempts: u32,
     base_delay: Duration,
     max_delay: Duration,
+    /// The jitter generator's state; `None` without jitter.
     jitter: Option<AtomicU64>,
+    /// The seed was given ([`jitter_seed`](RetryPolicy::jitter_seed)): a
+    /// clone goes on from the same state instead of drawing its own.
+    fixed_seed: bool,
 }
 
 impl Clone for RetryPolicy {
@@ -53,10 +63,14 @@ impl Clone for RetryPolicy {
             max_attempts: self.max_attempts,
             base_delay: self.base_delay,
             max_delay: self.max_delay,
-            jitter: self
-                .jitter
-                .as_ref()
-                .map(|s| AtomicU64::new(s.load(Ordering::Relaxed))),
+            jitter: self.jitter.as_ref().map(|s| {
+                AtomicU64::new(if self.fixed_seed {
+                    s.load(Ordering::Relaxed)
+                } else {
+                    fresh_seed()
+                })
+            }),
+            fixed_seed: self.fixed_seed,
         }
     }
 }
@@ -77,13 +91,16 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Five attempts, 500 ms doubling up to 60 s, jitter seeded with 0.
+    /// Five attempts, 500 ms doubling up to 60 s, jitter seeded anew for
+    /// this policy (see [`jitter_seed`](Self::jitter_seed) for waits that
+    /// repeat).
     pub fn new() -> Self {
         RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(60),
-            jitter: Some(AtomicU64::new(0)),
+            jitter: Some(AtomicU64::new(fresh_seed())),
+            fixed_seed: false,
         }
     }
 
@@ -109,10 +126,13 @@ impl RetryPolicy {
         self
     }
 
-    /// Seeds the jitter generator: the same seed gives the same waits.
+    /// Seeds the jitter generator with `seed` instead of a seed of its
+    /// own: the same seed gives the same waits (in tests, and to reproduce
+    /// a run). Give runners that share an API different seeds.
     #[must_use]
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.jitter = Some(AtomicU64::new(seed));
+        self.fixed_seed = true;
         self
     }
 
@@ -153,6 +173,21 @@ impl RetryPolicy {
             }
         })
     }
+}
+
+/// A seed that differs per process and per call: `std`'s randomly keyed
+/// hasher (its keys drawn per process, then moved on per hasher) over the
+/// process id, a count of the seeds drawn and the time.
+fn fresh_seed() -> u64 {
+    static DRAWN: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    std::process::id().hash(&mut h);
+    DRAWN.fetch_add(1, Ordering::Relaxed).hash(&mut h);
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+        .hash(&mut h);
+    h.finish()
 }
 
 /// splitmix64: a small, good, deterministic generator.
@@ -202,6 +237,37 @@ mod tests {
             Some(seen[0]),
             "another seed, another wait"
         );
+    }
+
+    /// The first `n` jittered waits of `p`, 1 s backoff at every attempt.
+    fn waits(p: &RetryPolicy, n: usize) -> Vec<Duration> {
+        (0..n).map(|_| p.delay(1, None).unwrap()).collect()
+    }
+
+    #[test]
+    fn default_policies_draw_their_own_seeds_and_a_fixed_seed_repeats() {
+        let policy = || {
+            RetryPolicy::new()
+                .max_attempts(2)
+                .base_delay(Duration::from_secs(1))
+        };
+        // 16 waits of 500 ms jitter at nanosecond resolution: two policies
+        // seeded alike would give the same 16; seeded apart, all 16 equal
+        // has a chance of about 2^-464.
+        let (a, b) = (policy(), policy());
+        assert_ne!(waits(&a, 16), waits(&b, 16), "two default policies");
+        let c = a.clone();
+        assert_ne!(waits(&a, 16), waits(&c, 16), "a default policy's clone");
+        for w in waits(&a, 16) {
+            assert!(w >= Duration::from_millis(500) && w <= Duration::from_secs(1));
+        }
+        // A fixed seed repeats, in another policy and in a clone.
+        let fixed = policy().jitter_seed(42);
+        let first = waits(&fixed, 16);
+        assert_eq!(first, waits(&policy().jitter_seed(42), 16));
+        let clone = fixed.clone();
+        assert_eq!(waits(&fixed, 4), waits(&clone, 4));
+        assert_ne!(first, waits(&policy().jitter_seed(43), 16));
     }
 
     #[test]

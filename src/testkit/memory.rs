@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::clock::{Clock, ManualClock};
+use super::write::{self, Marks};
 use crate::connector::{Applied, Capabilities, Changes, Connector, ConnectorError, Cursor};
 use crate::model::{Record, Snapshot, SystemId};
 use crate::plan::{OpKind, WriteOp};
@@ -100,12 +101,10 @@ struct Table {
 }
 
 struct Stored {
-    fields: IndexMap<String, Value>,
-    field_at: IndexMap<String, DateTime<Utc>>,
-    updated_at: DateTime<Utc>,
-    version: u64,
-    deleted: bool,
-    correlation: Option<String>,
+    /// The record as kept: every field's timestamp, a version and the
+    /// correlation key whatever the connector reports; a tombstone keeps
+    /// its fields.
+    record: Record,
     seq: u64,
 }
 
@@ -431,29 +430,38 @@ impl MemoryConnector {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn record_of(&self, id: &str, stored: &Stored) -> Record {
-        let caps = &self.inner.capabilities;
+    fn record_of(&self, stored: &Stored) -> Record {
+        let kept = &stored.record;
+        let deleted = kept.deleted;
         Record {
-            id: id.to_owned(),
-            fields: if stored.deleted {
+            id: kept.id.clone(),
+            fields: if deleted {
                 IndexMap::new()
             } else {
-                self.listed(&stored.fields)
+                self.listed(&kept.fields)
             },
-            updated_at: Some(stored.updated_at),
-            field_updated_at: if self.inner.field_timestamps && !stored.deleted {
-                stored.field_at.clone()
+            updated_at: kept.updated_at,
+            field_updated_at: if self.inner.field_timestamps && !deleted {
+                kept.field_updated_at.clone()
             } else {
                 IndexMap::new()
             },
-            version: self.inner.versions.then(|| stored.version.to_string()),
-            deleted: stored.deleted,
-            correlation: if caps.external_ids {
-                stored.correlation.clone()
-            } else {
-                None
-            },
+            version: kept.version.clone().filter(|_| self.inner.versions),
+            deleted,
+            correlation: kept
+                .correlation
+                .clone()
+                .filter(|_| self.inner.capabilities.external_ids),
             non_finite: Vec::new(),
+        }
+    }
+
+    /// How this connector marks a write made at `now`: it always keeps a
+    /// version and every timestamp, and reports them as it is configured.
+    fn marks(now: DateTime<Utc>) -> Marks {
+        Marks {
+            at: Some(now),
+            versions: true,
         }
     }
 
@@ -486,10 +494,9 @@ impl MemoryConnector {
         let now = self.inner.clock.now();
         let mut state = self.state();
         let id = next_id(&mut state, &self.inner.id_prefix);
-        let fields: IndexMap<String, Value> = fields
+        let fields = fields
             .into_iter()
-            .map(|(k, v)| self.stored_form(k.into(), v.into()))
-            .collect();
+            .map(|(k, v)| self.stored_form(k.into(), v.into()));
         create(&mut state, object, &id, fields, None, now);
         id
     }
@@ -526,7 +533,7 @@ impl MemoryConnector {
     pub fn get(&self, object: &str, id: &str) -> Option<Record> {
         let state = self.state();
         let stored = state.tables.get(object)?.records.get(id)?;
-        (!stored.deleted).then(|| self.record_of(id, stored))
+        (!stored.record.deleted).then(|| self.record_of(stored))
     }
 
     /// Every live record of `object`, in creation order.
@@ -535,8 +542,8 @@ impl MemoryConnector {
         state.tables.get(object).map_or_else(Vec::new, |t| {
             t.records
                 .iter()
-                .filter(|(_, s)| !s.deleted)
-                .map(|(id, s)| self.record_of(id, s))
+                .filter(|(_, s)| !s.record.deleted)
+                .map(|(_, s)| self.record_of(s))
                 .collect()
         })
     }
@@ -544,10 +551,9 @@ impl MemoryConnector {
     /// How many live records `object` has.
     pub fn len(&self, object: &str) -> usize {
         let state = self.state();
-        state
-            .tables
-            .get(object)
-            .map_or(0, |t| t.records.values().filter(|s| !s.deleted).count())
+        state.tables.get(object).map_or(0, |t| {
+            t.records.values().filter(|s| !s.record.deleted).count()
+        })
     }
 
     /// Whether `object` has no live record.
@@ -652,12 +658,7 @@ impl MemoryConnector {
                 op.object
             )));
         }
-        if op.system != self.inner.system {
-            return Err(ConnectorError::permanent(format!(
-                "op is for system {}, this is {}",
-                op.system, self.inner.system
-            )));
-        }
+        write::check_system(op, &self.inner.system)?;
         if let Some(schema) = &self.inner.schema {
             if let Some(w) = op.fields.iter().find(|w| !schema.contains(&w.native)) {
                 return Err(ConnectorError::permanent(format!(
@@ -678,47 +679,28 @@ impl MemoryConnector {
                     .get(object)
                     .and_then(|t| t.correlations.get(key));
                 if let Some(existing) = taken {
-                    return Err(ConnectorError::duplicate(format!(
-                        "external id {key} is taken by record {existing}"
-                    )));
+                    return Err(write::taken(key, existing));
                 }
             }
             let id = next_id(state, &self.inner.id_prefix);
-            let version = create(state, object, &id, fields.collect(), correlation, now);
-            let applied = self.reported(Applied::created(id), version, op);
-            return Ok(applied);
+            let version = create(state, object, &id, fields, correlation, now);
+            return Ok(self.reported(&id, version, op));
         }
-        let Some(id) = op.record_id.as_deref() else {
-            return Err(ConnectorError::permanent(format!(
-                "{} op without a record id",
-                op.kind
-            )));
-        };
+        let id = write::target(op)?;
         if caps.conditional_writes {
-            if let Some(expected) = &op.expected_version {
-                let current = state
-                    .tables
-                    .get(object)
-                    .and_then(|t| t.records.get(id))
-                    .filter(|s| !s.deleted)
-                    .map(|s| s.version);
-                if let Some(current) = current {
-                    if current.to_string() != *expected {
-                        return Err(ConnectorError::precondition_failed(format!(
-                            "version {expected} expected, record is at {current}"
-                        ))
-                        .with_record(id));
-                    }
-                }
-            }
+            let current = state
+                .tables
+                .get(object)
+                .and_then(|t| t.records.get(id))
+                .filter(|s| !s.record.deleted)
+                .and_then(|s| s.record.version.as_deref());
+            write::check_version(op, id, current)?;
         }
         let version = match op.kind {
             OpKind::Delete => delete(state, object, id, now)?,
             _ => update(state, object, id, fields, now)?,
         };
-        let mut applied = Applied::new();
-        applied.record_id = Some(id.to_owned());
-        Ok(self.reported(applied, version, op))
+        Ok(self.reported(id, version, op))
     }
 
     /// `value` of native field `field` as this system stores it.
@@ -732,12 +714,12 @@ impl MemoryConnector {
         (field, value)
     }
 
-    /// What `apply` reports of `op`, made at `version`: the version (where
-    /// the system has them) and what it stored (where it says).
-    fn reported(&self, mut applied: Applied, version: u64, op: &WriteOp) -> Applied {
-        if self.inner.versions {
-            applied.version = Some(version.to_string());
-        }
+    /// What `apply` reports of `op`, made on record `id` at `version`: the
+    /// version (where the system has them) and what it stored (where it
+    /// says).
+    fn reported(&self, id: &str, version: Option<String>, op: &WriteOp) -> Applied {
+        let version = version.filter(|_| self.inner.versions);
+        let mut applied = write::applied(op, id, version);
         if self.inner.report_stored && op.kind != OpKind::Delete {
             for w in &op.fields {
                 let (native, value) = self.stored_form(w.native.clone(), w.value.clone());
@@ -754,16 +736,18 @@ impl MemoryConnector {
     fn lie_one(&self, state: &mut State, object: &str, op: &WriteOp) -> Applied {
         if op.kind == OpKind::Create {
             let id = next_id(state, &self.inner.id_prefix);
-            return self.reported(Applied::created(id), 1, op);
+            return self.reported(&id, Some(write::next_version(None)), op);
         }
-        let version = op
-            .record_id
-            .as_deref()
-            .and_then(|id| state.tables.get(object)?.records.get(id))
-            .map_or(1, |s| s.version + 1);
-        let mut applied = Applied::new();
+        let id = op.record_id.as_deref().unwrap_or_default();
+        let current = state
+            .tables
+            .get(object)
+            .and_then(|t| t.records.get(id))
+            .and_then(|s| s.record.version.as_deref());
+        let version = write::next_version(current);
+        let mut applied = self.reported(id, Some(version), op);
         applied.record_id = op.record_id.clone();
-        self.reported(applied, version, op)
+        applied
     }
 }
 
@@ -870,57 +854,49 @@ fn e164(s: &str, country_code: u16) -> Value {
 
 fn next_id(state: &mut State, prefix: &str) -> String {
     state.next_id += 1;
-    format!("{prefix}{}", state.next_id)
+    write::generated_id(prefix, state.next_id)
 }
 
 fn create(
     state: &mut State,
     object: &str,
     id: &str,
-    fields: IndexMap<String, Value>,
+    fields: impl Iterator<Item = (String, Value)>,
     correlation: Option<String>,
     now: DateTime<Utc>,
-) -> u64 {
+) -> Option<String> {
     state.seq += 1;
     let seq = state.seq;
     let table = state.tables.entry(object.to_owned()).or_default();
     if let Some(key) = &correlation {
         table.correlations.insert(key.clone(), id.to_owned());
     }
-    let field_at = fields.keys().map(|k| (k.clone(), now)).collect();
-    table.records.insert(
+    let record = write::created(
         id.to_owned(),
-        Stored {
-            fields,
-            field_at,
-            updated_at: now,
-            version: 1,
-            deleted: false,
-            correlation,
-            seq,
-        },
+        fields,
+        correlation,
+        MemoryConnector::marks(now),
     );
+    let version = record.version.clone();
+    table.records.insert(id.to_owned(), Stored { record, seq });
     table.log.insert(seq, id.to_owned());
-    1
+    version
 }
 
 fn live<'t>(table: Option<&'t mut Table>, id: &str) -> Result<&'t mut Table, ConnectorError> {
     match table {
-        Some(t) if t.records.get(id).is_some_and(|s| !s.deleted) => Ok(t),
-        _ => Err(ConnectorError::not_found("no such record").with_record(id)),
+        Some(t) if t.records.get(id).is_some_and(|s| !s.record.deleted) => Ok(t),
+        _ => Err(write::not_found(id)),
     }
 }
 
-fn touch(table: &mut Table, id: &str, seq: u64, now: DateTime<Utc>) -> u64 {
-    let Some(stored) = table.records.get_mut(id) else {
-        return 0;
-    };
-    table.log.remove(&stored.seq);
-    table.log.insert(seq, id.to_owned());
-    stored.seq = seq;
-    stored.version += 1;
-    stored.updated_at = now;
-    stored.version
+/// Moves the record `id` to the end of the change log, at `seq`.
+fn relog(table: &mut Table, id: &str, seq: u64) {
+    if let Some(stored) = table.records.get_mut(id) {
+        table.log.remove(&stored.seq);
+        table.log.insert(seq, id.to_owned());
+        stored.seq = seq;
+    }
 }
 
 fn update(
@@ -929,18 +905,16 @@ fn update(
     id: &str,
     changes: impl Iterator<Item = (String, Value)>,
     now: DateTime<Utc>,
-) -> Result<u64, ConnectorError> {
+) -> Result<Option<String>, ConnectorError> {
     let table = live(state.tables.get_mut(object), id)?;
+    let mut version = None;
     if let Some(stored) = table.records.get_mut(id) {
-        for (name, value) in changes {
-            if stored.fields.get(&name) != Some(&value) {
-                stored.field_at.insert(name.clone(), now);
-                stored.fields.insert(name, value);
-            }
-        }
+        write::updated(&mut stored.record, changes, MemoryConnector::marks(now));
+        version = stored.record.version.clone();
     }
     state.seq += 1;
-    Ok(touch(table, id, state.seq, now))
+    relog(table, id, state.seq);
+    Ok(version)
 }
 
 fn delete(
@@ -948,16 +922,20 @@ fn delete(
     object: &str,
     id: &str,
     now: DateTime<Utc>,
-) -> Result<u64, ConnectorError> {
+) -> Result<Option<String>, ConnectorError> {
     let table = live(state.tables.get_mut(object), id)?;
+    let mut version = None;
     if let Some(stored) = table.records.get_mut(id) {
-        stored.deleted = true;
-        if let Some(key) = &stored.correlation {
+        stored.record.deleted = true;
+        write::moved_on(&mut stored.record, MemoryConnector::marks(now));
+        version = stored.record.version.clone();
+        if let Some(key) = &stored.record.correlation {
             table.correlations.remove(key);
         }
     }
     state.seq += 1;
-    Ok(touch(table, id, state.seq, now))
+    relog(table, id, state.seq);
+    Ok(version)
 }
 
 #[async_trait]
@@ -977,8 +955,8 @@ impl Connector for MemoryConnector {
         let records = state.tables.get(object).map_or_else(Vec::new, |t| {
             t.records
                 .iter()
-                .filter(|(_, s)| !s.deleted)
-                .map(|(id, s)| self.record_of(id, s))
+                .filter(|(_, s)| !s.record.deleted)
+                .map(|(_, s)| self.record_of(s))
                 .collect()
         });
         Ok(Snapshot::complete(self.inner.system.clone(), records))
@@ -1020,7 +998,7 @@ impl Connector for MemoryConnector {
                     break;
                 }
                 if let Some(stored) = table.records.get(id) {
-                    records.push(self.record_of(id, stored));
+                    records.push(self.record_of(stored));
                 }
                 last = *seq;
             }
@@ -1050,7 +1028,7 @@ impl Connector for MemoryConnector {
         self.call_fault(&mut state)?;
         let records = state.tables.get(object).map_or_else(Vec::new, |t| {
             ids.iter()
-                .filter_map(|id| t.records.get(id).map(|s| self.record_of(id, s)))
+                .filter_map(|id| t.records.get(id).map(|s| self.record_of(s)))
                 .collect()
         });
         Ok(Snapshot::partial(self.inner.system.clone(), records))
@@ -1127,7 +1105,7 @@ impl fmt::Debug for MemoryConnector {
             .map(|(name, t)| {
                 (
                     name.as_str(),
-                    t.records.values().filter(|s| !s.deleted).count(),
+                    t.records.values().filter(|s| !s.record.deleted).count(),
                 )
             })
             .collect();

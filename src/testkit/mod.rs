@@ -4,10 +4,16 @@
 //!   [`Connector`](crate::Connector) contract (versions, timestamps from an
 //!   injectable [`Clock`], external ids, complete and incremental fetch),
 //!   with a user-side edit API and deterministic fault injection.
+//! - [`MemorySystem`] and [`apply`]: records in memory that a plan is
+//!   executed on, op by op as a connector would (with chosen ops failed,
+//!   lost or lied about: [`apply_with`]), giving the [`Outcomes`] to
+//!   commit; for tests of the engine with no connector or runtime.
 //! - [`conformance`]: checks you run against your own connector.
 //! - [`OpBuilder`]: write ops by hand, to drive a connector directly.
 //! - `strategies` (feature `proptest`): proptest strategies for records,
 //!   snapshots, field maps, conflict policies and edit histories.
+//!
+//! [`Outcomes`]: crate::Outcomes
 //!
 //! ```
 //! use recsync::testkit::{MemoryConnector, OpBuilder};
@@ -35,7 +41,10 @@ mod memory;
 mod ops;
 #[cfg(feature = "proptest")]
 pub mod strategies;
+mod system;
+mod write;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use memory::{BuildError, MemoryConnector, MemoryConnectorBuilder, Rewrite, Stats};
 pub use ops::OpBuilder;
+pub use system::{apply, apply_with, snapshots, Fate, MemorySystem};
