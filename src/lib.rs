@@ -190,8 +190,10 @@
 //!   test with: `MemoryConnector` (an in-memory system with versions,
 //!   timestamps from an injectable clock, external ids, a change log, and
 //!   deterministic fault injection), `testkit::conformance` (checks of the
-//!   `Connector` contract you run against your own connector) and
-//!   `OpBuilder`. Adds no dependency.
+//!   `Connector` contract you run against your own connector),
+//!   `MemorySystem` and `testkit::apply` (a plan executed on records in
+//!   memory, returning the `Outcomes` to commit: engine-level tests with no
+//!   connector or runtime) and `OpBuilder`. Adds no dependency.
 //! - **`proptest`**: `recsync::testkit::strategies`, proptest strategies for
 //!   records, snapshots, field maps, conflict policies and edit histories,
 //!   for your own property tests. Turns on `testkit`; adds `proptest`.
