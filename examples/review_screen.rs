@@ -6,7 +6,8 @@
 //! Salesforce `"Closed Won"`), so the map has a value map between them and
 //! a canonical code (`"W"`); HubSpot keeps the close date in epoch
 //! milliseconds (a transform), Salesforce as `YYYY-MM-DD`. A conflict holds
-//! canonical values: its `Display` (what a log shows) says `"W"`. The
+//! canonical values (`"W"`); a review item's `Display` (what a log shows)
+//! prints none of them, since only the map can say which are sensitive. The
 //! reviewer is shown each candidate as its system holds it, under the
 //! system's field name (`ReviewItem::display_with(&map)`; as data,
 //! `Conflict::native(&map)`), picks one system's value, and the next run
@@ -219,7 +220,7 @@ pub async fn story(out: &mut impl Write) -> Result<Story, Box<dyn std::error::Er
     reports.push(run(&runner, &mut events, out).await?);
 
     let first = queue.open()?;
-    writeln!(out, "\n== the log's view: canonical values")?;
+    writeln!(out, "\n== the log's view: ids and fields, no values")?;
     for item in &first {
         writeln!(out, "{item}")?;
     }

@@ -8,6 +8,11 @@
 //! plan writes it to that system ([`FieldSpec::to_native`]); a value the
 //! map cannot convert is kept in canonical form with the reason
 //! ([`NotNative`]), so one such value never hides the others.
+//!
+//! That is the value as the system would hold it once written, which is
+//! what it holds unless the map reads several native values as one: a
+//! value no row covers read as the value map's default, or a row matched
+//! case-insensitively, shows as the row writes it, not as it was typed.
 
 use std::fmt;
 
@@ -142,7 +147,11 @@ impl Conflict {
     /// The conflict as each candidate system holds its values, for a
     /// reviewer: each value converted through `map` as a plan writes it to
     /// that system ([`FieldSpec::to_native`]), under the system's native
-    /// field name, and the baseline likewise.
+    /// field name, and the baseline likewise. Where the map reads several
+    /// native values as one canonical value (a value map's default for
+    /// values no row covers, a row matched case-insensitively), the value
+    /// shows as the map writes it, not as it was typed: the value the
+    /// system would hold once this candidate is chosen.
     ///
     /// Never fails: a value the map cannot convert (no such field in the
     /// map or in that system, a reference, a value its value map skips or
@@ -339,7 +348,7 @@ impl NotNative {
             ),
             NotNative::Skipped => f.write_str("the value map leaves it out of this system"),
             NotNative::Failed { error } => {
-                write!(f, "{}", view(error, redact && error.is_sensitive()))
+                write!(f, "{}", view(error, redact))
             }
         }
     }
@@ -348,7 +357,7 @@ impl NotNative {
         match self {
             NotNative::Failed { error } => f
                 .debug_struct("Failed")
-                .field("error", &view(error, redact && error.is_sensitive()))
+                .field("error", &view(error, redact))
                 .finish(),
             other => fmt::Debug::fmt(other, f),
         }
@@ -356,8 +365,9 @@ impl NotNative {
 }
 
 /// Why the value is in canonical form, as a note: `the map has no such
-/// field`, or the mapping error (its value `[redacted]` where the field is
-/// sensitive).
+/// field`, or the mapping error, its value `[redacted]`: on its own it
+/// cannot tell whether its field is sensitive (a candidate's line shows
+/// it where the field is not).
 impl fmt::Display for NotNative {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.fmt_display(f, true)

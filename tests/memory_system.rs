@@ -3,6 +3,8 @@
 //! that commit as a connector's do.
 #![cfg(feature = "proptest")]
 
+mod common;
+
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use futures::executor::block_on;
 use proptest::prelude::*;
@@ -316,7 +318,7 @@ fn outcomes_by_entity(plan: &SyncPlan, outcomes: &Outcomes) -> Vec<(String, OpOu
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(48)))]
 
     /// At every sync of a random history, the plan executed by
     /// `testkit::apply` on the connectors' records leaves the records the
@@ -373,4 +375,20 @@ proptest! {
             engine.commit(&mut baseline, &plan, &by_connectors).unwrap();
         }
     }
+}
+
+#[test]
+fn a_tombstone_put_removes_the_record_and_is_never_listed_or_written() {
+    let (_, _, mut systems) = synced();
+    systems[0].put(Record::new("c2").deleted());
+    assert!(!systems[0].contains("c2"));
+    assert!(systems[0].snapshot().records.iter().all(|r| r.id != "c2"));
+    let update = OpBuilder::update("crm", OBJECT, "c2")
+        .field("name", "G")
+        .build();
+    let refused = systems[0].apply(&update, at(5)).unwrap_err();
+    assert_eq!(refused.kind(), &ErrorKind::NotFound);
+    // A tombstone of a record never there changes nothing.
+    systems[1].put(Record::new("nobody").deleted());
+    assert_eq!(systems[1].len(), 2);
 }

@@ -39,9 +39,17 @@ async fn the_reviewer_sees_each_system_s_values_and_the_decision_reaches_hubspot
     let stage = conflict(first, "stage");
     let close = conflict(first, "close_date");
 
-    // The log's view: canonical values.
+    // The log's view: no values (only the map knows which are sensitive);
+    // the conflict itself holds them in canonical form.
     assert_eq!(
         first[0].to_string(),
+        format!(
+            r#"conflict {} on hubspot:1 field stage (manual review): baseline [redacted], hubspot [redacted] at 2026-03-02 11:00:00, salesforce [redacted] at 2026-03-02 11:20:00"#,
+            stage.id
+        )
+    );
+    assert_eq!(
+        stage.to_string(),
         format!(
             r#"conflict {} on hubspot:1 field stage (manual review): baseline "Q", hubspot "W" at 2026-03-02 11:00:00, salesforce "L" at 2026-03-02 11:20:00"#,
             stage.id

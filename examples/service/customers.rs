@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use recsync::connector::{Applied, Capabilities};
 use recsync::plan::{OpKind, WriteOp};
 use recsync::{Connector, ConnectorError, Record, Snapshot, SystemId};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
 /// The columns recsync syncs, as the map names them for this system.
@@ -224,9 +224,21 @@ fn parse_id(id: Option<&str>) -> Result<i64, ConnectorError> {
         .ok_or_else(|| ConnectorError::not_found("not a customer id"))
 }
 
+/// A SQLite error as the runner acts on it: busy or locked (another
+/// writer) is worth retrying; anything else (a row the service stored in a
+/// shape this connector cannot read, a full disk) needs a person.
 fn backend(error: rusqlite::Error) -> ConnectorError {
+    let busy = matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    );
     // SQLite's messages name tables and columns, never values.
-    ConnectorError::transient("the customers table could not be read or written").with_source(error)
+    let message = "the customers table could not be read or written";
+    if busy {
+        ConnectorError::transient(message).with_source(error)
+    } else {
+        ConnectorError::permanent(message).with_source(error)
+    }
 }
 
 #[async_trait]
@@ -265,14 +277,19 @@ impl Connector for CustomersTable {
         _object: &str,
         ops: &[WriteOp],
     ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
-        let db = self.db();
+        let mut db = self.db();
         // Each op in its own transaction: one refused op leaves the others.
+        // The transaction rolls back when dropped unless committed, so no
+        // error (not even a failed COMMIT) leaves one open.
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
-            db.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
-            let result = self.apply_one(&db, op);
-            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            db.execute_batch(end).map_err(backend)?;
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let result = self.apply_one(&tx, op);
+            if result.is_ok() {
+                tx.commit().map_err(backend)?;
+            }
             results.push(result);
         }
         Ok(results)

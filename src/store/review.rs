@@ -39,13 +39,16 @@ pub struct ReviewQueue<'a, S: StateStore + ?Sized> {
 /// Something held for review, with its details: what
 /// [`ReviewQueue::open`] lists.
 ///
-/// Its `Display` is one line, a conflict's values in canonical form
-/// ([`Conflict`]'s `Display`) or a held delete's records
-/// ([`DeleteReview`]'s); [`display_with`](ReviewItem::display_with) shows
-/// a conflict's candidates as each system holds them, which is what a
-/// reviewer knows them as. Both print `[redacted]` for the values of a
-/// sensitive field, as its `Debug` does.
-#[derive(Debug, Clone, PartialEq)]
+/// Its `Display` is one line, a conflict's id, field and candidates with
+/// every value `[redacted]` ([`Conflict`]'s `Display` otherwise), or a held
+/// delete's records ([`DeleteReview`]'s); its `Debug` hides the values
+/// too. An item comes from stored state, which keeps whether the field was
+/// sensitive when the conflict was held, not whether the map marks it so
+/// now: only the map can say, so only
+/// [`display_with(&map)`](ReviewItem::display_with) shows values, each
+/// candidate as its system holds it (what a reviewer knows it as), and
+/// `[redacted]` where the map, or the conflict, marks the field sensitive.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ReviewItem {
     /// A field conflict: the field, the baseline value and each candidate
@@ -113,11 +116,28 @@ impl fmt::Display for WithMap<'_> {
     }
 }
 
+/// The conflict with every value hidden: what a map may mark sensitive
+/// after the conflict was held is not known here.
+fn values_hidden(c: &Conflict) -> Conflict {
+    let mut c = c.clone();
+    c.sensitive = true;
+    c
+}
+
 impl fmt::Display for ReviewItem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReviewItem::Field(c) => c.fmt(f),
+            ReviewItem::Field(c) => values_hidden(c).fmt(f),
             ReviewItem::Delete(d) => d.fmt(f),
+        }
+    }
+}
+
+impl fmt::Debug for ReviewItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReviewItem::Field(c) => f.debug_tuple("Field").field(&values_hidden(c)).finish(),
+            ReviewItem::Delete(d) => f.debug_tuple("Delete").field(d).finish(),
         }
     }
 }
@@ -257,10 +277,13 @@ mod tests {
             held_by: HeldBy::ManualReview,
             sensitive: false,
         });
+        // Stored state cannot tell what the map marks sensitive now: no
+        // values, in `Display` or `Debug`.
         assert_eq!(
             item.to_string(),
-            r#"conflict 3f0c9a1d5e7b2c48 on hubspot:1 field stage (manual review): baseline none, hubspot "O", salesforce "W""#
+            r#"conflict 3f0c9a1d5e7b2c48 on hubspot:1 field stage (manual review): baseline none, hubspot [redacted], salesforce [redacted]"#
         );
+        assert!(!format!("{item:?}").contains("\"O\""), "{item:?}");
         let map = FieldMap::builder()
             .systems(["hubspot", "salesforce"])
             .field(
@@ -292,5 +315,18 @@ mod tests {
              hubspot stage = \"opportunity\" (was none)\n    \
              salesforce StageName = \"Closed Won\" (was none)"
         );
+        // The map marks the field sensitive since the conflict was held:
+        // the map decides.
+        let now_sensitive = FieldMap::builder()
+            .systems(["hubspot", "salesforce"])
+            .field(Field::new("stage").sensitive())
+            .build()
+            .unwrap();
+        let shown = item.display_with(&now_sensitive).to_string();
+        assert!(
+            !shown.contains("\"O\"") && !shown.contains("\"W\""),
+            "{shown}"
+        );
+        assert!(shown.contains("[redacted]"), "{shown}");
     }
 }

@@ -140,10 +140,18 @@ impl MemorySystem {
 
     /// Adds `record` as a person would, or replaces the record with its id
     /// (in its place). Its versions and timestamps are kept as given. An id
-    /// of the generated form is never handed out again.
+    /// of the generated form is never handed out again. A record marked
+    /// [`deleted`](Record::deleted) (a tombstone) removes the record with
+    /// its id, as a person's delete: the system holds live records only, so
+    /// its snapshots never list a deleted one and writes to it are
+    /// `NotFound`.
     pub fn put(&mut self, record: Record) {
         if let Some(n) = write::generated_number(&self.id_prefix, &record.id) {
             self.last_id = self.last_id.max(n);
+        }
+        if record.deleted {
+            self.records.shift_remove(&record.id);
+            return;
         }
         self.records.insert(record.id.clone(), record);
     }
