@@ -189,8 +189,13 @@ const DELETE_ENTITY: &str =
 /// are [`StoreError::Damaged`], naming the database, the row (by the entity
 /// id stored beside it) or the header, and the check.
 /// Pages the database engine itself finds malformed are `Damaged` too
-/// ([`Check::Database`]). The sums are kept by recsync, not by triggers, so
-/// a row deleted by hand (`DELETE FROM recsync_entities ...`) is seen.
+/// ([`Check::Database`]), and so, when the store opens, is a schema it
+/// cannot read: a recorded schema version below 1, which no recsync
+/// records ([`Place::SchemaVersion`]), or its tables missing
+/// ([`Place::Tables`]), both [`Check::Layout`]. To start over in a host's
+/// database, drop the store's three `recsync_` tables. The sums are kept
+/// by recsync, not by triggers, so a row deleted by hand (`DELETE FROM
+/// recsync_entities ...`) is seen.
 ///
 /// A save does not read the rows it leaves alone: damage there stays, and
 /// the next load reports it.
@@ -871,25 +876,60 @@ fn path_from_bytes(bytes: &[u8]) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
 }
 
-/// The store's schema version in a database, and where it was found.
+/// The store's tables besides `recsync_schema`: every version has them.
+const DATA_TABLES: [&str; 2] = ["recsync_objects", "recsync_entities"];
+
+/// The store's schema in a database, as found. A version is one
+/// `bring_schema_up_to_date` knows (`1..=SCHEMA_VERSION`):
+/// [`stored_schema`] refuses any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StoredVersion {
-    version: i64,
-    /// `recsync_schema` holds it; otherwise it is `user_version` of a
-    /// database the store made before that table (when the store's tables
-    /// exist), or 0 (they do not: no schema yet).
-    in_table: bool,
-    /// Found in `user_version`: the database is one the store made before
-    /// `recsync_schema`, so `user_version` is the store's.
-    legacy: bool,
+enum Stored {
+    /// None of the store's tables: a database the store has not set up.
+    Empty,
+    /// `recsync_schema` holds this version.
+    Table(i64),
+    /// No `recsync_schema`, but the store's tables: a database the store
+    /// made before that table, which kept the version in `user_version`.
+    Legacy(i64),
 }
 
-fn stored_version(conn: &Connection, path: &Path) -> Result<StoredVersion, StoreError> {
+/// The error for a schema version outside `1..=SCHEMA_VERSION`: a newer
+/// recsync's is [`StoreError::Format`]; one below 1, which no recsync
+/// records, is damage.
+fn unknown_version(path: &Path, found: i64) -> StoreError {
+    if found > SCHEMA_VERSION {
+        StoreError::Format {
+            object: None,
+            path: path.to_path_buf(),
+            found: found.unsigned_abs(),
+            supported: SCHEMA_VERSION.unsigned_abs(),
+        }
+    } else {
+        StoreError::Damaged {
+            object: None,
+            path: path.to_path_buf(),
+            place: Place::SchemaVersion { found },
+            check: Check::Layout,
+        }
+    }
+}
+
+/// The store's schema in the database: refuses a version the store does
+/// not know (newer, or below 1) and, under a version it knows, the
+/// store's tables missing (dropped: every load would fail), before
+/// anything is created or changed.
+fn stored_schema(conn: &Connection, path: &Path) -> Result<Stored, StoreError> {
     let fail = |context: &'static str| sqlite_error(path, None, context);
+    let layout = |place| StoreError::Damaged {
+        object: None,
+        path: path.to_path_buf(),
+        place,
+        check: Check::Layout,
+    };
     let mut stmt = conn
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table'
-             AND name IN ('recsync_schema', 'recsync_objects')",
+             AND name IN ('recsync_schema', 'recsync_objects', 'recsync_entities')",
         )
         .map_err(fail("cannot list the store's tables"))?;
     let tables = stmt
@@ -898,7 +938,7 @@ fn stored_version(conn: &Connection, path: &Path) -> Result<StoredVersion, Store
         .collect::<Result<Vec<_>, _>>()
         .map_err(fail("cannot list the store's tables"))?;
     let has = |name: &str| tables.iter().any(|t| t == name);
-    if has("recsync_schema") {
+    let found = if has("recsync_schema") {
         let version = conn
             .query_row(
                 "SELECT version FROM recsync_schema WHERE only = 1",
@@ -914,65 +954,62 @@ fn stored_version(conn: &Connection, path: &Path) -> Result<StoredVersion, Store
             .map_err(fail("cannot read the schema version"))?
             .flatten();
         let Some(version) = version else {
-            return Err(StoreError::Damaged {
-                object: None,
-                path: path.to_path_buf(),
-                place: Place::Whole,
-                check: Check::Layout,
-            });
+            return Err(layout(Place::Whole));
         };
-        return Ok(StoredVersion {
-            version,
-            in_table: true,
-            legacy: false,
-        });
-    }
-    if has("recsync_objects") {
+        Stored::Table(version)
+    } else if has("recsync_objects") {
         let version = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(fail("cannot read the schema version"))?;
-        return Ok(StoredVersion {
-            version,
-            in_table: false,
-            legacy: true,
-        });
+        Stored::Legacy(version)
+    } else if tables.is_empty() {
+        return Ok(Stored::Empty);
+    } else {
+        // Entity rows alone: no version says what they are.
+        return Err(layout(Place::Tables {
+            missing: vec!["recsync_objects".to_owned()],
+        }));
+    };
+    let (Stored::Table(version) | Stored::Legacy(version)) = found else {
+        return Ok(found);
+    };
+    // The version first: a newer schema may keep other tables.
+    if !(1..=SCHEMA_VERSION).contains(&version) {
+        return Err(unknown_version(path, version));
     }
-    Ok(StoredVersion {
-        version: 0,
-        in_table: false,
-        legacy: false,
-    })
+    let missing: Vec<String> = DATA_TABLES
+        .iter()
+        .filter(|t| !has(t))
+        .map(|t| (*t).to_owned())
+        .collect();
+    if !missing.is_empty() {
+        return Err(layout(Place::Tables { missing }));
+    }
+    Ok(found)
 }
 
 /// Creates the store's tables, or brings those of an older schema version
-/// up to date, and records the version; refuses a newer one.
+/// up to date, and records the version; refuses a newer one, or damage.
 fn bring_schema_up_to_date(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let fail = |context: &'static str| sqlite_error(path, None, context);
-    let newer = |found: i64| StoreError::Format {
-        object: None,
-        path: path.to_path_buf(),
-        found: u64::try_from(found).unwrap_or(0),
-        supported: SCHEMA_VERSION as u64,
-    };
-    let found = stored_version(conn, path)?;
-    if found.version == SCHEMA_VERSION && found.in_table {
+    let found = stored_schema(conn, path)?;
+    // Nothing to write (a read-only connection gets this far).
+    if found == Stored::Table(SCHEMA_VERSION) {
         return Ok(());
-    }
-    if !(0..=SCHEMA_VERSION).contains(&found.version) {
-        return Err(newer(found.version));
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(fail("cannot begin creating the schema"))?;
     // Again under the write lock: another connection may have done it.
-    let found = stored_version(&tx, path)?;
+    let found = stored_schema(&tx, path)?;
     let from_1 = format!("{MIGRATE_FROM_1}{MIGRATE_FROM_2}");
-    let upgrade = match found.version {
-        0 => SCHEMA,
-        1 => from_1.as_str(),
-        2 => MIGRATE_FROM_2,
-        SCHEMA_VERSION => "",
-        other => return Err(newer(other)),
+    let upgrade = match found {
+        Stored::Empty => SCHEMA,
+        Stored::Table(1) | Stored::Legacy(1) => from_1.as_str(),
+        Stored::Table(2) | Stored::Legacy(2) => MIGRATE_FROM_2,
+        Stored::Table(SCHEMA_VERSION) | Stored::Legacy(SCHEMA_VERSION) => "",
+        // `stored_schema` refused any other.
+        Stored::Table(other) | Stored::Legacy(other) => return Err(unknown_version(path, other)),
     };
     tx.execute_batch(upgrade)
         .map_err(fail("cannot create the schema"))?;
@@ -980,7 +1017,7 @@ fn bring_schema_up_to_date(conn: &mut Connection, path: &Path) -> Result<(), Sto
         .map_err(fail("cannot create the schema"))?;
     tx.execute(SET_SCHEMA_VERSION, params![SCHEMA_VERSION])
         .map_err(fail("cannot record the schema version"))?;
-    if found.legacy {
+    if matches!(found, Stored::Legacy(_)) {
         // The store's own `user_version`, kept in step for a recsync that
         // still reads it there.
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
@@ -1543,5 +1580,41 @@ mod tests {
         );
         // The library this build links passes.
         assert!(supported_sqlite(rusqlite::version_number(), rusqlite::version()).is_ok());
+    }
+
+    /// A schema version outside the known ones: a newer recsync's is an
+    /// unknown format, the exact version named; one below 1, which no
+    /// recsync records, is damage naming the value, never clamped into a
+    /// format version (0 would read as "carries no checksums").
+    #[test]
+    fn a_version_below_1_is_damage_and_a_newer_one_a_format() {
+        let path = Path::new("/state.db");
+        for found in [0, -1, i64::from(i32::MIN), i64::MIN] {
+            let err = unknown_version(path, found);
+            assert!(
+                matches!(
+                    &err,
+                    StoreError::Damaged {
+                        object: None,
+                        place: Place::SchemaVersion { found: f },
+                        check: Check::Layout,
+                        ..
+                    } if *f == found
+                ),
+                "{err:?}"
+            );
+            assert!(!err.to_string().contains("upgrade_legacy"), "{err}");
+        }
+        for found in [SCHEMA_VERSION + 1, i64::MAX] {
+            let err = unknown_version(path, found);
+            assert!(
+                matches!(
+                    &err,
+                    StoreError::Format { found: f, supported: 3, .. }
+                        if i64::try_from(*f) == Ok(found)
+                ),
+                "{err:?}"
+            );
+        }
     }
 }

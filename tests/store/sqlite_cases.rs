@@ -53,6 +53,20 @@ fn user_version(db: &Path) -> i64 {
         .unwrap()
 }
 
+/// The names of the tables in the database, sorted.
+fn tables(db: &Path) -> Vec<String> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    let names = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    names
+}
+
 /// The name the test harness knows `test` of this module by.
 fn child_test(test: &str) -> String {
     let module = module_path!();
@@ -602,6 +616,136 @@ fn a_newer_schema_is_refused() {
         .execute_batch("DROP TABLE recsync_schema; PRAGMA user_version = 8")
         .unwrap();
     refused(8);
+}
+
+/// A schema version below 1 is one no recsync records: a damaged version
+/// (in the store's table, or in `user_version` of a database made before
+/// the table), refused as damaged, naming the file and the value, not as
+/// an older format to take over, and not taken for an empty database whose
+/// schema is created (which would record the current version over tables
+/// of any layout). The database is left as it was.
+#[test]
+fn a_schema_version_below_1_is_damaged() {
+    let dir = temp_dir("sqlite-version-below-1");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(3);
+    open(&db).unwrap().replace("contacts", &s.held).unwrap();
+    let damaged = |found: i64| {
+        let before = tables(&db);
+        let err = open(&db).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::Damaged {
+                    object: None,
+                    path,
+                    place: Place::SchemaVersion { found: f },
+                    check: Check::Layout,
+                } if path == &db && *f == found
+            ),
+            "{err:?}"
+        );
+        let shown = err.to_string();
+        assert_eq!(
+            shown,
+            format!(
+                "stored state in {} is damaged (schema version {found}): \
+                 not laid out as a state file",
+                db.display()
+            )
+        );
+        assert!(!shown.contains("upgrade_legacy"), "{shown}");
+        assert_eq!(tables(&db), before);
+    };
+    for found in [-1, 0, i64::MIN] {
+        Connection::open(&db)
+            .unwrap()
+            .execute("UPDATE recsync_schema SET version = ?1", params![found])
+            .unwrap();
+        damaged(found);
+        assert_eq!(schema_version(&db), Some(found));
+    }
+    // In `user_version`, where a database made before the table kept it.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE recsync_schema")
+        .unwrap();
+    for found in [-1, 0] {
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(&format!("PRAGMA user_version = {found}"))
+            .unwrap();
+        damaged(found);
+        assert_eq!(user_version(&db), found);
+    }
+}
+
+/// The store's tables dropped under a schema version that says they are
+/// there: refused as damaged when the store opens, naming the tables
+/// missing, not a backend error at every load. Nothing is created.
+#[test]
+fn the_stores_tables_missing_are_damaged() {
+    let dir = temp_dir("sqlite-tables-missing");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(3);
+    open(&db).unwrap().replace("contacts", &s.held).unwrap();
+    let missing = |gone: &[&str]| {
+        let err = open(&db).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::Damaged {
+                    object: None,
+                    path,
+                    place: Place::Tables { missing },
+                    check: Check::Layout,
+                } if path == &db && missing == gone
+            ),
+            "{err:?}"
+        );
+        let shown = err.to_string();
+        assert!(shown.contains(&db.display().to_string()), "{shown}");
+        for table in gone {
+            assert!(shown.contains(table), "{shown}");
+            assert!(!tables(&db).iter().any(|t| t == table));
+        }
+    };
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE recsync_entities")
+        .unwrap();
+    missing(&["recsync_entities"]);
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE recsync_objects")
+        .unwrap();
+    missing(&["recsync_objects", "recsync_entities"]);
+    // At an older version, before its migration could fail on them.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("UPDATE recsync_schema SET version = 2")
+        .unwrap();
+    missing(&["recsync_objects", "recsync_entities"]);
+    // Without the version table, entity rows alone.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE recsync_schema;
+             CREATE TABLE recsync_entities (object INTEGER NOT NULL, id TEXT NOT NULL,
+                record BLOB NOT NULL, checksum INTEGER, PRIMARY KEY (object, id));",
+        )
+        .unwrap();
+    missing(&["recsync_objects"]);
+    // All of them gone: an empty database again, set up afresh.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE recsync_entities")
+        .unwrap();
+    let store = open(&db).unwrap();
+    assert_eq!(store.load("contacts").unwrap(), Baseline::new());
+    assert_eq!(schema_version(&db), Some(3));
 }
 
 /// A database the store made before its schema version had a table kept
