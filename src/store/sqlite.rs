@@ -29,7 +29,9 @@ const NO_FILE: &str = ":memory:";
 /// The schema version, in a table of the store's own: `PRAGMA
 /// user_version` belongs to whoever owns the database, and a host that
 /// hands the store a connection may keep its own schema's version there.
-/// Databases made before this table kept the version in `user_version`.
+/// Databases made before this table kept the version in `user_version`;
+/// in a file the store opens by path it is still written there too (see
+/// [`UserVersion`]).
 const SCHEMA_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS recsync_schema (
     only    INTEGER PRIMARY KEY CHECK (only = 1),
@@ -137,8 +139,11 @@ const DELETE_ENTITY: &str =
 /// ([`from_connection`](SqliteStore::from_connection)): the host's own
 /// database file, where the store's tables (all named `recsync_`) live
 /// beside the host's, or a database in memory. The store keeps its schema
-/// version in a table of its own (`recsync_schema`), not in `PRAGMA
-/// user_version`, which is the host's.
+/// version in a table of its own (`recsync_schema`). In a file of its own
+/// it writes the version to `PRAGMA user_version` too, where a recsync from
+/// before that table reads it (and so refuses a later schema instead of
+/// taking the file for an empty one); in a host's database `user_version`
+/// is the host's, and left alone.
 ///
 /// # SQLite
 ///
@@ -271,6 +276,12 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the database at `path`, creating its directory if
     /// missing (see the type's docs on permissions).
+    ///
+    /// The file is the store's: besides its `recsync_schema` table, the
+    /// store keeps `PRAGMA user_version` at least at its schema version
+    /// (it raises a lower one), so that a recsync from before that table,
+    /// which reads the version only there, refuses a database of a later
+    /// schema rather than taking it for an empty one.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
         supported_sqlite(rusqlite::version_number(), rusqlite::version())?;
         let path = path.into();
@@ -293,7 +304,7 @@ impl SqliteStore {
             None,
             "cannot open the database",
         ))?;
-        Self::set_up(conn, path, true)
+        Self::set_up(conn, path, true, UserVersion::Store)
     }
 
     /// A store in the database of a connection the host opened: the host's
@@ -316,6 +327,9 @@ impl SqliteStore {
     ///   no other table, and leaves `PRAGMA user_version` to the host
     ///   (but for a database that [`open`](SqliteStore::open) made before
     ///   the version had a table, where `user_version` is the store's).
+    ///   So a recsync from before `recsync_schema`, which reads the
+    ///   version only in `user_version`, must not be pointed at the host's
+    ///   database (by path): it could take a later schema for none.
     /// - **Journal**: switches a database file to the write-ahead log
     ///   (`PRAGMA journal_mode = WAL`), as `open` does, and fails if it
     ///   cannot. That is a property of the file, not of the connection: the
@@ -363,15 +377,21 @@ impl SqliteStore {
         match file {
             Some(path) => {
                 owner_only(&path)?;
-                Self::set_up(conn, path, true)
+                Self::set_up(conn, path, true, UserVersion::Host)
             }
-            None => Self::set_up(conn, PathBuf::from(NO_FILE), false),
+            None => Self::set_up(conn, PathBuf::from(NO_FILE), false, UserVersion::Host),
         }
     }
 
     /// The journal, the connection's settings and the schema (see the
-    /// type's docs), on a connection to `path` (a file if `file`).
-    fn set_up(mut conn: Connection, path: PathBuf, file: bool) -> Result<Self, StoreError> {
+    /// type's docs), on a connection to `path` (a file if `file`), whose
+    /// `user_version` is `owner`'s.
+    fn set_up(
+        mut conn: Connection,
+        path: PathBuf,
+        file: bool,
+        owner: UserVersion,
+    ) -> Result<Self, StoreError> {
         let fail = |context: &'static str| sqlite_error(&path, None, context);
         if file {
             let mode: String = conn
@@ -388,7 +408,7 @@ impl SqliteStore {
         }
         conn.execute_batch(SETTINGS)
             .map_err(fail("cannot set the database's pragmas"))?;
-        bring_schema_up_to_date(&mut conn, &path)?;
+        bring_schema_up_to_date(&mut conn, &path, owner)?;
         // Room for every statement a save uses, and then some.
         conn.set_prepared_statement_cache_capacity(16);
         Ok(SqliteStore {
@@ -876,6 +896,20 @@ fn path_from_bytes(bytes: &[u8]) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
 }
 
+/// Whose `PRAGMA user_version` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserVersion {
+    /// The store's: a file it opened by path. Kept at least at the schema
+    /// version, so a recsync from before `recsync_schema` (which reads the
+    /// version only there) refuses a later schema instead of taking the
+    /// file for an empty database.
+    Store,
+    /// The host's: a database the host handed over. Left alone, but in a
+    /// database the store made before `recsync_schema`, where it was the
+    /// store's.
+    Host,
+}
+
 /// The store's tables besides `recsync_schema`: every version has them.
 const DATA_TABLES: [&str; 2] = ["recsync_objects", "recsync_entities"];
 
@@ -988,13 +1022,34 @@ fn stored_schema(conn: &Connection, path: &Path) -> Result<Stored, StoreError> {
     Ok(found)
 }
 
+/// Whether `user_version` is the store's ([`UserVersion::Store`]) and
+/// below the schema version.
+fn user_version_behind(
+    conn: &Connection,
+    path: &Path,
+    owner: UserVersion,
+) -> Result<bool, StoreError> {
+    if owner == UserVersion::Host {
+        return Ok(false);
+    }
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sqlite_error(path, None, "cannot read user_version"))?;
+    Ok(version < SCHEMA_VERSION)
+}
+
 /// Creates the store's tables, or brings those of an older schema version
-/// up to date, and records the version; refuses a newer one, or damage.
-fn bring_schema_up_to_date(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+/// up to date, and records the version (in `user_version` too where that
+/// is the store's: see [`UserVersion`]); refuses a newer one, or damage.
+fn bring_schema_up_to_date(
+    conn: &mut Connection,
+    path: &Path,
+    owner: UserVersion,
+) -> Result<(), StoreError> {
     let fail = |context: &'static str| sqlite_error(path, None, context);
     let found = stored_schema(conn, path)?;
     // Nothing to write (a read-only connection gets this far).
-    if found == Stored::Table(SCHEMA_VERSION) {
+    if found == Stored::Table(SCHEMA_VERSION) && !user_version_behind(conn, path, owner)? {
         return Ok(());
     }
     let tx = conn
@@ -1017,9 +1072,10 @@ fn bring_schema_up_to_date(conn: &mut Connection, path: &Path) -> Result<(), Sto
         .map_err(fail("cannot create the schema"))?;
     tx.execute(SET_SCHEMA_VERSION, params![SCHEMA_VERSION])
         .map_err(fail("cannot record the schema version"))?;
-    if matches!(found, Stored::Legacy(_)) {
-        // The store's own `user_version`, kept in step for a recsync that
-        // still reads it there.
+    // `user_version` where it is the store's: a database made before the
+    // table, and a file opened by path. Kept in step for a recsync that
+    // still reads the version there.
+    if matches!(found, Stored::Legacy(_)) || user_version_behind(&tx, path, owner)? {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
             .map_err(fail("cannot record the schema version"))?;
     }

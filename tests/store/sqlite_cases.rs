@@ -53,6 +53,13 @@ fn user_version(db: &Path) -> i64 {
         .unwrap()
 }
 
+/// Whether this module's store was opened by path: a file of the store's
+/// own, whose `user_version` the store keeps; a host's connection leaves
+/// it to the host.
+fn by_path() -> bool {
+    super::made_by_path(module_path!())
+}
+
 /// The names of the tables in the database, sorted.
 fn tables(db: &Path) -> Vec<String> {
     let conn = Connection::open(db).unwrap();
@@ -748,10 +755,39 @@ fn the_stores_tables_missing_are_damaged() {
     assert_eq!(schema_version(&db), Some(3));
 }
 
+/// A file the store opened by path is the store's: its `user_version`
+/// holds the schema version too, so a recsync from before the version
+/// table (which reads only `user_version`) refuses a database of a later
+/// schema instead of taking it for an empty one. A database handed over
+/// by the host keeps the host's `user_version`.
+#[test]
+fn user_version_is_kept_in_step_in_the_stores_own_file() {
+    let dir = temp_dir("sqlite-user-version");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(3);
+    let store = open(&db).unwrap();
+    let expected = if by_path() { 3 } else { 0 };
+    assert_eq!(user_version(&db), expected);
+    store.replace("contacts", &s.held).unwrap();
+    drop(store);
+    assert_eq!(user_version(&db), expected);
+    // A database made by a store that left it at 0 has it set on open.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 0")
+        .unwrap();
+    assert_same(&open(&db).unwrap().load("contacts").unwrap(), &s.held);
+    assert_eq!(user_version(&db), expected);
+    assert_eq!(schema_version(&db), Some(3));
+}
+
 /// A database the store made before its schema version had a table kept
 /// it in `user_version`: the store takes it from there, records it in its
 /// table and keeps `user_version` in step (an older recsync reads it
-/// there). Once the table holds it, `user_version` is not the store's.
+/// there). Once the table holds it, `user_version` is not read; it is the
+/// host's in a database the host handed over, and in a file opened by path
+/// a value above the schema version (not one the store wrote) is left too.
 #[test]
 fn a_database_made_before_the_version_table_opens_and_user_version_is_left_alone_after() {
     let dir = temp_dir("sqlite-version-table");
@@ -767,7 +803,7 @@ fn a_database_made_before_the_version_table_opens_and_user_version_is_left_alone
     assert_same(&open(&db).unwrap().load("contacts").unwrap(), &s.held);
     assert_eq!(schema_version(&db), Some(3));
     assert_eq!(user_version(&db), 3);
-    // Someone else's now: neither read nor written.
+    // Not the store's version (above it): neither read nor written.
     Connection::open(&db)
         .unwrap()
         .execute_batch("PRAGMA user_version = 42")
