@@ -344,11 +344,13 @@ impl SqliteStore {
     ///   `Connection::open` sets 5 seconds): a save that waits longer than
     ///   that for the host's write transaction on another connection fails
     ///   with [`StoreError::Backend`] and saves nothing.
-    /// - **Permissions**: a database file, and its `-wal`, `-shm` and
-    ///   `-journal` files, are made owner-only as `open` makes them
-    ///   (they hold personal data from now on); a database file that
-    ///   cannot be is [`StoreError::Permissions`]. Its directory is the
-    ///   host's and is not checked.
+    /// - **Permissions**: once the tables are set up, and before the store
+    ///   is returned (so before any save writes personal data), a database
+    ///   file and its `-wal`, `-shm` and `-journal` files are made
+    ///   owner-only as `open` makes them; a database file that cannot be is
+    ///   [`StoreError::Permissions`] (the store's tables stay, empty if
+    ///   new). A database the store refuses keeps its permissions. Its
+    ///   directory is the host's and is not checked.
     ///
     /// What it expects: no transaction open on `conn` (refused with
     /// [`StoreError::Backend`]); SQLite 3.35.0 or newer (for `RETURNING`;
@@ -376,8 +378,18 @@ impl SqliteStore {
         ))?;
         match file {
             Some(path) => {
-                owner_only(&path)?;
-                Self::set_up(conn, path, true, UserVersion::Host)
+                let store = Self::set_up(conn, path, true, UserVersion::Host)?;
+                // Owner-only once set-up has succeeded, so a database the
+                // store refuses (a newer schema, damage, a read-only
+                // connection to a database not set up) is left as the
+                // host had it. Set-up writes no personal data: the store's
+                // tables, empty when new, columns added to older ones.
+                // Personal data comes with the first save, which needs the
+                // store returned here, after the file (and the `-wal` and
+                // `-shm` files set-up may have made with its permissions)
+                // are owner-only.
+                owner_only(&store.path)?;
+                Ok(store)
             }
             None => Self::set_up(conn, PathBuf::from(NO_FILE), false, UserVersion::Host),
         }
