@@ -296,6 +296,17 @@ pub enum Place {
         /// The entity id the row is stored under.
         entity: EntityId,
     },
+    /// The store's schema version as a database records it, when it is
+    /// one no recsync records (below 1).
+    SchemaVersion {
+        /// The version recorded.
+        found: i64,
+    },
+    /// The store's tables in a database, when some are missing.
+    Tables {
+        /// The tables missing.
+        missing: Vec<String>,
+    },
 }
 
 impl fmt::Display for Place {
@@ -309,6 +320,11 @@ impl fmt::Display for Place {
             } => write!(f, "line {line} column {column}"),
             Place::Line { line, column: None } => write!(f, "line {line}"),
             Place::Row { entity } => write!(f, "row of entity {entity}"),
+            Place::SchemaVersion { found } => write!(f, "schema version {found}"),
+            Place::Tables { missing } => {
+                let s = if missing.len() == 1 { "" } else { "s" };
+                write!(f, "missing table{s} {}", missing.join(", "))
+            }
         }
     }
 }

@@ -29,7 +29,9 @@ const NO_FILE: &str = ":memory:";
 /// The schema version, in a table of the store's own: `PRAGMA
 /// user_version` belongs to whoever owns the database, and a host that
 /// hands the store a connection may keep its own schema's version there.
-/// Databases made before this table kept the version in `user_version`.
+/// Databases made before this table kept the version in `user_version`;
+/// in a file the store opens by path it is still written there too (see
+/// [`UserVersion`]).
 const SCHEMA_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS recsync_schema (
     only    INTEGER PRIMARY KEY CHECK (only = 1),
@@ -137,8 +139,11 @@ const DELETE_ENTITY: &str =
 /// ([`from_connection`](SqliteStore::from_connection)): the host's own
 /// database file, where the store's tables (all named `recsync_`) live
 /// beside the host's, or a database in memory. The store keeps its schema
-/// version in a table of its own (`recsync_schema`), not in `PRAGMA
-/// user_version`, which is the host's.
+/// version in a table of its own (`recsync_schema`). In a file of its own
+/// it writes the version to `PRAGMA user_version` too, where a recsync from
+/// before that table reads it (and so refuses a later schema instead of
+/// taking the file for an empty one); in a host's database `user_version`
+/// is the host's, and left alone.
 ///
 /// # SQLite
 ///
@@ -189,8 +194,13 @@ const DELETE_ENTITY: &str =
 /// are [`StoreError::Damaged`], naming the database, the row (by the entity
 /// id stored beside it) or the header, and the check.
 /// Pages the database engine itself finds malformed are `Damaged` too
-/// ([`Check::Database`]). The sums are kept by recsync, not by triggers, so
-/// a row deleted by hand (`DELETE FROM recsync_entities ...`) is seen.
+/// ([`Check::Database`]), and so, when the store opens, is a schema it
+/// cannot read: a recorded schema version below 1, which no recsync
+/// records ([`Place::SchemaVersion`]), or its tables missing
+/// ([`Place::Tables`]), both [`Check::Layout`]. To start over in a host's
+/// database, drop the store's three `recsync_` tables. The sums are kept
+/// by recsync, not by triggers, so a row deleted by hand (`DELETE FROM
+/// recsync_entities ...`) is seen.
 ///
 /// A save does not read the rows it leaves alone: damage there stays, and
 /// the next load reports it.
@@ -266,6 +276,12 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the database at `path`, creating its directory if
     /// missing (see the type's docs on permissions).
+    ///
+    /// The file is the store's: besides its `recsync_schema` table, the
+    /// store keeps `PRAGMA user_version` at least at its schema version
+    /// (it raises a lower one), so that a recsync from before that table,
+    /// which reads the version only there, refuses a database of a later
+    /// schema rather than taking it for an empty one.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
         supported_sqlite(rusqlite::version_number(), rusqlite::version())?;
         let path = path.into();
@@ -288,7 +304,7 @@ impl SqliteStore {
             None,
             "cannot open the database",
         ))?;
-        Self::set_up(conn, path, true)
+        Self::set_up(conn, path, true, UserVersion::Store)
     }
 
     /// A store in the database of a connection the host opened: the host's
@@ -311,6 +327,9 @@ impl SqliteStore {
     ///   no other table, and leaves `PRAGMA user_version` to the host
     ///   (but for a database that [`open`](SqliteStore::open) made before
     ///   the version had a table, where `user_version` is the store's).
+    ///   So a recsync from before `recsync_schema`, which reads the
+    ///   version only in `user_version`, must not be pointed at the host's
+    ///   database (by path): it could take a later schema for none.
     /// - **Journal**: switches a database file to the write-ahead log
     ///   (`PRAGMA journal_mode = WAL`), as `open` does, and fails if it
     ///   cannot. That is a property of the file, not of the connection: the
@@ -325,11 +344,13 @@ impl SqliteStore {
     ///   `Connection::open` sets 5 seconds): a save that waits longer than
     ///   that for the host's write transaction on another connection fails
     ///   with [`StoreError::Backend`] and saves nothing.
-    /// - **Permissions**: a database file, and its `-wal`, `-shm` and
-    ///   `-journal` files, are made owner-only as `open` makes them
-    ///   (they hold personal data from now on); a database file that
-    ///   cannot be is [`StoreError::Permissions`]. Its directory is the
-    ///   host's and is not checked.
+    /// - **Permissions**: once the tables are set up, and before the store
+    ///   is returned (so before any save writes personal data), a database
+    ///   file and its `-wal`, `-shm` and `-journal` files are made
+    ///   owner-only as `open` makes them; a database file that cannot be is
+    ///   [`StoreError::Permissions`] (the store's tables stay, empty if
+    ///   new). A database the store refuses keeps its permissions. Its
+    ///   directory is the host's and is not checked.
     ///
     /// What it expects: no transaction open on `conn` (refused with
     /// [`StoreError::Backend`]); SQLite 3.35.0 or newer (for `RETURNING`;
@@ -357,16 +378,32 @@ impl SqliteStore {
         ))?;
         match file {
             Some(path) => {
-                owner_only(&path)?;
-                Self::set_up(conn, path, true)
+                let store = Self::set_up(conn, path, true, UserVersion::Host)?;
+                // Owner-only once set-up has succeeded, so a database the
+                // store refuses (a newer schema, damage, a read-only
+                // connection to a database not set up) is left as the
+                // host had it. Set-up writes no personal data: the store's
+                // tables, empty when new, columns added to older ones.
+                // Personal data comes with the first save, which needs the
+                // store returned here, after the file (and the `-wal` and
+                // `-shm` files set-up may have made with its permissions)
+                // are owner-only.
+                owner_only(&store.path)?;
+                Ok(store)
             }
-            None => Self::set_up(conn, PathBuf::from(NO_FILE), false),
+            None => Self::set_up(conn, PathBuf::from(NO_FILE), false, UserVersion::Host),
         }
     }
 
     /// The journal, the connection's settings and the schema (see the
-    /// type's docs), on a connection to `path` (a file if `file`).
-    fn set_up(mut conn: Connection, path: PathBuf, file: bool) -> Result<Self, StoreError> {
+    /// type's docs), on a connection to `path` (a file if `file`), whose
+    /// `user_version` is `owner`'s.
+    fn set_up(
+        mut conn: Connection,
+        path: PathBuf,
+        file: bool,
+        owner: UserVersion,
+    ) -> Result<Self, StoreError> {
         let fail = |context: &'static str| sqlite_error(&path, None, context);
         if file {
             let mode: String = conn
@@ -383,7 +420,7 @@ impl SqliteStore {
         }
         conn.execute_batch(SETTINGS)
             .map_err(fail("cannot set the database's pragmas"))?;
-        bring_schema_up_to_date(&mut conn, &path)?;
+        bring_schema_up_to_date(&mut conn, &path, owner)?;
         // Room for every statement a save uses, and then some.
         conn.set_prepared_statement_cache_capacity(16);
         Ok(SqliteStore {
@@ -871,25 +908,74 @@ fn path_from_bytes(bytes: &[u8]) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
 }
 
-/// The store's schema version in a database, and where it was found.
+/// Whose `PRAGMA user_version` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StoredVersion {
-    version: i64,
-    /// `recsync_schema` holds it; otherwise it is `user_version` of a
-    /// database the store made before that table (when the store's tables
-    /// exist), or 0 (they do not: no schema yet).
-    in_table: bool,
-    /// Found in `user_version`: the database is one the store made before
-    /// `recsync_schema`, so `user_version` is the store's.
-    legacy: bool,
+enum UserVersion {
+    /// The store's: a file it opened by path. Kept at least at the schema
+    /// version, so a recsync from before `recsync_schema` (which reads the
+    /// version only there) refuses a later schema instead of taking the
+    /// file for an empty database.
+    Store,
+    /// The host's: a database the host handed over. Left alone, but in a
+    /// database the store made before `recsync_schema`, where it was the
+    /// store's.
+    Host,
 }
 
-fn stored_version(conn: &Connection, path: &Path) -> Result<StoredVersion, StoreError> {
+/// The store's tables besides `recsync_schema`: every version has them.
+const DATA_TABLES: [&str; 2] = ["recsync_objects", "recsync_entities"];
+
+/// The store's schema in a database, as found. A version is one
+/// `bring_schema_up_to_date` knows (`1..=SCHEMA_VERSION`):
+/// [`stored_schema`] refuses any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// None of the store's tables: a database the store has not set up.
+    Empty,
+    /// `recsync_schema` holds this version.
+    Table(i64),
+    /// No `recsync_schema`, but the store's tables: a database the store
+    /// made before that table, which kept the version in `user_version`.
+    Legacy(i64),
+}
+
+/// The error for a schema version outside `1..=SCHEMA_VERSION`: a newer
+/// recsync's is [`StoreError::Format`]; one below 1, which no recsync
+/// records, is damage.
+fn unknown_version(path: &Path, found: i64) -> StoreError {
+    if found > SCHEMA_VERSION {
+        StoreError::Format {
+            object: None,
+            path: path.to_path_buf(),
+            found: found.unsigned_abs(),
+            supported: SCHEMA_VERSION.unsigned_abs(),
+        }
+    } else {
+        StoreError::Damaged {
+            object: None,
+            path: path.to_path_buf(),
+            place: Place::SchemaVersion { found },
+            check: Check::Layout,
+        }
+    }
+}
+
+/// The store's schema in the database: refuses a version the store does
+/// not know (newer, or below 1) and, under a version it knows, the
+/// store's tables missing (dropped: every load would fail), before
+/// anything is created or changed.
+fn stored_schema(conn: &Connection, path: &Path) -> Result<Stored, StoreError> {
     let fail = |context: &'static str| sqlite_error(path, None, context);
+    let layout = |place| StoreError::Damaged {
+        object: None,
+        path: path.to_path_buf(),
+        place,
+        check: Check::Layout,
+    };
     let mut stmt = conn
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table'
-             AND name IN ('recsync_schema', 'recsync_objects')",
+             AND name IN ('recsync_schema', 'recsync_objects', 'recsync_entities')",
         )
         .map_err(fail("cannot list the store's tables"))?;
     let tables = stmt
@@ -898,7 +984,7 @@ fn stored_version(conn: &Connection, path: &Path) -> Result<StoredVersion, Store
         .collect::<Result<Vec<_>, _>>()
         .map_err(fail("cannot list the store's tables"))?;
     let has = |name: &str| tables.iter().any(|t| t == name);
-    if has("recsync_schema") {
+    let found = if has("recsync_schema") {
         let version = conn
             .query_row(
                 "SELECT version FROM recsync_schema WHERE only = 1",
@@ -914,65 +1000,83 @@ fn stored_version(conn: &Connection, path: &Path) -> Result<StoredVersion, Store
             .map_err(fail("cannot read the schema version"))?
             .flatten();
         let Some(version) = version else {
-            return Err(StoreError::Damaged {
-                object: None,
-                path: path.to_path_buf(),
-                place: Place::Whole,
-                check: Check::Layout,
-            });
+            return Err(layout(Place::Whole));
         };
-        return Ok(StoredVersion {
-            version,
-            in_table: true,
-            legacy: false,
-        });
-    }
-    if has("recsync_objects") {
+        Stored::Table(version)
+    } else if has("recsync_objects") {
         let version = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(fail("cannot read the schema version"))?;
-        return Ok(StoredVersion {
-            version,
-            in_table: false,
-            legacy: true,
-        });
+        Stored::Legacy(version)
+    } else if tables.is_empty() {
+        return Ok(Stored::Empty);
+    } else {
+        // Entity rows alone: no version says what they are.
+        return Err(layout(Place::Tables {
+            missing: vec!["recsync_objects".to_owned()],
+        }));
+    };
+    let (Stored::Table(version) | Stored::Legacy(version)) = found else {
+        return Ok(found);
+    };
+    // The version first: a newer schema may keep other tables.
+    if !(1..=SCHEMA_VERSION).contains(&version) {
+        return Err(unknown_version(path, version));
     }
-    Ok(StoredVersion {
-        version: 0,
-        in_table: false,
-        legacy: false,
-    })
+    let missing: Vec<String> = DATA_TABLES
+        .iter()
+        .filter(|t| !has(t))
+        .map(|t| (*t).to_owned())
+        .collect();
+    if !missing.is_empty() {
+        return Err(layout(Place::Tables { missing }));
+    }
+    Ok(found)
+}
+
+/// Whether `user_version` is the store's ([`UserVersion::Store`]) and
+/// below the schema version.
+fn user_version_behind(
+    conn: &Connection,
+    path: &Path,
+    owner: UserVersion,
+) -> Result<bool, StoreError> {
+    if owner == UserVersion::Host {
+        return Ok(false);
+    }
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sqlite_error(path, None, "cannot read user_version"))?;
+    Ok(version < SCHEMA_VERSION)
 }
 
 /// Creates the store's tables, or brings those of an older schema version
-/// up to date, and records the version; refuses a newer one.
-fn bring_schema_up_to_date(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+/// up to date, and records the version (in `user_version` too where that
+/// is the store's: see [`UserVersion`]); refuses a newer one, or damage.
+fn bring_schema_up_to_date(
+    conn: &mut Connection,
+    path: &Path,
+    owner: UserVersion,
+) -> Result<(), StoreError> {
     let fail = |context: &'static str| sqlite_error(path, None, context);
-    let newer = |found: i64| StoreError::Format {
-        object: None,
-        path: path.to_path_buf(),
-        found: u64::try_from(found).unwrap_or(0),
-        supported: SCHEMA_VERSION as u64,
-    };
-    let found = stored_version(conn, path)?;
-    if found.version == SCHEMA_VERSION && found.in_table {
+    let found = stored_schema(conn, path)?;
+    // Nothing to write (a read-only connection gets this far).
+    if found == Stored::Table(SCHEMA_VERSION) && !user_version_behind(conn, path, owner)? {
         return Ok(());
-    }
-    if !(0..=SCHEMA_VERSION).contains(&found.version) {
-        return Err(newer(found.version));
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(fail("cannot begin creating the schema"))?;
     // Again under the write lock: another connection may have done it.
-    let found = stored_version(&tx, path)?;
+    let found = stored_schema(&tx, path)?;
     let from_1 = format!("{MIGRATE_FROM_1}{MIGRATE_FROM_2}");
-    let upgrade = match found.version {
-        0 => SCHEMA,
-        1 => from_1.as_str(),
-        2 => MIGRATE_FROM_2,
-        SCHEMA_VERSION => "",
-        other => return Err(newer(other)),
+    let upgrade = match found {
+        Stored::Empty => SCHEMA,
+        Stored::Table(1) | Stored::Legacy(1) => from_1.as_str(),
+        Stored::Table(2) | Stored::Legacy(2) => MIGRATE_FROM_2,
+        Stored::Table(SCHEMA_VERSION) | Stored::Legacy(SCHEMA_VERSION) => "",
+        // `stored_schema` refused any other.
+        Stored::Table(other) | Stored::Legacy(other) => return Err(unknown_version(path, other)),
     };
     tx.execute_batch(upgrade)
         .map_err(fail("cannot create the schema"))?;
@@ -980,9 +1084,10 @@ fn bring_schema_up_to_date(conn: &mut Connection, path: &Path) -> Result<(), Sto
         .map_err(fail("cannot create the schema"))?;
     tx.execute(SET_SCHEMA_VERSION, params![SCHEMA_VERSION])
         .map_err(fail("cannot record the schema version"))?;
-    if found.legacy {
-        // The store's own `user_version`, kept in step for a recsync that
-        // still reads it there.
+    // `user_version` where it is the store's: a database made before the
+    // table, and a file opened by path. Kept in step for a recsync that
+    // still reads the version there.
+    if matches!(found, Stored::Legacy(_)) || user_version_behind(&tx, path, owner)? {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
             .map_err(fail("cannot record the schema version"))?;
     }
@@ -1543,5 +1648,41 @@ mod tests {
         );
         // The library this build links passes.
         assert!(supported_sqlite(rusqlite::version_number(), rusqlite::version()).is_ok());
+    }
+
+    /// A schema version outside the known ones: a newer recsync's is an
+    /// unknown format, the exact version named; one below 1, which no
+    /// recsync records, is damage naming the value, never clamped into a
+    /// format version (0 would read as "carries no checksums").
+    #[test]
+    fn a_version_below_1_is_damage_and_a_newer_one_a_format() {
+        let path = Path::new("/state.db");
+        for found in [0, -1, i64::from(i32::MIN), i64::MIN] {
+            let err = unknown_version(path, found);
+            assert!(
+                matches!(
+                    &err,
+                    StoreError::Damaged {
+                        object: None,
+                        place: Place::SchemaVersion { found: f },
+                        check: Check::Layout,
+                        ..
+                    } if *f == found
+                ),
+                "{err:?}"
+            );
+            assert!(!err.to_string().contains("upgrade_legacy"), "{err}");
+        }
+        for found in [SCHEMA_VERSION + 1, i64::MAX] {
+            let err = unknown_version(path, found);
+            assert!(
+                matches!(
+                    &err,
+                    StoreError::Format { found: f, supported: 3, .. }
+                        if i64::try_from(*f) == Ok(found)
+                ),
+                "{err:?}"
+            );
+        }
     }
 }

@@ -37,6 +37,11 @@ fn open_for(module: &str, db: &Path) -> Result<SqliteStore, StoreError> {
     }
 }
 
+/// Whether the cases in `module` open their store by path.
+fn made_by_path(module: &str) -> bool {
+    module.rsplit("::").next() == Some("by_path")
+}
+
 /// Creates `dir` and its parents, owner-only on unix.
 fn owner_only_dir(dir: &Path) {
     let mut builder = std::fs::DirBuilder::new();
@@ -267,12 +272,17 @@ mod host {
             set(file, 0o644);
         }
         let store = SqliteStore::from_connection(Connection::open(&db).unwrap()).unwrap();
+        // Before the first save writes personal data.
+        for file in [&db, &wal, &shm] {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
         store.replace("contacts", &synced(3).held).unwrap();
         for file in [&db, &wal, &shm] {
             assert_eq!(mode(file), 0o600, "{}", file.display());
         }
         assert_eq!(mode(&dir), 0o755);
         assert_eq!(count(&host, "SELECT count(*) FROM notes"), 1);
+        assert_eq!(count(&host, "PRAGMA user_version"), 0);
         drop(store);
         assert!(matches!(
             SqliteStore::open(&db),
@@ -281,5 +291,56 @@ mod host {
                 ..
             })
         ));
+    }
+
+    /// A database the store refuses is left as the host had it,
+    /// permissions included: they are the store's to change only once it
+    /// keeps data there.
+    #[cfg(unix)]
+    #[test]
+    fn a_refused_database_keeps_the_hosts_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let dir = temp_dir("sqlite-host-refused-mode");
+        let _c = Cleanup(dir.clone());
+        owner_only_dir(&dir);
+        for (name, version) in [("newer.db", 9), ("damaged.db", -1)] {
+            let db = dir.join(name);
+            let host = Connection::open(&db).unwrap();
+            host.execute_batch(&format!(
+                "PRAGMA journal_mode = WAL;
+                 CREATE TABLE recsync_schema (only INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+                 INSERT INTO recsync_schema VALUES (1, {version});"
+            ))
+            .unwrap();
+            let files = [
+                db.clone(),
+                dir.join(format!("{name}-wal")),
+                dir.join(format!("{name}-shm")),
+            ];
+            for file in &files {
+                set(file, 0o644);
+            }
+            let err = SqliteStore::from_connection(Connection::open(&db).unwrap()).unwrap_err();
+            assert!(
+                matches!(
+                    (&err, version),
+                    (StoreError::Format { found: 9, .. }, 9)
+                        | (
+                            StoreError::Damaged {
+                                place: Place::SchemaVersion { found: -1 },
+                                ..
+                            },
+                            -1
+                        )
+                ),
+                "{err:?}"
+            );
+            for file in &files {
+                assert_eq!(mode(file), 0o644, "{}", file.display());
+            }
+        }
     }
 }

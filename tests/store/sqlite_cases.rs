@@ -53,6 +53,27 @@ fn user_version(db: &Path) -> i64 {
         .unwrap()
 }
 
+/// Whether this module's store was opened by path: a file of the store's
+/// own, whose `user_version` the store keeps; a host's connection leaves
+/// it to the host.
+fn by_path() -> bool {
+    super::made_by_path(module_path!())
+}
+
+/// The names of the tables in the database, sorted.
+fn tables(db: &Path) -> Vec<String> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    let names = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    names
+}
+
 /// The name the test harness knows `test` of this module by.
 fn child_test(test: &str) -> String {
     let module = module_path!();
@@ -604,10 +625,169 @@ fn a_newer_schema_is_refused() {
     refused(8);
 }
 
+/// A schema version below 1 is one no recsync records: a damaged version
+/// (in the store's table, or in `user_version` of a database made before
+/// the table), refused as damaged, naming the file and the value, not as
+/// an older format to take over, and not taken for an empty database whose
+/// schema is created (which would record the current version over tables
+/// of any layout). The database is left as it was.
+#[test]
+fn a_schema_version_below_1_is_damaged() {
+    let dir = temp_dir("sqlite-version-below-1");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(3);
+    open(&db).unwrap().replace("contacts", &s.held).unwrap();
+    let damaged = |found: i64| {
+        let before = tables(&db);
+        let err = open(&db).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::Damaged {
+                    object: None,
+                    path,
+                    place: Place::SchemaVersion { found: f },
+                    check: Check::Layout,
+                } if path == &db && *f == found
+            ),
+            "{err:?}"
+        );
+        let shown = err.to_string();
+        assert_eq!(
+            shown,
+            format!(
+                "stored state in {} is damaged (schema version {found}): \
+                 not laid out as a state file",
+                db.display()
+            )
+        );
+        assert!(!shown.contains("upgrade_legacy"), "{shown}");
+        assert_eq!(tables(&db), before);
+    };
+    for found in [-1, 0, i64::MIN] {
+        Connection::open(&db)
+            .unwrap()
+            .execute("UPDATE recsync_schema SET version = ?1", params![found])
+            .unwrap();
+        damaged(found);
+        assert_eq!(schema_version(&db), Some(found));
+    }
+    // In `user_version`, where a database made before the table kept it.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE recsync_schema")
+        .unwrap();
+    for found in [-1, 0] {
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(&format!("PRAGMA user_version = {found}"))
+            .unwrap();
+        damaged(found);
+        assert_eq!(user_version(&db), found);
+    }
+}
+
+/// The store's tables dropped under a schema version that says they are
+/// there: refused as damaged when the store opens, naming the tables
+/// missing, not a backend error at every load. Nothing is created.
+#[test]
+fn the_stores_tables_missing_are_damaged() {
+    let dir = temp_dir("sqlite-tables-missing");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(3);
+    open(&db).unwrap().replace("contacts", &s.held).unwrap();
+    let missing = |gone: &[&str]| {
+        let err = open(&db).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::Damaged {
+                    object: None,
+                    path,
+                    place: Place::Tables { missing },
+                    check: Check::Layout,
+                } if path == &db && missing == gone
+            ),
+            "{err:?}"
+        );
+        let shown = err.to_string();
+        assert!(shown.contains(&db.display().to_string()), "{shown}");
+        for table in gone {
+            assert!(shown.contains(table), "{shown}");
+            assert!(!tables(&db).iter().any(|t| t == table));
+        }
+    };
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE recsync_entities")
+        .unwrap();
+    missing(&["recsync_entities"]);
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE recsync_objects")
+        .unwrap();
+    missing(&["recsync_objects", "recsync_entities"]);
+    // At an older version, before its migration could fail on them.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("UPDATE recsync_schema SET version = 2")
+        .unwrap();
+    missing(&["recsync_objects", "recsync_entities"]);
+    // Without the version table, entity rows alone.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE recsync_schema;
+             CREATE TABLE recsync_entities (object INTEGER NOT NULL, id TEXT NOT NULL,
+                record BLOB NOT NULL, checksum INTEGER, PRIMARY KEY (object, id));",
+        )
+        .unwrap();
+    missing(&["recsync_objects"]);
+    // All of them gone: an empty database again, set up afresh.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE recsync_entities")
+        .unwrap();
+    let store = open(&db).unwrap();
+    assert_eq!(store.load("contacts").unwrap(), Baseline::new());
+    assert_eq!(schema_version(&db), Some(3));
+}
+
+/// A file the store opened by path is the store's: its `user_version`
+/// holds the schema version too, so a recsync from before the version
+/// table (which reads only `user_version`) refuses a database of a later
+/// schema instead of taking it for an empty one. A database handed over
+/// by the host keeps the host's `user_version`.
+#[test]
+fn user_version_is_kept_in_step_in_the_stores_own_file() {
+    let dir = temp_dir("sqlite-user-version");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(3);
+    let store = open(&db).unwrap();
+    let expected = if by_path() { 3 } else { 0 };
+    assert_eq!(user_version(&db), expected);
+    store.replace("contacts", &s.held).unwrap();
+    drop(store);
+    assert_eq!(user_version(&db), expected);
+    // A database made by a store that left it at 0 has it set on open.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 0")
+        .unwrap();
+    assert_same(&open(&db).unwrap().load("contacts").unwrap(), &s.held);
+    assert_eq!(user_version(&db), expected);
+    assert_eq!(schema_version(&db), Some(3));
+}
+
 /// A database the store made before its schema version had a table kept
 /// it in `user_version`: the store takes it from there, records it in its
 /// table and keeps `user_version` in step (an older recsync reads it
-/// there). Once the table holds it, `user_version` is not the store's.
+/// there). Once the table holds it, `user_version` is not read; it is the
+/// host's in a database the host handed over, and in a file opened by path
+/// a value above the schema version (not one the store wrote) is left too.
 #[test]
 fn a_database_made_before_the_version_table_opens_and_user_version_is_left_alone_after() {
     let dir = temp_dir("sqlite-version-table");
@@ -623,7 +803,7 @@ fn a_database_made_before_the_version_table_opens_and_user_version_is_left_alone
     assert_same(&open(&db).unwrap().load("contacts").unwrap(), &s.held);
     assert_eq!(schema_version(&db), Some(3));
     assert_eq!(user_version(&db), 3);
-    // Someone else's now: neither read nor written.
+    // Not the store's version (above it): neither read nor written.
     Connection::open(&db)
         .unwrap()
         .execute_batch("PRAGMA user_version = 42")
