@@ -9,10 +9,13 @@
 //! map cannot convert is kept in canonical form with the reason
 //! ([`NotNative`]), so one such value never hides the others.
 //!
-//! That is the value as the system would hold it once written, which is
-//! what it holds unless the map reads several native values as one: a
-//! value no row covers read as the value map's default, or a row matched
-//! case-insensitively, shows as the row writes it, not as it was typed.
+//! A conflict listed by [`ReviewQueue::open`](crate::store::ReviewQueue::open)
+//! carries what each system held ([`ConflictCandidate::held_as`](crate::policy::ConflictCandidate::held_as)),
+//! and that is shown as it is. A plan's conflict does not: its values show
+//! as the systems would hold them once written, which is what they hold
+//! unless the map reads several native values as one (a value no row
+//! covers read as the value map's default, a row matched
+//! case-insensitively shows as the row writes it, not as it was typed).
 
 use std::fmt;
 
@@ -145,13 +148,15 @@ pub enum NotNative {
 
 impl Conflict {
     /// The conflict as each candidate system holds its values, for a
-    /// reviewer: each value converted through `map` as a plan writes it to
-    /// that system ([`FieldSpec::to_native`]), under the system's native
-    /// field name, and the baseline likewise. Where the map reads several
-    /// native values as one canonical value (a value map's default for
-    /// values no row covers, a row matched case-insensitively), the value
-    /// shows as the map writes it, not as it was typed: the value the
-    /// system would hold once this candidate is chosen.
+    /// reviewer, under the system's native field name: what the system
+    /// held where the candidate carries it
+    /// ([`held_as`](crate::policy::ConflictCandidate::held_as), as the
+    /// review queue's items do), else the value converted through `map` as
+    /// a plan writes it to that system ([`FieldSpec::to_native`]); the
+    /// baseline converted likewise. Where the map reads several native
+    /// values as one canonical value (a value map's default for values no
+    /// row covers, a row matched case-insensitively), a converted value
+    /// shows as the map writes it, not as it was typed.
     ///
     /// Never fails: a value the map cannot convert (no such field in the
     /// map or in that system, a reference, a value its value map skips or
@@ -217,7 +222,12 @@ impl Conflict {
                         .and_then(|s| s.native_name(c.system.as_str()))
                         .unwrap_or(&self.field)
                         .to_owned(),
-                    value: render(&c.value),
+                    // What the system held, where the review queue knows it;
+                    // else the value as the map writes it there.
+                    value: match &c.held_as {
+                        Some(held) => NativeValue::Native(held.clone()),
+                        None => render(&c.value),
+                    },
                     baseline: self.baseline.as_ref().map(render),
                     changed_at: c.changed_at,
                     sensitive,
@@ -575,12 +585,14 @@ mod tests {
                     value: h,
                     changed_at: at("2026-03-01T09:00:07Z"),
                     sensitive: false,
+                    held_as: None,
                 },
                 ConflictCandidate {
                     system: "salesforce".into(),
                     value: s,
                     changed_at: None,
                     sensitive: false,
+                    held_as: None,
                 },
             ],
             held_by: HeldBy::ManualReview,

@@ -384,6 +384,14 @@ pub struct ConflictCandidate {
     /// value.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
+    /// The value as the system held it, in its native form, when the
+    /// conflict was held: filled in by
+    /// [`ReviewQueue::open`](crate::store::ReviewQueue::open) from the
+    /// stored baseline, so a reviewer sees what the system holds even
+    /// where the map reads several native values as one; `None` in a
+    /// plan's conflicts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_as: Option<Value>,
 }
 
 impl ConflictCandidate {
@@ -392,6 +400,9 @@ impl ConflictCandidate {
         d.field("system", &self.system)
             .field("value", &shown(&self.value, redact))
             .field("changed_at", &self.changed_at);
+        if let Some(v) = &self.held_as {
+            d.field("held_as", &shown(v, redact));
+        }
         if self.sensitive {
             d.field("sensitive", &true);
         }

@@ -195,33 +195,52 @@ async fn a_value_the_map_cannot_show_natively_is_listed_canonical_and_the_rest_s
     let story = example::story(&mut Vec::new()).await.unwrap();
     let [first, _] = &story.open;
     let map = map_without_lost();
+    // The queue knows what each system held: Salesforce's "Closed Lost"
+    // shows as it is, though the map lost its row; the baseline, which
+    // only the map can show, is converted as before.
     let screen = example::screen(first, &map);
-    // Salesforce's "L" has no row any more: canonical, with why; every
-    // other value is still in its system's form.
     assert!(
-        screen.contains(
-            "\n    salesforce StageName = \"L\" (canonical form: value \"L\" has no row in the value map to native; was \"Qualification\"; changed 2026-03-02 11:20:00)\n"
-        ),
+        screen.contains("\n    salesforce StageName = \"Closed Lost\" (was \"Qualification\";"),
         "{screen}"
     );
+    // A conflict without what the systems held (as a plan has it):
+    // Salesforce's "L" has no row any more, so it is canonical, with why;
+    // every other value is still in its system's form.
+    let mut stage = conflict(first, "stage").clone();
+    for c in &mut stage.candidates {
+        c.held_as = None;
+    }
+    let shown = stage.native(&map).to_string();
     assert!(
-        screen.contains("hubspot dealstage = \"closedwon\""),
-        "{screen}"
+        shown.contains(
+            "\n    salesforce StageName = \"L\" (canonical form: value \"L\" has no row in the value map to native; was \"Qualification\"; changed 2026-03-02 11:20:00)"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("hubspot dealstage = \"closedwon\""),
+        "{shown}"
     );
     assert!(
         screen.contains("hubspot closedate = 1778803200000"),
         "{screen}"
     );
-    let native = conflict(first, "stage").native(&map);
+    let native = stage.native(&map);
     let sf = native.candidate("salesforce").unwrap();
     assert!(matches!(
         sf.value.not_native(),
         Some(NotNative::Failed { .. })
     ));
     assert_eq!(sf.value.value(), &json!("L"));
+    let held = conflict(first, "stage").native(&map);
+    assert_eq!(
+        held.candidate("salesforce").unwrap().value,
+        NativeValue::Native(json!("Closed Lost"))
+    );
 
-    // A map of another object type knows none of the fields: every value
-    // canonical, under its canonical name; nothing fails.
+    // A map of another object type knows none of the fields: each value
+    // as its system held it (the queue knows it), under the canonical
+    // field name; the baseline canonical; nothing fails.
     let other = FieldMap::builder()
         .object("contacts")
         .systems(["hubspot", "salesforce"])
@@ -230,8 +249,76 @@ async fn a_value_the_map_cannot_show_natively_is_listed_canonical_and_the_rest_s
         .unwrap();
     let screen = example::screen(first, &other);
     assert!(
-        screen.contains("hubspot stage = \"W\" (canonical form: the map has no such field; was \"Q\" in canonical form;"),
+        screen.contains("hubspot stage = \"closedwon\" (was \"Q\" in canonical form;"),
         "{screen}"
     );
     assert_eq!(screen.lines().count(), 1 + 2 * 3, "{screen}");
+}
+
+/// A value map that reads every value no row covers as `"other"`: the
+/// canonical candidate is `"other"`, but the reviewer sees what the system
+/// holds (`"platinum"`), which the queue kept from the read.
+#[test]
+fn the_queue_shows_what_a_system_held_where_the_map_reads_many_values_as_one() {
+    use recsync::mapping::Unmapped;
+    use recsync::{Baseline, MemoryStore, Outcomes, Record, Snapshot, SyncEngine};
+
+    let map = FieldMap::builder()
+        .object("deals")
+        .systems(["a", "b"])
+        .key("name")
+        .field(Field::new("name"))
+        .field(
+            Field::new("tier")
+                .value_map(
+                    ValueMap::new()
+                        .both([("a", "gold"), ("b", "gold")])
+                        .both([("a", "bronze"), ("b", "bronze")])
+                        .both([("a", "other"), ("b", "other")])
+                        .unmapped(Unmapped::Default(json!("other"))),
+                )
+                .policy(ConflictPolicy::ManualReview),
+        )
+        .build()
+        .unwrap();
+    let engine = SyncEngine::new(map);
+    let read = |a: &str, b: &str| {
+        [
+            Snapshot::complete(
+                "a",
+                vec![Record::new("1").field("name", "Acme").field("tier", a)],
+            ),
+            Snapshot::complete(
+                "b",
+                vec![Record::new("2").field("name", "Acme").field("tier", b)],
+            ),
+        ]
+    };
+    let store = MemoryStore::new();
+    let mut baseline = Baseline::new();
+    let plan = engine.plan(&baseline, &read("gold", "gold")).unwrap();
+    let summary = engine
+        .commit(&mut baseline, &plan, &Outcomes::all_applied(&plan))
+        .unwrap();
+    store.save("deals", &baseline, &summary).unwrap();
+    // Both change the tier: a to a value no row covers, b to "bronze".
+    let plan = engine.plan(&baseline, &read("platinum", "bronze")).unwrap();
+    assert_eq!(plan.conflicts.len(), 1, "{plan}");
+    assert_eq!(plan.conflicts[0].candidates[0].value, json!("other"));
+    let summary = engine
+        .commit(&mut baseline, &plan, &Outcomes::all_applied(&plan))
+        .unwrap();
+    store.save("deals", &baseline, &summary).unwrap();
+
+    let queue = recsync::store::ReviewQueue::new(&store, "deals");
+    let open = queue.open().unwrap();
+    let [ReviewItem::Field(c)] = open.as_slice() else {
+        panic!("one conflict: {open:?}");
+    };
+    let native = c.native(engine.map());
+    let value = |s: &str| native.candidate(s).unwrap().value.clone();
+    assert_eq!(value("a"), NativeValue::Native(json!("platinum")));
+    assert_eq!(value("b"), NativeValue::Native(json!("bronze")));
+    let shown = open[0].display_with(engine.map()).to_string();
+    assert!(shown.contains("a tier = \"platinum\""), "{shown}");
 }

@@ -183,20 +183,27 @@ impl<'a, S: StateStore + ?Sized> ReviewQueue<'a, S> {
     /// plan) is not listed.
     pub fn open(&self) -> Result<Vec<ReviewItem>, StoreError> {
         let baseline = self.store.load(&self.object)?;
-        let items = baseline
-            .reviews()
-            .into_iter()
-            .filter(|review| match review {
+        let mut items = Vec::new();
+        for review in baseline.reviews() {
+            match review {
                 // A held delete with a decision is not listed by `reviews`.
-                Review::Delete(_) => true,
-                Review::Field(c) => baseline.entity(&c.entity).is_some_and(|e| {
-                    e.held().any(|(_, held)| {
-                        held.conflict_id() == Some(c.id) && held.resolution.is_none()
-                    })
-                }),
-            })
-            .map(ReviewItem::from)
-            .collect();
+                Review::Delete(d) => items.push(ReviewItem::Delete(d.clone())),
+                Review::Field(c) => {
+                    let open = baseline.entity(&c.entity).and_then(|e| {
+                        e.held().map(|(_, held)| held).find(|held| {
+                            held.conflict_id() == Some(c.id) && held.resolution.is_none()
+                        })
+                    });
+                    let Some(held) = open else { continue };
+                    // Each candidate as its system held it, for a reviewer.
+                    let mut c = c.clone();
+                    for cand in &mut c.candidates {
+                        cand.held_as = held.observed.get(&cand.system).map(|o| o.value.clone());
+                    }
+                    items.push(ReviewItem::Field(c));
+                }
+            }
+        }
         Ok(items)
     }
 
@@ -272,6 +279,7 @@ mod tests {
                     value: json!(v),
                     changed_at: None,
                     sensitive: false,
+                    held_as: None,
                 })
                 .collect(),
             held_by: HeldBy::ManualReview,

@@ -214,6 +214,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                             value: cands[*i].canonical.clone().into_owned(),
                             changed_at: cands[*i].at,
                             sensitive,
+                            held_as: None,
                         })
                         .collect(),
                     held_by,
