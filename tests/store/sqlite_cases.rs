@@ -17,6 +17,11 @@ fn open(db: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
 }
 
 /// Every entity row of the database: id to stored bytes.
+/// Runs `batch` on the database file, as another program would.
+fn sql(db: &Path, batch: &str) {
+    Connection::open(db).unwrap().execute_batch(batch).unwrap();
+}
+
 fn rows(db: &Path) -> BTreeMap<String, Vec<u8>> {
     let conn = Connection::open(db).unwrap();
     let mut stmt = conn
@@ -444,10 +449,7 @@ fn cursors_are_saved_atomically_with_the_entities() {
     assert_same(&back, &s.first);
     assert_eq!(back.cursor("crm"), Some("crm-cursor-1"));
 
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("DROP TRIGGER refuse")
-        .unwrap();
+    sql(&db, "DROP TRIGGER refuse");
     store.save("contacts", &s.held, &summary).unwrap();
     let back = store.load("contacts").unwrap();
     assert_same(&back, &s.held);
@@ -612,16 +614,10 @@ fn a_newer_schema_is_refused() {
         );
     };
     // The version, in the store's own table.
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("UPDATE recsync_schema SET version = 7")
-        .unwrap();
+    sql(&db, "UPDATE recsync_schema SET version = 7");
     refused(7);
     // A database made before that table kept it in `user_version`.
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("DROP TABLE recsync_schema; PRAGMA user_version = 8")
-        .unwrap();
+    sql(&db, "DROP TABLE recsync_schema; PRAGMA user_version = 8");
     refused(8);
 }
 
@@ -674,15 +670,9 @@ fn a_schema_version_below_1_is_damaged() {
         assert_eq!(schema_version(&db), Some(found));
     }
     // In `user_version`, where a database made before the table kept it.
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("DROP TABLE recsync_schema")
-        .unwrap();
+    sql(&db, "DROP TABLE recsync_schema");
     for found in [-1, 0] {
-        Connection::open(&db)
-            .unwrap()
-            .execute_batch(&format!("PRAGMA user_version = {found}"))
-            .unwrap();
+        sql(&db, &format!("PRAGMA user_version = {found}"));
         damaged(found);
         assert_eq!(user_version(&db), found);
     }
@@ -719,37 +709,23 @@ fn the_stores_tables_missing_are_damaged() {
             assert!(!tables(&db).iter().any(|t| t == table));
         }
     };
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("DROP TABLE recsync_entities")
-        .unwrap();
+    sql(&db, "DROP TABLE recsync_entities");
     missing(&["recsync_entities"]);
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("DROP TABLE recsync_objects")
-        .unwrap();
+    sql(&db, "DROP TABLE recsync_objects");
     missing(&["recsync_objects", "recsync_entities"]);
     // At an older version, before its migration could fail on them.
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("UPDATE recsync_schema SET version = 2")
-        .unwrap();
+    sql(&db, "UPDATE recsync_schema SET version = 2");
     missing(&["recsync_objects", "recsync_entities"]);
     // Without the version table, entity rows alone.
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch(
-            "DROP TABLE recsync_schema;
+    sql(
+        &db,
+        "DROP TABLE recsync_schema;
              CREATE TABLE recsync_entities (object INTEGER NOT NULL, id TEXT NOT NULL,
                 record BLOB NOT NULL, checksum INTEGER, PRIMARY KEY (object, id));",
-        )
-        .unwrap();
+    );
     missing(&["recsync_objects"]);
     // All of them gone: an empty database again, set up afresh.
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("DROP TABLE recsync_entities")
-        .unwrap();
+    sql(&db, "DROP TABLE recsync_entities");
     let store = open(&db).unwrap();
     assert_eq!(store.load("contacts").unwrap(), Baseline::new());
     assert_eq!(schema_version(&db), Some(3));
@@ -773,10 +749,7 @@ fn user_version_is_kept_in_step_in_the_stores_own_file() {
     drop(store);
     assert_eq!(user_version(&db), expected);
     // A database made by a store that left it at 0 has it set on open.
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("PRAGMA user_version = 0")
-        .unwrap();
+    sql(&db, "PRAGMA user_version = 0");
     assert_same(&open(&db).unwrap().load("contacts").unwrap(), &s.held);
     assert_eq!(user_version(&db), expected);
     assert_eq!(schema_version(&db), Some(3));
@@ -795,19 +768,13 @@ fn a_database_made_before_the_version_table_opens_and_user_version_is_left_alone
     let db = dir.join("state.db");
     let s = synced(4);
     open(&db).unwrap().replace("contacts", &s.held).unwrap();
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("DROP TABLE recsync_schema; PRAGMA user_version = 3")
-        .unwrap();
+    sql(&db, "DROP TABLE recsync_schema; PRAGMA user_version = 3");
     assert_eq!(schema_version(&db), None);
     assert_same(&open(&db).unwrap().load("contacts").unwrap(), &s.held);
     assert_eq!(schema_version(&db), Some(3));
     assert_eq!(user_version(&db), 3);
     // Not the store's version (above it): neither read nor written.
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("PRAGMA user_version = 42")
-        .unwrap();
+    sql(&db, "PRAGMA user_version = 42");
     let store = open(&db).unwrap();
     store.save("contacts", &s.held, &s.held_summary).unwrap();
     assert_same(&store.load("contacts").unwrap(), &s.held);
@@ -859,10 +826,7 @@ fn large_saves_are_one_transaction_too() {
     let back = store.load("contacts");
     assert!(back.is_err(), "the ghost row is still there, unreadable");
 
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("DROP TRIGGER refuse")
-        .unwrap();
+    sql(&db, "DROP TRIGGER refuse");
     store.save("contacts", &s.held, &summary).unwrap();
     assert!(!rows(&db).contains_key("crm:ghost"));
     let back = store.load("contacts").unwrap();
