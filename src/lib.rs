@@ -270,4 +270,4 @@ pub use plan::{Conflict, OpId, OpKind, Reason, SyncPlan, WriteOp};
 pub use policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback, ReadOnlyMode};
 pub use runner::{SyncReport, SyncRunner};
 pub use scope::{Filter, ScopeExit};
-pub use store::{MemoryStore, StateStore, StoreError};
+pub use store::{AsyncStateStore, MemoryStore, StateStore, StoreError};

@@ -5,10 +5,12 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::check::{crc64, hex, parse_hex, Crc64};
+use super::lane::Lane;
 use super::owner::{self, Broader};
 use super::row::{self, EntityJson};
 use super::{Check, Place, StateStore, StoreError};
@@ -99,10 +101,15 @@ const CHECK_CLOSE: &[u8] = b"\"}";
 /// [`StoreError::Permissions`] naming the path and its mode. Give the store
 /// a directory of its own: nothing else in it is touched, but the
 /// directory's own mode is.
-#[derive(Debug)]
+///
+/// Clones share the directory and the order of calls: an
+/// [`AsyncStateStore`](super::AsyncStateStore) call runs on the store's
+/// blocking thread after every call made before it through any clone.
+#[derive(Debug, Clone)]
 pub struct JsonFileStore {
     dir: PathBuf,
-    counter: AtomicU64,
+    counter: Arc<AtomicU64>,
+    pub(super) lane: Lane,
 }
 
 impl JsonFileStore {
@@ -128,7 +135,8 @@ impl JsonFileStore {
         }
         Ok(JsonFileStore {
             dir,
-            counter: AtomicU64::new(0),
+            counter: Arc::new(AtomicU64::new(0)),
+            lane: Lane::default(),
         })
     }
 

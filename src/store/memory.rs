@@ -4,15 +4,20 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{StateStore, StoreError};
+use async_trait::async_trait;
+
+use super::{AsyncStateStore, StateStore, StoreError};
 use crate::baseline::Baseline;
 use crate::engine::CommitSummary;
 
 /// Keeps baselines in memory. Clones share the same state, so a test can
 /// hand one to a runner and inspect it through another.
+///
+/// As an [`AsyncStateStore`] it runs inline: a save keeps the pointer it
+/// is given, a load clones the baseline.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
-    objects: Arc<Mutex<HashMap<String, Baseline>>>,
+    objects: Arc<Mutex<HashMap<String, Arc<Baseline>>>>,
 }
 
 impl MemoryStore {
@@ -21,7 +26,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Baseline>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Baseline>>> {
         // A panic elsewhere while holding the lock cannot leave a half
         // written baseline: every write replaces a whole one.
         self.objects.lock().unwrap_or_else(PoisonError::into_inner)
@@ -37,7 +42,8 @@ impl MemoryStore {
 
 impl StateStore for MemoryStore {
     fn load(&self, object: &str) -> Result<Baseline, StoreError> {
-        Ok(self.lock().get(object).cloned().unwrap_or_default())
+        let stored = self.lock().get(object).cloned();
+        Ok(stored.map(|b| (*b).clone()).unwrap_or_default())
     }
 
     fn save(
@@ -46,11 +52,34 @@ impl StateStore for MemoryStore {
         baseline: &Baseline,
         _changed: &CommitSummary,
     ) -> Result<(), StoreError> {
-        self.replace(object, baseline)
+        StateStore::replace(self, object, baseline)
     }
 
     fn replace(&self, object: &str, baseline: &Baseline) -> Result<(), StoreError> {
-        self.lock().insert(object.to_owned(), baseline.clone());
+        self.lock()
+            .insert(object.to_owned(), Arc::new(baseline.clone()));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AsyncStateStore for MemoryStore {
+    async fn load(&self, object: &str) -> Result<Baseline, StoreError> {
+        StateStore::load(self, object)
+    }
+
+    async fn save(
+        &self,
+        object: &str,
+        baseline: Arc<Baseline>,
+        _changed: Arc<CommitSummary>,
+    ) -> Result<(), StoreError> {
+        self.lock().insert(object.to_owned(), baseline);
+        Ok(())
+    }
+
+    async fn replace(&self, object: &str, baseline: Arc<Baseline>) -> Result<(), StoreError> {
+        self.lock().insert(object.to_owned(), baseline);
         Ok(())
     }
 }

@@ -20,9 +20,11 @@
 //! [`ReviewQueue`] lists what a stored baseline holds for review and keeps a
 //! reviewer's decisions in the store, for the next run to apply.
 //!
-//! Stores are synchronous: a save is one short write per run, and a
-//! runtime-agnostic library has no executor to move it to. Hosts on an
-//! async runtime that need to may call them from a blocking task.
+//! Every store implements both [`StateStore`], called inline, and
+//! [`AsyncStateStore`], which never blocks an executor: the file stores
+//! run each call on a thread of their own (a [blocking pool](Blocking)
+//! that needs no async runtime), the memory store keeps a pointer to the
+//! baseline. The [runner](crate::runner) uses the second.
 //!
 //! # Damaged state
 //!
@@ -74,7 +76,9 @@
 
 mod check;
 mod file;
+mod lane;
 mod memory;
+mod nonblocking;
 mod owner;
 mod review;
 mod row;
@@ -90,6 +94,7 @@ use crate::engine::CommitSummary;
 
 pub use file::JsonFileStore;
 pub use memory::MemoryStore;
+pub use nonblocking::{AsyncStateStore, Blocking, Claims};
 pub use review::{ReviewError, ReviewItem, ReviewQueue};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -248,6 +253,37 @@ pub enum StoreError {
         /// What is wrong.
         #[source]
         source: BaselineError,
+    },
+    /// Another writer saved the object since the baseline being saved was
+    /// loaded: the store holds revision `found`, and the save started from
+    /// revision `expected`. Nothing was saved. Load the baseline again and
+    /// plan again: the systems hold whatever this run wrote, and the next
+    /// plan reads it back as it reads a crashed run's writes.
+    #[error(
+        "stored state of {object} is at revision {found}, but this save started from revision {expected}: another writer saved it since; nothing was saved (load and plan again)"
+    )]
+    Conflict {
+        /// The object type (a shard's state key for a shard).
+        object: String,
+        /// The revision the save started from.
+        expected: u64,
+        /// The revision the store holds.
+        found: u64,
+    },
+    /// A save carried a lease's fencing token that is no longer the
+    /// lease's: the lease expired or another runner took it over. Nothing
+    /// was saved; the runner that holds the lease now plans that state.
+    #[error(
+        "a save of {object} carried fencing token {token}, but the lease {}; nothing was saved",
+        match current { Some(t) => format!("is now held with token {t}"), None => "has expired or was released".to_owned() }
+    )]
+    Fenced {
+        /// The object type (a shard's state key for a shard).
+        object: String,
+        /// The token the save carried.
+        token: u64,
+        /// The lease's token now, if anyone holds it.
+        current: Option<u64>,
     },
     /// The store's backend (a database) failed.
     #[error("store backend: {message}")]

@@ -2,12 +2,13 @@
 //! row per entity, saving only what a commit touched, verified on load.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::check::Crc64;
+use super::lane::Lane;
 use super::owner::{self, Broader};
 use super::row::{self, EntityJson};
 use super::{Check, Place, StateStore, StoreError};
@@ -262,11 +263,15 @@ const DELETE_ENTITY: &str =
 ///   nothing and leaves the host's directory alone.
 ///
 /// The connection is behind a mutex: one store serves several threads, one
-/// save at a time. Several processes may open the same file; SQLite
-/// serializes their writes.
-#[derive(Debug)]
+/// save at a time. Clones share it, and the order of calls: an
+/// [`AsyncStateStore`](super::AsyncStateStore) call runs on the store's
+/// blocking thread after every call made before it through any clone.
+/// Several processes may open the same file; SQLite serializes their
+/// writes.
+#[derive(Debug, Clone)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    pub(super) lane: Lane,
     /// What errors name: the database file, or [`NO_FILE`].
     path: PathBuf,
     /// Whether the database is a file (not in memory, not temporary).
@@ -424,7 +429,8 @@ impl SqliteStore {
         // Room for every statement a save uses, and then some.
         conn.set_prepared_statement_cache_capacity(16);
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
+            lane: Lane::default(),
             path,
             file,
         })
