@@ -86,7 +86,7 @@ impl AsyncStateStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{Baseline, CommitSummary, MemoryStore, StateStore};
     use crate::baseline::BaselineHeader;
 
     #[test]
