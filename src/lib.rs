@@ -112,7 +112,7 @@
 //! type reads every system at once (incrementally where the connector can),
 //! plans, executes in batches with per-op retries of rate limits and
 //! transient failures, re-plans writes refused as stale, commits and saves
-//! the baseline in a [`StateStore`]. It reports progress as a stream of
+//! the baseline in an [`AsyncStateStore`]. It reports progress as a stream of
 //! [`SyncEvent`](runner::SyncEvent)s and each run as a [`SyncReport`]. Time
 //! and waiting are injected ([`Clock`](runner::Clock),
 //! [`Sleeper`](runner::Sleeper)), so it runs on any executor.
@@ -158,7 +158,8 @@
 //! # }).unwrap();
 //! ```
 //!
-//! [`store`] keeps baselines between runs: the [`StateStore`] trait, a
+//! [`store`] keeps baselines between runs: the [`StateStore`] trait and
+//! its non-blocking form [`AsyncStateStore`], a
 //! [`MemoryStore`], a [`JsonFileStore`](store::JsonFileStore) (one file per
 //! object type, replaced atomically) and, with feature `sqlite`, a
 //! `SqliteStore` that saves only the entities a commit touched, in one

@@ -2,7 +2,7 @@
 //!
 //! A runner syncs one object type (`"contacts"`) between the systems of its
 //! [`FieldMap`](crate::FieldMap), through one [`Connector`] per system, and
-//! keeps the baseline in a [`StateStore`]. One [`run`](SyncRunner::run):
+//! keeps the baseline in an [`AsyncStateStore`]. One [`run`](SyncRunner::run):
 //!
 //! 1. loads the baseline;
 //! 2. reads every system at once: the changes since the cursor kept with the
@@ -84,7 +84,8 @@
 //!
 //! The runner depends on no async runtime: waiting goes through a
 //! [`Sleeper`] (a tokio host passes `tokio::time::sleep`) and the time
-//! through a [`Clock`]. Stores are called inline (they are synchronous).
+//! through a [`Clock`]. The store is an [`AsyncStateStore`]: loads and saves
+//! never block the executor.
 //!
 //! ```
 //! # #[cfg(feature = "testkit")]
@@ -140,11 +141,11 @@ use futures::channel::mpsc;
 
 use crate::baseline::{Baseline, EntityId, LinkStatus};
 use crate::connector::{Applied, Connector, ConnectorError, Cursor, ErrorKind};
-use crate::engine::{CommitError, Outcomes, PlanError, PlanOptions, SyncEngine};
+use crate::engine::{CommitError, CommitSummary, Outcomes, PlanError, PlanOptions, SyncEngine};
 use crate::guard::{Approval, Refusal};
 use crate::model::{Snapshot, SystemId};
 use crate::plan::{IssueKind, SyncPlan, WriteOp};
-use crate::store::{StateStore, StoreError};
+use crate::store::{AsyncStateStore, StoreError};
 
 use calls::Run;
 
@@ -201,7 +202,7 @@ pub struct SyncRunner {
     systems: Vec<SystemId>,
     /// One per system, in the map's order.
     connectors: Vec<Arc<dyn Connector>>,
-    store: Arc<dyn StateStore>,
+    store: Arc<dyn AsyncStateStore>,
     clock: Arc<dyn Clock>,
     sleeper: Arc<dyn Sleeper>,
     retry: RetryPolicy,
@@ -246,7 +247,7 @@ impl fmt::Debug for SyncRunner {
 pub struct SyncRunnerBuilder {
     engine: SyncEngine,
     connectors: Vec<Arc<dyn Connector>>,
-    store: Option<Arc<dyn StateStore>>,
+    store: Option<Arc<dyn AsyncStateStore>>,
     clock: Arc<dyn Clock>,
     sleeper: Arc<dyn Sleeper>,
     retry: RetryPolicy,
@@ -283,9 +284,12 @@ impl SyncRunnerBuilder {
         self
     }
 
-    /// Where the baseline is kept (required).
+    /// Where the baseline is kept (required): any
+    /// [`AsyncStateStore`], which every shipped store is. A store of your
+    /// own that implements only [`StateStore`](crate::StateStore) is
+    /// passed as [`Blocking::new(store)`](crate::store::Blocking).
     #[must_use]
-    pub fn store(mut self, store: impl StateStore + 'static) -> Self {
+    pub fn store(mut self, store: impl AsyncStateStore + 'static) -> Self {
         self.store = Some(Arc::new(store));
         self
     }
@@ -640,7 +644,7 @@ impl SyncRunner {
             counts.reset();
         }
         report.dry_run = dry;
-        let mut baseline = self.store.load(&self.object)?;
+        let mut baseline = self.store.load(&self.object).await?;
 
         let paced: Vec<paced::Paced<'_>> = (0..self.connectors.len())
             .filter_map(|s| self.paced(run, s))
@@ -680,11 +684,10 @@ impl SyncRunner {
             snapshots.push(read.snapshot);
         }
 
-        let parents = self
-            .parents
-            .iter()
-            .map(|p| self.store.load(p))
-            .collect::<Result<Vec<Baseline>, _>>()?;
+        let mut parents = Vec::with_capacity(self.parents.len());
+        for p in &self.parents {
+            parents.push(self.store.load(p).await?);
+        }
         let mut options = PlanOptions::new();
         for (name, parent) in self.parents.iter().zip(&parents) {
             options = options.parent(name.clone(), parent);
@@ -766,9 +769,9 @@ impl SyncRunner {
         for (system, cursor) in cursors.iter().filter(|_| !listed_twice) {
             baseline.set_cursor(system.clone(), cursor.as_str());
         }
-        self.store.save(&self.object, &baseline, &summary)?;
+        let baseline = self.save(baseline, summary, !stale.is_empty()).await?;
 
-        if !stale.is_empty() {
+        if let Some(mut baseline) = baseline {
             self.replan_stale(run, &mut report, &mut baseline, &stale, &options)
                 .await?;
         }
@@ -936,8 +939,25 @@ impl SyncRunner {
         }
         // Ops of other entities get no outcome: they stay for the next run.
         let summary = self.engine.commit(baseline, &plan, &outcomes)?;
-        self.store.save(&self.object, baseline, &summary)?;
+        self.save(std::mem::take(baseline), summary, false).await?;
         Ok(())
+    }
+
+    /// Saves `baseline` after the commit `summary` describes, handing the
+    /// store a pointer to it (a store that writes it elsewhere lets go when
+    /// done; [`MemoryStore`](crate::MemoryStore) keeps it). Gives it back
+    /// if `again`, copied only if the store kept it.
+    async fn save(
+        &self,
+        baseline: Baseline,
+        summary: CommitSummary,
+        again: bool,
+    ) -> Result<Option<Baseline>, StoreError> {
+        let shared = Arc::new(baseline);
+        self.store
+            .save(&self.object, Arc::clone(&shared), Arc::new(summary))
+            .await?;
+        Ok(again.then(|| Arc::try_unwrap(shared).unwrap_or_else(|kept| (*kept).clone())))
     }
 }
 
