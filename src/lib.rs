@@ -254,6 +254,7 @@ pub mod policy;
 mod redact;
 pub mod runner;
 pub mod scope;
+pub mod shard;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

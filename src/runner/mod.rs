@@ -129,6 +129,7 @@ mod pace;
 mod paced;
 mod report;
 mod retry;
+mod sharding;
 mod time;
 
 use std::collections::{HashMap, HashSet};
@@ -145,6 +146,7 @@ use crate::engine::{CommitError, CommitSummary, Outcomes, PlanError, PlanOptions
 use crate::guard::{Approval, Refusal};
 use crate::model::{Snapshot, SystemId};
 use crate::plan::{IssueKind, SyncPlan, WriteOp};
+use crate::shard::Shard;
 use crate::store::{AsyncStateStore, StoreError};
 
 use calls::Run;
@@ -220,6 +222,10 @@ pub struct SyncRunner {
     fetch_timeout: Option<Duration>,
     deadline: Option<Duration>,
     parents: Vec<String>,
+    /// The part of the object's entities it plans and writes.
+    shard: Shard,
+    /// The key its baseline is kept under: the object's, or its shard's.
+    state: String,
     subscribers: events::Subscribers,
     running: futures::lock::Mutex<()>,
     /// Approvals for the next run's plan.
@@ -239,6 +245,7 @@ impl fmt::Debug for SyncRunner {
             .field("debounce", &self.debounce)
             .field("replan", &self.replan)
             .field("parents", &self.parents)
+            .field("shard", &self.shard)
             .finish_non_exhaustive()
     }
 }
@@ -262,6 +269,7 @@ pub struct SyncRunnerBuilder {
     fetch_timeout: Option<Duration>,
     deadline: Option<Duration>,
     parents: Vec<String>,
+    shard: Shard,
 }
 
 impl fmt::Debug for SyncRunnerBuilder {
@@ -464,6 +472,21 @@ impl SyncRunnerBuilder {
         self
     }
 
+    /// The shard of the object's entities this runner plans and writes
+    /// (default [`Shard::whole`]): see [`shard`](crate::shard). Its
+    /// baseline is kept under the shard's
+    /// [state key](Shard::state_key), and the records of the other shards
+    /// it reads are left to them (counted in
+    /// [`SystemReport::other_shards`]). Runners of one object's shards
+    /// share one store; on several hosts, a store with leases
+    /// (`PostgresStore`, feature `postgres`) keeps two runners off one
+    /// shard.
+    #[must_use]
+    pub fn shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
+        self
+    }
+
     /// Checks the settings: a store, exactly one connector for each of the
     /// map's systems and none for others, a concurrency of at least 1.
     pub fn build(self) -> Result<SyncRunner, BuildError> {
@@ -522,6 +545,8 @@ impl SyncRunnerBuilder {
         Ok(SyncRunner {
             counts,
             object: map.object().to_owned(),
+            state: self.shard.state_key(map.object()),
+            shard: self.shard,
             systems: map.systems().to_vec(),
             engine: self.engine,
             connectors,
@@ -578,6 +603,7 @@ impl SyncRunner {
             fetch_timeout: None,
             deadline: None,
             parents: Vec::new(),
+            shard: Shard::whole(),
         }
     }
 
@@ -644,7 +670,7 @@ impl SyncRunner {
             counts.reset();
         }
         report.dry_run = dry;
-        let mut baseline = self.store.load(&self.object).await?;
+        let mut baseline = self.store.load(&self.state).await?;
 
         let paced: Vec<paced::Paced<'_>> = (0..self.connectors.len())
             .filter_map(|s| self.paced(run, s))
@@ -652,6 +678,12 @@ impl SyncRunner {
         let reads =
             futures::future::join_all(paced.iter().map(|c| self.fetch(run, c, &baseline))).await;
         let mut reads = reads.into_iter().collect::<Result<Vec<Fetched>, _>>()?;
+        let elsewhere = self.keep_shard(&mut reads, &baseline).await?;
+        for (system, left) in self.systems.iter().zip(elsewhere) {
+            if let Some(s) = report.system_mut(system) {
+                s.other_shards = left;
+            }
+        }
         // Before debounce holds records back: a new field is seen at once.
         for (read, system) in reads.iter().zip(&self.systems) {
             let unmapped =
@@ -955,7 +987,7 @@ impl SyncRunner {
     ) -> Result<Option<Baseline>, StoreError> {
         let shared = Arc::new(baseline);
         self.store
-            .save(&self.object, Arc::clone(&shared), Arc::new(summary))
+            .save(&self.state, Arc::clone(&shared), Arc::new(summary))
             .await?;
         Ok(again.then(|| Arc::try_unwrap(shared).unwrap_or_else(|kept| (*kept).clone())))
     }

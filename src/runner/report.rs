@@ -56,8 +56,12 @@ impl OpCounts {
 pub struct SystemReport {
     /// The system.
     pub system: SystemId,
-    /// Records read (tombstones included, debounced records not).
+    /// Records read (tombstones included, debounced records not, nor the
+    /// records of other shards).
     pub fetched: usize,
+    /// Records read that belong to other shards, left to their runners
+    /// (see [`SyncRunnerBuilder::shard`](super::SyncRunnerBuilder::shard)).
+    pub other_shards: usize,
     /// Ops planned for it.
     pub planned: OpCounts,
     /// Ops applied.
@@ -92,6 +96,7 @@ impl SystemReport {
         SystemReport {
             system,
             fetched: 0,
+            other_shards: 0,
             planned: OpCounts::default(),
             applied: OpCounts::default(),
             failed: OpCounts::default(),
