@@ -20,9 +20,11 @@
 //!    own baseline does not link, only those.
 //! 3. A record carrying a correlation key ([`Record::correlation`]: it was
 //!    made by a create recsync planned) belongs to the shard whose
-//!    baseline holds the entity the key names, so the create's record
-//!    joins its entity even if the commit that would have linked it was
-//!    lost.
+//!    baseline holds the entity the key names. If none holds it (the
+//!    commit that would have linked it was lost), it goes where the record
+//!    the entity was made from goes, if that was read in the same run: so
+//!    the create's record joins its entity even after a person changed
+//!    its email in between.
 //! 4. Any other record is routed by a stable hash ([`Shard::route`]) of its
 //!    first match key's value that it has, normalized as matching
 //!    normalizes it, so the copies of one contact in two systems (the same

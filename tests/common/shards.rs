@@ -169,8 +169,9 @@ pub fn runner<C: Connector + 'static>(
 }
 
 /// A connector that passes everything to `inner` until it has applied
-/// `batches` write batches, then never answers: a process that stopped in
-/// the middle of a run (the test drops the run's future).
+/// `batches` write batches; the next batch it applies and then never
+/// answers: a process that stopped in the middle of a run, after a write
+/// and before its commit (the test drops the run's future).
 #[derive(Debug, Clone)]
 pub struct Dying {
     pub inner: MemoryConnector,
@@ -209,6 +210,7 @@ impl Connector for Dying {
     ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
         let left = self.batches.load(std::sync::atomic::Ordering::SeqCst);
         if left == 0 {
+            let _ = self.inner.apply(object, ops).await;
             return futures::future::pending().await;
         }
         self.batches
