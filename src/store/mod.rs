@@ -80,6 +80,8 @@ mod lane;
 mod memory;
 mod nonblocking;
 mod owner;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod review;
 mod row;
 #[cfg(feature = "sqlite")]
@@ -95,6 +97,8 @@ use crate::engine::CommitSummary;
 pub use file::JsonFileStore;
 pub use memory::MemoryStore;
 pub use nonblocking::{AsyncStateStore, Blocking, Claims};
+#[cfg(feature = "postgres")]
+pub use postgres::{FencedStore, Lease, PostgresStore};
 pub use review::{ReviewError, ReviewItem, ReviewQueue};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
