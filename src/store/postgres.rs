@@ -139,7 +139,7 @@ const STEPS: [&str; SCHEMA_VERSION as usize] = [CREATE_1];
 
 const CREATE_1: &str = "
 CREATE TABLE recsync_schema (
-    only    integer PRIMARY KEY CHECK (only = 1),
+    id      integer PRIMARY KEY CHECK (id = 1),
     version integer NOT NULL
 );
 CREATE TABLE recsync_objects (
@@ -176,8 +176,8 @@ CREATE TABLE recsync_leases (
 );";
 
 const SET_SCHEMA_VERSION: &str = "
-INSERT INTO recsync_schema (only, version) VALUES (1, $1)
-ON CONFLICT (only) DO UPDATE SET version = excluded.version";
+INSERT INTO recsync_schema (id, version) VALUES (1, $1)
+ON CONFLICT (id) DO UPDATE SET version = excluded.version";
 
 /// Which of the store's tables the connection's `search_path` finds.
 const FIND_TABLES: &str = "
@@ -1458,7 +1458,7 @@ async fn bring_schema_up_to_date(client: &mut Client, at: &Path) -> Result<(), S
     };
     let version: i32 = if schema_table {
         let version = tx
-            .query_opt("SELECT version FROM recsync_schema WHERE only = 1", &[])
+            .query_opt("SELECT version FROM recsync_schema WHERE id = 1", &[])
             .await
             .map_err(fail("cannot read the schema version"))?;
         let Some(version) = version else {
