@@ -1,98 +1,8 @@
 //! [`PostgresStore`] (feature `postgres`): baselines in PostgreSQL, a row
 //! per entity, saves that compare the stored revision, leases with fencing
 //! tokens, and an index of links that answers
-//! [`claimed`](AsyncStateStore::claimed) without loading baselines.
-//!
-//! # What is stored where
-//!
-//! Five tables, created by the store in the connection's current schema
-//! (the first schema of its `search_path` that exists; set `search_path`
-//! in the connection's options to keep them elsewhere):
-//!
-//! | table | a row per | holds |
-//! | --- | --- | --- |
-//! | `recsync_schema` | database (one row) | the store's schema version |
-//! | `recsync_objects` | object type (a shard's state key for a shard) | the header: revision, map fingerprint, cursors, the records held back as [ambiguous](crate::baseline::AmbiguousRecords) and their CRC-64, the entity count, the wrapping sum of the row checksums, and a CRC-64 over all of it |
-//! | `recsync_entities` | entity | its [`EntityRecord`] as the compact JSON row the SQLite store writes, and the CRC-64 of the object type, the entity id and the row |
-//! | `recsync_links` | link of an entity to a system's record | object type, entity id, system, record id: the index [`claimed`](AsyncStateStore::claimed) reads, written with the entity rows |
-//! | `recsync_leases` | object type ever claimed | holder, fencing token, expiry |
-//!
-//! A [`save`](AsyncStateStore::save) writes the rows of the entities the
-//! [`CommitSummary`] touched or removed (their links too), and the header,
-//! in one transaction: a bulk `DELETE ... WHERE id = ANY($2)` and an
-//! `INSERT ... SELECT FROM unnest(...)`, so a commit that touched ten
-//! entities costs the same few statements whatever the size of the
-//! baseline. A whole baseline ([`replace`](AsyncStateStore::replace), or a
-//! save of an object with no header yet) goes in with binary `COPY`. A
-//! load reads the header and the entity rows in one repeatable-read
-//! snapshot and verifies them as the SQLite store does: the header's
-//! checksum, every row's checksum and id, the count and the sum, so a row
-//! lost, added, replaced by an older copy or flipped is
-//! [`StoreError::Damaged`], never a smaller baseline. The links index is
-//! derived from the rows, is not covered by the checksums, and is never
-//! read by a load.
-//!
-//! # Concurrency
-//!
-//! - **Compare-and-set on the revision.** A save is the save of a commit,
-//!   which started from the revision before `baseline`'s: the store's
-//!   header must hold `baseline.revision() - 1` (no header counts as
-//!   revision 0, as does a baseline of revision 0's own start), checked
-//!   with the header row locked (`SELECT ... FOR UPDATE`; the first
-//!   header is inserted first and locked the same way, so the loser of a
-//!   race to insert it waits and then finds the winner's revision).
-//!   Otherwise the save is [`StoreError::Conflict`] and writes nothing:
-//!   another writer saved the object since this baseline was loaded. Two
-//!   runners that loaded the same revision and each committed are told
-//!   apart: the first save wins, the second conflicts. A review decision
-//!   saved through [`ReviewQueue::resolve_async`] is the next revision too,
-//!   so a run that loaded the state before the decision conflicts rather
-//!   than dropping it. [`replace`](AsyncStateStore::replace) writes
-//!   unconditionally (it starts over), still serialized with saves by the
-//!   header row's lock.
-//! - **Leases.** [`claim`](PostgresStore::claim) takes the lease on an
-//!   object type (any string: a shard's state key is one) for a holder and
-//!   a time to live, if it is free, expired or already that holder's; every
-//!   take-over draws the next **fencing token**, which is never reused, also
-//!   after a [`release`](PostgresStore::release). Expiry is the server's
-//!   clock (`now()`), so the hosts' clocks do not matter.
-//!   [`renew`](PostgresStore::renew) extends a lease still held with its
-//!   token, or fails with [`StoreError::Fenced`].
-//! - **Fencing.** [`fenced`](PostgresStore::fenced) gives a
-//!   [`FencedStore`]: the same store, whose saves and replaces check inside
-//!   their transaction, with the lease row locked (`FOR SHARE`, so no one
-//!   takes the lease over until the save commits), that the lease still
-//!   has the token and has not expired; otherwise
-//!   [`StoreError::Fenced`], and nothing is written. A runner that was
-//!   paused past its lease (a stopped VM, a long GC) and wakes up cannot
-//!   write its stale baseline over the new holder's.
-//!
-//! The limit of fencing: the token protects the store, not the systems
-//! being synced. A runner paused past its lease may still send the writes
-//! it had planned to the systems before its save is refused. Those writes
-//! are idempotent (each sets fields to the values the plan decided, a
-//! create carries its correlation key), and the runner that took the
-//! object over reads them back on its next run as it reads a crashed run's
-//! writes: as changes that agree, or as a record linked by its key.
-//!
-//! # Schema
-//!
-//! [`connect`](PostgresStore::connect) and
-//! [`from_client`](PostgresStore::from_client) create the tables if they
-//! are missing and bring an older schema up to date, in one transaction
-//! under a transaction-level advisory lock (`pg_advisory_xact_lock`), so
-//! two processes starting at once do not race. A schema newer than this
-//! recsync's ([`PostgresStore::SCHEMA_VERSION`]) is refused with [`StoreError::Format`];
-//! a version below 1, or the store's tables partly missing, is
-//! [`StoreError::Damaged`]. Version 1 is the first.
-//!
-//! # Permissions
-//!
-//! The tables hold personal data. Who may read or write them is the
-//! server's to say (roles, `GRANT`, `pg_hba.conf`): the store connects as
-//! the role it is given and creates its tables owned by that role, with no
-//! grants to others. [`PostgresStore`]'s `Debug` and errors name the
-//! server and database, never a password.
+//! [`claimed`](AsyncStateStore::claimed) without loading baselines. The
+//! type's docs say what is stored where and how writers are kept apart.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -274,8 +184,100 @@ FROM recsync_leases WHERE object = $1 FOR SHARE";
 
 /// Keeps baselines in PostgreSQL: a header row per object type, a row per
 /// entity, an index of links, and leases with fencing tokens for runners
-/// on several hosts. See the [module docs](self) for the tables and the
-/// concurrency model.
+/// on several hosts.
+///
+/// # What is stored where
+///
+/// Five tables, created by the store in the connection's current schema
+/// (the first schema of its `search_path` that exists; set `search_path`
+/// in the connection's options to keep them elsewhere):
+///
+/// | table | a row per | holds |
+/// | --- | --- | --- |
+/// | `recsync_schema` | database (one row) | the store's schema version |
+/// | `recsync_objects` | object type (a shard's state key for a shard) | the header: revision, map fingerprint, cursors, the records held back as [ambiguous](crate::baseline::AmbiguousRecords) and their CRC-64, the entity count, the wrapping sum of the row checksums, and a CRC-64 over all of it |
+/// | `recsync_entities` | entity | its [`EntityRecord`] as the compact JSON row the SQLite store writes, and the CRC-64 of the object type, the entity id and the row |
+/// | `recsync_links` | link of an entity to a system's record | object type, entity id, system, record id: the index [`claimed`](AsyncStateStore::claimed) reads, written with the entity rows |
+/// | `recsync_leases` | object type ever claimed | holder, fencing token, expiry |
+///
+/// A [`save`](AsyncStateStore::save) writes the rows of the entities the
+/// [`CommitSummary`] touched or removed (their links too), and the header,
+/// in one transaction: a bulk `DELETE ... WHERE id = ANY($2)` and an
+/// `INSERT ... SELECT FROM unnest(...)`, so a commit that touched ten
+/// entities costs the same few statements whatever the size of the
+/// baseline. A whole baseline ([`replace`](AsyncStateStore::replace), or a
+/// save of an object with no header yet) goes in with binary `COPY`. A
+/// load reads the header and the entity rows in one repeatable-read
+/// snapshot and verifies them as the SQLite store does: the header's
+/// checksum, every row's checksum and id, the count and the sum, so a row
+/// lost, added, replaced by an older copy or flipped is
+/// [`StoreError::Damaged`], never a smaller baseline. The links index is
+/// derived from the rows, is not covered by the checksums, and is never
+/// read by a load.
+///
+/// # Concurrency
+///
+/// - **Compare-and-set on the revision.** A save is the save of a commit,
+///   which started from the revision before `baseline`'s: the store's
+///   header must hold `baseline.revision() - 1` (no header counts as
+///   revision 0, as does a baseline of revision 0's own start), checked
+///   with the header row locked (`SELECT ... FOR UPDATE`; the first
+///   header is inserted first and locked the same way, so the loser of a
+///   race to insert it waits and then finds the winner's revision).
+///   Otherwise the save is [`StoreError::Conflict`] and writes nothing:
+///   another writer saved the object since this baseline was loaded. Two
+///   runners that loaded the same revision and each committed are told
+///   apart: the first save wins, the second conflicts. A review decision
+///   saved through [`ReviewQueue::resolve_async`](super::ReviewQueue::resolve_async) is the next revision too,
+///   so a run that loaded the state before the decision conflicts rather
+///   than dropping it. [`replace`](AsyncStateStore::replace) writes
+///   unconditionally (it starts over), still serialized with saves by the
+///   header row's lock.
+/// - **Leases.** [`claim`](PostgresStore::claim) takes the lease on an
+///   object type (any string: a shard's state key is one) for a holder and
+///   a time to live, if it is free, expired or already that holder's; every
+///   take-over draws the next **fencing token**, which is never reused, also
+///   after a [`release`](PostgresStore::release). Expiry is the server's
+///   clock (`now()`), so the hosts' clocks do not matter.
+///   [`renew`](PostgresStore::renew) extends a lease still held with its
+///   token, or fails with [`StoreError::Fenced`].
+/// - **Fencing.** [`fenced`](PostgresStore::fenced) gives a
+///   [`FencedStore`]: the same store, whose saves and replaces check inside
+///   their transaction, with the lease row locked (`FOR SHARE`, so no one
+///   takes the lease over until the save commits), that the lease still
+///   has the token and has not expired; otherwise
+///   [`StoreError::Fenced`], and nothing is written. A runner that was
+///   paused past its lease (a stopped VM, a long GC) and wakes up cannot
+///   write its stale baseline over the new holder's.
+///
+/// The limit of fencing: the token protects the store, not the systems
+/// being synced. A runner paused past its lease may still send the writes
+/// it had planned to the systems before its save is refused. Those writes
+/// are idempotent (each sets fields to the values the plan decided, a
+/// create carries its correlation key), and the runner that took the
+/// object over reads them back on its next run as it reads a crashed run's
+/// writes: as changes that agree, or as a record linked by its key.
+///
+/// # Schema
+///
+/// [`connect`](PostgresStore::connect) and
+/// [`from_client`](PostgresStore::from_client) create the tables if they
+/// are missing and bring an older schema up to date, in one transaction
+/// under a transaction-level advisory lock (`pg_advisory_xact_lock`), so
+/// two processes starting at once do not race. A schema newer than this
+/// recsync's ([`PostgresStore::SCHEMA_VERSION`]) is refused with [`StoreError::Format`];
+/// a version below 1, or the store's tables partly missing, is
+/// [`StoreError::Damaged`]. Version 1 is the first.
+///
+/// # Permissions
+///
+/// The tables hold personal data. Who may read or write them is the
+/// server's to say (roles, `GRANT`, `pg_hba.conf`): the store connects as
+/// the role it is given and creates its tables owned by that role, with no
+/// grants to others. [`PostgresStore`]'s `Debug` and errors name the
+/// server and database, never a password.
+///
+/// # Using it
 ///
 /// Implements [`AsyncStateStore`] only: every call is a few statements on
 /// the store's connection, awaited, never a blocked thread. A store has one
@@ -333,7 +335,7 @@ impl PostgresStore {
     pub const SCHEMA_VERSION: i32 = SCHEMA_VERSION;
 
     /// Connects to the database `url` names, without TLS, and sets up the
-    /// store's tables (see the [module docs](self#schema)).
+    /// store's tables (see [Schema](PostgresStore#schema)).
     ///
     /// Needs a tokio runtime: the connection's task is spawned on it with
     /// `tokio::spawn`. See the type's docs for connecting another way.
@@ -374,7 +376,7 @@ impl PostgresStore {
 
     /// A store on a client the host connected (with TLS, say) and whose
     /// connection the host drives. Sets up the store's tables (see the
-    /// [module docs](self#schema)). The client becomes the store's: no one
+    /// [Schema](PostgresStore#schema)). The client becomes the store's: no one
     /// else may run statements on it, as they would land inside the store's
     /// transactions.
     pub async fn from_client(client: Client) -> Result<Self, StoreError> {
@@ -783,7 +785,7 @@ impl PostgresStore {
 #[async_trait]
 impl AsyncStateStore for PostgresStore {
     /// Loads and verifies the object's header and rows in one snapshot
-    /// (see the [module docs](self)).
+    /// (see the type's docs).
     async fn load(&self, object: &str) -> Result<Baseline, StoreError> {
         self.read(object).await
     }
@@ -1423,7 +1425,7 @@ impl StoredHeader {
 }
 
 /// Creates the store's tables, or brings them up to date, under an
-/// advisory lock (see the [module docs](self#schema)).
+/// advisory lock (see [Schema](PostgresStore#schema)).
 async fn bring_schema_up_to_date(client: &mut Client, at: &Path) -> Result<(), StoreError> {
     let fail = |context| pg_error(at, None, context);
     let tx = client
