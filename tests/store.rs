@@ -1,6 +1,8 @@
 //! State stores on real files: the JSON file store, the SQLite store
 //! (feature `sqlite`; by path, and from a connection the host opened, on
-//! a file or in memory) and the review queue over each.
+//! a file or in memory) and the review queue over each; one suite for
+//! every store (store/suite.rs), and the PostgreSQL store on a real
+//! server (feature `postgres`, store/postgres.rs: `RECSYNC_POSTGRES_URL`).
 
 use std::path::PathBuf;
 
@@ -532,6 +534,15 @@ mod sqlite;
 
 #[path = "store/integrity.rs"]
 mod integrity;
+
+/// The store suite, on every store (`store_suite!`).
+#[macro_use]
+#[path = "store/suite.rs"]
+mod suite;
+
+#[cfg(feature = "postgres")]
+#[path = "store/postgres.rs"]
+mod postgres;
 
 /// A store behind an `Arc`, a reference or a `Box` is a store: a runner's
 /// store and a review queue share one through clones of an `Arc`.

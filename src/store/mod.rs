@@ -13,6 +13,7 @@
 //! | [`MemoryStore`] | nothing past the process | the whole baseline (a clone) | nothing (the process is gone) |
 //! | [`JsonFileStore`] | one JSON file per object type, owner-only, with checksums | the whole baseline, to a temp file renamed over the old one | the last complete save; perhaps a stray `.tmp` file, ignored |
 //! | `SqliteStore` (feature `sqlite`) | one SQLite database, a row per entity, owner-only, with checksums | only the entities the commit touched or removed, and the header, in one transaction (the whole baseline when the database holds neither the revision the commit started from nor the baseline's own) | the last committed save (after a power cut, perhaps an earlier one: see its docs) |
+//! | `PostgresStore` (feature `postgres`) | PostgreSQL tables: a header row per object type, a row per entity with checksums, an index of links, leases | only the entities the commit touched or removed, their links and the header, in one transaction, if the database holds the revision the commit started from (else `StoreError::Conflict`, nothing written; the whole baseline for an object's first save) | the last committed save |
 //!
 //! In every store the cursors are part of the baseline's header and are
 //! saved with the entities, never apart from them.
@@ -20,11 +21,12 @@
 //! [`ReviewQueue`] lists what a stored baseline holds for review and keeps a
 //! reviewer's decisions in the store, for the next run to apply.
 //!
-//! Every store implements both [`StateStore`], called inline, and
-//! [`AsyncStateStore`], which never blocks an executor: the file stores
-//! run each call on a thread of their own (a [blocking pool](Blocking)
-//! that needs no async runtime), the memory store keeps a pointer to the
-//! baseline. The [runner](crate::runner) uses the second.
+//! Every store implements [`AsyncStateStore`], which never blocks an
+//! executor: the file stores run each call on a thread of their own (a
+//! [blocking pool](Blocking) that needs no async runtime), the memory
+//! store keeps a pointer to the baseline, `PostgresStore` awaits its
+//! server. The [runner](crate::runner) uses it. All but `PostgresStore`
+//! implement [`StateStore`] too, called inline.
 //!
 //! # Damaged state
 //!
@@ -80,6 +82,8 @@ mod lane;
 mod memory;
 mod nonblocking;
 mod owner;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod review;
 mod row;
 #[cfg(feature = "sqlite")]
@@ -95,6 +99,8 @@ use crate::engine::CommitSummary;
 pub use file::JsonFileStore;
 pub use memory::MemoryStore;
 pub use nonblocking::{AsyncStateStore, Blocking, Claims};
+#[cfg(feature = "postgres")]
+pub use postgres::{FencedStore, Lease, PostgresStore};
 pub use review::{ReviewError, ReviewItem, ReviewQueue};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

@@ -2,9 +2,10 @@
 //! on it.
 
 use std::fmt;
+use std::sync::Arc;
 
-use super::{StateStore, StoreError};
-use crate::baseline::{DeleteReview, EntityId, ResolveError, Review, ReviewChoice};
+use super::{AsyncStateStore, StateStore, StoreError};
+use crate::baseline::{Baseline, DeleteReview, EntityId, ResolveError, Review, ReviewChoice};
 use crate::engine::CommitSummary;
 use crate::mapping::FieldMap;
 use crate::plan::{Conflict, ConflictId};
@@ -22,6 +23,15 @@ use crate::plan::{Conflict, ConflictId};
 /// a `SqliteStore` save the whole baseline it loaded, undoing that run's
 /// save.
 ///
+/// A store that is only an [`AsyncStateStore`] (`PostgresStore`) is
+/// reviewed through [`open_async`](ReviewQueue::open_async) and
+/// [`resolve_async`](ReviewQueue::resolve_async), which every shipped
+/// store has too. `resolve_async` saves the decision as the baseline's next
+/// revision, so on a store that compares revisions a run that loaded the
+/// baseline before the decision fails its save with
+/// [`StoreError::Conflict`] instead of dropping the decision, and a
+/// decision on a baseline a run saved since is refused the same way.
+///
 /// ```
 /// use recsync::store::{MemoryStore, ReviewQueue};
 ///
@@ -31,7 +41,7 @@ use crate::plan::{Conflict, ConflictId};
 /// # Ok::<(), recsync::StoreError>(())
 /// ```
 #[derive(Debug)]
-pub struct ReviewQueue<'a, S: StateStore + ?Sized> {
+pub struct ReviewQueue<'a, S: ?Sized> {
     store: &'a S,
     object: String,
 }
@@ -164,8 +174,9 @@ pub enum ReviewError {
     Resolve(#[from] ResolveError),
 }
 
-impl<'a, S: StateStore + ?Sized> ReviewQueue<'a, S> {
-    /// The queue of `object` in `store`.
+impl<'a, S: ?Sized> ReviewQueue<'a, S> {
+    /// The queue of `object` in `store`: a [`StateStore`] or an
+    /// [`AsyncStateStore`].
     pub fn new(store: &'a S, object: impl Into<String>) -> Self {
         ReviewQueue {
             store,
@@ -177,34 +188,14 @@ impl<'a, S: StateStore + ?Sized> ReviewQueue<'a, S> {
     pub fn object(&self) -> &str {
         &self.object
     }
+}
 
+impl<S: StateStore + ?Sized> ReviewQueue<'_, S> {
     /// Every conflict and held delete that waits for a decision, in entity
     /// order. A conflict already resolved (its decision waits for the next
     /// plan) is not listed.
     pub fn open(&self) -> Result<Vec<ReviewItem>, StoreError> {
-        let baseline = self.store.load(&self.object)?;
-        let mut items = Vec::new();
-        for review in baseline.reviews() {
-            match review {
-                // A held delete with a decision is not listed by `reviews`.
-                Review::Delete(d) => items.push(ReviewItem::Delete(d.clone())),
-                Review::Field(c) => {
-                    let open = baseline.entity(&c.entity).and_then(|e| {
-                        e.held().map(|(_, held)| held).find(|held| {
-                            held.conflict_id() == Some(c.id) && held.resolution.is_none()
-                        })
-                    });
-                    let Some(held) = open else { continue };
-                    // Each candidate as its system held it, for a reviewer.
-                    let mut c = c.clone();
-                    for cand in &mut c.candidates {
-                        cand.held_as = held.observed.get(&cand.system).map(|o| o.value.clone());
-                    }
-                    items.push(ReviewItem::Field(c));
-                }
-            }
-        }
-        Ok(items)
+        Ok(open_items(&self.store.load(&self.object)?))
     }
 
     /// Keeps a reviewer's decision on the conflict or held delete `id`:
@@ -226,6 +217,65 @@ impl<'a, S: StateStore + ?Sized> ReviewQueue<'a, S> {
         self.store.save(&self.object, &baseline, &changed)?;
         Ok(entity)
     }
+}
+
+impl<S: AsyncStateStore + ?Sized> ReviewQueue<'_, S> {
+    /// [`open`](ReviewQueue::open) on an [`AsyncStateStore`].
+    pub async fn open_async(&self) -> Result<Vec<ReviewItem>, StoreError> {
+        Ok(open_items(&self.store.load(&self.object).await?))
+    }
+
+    /// [`resolve`](ReviewQueue::resolve) on an [`AsyncStateStore`]: loads
+    /// the baseline, records the decision and saves the one entity it
+    /// changed, as the baseline's next revision (see the type's docs: a
+    /// store that compares revisions then refuses a run's save that loaded
+    /// the baseline before the decision, rather than let it drop the
+    /// decision). On such a store a run that saves between this load and
+    /// this save makes it [`StoreError::Conflict`]: resolve again.
+    pub async fn resolve_async(
+        &self,
+        id: impl Into<ConflictId>,
+        choice: ReviewChoice,
+    ) -> Result<EntityId, ReviewError> {
+        let id = id.into();
+        let mut baseline = self.store.load(&self.object).await?;
+        let entity = baseline.resolve(id, choice)?;
+        baseline.bump_revision();
+        let changed = CommitSummary {
+            touched: vec![entity.clone()],
+            ..CommitSummary::default()
+        };
+        self.store
+            .save(&self.object, Arc::new(baseline), Arc::new(changed))
+            .await?;
+        Ok(entity)
+    }
+}
+
+/// What `baseline` holds for review and waits for a decision.
+fn open_items(baseline: &Baseline) -> Vec<ReviewItem> {
+    let mut items = Vec::new();
+    for review in baseline.reviews() {
+        match review {
+            // A held delete with a decision is not listed by `reviews`.
+            Review::Delete(d) => items.push(ReviewItem::Delete(d.clone())),
+            Review::Field(c) => {
+                let open = baseline.entity(&c.entity).and_then(|e| {
+                    e.held()
+                        .map(|(_, held)| held)
+                        .find(|held| held.conflict_id() == Some(c.id) && held.resolution.is_none())
+                });
+                let Some(held) = open else { continue };
+                // Each candidate as its system held it, for a reviewer.
+                let mut c = c.clone();
+                for cand in &mut c.candidates {
+                    cand.held_as = held.observed.get(&cand.system).map(|o| o.value.clone());
+                }
+                items.push(ReviewItem::Field(c));
+            }
+        }
+    }
+    items
 }
 
 #[cfg(test)]
