@@ -277,6 +277,31 @@ async fn three_systems_converge_and_a_second_run_plans_nothing() {
     assert_eq!(r.run().await.unwrap().planned(), 0);
 }
 
+/// A run's future is `Send`: a host spawns runs on a multi-threaded
+/// runtime (several object types or shards at once on all its cores).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_spawned_on_a_multi_threaded_runtime() {
+    let clock = ManualClock::ticking(start(), TimeDelta::seconds(1));
+    let (crm, shop) = (conn("crm", &clock), conn("shop", &clock));
+    person(&crm, "ada@example.com", "Ada");
+    let store = MemoryStore::new();
+    let r = Arc::new(runner(
+        &["crm", "shop"],
+        vec![crm, shop.clone()],
+        &store,
+        &clock,
+        3,
+    ));
+    let spawned = tokio::spawn({
+        let r = r.clone();
+        async move { r.run().await }
+    });
+    spawned.await.unwrap().unwrap();
+    let dry = tokio::spawn(async move { r.dry_run().await });
+    assert!(dry.await.unwrap().unwrap().ops.is_empty());
+    assert_eq!(emails(&shop), ["ada@example.com"]);
+}
+
 #[tokio::test]
 async fn two_systems_without_incremental_fetch_read_complete_snapshots_and_see_deletes() {
     let clock = ManualClock::ticking(start(), TimeDelta::seconds(1));

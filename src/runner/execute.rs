@@ -168,8 +168,14 @@ impl SyncRunner {
             })
             .filter(|(_, mine)| !mine.is_empty())
             .collect();
-        stream::iter(groups)
+        // The futures are made here, not by a closure inside the stream:
+        // a stream holding a closure that borrows would make `run`'s
+        // future one the compiler cannot prove `Send`.
+        let systems: Vec<_> = groups
+            .into_iter()
             .map(|(s, mine)| self.execute_system(run, s, mine, baseline, prior))
+            .collect();
+        stream::iter(systems)
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await
@@ -402,7 +408,9 @@ impl SyncRunner {
             return;
         }
         let size = connector.capabilities().max_batch_size.max(1);
-        let reads: Vec<(Result<Snapshot, ConnectorError>, usize)> = stream::iter(ids.chunks(size))
+        // Made here, not in the stream (see `execute`).
+        let chunks: Vec<_> = ids
+            .chunks(size)
             .map(|chunk| {
                 self.with_retry(run, system, move || async move {
                     self.permit(run, s).await?;
@@ -416,6 +424,8 @@ impl SyncRunner {
                     .await
                 })
             })
+            .collect();
+        let reads: Vec<(Result<Snapshot, ConnectorError>, usize)> = stream::iter(chunks)
             .buffered(self.in_flight.max(1))
             .collect()
             .await;
