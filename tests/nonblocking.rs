@@ -165,3 +165,44 @@ async fn a_timer_fires_while_a_sqlite_store_saves_100k_entities() {
     assert_eq!(loaded.len(), ENTITIES as usize);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[cfg(feature = "postgres")]
+#[allow(dead_code)]
+#[path = "common/postgres.rs"]
+mod server;
+
+/// PostgreSQL (`RECSYNC_POSTGRES_URL`): the store talks to the server
+/// asynchronously, and decodes and encodes rows between its reads and
+/// writes. No inline form to compare with: the timer must keep firing.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "current_thread")]
+#[cfg_attr(debug_assertions, ignore = "100,000 entities: run in release")]
+async fn a_timer_fires_while_a_postgres_store_saves_and_loads_100k_entities() {
+    let Some(db) = server::Db::new("nonblocking").await else {
+        return;
+    };
+    let store = db.store().await;
+    let (baseline, summary) = hundred_thousand();
+    let (baseline, summary) = (Arc::new(baseline), Arc::new(summary));
+    let saved = ticks_during(async {
+        AsyncStateStore::save(&store, "contacts", baseline.clone(), summary.clone())
+            .await
+            .unwrap();
+    })
+    .await;
+    let loaded = ticks_during(async {
+        let back = AsyncStateStore::load(&store, "contacts").await.unwrap();
+        assert_eq!(back.len(), ENTITIES as usize);
+    })
+    .await;
+    for (what, (ticks, took)) in [("save", saved), ("load", loaded)] {
+        eprintln!("PostgresStore: {ticks} ticks during a {took:?} {what}");
+        let expected = (took.as_millis() / 5) as usize;
+        assert!(
+            ticks >= expected,
+            "PostgresStore: {ticks} ticks during a {took:?} {what}, expected at least {expected}"
+        );
+    }
+    drop(store);
+    db.finish().await;
+}

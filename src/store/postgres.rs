@@ -20,6 +20,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
 
 use super::check::Crc64;
+use super::lane::Lane;
 use super::nonblocking::{AsyncStateStore, Claims};
 use super::row::{self, EntityJson};
 use super::{Check, Place, StoreError};
@@ -316,6 +317,8 @@ pub struct PostgresStore {
 
 struct Inner {
     client: Mutex<Client>,
+    /// Where loads check and decode their rows, off the caller's executor.
+    lane: Lane,
     /// What `Debug` and errors name: the server and database, no
     /// credentials.
     database: PathBuf,
@@ -400,6 +403,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 client: Mutex::new(client),
+                lane: Lane::default(),
                 database,
             }),
         })
@@ -572,7 +576,25 @@ impl PostgresStore {
             .map_err(fail("cannot read the entities"))?;
         tx.commit().await.map_err(fail("cannot end the read"))?;
         drop(client);
+        // Checking and decoding 100,000 rows takes a good part of a
+        // second: on the store's own thread, not the caller's executor.
+        let (store, object) = (self.clone(), object.to_owned());
+        self.inner
+            .lane
+            .run(move || store.decode(&object, &rows, header, &stored))
+            .await?
+    }
 
+    /// The baseline of `object` from its verified header and its rows, each
+    /// checked against its checksum, their count and sum against the
+    /// header's.
+    fn decode(
+        &self,
+        object: &str,
+        rows: &[Row],
+        header: BaselineHeader,
+        stored: &StoredHeader,
+    ) -> Result<Baseline, StoreError> {
         let prefix = row_prefix(object);
         let (mut count, mut sum) = (0u64, 0u64);
         let mut failure = None;

@@ -17,134 +17,19 @@
 //! in parallel.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use recsync::baseline::{BaselineHeader, EntityId, EntityRecord, LinkRecord};
 use recsync::model::SystemId;
 use recsync::store::{AsyncStateStore, PostgresStore};
-use tokio_postgres::{Client, Config, NoTls};
 
 use super::suite::Fixture;
 use super::*;
 
-const URL_VAR: &str = "RECSYNC_POSTGRES_URL";
-
-/// The server's configuration, or `None` (said once) when the variable is
-/// unset.
-fn server() -> Option<Config> {
-    static NOTICE: Once = Once::new();
-    let url = match std::env::var(URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
-            // Past the test harness's capture: one line per run.
-            NOTICE.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "PostgreSQL store tests not run: {URL_VAR} is unset \
-                     (run them with: eval \"$(.ci/postgres start)\"; \
-                     cargo test --all-features --test store postgres)"
-                );
-            });
-            return None;
-        }
-    };
-    Some(
-        url.parse()
-            .unwrap_or_else(|e| panic!("{URL_VAR} is not a connection string: {e}")),
-    )
-}
-
-async fn connect(config: &Config) -> Client {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("{URL_VAR} is set, but the server cannot be reached: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
-/// A schema of one test's own on the server, dropped when the test passes
-/// (kept, and named, when it fails).
-struct Db {
-    admin: Config,
-    schema: String,
-    finished: bool,
-}
-
-impl Db {
-    async fn new(test: &str) -> Option<Db> {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let admin = server()?;
-        let short: String = test.chars().take(36).collect();
-        let schema = format!(
-            "t_{short}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let client = connect(&admin).await;
-        client
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\""
-            ))
-            .await
-            .unwrap();
-        Some(Db {
-            admin,
-            schema,
-            finished: false,
-        })
-    }
-
-    /// The server's configuration with the schema as `search_path`.
-    fn config(&self) -> Config {
-        let mut config = self.admin.clone();
-        let options = match config.get_options() {
-            Some(o) => format!("{o} -c search_path={}", self.schema),
-            None => format!("-c search_path={}", self.schema),
-        };
-        config.options(options);
-        config
-    }
-
-    async fn store(&self) -> PostgresStore {
-        let connected = PostgresStore::connect_config(&self.config()).await;
-        connected
-            .unwrap_or_else(|e| panic!("{URL_VAR} is set, but the store cannot connect: {e:?}"))
-    }
-
-    /// A plain client in the schema: another program on the tables.
-    async fn client(&self) -> Client {
-        connect(&self.config()).await
-    }
-}
-
-impl Db {
-    /// Drops the schema, once the test has passed. Awaited, not done on
-    /// drop: the stores' connection tasks run on the test's runtime, and a
-    /// store may still have to send the rollback of a save it refused
-    /// before the schema's locks are free.
-    async fn finish(mut self) {
-        self.finished = true;
-        let client = connect(&self.admin).await;
-        client
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-                self.schema
-            ))
-            .await
-            .unwrap();
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = writeln!(std::io::stderr(), "kept schema {} to look at", self.schema);
-        }
-    }
-}
+#[path = "../common/postgres.rs"]
+mod server;
+use server::Db;
 
 async fn fixture(test: &str) -> Option<Fixture> {
     let db = Db::new(&format!("suite_{test}")).await?;
