@@ -215,6 +215,12 @@
 //! - **`sqlite-bundled`**: `sqlite` with SQLite compiled from its C source
 //!   and linked in (rusqlite's `bundled`): a C compiler (`cc`) must be
 //!   installed; no system SQLite is needed.
+//! - **`postgres`**: `recsync::store::PostgresStore`, baselines in
+//!   PostgreSQL for runners on several hosts: a row per entity with
+//!   checksums, saves that compare the stored revision (compare-and-set),
+//!   leases with fencing tokens for the [shards](shard) of an object type,
+//!   and an index of links that answers which shard holds a record. Adds
+//!   `tokio-postgres` and tokio's `rt` (its connection task runs on tokio).
 //! - **`parallel`**: large plans split their work over threads: looking up
 //!   records in the baseline, the fast path, and planning the entities
 //!   that changed, in contiguous chunks (scoped `std` threads, one per core
