@@ -11,32 +11,44 @@
 //! # Which shard a record belongs to
 //!
 //! Every runner reads every record (a complete read, or the changes since
-//! its own cursor) and keeps its shard's:
+//! its own cursor) and keeps its shard's. What its own baseline settles it
+//! keeps without asking: a record it links or holds back as ambiguous,
+//! whatever its values say now (a changed email does not move a contact),
+//! and a record made by a create of one of its entities
+//! ([`Record::correlation`]). About every other record it asks the store
+//! ([`AsyncStateStore::route`]), once per run, and the store answers from
+//! what all the shards have stored:
 //!
-//! 1. A record its shard's baseline links is its shard's, whatever its
-//!    values say now (a changed email does not move a contact).
-//! 2. A record another shard's baseline links is that shard's. The runner
-//!    asks the store ([`AsyncStateStore::claimed`]) about the records its
-//!    own baseline does not link, only those.
-//! 3. A record carrying a correlation key ([`Record::correlation`]: it was
-//!    made by a create recsync planned) belongs to the shard whose
-//!    baseline holds the entity the key names. If none holds it (the
-//!    commit that would have linked it was lost), it goes where the record
-//!    the entity was made from goes, if that was read in the same run: so
-//!    the create's record joins its entity even after a person changed
-//!    its email in between.
+//! 1. A record another shard's baseline links is that shard's.
+//! 2. A record a shard has taken before is that shard's: the first runner
+//!    to propose a record reserves it, atomically, for good. So two shards
+//!    running at once never both take a record, even one whose email
+//!    changes between their reads.
+//! 3. A record made by a create (it carries a correlation key) goes with
+//!    its entity: to the shard that holds the entity, else to the shard
+//!    that owns the record the entity was made from, so the create's
+//!    record joins its contact even if the commit that would have linked
+//!    it was lost and a person changed its email since.
 //! 4. Any other record is routed by a stable hash ([`Shard::route`]) of its
 //!    first match key's value that it has, normalized as matching
 //!    normalizes it, so the copies of one contact in two systems (the same
 //!    email, in any case) meet in one shard and are matched there;
 //!    failing that, of its correlation key; failing that, of its system
-//!    and id.
+//!    and id. The shard it routes to proposes it, and so reserves it.
 //!
-//! So an entity stays in the shard where its records were first linked.
+//! So an entity stays in the shard where its records were first taken.
 //! Two copies of a contact meet only if the first match key each has is
 //! the same key with the same value: a contact with an email in one system
 //! and only a phone number in the other, which one runner would match by
-//! phone, is routed by email in one and by phone in the other.
+//! phone, is routed by email in one and by phone in the other, and each
+//! shard then creates the contact in the other system (a duplicate one
+//! runner would not make). Give every record the first match key, or run
+//! one runner, where that matters.
+//!
+//! Runners on shards need a store that keeps routes: a
+//! [`MemoryStore`](crate::MemoryStore) for runners in one process,
+//! `PostgresStore` (feature `postgres`) for runners on several hosts. The
+//! reservations are kept for good: a row per record ever taken.
 //!
 //! The hash is [jump consistent hashing] over the 64-bit FNV-1a hash of the
 //! key's text. Both are fixed: a record's shard for a given count never
@@ -46,7 +58,7 @@
 //! (a first sync: records are linked by their keys, not created again).
 //!
 //! [jump consistent hashing]: https://arxiv.org/abs/1406.2294
-//! [`AsyncStateStore::claimed`]: crate::store::AsyncStateStore::claimed
+//! [`AsyncStateStore::route`]: crate::store::AsyncStateStore::route
 
 use std::fmt;
 
@@ -110,6 +122,14 @@ impl Shard {
         } else {
             format!("{object}/shard-{}-of-{}", self.index, self.count)
         }
+    }
+
+    /// The family of this shard's `object`: every shard of that object and
+    /// count, as a store keeps their reservations
+    /// ([`RouteQuery::family`](crate::store::RouteQuery::family)):
+    /// `"{object}/{count} shards"`.
+    pub fn family(&self, object: &str) -> String {
+        format!("{object}/{} shards", self.count)
     }
 
     /// The state keys of the other shards of `object`.

@@ -15,6 +15,12 @@ mod shards;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use recsync::connector::{Applied, Capabilities, Changes, Cursor};
+use recsync::plan::WriteOp;
+use recsync::{Connector, ConnectorError, Record, Snapshot, SystemId};
 
 use proptest::prelude::*;
 use recsync::shard::Shard;
@@ -339,5 +345,214 @@ proptest! {
             }
             Ok::<(), TestCaseError>(())
         })?;
+    }
+}
+
+// ----- races and lost commits across shards
+
+fn email_routed(prefix: &str, system: &str, to: u32, count: u32) -> String {
+    let m = map();
+    (0..)
+        .map(|n| format!("{prefix}{n}@example.com"))
+        .find(|e| {
+            let r = Record::new("x").field("email", e.as_str());
+            Shard::route(&m, system, &r, count) == Some(to)
+        })
+        .unwrap()
+}
+
+async fn links(store: &Arc<dyn AsyncStateStore>, shard: Shard, system: &str, id: &str) -> bool {
+    let b = AsyncStateStore::load(&**store, &shard.state_key(OBJ))
+        .await
+        .unwrap();
+    b.find_linked(system, id).is_some()
+}
+
+/// Gated connector: apply waits until the test opens the gate.
+#[derive(Debug, Clone)]
+struct Gate {
+    inner: MemoryConnector,
+    entered: Arc<tokio::sync::Notify>,
+    open: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl Connector for Gate {
+    fn system(&self) -> &SystemId {
+        self.inner.system()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn fetch(&self, object: &str) -> Result<Snapshot, ConnectorError> {
+        self.inner.fetch(object).await
+    }
+    async fn fetch_changes(
+        &self,
+        object: &str,
+        cursor: Option<&Cursor>,
+    ) -> Result<Changes, ConnectorError> {
+        self.inner.fetch_changes(object, cursor).await
+    }
+    async fn fetch_records(
+        &self,
+        object: &str,
+        ids: &[String],
+    ) -> Result<Snapshot, ConnectorError> {
+        self.inner.fetch_records(object, ids).await
+    }
+    async fn apply(
+        &self,
+        object: &str,
+        ops: &[WriteOp],
+    ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
+        self.entered.notify_one();
+        self.open.notified().await;
+        self.inner.apply(object, ops).await
+    }
+}
+
+/// Two shards' runs overlap (as on two hosts); a new contact's email is
+/// corrected between shard 0's read and shard 1's read, which routes it to
+/// shard 1. Shard 0 reserved it first: shard 1 leaves it, and only shard 0
+/// ever links it.
+#[tokio::test]
+async fn overlapping_runs_never_both_take_a_contact_whose_email_moved_between_reads() {
+    let [crm, mkt] = universe(0);
+    let e1 = email_routed("ada", "crm", 0, 2);
+    let e2 = email_routed("bob", "crm", 1, 2);
+    let r = crm.insert(OBJ, [("email", json!(e1)), ("name", json!("Ada"))]);
+    let store: Arc<dyn AsyncStateStore> = Arc::new(MemoryStore::new());
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let open = Arc::new(tokio::sync::Notify::new());
+    let a = runner(
+        Shard::new(0, 2).unwrap(),
+        Gate {
+            inner: crm.clone(),
+            entered: entered.clone(),
+            open: open.clone(),
+        },
+        Gate {
+            inner: mkt.clone(),
+            entered: entered.clone(),
+            open: open.clone(),
+        },
+        store.clone(),
+    );
+    let b = runner(
+        Shard::new(1, 2).unwrap(),
+        crm.clone(),
+        mkt.clone(),
+        store.clone(),
+    );
+    let task = tokio::spawn(async move { a.run().await });
+    entered.notified().await; // shard 0 has read e1, asked claims, and is writing
+    crm.edit(OBJ, &r, [("email", json!(e2))]).unwrap();
+    let rb = b.run().await.unwrap();
+    assert!(rb.errors.is_empty(), "{rb}");
+    open.notify_one();
+    let ra = task.await.unwrap().unwrap();
+    assert!(ra.errors.is_empty(), "{ra}");
+    let a2 = runner(
+        Shard::new(0, 2).unwrap(),
+        crm.clone(),
+        mkt.clone(),
+        store.clone(),
+    );
+    for _ in 0..3 {
+        for report in [a2.run().await.unwrap(), b.run().await.unwrap()] {
+            assert!(report.errors.is_empty(), "{report}");
+        }
+    }
+    let both = (
+        links(&store, Shard::new(0, 2).unwrap(), "crm", &r).await,
+        links(&store, Shard::new(1, 2).unwrap(), "crm", &r).await,
+    );
+    assert_eq!(mkt.len(OBJ), 1, "one runner leaves one copy in mkt");
+    assert!(!(both.0 && both.1), "both shards link crm record {r}");
+}
+
+/// A shard's create loses its commit; the copy's email is then edited so
+/// it routes to the other shard, which reads it without the original (its
+/// cursor is past it) before the home shard recovers. The original was
+/// reserved for the home shard, so the copy goes there: one record in each
+/// system.
+#[tokio::test]
+async fn a_lost_commit_copy_moved_and_read_elsewhere_first_joins_its_contact() {
+    let [crm, mkt] = universe(0);
+    let e1 = email_routed("ada", "crm", 0, 2);
+    let e2 = email_routed("bob", "mkt", 1, 2);
+    crm.insert(OBJ, [("email", json!(e1)), ("name", json!("Ada"))]);
+    let store: Arc<dyn AsyncStateStore> = Arc::new(MemoryStore::new());
+    let home = runner(
+        Shard::new(0, 2).unwrap(),
+        crm.clone(),
+        mkt.clone(),
+        store.clone(),
+    );
+    let other = runner(
+        Shard::new(1, 2).unwrap(),
+        crm.clone(),
+        mkt.clone(),
+        store.clone(),
+    );
+    other.run().await.unwrap(); // leaves R to shard 0, cursor past it
+    let left = Arc::new(AtomicUsize::new(0));
+    let doomed = runner(
+        Shard::new(0, 2).unwrap(),
+        Dying {
+            inner: crm.clone(),
+            batches: left.clone(),
+        },
+        Dying {
+            inner: mkt.clone(),
+            batches: left,
+        },
+        store.clone(),
+    );
+    assert!(tokio::time::timeout(Duration::from_secs(2), doomed.run())
+        .await
+        .is_err());
+    assert_eq!(mkt.len(OBJ), 1);
+    let copy = mkt.records(OBJ)[0].id.clone();
+    mkt.edit(OBJ, &copy, [("email", json!(e2))]).unwrap();
+    for _ in 0..3 {
+        for report in [other.run().await.unwrap(), home.run().await.unwrap()] {
+            assert!(report.errors.is_empty(), "{report}");
+        }
+    }
+    assert_eq!(crm.len(OBJ), 1, "one runner leaves one record in crm");
+    assert_eq!(mkt.len(OBJ), 1, "one runner leaves one record in mkt");
+}
+
+/// Two crm contacts share an email (held back as ambiguous, remembered).
+/// One's email is then corrected so that it routes to the other shard: it
+/// stays in the shard that holds it back, which sees the correction and
+/// releases both, as one runner does.
+#[tokio::test]
+async fn a_contact_held_back_as_ambiguous_stays_in_its_shard_when_its_email_moves() {
+    for shards in [1u32, 2] {
+        let [crm, mkt] = universe(0);
+        let e = email_routed("shared", "crm", 0, 2);
+        let moved = email_routed("fixed", "crm", 1, 2);
+        let x = crm.insert(OBJ, [("email", json!(e)), ("name", json!("X"))]);
+        let y = crm.insert(OBJ, [("email", json!(e)), ("name", json!("Y"))]);
+        let store: Arc<dyn AsyncStateStore> = Arc::new(MemoryStore::new());
+        let runners: Vec<_> = Shard::all(shards)
+            .map(|s| runner(s, crm.clone(), mkt.clone(), store.clone()))
+            .collect();
+        let run_all = || async {
+            for r in &runners {
+                r.run().await.unwrap();
+            }
+        };
+        run_all().await;
+        assert_eq!(mkt.len(OBJ), 0, "both held back as ambiguous");
+        crm.edit(OBJ, &y, [("email", json!(moved))]).unwrap();
+        run_all().await;
+        crm.edit(OBJ, &x, [("name", json!("X renamed"))]).unwrap();
+        run_all().await;
+        run_all().await;
+        assert_eq!(mkt.len(OBJ), 2, "{shards} shard(s): X and Y both reach mkt");
     }
 }

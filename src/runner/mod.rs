@@ -478,9 +478,15 @@ impl SyncRunnerBuilder {
     /// [state key](Shard::state_key), and the records of the other shards
     /// it reads are left to them (counted in
     /// [`SystemReport::other_shards`]). Runners of one object's shards
-    /// share one store; on several hosts, a store with leases
-    /// (`PostgresStore`, feature `postgres`) keeps two runners off one
-    /// shard.
+    /// share one store that keeps the shards' routes
+    /// ([`AsyncStateStore::route`]): a [`MemoryStore`](crate::MemoryStore)
+    /// in one process, `PostgresStore` (feature `postgres`) on several
+    /// hosts, whose leases keep two runners off one shard; with another
+    /// store the run fails with [`StoreError::Unsupported`]. A
+    /// [`ReviewQueue`](crate::store::ReviewQueue) of a shard is made with
+    /// the shard's state key. A runner on a shard takes no
+    /// [`parent`](Self::parent) (`build` refuses it): a parent object's
+    /// baseline is kept whole, under its own key.
     #[must_use]
     pub fn shard(mut self, shard: Shard) -> Self {
         self.shard = shard;
@@ -500,6 +506,14 @@ impl SyncRunnerBuilder {
         }
         if self.in_flight == 0 {
             problems.push("batches in flight is 0, must be at least 1".to_owned());
+        }
+        if self.shard.count() > 1 && !self.parents.is_empty() {
+            // A parent's baseline is loaded whole under its object's key;
+            // a sharded object's entities are spread over its shards' keys.
+            problems.push(format!(
+                "{} with parent objects: a runner on a shard loads no parent baseline",
+                self.shard
+            ));
         }
         #[cfg(feature = "rate-limit")]
         let mut limits: Vec<Option<RateLimit>> = vec![None; map.systems().len()];

@@ -6,19 +6,29 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{AsyncStateStore, StateStore, StoreError};
+use super::{AsyncStateStore, Owner, RouteQuery, Routes, StateStore, StoreError};
 use crate::baseline::Baseline;
 use crate::engine::CommitSummary;
+use crate::model::SystemId;
 
 /// Keeps baselines in memory. Clones share the same state, so a test can
 /// hand one to a runner and inspect it through another.
 ///
 /// As an [`AsyncStateStore`] it runs inline: a save keeps the pointer it
 /// is given, a load clones the baseline.
+///
+/// It keeps the routes of [shards](crate::shard) too
+/// ([`AsyncStateStore::route`]), so runners on the shards of one object
+/// type in one process can share it.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     objects: Arc<Mutex<HashMap<String, Arc<Baseline>>>>,
+    routes: Arc<Mutex<Reservations>>,
 }
+
+/// Shard reservations: (family, system, record id) to the state key of the
+/// shard that took the record.
+type Reservations = HashMap<(String, SystemId, String), String>;
 
 impl MemoryStore {
     /// An empty store.
@@ -81,6 +91,50 @@ impl AsyncStateStore for MemoryStore {
     async fn replace(&self, object: &str, baseline: Arc<Baseline>) -> Result<(), StoreError> {
         self.lock().insert(object.to_owned(), baseline);
         Ok(())
+    }
+
+    async fn route(&self, query: &RouteQuery<'_>) -> Result<Routes, StoreError> {
+        // Both locks for the whole answer, objects first (the only place
+        // that takes both): it is atomic.
+        let objects = self.lock();
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let others: Vec<&Baseline> = query
+            .others
+            .iter()
+            .filter_map(|o| objects.get(o).map(|b| &**b))
+            .collect();
+        let mut out = Routes::new();
+        let asked = query.propose.iter().map(|r| (r, true));
+        for ((system, id), proposed) in asked.chain(query.ask.iter().map(|r| (r, false))) {
+            if others
+                .iter()
+                .any(|b| b.find_linked(system.as_str(), id).is_some())
+            {
+                out.set_owner(system.clone(), id.clone(), Owner::Other);
+                continue;
+            }
+            let key = (query.family.to_owned(), system.clone(), id.clone());
+            let owner = match routes.get(&key) {
+                Some(holder) => holder.as_str(),
+                None if proposed => {
+                    routes.insert(key, query.mine.to_owned());
+                    query.mine
+                }
+                None => continue,
+            };
+            let owner = if owner == query.mine {
+                Owner::Mine
+            } else {
+                Owner::Other
+            };
+            out.set_owner(system.clone(), id.clone(), owner);
+        }
+        for id in query.entities {
+            if others.iter().any(|b| b.entity(id).is_some()) {
+                out.insert_entity(id.clone());
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -98,7 +98,7 @@ use crate::engine::CommitSummary;
 
 pub use file::JsonFileStore;
 pub use memory::MemoryStore;
-pub use nonblocking::{AsyncStateStore, Blocking, Claims};
+pub use nonblocking::{AsyncStateStore, Blocking, Owner, RouteQuery, Routes};
 #[cfg(feature = "postgres")]
 pub use postgres::{FencedStore, Lease, PostgresStore};
 pub use review::{ReviewError, ReviewItem, ReviewQueue};
@@ -290,6 +290,13 @@ pub enum StoreError {
         token: u64,
         /// The lease's token now, if anyone holds it.
         current: Option<u64>,
+    },
+    /// The store does not do what was asked of it (keep the routes of
+    /// [shards](crate::shard), say): choose a store that does.
+    #[error("this store does not support {what}")]
+    Unsupported {
+        /// What it does not support.
+        what: String,
     },
     /// The store's backend (a database) failed.
     #[error("store backend: {message}")]

@@ -13,7 +13,7 @@
 //! [`JsonFileStore`]: super::JsonFileStore
 //! [`StateStore`]: super::StateStore
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -52,91 +52,100 @@ pub trait AsyncStateStore: Send + Sync + fmt::Debug {
     /// Replaces the object's whole baseline.
     async fn replace(&self, object: &str, baseline: Arc<Baseline>) -> Result<(), StoreError>;
 
-    /// Which of `records` (by system and record id) are linked in the
-    /// baselines of `objects`, and which of `entities` those baselines
-    /// hold: what a [shard](crate::shard)'s runner asks about the records
-    /// it reads that its own baseline does not link, so that a record
-    /// another shard has linked is left to that shard.
+    /// Settles, for a [shard](crate::shard)'s runner, which shard owns
+    /// each record it asks about, reserving for it the records it
+    /// proposes: see [`RouteQuery`]. The answer must be atomic: two runners
+    /// proposing one record at once never both get it.
     ///
-    /// The default loads each object's baseline; a store that can answer
-    /// from an index (`PostgresStore`) does so.
-    async fn claimed(
-        &self,
-        objects: &[String],
-        records: &[(SystemId, String)],
-        entities: &[EntityId],
-    ) -> Result<Claims, StoreError> {
-        let mut claims = Claims::new();
-        for object in objects {
-            let baseline = self.load(object).await?;
-            claims.add_from(&baseline, records, entities);
-        }
-        Ok(claims)
+    /// [`MemoryStore`](super::MemoryStore) (runners in one process) and
+    /// `PostgresStore` (runners on several hosts) keep routes; the default,
+    /// and the file stores, refuse with [`StoreError::Unsupported`].
+    async fn route(&self, query: &RouteQuery<'_>) -> Result<Routes, StoreError> {
+        let _ = query;
+        Err(StoreError::Unsupported {
+            what: "shards (routes of records to shards)".to_owned(),
+        })
     }
 }
 
-/// What [`AsyncStateStore::claimed`] found: the records and entities that
-/// other baselines hold.
+/// What a shard's runner asks its store before it plans: about the records
+/// it read that its own baseline does not settle.
+///
+/// A record's owner is, in order: the shard whose baseline links it; the
+/// shard it was reserved for (by an earlier proposal of that shard's); for
+/// a record in [`propose`](RouteQuery::propose) that has neither, this
+/// runner's shard, which it is now reserved for. A reservation is kept for
+/// good: a record stays in the shard that first took it, even when its
+/// values come to route it elsewhere.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteQuery<'a> {
+    /// The shard family (every shard of one object type and count, see
+    /// [`Shard::family`](crate::shard::Shard::family)): reservations are
+    /// kept per family.
+    pub family: &'a str,
+    /// This runner's state key.
+    pub mine: &'a str,
+    /// The other shards' state keys.
+    pub others: &'a [String],
+    /// Records routed to this shard: reserved for it unless another shard
+    /// owns them.
+    pub propose: &'a [(SystemId, String)],
+    /// Records whose owner the runner needs to know, without reserving
+    /// them.
+    pub ask: &'a [(SystemId, String)],
+    /// Entities whose holder among the other shards the runner needs to
+    /// know.
+    pub entities: &'a [EntityId],
+}
+
+/// Who owns a record, as [`AsyncStateStore::route`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The asking runner's shard.
+    Mine,
+    /// Another shard.
+    Other,
+}
+
+/// What [`AsyncStateStore::route`] found: the owner of each record that has
+/// one, and the entities other shards hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Claims {
-    records: HashSet<(SystemId, String)>,
+pub struct Routes {
+    owners: HashMap<(SystemId, String), Owner>,
     entities: HashSet<EntityId>,
 }
 
-impl Claims {
-    /// Nothing claimed.
+impl Routes {
+    /// Nothing owned.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Notes that another baseline links `record_id` of `system`.
-    pub fn insert_record(&mut self, system: SystemId, record_id: String) {
-        self.records.insert((system, record_id));
+    /// Notes the owner of `record_id` of `system`.
+    pub fn set_owner(&mut self, system: SystemId, record_id: String, owner: Owner) {
+        self.owners.insert((system, record_id), owner);
     }
 
-    /// Notes that another baseline holds the entity `id`.
+    /// Notes that another shard holds the entity `id`.
     pub fn insert_entity(&mut self, id: EntityId) {
         self.entities.insert(id);
     }
 
-    /// Whether another baseline links `record_id` of `system`.
-    pub fn has_record(&self, system: &str, record_id: &str) -> bool {
-        self.records
-            .contains(&(SystemId::from(system), record_id.to_owned()))
+    /// The owner of `record_id` of `system`, if it has one.
+    pub fn owner(&self, system: &SystemId, record_id: &str) -> Option<Owner> {
+        self.owners
+            .get(&(system.clone(), record_id.to_owned()))
+            .copied()
     }
 
-    /// Whether another baseline holds the entity `id`.
-    pub fn has_entity(&self, id: &EntityId) -> bool {
+    /// Whether another shard holds the entity `id`.
+    pub fn held_elsewhere(&self, id: &EntityId) -> bool {
         self.entities.contains(id)
     }
 
-    /// How many records and entities were found.
-    pub fn len(&self) -> usize {
-        self.records.len() + self.entities.len()
-    }
-
-    /// Whether nothing was found.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Adds what `baseline` holds of `records` and `entities`.
-    pub fn add_from(
-        &mut self,
-        baseline: &Baseline,
-        records: &[(SystemId, String)],
-        entities: &[EntityId],
-    ) {
-        for (system, id) in records {
-            if baseline.find_linked(system.as_str(), id).is_some() {
-                self.records.insert((system.clone(), id.clone()));
-            }
-        }
-        for id in entities {
-            if baseline.entity(id).is_some() {
-                self.entities.insert(id.clone());
-            }
-        }
+    /// Every record with an owner.
+    pub fn owners(&self) -> impl Iterator<Item = (&SystemId, &str, Owner)> {
+        self.owners.iter().map(|((s, id), o)| (s, id.as_str(), *o))
     }
 }
 
@@ -163,13 +172,8 @@ macro_rules! forward_async_store {
                 (**self).replace(object, baseline).await
             }
 
-            async fn claimed(
-                &self,
-                objects: &[String],
-                records: &[(SystemId, String)],
-                entities: &[EntityId],
-            ) -> Result<Claims, StoreError> {
-                (**self).claimed(objects, records, entities).await
+            async fn route(&self, query: &RouteQuery<'_>) -> Result<Routes, StoreError> {
+                (**self).route(query).await
             }
         }
     };

@@ -1,7 +1,7 @@
 //! [`PostgresStore`] (feature `postgres`): baselines in PostgreSQL, a row
 //! per entity, saves that compare the stored revision, leases with fencing
 //! tokens, and an index of links that answers
-//! [`claimed`](AsyncStateStore::claimed) without loading baselines. The
+//! [`route`](AsyncStateStore::route) without loading baselines. The
 //! type's docs say what is stored where and how writers are kept apart.
 
 use std::fmt;
@@ -21,10 +21,12 @@ use tokio_postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
 
 use super::check::Crc64;
 use super::lane::Lane;
-use super::nonblocking::{AsyncStateStore, Claims};
+use super::nonblocking::{AsyncStateStore, Owner, RouteQuery, Routes};
 use super::row::{self, EntityJson};
 use super::{Check, Place, StoreError};
-use crate::baseline::{AmbiguousRecords, Baseline, BaselineHeader, EntityId, EntityRecord};
+use crate::baseline::{
+    AmbiguousRecords, Baseline, BaselineHeader, EntityId, EntityRecord, LinkStatus,
+};
 use crate::engine::CommitSummary;
 use crate::model::SystemId;
 
@@ -37,10 +39,11 @@ const SCHEMA_VERSION: i32 = 1;
 const SCHEMA_LOCK: i64 = 0x7265_6373_796e_6300;
 
 /// The tables besides `recsync_schema`, as every version has them.
-const DATA_TABLES: [&str; 4] = [
+const DATA_TABLES: [&str; 5] = [
     "recsync_objects",
     "recsync_entities",
     "recsync_links",
+    "recsync_routes",
     "recsync_leases",
 ];
 
@@ -79,6 +82,13 @@ CREATE TABLE recsync_links (
     PRIMARY KEY (object, entity, system)
 );
 CREATE INDEX recsync_links_record ON recsync_links (system, record_id, object);
+CREATE TABLE recsync_routes (
+    family    text NOT NULL,
+    system    text NOT NULL,
+    record_id text NOT NULL,
+    object    text NOT NULL,
+    PRIMARY KEY (family, system, record_id)
+);
 CREATE TABLE recsync_leases (
     object     text PRIMARY KEY,
     holder     text,
@@ -96,6 +106,7 @@ SELECT to_regclass('recsync_schema') IS NOT NULL,
        to_regclass('recsync_objects') IS NOT NULL,
        to_regclass('recsync_entities') IS NOT NULL,
        to_regclass('recsync_links') IS NOT NULL,
+       to_regclass('recsync_routes') IS NOT NULL,
        to_regclass('recsync_leases') IS NOT NULL";
 
 const HEADER_COLUMNS: &str =
@@ -144,6 +155,22 @@ SELECT DISTINCT l.system, l.record_id
 FROM unnest($2::text[], $3::text[]) AS r(system, record_id)
 JOIN recsync_links l ON l.system = r.system AND l.record_id = r.record_id
 WHERE l.object = ANY($1::text[])";
+
+/// Reserves for a shard the records no one holds yet; a record reserved
+/// before keeps its shard. In key order, so that two runners reserving
+/// at once wait for each other's rows in one order and never deadlock.
+const RESERVE: &str = "
+INSERT INTO recsync_routes (family, system, record_id, object)
+SELECT $1, system, record_id, $2 FROM unnest($3::text[], $4::text[]) AS r(system, record_id)
+ORDER BY system, record_id
+ON CONFLICT DO NOTHING";
+
+/// The shards the records are reserved for.
+const RESERVED: &str = "
+SELECT r.system, r.record_id, r.object
+FROM unnest($2::text[], $3::text[]) AS q(system, record_id)
+JOIN recsync_routes r ON r.system = q.system AND r.record_id = q.record_id
+WHERE r.family = $1";
 
 const CLAIMED_ENTITIES: &str = "
 SELECT DISTINCT id FROM recsync_entities
@@ -198,7 +225,7 @@ FROM recsync_leases WHERE object = $1 FOR SHARE";
 /// | `recsync_schema` | database (one row) | the store's schema version |
 /// | `recsync_objects` | object type (a shard's state key for a shard) | the header: revision, map fingerprint, cursors, the records held back as [ambiguous](crate::baseline::AmbiguousRecords) and their CRC-64, the entity count, the wrapping sum of the row checksums, and a CRC-64 over all of it |
 /// | `recsync_entities` | entity | its [`EntityRecord`] as the compact JSON row the SQLite store writes, and the CRC-64 of the object type, the entity id and the row |
-/// | `recsync_links` | link of an entity to a system's record | object type, entity id, system, record id: the index [`claimed`](AsyncStateStore::claimed) reads, written with the entity rows |
+/// | `recsync_links` | link of an entity to a system's record | object type, entity id, system, record id: the index [`route`](AsyncStateStore::route) reads, written with the entity rows |
 /// | `recsync_leases` | object type ever claimed | holder, fencing token, expiry |
 ///
 /// A [`save`](AsyncStateStore::save) writes the rows of the entities the
@@ -831,55 +858,90 @@ impl AsyncStateStore for PostgresStore {
         self.write(object, &baseline, None, None).await
     }
 
-    /// Answers from the links index and the entity rows' keys, in one
-    /// snapshot: two indexed queries, whatever the size of the baselines.
-    /// The index is not covered by the checksums a load verifies.
-    async fn claimed(
-        &self,
-        objects: &[String],
-        records: &[(SystemId, String)],
-        entities: &[EntityId],
-    ) -> Result<Claims, StoreError> {
-        let mut claims = Claims::new();
-        if objects.is_empty() || (records.is_empty() && entities.is_empty()) {
-            return Ok(claims);
-        }
+    /// Answers from the links index, the reservations and the entity rows'
+    /// keys, in one transaction: four indexed statements, whatever the size
+    /// of the baselines. The reservation is an insert that does nothing
+    /// where a row exists (the table's key is the family, system and record
+    /// id), so of two runners proposing one record at once, the second
+    /// waits for the first's commit and finds its row. The index and the
+    /// reservations are not covered by the checksums a load verifies.
+    async fn route(&self, query: &RouteQuery<'_>) -> Result<Routes, StoreError> {
+        let mut routes = Routes::new();
         let fail = |context| self.error(None, context);
-        let objects: Vec<&str> = objects.iter().map(String::as_str).collect();
-        let systems: Vec<&str> = records.iter().map(|(s, _)| s.as_str()).collect();
-        let ids: Vec<&str> = records.iter().map(|(_, id)| id.as_str()).collect();
-        let entity_ids: Vec<&str> = entities.iter().map(EntityId::as_str).collect();
+        let others: Vec<&str> = query.others.iter().map(String::as_str).collect();
+        let columns = |records: &[&(SystemId, String)]| -> (Vec<String>, Vec<String>) {
+            records
+                .iter()
+                .map(|(s, id)| (s.as_str().to_owned(), id.clone()))
+                .unzip()
+        };
+        let all: Vec<&(SystemId, String)> = query.propose.iter().chain(query.ask).collect();
         let mut client = self.inner.client.lock().await;
         let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
+            .transaction()
             .await
-            .map_err(fail("cannot begin a read"))?;
-        if !records.is_empty() {
+            .map_err(fail("cannot begin a transaction"))?;
+        if !all.is_empty() && !others.is_empty() {
+            let (systems, ids) = columns(&all);
             let rows = tx
-                .query(CLAIMED_RECORDS, &[&objects, &systems, &ids])
+                .query(CLAIMED_RECORDS, &[&others, &systems, &ids])
                 .await
                 .map_err(fail("cannot read the links index"))?;
             for row in &rows {
                 let system: &str = get(row, 0).map_err(fail("cannot read the links index"))?;
                 let id: String = get(row, 1).map_err(fail("cannot read the links index"))?;
-                claims.insert_record(SystemId::from(system), id);
+                routes.set_owner(SystemId::from(system), id, Owner::Other);
             }
         }
-        if !entities.is_empty() {
+        let free: Vec<&(SystemId, String)> = query
+            .propose
+            .iter()
+            .filter(|(s, id)| routes.owner(s, id).is_none())
+            .collect();
+        if !free.is_empty() {
+            let (systems, ids) = columns(&free);
+            tx.execute(RESERVE, &[&query.family, &query.mine, &systems, &ids])
+                .await
+                .map_err(fail("cannot reserve records for the shard"))?;
+        }
+        let open: Vec<&(SystemId, String)> = all
+            .iter()
+            .copied()
+            .filter(|(s, id)| routes.owner(s, id).is_none())
+            .collect();
+        if !open.is_empty() {
+            let (systems, ids) = columns(&open);
             let rows = tx
-                .query(CLAIMED_ENTITIES, &[&objects, &entity_ids])
+                .query(RESERVED, &[&query.family, &systems, &ids])
+                .await
+                .map_err(fail("cannot read the reservations"))?;
+            for row in &rows {
+                let system: &str = get(row, 0).map_err(fail("cannot read the reservations"))?;
+                let id: String = get(row, 1).map_err(fail("cannot read the reservations"))?;
+                let object: &str = get(row, 2).map_err(fail("cannot read the reservations"))?;
+                let owner = if object == query.mine {
+                    Owner::Mine
+                } else {
+                    Owner::Other
+                };
+                routes.set_owner(SystemId::from(system), id, owner);
+            }
+        }
+        if !query.entities.is_empty() && !others.is_empty() {
+            let entity_ids: Vec<&str> = query.entities.iter().map(EntityId::as_str).collect();
+            let rows = tx
+                .query(CLAIMED_ENTITIES, &[&others, &entity_ids])
                 .await
                 .map_err(fail("cannot read the entity ids"))?;
             for row in &rows {
                 let id: &str = get(row, 0).map_err(fail("cannot read the entity ids"))?;
-                claims.insert_entity(EntityId::new(id));
+                routes.insert_entity(EntityId::new(id));
             }
         }
-        tx.commit().await.map_err(fail("cannot end the read"))?;
-        Ok(claims)
+        tx.commit()
+            .await
+            .map_err(fail("cannot commit the reservations"))?;
+        Ok(routes)
     }
 }
 
@@ -937,7 +999,7 @@ impl Lease {
 /// taken over in between: a save that passed the check commits before the
 /// next holder's claim, whose first load then sees it. Saves still
 /// compare revisions as the store's do. Loads and
-/// [`claimed`](AsyncStateStore::claimed) go straight to the store.
+/// [`route`](AsyncStateStore::route) go straight to the store.
 ///
 /// Renewing the lease keeps its token, so a fenced store stays good for
 /// the renewed lease.
@@ -998,13 +1060,8 @@ impl AsyncStateStore for FencedStore {
             .await
     }
 
-    async fn claimed(
-        &self,
-        objects: &[String],
-        records: &[(SystemId, String)],
-        entities: &[EntityId],
-    ) -> Result<Claims, StoreError> {
-        self.store.claimed(objects, records, entities).await
+    async fn route(&self, query: &RouteQuery<'_>) -> Result<Routes, StoreError> {
+        self.store.route(query).await
     }
 }
 
@@ -1253,8 +1310,9 @@ struct LinkBuf {
 }
 
 impl LinkBuf {
-    /// Every link of the entity `id` (a detached one too: the baseline's
-    /// `find_linked` finds those).
+    /// Every link of the entity `id` but a detached one, which the
+    /// baseline's `find_linked` does not find either (a record there may be
+    /// matched again, by any shard it routes to).
     fn push(&mut self, baseline: &Baseline, id: &EntityId) {
         let Some(entity) = baseline
             .find_entity(id)
@@ -1266,6 +1324,9 @@ impl LinkBuf {
             let (Some(link), Some(system)) = (link, baseline.systems().get(s)) else {
                 continue;
             };
+            if link.status == LinkStatus::Detached {
+                continue;
+            }
             self.entities.push(id.as_str().to_owned());
             self.systems.push(system.as_str().to_owned());
             self.records.push(link.id.to_string());

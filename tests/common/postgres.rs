@@ -1,7 +1,8 @@
 //! A PostgreSQL server for the tests: the one `RECSYNC_POSTGRES_URL`
 //! names (a role that may create schemas), and a schema of each test's own
 //! on it. Unset, the tests that need it pass without running and say so
-//! once; set, a server that cannot be reached fails them.
+//! once (and fail if `RECSYNC_REQUIRE_POSTGRES` is set, as CI sets it);
+//! set, a server that cannot be reached fails them.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,6 +19,9 @@ pub fn server() -> Option<Config> {
     static NOTICE: Once = Once::new();
     let url = match std::env::var(URL_VAR) {
         Ok(url) if !url.trim().is_empty() => url,
+        _ if std::env::var_os("RECSYNC_REQUIRE_POSTGRES").is_some() => {
+            panic!("RECSYNC_REQUIRE_POSTGRES is set but {URL_VAR} is not: the PostgreSQL tests would not run")
+        }
         _ => {
             // Past the test harness's capture: one line per run.
             NOTICE.call_once(|| {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use recsync::baseline::{BaselineHeader, EntityId, EntityRecord, LinkRecord};
 use recsync::model::SystemId;
-use recsync::store::{AsyncStateStore, PostgresStore};
+use recsync::store::{AsyncStateStore, Owner, PostgresStore, RouteQuery};
 
 use super::suite::Fixture;
 use super::*;
@@ -665,15 +665,67 @@ async fn a_large_baseline_then_ten_touched_entities() {
         touched * 10 < whole,
         "a 10-entity save took {touched:?}, the whole save {whole:?}"
     );
-    // The links index follows: a record of the last entity is claimed.
-    let claims = store
-        .claimed(
-            &["contacts".to_owned()],
-            &[(SystemId::new("mkt"), format!("m{}", BIG - 1))],
-            &[],
-        )
+    // The links index follows: a record of the last entity is linked.
+    let last = (SystemId::new("mkt"), format!("m{}", BIG - 1));
+    let routes = store
+        .route(&RouteQuery {
+            family: "contacts/2 shards",
+            mine: "contacts/elsewhere",
+            others: &["contacts".to_owned()],
+            propose: std::slice::from_ref(&last),
+            ask: &[],
+            entities: &[],
+        })
         .await
         .unwrap();
-    assert!(claims.has_record("mkt", &format!("m{}", BIG - 1)));
+    assert_eq!(routes.owner(&last.0, &last.1), Some(Owner::Other));
+    db.finish().await;
+}
+
+/// Two runners on two connections propose the same records at once, in
+/// opposite orders: each record is reserved for exactly one of them, and
+/// neither call fails (the reservations are taken in key order, so the two
+/// transactions never wait for each other in a cycle).
+#[tokio::test]
+async fn two_shards_proposing_the_same_records_at_once_get_each_once() {
+    let Some(db) = Db::new("routes_race").await else {
+        return;
+    };
+    let (a, b) = (db.store().await, db.store().await);
+    let records: Vec<(SystemId, String)> = (0..2_000)
+        .map(|n| (SystemId::new("crm"), format!("c{n}")))
+        .collect();
+    let reversed: Vec<(SystemId, String)> = records.iter().rev().cloned().collect();
+    let family = "contacts/2 shards";
+    let (to_b, to_a) = (vec!["contacts/b".to_owned()], vec!["contacts/a".to_owned()]);
+    let qa = RouteQuery {
+        family,
+        mine: "contacts/a",
+        others: &to_b,
+        propose: &records,
+        ask: &[],
+        entities: &[],
+    };
+    let qb = RouteQuery {
+        family,
+        mine: "contacts/b",
+        others: &to_a,
+        propose: &reversed,
+        ask: &[],
+        entities: &[],
+    };
+    let (ra, rb) = tokio::join!(a.route(&qa), b.route(&qb));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    for (system, id) in &records {
+        let owners = (ra.owner(system, id), rb.owner(system, id));
+        assert!(
+            matches!(
+                owners,
+                (Some(Owner::Mine), Some(Owner::Other)) | (Some(Owner::Other), Some(Owner::Mine))
+            ),
+            "{id}: {owners:?}"
+        );
+    }
+    drop((a, b));
     db.finish().await;
 }

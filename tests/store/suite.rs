@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use recsync::baseline::EntityId;
 use recsync::model::SystemId;
-use recsync::store::{AsyncStateStore, Claims};
+use recsync::store::{AsyncStateStore, Owner, RouteQuery, Routes};
 
 use super::*;
 
@@ -31,7 +31,7 @@ macro_rules! store_suite {
             only_touched_save_then_load_equals_the_baseline,
             replace_writes_the_whole_baseline,
             objects_are_independent,
-            claimed_names_what_other_baselines_hold,
+            routes_reserve_records_and_name_their_owners,
             an_empty_object_loads_empty,
             a_review_decision_reaches_the_store,
         );
@@ -134,54 +134,95 @@ pub async fn objects_are_independent(store: &dyn AsyncStateStore) {
     assert_eq!(load(store, "deals").await.len(), 0);
 }
 
-/// `claimed` names the records linked and the entities held in the
-/// objects asked about, and nothing of the others; after a save that
-/// touched entities it follows the save.
-pub async fn claimed_names_what_other_baselines_hold(store: &dyn AsyncStateStore) {
+fn rec(system: &str, id: &str) -> (SystemId, String) {
+    (SystemId::from(system), id.to_owned())
+}
+
+/// `route` names the owner of each record asked about: the shard whose
+/// baseline links it, else the shard it was reserved for; a record
+/// proposed that has neither is reserved for the asking shard, for good.
+/// A store that keeps no routes says so.
+pub async fn routes_reserve_records_and_name_their_owners(store: &dyn AsyncStateStore) {
     let s = synced(5);
     save(store, "contacts/shard-1", &s.first, &s.first_summary).await;
-    let other = synced(7);
-    replace(store, "elsewhere", &other.held).await;
-    let records: Vec<(SystemId, String)> = [
-        ("crm", "c1"),
-        ("crm", "c2"),
-        ("mkt", "m5"),
-        ("crm", "c6"),
-        ("mkt", "c1"),
-        ("erp", "c1"),
-    ]
-    .into_iter()
-    .map(|(s, id)| (SystemId::from(s), id.to_owned()))
-    .collect();
-    let mut entities: Vec<EntityId> = s.first.entities().map(|e| e.id().clone()).collect();
-    entities.truncate(2);
-    entities.push(EntityId::new("crm:nope"));
-    let objects = vec!["contacts/shard-1".to_owned(), "missing".to_owned()];
-    let claims = store.claimed(&objects, &records, &entities).await.unwrap();
-    let mut expected = Claims::new();
-    expected.add_from(&s.first, &records, &entities);
-    assert_eq!(claims, expected);
-    assert!(claims.has_record("crm", "c1") && claims.has_record("mkt", "m5"));
-    assert!(!claims.has_record("crm", "c6"), "c6 is another object's");
-    assert!(!claims.has_record("mkt", "c1"));
-    assert!(claims.has_entity(&entities[0]));
-    assert!(!claims.has_entity(&EntityId::new("crm:nope")));
-    assert_eq!(claims.len(), 5, "{claims:?}");
+    let (family, zero, one) = ("contacts/2 shards", "contacts/shard-0", "contacts/shard-1");
+    let (to_zero, to_one) = (vec![one.to_owned()], vec![zero.to_owned()]);
+    let linked: EntityId = s.first.entities().next().unwrap().id().clone();
+    let query = RouteQuery {
+        family,
+        mine: zero,
+        others: &to_zero,
+        propose: &[rec("crm", "c1"), rec("crm", "c9")],
+        ask: &[rec("mkt", "m5"), rec("mkt", "m9")],
+        entities: &[linked.clone(), EntityId::new("crm:nope")],
+    };
+    let routes = match store.route(&query).await {
+        Err(StoreError::Unsupported { what }) => {
+            assert!(what.contains("shards"), "{what}");
+            return;
+        }
+        other => other.unwrap(),
+    };
+    let owner = |r: &Routes, system: &str, id: &str| r.owner(&SystemId::from(system), id);
+    assert_eq!(
+        owner(&routes, "crm", "c1"),
+        Some(Owner::Other),
+        "linked in shard 1"
+    );
+    assert_eq!(
+        owner(&routes, "crm", "c9"),
+        Some(Owner::Mine),
+        "reserved now"
+    );
+    assert_eq!(
+        owner(&routes, "mkt", "m5"),
+        Some(Owner::Other),
+        "linked in shard 1"
+    );
+    assert_eq!(owner(&routes, "mkt", "m9"), None, "asked, not proposed");
+    assert!(routes.held_elsewhere(&linked));
+    assert!(!routes.held_elsewhere(&EntityId::new("crm:nope")));
+    assert_eq!(routes.owners().count(), 3);
 
-    // The held delete's save: crm's c2 is gone from the links kept.
-    save(store, "contacts/shard-1", &s.held, &s.held_summary).await;
-    let claims = store.claimed(&objects, &records, &entities).await.unwrap();
-    let mut expected = Claims::new();
-    expected.add_from(&s.held, &records, &entities);
-    assert_eq!(claims, expected);
-
-    // Nothing asked, nothing found; no objects, nothing found.
-    assert!(store.claimed(&objects, &[], &[]).await.unwrap().is_empty());
-    assert!(store
-        .claimed(&[], &records, &entities)
-        .await
-        .unwrap()
-        .is_empty());
+    // Shard 1 proposes c9 too, late: it stays shard 0's. c10 is new.
+    let late = RouteQuery {
+        family,
+        mine: one,
+        others: &to_one,
+        propose: &[rec("crm", "c9"), rec("crm", "c10")],
+        ask: &[],
+        entities: &[],
+    };
+    let routes = store.route(&late).await.unwrap();
+    assert_eq!(owner(&routes, "crm", "c9"), Some(Owner::Other));
+    assert_eq!(owner(&routes, "crm", "c10"), Some(Owner::Mine));
+    // Asked again by shard 0, without proposing: the reservations hold.
+    let again = RouteQuery {
+        family,
+        mine: zero,
+        others: &to_zero,
+        propose: &[],
+        ask: &[rec("crm", "c9"), rec("crm", "c10")],
+        entities: &[],
+    };
+    let routes = store.route(&again).await.unwrap();
+    assert_eq!(owner(&routes, "crm", "c9"), Some(Owner::Mine));
+    assert_eq!(owner(&routes, "crm", "c10"), Some(Owner::Other));
+    // Another family (another shard count) reserves apart.
+    let other_family = RouteQuery {
+        family: "contacts/3 shards",
+        ..late
+    };
+    let routes = store.route(&other_family).await.unwrap();
+    assert_eq!(owner(&routes, "crm", "c9"), Some(Owner::Mine));
+    // Nothing asked, nothing found.
+    let nothing = RouteQuery {
+        propose: &[],
+        ask: &[],
+        entities: &[],
+        ..again
+    };
+    assert_eq!(store.route(&nothing).await.unwrap(), Routes::new());
 }
 
 pub async fn an_empty_object_loads_empty(store: &dyn AsyncStateStore) {
