@@ -20,10 +20,17 @@
 //! what all the shards have stored:
 //!
 //! 1. A record another shard's baseline links is that shard's.
-//! 2. A record a shard has taken before is that shard's: the first runner
-//!    to propose a record reserves it, atomically, for good. So two shards
-//!    running at once never both take a record, even one whose email
-//!    changes between their reads.
+//! 2. A record a shard has taken is that shard's: the first runner to
+//!    propose a record reserves it, atomically. So two shards running at
+//!    once never both take a record, even one whose email changes between
+//!    their reads. A reservation holds while its shard plans the record:
+//!    once saved, the runner drops those its commit did not turn into a
+//!    link or a record held back, and a shard whose run died drops its
+//!    reservations on its next run for the records whose values now route
+//!    them elsewhere. (Until that next run, another shard leaves such a
+//!    record alone; if its match is in the other shard, that shard creates
+//!    a copy of the match. That takes a run that died, a key that changed
+//!    and that other shard running first.) A dry run reserves nothing.
 //! 3. A record made by a create (it carries a correlation key) goes with
 //!    its entity: to the shard that holds the entity, else to the shard
 //!    that owns the record the entity was made from, so the create's
@@ -43,12 +50,18 @@
 //! phone, is routed by email in one and by phone in the other, and each
 //! shard then creates the contact in the other system (a duplicate one
 //! runner would not make). Give every record the first match key, or run
-//! one runner, where that matters.
+//! one runner, where that matters. Likewise, a record is matched only
+//! against the entities of its shard: a contact whose email changed after
+//! it was linked stays in the shard of its old email, so a new record with
+//! its new email, routed to another shard, is not matched with it but
+//! created in the other systems, where one runner would match the two (or
+//! hold them back as ambiguous).
 //!
 //! Runners on shards need a store that keeps routes: a
 //! [`MemoryStore`](crate::MemoryStore) for runners in one process,
-//! `PostgresStore` (feature `postgres`) for runners on several hosts. The
-//! reservations are kept for good: a row per record ever taken.
+//! `PostgresStore` (feature `postgres`) for runners on several hosts. A
+//! reservation that became a link stays (a row per record a shard took):
+//! links decide first anyway.
 //!
 //! The hash is [jump consistent hashing] over the 64-bit FNV-1a hash of the
 //! key's text. Both are fixed: a record's shard for a given count never

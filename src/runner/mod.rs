@@ -692,10 +692,10 @@ impl SyncRunner {
         let reads =
             futures::future::join_all(paced.iter().map(|c| self.fetch(run, c, &baseline))).await;
         let mut reads = reads.into_iter().collect::<Result<Vec<Fetched>, _>>()?;
-        let elsewhere = self.keep_shard(&mut reads, &baseline).await?;
-        for (system, left) in self.systems.iter().zip(elsewhere) {
+        let kept = self.keep_shard(&mut reads, &baseline, dry).await?;
+        for (system, left) in self.systems.iter().zip(&kept.left) {
             if let Some(s) = report.system_mut(system) {
-                s.other_shards = left;
+                s.other_shards = *left;
             }
         }
         // Before debounce holds records back: a new field is seen at once.
@@ -815,7 +815,12 @@ impl SyncRunner {
         for (system, cursor) in cursors.iter().filter(|_| !listed_twice) {
             baseline.set_cursor(system.clone(), cursor.as_str());
         }
+        // The records this run reserved that its commit did not make its
+        // own, known before the baseline goes to the store, released once
+        // it is saved.
+        let unused = self.unused(&kept.reserved, &baseline);
         let baseline = self.save(baseline, summary, !stale.is_empty()).await?;
+        self.release(&unused).await?;
 
         if let Some(mut baseline) = baseline {
             self.replan_stale(run, &mut report, &mut baseline, &stale, &options)

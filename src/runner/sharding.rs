@@ -20,9 +20,14 @@ impl SyncRunner {
         &self,
         reads: &mut [Fetched],
         baseline: &Baseline,
-    ) -> Result<Vec<usize>, StoreError> {
+        dry: bool,
+    ) -> Result<Kept, StoreError> {
+        let mut kept = Kept {
+            left: vec![0; reads.len()],
+            reserved: Vec::new(),
+        };
         if self.shard.count() == 1 {
-            return Ok(vec![0; reads.len()]);
+            return Ok(kept);
         }
         let fates: Vec<Vec<Fate>> = reads
             .iter()
@@ -35,19 +40,24 @@ impl SyncRunner {
                     .collect()
             })
             .collect();
-        let (mut propose, mut ask, mut entities) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut propose, mut ask, mut release, mut entities) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for fate in fates.iter().flatten() {
-            if let Fate::Ask(q) = fate {
-                if q.here && q.entity.is_none() {
-                    propose.push(q.record.clone());
-                } else {
-                    ask.push(q.record.clone());
+            match fate {
+                Fate::Keep => {}
+                Fate::Leave(record) => release.push(record.clone()),
+                Fate::Ask(q) => {
+                    if q.entity.is_none() {
+                        propose.push(q.record.clone());
+                    } else {
+                        ask.push(q.record.clone());
+                    }
+                    ask.extend(q.origins.iter().cloned());
+                    entities.extend(q.entity.iter().cloned());
                 }
-                ask.extend(q.origin.iter().cloned());
-                entities.extend(q.entity.iter().cloned());
             }
         }
-        let routes = if propose.is_empty() && ask.is_empty() {
+        let routes = if propose.is_empty() && ask.is_empty() && release.is_empty() {
             Routes::new()
         } else {
             let others = self.shard.others(&self.object);
@@ -58,20 +68,65 @@ impl SyncRunner {
                 others: &others,
                 propose: &propose,
                 ask: &ask,
+                release: if dry { &[] } else { &release },
+                reserve: !dry,
                 entities: &entities,
             };
             self.store.route(&query).await?
         };
-        let mut left = Vec::with_capacity(reads.len());
-        for (read, fates) in reads.iter_mut().zip(fates) {
+        kept.reserved = propose
+            .into_iter()
+            .filter(|(s, id)| routes.owner(s, id) == Some(Owner::Mine))
+            .collect();
+        for ((read, fates), left) in reads.iter_mut().zip(fates).zip(&mut kept.left) {
             let before = read.snapshot.records.len();
             let mut fates = fates.into_iter();
             read.snapshot
                 .records
                 .retain(|_| fates.next().is_some_and(|f| f.keeps(&routes)));
-            left.push(before - read.snapshot.records.len());
+            *left = before - read.snapshot.records.len();
         }
-        Ok(left)
+        Ok(kept)
+    }
+
+    /// The records of `reserved` that the commit made of `baseline` did
+    /// not turn into a link or a record held back: taken by this shard but
+    /// not planned into an entity (a refused create, a record one way
+    /// only), so free to meet their match in the shard their values route
+    /// them to once [released](Self::release).
+    pub(super) fn unused(
+        &self,
+        reserved: &[(SystemId, String)],
+        baseline: &Baseline,
+    ) -> Vec<(SystemId, String)> {
+        reserved
+            .iter()
+            .filter(|(s, id)| {
+                baseline.find_linked(s.as_str(), id).is_none()
+                    && baseline.header().ambiguous.get(s.as_str(), id).is_none()
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Drops this shard's reservations of `records`.
+    pub(super) async fn release(&self, records: &[(SystemId, String)]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let others = self.shard.others(&self.object);
+        let family = self.shard.family(&self.object);
+        let query = RouteQuery {
+            family: &family,
+            mine: &self.state,
+            others: &others,
+            propose: &[],
+            ask: &[],
+            release: records,
+            reserve: false,
+            entities: &[],
+        };
+        self.store.route(&query).await.map(|_| ())
     }
 
     /// What becomes of record `r` of `system` before the store is asked.
@@ -87,32 +142,68 @@ impl SyncRunner {
         {
             return Fate::Keep;
         }
-        let entity = r.correlation.as_deref().map(EntityId::new);
-        let origin = entity.as_ref().and_then(|e| self.origin(e));
+        let record = (system.clone(), r.id.clone());
+        let here = self
+            .shard
+            .routes_here(self.engine.map(), system.as_str(), r);
+        let Some(c) = r.correlation.as_deref() else {
+            // A tombstone of a record no shard links is nobody's business.
+            return if here && !r.deleted {
+                Fate::Ask(Query {
+                    record,
+                    here,
+                    origins: Vec::new(),
+                    entity: None,
+                })
+            } else {
+                Fate::Leave(record)
+            };
+        };
+        let entity = EntityId::new(c);
+        let origins = self
+            .origins(&entity)
+            .into_iter()
+            .filter(|o| *o != record)
+            .collect();
         Fate::Ask(Query {
-            record: (system.clone(), r.id.clone()),
-            here: self
-                .shard
-                .routes_here(self.engine.map(), system.as_str(), r),
-            origin: origin.filter(|o| o.0 != *system || o.1 != r.id),
-            entity,
+            record,
+            here,
+            origins,
+            entity: Some(entity),
         })
     }
 
-    /// The record an entity id was made from: an entity's id is
-    /// `{system}:{record id}` of its first record (with `~{n}` added when
-    /// that was taken).
-    fn origin(&self, entity: &EntityId) -> Option<(SystemId, String)> {
+    /// The records an entity id may have been made from, the likelier
+    /// first: an entity's id is `{system}:{record id}` of its first record,
+    /// with `~{n}` added when that was taken (so an id ending so may be
+    /// either). Every system whose name with `:` begins the id is tried.
+    fn origins(&self, entity: &EntityId) -> Vec<(SystemId, String)> {
         let c = entity.as_str();
-        self.systems.iter().find_map(|system| {
-            let id = c.strip_prefix(system.as_str())?.strip_prefix(':')?;
-            let id = match id.rsplit_once('~') {
-                Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
-                _ => id,
+        let mut out = Vec::new();
+        for system in &self.systems {
+            let Some(id) = c
+                .strip_prefix(system.as_str())
+                .and_then(|r| r.strip_prefix(':'))
+            else {
+                continue;
             };
-            Some((system.clone(), id.to_owned()))
-        })
+            out.push((system.clone(), id.to_owned()));
+            if let Some((base, n)) = id.rsplit_once('~') {
+                if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                    out.push((system.clone(), base.to_owned()));
+                }
+            }
+        }
+        out
     }
+}
+
+/// What [`SyncRunner::keep_shard`] did.
+pub(super) struct Kept {
+    /// Records left to other shards, per system in the map's order.
+    pub(super) left: Vec<usize>,
+    /// Records reserved for this shard by this run.
+    pub(super) reserved: Vec<(SystemId, String)>,
 }
 
 /// A record's fate in a sharded runner.
@@ -120,6 +211,9 @@ enum Fate {
     /// Its shard's: linked here or held back here as ambiguous, or made
     /// for an entity here.
     Keep,
+    /// Routed to another shard; a reservation of this shard's on it (from
+    /// a run that died before its commit) is dropped.
+    Leave((SystemId, String)),
     /// Settled by the store's answer.
     Ask(Query),
 }
@@ -129,8 +223,8 @@ struct Query {
     record: (SystemId, String),
     /// Whether its values route it to this shard.
     here: bool,
-    /// The record its correlation key's entity was made from, if another.
-    origin: Option<(SystemId, String)>,
+    /// The records its correlation key's entity may have been made from.
+    origins: Vec<(SystemId, String)>,
     /// The entity its correlation key names.
     entity: Option<EntityId>,
 }
@@ -139,6 +233,7 @@ impl Fate {
     fn keeps(&self, routes: &Routes) -> bool {
         let q = match self {
             Fate::Keep => return true,
+            Fate::Leave(_) => return false,
             Fate::Ask(q) => q,
         };
         let (system, id) = &q.record;
@@ -146,6 +241,7 @@ impl Fate {
             // Another shard links it, or took it first.
             Some(Owner::Other) => return false,
             Some(Owner::Mine) if q.entity.is_none() => return true,
+            None if q.entity.is_none() => return false,
             _ => {}
         }
         // Made by a create: it goes with its entity, or with the record
@@ -153,7 +249,8 @@ impl Fate {
         if q.entity.as_ref().is_some_and(|e| routes.held_elsewhere(e)) {
             return false;
         }
-        match q.origin.as_ref().and_then(|(s, id)| routes.owner(s, id)) {
+        let origin = q.origins.iter().find_map(|(s, id)| routes.owner(s, id));
+        match origin {
             Some(Owner::Other) => false,
             Some(Owner::Mine) => true,
             // Neither it nor its origin is anyone's yet: its own route.

@@ -103,6 +103,12 @@ impl AsyncStateStore for MemoryStore {
             .iter()
             .filter_map(|o| objects.get(o).map(|b| &**b))
             .collect();
+        for (system, id) in query.release {
+            let key = (query.family.to_owned(), system.clone(), id.clone());
+            if routes.get(&key).is_some_and(|holder| holder == query.mine) {
+                routes.remove(&key);
+            }
+        }
         let mut out = Routes::new();
         let asked = query.propose.iter().map(|r| (r, true));
         for ((system, id), proposed) in asked.chain(query.ask.iter().map(|r| (r, false))) {
@@ -117,7 +123,9 @@ impl AsyncStateStore for MemoryStore {
             let owner = match routes.get(&key) {
                 Some(holder) => holder.as_str(),
                 None if proposed => {
-                    routes.insert(key, query.mine.to_owned());
+                    if query.reserve {
+                        routes.insert(key, query.mine.to_owned());
+                    }
                     query.mine
                 }
                 None => continue,

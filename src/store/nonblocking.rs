@@ -72,11 +72,14 @@ pub trait AsyncStateStore: Send + Sync + fmt::Debug {
 /// it read that its own baseline does not settle.
 ///
 /// A record's owner is, in order: the shard whose baseline links it; the
-/// shard it was reserved for (by an earlier proposal of that shard's); for
-/// a record in [`propose`](RouteQuery::propose) that has neither, this
-/// runner's shard, which it is now reserved for. A reservation is kept for
-/// good: a record stays in the shard that first took it, even when its
-/// values come to route it elsewhere.
+/// shard it is reserved for (by a proposal of that shard's); for a record
+/// in [`propose`](RouteQuery::propose) that has neither, this runner's
+/// shard, which it is now reserved for (if [`reserve`](RouteQuery::reserve)).
+/// A reservation holds while the shard that took the record plans it: its
+/// runner drops the reservations its commit did not turn into links or
+/// records held back ([`release`](RouteQuery::release), after its save),
+/// and those of a run that died, when the record's values route it
+/// elsewhere (on its next run).
 #[derive(Debug, Clone, Copy)]
 pub struct RouteQuery<'a> {
     /// The shard family (every shard of one object type and count, see
@@ -93,6 +96,12 @@ pub struct RouteQuery<'a> {
     /// Records whose owner the runner needs to know, without reserving
     /// them.
     pub ask: &'a [(SystemId, String)],
+    /// Records whose reservation for this shard, if any, is dropped first
+    /// (they are not asked about).
+    pub release: &'a [(SystemId, String)],
+    /// Whether proposals are reserved: not for a dry run, which answers as
+    /// if they were.
+    pub reserve: bool,
     /// Entities whose holder among the other shards the runner needs to
     /// know.
     pub entities: &'a [EntityId],

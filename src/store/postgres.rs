@@ -165,6 +165,12 @@ SELECT $1, system, record_id, $2 FROM unnest($3::text[], $4::text[]) AS r(system
 ORDER BY system, record_id
 ON CONFLICT DO NOTHING";
 
+/// Drops a shard's reservations of the records.
+const RELEASE_ROUTES: &str = "
+DELETE FROM recsync_routes r
+USING unnest($3::text[], $4::text[]) AS q(system, record_id)
+WHERE r.family = $1 AND r.object = $2 AND r.system = q.system AND r.record_id = q.record_id";
+
 /// The shards the records are reserved for.
 const RESERVED: &str = "
 SELECT r.system, r.record_id, r.object
@@ -877,10 +883,25 @@ impl AsyncStateStore for PostgresStore {
         };
         let all: Vec<&(SystemId, String)> = query.propose.iter().chain(query.ask).collect();
         let mut client = self.inner.client.lock().await;
+        // Read committed, whatever the role's default: a reservation that
+        // meets a row another runner committed meanwhile finds it, rather
+        // than failing to serialize.
         let tx = client
-            .transaction()
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
             .await
             .map_err(fail("cannot begin a transaction"))?;
+        if !query.release.is_empty() {
+            let released: Vec<&(SystemId, String)> = query.release.iter().collect();
+            let (systems, ids) = columns(&released);
+            tx.execute(
+                RELEASE_ROUTES,
+                &[&query.family, &query.mine, &systems, &ids],
+            )
+            .await
+            .map_err(fail("cannot release reservations"))?;
+        }
         if !all.is_empty() && !others.is_empty() {
             let (systems, ids) = columns(&all);
             let rows = tx
@@ -898,7 +919,7 @@ impl AsyncStateStore for PostgresStore {
             .iter()
             .filter(|(s, id)| routes.owner(s, id).is_none())
             .collect();
-        if !free.is_empty() {
+        if query.reserve && !free.is_empty() {
             let (systems, ids) = columns(&free);
             tx.execute(RESERVE, &[&query.family, &query.mine, &systems, &ids])
                 .await
@@ -925,6 +946,14 @@ impl AsyncStateStore for PostgresStore {
                     Owner::Other
                 };
                 routes.set_owner(SystemId::from(system), id, owner);
+            }
+        }
+        if !query.reserve {
+            // A dry run: the proposals no one holds would be this shard's.
+            for (system, id) in free {
+                if routes.owner(system, id).is_none() {
+                    routes.set_owner(system.clone(), id.clone(), Owner::Mine);
+                }
             }
         }
         if !query.entities.is_empty() && !others.is_empty() {

@@ -674,6 +674,8 @@ async fn a_large_baseline_then_ten_touched_entities() {
             others: &["contacts".to_owned()],
             propose: std::slice::from_ref(&last),
             ask: &[],
+            release: &[],
+            reserve: true,
             entities: &[],
         })
         .await
@@ -704,6 +706,8 @@ async fn two_shards_proposing_the_same_records_at_once_get_each_once() {
         others: &to_b,
         propose: &records,
         ask: &[],
+        release: &[],
+        reserve: true,
         entities: &[],
     };
     let qb = RouteQuery {
@@ -712,6 +716,8 @@ async fn two_shards_proposing_the_same_records_at_once_get_each_once() {
         others: &to_a,
         propose: &reversed,
         ask: &[],
+        release: &[],
+        reserve: true,
         entities: &[],
     };
     let (ra, rb) = tokio::join!(a.route(&qa), b.route(&qb));

@@ -154,6 +154,8 @@ pub async fn routes_reserve_records_and_name_their_owners(store: &dyn AsyncState
         others: &to_zero,
         propose: &[rec("crm", "c1"), rec("crm", "c9")],
         ask: &[rec("mkt", "m5"), rec("mkt", "m9")],
+        release: &[],
+        reserve: true,
         entities: &[linked.clone(), EntityId::new("crm:nope")],
     };
     let routes = match store.route(&query).await {
@@ -191,6 +193,8 @@ pub async fn routes_reserve_records_and_name_their_owners(store: &dyn AsyncState
         others: &to_one,
         propose: &[rec("crm", "c9"), rec("crm", "c10")],
         ask: &[],
+        release: &[],
+        reserve: true,
         entities: &[],
     };
     let routes = store.route(&late).await.unwrap();
@@ -203,6 +207,8 @@ pub async fn routes_reserve_records_and_name_their_owners(store: &dyn AsyncState
         others: &to_zero,
         propose: &[],
         ask: &[rec("crm", "c9"), rec("crm", "c10")],
+        release: &[],
+        reserve: true,
         entities: &[],
     };
     let routes = store.route(&again).await.unwrap();
@@ -219,10 +225,48 @@ pub async fn routes_reserve_records_and_name_their_owners(store: &dyn AsyncState
     let nothing = RouteQuery {
         propose: &[],
         ask: &[],
+        release: &[],
+        reserve: true,
         entities: &[],
         ..again
     };
     assert_eq!(store.route(&nothing).await.unwrap(), Routes::new());
+
+    // A dry run's proposal answers as a reservation would, and reserves
+    // nothing: shard 1 takes c11 after it.
+    let dry = RouteQuery {
+        propose: &[rec("crm", "c11")],
+        reserve: false,
+        ..nothing
+    };
+    let routes = store.route(&dry).await.unwrap();
+    assert_eq!(owner(&routes, "crm", "c11"), Some(Owner::Mine));
+    let taken = RouteQuery {
+        propose: &[rec("crm", "c11")],
+        ..late
+    };
+    let routes = store.route(&taken).await.unwrap();
+    assert_eq!(owner(&routes, "crm", "c11"), Some(Owner::Mine), "shard 1's");
+
+    // A shard drops only its own reservations: shard 0 releasing c10
+    // (shard 1's) and c9 (its own) frees c9 alone, which shard 1 then
+    // takes.
+    let release = RouteQuery {
+        release: &[rec("crm", "c9"), rec("crm", "c10")],
+        ..nothing
+    };
+    store.route(&release).await.unwrap();
+    let routes = store.route(&late).await.unwrap();
+    assert_eq!(
+        owner(&routes, "crm", "c9"),
+        Some(Owner::Mine),
+        "freed, then shard 1's"
+    );
+    assert_eq!(
+        owner(&routes, "crm", "c10"),
+        Some(Owner::Mine),
+        "still shard 1's"
+    );
 }
 
 pub async fn an_empty_object_loads_empty(store: &dyn AsyncStateStore) {
