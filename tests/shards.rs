@@ -17,10 +17,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use recsync::connector::{Applied, Capabilities, Changes, Cursor};
-use recsync::plan::WriteOp;
-use recsync::{Connector, ConnectorError, Record, Snapshot, SystemId};
+use recsync::Record;
 
 use proptest::prelude::*;
 use recsync::shard::Shard;
@@ -372,50 +369,6 @@ async fn links(store: &Arc<dyn AsyncStateStore>, shard: Shard, system: &str, id:
         .await
         .unwrap();
     b.find_linked(system, id).is_some()
-}
-
-/// Gated connector: apply waits until the test opens the gate.
-#[derive(Debug, Clone)]
-struct Gate {
-    inner: MemoryConnector,
-    entered: Arc<tokio::sync::Notify>,
-    open: Arc<tokio::sync::Notify>,
-}
-
-#[async_trait]
-impl Connector for Gate {
-    fn system(&self) -> &SystemId {
-        self.inner.system()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn fetch(&self, object: &str) -> Result<Snapshot, ConnectorError> {
-        self.inner.fetch(object).await
-    }
-    async fn fetch_changes(
-        &self,
-        object: &str,
-        cursor: Option<&Cursor>,
-    ) -> Result<Changes, ConnectorError> {
-        self.inner.fetch_changes(object, cursor).await
-    }
-    async fn fetch_records(
-        &self,
-        object: &str,
-        ids: &[String],
-    ) -> Result<Snapshot, ConnectorError> {
-        self.inner.fetch_records(object, ids).await
-    }
-    async fn apply(
-        &self,
-        object: &str,
-        ops: &[WriteOp],
-    ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
-        self.entered.notify_one();
-        self.open.notified().await;
-        self.inner.apply(object, ops).await
-    }
 }
 
 /// Two shards' runs overlap (as on two hosts); a new contact's email is

@@ -233,3 +233,49 @@ pub fn assert_same_content(system: &str, sharded: &MemoryConnector, whole: &Memo
     assert!(differ.is_empty(), "{system}: {}", differ.join("; "));
     assert!(a.values().all(|n| *n == 1), "{system}: a duplicate");
 }
+
+/// A connector whose `apply` says it was entered, then waits until the
+/// test opens the gate: a run held in the middle of its writes.
+#[allow(dead_code)]
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub inner: MemoryConnector,
+    pub entered: Arc<tokio::sync::Notify>,
+    pub open: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl Connector for Gate {
+    fn system(&self) -> &SystemId {
+        self.inner.system()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn fetch(&self, object: &str) -> Result<Snapshot, ConnectorError> {
+        self.inner.fetch(object).await
+    }
+    async fn fetch_changes(
+        &self,
+        object: &str,
+        cursor: Option<&Cursor>,
+    ) -> Result<Changes, ConnectorError> {
+        self.inner.fetch_changes(object, cursor).await
+    }
+    async fn fetch_records(
+        &self,
+        object: &str,
+        ids: &[String],
+    ) -> Result<Snapshot, ConnectorError> {
+        self.inner.fetch_records(object, ids).await
+    }
+    async fn apply(
+        &self,
+        object: &str,
+        ops: &[WriteOp],
+    ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
+        self.entered.notify_one();
+        self.open.notified().await;
+        self.inner.apply(object, ops).await
+    }
+}
