@@ -120,7 +120,9 @@ pub enum Owner {
 /// one, and the entities other shards hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Routes {
-    owners: HashMap<(SystemId, String), Owner>,
+    /// By system, then record id: a lookup borrows both, as a sharded
+    /// run looks up every record it read.
+    owners: HashMap<SystemId, HashMap<String, Owner>>,
     entities: HashSet<EntityId>,
 }
 
@@ -132,7 +134,10 @@ impl Routes {
 
     /// Notes the owner of `record_id` of `system`.
     pub fn set_owner(&mut self, system: SystemId, record_id: String, owner: Owner) {
-        self.owners.insert((system, record_id), owner);
+        self.owners
+            .entry(system)
+            .or_default()
+            .insert(record_id, owner);
     }
 
     /// Notes that another shard holds the entity `id`.
@@ -142,9 +147,7 @@ impl Routes {
 
     /// The owner of `record_id` of `system`, if it has one.
     pub fn owner(&self, system: &SystemId, record_id: &str) -> Option<Owner> {
-        self.owners
-            .get(&(system.clone(), record_id.to_owned()))
-            .copied()
+        self.owners.get(system)?.get(record_id).copied()
     }
 
     /// Whether another shard holds the entity `id`.
@@ -154,7 +157,9 @@ impl Routes {
 
     /// Every record with an owner.
     pub fn owners(&self) -> impl Iterator<Item = (&SystemId, &str, Owner)> {
-        self.owners.iter().map(|((s, id), o)| (s, id.as_str(), *o))
+        self.owners
+            .iter()
+            .flat_map(|(s, ids)| ids.iter().map(move |(id, o)| (s, id.as_str(), *o)))
     }
 }
 
