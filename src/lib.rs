@@ -252,6 +252,7 @@ pub mod guard;
 mod hash;
 pub mod identity;
 mod ids;
+pub mod journal;
 pub mod mapping;
 pub mod model;
 mod native;

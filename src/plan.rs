@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::baseline::{AmbiguityChange, DeleteReview, EntityId, Held, LinkRecord, Observed};
 use crate::guard::Refusal;
 pub use crate::ids::{ConflictId, OpId, OpKind};
+use crate::journal::RunId;
 use crate::mapping::{Conversion, MappingError, ValueProblem};
 use crate::model::SystemId;
 pub use crate::native::{NativeCandidate, NativeConflict, NativeValue, NotNative};
@@ -24,7 +25,7 @@ pub use crate::policy::{Conflict, ConflictCandidate, DeleteHeldBy};
 use crate::redact::{debug_with, shown, view, REDACTED};
 
 /// Why a field gets the value it is written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "why", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Reason {
@@ -62,6 +63,14 @@ pub enum Reason {
     Behind,
     /// The entity's value, copied into a record created for it.
     NewRecord,
+    /// An undo puts back what the field held before a run wrote it
+    /// ([`SyncEngine::plan_undo`](crate::SyncEngine::plan_undo)).
+    Undo {
+        /// The run undone.
+        run: RunId,
+        /// The op of that run that wrote the value undone.
+        op: OpId,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -93,6 +102,7 @@ impl fmt::Display for Reason {
             Reason::Reviewed { conflict } => write!(f, "resolved by review of conflict {conflict}"),
             Reason::Behind => f.write_str("target behind the canonical value (retry or new link)"),
             Reason::NewRecord => f.write_str("the entity's value, for the record created"),
+            Reason::Undo { run, op } => write!(f, "undoing op {op} of {run}"),
         }
     }
 }

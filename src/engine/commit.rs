@@ -31,6 +31,12 @@ pub struct CommitSummary {
     /// writes them again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ambiguous: bool,
+    /// The writes this commit records, for a store that keeps a
+    /// [journal](crate::journal) to save with the baseline. The engine
+    /// leaves it empty; the runner (or a host) sets it
+    /// ([`JournalBatch::of_commit`](crate::journal::JournalBatch::of_commit)).
+    #[serde(skip)]
+    pub journal: Option<std::sync::Arc<crate::journal::JournalBatch>>,
 }
 
 /// Commits `plan` and its ops' `outcomes` into `baseline`, in steps:

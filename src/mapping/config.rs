@@ -227,6 +227,17 @@ fn is_zero_ms(ms: &i64) -> bool {
     *ms == 0
 }
 
+/// Serde's default for a flag that is on unless turned off.
+fn yes() -> bool {
+    true
+}
+
+/// Whether a flag is on (its default, left out when written).
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_yes(on: &bool) -> bool {
+    *on
+}
+
 /// One canonical field in a config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +261,10 @@ pub struct FieldConfig {
     /// The field holds personal data.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
+    /// The write journal keeps the field's values (default); `false` keeps
+    /// them out ([`Field::not_journaled`](super::Field::not_journaled)).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub journal: bool,
     /// Systems that do not have the field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_in: Vec<String>,
@@ -695,6 +710,9 @@ impl Loader<'_> {
         if fc.sensitive {
             f = f.sensitive();
         }
+        if !fc.journal {
+            f = f.not_journaled();
+        }
         if let Some(object) = &fc.references {
             f = f.references(object.as_str());
         }
@@ -998,6 +1016,7 @@ fn field_config(map: &FieldMap, f: &Field) -> FieldConfig {
             n => Some(n.name().to_owned()),
         },
         sensitive: f.sensitive,
+        journal: f.journaled,
         not_in: f.absent.iter().map(|s| s.as_str().to_owned()).collect(),
         may_be_absent_in: f
             .may_be_absent

@@ -143,6 +143,7 @@ pub struct Field {
     value_map: Option<ValueMap>,
     validations: Vec<(SystemId, Validation)>,
     sensitive: bool,
+    journaled: bool,
     reference: Option<String>,
 }
 
@@ -162,6 +163,7 @@ impl Field {
             value_map: None,
             validations: Vec::new(),
             sensitive: false,
+            journaled: true,
             reference: None,
         }
     }
@@ -324,6 +326,17 @@ impl Field {
         self
     }
 
+    /// Keeps the field's values out of the [write journal](crate::journal):
+    /// its writes are journaled by name only, so no value of it is stored
+    /// there, and an undo cannot restore it (it holds the field for a
+    /// person instead). For data that must not be kept beyond the systems
+    /// that hold it. Plans are not affected.
+    #[must_use]
+    pub fn not_journaled(mut self) -> Self {
+        self.journaled = false;
+        self
+    }
+
     /// The field refers to a record of another object type (a contact's
     /// company, a deal's account): its native value in each system is that
     /// record's native id there. Its canonical value is the referred
@@ -356,6 +369,7 @@ pub struct FieldSpec {
     value_map: Option<Arc<value_map::ResolvedMap>>,
     validations: Vec<Option<Validation>>,
     sensitive: bool,
+    journaled: bool,
     reference: Option<String>,
     systems: Arc<[SystemId]>,
 }
@@ -419,6 +433,12 @@ impl FieldSpec {
     /// Whether the field is marked sensitive.
     pub fn is_sensitive(&self) -> bool {
         self.sensitive
+    }
+
+    /// Whether the journal keeps the field's values
+    /// ([`Field::not_journaled`]).
+    pub fn is_journaled(&self) -> bool {
+        self.journaled
     }
 
     /// The object type the field refers to, if it is a reference.

@@ -252,6 +252,7 @@ impl<'a> FieldDraft<'a> {
             value_map: self.value_map.map(Arc::new),
             validations: self.validations,
             sensitive: def.sensitive,
+            journaled: def.journaled,
             reference: def.reference,
             systems: Arc::clone(self.systems),
         }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use super::{AsyncStateStore, Owner, RouteQuery, Routes, StateStore, StoreError};
 use crate::baseline::Baseline;
 use crate::engine::CommitSummary;
+use crate::journal::{JournalEntry, JournalQuery};
 use crate::model::SystemId;
 
 /// Keeps baselines in memory. Clones share the same state, so a test can
@@ -24,6 +25,7 @@ use crate::model::SystemId;
 pub struct MemoryStore {
     objects: Arc<Mutex<HashMap<String, Arc<Baseline>>>>,
     routes: Arc<Mutex<Reservations>>,
+    journals: Arc<Mutex<HashMap<String, Vec<JournalEntry>>>>,
 }
 
 /// Shard reservations: (family, system, record id) to the state key of the
@@ -40,6 +42,20 @@ impl MemoryStore {
         // A panic elsewhere while holding the lock cannot leave a half
         // written baseline: every write replaces a whole one.
         self.objects.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Saves `baseline` (shared) and the journal batch `changed` carries,
+    /// both under the baselines' lock: a load or a journal listing sees
+    /// both or neither.
+    fn keep(&self, object: &str, baseline: Arc<Baseline>, changed: &CommitSummary) {
+        let mut objects = self.lock();
+        if let Some(batch) = &changed.journal {
+            let mut journals = self.journals.lock().unwrap_or_else(PoisonError::into_inner);
+            let journal = journals.entry(object.to_owned()).or_default();
+            journal.extend(batch.entries.iter().cloned());
+            batch.retention.prune(journal, batch.at);
+        }
+        objects.insert(object.to_owned(), baseline);
     }
 
     /// The objects with a saved baseline, sorted.
@@ -60,15 +76,25 @@ impl StateStore for MemoryStore {
         &self,
         object: &str,
         baseline: &Baseline,
-        _changed: &CommitSummary,
+        changed: &CommitSummary,
     ) -> Result<(), StoreError> {
-        StateStore::replace(self, object, baseline)
+        self.keep(object, Arc::new(baseline.clone()), changed);
+        Ok(())
     }
 
     fn replace(&self, object: &str, baseline: &Baseline) -> Result<(), StoreError> {
         self.lock()
             .insert(object.to_owned(), Arc::new(baseline.clone()));
         Ok(())
+    }
+
+    fn journal(&self, object: &str, query: &JournalQuery) -> Result<Vec<JournalEntry>, StoreError> {
+        let _objects = self.lock();
+        let journals = self.journals.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(journals
+            .get(object)
+            .map(|j| j.iter().filter(|e| query.matches(e)).cloned().collect())
+            .unwrap_or_default())
     }
 }
 
@@ -82,15 +108,23 @@ impl AsyncStateStore for MemoryStore {
         &self,
         object: &str,
         baseline: Arc<Baseline>,
-        _changed: Arc<CommitSummary>,
+        changed: Arc<CommitSummary>,
     ) -> Result<(), StoreError> {
-        self.lock().insert(object.to_owned(), baseline);
+        self.keep(object, baseline, &changed);
         Ok(())
     }
 
     async fn replace(&self, object: &str, baseline: Arc<Baseline>) -> Result<(), StoreError> {
         self.lock().insert(object.to_owned(), baseline);
         Ok(())
+    }
+
+    async fn journal(
+        &self,
+        object: &str,
+        query: &JournalQuery,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        StateStore::journal(self, object, query)
     }
 
     async fn route(&self, query: &RouteQuery<'_>) -> Result<Routes, StoreError> {

@@ -95,6 +95,7 @@ use std::path::PathBuf;
 
 use crate::baseline::{Baseline, BaselineError, EntityId};
 use crate::engine::CommitSummary;
+use crate::journal::{JournalEntry, JournalQuery};
 
 pub use file::JsonFileStore;
 pub use memory::MemoryStore;
@@ -143,6 +144,28 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 
     /// Replaces the object's whole baseline.
     fn replace(&self, object: &str, baseline: &Baseline) -> Result<(), StoreError>;
+
+    /// The [journal](crate::journal) entries kept for the object that
+    /// `query` asks for, in the order they were saved.
+    ///
+    /// A store that keeps a journal writes
+    /// [`changed.journal`](CommitSummary::journal) in `save`, with the
+    /// baseline (never one without the other, where it can), and drops
+    /// what the batch's [`Retention`](crate::journal::Retention) does not
+    /// keep. `replace` leaves the journal as it is. Every shipped store
+    /// keeps one; the default refuses with [`StoreError::Unsupported`] (and
+    /// ignores the batches `save` is given).
+    fn journal(&self, object: &str, query: &JournalQuery) -> Result<Vec<JournalEntry>, StoreError> {
+        let _ = (object, query);
+        Err(no_journal())
+    }
+}
+
+/// The error of a store that keeps no journal.
+pub(crate) fn no_journal() -> StoreError {
+    StoreError::Unsupported {
+        what: "a write journal".to_owned(),
+    }
 }
 
 /// Implements [`StateStore`] for a pointer to a store by forwarding.
@@ -165,6 +188,14 @@ macro_rules! forward_store {
 
             fn replace(&self, object: &str, baseline: &Baseline) -> Result<(), StoreError> {
                 (**self).replace(object, baseline)
+            }
+
+            fn journal(
+                &self,
+                object: &str,
+                query: &JournalQuery,
+            ) -> Result<Vec<JournalEntry>, StoreError> {
+                (**self).journal(object, query)
             }
         }
     };

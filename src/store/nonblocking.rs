@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use super::StoreError;
 use crate::baseline::{Baseline, EntityId};
 use crate::engine::CommitSummary;
+use crate::journal::{JournalEntry, JournalQuery};
 use crate::model::SystemId;
 
 /// Keeps the baseline of each object type between runs, without blocking
@@ -65,6 +66,20 @@ pub trait AsyncStateStore: Send + Sync + fmt::Debug {
         Err(StoreError::Unsupported {
             what: "shards (routes of records to shards)".to_owned(),
         })
+    }
+
+    /// The [journal](crate::journal) entries kept for the object that
+    /// `query` asks for, in the order they were saved. Every shipped store
+    /// keeps a journal (written by `save` from
+    /// [`CommitSummary::journal`]); the default refuses with
+    /// [`StoreError::Unsupported`].
+    async fn journal(
+        &self,
+        object: &str,
+        query: &JournalQuery,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let _ = (object, query);
+        Err(super::no_journal())
     }
 }
 
@@ -189,6 +204,14 @@ macro_rules! forward_async_store {
             async fn route(&self, query: &RouteQuery<'_>) -> Result<Routes, StoreError> {
                 (**self).route(query).await
             }
+
+            async fn journal(
+                &self,
+                object: &str,
+                query: &JournalQuery,
+            ) -> Result<Vec<JournalEntry>, StoreError> {
+                (**self).journal(object, query).await
+            }
         }
     };
 }
@@ -278,6 +301,17 @@ impl<S: super::StateStore + ?Sized + 'static> AsyncStateStore for Blocking<S> {
             .run(move || store.replace(&object, &baseline))
             .await?
     }
+
+    async fn journal(
+        &self,
+        object: &str,
+        query: &JournalQuery,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let (store, object, query) = (self.store.clone(), object.to_owned(), query.clone());
+        self.lane
+            .run(move || store.journal(&object, &query))
+            .await?
+    }
 }
 
 /// Implements [`AsyncStateStore`] for a shipped store that is cheap to
@@ -313,6 +347,17 @@ macro_rules! on_lane {
                 let (store, object) = (self.clone(), object.to_owned());
                 self.lane
                     .run(move || super::StateStore::replace(&store, &object, &baseline))
+                    .await?
+            }
+
+            async fn journal(
+                &self,
+                object: &str,
+                query: &JournalQuery,
+            ) -> Result<Vec<JournalEntry>, StoreError> {
+                let (store, object, query) = (self.clone(), object.to_owned(), query.clone());
+                self.lane
+                    .run(move || super::StateStore::journal(&store, &object, &query))
                     .await?
             }
         }

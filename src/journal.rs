@@ -1,0 +1,562 @@
+//! The write journal: every write a run applied, with what each field
+//! held before and after, and why; and the history of a field drawn from
+//! it.
+//!
+//! A mapping mistake (a swapped value-table row, a wrong transform) can
+//! write bad values into thousands of records before anyone notices. The
+//! journal keeps what recsync needs to take such a run back
+//! ([`SyncRunner::undo`](crate::runner::SyncRunner::undo), planned by
+//! [`SyncEngine::plan_undo`](crate::SyncEngine::plan_undo)) and to answer
+//! "who changed this field, when, from what, and why"
+//! ([`history`]).
+//!
+//! # What it keeps
+//!
+//! One [`JournalEntry`] per write a system reported applied (a failed write
+//! changed nothing and is not kept): the [run](RunId) that made it, when,
+//! the op's id, the system, the record and its entity, and for each field
+//! written ([`JournalField`]) its value before the write, as the system
+//! held it when read, its value after, as the system stores it (its own
+//! form, where it reported one), what was sent where that differs, and the
+//! [reason](crate::Reason). A create has no value before; a delete keeps
+//! every mapped field of the record as it was read, and none after.
+//!
+//! A field the map keeps out of the journal
+//! ([`Field::not_journaled`](crate::Field::not_journaled)) is named in the
+//! entry's [`omitted`](JournalEntry::omitted) and no value of it is kept: an
+//! undo cannot restore it and says so. A field marked
+//! [sensitive](crate::Field::sensitive) is kept (an undo needs it) but no
+//! `Debug` of the journal prints its values.
+//!
+//! # Size and retention
+//!
+//! An entry is stored as JSON: about 150 bytes for the entry, plus about 60
+//! bytes and the two values' text for each field written (a 20-field create
+//! of short values is about 2 KB; an update of one field, about 260
+//! bytes). A first sync of a million records journals a million creates: a
+//! [`Retention`] bounds what the store keeps, by runs, by age, or both, and
+//! each save drops what falls outside it. The journal is off unless the
+//! host turns it on
+//! ([`SyncRunnerBuilder::journal`](crate::runner::SyncRunnerBuilder::journal)):
+//! it keeps people's data beyond what syncing needs, so keeping it is a
+//! decision for the host.
+//!
+//! # Where it is kept
+//!
+//! With the baseline, by the same store, in the same save: a
+//! [`JournalBatch`] rides on the [`CommitSummary`](crate::engine::CommitSummary)
+//! of the commit whose writes it records
+//! ([`journal`](crate::engine::CommitSummary::journal)), and a store that
+//! keeps journals writes it with the baseline (in one transaction, for
+//! SQLite and PostgreSQL) and lists it again through
+//! [`StateStore::journal`](crate::StateStore::journal). A store that keeps
+//! none (a host's own, unless it implements it) ignores it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::baseline::EntityId;
+use crate::engine::{OpOutcome, Outcomes};
+use crate::ids::{OpId, OpKind};
+use crate::mapping::FieldMap;
+use crate::model::{is_empty_value, Snapshot, SystemId};
+use crate::plan::{Reason, SyncPlan};
+use crate::redact::shown_opt;
+
+/// A run, as the journal names it: the revision of the baseline its first
+/// commit made. Revisions only go up, so a run id is never reused for one
+/// object (a run that commits twice, replanning stale writes, keeps the id
+/// of its first commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub u64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "run {}", self.0)
+    }
+}
+
+/// One field of a journaled write.
+///
+/// Its `Debug` prints `[redacted]` for the values of a field marked
+/// sensitive; serde writes them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct JournalField {
+    /// The canonical field.
+    pub field: String,
+    /// The system's native field name.
+    pub native: String,
+    /// What the record held before the write, as read (`None`: the record
+    /// did not hold the field, or did not exist: a create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// What the record holds after it, in the system's own form where the
+    /// system reported storing another form of what was sent (`None`: the
+    /// record is gone: a delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    /// What was sent, where the system stores another form of it (`after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Value>,
+    /// Why the value was written (`None` for a delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// The field is marked sensitive.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+}
+
+impl JournalField {
+    /// Whether `value` is what the write left: its value after, or what
+    /// was sent (a field holding nothing matches any empty value).
+    pub fn left(&self, value: Option<&Value>) -> bool {
+        same(value, self.after.as_ref()) || self.sent.as_ref().is_some_and(|s| same(value, Some(s)))
+    }
+}
+
+/// Two field values as undo compares them: equal, or both empty (absent,
+/// `null`, `""`, `[]`).
+pub(crate) fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
+    let empty = |v: Option<&Value>| v.is_none_or(is_empty_value);
+    match (a, b) {
+        (Some(a), Some(b)) if a == b => true,
+        _ => empty(a) && empty(b),
+    }
+}
+
+impl fmt::Debug for JournalField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("JournalField");
+        d.field("field", &self.field)
+            .field("native", &self.native)
+            .field("before", &shown_opt(self.before.as_ref(), self.sensitive))
+            .field("after", &shown_opt(self.after.as_ref(), self.sensitive));
+        if self.sent.is_some() {
+            d.field("sent", &shown_opt(self.sent.as_ref(), self.sensitive));
+        }
+        d.field("reason", &self.reason);
+        if self.sensitive {
+            d.field("sensitive", &true);
+        }
+        d.finish()
+    }
+}
+
+/// One write a system reported applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct JournalEntry {
+    /// The run that made it.
+    pub run: RunId,
+    /// When its run committed it.
+    pub at: DateTime<Utc>,
+    /// The op (its idempotency key).
+    pub op: OpId,
+    /// Create, update or delete.
+    pub kind: OpKind,
+    /// The object type.
+    pub object: String,
+    /// The system written.
+    pub system: SystemId,
+    /// The record written (for a create, the id the system gave it).
+    pub record_id: String,
+    /// The entity.
+    pub entity: EntityId,
+    /// Each field written, or for a delete each mapped field the record
+    /// held.
+    pub fields: Vec<JournalField>,
+    /// Fields written whose values the map keeps out of the journal
+    /// ([`Field::not_journaled`](crate::Field::not_journaled)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub omitted: Vec<String>,
+}
+
+impl JournalEntry {
+    /// The journaled field `name`, by canonical or native name.
+    pub fn field(&self, name: &str) -> Option<&JournalField> {
+        self.fields
+            .iter()
+            .find(|f| f.field == name)
+            .or_else(|| self.fields.iter().find(|f| f.native == name))
+    }
+}
+
+/// How much of the journal a store keeps: the entries of the last `runs`
+/// runs, those younger than `age`, or (with both) those both keep. Each
+/// save drops what falls outside it, timed by the saved batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Retention {
+    /// Keep the entries of at most this many runs (the newest).
+    pub runs: Option<usize>,
+    /// Keep entries at most this old (by their run's commit time).
+    pub age: Option<TimeDelta>,
+}
+
+impl Retention {
+    /// Keep the entries of the last `runs` runs.
+    pub fn runs(runs: usize) -> Self {
+        Retention {
+            runs: Some(runs),
+            age: None,
+        }
+    }
+
+    /// Keep entries younger than `age`.
+    pub fn age(age: TimeDelta) -> Self {
+        Retention {
+            runs: None,
+            age: Some(age),
+        }
+    }
+
+    /// Also keep no more than `runs` runs.
+    #[must_use]
+    pub fn and_runs(mut self, runs: usize) -> Self {
+        self.runs = Some(runs);
+        self
+    }
+
+    /// Also keep nothing older than `age`.
+    #[must_use]
+    pub fn and_age(mut self, age: TimeDelta) -> Self {
+        self.age = Some(age);
+        self
+    }
+
+    /// Keep everything (the store grows with every run).
+    pub fn forever() -> Self {
+        Retention {
+            runs: None,
+            age: None,
+        }
+    }
+
+    /// The oldest commit time kept by age, as of `now`.
+    pub fn cutoff(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.age.map(|a| {
+            now.checked_sub_signed(a)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        })
+    }
+
+    /// Drops from `entries` what this retention does not keep after a
+    /// save at `now`: the store's journal, in any order.
+    pub fn prune(&self, entries: &mut Vec<JournalEntry>, now: DateTime<Utc>) {
+        if let Some(cutoff) = self.cutoff(now) {
+            entries.retain(|e| e.at >= cutoff);
+        }
+        if let Some(oldest) = self.oldest_run(entries.iter().map(|e| e.run)) {
+            entries.retain(|e| e.run >= oldest);
+        }
+    }
+
+    /// The oldest run kept by count, among `runs` (in any order, repeats
+    /// allowed); `None` keeps every run.
+    pub fn oldest_run(&self, runs: impl IntoIterator<Item = RunId>) -> Option<RunId> {
+        let n = self.runs?;
+        let mut all: Vec<RunId> = runs.into_iter().collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        all.dedup();
+        match n {
+            0 => Some(RunId(u64::MAX)),
+            n => all.get(n - 1).copied(),
+        }
+    }
+}
+
+impl Default for Retention {
+    /// The last 30 runs, and 90 days.
+    fn default() -> Self {
+        Retention::runs(30).and_age(TimeDelta::days(90))
+    }
+}
+
+/// The journal entries of one commit, with the retention the store keeps
+/// them under: what a save writes beside the baseline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct JournalBatch {
+    /// The run.
+    pub run: RunId,
+    /// When it committed.
+    pub at: DateTime<Utc>,
+    /// Its entries, in the plan's order.
+    pub entries: Vec<JournalEntry>,
+    /// What the store keeps after saving them.
+    pub retention: Retention,
+}
+
+impl JournalBatch {
+    /// The journal of a commit: an entry for each op of `plan` that
+    /// `outcomes` reports applied. Values before come from the records
+    /// `read` (the snapshots the plan was made from, or at least the
+    /// records it writes), as the system held them; values after, from
+    /// what each op sent and what the system reported storing.
+    pub fn of_commit(
+        map: &FieldMap,
+        plan: &SyncPlan,
+        outcomes: &Outcomes,
+        read: &[Snapshot],
+        run: RunId,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let mut records = std::collections::HashMap::new();
+        for snapshot in read {
+            for r in &snapshot.records {
+                records.insert((snapshot.system.as_str(), r.id.as_str()), r);
+            }
+        }
+        let mut entries = Vec::new();
+        for op in &plan.ops {
+            let Some(OpOutcome::Applied {
+                record_id, stored, ..
+            }) = outcomes.get(op.id)
+            else {
+                continue;
+            };
+            let id = match op.kind {
+                OpKind::Create => record_id.clone(),
+                _ => op.record_id.clone(),
+            };
+            let Some(id) = id else { continue };
+            let prior = records.get(&(op.system.as_str(), id.as_str())).copied();
+            let mut fields = Vec::new();
+            let mut omitted = Vec::new();
+            if op.kind == OpKind::Delete {
+                for f in map.fields() {
+                    let Some(native) = f.native_name(op.system.as_str()) else {
+                        continue;
+                    };
+                    let before = prior.and_then(|r| r.get(native)).cloned();
+                    if before.is_none() {
+                        continue;
+                    }
+                    if !f.is_journaled() {
+                        omitted.push(f.name().to_owned());
+                        continue;
+                    }
+                    fields.push(JournalField {
+                        field: f.name().to_owned(),
+                        native: native.to_owned(),
+                        before,
+                        after: None,
+                        sent: None,
+                        reason: None,
+                        sensitive: f.is_sensitive(),
+                    });
+                }
+            }
+            for w in &op.fields {
+                if map.field(&w.field).is_some_and(|f| !f.is_journaled()) {
+                    omitted.push(w.field.clone());
+                    continue;
+                }
+                let before = match op.kind {
+                    OpKind::Create => None,
+                    _ => prior.and_then(|r| r.get(&w.native)).cloned(),
+                };
+                let (after, sent) = match stored.get(&w.native) {
+                    Some(v) if !same(Some(v), Some(&w.value)) => (v.clone(), Some(w.value.clone())),
+                    _ => (w.value.clone(), None),
+                };
+                fields.push(JournalField {
+                    field: w.field.clone(),
+                    native: w.native.clone(),
+                    before,
+                    after: Some(after),
+                    sent,
+                    reason: Some(w.reason.clone()),
+                    sensitive: w.sensitive,
+                });
+            }
+            entries.push(JournalEntry {
+                run,
+                at,
+                op: op.id,
+                kind: op.kind,
+                object: op.object.clone(),
+                system: op.system.clone(),
+                record_id: id,
+                entity: op.entity.clone(),
+                fields,
+                omitted,
+            });
+        }
+        JournalBatch {
+            run,
+            at,
+            entries,
+            retention: Retention::default(),
+        }
+    }
+
+    /// The same batch, kept under `retention`.
+    #[must_use]
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The batch, shared, as [`CommitSummary::journal`](crate::engine::CommitSummary::journal) takes it.
+    pub fn shared(self) -> Arc<Self> {
+        Arc::new(self)
+    }
+}
+
+/// Which journal entries a store lists.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct JournalQuery {
+    /// Only this run's.
+    pub run: Option<RunId>,
+    /// Only writes to this system.
+    pub system: Option<SystemId>,
+    /// Only writes to this record (with `system`).
+    pub record_id: Option<String>,
+}
+
+impl JournalQuery {
+    /// Every entry kept.
+    pub fn all() -> Self {
+        JournalQuery::default()
+    }
+
+    /// The entries of one run.
+    pub fn run(run: RunId) -> Self {
+        JournalQuery {
+            run: Some(run),
+            ..JournalQuery::default()
+        }
+    }
+
+    /// The entries of one record.
+    pub fn record(system: impl Into<SystemId>, record_id: impl Into<String>) -> Self {
+        JournalQuery {
+            run: None,
+            system: Some(system.into()),
+            record_id: Some(record_id.into()),
+        }
+    }
+
+    /// Whether `entry` is one this query lists.
+    pub fn matches(&self, entry: &JournalEntry) -> bool {
+        self.run.is_none_or(|r| entry.run == r)
+            && self.system.as_ref().is_none_or(|s| entry.system == *s)
+            && self
+                .record_id
+                .as_deref()
+                .is_none_or(|id| entry.record_id == id)
+    }
+}
+
+/// One change of one field of one record, as [`history`] tells it.
+///
+/// Its `Debug` prints `[redacted]` for the values of a field marked
+/// sensitive.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FieldChange {
+    /// The run that wrote it.
+    pub run: RunId,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The op.
+    pub op: OpId,
+    /// The op's kind (a create sets the field, a delete ends it).
+    pub kind: OpKind,
+    /// What the field held before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Value>,
+    /// What it held after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Value>,
+    /// Why: which system changed it, which rule won, which review or undo
+    /// decided it (`None` for a delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// The field is marked sensitive.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+}
+
+impl fmt::Debug for FieldChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FieldChange")
+            .field("run", &self.run)
+            .field("at", &self.at)
+            .field("op", &self.op)
+            .field("kind", &self.kind)
+            .field("from", &shown_opt(self.from.as_ref(), self.sensitive))
+            .field("to", &shown_opt(self.to.as_ref(), self.sensitive))
+            .field("reason", &self.reason)
+            .finish()
+    }
+}
+
+impl fmt::Display for FieldChange {
+    /// One line: when, which run, from what to what (`[redacted]` for a
+    /// sensitive field), and why.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}, op {}): {} from ",
+            self.at.format("%Y-%m-%d %H:%M:%S"),
+            self.run,
+            self.op,
+            self.kind,
+        )?;
+        self.value(f, self.from.as_ref())?;
+        f.write_str(" to ")?;
+        self.value(f, self.to.as_ref())?;
+        if let Some(reason) = &self.reason {
+            write!(f, ", {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FieldChange {
+    fn value(&self, f: &mut fmt::Formatter<'_>, v: Option<&Value>) -> fmt::Result {
+        match v {
+            Some(v) => write!(f, "{}", crate::redact::shown(v, self.sensitive)),
+            None => f.write_str("nothing"),
+        }
+    }
+}
+
+/// The changes recsync made to `field` (canonical or native name) of
+/// `record_id` in `system`, oldest first, from journal `entries` (in any
+/// order; those of other records are passed over).
+pub fn history<'a>(
+    entries: impl IntoIterator<Item = &'a JournalEntry>,
+    system: &str,
+    record_id: &str,
+    field: &str,
+) -> Vec<FieldChange> {
+    let mut changes: Vec<FieldChange> = entries
+        .into_iter()
+        .filter(|e| e.system == system && e.record_id == record_id)
+        .filter_map(|e| {
+            let f = e.field(field)?;
+            Some(FieldChange {
+                run: e.run,
+                at: e.at,
+                op: e.op,
+                kind: e.kind,
+                from: f.before.clone(),
+                to: f.after.clone(),
+                reason: f.reason.clone(),
+                sensitive: f.sensitive,
+            })
+        })
+        .collect();
+    changes.sort_by_key(|c| (c.at, c.run));
+    changes
+}
