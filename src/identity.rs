@@ -729,6 +729,11 @@ impl Inputs<'_, '_> {
     /// a record carrying the entity's correlation key or key value in that
     /// system is a restore's create (whose commit may have been lost), or
     /// the record come back, and joins the entity.
+    /// Whether entity `slot` has a live record in some system.
+    fn alive(&self, slot: u32) -> bool {
+        (0..self.sys_slot.len()).any(|s| self.linked_in(slot, s))
+    }
+
     fn linked_in(&self, slot: u32, s: usize) -> bool {
         self.baseline
             .entity_at(slot)
@@ -1086,8 +1091,13 @@ impl<'r> Grouping<'r> {
         text: &str,
     ) -> BTreeSet<usize> {
         let mut targets: BTreeSet<usize> = group_keys.get(text).cloned().unwrap_or_default();
+        // An entity with no live record left is leaving the baseline (its
+        // deletes wait for a read to confirm them): a record joining it
+        // would be deleted with it, so a new record holding its key is new.
         for slot in pass.lookup.find(inputs.map, pass.k, text) {
-            targets.insert(self.entity_group(slot));
+            if inputs.alive(slot) {
+                targets.insert(self.entity_group(slot));
+            }
         }
         targets
     }

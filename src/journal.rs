@@ -59,7 +59,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::baseline::EntityId;
+use crate::baseline::{Baseline, EntityId};
 use crate::engine::{OpOutcome, Outcomes};
 use crate::ids::{OpId, OpKind};
 use crate::mapping::FieldMap;
@@ -294,13 +294,17 @@ pub struct JournalBatch {
 }
 
 impl JournalBatch {
-    /// The journal of a commit: an entry for each op of `plan` that
-    /// `outcomes` reports applied. Values before come from the records
-    /// `read` (the snapshots the plan was made from, or at least the
-    /// records it writes), as the system held them; values after, from
-    /// what each op sent and what the system reported storing.
+    /// The journal of a commit of `plan` into `baseline` (called before
+    /// the commit): an entry for each op that `outcomes` reports applied.
+    /// Values before are what the plan saw each target hold: for an
+    /// update, as the plan kept them; for a delete, the record as `read`
+    /// (the snapshots the plan was made from), else as the baseline last
+    /// saw it (an incremental read lists only records that changed).
+    /// Values after are what each op sent, or the form the system
+    /// reported storing.
     pub fn of_commit(
         map: &FieldMap,
+        baseline: &Baseline,
         plan: &SyncPlan,
         outcomes: &Outcomes,
         read: &[Snapshot],
@@ -311,6 +315,15 @@ impl JournalBatch {
         for snapshot in read {
             for r in &snapshot.records {
                 records.insert((snapshot.system.as_str(), r.id.as_str()), r);
+            }
+        }
+        // What each update's target held, as the plan saw it: by entity,
+        // map system and field index.
+        let mut seen: std::collections::HashMap<(&EntityId, u32, u32), Option<&Value>> =
+            std::collections::HashMap::new();
+        for c in &plan.changes {
+            for (t, f, v) in &c.before {
+                seen.insert((&c.entity, *t, *f), v.as_ref());
             }
         }
         let mut entries = Vec::new();
@@ -327,6 +340,8 @@ impl JournalBatch {
             };
             let Some(id) = id else { continue };
             let prior = records.get(&(op.system.as_str(), id.as_str())).copied();
+            let known = baseline.entity(&op.entity);
+            let t = map.system_index(op.system.as_str()).unwrap_or(usize::MAX) as u32;
             let mut fields = Vec::new();
             let mut omitted = Vec::new();
             if op.kind == OpKind::Delete {
@@ -334,7 +349,12 @@ impl JournalBatch {
                     let Some(native) = f.native_name(op.system.as_str()) else {
                         continue;
                     };
-                    let before = prior.and_then(|r| r.get(native)).cloned();
+                    let before = match prior {
+                        Some(r) => r.get(native).cloned(),
+                        None => known
+                            .as_ref()
+                            .and_then(|e| e.shadow(op.system.as_str(), f.name())),
+                    };
                     if before.is_none() {
                         continue;
                     }
@@ -358,9 +378,13 @@ impl JournalBatch {
                     omitted.push(w.field.clone());
                     continue;
                 }
+                let f = map.fields().iter().position(|f| f.name() == w.field);
                 let before = match op.kind {
                     OpKind::Create => None,
-                    _ => prior.and_then(|r| r.get(&w.native)).cloned(),
+                    _ => match f.and_then(|f| seen.get(&(&op.entity, t, f as u32))) {
+                        Some(v) => v.cloned(),
+                        None => prior.and_then(|r| r.get(&w.native)).cloned(),
+                    },
                 };
                 let (after, sent) = match stored.get(&w.native) {
                     Some(v) if !same(Some(v), Some(&w.value)) => (v.clone(), Some(w.value.clone())),

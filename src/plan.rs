@@ -322,6 +322,40 @@ pub enum HoldKind {
         /// The system.
         system: SystemId,
     },
+    /// An undo does not take back a value the run wrote, because the field
+    /// (with no field: the record the run created) changed since: a person
+    /// or a system wrote it after the run. Its
+    /// [history](crate::journal::history) and the record say what it held.
+    ChangedSince {
+        /// The system.
+        system: SystemId,
+        /// The record.
+        record_id: String,
+        /// The run undone.
+        run: RunId,
+    },
+    /// An undo cannot take back what the run wrote to a record that is gone
+    /// since.
+    Gone {
+        /// The system.
+        system: SystemId,
+        /// The record.
+        record_id: String,
+        /// The run undone.
+        run: RunId,
+    },
+    /// An undo cannot take back a field the map keeps out of the journal
+    /// ([`Field::not_journaled`](crate::Field::not_journaled)): no value of
+    /// it was kept. A record the run created and wrote such a field of is
+    /// not deleted: nothing says it was not edited since.
+    NotJournaled {
+        /// The system.
+        system: SystemId,
+        /// The record.
+        record_id: String,
+        /// The run undone.
+        run: RunId,
+    },
 }
 
 /// A value or record held back, with the reason.
@@ -616,6 +650,12 @@ pub struct EntityChange {
     /// without an entry here forgets what was written there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) rewritten: Vec<(u32, u32, Option<Value>)>,
+    /// An undo deleted a record the entity was created with: once such a
+    /// delete is applied, the entity takes a new id, so that the record's
+    /// tombstone (which carries the old one as its correlation key) does not
+    /// read as the entity's record deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) rekey: bool,
 }
 
 impl fmt::Debug for EntityChange {
@@ -659,6 +699,7 @@ impl fmt::Debug for EntityChange {
             .field("delete_review", &self.delete_review)
             .field("unsettled", &self.unsettled)
             .field("remove", &self.remove)
+            .field("rekey", &self.rekey)
             .field(
                 "rewritten",
                 &self
@@ -700,6 +741,7 @@ impl EntityChange {
             && !self.remove
             && self.unconfirmed.is_empty()
             && self.rewritten.is_empty()
+            && !self.rekey
     }
 }
 
@@ -742,6 +784,10 @@ pub struct SyncPlan {
     pub read_only: Vec<ReadOnlyWrite>,
     /// Baseline changes that commit applies.
     pub changes: Vec<EntityChange>,
+    /// Set on an undo plan: the run it takes back
+    /// ([`SyncEngine::plan_undo`](crate::SyncEngine::plan_undo)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<RunId>,
     /// What commit changes in the records the baseline holds back as
     /// ambiguous matches.
     #[serde(default, skip_serializing_if = "AmbiguityChange::is_empty")]
@@ -910,6 +956,41 @@ impl fmt::Display for Explain<'_> {
                     f,
                     "held {}: not created in {system}, whose scope would exclude it",
                     h.entity
+                )?,
+                HoldKind::ChangedSince {
+                    system,
+                    record_id,
+                    run,
+                } => match &h.field {
+                    Some(field) => writeln!(
+                        f,
+                        "held {}: field {field} of {system} record {record_id} changed since {run} wrote it; not undone",
+                        h.entity
+                    )?,
+                    None => writeln!(
+                        f,
+                        "held {}: {system} record {record_id}, created by {run}, changed since; not deleted",
+                        h.entity
+                    )?,
+                },
+                HoldKind::Gone {
+                    system,
+                    record_id,
+                    run,
+                } => writeln!(
+                    f,
+                    "held {}: {system} record {record_id}, written by {run}, is gone; not undone",
+                    h.entity
+                )?,
+                HoldKind::NotJournaled {
+                    system,
+                    record_id,
+                    run,
+                } => writeln!(
+                    f,
+                    "held {}: field {} of {system} record {record_id} is kept out of the journal; {run}'s write of it not undone",
+                    h.entity,
+                    h.field.as_deref().unwrap_or("?")
                 )?,
             }
         }

@@ -26,6 +26,11 @@
 //!   enforced field keeps what it was seen holding as its shadow, so a
 //!   plan that does not see it judges it by that. The property inputs'
 //!   digest changed; the bench data's did not.
+//! - issue 20 (undo): a record is no longer matched by its key into an
+//!   entity with no live record left (every record of it deleted, the
+//!   deletes awaiting a read to confirm them): it was deleted with it, a
+//!   person's new record lost. It makes an entity of its own. The property
+//!   inputs' digest changed; the bench data's did not.
 #![cfg(feature = "proptest")]
 
 #[path = "../benches/support/mod.rs"]
@@ -184,7 +189,7 @@ fn bench_data_plans_are_unchanged() {
 fn property_input_plans_are_unchanged() {
     assert_eq!(
         property_digest(500),
-        3768918139364748776,
+        9774252505906966934,
         "plans on the fixed property-test inputs changed"
     );
 }

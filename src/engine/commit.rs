@@ -71,7 +71,11 @@ pub(crate) fn commit(
         rebuild_keys(map, baseline, spec);
     }
     commit_ambiguous(baseline, plan, outcomes, &mut summary);
-    baseline.set_fingerprint(map.fingerprint());
+    // An undo is planned from the journal, not from the whole baseline
+    // under this map: the baseline stays the map's it was.
+    if plan.undo.is_none() {
+        baseline.set_fingerprint(map.fingerprint());
+    }
     baseline.bump_revision();
     Ok(summary)
 }
@@ -215,10 +219,60 @@ fn commit_change(
     }
     if removed {
         summary.removed.push(change.entity.clone());
-    } else {
-        summary.touched.push(change.entity.clone());
+        return Ok(());
     }
+    let deleted = |op: &&&WriteOp| {
+        op.kind == OpKind::Delete
+            && matches!(inputs.outcomes.get(op.id), Some(OpOutcome::Applied { .. }))
+    };
+    if change.rekey && ops.iter().any(|op| deleted(&op)) {
+        let id = rekey(map, baseline, slot, maintain)?;
+        summary.removed.push(change.entity.clone());
+        summary.touched.push(id);
+        return Ok(());
+    }
+    summary.touched.push(change.entity.clone());
     Ok(())
+}
+
+/// Gives entity `slot` a new id, unlike any in the baseline: its id with
+/// `~{n}` added (in place of such an ending), as new entities get. Keeps
+/// the match key index right where it is `maintain`ed. Returns the id.
+fn rekey(
+    map: &FieldMap,
+    baseline: &mut Baseline,
+    slot: u32,
+    maintain: bool,
+) -> Result<EntityId, CommitError> {
+    let keys = if maintain {
+        keys_of(map, baseline, slot)
+    } else {
+        Vec::new()
+    };
+    let Some(mut entity) = baseline.remove_entity(slot) else {
+        return Err(BaselineError::TooMany("entity slots").into());
+    };
+    if maintain {
+        reindex_keys(baseline, slot, &keys, &[]);
+    }
+    let text = entity.id.as_str();
+    let base = match text.rsplit_once('~') {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => text,
+    }
+    .to_owned();
+    let mut k = 2u64;
+    let mut id = EntityId::new(format!("{base}~{k}"));
+    while baseline.find_entity(&id).is_some() || id == entity.id {
+        k += 1;
+        id = EntityId::new(format!("{base}~{k}"));
+    }
+    entity.id = id.clone();
+    let slot = baseline.insert_entity(entity)?;
+    if maintain {
+        reindex_keys(baseline, slot, &[], &keys);
+    }
+    Ok(id)
 }
 
 /// Moves entity `slot` in the match key index from its `old` key values to

@@ -99,6 +99,7 @@ mod par;
 mod rows;
 #[cfg(test)]
 mod testing;
+mod undo;
 
 pub(crate) use drift::held_names;
 pub(crate) use fast_path::holds_last_commit;
@@ -673,6 +674,48 @@ impl SyncEngine {
         outcomes: &Outcomes,
     ) -> Result<CommitSummary, CommitError> {
         commit::commit(&self.map, baseline, plan, outcomes)
+    }
+
+    /// Plans the undo of `run` from its [journal](crate::journal) entries
+    /// (`entries`: those of other runs are passed over) and what the systems
+    /// hold now (`current`: at least every record the run wrote, by id, in
+    /// each system it wrote to; whole, in a system where it deleted
+    /// records, so that a record an earlier undo created again is found by
+    /// its correlation key, where the system keeps them).
+    ///
+    /// Three ways, per field of each record the run wrote: a field still
+    /// holding what the run left goes back to its value before the run
+    /// ([`Reason::Undo`](crate::Reason::Undo)); one holding its value
+    /// before already is left; one changed since is held
+    /// ([`HoldKind::ChangedSince`](crate::plan::HoldKind::ChangedSince)),
+    /// never overwritten. A record the run created is deleted, unless it
+    /// changed since (held) or is gone; a record it deleted is created again
+    /// from its values before the run, unlinked, so the next plan links it
+    /// by its match keys like any new record (or, where its match is gone
+    /// too, creates it in the other systems). A record the run updated that
+    /// is gone is held ([`Gone`](crate::plan::HoldKind::Gone)), and fields
+    /// kept out of the journal are held
+    /// ([`NotJournaled`](crate::plan::HoldKind::NotJournaled)). Writes are
+    /// conditional on the versions read, where the systems have them.
+    ///
+    /// The plan is an ordinary plan: it passes the map's delete and
+    /// emptied-field [guards](crate::guard) (approve a refusal with
+    /// [`PlanOptions::approve`]), is executed like any other and committed
+    /// with [`commit`](Self::commit). Committed, each record it wrote holds,
+    /// for the baseline, what it was given back: the entity's canonical
+    /// values stay what the run made them, so the next plan finds the
+    /// targets behind and writes them again, through the map as it is
+    /// then. **Fix the map before the next run**, or the run undone is done
+    /// again. Only the parts of `options` that approve refusals are used.
+    pub fn plan_undo(
+        &self,
+        baseline: &Baseline,
+        run: crate::journal::RunId,
+        entries: &[crate::journal::JournalEntry],
+        current: &[Snapshot],
+        options: &PlanOptions<'_>,
+    ) -> SyncPlan {
+        undo::plan_undo(&self.map, baseline, run, entries, current, options)
     }
 }
 

@@ -131,6 +131,7 @@ mod report;
 mod retry;
 mod sharding;
 mod time;
+mod undo;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -144,6 +145,7 @@ use crate::baseline::{Baseline, EntityId, LinkStatus};
 use crate::connector::{Applied, Connector, ConnectorError, Cursor, ErrorKind};
 use crate::engine::{CommitError, CommitSummary, Outcomes, PlanError, PlanOptions, SyncEngine};
 use crate::guard::{Approval, Refusal};
+use crate::journal::{Retention, RunId};
 use crate::model::{Snapshot, SystemId};
 use crate::plan::{IssueKind, SyncPlan, WriteOp};
 use crate::shard::Shard;
@@ -157,6 +159,7 @@ pub use pace::{PaceStats, RateLimit, RateLimitBuilder};
 pub use report::{ErrorGroup, FailedOp, OpCounts, SyncReport, SystemReport};
 pub use retry::RetryPolicy;
 pub use time::{Clock, Sleeper, SystemClock, ThreadSleeper};
+pub use undo::Undone;
 
 /// Why a run stopped before it committed. Nothing was saved; ops already
 /// executed are found again by the next run (creates by their correlation
@@ -185,6 +188,14 @@ pub enum RunError {
     /// The engine refused to commit (another process saved in between).
     #[error(transparent)]
     Commit(#[from] CommitError),
+    /// An undo of a run the journal has no entries of: it wrote nothing,
+    /// its entries were dropped by the retention, or no journal was kept
+    /// ([`SyncRunnerBuilder::journal`]).
+    #[error("{run} has no journal entries: it wrote nothing, retention dropped them, or no journal was kept")]
+    NotJournaled {
+        /// The run.
+        run: RunId,
+    },
 }
 
 /// A [`SyncRunnerBuilder`] setting that
@@ -224,6 +235,8 @@ pub struct SyncRunner {
     parents: Vec<String>,
     /// The part of the object's entities it plans and writes.
     shard: Shard,
+    /// What the store keeps of the write journal; `None`: no journal.
+    journal: Option<Retention>,
     /// The key its baseline is kept under: the object's, or its shard's.
     state: String,
     subscribers: events::Subscribers,
@@ -270,6 +283,7 @@ pub struct SyncRunnerBuilder {
     deadline: Option<Duration>,
     parents: Vec<String>,
     shard: Shard,
+    journal: Option<Retention>,
 }
 
 impl fmt::Debug for SyncRunnerBuilder {
@@ -493,6 +507,23 @@ impl SyncRunnerBuilder {
         self
     }
 
+    /// Keeps a [write journal](crate::journal) in the store, under
+    /// `retention`: every write a run applies, with each field's value
+    /// before and after and the reason, saved with the baseline. It lets
+    /// [`undo`](SyncRunner::undo) take a run back and
+    /// [`history`](SyncRunner::history) tell who changed a field. Off by
+    /// default: it keeps people's data beyond what syncing needs.
+    ///
+    /// Every shipped store keeps journals. A store of your own that does
+    /// not ignores the batches it is given, and
+    /// [`journal`](SyncRunner::journal), `history` and `undo` are refused
+    /// with [`StoreError::Unsupported`](crate::StoreError::Unsupported).
+    #[must_use]
+    pub fn journal(mut self, retention: Retention) -> Self {
+        self.journal = Some(retention);
+        self
+    }
+
     /// Checks the settings: a store, exactly one connector for each of the
     /// map's systems and none for others, a concurrency of at least 1.
     pub fn build(self) -> Result<SyncRunner, BuildError> {
@@ -579,6 +610,7 @@ impl SyncRunnerBuilder {
             fetch_timeout: self.fetch_timeout,
             deadline: self.deadline,
             parents: self.parents,
+            journal: self.journal,
             subscribers: events::Subscribers::default(),
             running: futures::lock::Mutex::new(()),
             approvals: std::sync::Mutex::new(Vec::new()),
@@ -618,6 +650,7 @@ impl SyncRunner {
             deadline: None,
             parents: Vec::new(),
             shard: Shard::whole(),
+            journal: None,
         }
     }
 
@@ -755,6 +788,7 @@ impl SyncRunner {
             .filter(|op| !waiting.contains(&op.entity))
             .collect();
         let prior = self.prior_reads(&ops, &snapshots);
+        let read = self.journal_reads(&ops, &snapshots);
         drop(snapshots);
         report.conflicts = plan.conflicts.len();
         report.held = plan.held.len();
@@ -802,7 +836,10 @@ impl SyncRunner {
                 outcomes.record(op.id, execute::outcome(&done.shown, op, result));
             }
         }
-        let summary = self.engine.commit(&mut baseline, &plan, &outcomes)?;
+        let run_id = RunId(baseline.revision().saturating_add(1));
+        let summary = self.commit_journaled(&mut baseline, &plan, &outcomes, &read, run_id)?;
+        report.run = Some(run_id);
+        drop(read);
         // A read that listed a record twice came from a connector whose
         // pages overlap, and may have skipped records too; the entity of
         // copies that differ was not planned, and the other records of it
@@ -823,7 +860,7 @@ impl SyncRunner {
         self.release(&unused).await?;
 
         if let Some(mut baseline) = baseline {
-            self.replan_stale(run, &mut report, &mut baseline, &stale, &options)
+            self.replan_stale(run, &mut report, &mut baseline, &stale, &options, run_id)
                 .await?;
         }
         drop(stale);
@@ -879,6 +916,7 @@ impl SyncRunner {
         baseline: &mut Baseline,
         stale: &[&WriteOp],
         options: &PlanOptions<'_>,
+        run_id: RunId,
     ) -> Result<(), RunError> {
         let mut entities: HashSet<&EntityId> = stale.iter().map(|op| &op.entity).collect();
         let mut reads = Vec::new();
@@ -968,6 +1006,7 @@ impl SyncRunner {
             .filter(|op| entities.contains(&op.entity))
             .collect();
         let prior = self.prior_reads(&chosen, &snapshots);
+        let read = self.journal_reads(&chosen, &snapshots);
         drop(snapshots);
         for op in &chosen {
             if let Some(s) = report.system_mut(&op.system) {
@@ -989,7 +1028,7 @@ impl SyncRunner {
             }
         }
         // Ops of other entities get no outcome: they stay for the next run.
-        let summary = self.engine.commit(baseline, &plan, &outcomes)?;
+        let summary = self.commit_journaled(baseline, &plan, &outcomes, &read, run_id)?;
         self.save(std::mem::take(baseline), summary, false).await?;
         Ok(())
     }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::baseline::EntityId;
 use crate::connector::ErrorKind;
 use crate::guard::Refusal;
+use crate::journal::RunId;
 use crate::mapping::FieldMap;
 use crate::model::Record;
 use crate::model::SystemId;
@@ -183,6 +184,10 @@ pub struct SyncReport {
     /// What a safety guard refused: those changes wait until approved with
     /// [`SyncRunner::approve`](super::SyncRunner::approve).
     pub refusal: Option<Refusal>,
+    /// The run's id, once it committed: the journal names its writes by
+    /// it ([`SyncRunner::undo`](super::SyncRunner::undo) takes it).
+    /// `None` for a dry run.
+    pub run: Option<RunId>,
 }
 
 impl SyncReport {
@@ -199,6 +204,7 @@ impl SyncReport {
             issues: 0,
             replanned: 0,
             debounced: 0,
+            run: None,
             refusal: None,
         }
     }
