@@ -94,6 +94,20 @@ hex_id!(
     ConflictId
 );
 
+/// A run, as the journal names it: the revision of the baseline its first
+/// commit made. Revisions only go up, so a run id is never reused for one
+/// object (a run that commits twice, replanning stale writes, keeps the id
+/// of its first commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub u64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "run {}", self.0)
+    }
+}
+
 /// What a write op does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -59,27 +59,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::baseline::{Baseline, EntityId};
-use crate::engine::{OpOutcome, Outcomes};
-use crate::ids::{OpId, OpKind};
-use crate::mapping::FieldMap;
-use crate::model::{is_empty_value, Snapshot, SystemId};
-use crate::plan::{Reason, SyncPlan};
+pub use crate::ids::RunId;
+use crate::ids::{EntityId, OpId, OpKind};
+use crate::model::{is_empty_value, SystemId};
+use crate::plan::Reason;
 use crate::redact::shown_opt;
-
-/// A run, as the journal names it: the revision of the baseline its first
-/// commit made. Revisions only go up, so a run id is never reused for one
-/// object (a run that commits twice, replanning stale writes, keeps the id
-/// of its first commit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RunId(pub u64);
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "run {}", self.0)
-    }
-}
 
 /// One field of a journaled write.
 ///
@@ -294,133 +278,6 @@ pub struct JournalBatch {
 }
 
 impl JournalBatch {
-    /// The journal of a commit of `plan` into `baseline` (called before
-    /// the commit): an entry for each op that `outcomes` reports applied.
-    /// Values before are what the plan saw each target hold: for an
-    /// update, as the plan kept them; for a delete, the record as `read`
-    /// (the snapshots the plan was made from), else as the baseline last
-    /// saw it (an incremental read lists only records that changed).
-    /// Values after are what each op sent, or the form the system
-    /// reported storing.
-    pub fn of_commit(
-        map: &FieldMap,
-        baseline: &Baseline,
-        plan: &SyncPlan,
-        outcomes: &Outcomes,
-        read: &[Snapshot],
-        run: RunId,
-        at: DateTime<Utc>,
-    ) -> Self {
-        let mut records = std::collections::HashMap::new();
-        for snapshot in read {
-            for r in &snapshot.records {
-                records.insert((snapshot.system.as_str(), r.id.as_str()), r);
-            }
-        }
-        // What each update's target held, as the plan saw it: by entity,
-        // map system and field index.
-        let mut seen: std::collections::HashMap<(&EntityId, u32, u32), Option<&Value>> =
-            std::collections::HashMap::new();
-        for c in &plan.changes {
-            for (t, f, v) in &c.before {
-                seen.insert((&c.entity, *t, *f), v.as_ref());
-            }
-        }
-        let mut entries = Vec::new();
-        for op in &plan.ops {
-            let Some(OpOutcome::Applied {
-                record_id, stored, ..
-            }) = outcomes.get(op.id)
-            else {
-                continue;
-            };
-            let id = match op.kind {
-                OpKind::Create => record_id.clone(),
-                _ => op.record_id.clone(),
-            };
-            let Some(id) = id else { continue };
-            let prior = records.get(&(op.system.as_str(), id.as_str())).copied();
-            let known = baseline.entity(&op.entity);
-            let t = map.system_index(op.system.as_str()).unwrap_or(usize::MAX) as u32;
-            let mut fields = Vec::new();
-            let mut omitted = Vec::new();
-            if op.kind == OpKind::Delete {
-                for f in map.fields() {
-                    let Some(native) = f.native_name(op.system.as_str()) else {
-                        continue;
-                    };
-                    let before = match prior {
-                        Some(r) => r.get(native).cloned(),
-                        None => known
-                            .as_ref()
-                            .and_then(|e| e.shadow(op.system.as_str(), f.name())),
-                    };
-                    if before.is_none() {
-                        continue;
-                    }
-                    if !f.is_journaled() {
-                        omitted.push(f.name().to_owned());
-                        continue;
-                    }
-                    fields.push(JournalField {
-                        field: f.name().to_owned(),
-                        native: native.to_owned(),
-                        before,
-                        after: None,
-                        sent: None,
-                        reason: None,
-                        sensitive: f.is_sensitive(),
-                    });
-                }
-            }
-            for w in &op.fields {
-                if map.field(&w.field).is_some_and(|f| !f.is_journaled()) {
-                    omitted.push(w.field.clone());
-                    continue;
-                }
-                let f = map.fields().iter().position(|f| f.name() == w.field);
-                let before = match op.kind {
-                    OpKind::Create => None,
-                    _ => match f.and_then(|f| seen.get(&(&op.entity, t, f as u32))) {
-                        Some(v) => v.cloned(),
-                        None => prior.and_then(|r| r.get(&w.native)).cloned(),
-                    },
-                };
-                let (after, sent) = match stored.get(&w.native) {
-                    Some(v) if !same(Some(v), Some(&w.value)) => (v.clone(), Some(w.value.clone())),
-                    _ => (w.value.clone(), None),
-                };
-                fields.push(JournalField {
-                    field: w.field.clone(),
-                    native: w.native.clone(),
-                    before,
-                    after: Some(after),
-                    sent,
-                    reason: Some(w.reason.clone()),
-                    sensitive: w.sensitive,
-                });
-            }
-            entries.push(JournalEntry {
-                run,
-                at,
-                op: op.id,
-                kind: op.kind,
-                object: op.object.clone(),
-                system: op.system.clone(),
-                record_id: id,
-                entity: op.entity.clone(),
-                fields,
-                omitted,
-            });
-        }
-        JournalBatch {
-            run,
-            at,
-            entries,
-            retention: Retention::default(),
-        }
-    }
-
     /// The same batch, kept under `retention`.
     #[must_use]
     pub fn retention(mut self, retention: Retention) -> Self {

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::baseline::{AmbiguityChange, DeleteReview, EntityId, Held, LinkRecord, Observed};
 use crate::guard::Refusal;
+use crate::ids::RunId;
 pub use crate::ids::{ConflictId, OpId, OpKind};
-use crate::journal::RunId;
 use crate::mapping::{Conversion, MappingError, ValueProblem};
 use crate::model::SystemId;
 pub use crate::native::{NativeCandidate, NativeConflict, NativeValue, NotNative};

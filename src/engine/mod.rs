@@ -95,6 +95,7 @@ mod fast_path;
 mod gather;
 mod hints;
 mod input;
+mod journaled;
 mod par;
 mod rows;
 #[cfg(test)]

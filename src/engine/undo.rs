@@ -94,17 +94,44 @@ pub(super) fn plan_undo(
     current: &[Snapshot],
     options: &PlanOptions<'_>,
 ) -> SyncPlan {
-    let mut now: HashMap<(&str, &str), &Record> = HashMap::new();
-    let mut recreated: HashSet<(&str, &str)> = HashSet::new();
+    let mut undo = Undo {
+        map,
+        baseline,
+        run,
+        now: HashMap::new(),
+        recreated: HashSet::new(),
+        plan: SyncPlan {
+            object: map.object().to_owned(),
+            baseline_revision: baseline.revision(),
+            fingerprint: map.fingerprint(),
+            undo: Some(run),
+            ..SyncPlan::default()
+        },
+        changes: HashMap::new(),
+    };
     for snapshot in current {
         for r in snapshot.records.iter().filter(|r| !r.deleted) {
-            now.insert((snapshot.system.as_str(), r.id.as_str()), r);
+            undo.now
+                .insert((snapshot.system.as_str(), r.id.as_str()), r);
             if let Some(c) = &r.correlation {
-                recreated.insert((snapshot.system.as_str(), c.as_str()));
+                undo.recreated
+                    .insert((snapshot.system.as_str(), c.as_str()));
             }
         }
     }
+    for w in written(run, entries) {
+        undo.record(&w);
+    }
+    let mut plan = undo.guard(options);
+    let mut changes: Vec<EntityChange> = undo.changes.into_values().collect();
+    changes.sort_by(|a, b| a.entity.cmp(&b.entity));
+    plan.changes = changes;
+    plan
+}
 
+/// The records `run` wrote, each with its entries, in the order first
+/// written.
+fn written(run: RunId, entries: &[JournalEntry]) -> Vec<Written<'_>> {
     let mut written: Vec<Written<'_>> = Vec::new();
     let mut index: HashMap<(&str, &str), usize> = HashMap::new();
     for e in entries.iter().filter(|e| e.run == run) {
@@ -118,217 +145,390 @@ pub(super) fn plan_undo(
             });
             written.len() - 1
         });
-        written[i].entries.push(e);
-    }
-
-    let mut plan = SyncPlan {
-        object: map.object().to_owned(),
-        baseline_revision: baseline.revision(),
-        fingerprint: map.fingerprint(),
-        undo: Some(run),
-        ..SyncPlan::default()
-    };
-    let mut changes: HashMap<EntityId, EntityChange> = HashMap::new();
-    for w in &written {
-        let (Some(first), Some(last)) = (w.first(), w.last()) else {
-            continue;
-        };
-        let Some(t) = map.system_index(w.system.as_str()) else {
-            continue;
-        };
-        if map.read_only(w.system.as_str()).is_some() {
-            continue;
+        if let Some(w) = written.get_mut(i) {
+            w.entries.push(e);
         }
-        let record = now.get(&(w.system.as_str(), w.record_id)).copied();
-        // The entity the record is linked to now (an earlier undo may have
-        // given it a new id); a record no longer linked is not recsync's
-        // to take back.
-        let linked = baseline
-            .find_linked(w.system.as_str(), w.record_id)
-            .map(|e| e.id().clone());
-        let gone = HoldKind::Gone {
-            system: w.system.clone(),
-            record_id: w.record_id.to_owned(),
-            run,
-        };
-        let hold = |field: Option<&str>, kind: HoldKind| Hold {
-            entity: linked.clone().unwrap_or_else(|| w.entity.clone()),
+    }
+    written
+}
+
+/// An undo being planned.
+struct Undo<'a> {
+    map: &'a FieldMap,
+    baseline: &'a Baseline,
+    run: RunId,
+    /// The live records read now, by system and id.
+    now: HashMap<(&'a str, &'a str), &'a Record>,
+    /// The correlation keys of the live records read, by system.
+    recreated: HashSet<(&'a str, &'a str)>,
+    plan: SyncPlan,
+    /// The baseline changes, by entity.
+    changes: HashMap<EntityId, EntityChange>,
+}
+
+/// One record the run wrote, as the undo sees it now.
+struct Target<'w, 'a> {
+    w: &'w Written<'a>,
+    /// The record now, if live.
+    record: Option<&'a Record>,
+    /// The entity it is linked to now (an earlier undo may have given it a
+    /// new id); a record no longer linked is not recsync's to take back.
+    linked: Option<EntityId>,
+}
+
+impl Target<'_, '_> {
+    fn hold(&self, field: Option<&str>, kind: HoldKind) -> Hold {
+        Hold {
+            entity: self.linked.clone().unwrap_or_else(|| self.w.entity.clone()),
             field: field.map(str::to_owned),
             kind,
+        }
+    }
+
+    fn changed(&self, run: RunId, field: Option<&str>) -> Hold {
+        self.hold(
+            field,
+            HoldKind::ChangedSince {
+                system: self.w.system.clone(),
+                record_id: self.w.record_id.to_owned(),
+                run,
+            },
+        )
+    }
+
+    fn gone(&self, run: RunId) -> Hold {
+        self.hold(
+            None,
+            HoldKind::Gone {
+                system: self.w.system.clone(),
+                record_id: self.w.record_id.to_owned(),
+                run,
+            },
+        )
+    }
+
+    fn not_journaled(&self, run: RunId, field: &str) -> Hold {
+        self.hold(
+            Some(field),
+            HoldKind::NotJournaled {
+                system: self.w.system.clone(),
+                record_id: self.w.record_id.to_owned(),
+                run,
+            },
+        )
+    }
+}
+
+impl<'a> Undo<'a> {
+    /// Plans the undo of what the run wrote to one record.
+    fn record(&mut self, w: &Written<'a>) {
+        let (Some(first), Some(last)) = (w.first(), w.last()) else {
+            return;
         };
-        let changed = |field: Option<&str>| {
-            hold(
-                field,
-                HoldKind::ChangedSince {
-                    system: w.system.clone(),
-                    record_id: w.record_id.to_owned(),
-                    run,
-                },
-            )
+        if self.map.system_index(w.system.as_str()).is_none()
+            || self.map.read_only(w.system.as_str()).is_some()
+        {
+            return;
+        }
+        let target = Target {
+            w,
+            record: self.now.get(&(w.system.as_str(), w.record_id)).copied(),
+            linked: self
+                .baseline
+                .find_linked(w.system.as_str(), w.record_id)
+                .map(|e| e.id().clone()),
         };
-        let not_journaled = |field: &str| {
-            hold(
-                Some(field),
-                HoldKind::NotJournaled {
-                    system: w.system.clone(),
-                    record_id: w.record_id.to_owned(),
-                    run,
-                },
-            )
-        };
-        let fields = w.fields();
         if first.kind == OpKind::Create {
             // The record did not exist before the run.
-            let Some(record) = record else { continue };
-            if last.kind == OpKind::Delete {
-                continue;
+            if last.kind != OpKind::Delete {
+                self.created(&target);
             }
-            let Some(entity) = &linked else {
-                plan.held.push(hold(None, gone));
+        } else if last.kind == OpKind::Delete {
+            self.deleted(&target);
+        } else {
+            self.updated(&target);
+        }
+    }
+
+    fn op_id(&self, domain: &str, w: &Written<'_>, fields: &[FieldWrite]) -> OpId {
+        let mut h = StableHasher::new(domain);
+        h.u64(self.run.0);
+        h.str(w.system.as_str());
+        h.str(w.record_id);
+        for f in fields {
+            h.str(&f.native);
+            h.value(&f.value);
+        }
+        OpId(h.finish())
+    }
+
+    /// A record the run created: deleted, unless it changed since (a field
+    /// holds what the run did not leave, or one the run left empty holds a
+    /// value now; mapped fields only: a system's own fields, such as its
+    /// timestamps, are its own) or the journal cannot tell.
+    fn created(&mut self, t: &Target<'_, 'a>) {
+        let Some(record) = t.record else { return };
+        let Some(entity) = &t.linked else {
+            self.plan.held.push(t.gone(self.run));
+            return;
+        };
+        let fields = t.w.fields();
+        let omitted = t.w.omitted();
+        let system = t.w.system.as_str();
+        let edited = fields
+            .iter()
+            .any(|(_, left, _)| !left.left(record.get(&left.native)))
+            || self.map.fields().iter().any(|f| {
+                f.native_name(system).is_some_and(|native| {
+                    !fields.iter().any(|(_, left, _)| left.native == native)
+                        && !omitted.contains(&f.name())
+                        && record.get(native).is_some_and(|v| !is_empty_value(v))
+                })
+            });
+        if edited {
+            self.plan.held.push(t.changed(self.run, None));
+            return;
+        }
+        if let Some(name) = omitted.first() {
+            // Values the journal does not have may have been edited: the
+            // record is not deleted on trust.
+            self.plan.held.push(t.not_journaled(self.run, name));
+            return;
+        }
+        self.plan.ops.push(WriteOp {
+            id: self.op_id("undo-delete", t.w, &[]),
+            kind: OpKind::Delete,
+            object: self.map.object().to_owned(),
+            system: t.w.system.clone(),
+            record_id: Some(t.w.record_id.to_owned()),
+            entity: entity.clone(),
+            expected_version: record.version.clone(),
+            correlation: None,
+            fields: Vec::new(),
+        });
+        touch(&mut self.changes, entity).rekey = true;
+    }
+
+    /// A record the run deleted: created again from its values before,
+    /// unless it is back (live under its id, or created again by an
+    /// earlier undo, found by its correlation key).
+    fn deleted(&mut self, t: &Target<'_, 'a>) {
+        let key = correlation(self.run, t.w.system, t.w.record_id);
+        let system = t.w.system.as_str();
+        if t.record.is_some() || self.recreated.contains(&(system, key.as_str())) {
+            return;
+        }
+        let mut writes = Vec::new();
+        for (before, _, op) in &t.w.fields() {
+            let Some(value) = before.before.clone() else {
                 continue;
             };
-            // Changed since: a field holds what the run did not leave, or
-            // one the run left empty holds a value now (mapped fields: a
-            // system's own fields, such as its timestamps, are its own).
-            let edited = fields
-                .iter()
-                .any(|(_, left, _)| !left.left(record.get(&left.native)))
-                || map.fields().iter().any(|f| {
-                    f.native_name(w.system.as_str()).is_some_and(|native| {
-                        !fields.iter().any(|(_, left, _)| left.native == native)
-                            && !w.omitted().contains(&f.name())
-                            && record.get(native).is_some_and(|v| !is_empty_value(v))
-                    })
-                });
-            let omitted = w.omitted();
-            if edited {
-                plan.held.push(changed(None));
-            } else if let Some(name) = omitted.first() {
-                // Values the journal does not have may have been edited:
-                // the record is not deleted on trust.
-                plan.held.push(not_journaled(name));
-            } else {
-                let mut h = StableHasher::new("undo-delete");
-                h.u64(run.0);
-                h.str(w.system.as_str());
-                h.str(w.record_id);
-                plan.ops.push(WriteOp {
-                    id: OpId(h.finish()),
-                    kind: OpKind::Delete,
-                    object: map.object().to_owned(),
-                    system: w.system.clone(),
-                    record_id: Some(w.record_id.to_owned()),
-                    entity: entity.clone(),
-                    expected_version: record.version.clone(),
-                    correlation: None,
-                    fields: Vec::new(),
-                });
-                touch(&mut changes, entity).rekey = true;
-            }
-            continue;
-        }
-        if last.kind == OpKind::Delete {
-            // The record existed before the run and is gone after it.
-            let key = correlation(run, w.system, w.record_id);
-            if record.is_some() || recreated.contains(&(w.system.as_str(), key.as_str())) {
-                continue;
-            }
-            let mut writes = Vec::new();
-            for (before, _, op) in &fields {
-                let Some(value) = before.before.clone() else {
-                    continue;
-                };
-                writes.push(FieldWrite {
-                    field: before.field.clone(),
-                    native: before.native.clone(),
-                    value,
-                    reason: Reason::Undo { run, op: *op },
-                    sensitive: before.sensitive,
-                });
-            }
-            for name in w.omitted() {
-                plan.held.push(not_journaled(name));
-            }
-            let mut h = StableHasher::new("undo-create");
-            h.u64(run.0);
-            h.str(w.system.as_str());
-            h.str(w.record_id);
-            for f in &writes {
-                h.str(&f.native);
-                h.value(&f.value);
-            }
-            plan.ops.push(WriteOp {
-                id: OpId(h.finish()),
-                kind: OpKind::Create,
-                object: map.object().to_owned(),
-                system: w.system.clone(),
-                record_id: None,
-                entity: w.entity.clone(),
-                expected_version: None,
-                correlation: Some(key),
-                fields: writes,
+            writes.push(FieldWrite {
+                field: before.field.clone(),
+                native: before.native.clone(),
+                value,
+                reason: Reason::Undo {
+                    run: self.run,
+                    op: *op,
+                },
+                sensitive: before.sensitive,
             });
-            continue;
         }
-        // Updates only.
-        let (Some(record), Some(entity)) = (record, &linked) else {
-            plan.held.push(hold(None, gone));
-            continue;
+        for name in t.w.omitted() {
+            self.plan.held.push(t.not_journaled(self.run, name));
+        }
+        self.plan.ops.push(WriteOp {
+            id: self.op_id("undo-create", t.w, &writes),
+            kind: OpKind::Create,
+            object: self.map.object().to_owned(),
+            system: t.w.system.clone(),
+            record_id: None,
+            entity: t.w.entity.clone(),
+            expected_version: None,
+            correlation: Some(key),
+            fields: writes,
+        });
+    }
+
+    /// A record the run updated: each field still holding what the run
+    /// left goes back; one back already is left; any other is held.
+    fn updated(&mut self, t: &Target<'_, 'a>) {
+        let (Some(record), Some(entity)) = (t.record, &t.linked) else {
+            self.plan.held.push(t.gone(self.run));
+            return;
         };
+        let s = self
+            .map
+            .system_index(t.w.system.as_str())
+            .unwrap_or(usize::MAX);
         let mut writes = Vec::new();
         let mut held_now = Vec::new();
-        for (before, left, op) in &fields {
+        for (before, left, op) in &t.w.fields() {
             let value = record.get(&left.native);
             if same(value, before.before.as_ref()) {
                 continue;
             }
             if !left.left(value) {
-                plan.held.push(changed(Some(&left.field)));
+                self.plan.held.push(t.changed(self.run, Some(&left.field)));
                 continue;
             }
-            if let Some(f) = map.fields().iter().position(|f| f.name() == left.field) {
-                held_now.push((t as u32, f as u32, value.cloned()));
+            if let Some(f) = self
+                .map
+                .fields()
+                .iter()
+                .position(|f| f.name() == left.field)
+            {
+                held_now.push((s as u32, f as u32, value.cloned()));
             }
             writes.push(FieldWrite {
                 field: left.field.clone(),
                 native: left.native.clone(),
                 value: before.before.clone().unwrap_or(Value::Null),
-                reason: Reason::Undo { run, op: *op },
+                reason: Reason::Undo {
+                    run: self.run,
+                    op: *op,
+                },
                 sensitive: before.sensitive,
             });
         }
-        for name in w.omitted() {
-            plan.held.push(not_journaled(name));
+        for name in t.w.omitted() {
+            self.plan.held.push(t.not_journaled(self.run, name));
         }
         if writes.is_empty() {
-            continue;
+            return;
         }
-        let mut h = StableHasher::new("undo-update");
-        h.u64(run.0);
-        h.str(w.system.as_str());
-        h.str(w.record_id);
-        for f in &writes {
-            h.str(&f.native);
-            h.value(&f.value);
-        }
-        plan.ops.push(WriteOp {
-            id: OpId(h.finish()),
+        self.plan.ops.push(WriteOp {
+            id: self.op_id("undo-update", t.w, &writes),
             kind: OpKind::Update,
-            object: map.object().to_owned(),
-            system: w.system.clone(),
-            record_id: Some(w.record_id.to_owned()),
+            object: self.map.object().to_owned(),
+            system: t.w.system.clone(),
+            record_id: Some(t.w.record_id.to_owned()),
             entity: entity.clone(),
             expected_version: record.version.clone(),
             correlation: None,
             fields: writes,
         });
-        touch(&mut changes, entity).before.extend(held_now);
+        touch(&mut self.changes, entity).before.extend(held_now);
     }
-    guard(map, baseline, options, &mut plan, &now, &mut changes);
-    let mut changes: Vec<EntityChange> = changes.into_values().collect();
-    changes.sort_by(|a, b| a.entity.cmp(&b.entity));
-    plan.changes = changes;
-    plan
+
+    /// The deletes of records the run created, and the writes that empty
+    /// a field holding a value now: what the map's delete and
+    /// emptied-field guards count.
+    fn guarded(&self) -> (Vec<Withheld>, Vec<Withheld>) {
+        let mut deletes = Vec::new();
+        let mut emptied = Vec::new();
+        for op in &self.plan.ops {
+            let item = |kind, field: Option<&str>| Withheld {
+                kind,
+                entity: op.entity.clone(),
+                system: op.system.clone(),
+                record_id: op.record_id.clone(),
+                field: field.map(str::to_owned),
+            };
+            match op.kind {
+                OpKind::Delete => deletes.push(item(WithheldKind::Delete, None)),
+                OpKind::Update => {
+                    let record = op
+                        .record_id
+                        .as_deref()
+                        .and_then(|id| self.now.get(&(op.system.as_str(), id)));
+                    for w in op.fields.iter().filter(|w| is_empty_value(&w.value)) {
+                        let holds = record
+                            .and_then(|r| r.get(&w.native))
+                            .is_some_and(|v| !is_empty_value(v));
+                        if holds {
+                            emptied.push(item(WithheldKind::EmptiedField, Some(&w.field)));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        (deletes, emptied)
+    }
+
+    /// The map's delete and emptied-field guards over the undo: over
+    /// budget and not approved, those changes are withheld and the plan
+    /// says why.
+    fn guard(&mut self, options: &PlanOptions<'_>) -> SyncPlan {
+        let entities = self.baseline.len();
+        let guards = self.map.guards();
+        let (deletes, emptied) = self.guarded();
+        let mut trips = Vec::new();
+        let mut items = Vec::new();
+        if !guards.deletes.allows(deletes.len(), entities) {
+            trips.push(Trip::Deletes {
+                count: deletes.len(),
+                entities,
+                budget: guards.deletes,
+            });
+            items.extend(deletes);
+        }
+        if !guards.emptied_fields.allows(emptied.len(), entities) {
+            trips.push(Trip::EmptiedFields {
+                count: emptied.len(),
+                entities,
+                budget: guards.emptied_fields,
+            });
+            items.extend(emptied);
+        }
+        let mut plan = std::mem::take(&mut self.plan);
+        items.sort();
+        let approved = options
+            .approvals
+            .contains(&crate::guard::fingerprint(&trips, &items));
+        if trips.is_empty() || approved {
+            return plan;
+        }
+        withhold(&mut plan, &items, &mut self.changes);
+        let mut refusal = plan
+            .refusal
+            .take()
+            .unwrap_or_else(crate::guard::Refusal::empty);
+        refusal.add(trips, items);
+        plan.refusal = Some(refusal);
+        plan
+    }
+}
+
+/// Takes the withheld changes `items` out of `plan`: the deletes, and the
+/// fields emptied (an update left with none goes). An entity left with no
+/// op keeps nothing from the undo but the next plan's second look.
+fn withhold(
+    plan: &mut SyncPlan,
+    items: &[Withheld],
+    changes: &mut HashMap<EntityId, EntityChange>,
+) {
+    let withheld = |op: &WriteOp, kind: WithheldKind, field: Option<&str>| {
+        items.iter().any(|i| {
+            i.kind == kind
+                && i.entity == op.entity
+                && i.system == op.system
+                && i.record_id == op.record_id
+                && i.field.as_deref() == field
+        })
+    };
+    for op in &mut plan.ops {
+        if op.kind == OpKind::Update {
+            let fields = std::mem::take(&mut op.fields);
+            op.fields = fields
+                .into_iter()
+                .filter(|w| !withheld(op, WithheldKind::EmptiedField, Some(&w.field)))
+                .collect();
+        }
+    }
+    plan.ops.retain(|op| match op.kind {
+        OpKind::Delete => !withheld(op, WithheldKind::Delete, None),
+        OpKind::Update => !op.fields.is_empty(),
+        _ => true,
+    });
+    let kept: HashSet<&EntityId> = plan.ops.iter().map(|op| &op.entity).collect();
+    for (id, c) in changes.iter_mut() {
+        if !kept.contains(id) {
+            c.before.clear();
+            c.rekey = false;
+        }
+    }
 }
 
 /// The baseline change of an entity an undo writes to: it is looked at
@@ -343,111 +543,4 @@ fn touch<'c>(
         c.unsettled = true;
         c
     })
-}
-
-/// The map's delete and emptied-field guards, over the undo: deletes of
-/// records the run created, and writes that empty a field that holds a
-/// value now. Over budget and not approved, those are withheld and the
-/// plan says why.
-fn guard(
-    map: &FieldMap,
-    baseline: &Baseline,
-    options: &PlanOptions<'_>,
-    plan: &mut SyncPlan,
-    now: &HashMap<(&str, &str), &Record>,
-    changes: &mut HashMap<EntityId, EntityChange>,
-) {
-    let entities = baseline.len();
-    let guards = map.guards();
-    let mut deletes = Vec::new();
-    let mut emptied = Vec::new();
-    for op in &plan.ops {
-        let item = |kind, field: Option<&str>| Withheld {
-            kind,
-            entity: op.entity.clone(),
-            system: op.system.clone(),
-            record_id: op.record_id.clone(),
-            field: field.map(str::to_owned),
-        };
-        match op.kind {
-            OpKind::Delete => deletes.push(item(WithheldKind::Delete, None)),
-            OpKind::Update => {
-                let record = op
-                    .record_id
-                    .as_deref()
-                    .and_then(|id| now.get(&(op.system.as_str(), id)));
-                for w in op.fields.iter().filter(|w| is_empty_value(&w.value)) {
-                    let holds = record
-                        .and_then(|r| r.get(&w.native))
-                        .is_some_and(|v| !is_empty_value(v));
-                    if holds {
-                        emptied.push(item(WithheldKind::EmptiedField, Some(&w.field)));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut trips = Vec::new();
-    let mut items = Vec::new();
-    let (mut no_deletes, mut no_emptied) = (false, false);
-    if !guards.deletes.allows(deletes.len(), entities) {
-        trips.push(Trip::Deletes {
-            count: deletes.len(),
-            entities,
-            budget: guards.deletes,
-        });
-        items.extend(deletes);
-        no_deletes = true;
-    }
-    if !guards.emptied_fields.allows(emptied.len(), entities) {
-        trips.push(Trip::EmptiedFields {
-            count: emptied.len(),
-            entities,
-            budget: guards.emptied_fields,
-        });
-        items.extend(emptied);
-        no_emptied = true;
-    }
-    if trips.is_empty() {
-        return;
-    }
-    items.sort();
-    if options
-        .approvals
-        .contains(&crate::guard::fingerprint(&trips, &items))
-    {
-        return;
-    }
-    for op in &mut plan.ops {
-        if no_emptied && op.kind == OpKind::Update {
-            op.fields.retain(|w| {
-                !items.iter().any(|i| {
-                    i.kind == WithheldKind::EmptiedField
-                        && i.entity == op.entity
-                        && i.system == op.system
-                        && i.field.as_deref() == Some(w.field.as_str())
-                })
-            });
-        }
-    }
-    plan.ops.retain(|op| {
-        let withheld = no_deletes && op.kind == OpKind::Delete;
-        let emptied = op.kind == OpKind::Update && op.fields.is_empty();
-        !withheld && !emptied
-    });
-    // An entity left with no op keeps nothing from the undo but the next
-    // plan's second look.
-    let kept: HashSet<&EntityId> = plan.ops.iter().map(|op| &op.entity).collect();
-    for (id, c) in changes.iter_mut() {
-        if !kept.contains(id) {
-            c.before.clear();
-        }
-    }
-    let mut refusal = plan
-        .refusal
-        .take()
-        .unwrap_or_else(crate::guard::Refusal::empty);
-    refusal.add(trips, items);
-    plan.refusal = Some(refusal);
 }
