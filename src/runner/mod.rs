@@ -517,7 +517,7 @@ impl SyncRunnerBuilder {
     /// Every shipped store keeps journals. A store of your own that does
     /// not ignores the batches it is given, and
     /// [`journal`](SyncRunner::journal), `history` and `undo` are refused
-    /// with [`StoreError::Unsupported`](crate::StoreError::Unsupported).
+    /// with [`StoreError::Unsupported`].
     #[must_use]
     pub fn journal(mut self, retention: Retention) -> Self {
         self.journal = Some(retention);
