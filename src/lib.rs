@@ -97,6 +97,14 @@
 //!   [`SyncPlan::read_only`] plan after plan, or, in
 //!   [`ReadOnlyMode::Error`], refuses the plan ([`PlanError::ReadOnly`]).
 //!
+//! - **Undo** ([`journal`]): a runner given a
+//!   [`journal`](runner::SyncRunnerBuilder::journal) keeps every write it
+//!   applies, with each field's value before and after and the reason;
+//!   [`SyncRunner::undo`] takes a run back three ways (a value changed
+//!   since is held, never overwritten), and
+//!   [`history`](SyncRunner::history) tells who changed a field, when,
+//!   from what, and why.
+//!
 //! `tests/lifecycle.rs` shows each case; `tests/crash_safety.rs` proves that
 //! executing any prefix of a plan and planning again ends where an
 //! uninterrupted run does, with no duplicates.
