@@ -413,3 +413,101 @@ fn sensitive_values_are_kept_but_never_printed_and_unjournaled_ones_not_kept() {
             && h.field.as_deref() == Some("tax_id")));
     assert!(!format!("{}", undone.plan).contains("secret"));
 }
+
+/// The sizes the journal's docs give: an entry, as stored (JSON), of a
+/// one-field update and of a 20-field create of short values.
+#[test]
+fn an_entry_is_the_size_the_docs_say() {
+    let mut builder = FieldMap::builder()
+        .object(OBJ)
+        .systems(["crm", "shop"])
+        .key("email")
+        .field(Field::new("email").case_insensitive());
+    for i in 1..20 {
+        builder = builder.field(Field::new(format!("field{i:02}")));
+    }
+    let (crm, shop, store) = (
+        MemoryConnector::new("crm"),
+        MemoryConnector::new("shop"),
+        MemoryStore::new(),
+    );
+    let runner = runner(&crm, &shop, &store, builder.build().unwrap());
+    let mut fields = vec![("email".to_owned(), json!("ada@example.com"))];
+    for i in 1..20 {
+        fields.push((format!("field{i:02}"), json!(format!("value {i}"))));
+    }
+    let c1 = crm.insert(OBJ, fields);
+    block_on(runner.run()).unwrap();
+    crm.edit(OBJ, &c1, [("field07", json!("changed"))]).unwrap();
+    block_on(runner.run()).unwrap();
+    let entries = block_on(runner.journal(&JournalQuery::all())).unwrap();
+    let size = |i: usize| serde_json::to_vec(&entries[i]).unwrap().len();
+    let (create, update) = (size(0), size(1));
+    eprintln!("create of 20 fields: {create} bytes; update of 1 field: {update} bytes");
+    assert_eq!(entries[0].fields.len(), 20);
+    assert!((1_500..=2_500).contains(&create), "{create}");
+    assert!((200..=320).contains(&update), "{update}");
+}
+
+#[test]
+fn retention_bounds_the_journal_by_runs_and_by_age() {
+    let clock = recsync::testkit::ManualClock::new("2026-03-01T09:00:00Z".parse().unwrap());
+    let crm = MemoryConnector::builder("crm")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let shop = MemoryConnector::builder("shop")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let store = MemoryStore::new();
+    let keep = |retention| {
+        SyncRunner::builder(SyncEngine::new(map()))
+            .connector(crm.clone())
+            .connector(shop.clone())
+            .store(store.clone())
+            .clock(clock.clone())
+            .journal(retention)
+            .build()
+            .unwrap()
+    };
+    let by_runs = keep(Retention::runs(3));
+    let c1 = crm.insert(OBJ, contact("ada@example.com", "Ada", "lead"));
+    let mut runs = Vec::new();
+    for i in 0..10 {
+        crm.edit(OBJ, &c1, [("name", json!(format!("Ada {i}")))])
+            .unwrap();
+        runs.push(block_on(by_runs.run()).unwrap().run.unwrap());
+        clock.advance(chrono::TimeDelta::days(1));
+    }
+    let kept: Vec<RunId> = block_on(by_runs.journal(&JournalQuery::all()))
+        .unwrap()
+        .iter()
+        .map(|e| e.run)
+        .collect();
+    assert_eq!(kept, runs[7..].to_vec());
+    assert!(matches!(
+        block_on(by_runs.undo(runs[0])),
+        Err(RunError::NotJournaled { .. })
+    ));
+
+    // By age: a week; the runs above were a day apart.
+    let by_age = keep(Retention::age(chrono::TimeDelta::days(7)));
+    for i in 0..10 {
+        crm.edit(OBJ, &c1, [("name", json!(format!("Ada again {i}")))])
+            .unwrap();
+        block_on(by_age.run()).unwrap();
+        clock.advance(chrono::TimeDelta::days(1));
+    }
+    let now = recsync::runner::Clock::now(&clock) - chrono::TimeDelta::days(1);
+    let entries = block_on(by_age.journal(&JournalQuery::all())).unwrap();
+    assert!(!entries.is_empty());
+    for e in &entries {
+        assert!(
+            now - e.at <= chrono::TimeDelta::days(8),
+            "{} kept at {now}",
+            e.at
+        );
+    }
+    assert_eq!(entries.len(), 8, "the runs of the last 7 days, and today's");
+}
