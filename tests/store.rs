@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use recsync::baseline::Review;
+use recsync::journal::{JournalBatch, JournalEntry, JournalQuery, Retention};
 use recsync::store::{Check, JsonFileStore, Place, ReviewItem, ReviewQueue};
 use recsync::{
     Baseline, CommitSummary, ConflictPolicy, Field, FieldMap, MemoryStore, Outcomes, Record,
@@ -147,6 +149,69 @@ fn with_placeholders(s: &Synced) -> (Baseline, CommitSummary) {
     assert!(summary.ambiguous);
     assert_eq!(b.header().ambiguous.len(), 2);
     (b, summary)
+}
+
+// ----- journal entries and batches, built from their JSON (serde is their
+// public form outside the crate)
+
+/// A time `hours` after a fixed start.
+fn hour(hours: i64) -> DateTime<Utc> {
+    "2031-03-04T05:06:07Z".parse::<DateTime<Utc>>().unwrap() + TimeDelta::hours(hours)
+}
+
+/// A journal entry of `run` at `at`: an update of `fields` fields of
+/// `record` in `system` (values `"old <n>"` to `"new <n>"`).
+fn entry(run: u64, at: DateTime<Utc>, system: &str, record: &str, fields: usize) -> JournalEntry {
+    use std::hash::{Hash, Hasher};
+    // The op's id from what the entry writes: the same entry twice is equal.
+    let mut op = std::collections::hash_map::DefaultHasher::new();
+    (run, system, record, fields).hash(&mut op);
+    let fields: Vec<_> = (0..fields)
+        .map(|f| {
+            json!({
+                "field": format!("f{f}"),
+                "native": format!("F{f}"),
+                "before": format!("old {f}"),
+                "after": format!("new {f}"),
+                "reason": {"why": "changed", "system": "mkt"},
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "run": run,
+        "at": at,
+        "op": format!("{:016x}", op.finish()),
+        "kind": "update",
+        "object": "contacts",
+        "system": system,
+        "record_id": record,
+        "entity": format!("{system}:{record}"),
+        "fields": fields,
+    }))
+    .unwrap_or_else(|e| panic!("not an entry: {e}"))
+}
+
+/// The journal batch of run `run`, committed at `at`.
+fn batch(
+    run: u64,
+    at: DateTime<Utc>,
+    entries: &[JournalEntry],
+    retention: Retention,
+) -> JournalBatch {
+    serde_json::from_value(json!({
+        "run": run,
+        "at": at,
+        "entries": entries,
+        "retention": retention,
+    }))
+    .unwrap_or_else(|e| panic!("not a batch: {e}"))
+}
+
+/// `summary` carrying `batch`, as the runner hands it to a store.
+fn with_journal(summary: &CommitSummary, batch: JournalBatch) -> CommitSummary {
+    let mut summary = summary.clone();
+    summary.journal = Some(batch.shared());
+    summary
 }
 
 /// A fresh directory under the system's temp dir.
@@ -368,6 +433,193 @@ mod json_file {
         assert!(store.path_of("../escape").starts_with(dir.join("state")));
         assert!(!dir.join("escape.json").exists());
         assert_same(&store.load("../escape").unwrap(), &s.first);
+    }
+
+    /// Three entries of run `run` at hour `run`.
+    fn three(run: u64) -> Vec<JournalEntry> {
+        let at = hour(run as i64);
+        vec![
+            entry(run, at, "crm", "c1", 2),
+            entry(run, at, "mkt", "m1", 1),
+            entry(run, at, "crm", "c2", 3),
+        ]
+    }
+
+    /// The journal is a file of its own beside the state file, owner-only
+    /// like it, and made owner-only when the store opens if it is not.
+    #[cfg(unix)]
+    #[test]
+    fn the_journal_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("json-journal-mode");
+        let _c = Cleanup(dir.clone());
+        let store = JsonFileStore::open(&dir).unwrap();
+        let s = synced(3);
+        let journal = store.journal_path_of("contacts");
+        assert_eq!(journal, dir.join("contacts.journal.jsonl"));
+        store.save("contacts", &s.first, &s.first_summary).unwrap();
+        assert!(!journal.exists(), "no batch, no journal file");
+        let summary = with_journal(
+            &s.held_summary,
+            batch(2, hour(2), &three(2), Retention::runs(3)),
+        );
+        store.save("contacts", &s.held, &summary).unwrap();
+        assert_eq!(mode(&journal), 0o600);
+        std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = JsonFileStore::open(&dir).unwrap();
+        assert_eq!(mode(&journal), 0o600);
+        assert_eq!(
+            store
+                .journal("contacts", &JournalQuery::all())
+                .unwrap()
+                .len(),
+            3
+        );
+        // Still owner-only after a save renamed a new one over it.
+        let next = with_journal(
+            &s.held_summary,
+            batch(3, hour(3), &three(3), Retention::runs(3)),
+        );
+        store.save("contacts", &s.held, &next).unwrap();
+        assert_eq!(mode(&journal), 0o600);
+        assert_eq!(
+            store
+                .journal("contacts", &JournalQuery::all())
+                .unwrap()
+                .len(),
+            6
+        );
+    }
+
+    /// A line of the journal that is not an entry is refused, naming the
+    /// journal file and the line (and the column where the parser
+    /// stopped), never what it holds: by a listing, and by a save with a
+    /// batch, which then writes nothing, baseline included.
+    #[test]
+    fn a_damaged_journal_line_is_refused_naming_the_line() {
+        let dir = temp_dir("json-journal-damage");
+        let _c = Cleanup(dir.clone());
+        let store = JsonFileStore::open(&dir).unwrap();
+        let s = synced(3);
+        let first = with_journal(
+            &s.first_summary,
+            batch(1, hour(1), &three(1), Retention::runs(3)),
+        );
+        store.save("contacts", &s.first, &first).unwrap();
+        let path = store.journal_path_of("contacts");
+        let good = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(good.lines().count(), 3);
+        assert!(good.ends_with('\n'));
+        let expect = |err: StoreError, line: u64, column: Option<u64>| {
+            match &err {
+                StoreError::Damaged {
+                    object: Some(o),
+                    path: p,
+                    place: Place::Line { line: l, column: c },
+                    check: Check::JournalEntry,
+                } => {
+                    assert_eq!((o.as_str(), p, *l), ("contacts", &path, line), "{err}");
+                    if column.is_some() {
+                        assert!(c.is_some(), "{err:?}");
+                    }
+                }
+                other => panic!("expected a damaged journal line, got {other:?}"),
+            }
+            let shown = format!("{err} {err:?}");
+            assert!(
+                !shown.contains("new 0") && !shown.contains("old 1"),
+                "{shown}"
+            );
+            assert!(
+                err.to_string()
+                    .contains(&format!("{} is damaged (line {line}", path.display())),
+                "{err}"
+            );
+        };
+        // The second line's value changed into something that is not JSON.
+        let lines: Vec<&str> = good.lines().collect();
+        let broken = lines[1].replacen("\"new 0\"", "new 0\"", 1);
+        assert_ne!(broken, lines[1]);
+        std::fs::write(&path, format!("{}\n{broken}\n{}\n", lines[0], lines[2])).unwrap();
+        let err = store.journal("contacts", &JournalQuery::all()).unwrap_err();
+        expect(err, 2, Some(1));
+        // JSON, but not an entry.
+        std::fs::write(
+            &path,
+            format!("{}\n{}\n{{\"run\":1}}\n", lines[0], lines[1]),
+        )
+        .unwrap();
+        let err = store.journal("contacts", &JournalQuery::all()).unwrap_err();
+        expect(err, 3, None);
+        // Cut short in its last line.
+        std::fs::write(&path, &good[..good.len() - 20]).unwrap();
+        let err = store.journal("contacts", &JournalQuery::all()).unwrap_err();
+        expect(err, 3, None);
+        // A save with a batch reads the journal first: refused, nothing
+        // written, the baseline before it still loads.
+        let next = with_journal(
+            &s.held_summary,
+            batch(2, hour(2), &three(2), Retention::runs(3)),
+        );
+        let err = store.save("contacts", &s.held, &next).unwrap_err();
+        expect(err, 3, None);
+        assert_same(&store.load("contacts").unwrap(), &s.first);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            &good.as_bytes()[..good.len() - 20]
+        );
+        // Moved aside, the journal starts over with the next save.
+        std::fs::rename(&path, dir.join("contacts.journal.jsonl.damaged")).unwrap();
+        store.save("contacts", &s.held, &next).unwrap();
+        assert_eq!(
+            store.journal("contacts", &JournalQuery::all()).unwrap(),
+            three(2)
+        );
+        assert_same(&store.load("contacts").unwrap(), &s.held);
+    }
+
+    /// The journal is renamed into place before the state file: a save
+    /// that fails between the two leaves the commit's entries beside the
+    /// baseline from before it (the writes they record did happen), never
+    /// a baseline without its entries. Temporary files left are ignored.
+    #[test]
+    fn the_journal_is_written_before_the_state_file() {
+        let dir = temp_dir("json-journal-order");
+        let _c = Cleanup(dir.clone());
+        let store = JsonFileStore::open(&dir).unwrap();
+        let s = synced(3);
+        store.replace("contacts", &s.first).unwrap();
+        // The state file cannot be replaced: a directory stands in its way.
+        let state = store.path_of("contacts");
+        std::fs::remove_file(&state).unwrap();
+        std::fs::create_dir(&state).unwrap();
+        std::fs::write(state.join("keep"), "x").unwrap();
+        let summary = with_journal(
+            &s.held_summary,
+            batch(2, hour(2), &three(2), Retention::runs(3)),
+        );
+        let err = store.save("contacts", &s.held, &summary).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io { path, .. } if path == &state),
+            "{err:?}"
+        );
+        assert_eq!(
+            store.journal("contacts", &JournalQuery::all()).unwrap(),
+            three(2)
+        );
+        // Out of the way, the save goes through; no temporary file is left.
+        std::fs::remove_dir_all(&state).unwrap();
+        store.save("contacts", &s.held, &summary).unwrap();
+        assert_same(&store.load("contacts").unwrap(), &s.held);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["contacts.journal.jsonl", "contacts.json"]);
+        // The failed save's entries, then the same commit's again.
+        let listed = store.journal("contacts", &JournalQuery::all()).unwrap();
+        assert_eq!(listed, [three(2), three(2)].concat());
     }
 }
 

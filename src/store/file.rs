@@ -1,21 +1,25 @@
 //! [`JsonFileStore`]: one JSON file per object type in a directory, replaced
 //! atomically on every save and verified on every load.
 
+use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::check::{crc64, hex, parse_hex, Crc64};
+use super::journal_rows;
 use super::lane::Lane;
 use super::owner::{self, Broader};
 use super::row::{self, EntityJson};
 use super::{Check, Place, StateStore, StoreError};
 use crate::baseline::{Baseline, BaselineHeader, EntityRecord};
 use crate::engine::CommitSummary;
+use crate::journal::{JournalBatch, JournalEntry, JournalQuery, RunId};
 
 /// The format version this store writes and loads.
 const VERSION: u64 = 2;
@@ -81,6 +85,43 @@ const CHECK_CLOSE: &[u8] = b"\"}";
 /// A missing file loads as an empty baseline: the first run of an object
 /// type. Losing the whole file is not damage a store can see.
 ///
+/// # Journal
+///
+/// The [journal](crate::journal) of each object type is a file beside its
+/// state, `<dir>/<object>.journal.jsonl`: one [`JournalEntry`] to a line,
+/// as its JSON, in the order they were saved. A
+/// [`save`](StateStore::save) whose summary carries a batch
+/// ([`CommitSummary::journal`]) writes the journal too: the entries it
+/// had, then the batch's, less what the batch's
+/// [`Retention`](crate::journal::Retention) drops as of its time, to a new
+/// temporary file (`.<object>.journal.jsonl.<pid>.<n>.tmp`), flushed to
+/// disk and renamed over the old one, and only then renames the state
+/// file into place. So the journal is always whole (an old one or a new
+/// one), and a crash between the two renames leaves at worst the entries
+/// of a commit whose baseline save did not complete: writes that did
+/// happen in the systems, recorded, with the baseline from before them
+/// (the next run reads them back as it reads a crashed run's writes). A
+/// save that fails before the state file's rename (the disk full, the
+/// journal damaged) may leave the new journal behind in the same way, or
+/// the old one; never a baseline without its journal.
+///
+/// Each save with a batch reads and rewrites the whole journal, as it
+/// rewrites the whole state file: an append would be cheaper to write,
+/// but could be torn by a crash into a line no load reads, and retention
+/// drops the oldest run at nearly every save once the journal holds as
+/// many runs as it keeps, which needs a rewrite anyway. A save without a
+/// batch, and [`replace`](StateStore::replace), leave the journal alone.
+///
+/// [`journal`](StateStore::journal) reads the file and refuses a line
+/// that is not an entry (cut short, or not written by recsync) with
+/// [`StoreError::Damaged`] naming the journal file and the line
+/// ([`Check::JournalEntry`]); a save with a batch refuses a line it cannot
+/// read the run and time of, the same way, and writes nothing. Journal
+/// lines carry no checksums: damage that leaves a line readable, or a
+/// line lost whole, goes unseen. To go on past a damaged journal, move
+/// its file aside: the baseline does not depend on it (the next save
+/// starts a new one). A missing journal file is an empty journal.
+///
 /// # Files written before version 2
 ///
 /// Files written by earlier versions of this store (one line,
@@ -95,8 +136,9 @@ const CHECK_CLOSE: &[u8] = b"\"}";
 ///
 /// The directory is the store's own: [`open`](JsonFileStore::open) creates
 /// it owner-only (0700 on unix) and, if it exists with group or other bits
-/// set, drops them, as it does for the state files (and leftover temporary
-/// files) already in it (0600). Where a mode cannot be changed (the
+/// set, drops them, as it does for the state and journal files (and
+/// leftover temporary files) already in it (0600); new ones are created
+/// owner-only. Where a mode cannot be changed (the
 /// directory belongs to another user), `open` fails with
 /// [`StoreError::Permissions`] naming the path and its mode. Give the store
 /// a directory of its own: nothing else in it is touched, but the
@@ -128,7 +170,9 @@ impl JsonFileStore {
             let entry = entry.map_err(io_err(&dir))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let ours = name.ends_with(".json") || (name.starts_with('.') && name.ends_with(".tmp"));
+            let ours = name.ends_with(".json")
+                || name.ends_with(".jsonl")
+                || (name.starts_with('.') && name.ends_with(".tmp"));
             if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
                 owner::ensure(&entry.path(), Broader::Tighten)?;
             }
@@ -148,6 +192,13 @@ impl JsonFileStore {
     /// The file that holds `object`'s baseline.
     pub fn path_of(&self, object: &str) -> PathBuf {
         self.dir.join(format!("{}.json", file_stem(object)))
+    }
+
+    /// The file that holds `object`'s [journal](crate::journal) (see the
+    /// type's docs), once a save has written one.
+    pub fn journal_path_of(&self, object: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}.journal.jsonl", file_stem(object)))
     }
 
     /// Takes over a file written before format version 2: loads it without
@@ -188,25 +239,32 @@ impl JsonFileStore {
                             source,
                         }
                     })?;
-                self.write(object, &baseline)?;
+                self.write(object, &baseline, None)?;
                 Ok(baseline)
             }
             other => other,
         }
     }
 
-    fn temp_path(&self, object: &str) -> PathBuf {
+    /// A new temporary file's path for `file` (a file name in the
+    /// directory): `.<file>.<pid>.<n>.tmp`.
+    fn temp_path(&self, file: &Path) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.dir.join(format!(
-            ".{}.json.{}.{n}.tmp",
-            file_stem(object),
-            std::process::id()
-        ))
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        self.dir
+            .join(format!(".{name}.{}.{n}.tmp", std::process::id()))
     }
 
-    fn write(&self, object: &str, baseline: &Baseline) -> Result<(), StoreError> {
+    /// Writes the baseline and, if given, the journal batch: the journal
+    /// renamed into place before the state file (see the type's docs).
+    fn write(
+        &self,
+        object: &str,
+        baseline: &Baseline,
+        journal: Option<&JournalBatch>,
+    ) -> Result<(), StoreError> {
         let path = self.path_of(object);
-        let temp = self.temp_path(object);
+        let temp = self.temp_path(&path);
         let written = write_temp(&temp, object, baseline);
         if let Err(e) = written {
             // Best effort: a temp file left behind is ignored by loads.
@@ -219,6 +277,12 @@ impl JsonFileStore {
                 },
             });
         }
+        if let Some(batch) = journal {
+            if let Err(e) = self.keep_journal(object, batch) {
+                let _ = fs::remove_file(&temp);
+                return Err(e);
+            }
+        }
         if let Err(source) = fs::rename(&temp, &path) {
             let _ = fs::remove_file(&temp);
             return Err(StoreError::Io { path, source });
@@ -228,6 +292,81 @@ impl JsonFileStore {
             source,
         })
     }
+
+    /// Writes `object`'s journal with `batch`'s entries added and what its
+    /// retention drops dropped, renamed into place and the directory
+    /// flushed (so it is on disk before the state file's rename). Nothing
+    /// is written when nothing changes.
+    fn keep_journal(&self, object: &str, batch: &JournalBatch) -> Result<(), StoreError> {
+        let path = self.journal_path_of(object);
+        let stored = read(&path)?;
+        let reader = Reader {
+            object,
+            path: &path,
+        };
+        let mut lines: Vec<(RunId, DateTime<Utc>, Cow<'_, [u8]>)> = Vec::new();
+        for (i, line) in reader
+            .journal_lines(stored.as_deref().unwrap_or_default())?
+            .into_iter()
+            .enumerate()
+        {
+            let stamp: Stamp =
+                serde_json::from_slice(line).map_err(|e| reader.journal_damage(i, &e))?;
+            lines.push((stamp.run, stamp.at, Cow::Borrowed(line)));
+        }
+        let had = lines.len();
+        for entry in &batch.entries {
+            let json = journal_rows::encode(object, entry)?;
+            lines.push((entry.run, entry.at, Cow::Owned(json.into_bytes())));
+        }
+        // As `Retention::prune` drops entries.
+        if let Some(cutoff) = batch.retention.cutoff(batch.at) {
+            lines.retain(|(_, at, _)| *at >= cutoff);
+        }
+        if let Some(oldest) = batch
+            .retention
+            .oldest_run(lines.iter().map(|(run, ..)| *run))
+        {
+            lines.retain(|(run, ..)| *run >= oldest);
+        }
+        if batch.entries.is_empty() && lines.len() == had {
+            return Ok(());
+        }
+        let temp = self.temp_path(&path);
+        let written = write_lines(&temp, lines.iter().map(|(.., line)| &**line));
+        if let Err(source) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(StoreError::Io { path: temp, source });
+        }
+        if let Err(source) = fs::rename(&temp, &path) {
+            let _ = fs::remove_file(&temp);
+            return Err(StoreError::Io { path, source });
+        }
+        sync_dir(&self.dir).map_err(|source| StoreError::Io {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+}
+
+/// What retention reads of a journal line: the entry's run and time.
+#[derive(Deserialize)]
+struct Stamp {
+    run: RunId,
+    at: DateTime<Utc>,
+}
+
+/// Writes `lines`, each ended by a newline, to a new owner-only file, and
+/// flushes it to disk.
+fn write_lines<'l>(temp: &Path, lines: impl Iterator<Item = &'l [u8]>) -> io::Result<()> {
+    let file = owner::create_new(temp)?;
+    let mut out = BufWriter::new(file);
+    for line in lines {
+        out.write_all(line)?;
+        out.write_all(b"\n")?;
+    }
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()
 }
 
 /// A file's bytes, or `None` if there is no file.
@@ -491,6 +630,37 @@ impl Reader<'_> {
         serde_json::from_slice(&json).map_err(|_| unreadable())
     }
 
+    /// The lines of a journal file, without their newlines. A last line
+    /// without one was cut short: damage at its number.
+    fn journal_lines<'b>(&self, bytes: &'b [u8]) -> Result<Vec<&'b [u8]>, StoreError> {
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(body) = bytes.strip_suffix(b"\n") else {
+            let newlines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+            return Err(self.damaged(
+                Place::Line {
+                    line: newlines.saturating_add(1),
+                    column: None,
+                },
+                Check::JournalEntry,
+            ));
+        };
+        Ok(body.split(|b| *b == b'\n').collect())
+    }
+
+    /// Line `i + 1` of a journal file is not an entry: where the parser
+    /// stopped, never what it read.
+    fn journal_damage(&self, i: usize, e: &serde_json::Error) -> StoreError {
+        self.damaged(
+            Place::Line {
+                line: (i as u64).saturating_add(1),
+                column: (e.column() > 0).then_some(e.column() as u64),
+            },
+            Check::JournalEntry,
+        )
+    }
+
     /// Row `i` (on line `i + 2`), verified, with its checksum.
     fn row(&self, i: usize, line: &[u8], last: bool) -> Result<(EntityRecord, u64), StoreError> {
         let line_no = (i as u64).saturating_add(2);
@@ -542,19 +712,44 @@ impl StateStore for JsonFileStore {
         .load(&bytes)
     }
 
-    /// Writes the whole baseline: a JSON file cannot be changed in place
-    /// without risking a half-written one.
+    /// Writes the whole baseline (a JSON file cannot be changed in place
+    /// without risking a half-written one) and, if the summary carries a
+    /// journal batch, the journal first (see the type's docs).
     fn save(
         &self,
         object: &str,
         baseline: &Baseline,
-        _changed: &CommitSummary,
+        changed: &CommitSummary,
     ) -> Result<(), StoreError> {
-        self.write(object, baseline)
+        self.write(object, baseline, changed.journal.as_deref())
     }
 
+    /// Writes the whole baseline; the journal stays as it is.
     fn replace(&self, object: &str, baseline: &Baseline) -> Result<(), StoreError> {
-        self.write(object, baseline)
+        self.write(object, baseline, None)
+    }
+
+    /// Reads the object's journal file (see the type's docs): a line that
+    /// is not an entry is [`StoreError::Damaged`], naming the file and the
+    /// line.
+    fn journal(&self, object: &str, query: &JournalQuery) -> Result<Vec<JournalEntry>, StoreError> {
+        let path = self.journal_path_of(object);
+        let Some(bytes) = read(&path)? else {
+            return Ok(Vec::new());
+        };
+        let reader = Reader {
+            object,
+            path: &path,
+        };
+        let mut entries = Vec::new();
+        for (i, line) in reader.journal_lines(&bytes)?.into_iter().enumerate() {
+            let entry: JournalEntry =
+                serde_json::from_slice(line).map_err(|e| reader.journal_damage(i, &e))?;
+            if query.matches(&entry) {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
     }
 }
 

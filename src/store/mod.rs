@@ -78,6 +78,7 @@
 
 mod check;
 mod file;
+mod journal_rows;
 mod lane;
 mod memory;
 mod nonblocking;
@@ -363,8 +364,8 @@ pub enum Place {
     /// entity count, revision, cursors), a database's header row of the
     /// object.
     Header,
-    /// A line of a JSON state file (counted from 1), and the column (from
-    /// 1) where the parser stopped, if it did.
+    /// A line of a JSON state file or journal file (counted from 1), and
+    /// the column (from 1) where the parser stopped, if it did.
     Line {
         /// The line.
         line: u64,
@@ -387,6 +388,13 @@ pub enum Place {
         /// The tables missing.
         missing: Vec<String>,
     },
+    /// A [journal](crate::journal) entry's row in a database, by the
+    /// number it is stored under (its place in the order of saves). An
+    /// entry of a journal file is a [`Line`](Place::Line) of that file.
+    JournalRow {
+        /// The row's number.
+        row: i64,
+    },
 }
 
 impl fmt::Display for Place {
@@ -405,6 +413,7 @@ impl fmt::Display for Place {
                 let s = if missing.len() == 1 { "" } else { "s" };
                 write!(f, "missing table{s} {}", missing.join(", "))
             }
+            Place::JournalRow { row } => write!(f, "journal row {row}"),
         }
     }
 }
@@ -448,6 +457,12 @@ pub enum Check {
     MissingHeader,
     /// The database engine reports the file as malformed.
     Database,
+    /// A [journal](crate::journal) entry cannot be read: a line of a
+    /// journal file or a database's journal row is not the JSON of a
+    /// [`JournalEntry`] (cut short, or not written by this recsync).
+    /// Journal entries carry no checksums: damage that leaves an entry
+    /// readable, or a line lost whole, is not seen.
+    JournalEntry,
 }
 
 impl fmt::Display for Check {
@@ -471,6 +486,9 @@ impl fmt::Display for Check {
             Check::RowId => f.write_str("the row holds another entity than the one it is stored under"),
             Check::MissingHeader => f.write_str("entity rows are stored without their header"),
             Check::Database => f.write_str("the database engine reports the file malformed"),
+            Check::JournalEntry => f.write_str(
+                "it is not a journal entry this recsync can read (cut short, or not written by it)",
+            ),
         }
     }
 }
