@@ -8,17 +8,19 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::check::Crc64;
+use super::journal_rows::{self, Bound};
 use super::lane::Lane;
 use super::owner::{self, Broader};
 use super::row::{self, EntityJson};
 use super::{Check, Place, StateStore, StoreError};
 use crate::baseline::{AmbiguousRecords, Baseline, BaselineHeader, EntityId, EntityRecord};
 use crate::engine::CommitSummary;
+use crate::journal::{JournalBatch, JournalEntry, JournalQuery};
 
 /// The schema's version, kept in the `recsync_schema` table. Version 1 had
 /// no counts and no checksums; version 2 no column for the records held
-/// back as ambiguous.
-const SCHEMA_VERSION: i64 = 3;
+/// back as ambiguous; version 3 no journal.
+const SCHEMA_VERSION: i64 = 4;
 
 /// The oldest SQLite the store's statements run on (`RETURNING` came in
 /// 3.35.0), as `sqlite3_libversion_number` counts.
@@ -65,6 +67,55 @@ CREATE TABLE IF NOT EXISTS recsync_entities (
 );
 ";
 
+/// The journal (schema version 4): a row per entry, numbered in the order
+/// saved (`seq`, the rowid), under its object's header id; `at` in
+/// microseconds since 1970, `entry` the entry's JSON. The indexes serve a
+/// listing by run or by record, and retention's deletes by run and by age.
+const JOURNAL: &str = "
+CREATE TABLE IF NOT EXISTS recsync_journal (
+    seq       INTEGER PRIMARY KEY,
+    object    INTEGER NOT NULL,
+    run       INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    system    TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    entry     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recsync_journal_run ON recsync_journal (object, run);
+CREATE INDEX IF NOT EXISTS recsync_journal_record ON recsync_journal (object, system, record_id);
+CREATE INDEX IF NOT EXISTS recsync_journal_at ON recsync_journal (object, at);
+";
+
+const INSERT_JOURNAL: &str = "
+INSERT INTO recsync_journal (object, run, at, system, record_id, entry)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Drops an object's entries older than a time (in microseconds).
+const PRUNE_JOURNAL_AGE: &str = "DELETE FROM recsync_journal WHERE object = ?1 AND at < ?2";
+
+/// Drops an object's entries of runs older than the `?2`-th newest run it
+/// holds, found by stepping down the `(object, run)` index one run at a
+/// time; nothing when it holds fewer runs.
+const PRUNE_JOURNAL_RUNS: &str = "
+WITH RECURSIVE runs (run, n) AS (
+    SELECT (SELECT run FROM recsync_journal WHERE object = ?1 ORDER BY run DESC LIMIT 1), 1
+    UNION ALL
+    SELECT (SELECT j.run FROM recsync_journal j
+            WHERE j.object = ?1 AND j.run < runs.run ORDER BY j.run DESC LIMIT 1),
+           runs.n + 1
+    FROM runs WHERE runs.run IS NOT NULL AND runs.n < ?2
+)
+DELETE FROM recsync_journal
+WHERE object = ?1 AND run < (SELECT run FROM runs WHERE n = ?2)";
+
+const CLEAR_JOURNAL: &str = "DELETE FROM recsync_journal WHERE object = ?1";
+
+/// An object's entries, in the order saved; a listing adds its conditions
+/// before the order.
+const LIST_JOURNAL: &str = "
+SELECT j.seq, j.entry FROM recsync_journal j JOIN recsync_objects o ON o.id = j.object
+WHERE o.name = ?1";
+
 /// From version 1: the columns version 2 added. Objects saved before stay
 /// without checksums (`NULL`) until saved whole.
 const MIGRATE_FROM_1: &str = "
@@ -81,6 +132,9 @@ const MIGRATE_FROM_2: &str = "
 ALTER TABLE recsync_objects ADD COLUMN ambiguous TEXT;
 ALTER TABLE recsync_objects ADD COLUMN ambiguous_sum INTEGER;
 ";
+
+/// From version 3: the journal ([`JOURNAL`]), empty.
+const MIGRATE_FROM_3: &str = JOURNAL;
 
 /// Writes the records held back as ambiguous and their checksum.
 const SET_AMBIGUOUS: &str =
@@ -133,7 +187,8 @@ const DELETE_ENTITY: &str =
 /// checksums) and one row per entity: its [`EntityRecord`] as compact
 /// JSON, with each system's shadow kept only where it differs from the
 /// canonical value (as in memory), written straight from the baseline
-/// without building the record, and its checksum.
+/// without building the record, and its checksum; and a row per
+/// [journal](crate::journal) entry (see [Journal](SqliteStore#journal)).
 ///
 /// The database is a file of the store's own ([`open`](SqliteStore::open)),
 /// or the database of a connection the host opened
@@ -163,6 +218,8 @@ const DELETE_ENTITY: &str =
 /// the baseline; the records held back as ambiguous are written again only
 /// when the commit changed them
 /// ([`CommitSummary::ambiguous`](crate::CommitSummary::ambiguous)).
+/// The journal batch the summary carries is written in the same
+/// transaction (see [Journal](SqliteStore#journal)).
 ///
 /// The rows a summary names are enough only on top of the revision the
 /// commit started from (or the same revision, saved again, as
@@ -199,7 +256,7 @@ const DELETE_ENTITY: &str =
 /// cannot read: a recorded schema version below 1, which no recsync
 /// records ([`Place::SchemaVersion`]), or its tables missing
 /// ([`Place::Tables`]), both [`Check::Layout`]. To start over in a host's
-/// database, drop the store's three `recsync_` tables. The sums are kept
+/// database, drop the store's four `recsync_` tables. The sums are kept
 /// by recsync, not by triggers, so a row deleted by hand (`DELETE FROM
 /// recsync_entities ...`) is seen.
 ///
@@ -226,6 +283,36 @@ const DELETE_ENTITY: &str =
 /// Schema version 3 adds the columns for the records held back as
 /// ambiguous; they are added too. Objects saved with version 2 hold none,
 /// and load and verify as before.
+///
+/// Schema version 4 adds the journal's table (`recsync_journal`, with its
+/// indexes); a database of an earlier version gets it, empty, when the
+/// store opens, in the same transaction as the other changes. A recsync
+/// from before version 4 refuses the database after that
+/// ([`StoreError::Format`]).
+///
+/// # Journal
+///
+/// The [journal](crate::journal) is a table, `recsync_journal`: a row per
+/// [`JournalEntry`], its JSON (`entry`), numbered in the order saved
+/// (`seq`, the rowid), under its object's header id, with the columns a
+/// listing filters on and retention drops by (`run`; `at`, in
+/// microseconds since 1970; `system`, `record_id`), indexed by object and
+/// run, by object, system and record id, and by object and time.
+///
+/// A [`save`](StateStore::save) whose summary carries a batch
+/// ([`CommitSummary::journal`]) inserts its entries and then deletes what
+/// the batch's [`Retention`](crate::journal::Retention) does not keep as of
+/// its time (entries older than its cutoff, then those of runs older than
+/// the newest it keeps), in the save's transaction: the baseline and its
+/// entries are committed together or not at all. Ages are compared to the
+/// microsecond. [`replace`](StateStore::replace) leaves the journal as it
+/// is. [`journal`](StateStore::journal) lists the rows a
+/// [`JournalQuery`] asks for, filtered in SQL. A row that is not an entry
+/// is [`StoreError::Damaged`] naming the row
+/// ([`Place::JournalRow`], [`Check::JournalEntry`]); entries carry no
+/// checksums, so damage that leaves one readable, or a row deleted, goes
+/// unseen. Run ids are kept as SQLite's signed integers, as revisions are:
+/// one past `i64::MAX` is refused, and the save with it.
 ///
 /// # Settings
 ///
@@ -325,8 +412,9 @@ impl SqliteStore {
     ///
     /// The connection becomes the store's; what the store does with it:
     ///
-    /// - **Tables**: creates `recsync_objects`, `recsync_entities` and
-    ///   `recsync_schema` (the store's schema version) in the connection's
+    /// - **Tables**: creates `recsync_objects`, `recsync_entities`,
+    ///   `recsync_journal` (with its indexes, all named `recsync_journal_`)
+    ///   and `recsync_schema` (the store's schema version) in the connection's
     ///   main database if they are missing, and brings tables of an older
     ///   schema version up to date, in one transaction. It reads and writes
     ///   no other table, and leaves `PRAGMA user_version` to the host
@@ -344,7 +432,7 @@ impl SqliteStore {
     ///   keeps its journal mode.
     /// - **Connection settings**: `PRAGMA synchronous = NORMAL` (see
     ///   [`set_durable`](SqliteStore::set_durable)), `PRAGMA cache_size =
-    ///   -65536` (64 MiB), and rusqlite's prepared-statement cache set to 16
+    ///   -65536` (64 MiB), and rusqlite's prepared-statement cache set to 32
     ///   statements. The busy timeout stays what the host set (rusqlite's
     ///   `Connection::open` sets 5 seconds): a save that waits longer than
     ///   that for the host's write transaction on another connection fails
@@ -426,8 +514,9 @@ impl SqliteStore {
         conn.execute_batch(SETTINGS)
             .map_err(fail("cannot set the database's pragmas"))?;
         bring_schema_up_to_date(&mut conn, &path, owner)?;
-        // Room for every statement a save uses, and then some.
-        conn.set_prepared_statement_cache_capacity(16);
+        // Room for every statement a save and a load use, and the journal
+        // listings' (one per combination of conditions).
+        conn.set_prepared_statement_cache_capacity(32);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             lane: Lane::default(),
@@ -511,6 +600,10 @@ impl SqliteStore {
         baseline: &Baseline,
         changes: Changes<'_>,
     ) -> Result<(), StoreError> {
+        let journal = match changes {
+            Changes::Some(summary) => summary.journal.as_deref(),
+            Changes::All => None,
+        };
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -583,7 +676,53 @@ impl SqliteStore {
             (rows.count, rows.sum)
         };
         header.seal(&tx, object_id, sums.0, sums.1, ambiguous_sum)?;
+        if let Some(batch) = journal {
+            keep_journal(&tx, object, object_id, batch)?;
+        }
         tx.commit().map_err(backend("cannot commit the save"))
+    }
+
+    /// The object's journal entries `query` asks for, in the order saved.
+    fn list_journal(
+        &self,
+        object: &str,
+        query: &JournalQuery,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let Some((conditions, values)) = journal_rows::conditions(query, '?', 2) else {
+            return Ok(Vec::new());
+        };
+        let fail = |context| self.error(object, context);
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!("{LIST_JOURNAL}{conditions} ORDER BY j.seq"))
+            .map_err(fail("cannot prepare the journal query"))?;
+        let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&object];
+        for value in &values {
+            bound.push(match value {
+                Bound::Int(x) => x,
+                Bound::Text(t) => t,
+            });
+        }
+        let mut rows = stmt
+            .query(bound.as_slice())
+            .map_err(fail("cannot read the journal"))?;
+        let mut entries = Vec::new();
+        while let Some(row) = rows.next().map_err(fail("cannot read the journal"))? {
+            let seq = match row.get_ref(0).map_err(fail("cannot read the journal"))? {
+                ValueRef::Integer(seq) => seq,
+                _ => 0,
+            };
+            let damaged =
+                || self.damaged(object, Place::JournalRow { row: seq }, Check::JournalEntry);
+            let entry = match row.get_ref(1).map_err(fail("cannot read the journal"))? {
+                ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+                    serde_json::from_slice(bytes).map_err(|_| damaged())?
+                }
+                _ => return Err(damaged()),
+            };
+            entries.push(entry);
+        }
+        Ok(entries)
     }
 
     /// Reads `object`'s state, verified; `legacy` says what to do with an
@@ -928,8 +1067,13 @@ enum UserVersion {
     Host,
 }
 
-/// The store's tables besides `recsync_schema`: every version has them.
-const DATA_TABLES: [&str; 2] = ["recsync_objects", "recsync_entities"];
+/// The store's tables besides `recsync_schema`, each with the schema
+/// version that added it.
+const DATA_TABLES: [(&str, i64); 3] = [
+    ("recsync_objects", 1),
+    ("recsync_entities", 1),
+    ("recsync_journal", 4),
+];
 
 /// The store's schema in a database, as found. A version is one
 /// `bring_schema_up_to_date` knows (`1..=SCHEMA_VERSION`):
@@ -981,7 +1125,8 @@ fn stored_schema(conn: &Connection, path: &Path) -> Result<Stored, StoreError> {
     let mut stmt = conn
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table'
-             AND name IN ('recsync_schema', 'recsync_objects', 'recsync_entities')",
+             AND name IN ('recsync_schema', 'recsync_objects', 'recsync_entities',
+                          'recsync_journal')",
         )
         .map_err(fail("cannot list the store's tables"))?;
     let tables = stmt
@@ -1031,8 +1176,8 @@ fn stored_schema(conn: &Connection, path: &Path) -> Result<Stored, StoreError> {
     }
     let missing: Vec<String> = DATA_TABLES
         .iter()
-        .filter(|t| !has(t))
-        .map(|t| (*t).to_owned())
+        .filter(|(t, since)| *since <= version && !has(t))
+        .map(|(t, _)| (*t).to_owned())
         .collect();
     if !missing.is_empty() {
         return Err(layout(Place::Tables { missing }));
@@ -1075,11 +1220,14 @@ fn bring_schema_up_to_date(
         .map_err(fail("cannot begin creating the schema"))?;
     // Again under the write lock: another connection may have done it.
     let found = stored_schema(&tx, path)?;
-    let from_1 = format!("{MIGRATE_FROM_1}{MIGRATE_FROM_2}");
+    let from_1 = format!("{MIGRATE_FROM_1}{MIGRATE_FROM_2}{MIGRATE_FROM_3}");
+    let from_2 = format!("{MIGRATE_FROM_2}{MIGRATE_FROM_3}");
+    let new = format!("{SCHEMA}{JOURNAL}");
     let upgrade = match found {
-        Stored::Empty => SCHEMA,
+        Stored::Empty => new.as_str(),
         Stored::Table(1) | Stored::Legacy(1) => from_1.as_str(),
-        Stored::Table(2) | Stored::Legacy(2) => MIGRATE_FROM_2,
+        Stored::Table(2) | Stored::Legacy(2) => from_2.as_str(),
+        Stored::Table(3) | Stored::Legacy(3) => MIGRATE_FROM_3,
         Stored::Table(SCHEMA_VERSION) | Stored::Legacy(SCHEMA_VERSION) => "",
         // `stored_schema` refused any other.
         Stored::Table(other) | Stored::Legacy(other) => return Err(unknown_version(path, other)),
@@ -1610,9 +1758,70 @@ impl StateStore for SqliteStore {
         self.write(object, baseline, Changes::Some(changed))
     }
 
+    /// Writes the whole baseline; the journal stays as it is.
     fn replace(&self, object: &str, baseline: &Baseline) -> Result<(), StoreError> {
         self.write(object, baseline, Changes::All)
     }
+
+    /// Lists the object's journal rows (see the type's docs): a row that
+    /// is not an entry is [`StoreError::Damaged`], naming the row.
+    fn journal(&self, object: &str, query: &JournalQuery) -> Result<Vec<JournalEntry>, StoreError> {
+        self.list_journal(object, query)
+    }
+}
+
+/// Appends `batch`'s entries to the object's journal and drops what its
+/// retention does not keep as of its time, inside the save's transaction.
+/// Ages are compared to the microsecond: an entry less than a
+/// microsecond older than the cutoff may stay.
+fn keep_journal(
+    tx: &rusqlite::Transaction<'_>,
+    object: &str,
+    object_id: i64,
+    batch: &JournalBatch,
+) -> Result<(), StoreError> {
+    if !batch.entries.is_empty() {
+        let mut insert = tx
+            .prepare_cached(INSERT_JOURNAL)
+            .map_err(backend("cannot prepare the journal insert"))?;
+        for entry in &batch.entries {
+            let run = journal_rows::run_sql(object, entry.run)?;
+            let json = journal_rows::encode(object, entry)?;
+            insert
+                .execute(params![
+                    object_id,
+                    run,
+                    entry.at.timestamp_micros(),
+                    entry.system.as_str(),
+                    entry.record_id,
+                    json
+                ])
+                .map_err(backend("cannot write the journal"))?;
+        }
+    }
+    let retention = &batch.retention;
+    if let Some(cutoff) = retention.cutoff(batch.at) {
+        tx.prepare_cached(PRUNE_JOURNAL_AGE)
+            .map_err(backend("cannot prepare the journal's retention"))?
+            .execute(params![object_id, cutoff.timestamp_micros()])
+            .map_err(backend("cannot drop old journal entries"))?;
+    }
+    match retention.runs {
+        None => {}
+        Some(0) => {
+            tx.prepare_cached(CLEAR_JOURNAL)
+                .map_err(backend("cannot prepare the journal's retention"))?
+                .execute(params![object_id])
+                .map_err(backend("cannot drop old journal entries"))?;
+        }
+        Some(runs) => {
+            tx.prepare_cached(PRUNE_JOURNAL_RUNS)
+                .map_err(backend("cannot prepare the journal's retention"))?
+                .execute(params![object_id, journal_rows::runs_sql(runs)])
+                .map_err(backend("cannot drop old journal entries"))?;
+        }
+    }
+    Ok(())
 }
 
 fn backend(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
@@ -1684,7 +1893,7 @@ mod tests {
             assert!(
                 matches!(
                     &err,
-                    StoreError::Format { found: f, supported: 3, .. }
+                    StoreError::Format { found: f, supported: 4, .. }
                         if i64::try_from(*f) == Ok(found)
                 ),
                 "{err:?}"

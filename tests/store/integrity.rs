@@ -620,7 +620,7 @@ mod sqlite {
                 StoreError::Format {
                     object: Some(o),
                     found: 1,
-                    supported: 3,
+                    supported: 4,
                     ..
                 } if o == "contacts"
             ),

@@ -144,6 +144,7 @@ mod host {
             [
                 "invoices",
                 "recsync_entities",
+                "recsync_journal",
                 "recsync_objects",
                 "recsync_schema"
             ]

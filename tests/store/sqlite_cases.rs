@@ -283,8 +283,8 @@ fn records_held_back_as_ambiguous_are_saved_when_a_commit_changed_them() {
 }
 
 /// A database of schema version 2 (before the records held back as
-/// ambiguous were kept) is brought to version 3 on open; its objects load
-/// and verify as before.
+/// ambiguous were kept) is brought to the current version on open; its
+/// objects load and verify as before.
 #[test]
 fn a_database_of_schema_version_2_loads_after_open() {
     let dir = temp_dir("sqlite-v2");
@@ -315,9 +315,9 @@ fn a_database_of_schema_version_2_loads_after_open() {
         .unwrap();
     let store = open(&old).unwrap();
     assert_same(&store.load("contacts").unwrap(), &s.held);
-    assert_eq!(schema_version(&old), Some(3));
+    assert_eq!(schema_version(&old), Some(4));
     // Kept in step where it was the store's.
-    assert_eq!(user_version(&old), 3);
+    assert_eq!(user_version(&old), 4);
     // And it keeps what version 3 keeps.
     let (b, summary) = with_placeholders(&s);
     store.save("contacts", &b, &summary).unwrap();
@@ -587,13 +587,166 @@ fn a_corrupt_row_names_the_object_the_entity_and_where() {
     );
 }
 
+/// The journal of `object`: every entry, in the order saved.
+fn listed(store: &SqliteStore, object: &str) -> Vec<JournalEntry> {
+    store.journal(object, &JournalQuery::all()).unwrap()
+}
+
+/// A database of schema version 3 (before the journal) gets the journal's
+/// table on open, empty; its objects load as before and their next saves
+/// keep journals.
+#[test]
+fn a_database_of_schema_version_3_gets_the_journal() {
+    let dir = temp_dir("sqlite-v3");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(4);
+    open(&db).unwrap().replace("contacts", &s.first).unwrap();
+    // What version 3 left: no journal table, version 3 recorded.
+    let v3 = if by_path() {
+        "DROP TABLE recsync_journal; UPDATE recsync_schema SET version = 3;
+         PRAGMA user_version = 3;"
+    } else {
+        "DROP TABLE recsync_journal; UPDATE recsync_schema SET version = 3;"
+    };
+    sql(&db, v3);
+    assert!(!tables(&db).iter().any(|t| t == "recsync_journal"));
+    let store = open(&db).unwrap();
+    assert_eq!(schema_version(&db), Some(4));
+    assert!(tables(&db).iter().any(|t| t == "recsync_journal"));
+    assert_same(&store.load("contacts").unwrap(), &s.first);
+    assert!(listed(&store, "contacts").is_empty());
+    let run = vec![
+        entry(2, hour(2), "crm", "c1", 2),
+        entry(2, hour(2), "mkt", "m1", 1),
+    ];
+    let summary = with_journal(&s.held_summary, batch(2, hour(2), &run, Retention::runs(3)));
+    store.save("contacts", &s.held, &summary).unwrap();
+    assert_same(&store.load("contacts").unwrap(), &s.held);
+    assert_eq!(listed(&store, "contacts"), run);
+}
+
+/// The journal is written in the save's transaction: a save that fails,
+/// at its journal or at its entities, leaves neither the baseline nor the
+/// journal entries.
+#[test]
+fn a_failed_save_writes_no_journal_entries() {
+    let dir = temp_dir("sqlite-journal-tx");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(4);
+    let store = open(&db).unwrap();
+    let first = vec![entry(1, hour(1), "crm", "c1", 1)];
+    let summary = with_journal(
+        &s.first_summary,
+        batch(1, hour(1), &first, Retention::runs(3)),
+    );
+    store.save("contacts", &s.first, &summary).unwrap();
+    let run = vec![
+        entry(2, hour(2), "crm", "c1", 2),
+        entry(2, hour(2), "crm", "c2", 1),
+    ];
+    let held = with_journal(&s.held_summary, batch(2, hour(2), &run, Retention::runs(1)));
+    // The second entry's row is refused.
+    sql(
+        &db,
+        "CREATE TRIGGER refuse BEFORE INSERT ON recsync_journal WHEN NEW.record_id = 'c2'
+         BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+    );
+    let err = store.save("contacts", &s.held, &held).unwrap_err();
+    assert!(
+        err.to_string().contains("cannot write the journal"),
+        "{err}"
+    );
+    assert_same(&store.load("contacts").unwrap(), &s.first);
+    assert_eq!(listed(&store, "contacts"), first);
+    // An entity's row is refused (the journal would come after).
+    sql(
+        &db,
+        "DROP TRIGGER refuse;
+         CREATE TRIGGER refuse BEFORE UPDATE ON recsync_entities
+         BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+    );
+    let err = store.save("contacts", &s.held, &held).unwrap_err();
+    assert!(err.to_string().contains("cannot write entity"), "{err}");
+    assert_same(&store.load("contacts").unwrap(), &s.first);
+    assert_eq!(listed(&store, "contacts"), first);
+    sql(&db, "DROP TRIGGER refuse");
+    store.save("contacts", &s.held, &held).unwrap();
+    assert_same(&store.load("contacts").unwrap(), &s.held);
+    assert_eq!(
+        listed(&store, "contacts"),
+        run,
+        "run 1 dropped: one run kept"
+    );
+}
+
+/// A journal row that is not an entry is refused, naming the row, never
+/// what it holds.
+#[test]
+fn a_damaged_journal_row_is_refused_naming_the_row() {
+    let dir = temp_dir("sqlite-journal-damage");
+    let _c = Cleanup(dir.clone());
+    let db = dir.join("state.db");
+    let s = synced(3);
+    let store = open(&db).unwrap();
+    let run = vec![
+        entry(1, hour(1), "crm", "c1", 1),
+        entry(1, hour(1), "crm", "c2", 1),
+    ];
+    let summary = with_journal(
+        &s.first_summary,
+        batch(1, hour(1), &run, Retention::runs(3)),
+    );
+    store.save("contacts", &s.first, &summary).unwrap();
+    let seq: i64 = Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT seq FROM recsync_journal WHERE record_id = 'c2'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    sql(
+        &db,
+        "UPDATE recsync_journal SET entry = replace(entry, '\"new 0\"', 'new 0\"')
+         WHERE record_id = 'c2'",
+    );
+    let err = store.journal("contacts", &JournalQuery::all()).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreError::Damaged {
+                object: Some(o),
+                path,
+                place: Place::JournalRow { row },
+                check: Check::JournalEntry,
+            } if o == "contacts" && path.ends_with("state.db") && *row == seq
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("(journal row {seq}): it is not a journal entry")),
+        "{err}"
+    );
+    assert!(!format!("{err} {err:?}").contains("new 0"), "{err:?}");
+    // The record's other entries, and other records', still list.
+    assert_eq!(
+        store
+            .journal("contacts", &JournalQuery::record("crm", "c1"))
+            .unwrap(),
+        run[..1]
+    );
+}
+
 #[test]
 fn a_newer_schema_is_refused() {
     let dir = temp_dir("sqlite-schema");
     let _c = Cleanup(dir.clone());
     let db = dir.join("state.db");
     drop(open(&db).unwrap());
-    assert_eq!(schema_version(&db), Some(3));
+    assert_eq!(schema_version(&db), Some(4));
     let refused = |found: u64| {
         let err = open(&db).unwrap_err();
         assert!(
@@ -602,7 +755,7 @@ fn a_newer_schema_is_refused() {
                 StoreError::Format {
                     object: None,
                     found: f,
-                    supported: 3,
+                    supported: 4,
                     ..
                 } if *f == found
             ),
@@ -709,11 +862,14 @@ fn the_stores_tables_missing_are_damaged() {
             assert!(!tables(&db).iter().any(|t| t == table));
         }
     };
+    sql(&db, "DROP TABLE recsync_journal");
+    missing(&["recsync_journal"]);
     sql(&db, "DROP TABLE recsync_entities");
-    missing(&["recsync_entities"]);
+    missing(&["recsync_entities", "recsync_journal"]);
     sql(&db, "DROP TABLE recsync_objects");
-    missing(&["recsync_objects", "recsync_entities"]);
-    // At an older version, before its migration could fail on them.
+    missing(&["recsync_objects", "recsync_entities", "recsync_journal"]);
+    // At an older version (before the journal), before its migration
+    // could fail on them.
     sql(&db, "UPDATE recsync_schema SET version = 2");
     missing(&["recsync_objects", "recsync_entities"]);
     // Without the version table, entity rows alone.
@@ -728,7 +884,7 @@ fn the_stores_tables_missing_are_damaged() {
     sql(&db, "DROP TABLE recsync_entities");
     let store = open(&db).unwrap();
     assert_eq!(store.load("contacts").unwrap(), Baseline::new());
-    assert_eq!(schema_version(&db), Some(3));
+    assert_eq!(schema_version(&db), Some(4));
 }
 
 /// A file the store opened by path is the store's: its `user_version`
@@ -743,7 +899,7 @@ fn user_version_is_kept_in_step_in_the_stores_own_file() {
     let db = dir.join("state.db");
     let s = synced(3);
     let store = open(&db).unwrap();
-    let expected = if by_path() { 3 } else { 0 };
+    let expected = if by_path() { 4 } else { 0 };
     assert_eq!(user_version(&db), expected);
     store.replace("contacts", &s.held).unwrap();
     drop(store);
@@ -752,7 +908,7 @@ fn user_version_is_kept_in_step_in_the_stores_own_file() {
     sql(&db, "PRAGMA user_version = 0");
     assert_same(&open(&db).unwrap().load("contacts").unwrap(), &s.held);
     assert_eq!(user_version(&db), expected);
-    assert_eq!(schema_version(&db), Some(3));
+    assert_eq!(schema_version(&db), Some(4));
 }
 
 /// A database the store made before its schema version had a table kept
@@ -768,18 +924,23 @@ fn a_database_made_before_the_version_table_opens_and_user_version_is_left_alone
     let db = dir.join("state.db");
     let s = synced(4);
     open(&db).unwrap().replace("contacts", &s.held).unwrap();
-    sql(&db, "DROP TABLE recsync_schema; PRAGMA user_version = 3");
+    // Made at version 3, before the journal too.
+    sql(
+        &db,
+        "DROP TABLE recsync_schema; DROP TABLE recsync_journal; PRAGMA user_version = 3",
+    );
     assert_eq!(schema_version(&db), None);
     assert_same(&open(&db).unwrap().load("contacts").unwrap(), &s.held);
-    assert_eq!(schema_version(&db), Some(3));
-    assert_eq!(user_version(&db), 3);
+    assert_eq!(schema_version(&db), Some(4));
+    assert_eq!(user_version(&db), 4);
+    assert!(tables(&db).iter().any(|t| t == "recsync_journal"));
     // Not the store's version (above it): neither read nor written.
     sql(&db, "PRAGMA user_version = 42");
     let store = open(&db).unwrap();
     store.save("contacts", &s.held, &s.held_summary).unwrap();
     assert_same(&store.load("contacts").unwrap(), &s.held);
     assert_eq!(user_version(&db), 42);
-    assert_eq!(schema_version(&db), Some(3));
+    assert_eq!(schema_version(&db), Some(4));
 }
 
 /// Saves of thousands of entities serialize on a second thread while the
