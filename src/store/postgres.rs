@@ -1,6 +1,6 @@
 //! [`PostgresStore`] (feature `postgres`): baselines in PostgreSQL, a row
 //! per entity, saves that compare the stored revision, leases with fencing
-//! tokens, and an index of links that answers
+//! tokens, a row per journal entry, and an index of links that answers
 //! [`route`](AsyncStateStore::route) without loading baselines. The
 //! type's docs say what is stored where and how writers are kept apart.
 
@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,6 +20,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
 
 use super::check::Crc64;
+use super::journal_rows::{self, Bound};
 use super::lane::Lane;
 use super::nonblocking::{AsyncStateStore, Owner, RouteQuery, Routes};
 use super::row::{self, EntityJson};
@@ -28,28 +29,32 @@ use crate::baseline::{
     AmbiguousRecords, Baseline, BaselineHeader, EntityId, EntityRecord, LinkStatus,
 };
 use crate::engine::CommitSummary;
+use crate::journal::{JournalBatch, JournalEntry, JournalQuery};
 use crate::model::SystemId;
 
 /// The schema version this recsync creates and reads, kept in
-/// `recsync_schema`: [`PostgresStore::SCHEMA_VERSION`].
-const SCHEMA_VERSION: i32 = 1;
+/// `recsync_schema`: [`PostgresStore::SCHEMA_VERSION`]. Version 1 had no
+/// journal.
+const SCHEMA_VERSION: i32 = 2;
 
 /// The key of the transaction-level advisory lock taken while the schema
 /// is created or brought up to date (`"recsync\0"` in ASCII).
 const SCHEMA_LOCK: i64 = 0x7265_6373_796e_6300;
 
-/// The tables besides `recsync_schema`, as every version has them.
-const DATA_TABLES: [&str; 5] = [
-    "recsync_objects",
-    "recsync_entities",
-    "recsync_links",
-    "recsync_routes",
-    "recsync_leases",
+/// The tables besides `recsync_schema`, each with the schema version that
+/// added it.
+const DATA_TABLES: [(&str, i32); 6] = [
+    ("recsync_objects", 1),
+    ("recsync_entities", 1),
+    ("recsync_links", 1),
+    ("recsync_routes", 1),
+    ("recsync_leases", 1),
+    ("recsync_journal", 2),
 ];
 
 /// Step `k` brings a database at schema version `k` to `k + 1`; version 0
 /// is none of the store's tables.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [CREATE_1];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [CREATE_1, CREATE_2];
 
 const CREATE_1: &str = "
 CREATE TABLE recsync_schema (
@@ -96,6 +101,59 @@ CREATE TABLE recsync_leases (
     expires_at timestamptz
 );";
 
+/// Version 2: the journal, a row per entry, numbered in the order saved
+/// within its object (`seq`); `entry` is the entry's JSON (text, not
+/// `jsonb`, which refuses the `\u0000` a value may hold). The indexes
+/// serve a listing by run or by record, and retention's deletes by run and
+/// by age.
+const CREATE_2: &str = "
+CREATE TABLE recsync_journal (
+    object    text NOT NULL,
+    seq       bigint NOT NULL,
+    run       bigint NOT NULL,
+    at        timestamptz NOT NULL,
+    system    text NOT NULL,
+    record_id text NOT NULL,
+    entry     text NOT NULL,
+    PRIMARY KEY (object, seq)
+);
+CREATE INDEX recsync_journal_run ON recsync_journal (object, run);
+CREATE INDEX recsync_journal_record ON recsync_journal (object, system, record_id);
+CREATE INDEX recsync_journal_at ON recsync_journal (object, at);";
+
+/// The number of the object's last journal entry (0: none). A save holds
+/// the object's header row locked, so no other save numbers entries of it
+/// meanwhile.
+const LAST_JOURNAL_SEQ: &str =
+    "SELECT coalesce(max(seq), 0)::int8 FROM recsync_journal WHERE object = $1";
+
+const COPY_JOURNAL: &str = "COPY recsync_journal (object, seq, run, at, system, record_id, entry) \
+     FROM STDIN (FORMAT binary)";
+
+/// Drops an object's entries older than a time.
+const PRUNE_JOURNAL_AGE: &str = "DELETE FROM recsync_journal WHERE object = $1 AND at < $2";
+
+/// Drops an object's entries of runs older than the `$2`-th newest run it
+/// holds, found by stepping down the `(object, run)` index one run at a
+/// time; nothing when it holds fewer runs.
+const PRUNE_JOURNAL_RUNS: &str = "
+WITH RECURSIVE runs (run, n) AS (
+    SELECT (SELECT run FROM recsync_journal WHERE object = $1 ORDER BY run DESC LIMIT 1),
+           1::int8
+    UNION ALL
+    SELECT (SELECT j.run FROM recsync_journal j
+            WHERE j.object = $1 AND j.run < runs.run ORDER BY j.run DESC LIMIT 1),
+           runs.n + 1
+    FROM runs WHERE runs.run IS NOT NULL AND runs.n < $2
+)
+DELETE FROM recsync_journal
+WHERE object = $1 AND run < (SELECT run FROM runs WHERE n = $2)";
+
+const CLEAR_JOURNAL: &str = "DELETE FROM recsync_journal WHERE object = $1";
+
+/// An object's entries; a listing adds its conditions and the order.
+const LIST_JOURNAL: &str = "SELECT seq, entry FROM recsync_journal WHERE object = $1";
+
 const SET_SCHEMA_VERSION: &str = "
 INSERT INTO recsync_schema (id, version) VALUES (1, $1)
 ON CONFLICT (id) DO UPDATE SET version = excluded.version";
@@ -107,7 +165,8 @@ SELECT to_regclass('recsync_schema') IS NOT NULL,
        to_regclass('recsync_entities') IS NOT NULL,
        to_regclass('recsync_links') IS NOT NULL,
        to_regclass('recsync_routes') IS NOT NULL,
-       to_regclass('recsync_leases') IS NOT NULL";
+       to_regclass('recsync_leases') IS NOT NULL,
+       to_regclass('recsync_journal') IS NOT NULL";
 
 const HEADER_COLUMNS: &str =
     "revision, fingerprint, cursors, ambiguous, ambiguous_sum, entity_count, row_sum, checksum";
@@ -217,12 +276,12 @@ SELECT token, holder IS NOT NULL AND expires_at > now()
 FROM recsync_leases WHERE object = $1 FOR SHARE";
 
 /// Keeps baselines in PostgreSQL: a header row per object type, a row per
-/// entity, an index of links, and leases with fencing tokens for runners
-/// on several hosts.
+/// entity, an index of links, a row per [journal](crate::journal) entry,
+/// and leases with fencing tokens for runners on several hosts.
 ///
 /// # What is stored where
 ///
-/// Five tables, created by the store in the connection's current schema
+/// Six tables, created by the store in the connection's current schema
 /// (the first schema of its `search_path` that exists; set `search_path`
 /// in the connection's options to keep them elsewhere):
 ///
@@ -233,6 +292,7 @@ FROM recsync_leases WHERE object = $1 FOR SHARE";
 /// | `recsync_entities` | entity | its [`EntityRecord`] as the compact JSON row the SQLite store writes, and the CRC-64 of the object type, the entity id and the row |
 /// | `recsync_links` | link of an entity to a system's record | object type, entity id, system, record id: the index [`route`](AsyncStateStore::route) reads, written with the entity rows |
 /// | `recsync_leases` | object type ever claimed | holder, fencing token, expiry |
+/// | `recsync_journal` | [journal](crate::journal) entry | object type, its number in the order saved (`seq`), run (`bigint`), commit time (`timestamptz`), system, record id, and the [`JournalEntry`] as JSON (`text`); indexed by object and run, by object, system and record id, and by object and time |
 ///
 /// A [`save`](AsyncStateStore::save) writes the rows of the entities the
 /// [`CommitSummary`] touched or removed (their links too), and the header,
@@ -248,6 +308,25 @@ FROM recsync_leases WHERE object = $1 FOR SHARE";
 /// [`StoreError::Damaged`], never a smaller baseline. The links index is
 /// derived from the rows, is not covered by the checksums, and is never
 /// read by a load.
+///
+/// The journal batch a summary carries ([`CommitSummary::journal`]) is
+/// written in the save's transaction, after the rows and the header: its
+/// entries go in with binary `COPY`, numbered on from the object's last,
+/// then what the batch's [`Retention`](crate::journal::Retention) does not
+/// keep as of its time is deleted (entries older than its cutoff, compared
+/// to the microsecond; then those of runs older than the newest it keeps,
+/// found by stepping down the run index one run at a time). A save that
+/// is refused ([`StoreError::Conflict`], [`StoreError::Fenced`]) or fails
+/// writes no entries; one that commits, all of them.
+/// [`replace`](AsyncStateStore::replace) leaves the journal as it is.
+/// [`journal`](AsyncStateStore::journal) lists the rows a
+/// [`JournalQuery`] asks for, filtered by the server and decoded on the
+/// store's thread; a row that is not an entry is
+/// [`StoreError::Damaged`] naming it ([`Place::JournalRow`],
+/// [`Check::JournalEntry`]). Entries carry no checksums: damage that
+/// leaves one readable, or a row deleted, goes unseen. Run ids are kept as
+/// `bigint`, as revisions are: one past `i64::MAX` is refused, and the
+/// save with it.
 ///
 /// # Concurrency
 ///
@@ -301,7 +380,10 @@ FROM recsync_leases WHERE object = $1 FOR SHARE";
 /// two processes starting at once do not race. A schema newer than this
 /// recsync's ([`PostgresStore::SCHEMA_VERSION`]) is refused with [`StoreError::Format`];
 /// a version below 1, or the store's tables partly missing, is
-/// [`StoreError::Damaged`]. Version 1 is the first.
+/// [`StoreError::Damaged`]. Version 1 is the first; version 2 adds
+/// `recsync_journal`, which a database of version 1 gets, empty, when a
+/// store of this recsync connects (a recsync of version 1 then refuses the
+/// database as newer).
 ///
 /// # Permissions
 ///
@@ -816,7 +898,57 @@ impl PostgresStore {
             .write(&tx, count, sum, &ambiguous)
             .await
             .map_err(fail("cannot write the header"))?;
+        if let Some(batch) = changes.and_then(|c| c.journal.as_deref()) {
+            keep_journal(&tx, object, batch)
+                .await
+                .map_err(|e| e.into_store(self, object))?;
+        }
         tx.commit().await.map_err(fail("cannot commit the save"))
+    }
+
+    /// The object's journal entries `query` asks for, in the order saved,
+    /// filtered by the server and decoded on the store's thread.
+    async fn list_journal(
+        &self,
+        object: &str,
+        query: &JournalQuery,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let Some((conditions, values)) = journal_rows::conditions(query, '$', 2) else {
+            return Ok(Vec::new());
+        };
+        let mut bound: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&object];
+        for value in &values {
+            bound.push(match value {
+                Bound::Int(x) => x,
+                Bound::Text(t) => t,
+            });
+        }
+        let rows = {
+            let client = self.inner.client.lock().await;
+            client
+                .query(&format!("{LIST_JOURNAL}{conditions} ORDER BY seq"), &bound)
+                .await
+                .map_err(self.error(Some(object), "cannot read the journal of"))?
+        };
+        let (store, object) = (self.clone(), object.to_owned());
+        self.inner
+            .lane
+            .run(move || store.decode_journal(&object, &rows))
+            .await?
+    }
+
+    fn decode_journal(&self, object: &str, rows: &[Row]) -> Result<Vec<JournalEntry>, StoreError> {
+        let fail = |context| self.error(Some(object), context);
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = get(row, 0).map_err(fail("cannot read the journal of"))?;
+            let text: &str = get(row, 1).map_err(fail("cannot read the journal of"))?;
+            let entry = serde_json::from_str(text).map_err(|_| {
+                self.damaged(object, Place::JournalRow { row: seq }, Check::JournalEntry)
+            })?;
+            entries.push(entry);
+        }
+        Ok(entries)
     }
 
     /// The stored header a save carries on from, verified: a save over a
@@ -845,11 +977,11 @@ impl AsyncStateStore for PostgresStore {
         self.read(object).await
     }
 
-    /// Saves the rows the commit touched or removed and the header, in one
-    /// transaction, if the store holds the revision the commit started
-    /// from (`baseline.revision() - 1`); [`StoreError::Conflict`]
-    /// otherwise, with nothing written. An object with no header yet is
-    /// written whole.
+    /// Saves the rows the commit touched or removed, the header and the
+    /// summary's journal batch, in one transaction, if the store holds the
+    /// revision the commit started from (`baseline.revision() - 1`);
+    /// [`StoreError::Conflict`] otherwise, with nothing written. An object
+    /// with no header yet is written whole.
     async fn save(
         &self,
         object: &str,
@@ -859,9 +991,21 @@ impl AsyncStateStore for PostgresStore {
         self.write(object, &baseline, Some(&changed), None).await
     }
 
-    /// Writes the whole baseline, whatever revision the store holds.
+    /// Writes the whole baseline, whatever revision the store holds; the
+    /// journal stays as it is.
     async fn replace(&self, object: &str, baseline: Arc<Baseline>) -> Result<(), StoreError> {
         self.write(object, &baseline, None, None).await
+    }
+
+    /// Lists the object's journal rows (see the type's docs), filtered in
+    /// SQL: a row that is not an entry is [`StoreError::Damaged`], naming
+    /// the row.
+    async fn journal(
+        &self,
+        object: &str,
+        query: &JournalQuery,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        self.list_journal(object, query).await
     }
 
     /// Answers from the links index, the reservations and the entity rows'
@@ -1027,8 +1171,9 @@ impl Lease {
 /// written. The lock holds until the save commits, so the lease cannot be
 /// taken over in between: a save that passed the check commits before the
 /// next holder's claim, whose first load then sees it. Saves still
-/// compare revisions as the store's do. Loads and
-/// [`route`](AsyncStateStore::route) go straight to the store.
+/// compare revisions as the store's do, and write their journal batches
+/// in the same transaction. Loads, [`route`](AsyncStateStore::route) and
+/// [`journal`](AsyncStateStore::journal) go straight to the store.
 ///
 /// Renewing the lease keeps its token, so a fenced store stays good for
 /// the renewed lease.
@@ -1091,6 +1236,14 @@ impl AsyncStateStore for FencedStore {
 
     async fn route(&self, query: &RouteQuery<'_>) -> Result<Routes, StoreError> {
         self.store.route(query).await
+    }
+
+    async fn journal(
+        &self,
+        object: &str,
+        query: &JournalQuery,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        self.store.list_journal(object, query).await
     }
 }
 
@@ -1200,6 +1353,110 @@ async fn write_touched(
         .map_err(pg("cannot write the links of"))?;
     }
     Ok((count, sum))
+}
+
+/// Appends `batch`'s entries to the object's journal with binary `COPY`,
+/// numbered on from its last, and drops what its retention does not keep
+/// as of its time, inside the save's transaction. Times are kept to the
+/// microsecond, so ages are compared to it: an entry less than a
+/// microsecond older than the cutoff may stay.
+async fn keep_journal(
+    tx: &Transaction<'_>,
+    object: &str,
+    batch: &JournalBatch,
+) -> Result<(), WriteError> {
+    if !batch.entries.is_empty() {
+        let last: i64 = get(
+            &tx.query_one(LAST_JOURNAL_SEQ, &[&object])
+                .await
+                .map_err(pg("cannot read the journal of"))?,
+            0,
+        )
+        .map_err(pg("cannot read the journal of"))?;
+        let sink = tx
+            .copy_in(COPY_JOURNAL)
+            .await
+            .map_err(pg("cannot start writing the journal of"))?;
+        let mut writer = pin!(BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::TIMESTAMPTZ,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT
+            ]
+        ));
+        let mut seq = last;
+        for entry in &batch.entries {
+            seq = seq.checked_add(1).ok_or_else(|| StoreError::Backend {
+                message: format!("the journal of {object} has no numbers left"),
+                source: None,
+            })?;
+            let run = journal_rows::run_sql(object, entry.run)?;
+            let at = pg_time(object, entry.at)?;
+            let json = journal_rows::encode(object, entry)?;
+            writer
+                .as_mut()
+                .write(&[
+                    &object,
+                    &seq,
+                    &run,
+                    &at,
+                    &entry.system.as_str(),
+                    &entry.record_id,
+                    &json,
+                ])
+                .await
+                .map_err(pg("cannot write the journal of"))?;
+        }
+        writer
+            .finish()
+            .await
+            .map_err(pg("cannot write the journal of"))?;
+    }
+    let retention = &batch.retention;
+    let prune = pg("cannot drop old journal entries of");
+    if let Some(cutoff) = retention.cutoff(batch.at) {
+        let cutoff = pg_time(object, cutoff)?;
+        tx.execute(PRUNE_JOURNAL_AGE, &[&object, &cutoff])
+            .await
+            .map_err(&prune)?;
+    }
+    match retention.runs {
+        None => {}
+        Some(0) => {
+            tx.execute(CLEAR_JOURNAL, &[&object])
+                .await
+                .map_err(&prune)?;
+        }
+        Some(runs) => {
+            let runs = journal_rows::runs_sql(runs);
+            tx.execute(PRUNE_JOURNAL_RUNS, &[&object, &runs])
+                .await
+                .map_err(&prune)?;
+        }
+    }
+    Ok(())
+}
+
+/// A time as a `timestamptz` parameter: to the microsecond, rounded down
+/// (as the server keeps it), so a cutoff and the times it is compared with
+/// round alike. A time the platform's clock type cannot hold is refused.
+fn pg_time(object: &str, at: DateTime<Utc>) -> Result<SystemTime, StoreError> {
+    let micros = at.timestamp_micros();
+    let span = Duration::from_micros(micros.unsigned_abs());
+    let time = if micros >= 0 {
+        UNIX_EPOCH.checked_add(span)
+    } else {
+        UNIX_EPOCH.checked_sub(span)
+    };
+    time.ok_or_else(|| StoreError::Backend {
+        message: format!("a journal time of {object} does not fit the database"),
+        source: None,
+    })
 }
 
 /// Writes every entity of `baseline` and its links with binary `COPY`,
@@ -1551,7 +1808,7 @@ async fn bring_schema_up_to_date(client: &mut Client, at: &Path) -> Result<(), S
         .query_one(FIND_TABLES, &[])
         .await
         .map_err(fail("cannot list the store's tables"))?;
-    let mut has = [false; 5];
+    let mut has = [false; 1 + DATA_TABLES.len()];
     for (i, slot) in has.iter_mut().enumerate() {
         *slot = get(&found, i).map_err(fail("cannot list the store's tables"))?;
     }
@@ -1562,12 +1819,13 @@ async fn bring_schema_up_to_date(client: &mut Client, at: &Path) -> Result<(), S
         place,
         check: Check::Layout,
     };
-    let missing = |present: &[bool]| -> Vec<String> {
+    // The tables a database of `version` has, and does not.
+    let missing = |present: &[bool], version: i32| -> Vec<String> {
         DATA_TABLES
             .iter()
             .zip(present)
-            .filter(|(_, p)| !**p)
-            .map(|(t, _)| (*t).to_owned())
+            .filter(|((_, since), p)| *since <= version && !**p)
+            .map(|((t, _), _)| (*t).to_owned())
             .collect()
     };
     let version: i32 = if schema_table {
@@ -1593,7 +1851,7 @@ async fn bring_schema_up_to_date(client: &mut Client, at: &Path) -> Result<(), S
                 found: i64::from(version),
             }));
         }
-        let gone = missing(&data);
+        let gone = missing(&data, version);
         if !gone.is_empty() {
             return Err(layout(Place::Tables { missing: gone }));
         }

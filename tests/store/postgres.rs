@@ -459,14 +459,15 @@ async fn the_schema_is_created_once_and_a_newer_one_refused() {
         .await
         .unwrap();
     let err = PostgresStore::connect_config(&config).await.unwrap_err();
+    let newer = u64::from(PostgresStore::SCHEMA_VERSION.unsigned_abs());
     assert!(
         matches!(
             err,
             StoreError::Format {
-                found: 2,
-                supported: 1,
+                found,
+                supported,
                 ..
-            }
+            } if found == newer + 1 && supported == newer
         ),
         "{err:?}"
     );
@@ -503,6 +504,19 @@ async fn the_schema_is_created_once_and_a_newer_one_refused() {
         } => assert_eq!(missing, &["recsync_links"]),
         other => panic!("{other:?}"),
     }
+
+    // At version 2 the journal is one of them; at version 1 it was not.
+    sql.batch_execute(
+        "CREATE TABLE recsync_links (object text, entity text, system text, record_id text);
+         UPDATE recsync_schema SET version = 2; DROP TABLE recsync_journal",
+    )
+    .await
+    .unwrap();
+    let err = PostgresStore::connect_config(&config).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Damaged { place: Place::Tables { missing }, .. } if missing == &["recsync_journal"]),
+        "{err:?}"
+    );
 
     // The store's tables without a version: not taken for anything.
     sql.batch_execute("DROP TABLE recsync_schema")
@@ -733,5 +747,198 @@ async fn two_shards_proposing_the_same_records_at_once_get_each_once() {
         );
     }
     drop((a, b));
+    db.finish().await;
+}
+
+/// The journal of `object` on `store`: every entry, in the order saved.
+async fn listed(store: &dyn AsyncStateStore, object: &str) -> Vec<JournalEntry> {
+    store.journal(object, &JournalQuery::all()).await.unwrap()
+}
+
+/// A database of schema version 1 (before the journal) gets the journal's
+/// table, empty, when a store connects: its objects load as before and
+/// their next saves keep journals.
+#[tokio::test]
+async fn a_database_of_schema_version_1_gets_the_journal() {
+    let Some(db) = Db::new("schema_v1").await else {
+        return;
+    };
+    let s = synced(4);
+    let store = db.store().await;
+    store
+        .replace("contacts", Arc::new(s.first.clone()))
+        .await
+        .unwrap();
+    drop(store);
+    let sql = db.client().await;
+    // What version 1 left.
+    sql.batch_execute("DROP TABLE recsync_journal; UPDATE recsync_schema SET version = 1")
+        .await
+        .unwrap();
+    let has_journal = sql
+        .query_one("SELECT to_regclass('recsync_journal') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0);
+    assert!(!has_journal);
+    let store = db.store().await;
+    let version: i32 = sql
+        .query_one("SELECT version FROM recsync_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    let has_journal = sql
+        .query_one("SELECT to_regclass('recsync_journal') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0);
+    assert!(has_journal);
+    assert_same(&store.load("contacts").await.unwrap(), &s.first);
+    assert!(listed(&store, "contacts").await.is_empty());
+    let run = vec![
+        entry(2, hour(2), "crm", "c1", 2),
+        entry(2, hour(2), "mkt", "m1", 1),
+    ];
+    let summary = with_journal(&s.held_summary, batch(2, hour(2), &run, Retention::runs(3)));
+    save(&store, "contacts", &s.held, &summary).await.unwrap();
+    assert_same(&store.load("contacts").await.unwrap(), &s.held);
+    assert_eq!(listed(&store, "contacts").await, run);
+    db.finish().await;
+}
+
+/// A save the store refuses writes no journal entries: one that conflicts
+/// (another writer saved first), one fenced by a stale lease, one whose
+/// run id does not fit the database. A fenced save that goes through
+/// writes its batch, and the fenced store lists it.
+#[tokio::test]
+async fn a_refused_save_writes_no_journal_entries() {
+    let Some(db) = Db::new("journal_refused").await else {
+        return;
+    };
+    let (a, b) = (db.store().await, db.store().await);
+    let s = synced(5);
+    let first = vec![entry(1, hour(1), "crm", "c1", 1)];
+    let summary = with_journal(
+        &s.first_summary,
+        batch(1, hour(1), &first, Retention::runs(3)),
+    );
+    save(&a, "contacts", &s.first, &summary).await.unwrap();
+
+    // Both loaded nothing; a saved first: b's save of revision 1 conflicts.
+    let theirs = vec![entry(1, hour(1), "mkt", "m1", 2)];
+    let conflicting = with_journal(
+        &s.first_summary,
+        batch(1, hour(1), &theirs, Retention::runs(0)),
+    );
+    let err = save(&b, "contacts", &s.first, &conflicting)
+        .await
+        .unwrap_err();
+    assert_conflict(&err, "contacts", 0, 1);
+    assert_eq!(listed(&a, "contacts").await, first);
+
+    // A run id past what the database keeps: refused, nothing saved.
+    let huge = vec![entry(u64::MAX, hour(2), "crm", "c1", 1)];
+    let too_big = with_journal(
+        &s.held_summary,
+        batch(2, hour(2), &huge, Retention::runs(3)),
+    );
+    let err = save(&a, "contacts", &s.held, &too_big).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("run 18446744073709551615 of contacts does not fit the database"),
+        "{err}"
+    );
+    assert_same(&a.load("contacts").await.unwrap(), &s.first);
+    assert_eq!(listed(&a, "contacts").await, first);
+
+    // Fenced: the holder's save keeps its batch; a stale token's, none.
+    let lease = a
+        .claim("contacts", "runner-a", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let fenced = a.fenced(&lease);
+    let second = vec![entry(2, hour(2), "crm", "c2", 1)];
+    let held = with_journal(
+        &s.held_summary,
+        batch(2, hour(2), &second, Retention::runs(3)),
+    );
+    save(&fenced, "contacts", &s.held, &held).await.unwrap();
+    assert_eq!(
+        listed(&fenced, "contacts").await,
+        [first.clone(), second.clone()].concat()
+    );
+    a.release(lease).await.unwrap();
+    let taken = b
+        .claim("contacts", "runner-b", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let (next, next_summary) = next_revision(&s, &s.held, "crm-cursor-stale");
+    let stale = vec![entry(3, hour(3), "crm", "c3", 1)];
+    let stale_summary = with_journal(&next_summary, batch(3, hour(3), &stale, Retention::runs(1)));
+    let err = save(&fenced, "contacts", &next, &stale_summary)
+        .await
+        .unwrap_err();
+    assert_fenced(&err, "contacts", fenced.token(), Some(taken.token()));
+    assert_eq!(listed(&b, "contacts").await, [first, second].concat());
+    assert_same(&b.load("contacts").await.unwrap(), &s.held);
+    db.finish().await;
+}
+
+/// A journal row that is not an entry is refused, naming the row, never
+/// what it holds; rows of other records still list.
+#[tokio::test]
+async fn a_damaged_journal_row_is_refused_naming_the_row() {
+    let Some(db) = Db::new("journal_damage").await else {
+        return;
+    };
+    let store = db.store().await;
+    let s = synced(3);
+    let run = vec![
+        entry(1, hour(1), "crm", "c1", 1),
+        entry(1, hour(1), "crm", "c2", 1),
+    ];
+    let summary = with_journal(
+        &s.first_summary,
+        batch(1, hour(1), &run, Retention::runs(3)),
+    );
+    save(&store, "contacts", &s.first, &summary).await.unwrap();
+    let sql = db.client().await;
+    let seq: i64 = sql
+        .query_one(
+            "SELECT seq FROM recsync_journal WHERE record_id = 'c2'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seq, 2);
+    sql.execute(
+        "UPDATE recsync_journal SET entry = replace(entry, '\"new 0\"', 'new 0\"')
+         WHERE record_id = 'c2'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let err = store
+        .journal("contacts", &JournalQuery::all())
+        .await
+        .unwrap_err();
+    assert_damaged(
+        &err,
+        "contacts",
+        Place::JournalRow { row: seq },
+        Check::JournalEntry,
+    );
+    assert!(!format!("{err} {err:?}").contains("new 0"), "{err:?}");
+    assert_eq!(
+        store
+            .journal("contacts", &JournalQuery::record("crm", "c1"))
+            .await
+            .unwrap(),
+        run[..1]
+    );
     db.finish().await;
 }
