@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use recsync::baseline::Review;
-use recsync::journal::{JournalBatch, JournalEntry, JournalQuery, Retention};
+use recsync::journal::{JournalBatch, JournalEntry, JournalQuery, Retention, RunId};
 use recsync::store::{Check, JsonFileStore, Place, ReviewItem, ReviewQueue};
 use recsync::{
     Baseline, CommitSummary, ConflictPolicy, Field, FieldMap, MemoryStore, Outcomes, Record,

@@ -8,12 +8,22 @@
 //! [`CommitSummary`] the commit returned, so a store that keeps entities one
 //! by one writes only those.
 //!
-//! | store | keeps | a save writes | a crash mid-save leaves |
-//! | --- | --- | --- | --- |
-//! | [`MemoryStore`] | nothing past the process | the whole baseline (a clone) | nothing (the process is gone) |
-//! | [`JsonFileStore`] | one JSON file per object type, owner-only, with checksums | the whole baseline, to a temp file renamed over the old one | the last complete save; perhaps a stray `.tmp` file, ignored |
-//! | `SqliteStore` (feature `sqlite`) | one SQLite database, a row per entity, owner-only, with checksums | only the entities the commit touched or removed, and the header, in one transaction (the whole baseline when the database holds neither the revision the commit started from nor the baseline's own) | the last committed save (after a power cut, perhaps an earlier one: see its docs) |
-//! | `PostgresStore` (feature `postgres`) | PostgreSQL tables: a header row per object type, a row per entity with checksums, an index of links, leases | only the entities the commit touched or removed, their links and the header, in one transaction, if the database holds the revision the commit started from (else `StoreError::Conflict`, nothing written; the whole baseline for an object's first save) | the last committed save |
+//! | store | keeps | a save writes | a crash mid-save leaves | the [journal](crate::journal) |
+//! | --- | --- | --- | --- | --- |
+//! | [`MemoryStore`] | nothing past the process | the whole baseline (a clone) | nothing (the process is gone) | in memory, saved with the baseline under one lock |
+//! | [`JsonFileStore`] | one JSON file per object type, owner-only, with checksums | the whole baseline, to a temp file renamed over the old one | the last complete save; perhaps a stray `.tmp` file, ignored | a file beside the state file, `<object>.journal.jsonl`, owner-only, an entry to a line: rewritten whole and renamed into place just before the state file, so a crash between the two leaves at worst the commit's entries beside the baseline before it |
+//! | `SqliteStore` (feature `sqlite`) | one SQLite database, a row per entity, owner-only, with checksums | only the entities the commit touched or removed, and the header, in one transaction (the whole baseline when the database holds neither the revision the commit started from nor the baseline's own) | the last committed save (after a power cut, perhaps an earlier one: see its docs) | a `recsync_journal` table, an entry to a row, written in the save's transaction |
+//! | `PostgresStore` (feature `postgres`) | PostgreSQL tables: a header row per object type, a row per entity with checksums, an index of links, leases | only the entities the commit touched or removed, their links and the header, in one transaction, if the database holds the revision the commit started from (else `StoreError::Conflict`, nothing written; the whole baseline for an object's first save) | the last committed save | a `recsync_journal` table, an entry to a row, written in the save's transaction (none from a save refused as a conflict or fenced) |
+//!
+//! Every store keeps the journal batch a save's summary carries
+//! ([`CommitSummary::journal`]) with the baseline, drops what the batch's
+//! [`Retention`](crate::journal::Retention) does not keep as of its time,
+//! leaves the journal alone on [`replace`](StateStore::replace), and lists
+//! it through [`StateStore::journal`] (or [`AsyncStateStore::journal`]) in
+//! the order saved. Entries are kept as the JSON of their
+//! [`JournalEntry`], without checksums: a damaged entry that no longer
+//! reads is refused with [`StoreError::Damaged`] ([`Check::JournalEntry`]),
+//! one that still reads, or one lost whole, is not seen.
 //!
 //! In every store the cursors are part of the baseline's header and are
 //! saved with the entities, never apart from them.
@@ -70,6 +80,15 @@
 //!   [`MatchMode::MatchOnly`](crate::MatchMode::MatchOnly) links what
 //!   matches and reports the rest as unmatched issues for a person to
 //!   settle, before switching back.
+//!
+//! A damaged [journal](crate::journal) entry does not stop loads or runs
+//! that keep no journal: a listing refuses it, and so does a
+//! [`JsonFileStore`] save with a batch (it reads the journal to drop what
+//! retention does not keep). The baseline does not depend on the journal:
+//! to go on, move the object's journal file aside, or delete the object's
+//! rows from the database's `recsync_journal`, and the next save starts a
+//! new one (with it, what an undo or a field's history could be drawn
+//! from).
 //!
 //! Permissions: state files and directories hold personal data. Stores
 //! create them owner-only and make existing ones owner-only where that is

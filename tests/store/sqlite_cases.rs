@@ -672,6 +672,20 @@ fn a_failed_save_writes_no_journal_entries() {
     assert_same(&store.load("contacts").unwrap(), &s.first);
     assert_eq!(listed(&store, "contacts"), first);
     sql(&db, "DROP TRIGGER refuse");
+    // A run id past what SQLite's integers hold: refused, not wrapped.
+    let huge = vec![entry(u64::MAX, hour(2), "crm", "c1", 1)];
+    let too_big = with_journal(
+        &s.held_summary,
+        batch(2, hour(2), &huge, Retention::runs(3)),
+    );
+    let err = store.save("contacts", &s.held, &too_big).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("run 18446744073709551615 of contacts does not fit the database"),
+        "{err}"
+    );
+    assert_same(&store.load("contacts").unwrap(), &s.first);
+    assert_eq!(listed(&store, "contacts"), first);
     store.save("contacts", &s.held, &held).unwrap();
     assert_same(&store.load("contacts").unwrap(), &s.held);
     assert_eq!(

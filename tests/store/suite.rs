@@ -34,6 +34,11 @@ macro_rules! store_suite {
             routes_reserve_records_and_name_their_owners,
             an_empty_object_loads_empty,
             a_review_decision_reaches_the_store,
+            journal_batches_are_listed_back_in_save_order,
+            retention_bounds_the_journal_by_runs,
+            retention_bounds_the_journal_by_age,
+            replace_leaves_the_journal,
+            journals_of_objects_are_independent,
         );
     };
     ($($case:ident),+ $(,)?) => {
@@ -341,6 +346,302 @@ pub async fn a_review_decision_reaches_the_store(store: &dyn AsyncStateStore) {
         .unwrap();
     save(store, "contacts", &next, &summary).await;
     assert_same(&load(store, "contacts").await, &next);
+}
+
+async fn journal(
+    store: &dyn AsyncStateStore,
+    object: &str,
+    query: JournalQuery,
+) -> Vec<JournalEntry> {
+    store
+        .journal(object, &query)
+        .await
+        .unwrap_or_else(|e| panic!("journal of {object}: {e}"))
+}
+
+/// Baselines of revisions 1 to `n`, each with the summary of the commit
+/// that made it: `s.first`, then commits that change nothing but a cursor.
+/// A run's id is the revision its first commit made.
+fn revisions(s: &Synced, n: usize) -> Vec<(Baseline, CommitSummary)> {
+    assert_eq!(s.first.revision(), 1);
+    let mut out = vec![(s.first.clone(), s.first_summary.clone())];
+    while out.len() < n {
+        let mut b = out.last().unwrap().0.clone();
+        let plan = s.engine.plan(&b, &[]).unwrap();
+        let summary = s
+            .engine
+            .commit(&mut b, &plan, &Outcomes::all_applied(&plan))
+            .unwrap();
+        let cursor = format!("crm-cursor-{}", b.revision());
+        b.set_cursor("crm", cursor);
+        out.push((b, summary));
+    }
+    out
+}
+
+/// `k` entries of run `run` at `at`, on records `<prefix><i>` of crm and
+/// mkt in turn.
+fn entries(run: u64, at: DateTime<Utc>, k: usize) -> Vec<JournalEntry> {
+    (0..k)
+        .map(|i| {
+            let (system, prefix) = if i % 2 == 0 {
+                ("crm", "c")
+            } else {
+                ("mkt", "m")
+            };
+            entry(run, at, system, &format!("{prefix}{}", i / 2), 1 + i % 3)
+        })
+        .collect()
+}
+
+/// Batches saved with their baselines are listed back in the order they
+/// were saved, by run and by record too; a save without a batch leaves the
+/// journal as it was.
+pub async fn journal_batches_are_listed_back_in_save_order(store: &dyn AsyncStateStore) {
+    let s = synced(3);
+    assert!(journal(store, "contacts", JournalQuery::all())
+        .await
+        .is_empty());
+    let revs = revisions(&s, 4);
+    let runs = [
+        vec![
+            entry(1, hour(1), "crm", "c1", 2),
+            entry(1, hour(1), "mkt", "m1", 1),
+            entry(1, hour(1), "crm", "c2", 20),
+        ],
+        vec![
+            entry(2, hour(2), "crm", "c3", 1),
+            entry(2, hour(2), "crm", "c1", 1),
+        ],
+        Vec::new(),
+        vec![entry(4, hour(4), "crm", "c1", 3)],
+    ];
+    for (i, ((b, summary), run)) in revs.iter().zip(&runs).enumerate() {
+        let n = i as u64 + 1;
+        let summary = if n == 3 {
+            summary.clone()
+        } else {
+            with_journal(summary, batch(n, hour(n as i64), run, Retention::default()))
+        };
+        save(store, "contacts", b, &summary).await;
+    }
+    assert_same(&load(store, "contacts").await, &revs[3].0);
+    let all: Vec<JournalEntry> = runs.concat();
+    assert_eq!(journal(store, "contacts", JournalQuery::all()).await, all);
+    assert_eq!(
+        journal(store, "contacts", JournalQuery::run(RunId(2))).await,
+        runs[1]
+    );
+    assert!(journal(store, "contacts", JournalQuery::run(RunId(3)))
+        .await
+        .is_empty());
+    assert!(
+        journal(store, "contacts", JournalQuery::run(RunId(u64::MAX)))
+            .await
+            .is_empty()
+    );
+    let c1: Vec<JournalEntry> = all
+        .iter()
+        .filter(|e| e.system == "crm" && e.record_id == "c1")
+        .cloned()
+        .collect();
+    assert_eq!(c1.len(), 3);
+    assert_eq!(
+        journal(store, "contacts", JournalQuery::record("crm", "c1")).await,
+        c1
+    );
+    assert!(
+        journal(store, "contacts", JournalQuery::record("mkt", "c1"))
+            .await
+            .is_empty()
+    );
+    let mut one = JournalQuery::record("crm", "c1");
+    one.run = Some(RunId(2));
+    assert_eq!(journal(store, "contacts", one).await, [runs[1][1].clone()]);
+}
+
+/// Twenty saves, each with a batch of `k` entries, under
+/// `Retention::runs(3)`: after each, exactly the entries of the last three
+/// runs. A retention of no runs keeps nothing.
+pub async fn retention_bounds_the_journal_by_runs(store: &dyn AsyncStateStore) {
+    let s = synced(3);
+    let k = 5;
+    let revs = revisions(&s, 21);
+    let mut saved: Vec<Vec<JournalEntry>> = Vec::new();
+    for (i, (b, summary)) in revs.iter().take(20).enumerate() {
+        let run = i as u64 + 1;
+        let run_entries = entries(run, hour(run as i64), k);
+        saved.push(run_entries.clone());
+        let summary = with_journal(
+            summary,
+            batch(run, hour(run as i64), &run_entries, Retention::runs(3)),
+        );
+        save(store, "contacts", b, &summary).await;
+        let kept = saved[saved.len().saturating_sub(3)..].concat();
+        assert_eq!(
+            journal(store, "contacts", JournalQuery::all()).await,
+            kept,
+            "after run {run}"
+        );
+    }
+    assert!(journal(store, "contacts", JournalQuery::run(RunId(17)))
+        .await
+        .is_empty());
+    assert_eq!(
+        journal(store, "contacts", JournalQuery::run(RunId(18)))
+            .await
+            .len(),
+        k
+    );
+    let (b, summary) = &revs[20];
+    let none = with_journal(
+        summary,
+        batch(21, hour(21), &entries(21, hour(21), k), Retention::runs(0)),
+    );
+    save(store, "contacts", b, &none).await;
+    assert!(journal(store, "contacts", JournalQuery::all())
+        .await
+        .is_empty());
+}
+
+/// `Retention::age` drops the entries older than the batch's time less
+/// the age, as of each save; one exactly at the cutoff stays. A batch
+/// without entries still drops what fell out.
+pub async fn retention_bounds_the_journal_by_age(store: &dyn AsyncStateStore) {
+    let s = synced(3);
+    let revs = revisions(&s, 12);
+    let keep = Retention::age(TimeDelta::hours(5));
+    let mut saved: Vec<JournalEntry> = Vec::new();
+    for (i, (b, summary)) in revs.iter().take(10).enumerate() {
+        // Run n commits at hour 2n; its entries carry times of their own,
+        // an hour apart.
+        let run = i as u64 + 1;
+        let at = hour(2 * run as i64);
+        let run_entries = vec![
+            entry(run, at - TimeDelta::hours(1), "crm", "c1", 1),
+            entry(run, at, "mkt", "m1", 2),
+        ];
+        saved.extend(run_entries.iter().cloned());
+        save(
+            store,
+            "contacts",
+            b,
+            &with_journal(summary, batch(run, at, &run_entries, keep)),
+        )
+        .await;
+        let cutoff = at - TimeDelta::hours(5);
+        let kept: Vec<JournalEntry> = saved.iter().filter(|e| e.at >= cutoff).cloned().collect();
+        assert_eq!(
+            journal(store, "contacts", JournalQuery::all()).await,
+            kept,
+            "after run {run}"
+        );
+    }
+    // At hour 20 the cutoff is hour 15: run 8's entries (hours 15, 16),
+    // run 9's (17, 18), run 10's (19, 20).
+    let listed = journal(store, "contacts", JournalQuery::all()).await;
+    let times: Vec<DateTime<Utc>> = listed.iter().map(|e| e.at).collect();
+    assert_eq!(times, [15, 16, 17, 18, 19, 20].map(hour));
+    // Exactly at the cutoff: kept.
+    let (b, summary) = &revs[10];
+    let edge = batch(11, hour(21), &[], Retention::age(TimeDelta::hours(4)));
+    save(store, "contacts", b, &with_journal(summary, edge)).await;
+    let times: Vec<DateTime<Utc>> = journal(store, "contacts", JournalQuery::all())
+        .await
+        .iter()
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(times, [17, 18, 19, 20].map(hour));
+    // Nothing new, much later: everything falls out.
+    let (b, summary) = &revs[11];
+    save(
+        store,
+        "contacts",
+        b,
+        &with_journal(summary, batch(12, hour(100), &[], keep)),
+    )
+    .await;
+    assert!(journal(store, "contacts", JournalQuery::all())
+        .await
+        .is_empty());
+}
+
+/// `replace` starts the baseline over and leaves the journal as it is.
+pub async fn replace_leaves_the_journal(store: &dyn AsyncStateStore) {
+    let s = synced(3);
+    let revs = revisions(&s, 3);
+    let first = entries(1, hour(1), 4);
+    let (b, summary) = &revs[0];
+    save(
+        store,
+        "contacts",
+        b,
+        &with_journal(summary, batch(1, hour(1), &first, Retention::runs(1))),
+    )
+    .await;
+    replace(store, "contacts", &revs[1].0).await;
+    assert_same(&load(store, "contacts").await, &revs[1].0);
+    assert_eq!(journal(store, "contacts", JournalQuery::all()).await, first);
+    replace(store, "contacts", &Baseline::new()).await;
+    assert_eq!(journal(store, "contacts", JournalQuery::all()).await, first);
+    replace(store, "contacts", &revs[1].0).await;
+    let third = entries(3, hour(3), 2);
+    let (b, summary) = &revs[2];
+    save(
+        store,
+        "contacts",
+        b,
+        &with_journal(summary, batch(3, hour(3), &third, Retention::runs(2))),
+    )
+    .await;
+    assert_eq!(
+        journal(store, "contacts", JournalQuery::all()).await,
+        [first, third].concat()
+    );
+}
+
+/// Each object has a journal of its own: saving, pruning or replacing one
+/// leaves the others'.
+pub async fn journals_of_objects_are_independent(store: &dyn AsyncStateStore) {
+    let s = synced(3);
+    let revs = revisions(&s, 2);
+    let objects = ["contacts", "deals", "contacts/shard-2-of-4"];
+    let mut kept = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        let run_entries = entries(1, hour(1), i + 1);
+        let (b, summary) = &revs[0];
+        save(
+            store,
+            object,
+            b,
+            &with_journal(summary, batch(1, hour(1), &run_entries, Retention::runs(5))),
+        )
+        .await;
+        kept.push(run_entries);
+    }
+    // The next run of deals keeps only itself.
+    let (b, summary) = &revs[1];
+    let deals = entries(2, hour(2), 3);
+    save(
+        store,
+        "deals",
+        b,
+        &with_journal(summary, batch(2, hour(2), &deals, Retention::runs(1))),
+    )
+    .await;
+    replace(store, "contacts", &Baseline::new()).await;
+    assert_eq!(
+        journal(store, "contacts", JournalQuery::all()).await,
+        kept[0]
+    );
+    assert_eq!(journal(store, "deals", JournalQuery::all()).await, deals);
+    assert_eq!(
+        journal(store, "contacts/shard-2-of-4", JournalQuery::all()).await,
+        kept[2]
+    );
+    assert!(journal(store, "contacts/shard", JournalQuery::all())
+        .await
+        .is_empty());
 }
 
 mod memory {
