@@ -20,7 +20,11 @@ use crate::model::SystemId;
 ///
 /// It keeps the routes of [shards](crate::shard) too
 /// ([`AsyncStateStore::route`]), so runners on the shards of one object
-/// type in one process can share it.
+/// type in one process can share it, and the [journal](crate::journal):
+/// a save appends the batch its summary carries
+/// ([`CommitSummary::journal`]) and drops what the batch's retention does
+/// not keep, under the lock it saves the baseline under, so a load or a
+/// listing sees both or neither; `replace` leaves the journal alone.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     objects: Arc<Mutex<HashMap<String, Arc<Baseline>>>>,
