@@ -94,13 +94,31 @@ hex_id!(
     ConflictId
 );
 
-/// A run, as the journal names it: the revision of the baseline its first
-/// commit made. Revisions only go up, so a run id is never reused for one
-/// object (a run that commits twice, replanning stale writes, keeps the id
-/// of its first commit).
+/// A run, as the journal names it: when it started, in microseconds since
+/// 1970 (UTC), times 1,000, plus the revision of the baseline its first
+/// commit made, modulo 1,000 ([`RunId::of`]). Ids grow with time, so the
+/// journal orders runs by them; and they are not reused when revisions
+/// start again (a baseline replaced, or restored from a backup, keeps the
+/// journal it had). A run that commits twice, replanning stale writes,
+/// keeps the id of its first commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RunId(pub u64);
+
+impl RunId {
+    /// The id of a run started at `started` whose first commit makes
+    /// revision `revision`. Two runs of one object share an id only if they
+    /// start in the same microsecond (by the runner's clock) with revisions
+    /// a multiple of 1,000 apart.
+    pub fn of(started: chrono::DateTime<chrono::Utc>, revision: u64) -> Self {
+        let micros = u64::try_from(started.timestamp_micros()).unwrap_or(0);
+        RunId(
+            micros
+                .saturating_mul(1_000)
+                .saturating_add(revision % 1_000),
+        )
+    }
+}
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

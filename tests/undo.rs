@@ -511,3 +511,173 @@ fn retention_bounds_the_journal_by_runs_and_by_age() {
     }
     assert_eq!(entries.len(), 8, "the runs of the last 7 days, and today's");
 }
+
+/// A store whose saves fail once `saves` more have been made.
+#[derive(Debug, Clone, Default)]
+struct FailingSaves {
+    inner: MemoryStore,
+    saves: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FailingSaves {
+    fn fail_after(&self, saves: usize) {
+        self.saves.store(saves, std::sync::atomic::Ordering::SeqCst);
+        self.failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn heal(&self) {
+        self.failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl recsync::AsyncStateStore for FailingSaves {
+    async fn load(&self, object: &str) -> Result<recsync::Baseline, recsync::StoreError> {
+        recsync::AsyncStateStore::load(&self.inner, object).await
+    }
+
+    async fn save(
+        &self,
+        object: &str,
+        baseline: std::sync::Arc<recsync::Baseline>,
+        changed: std::sync::Arc<recsync::engine::CommitSummary>,
+    ) -> Result<(), recsync::StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.failing.load(Ordering::SeqCst) {
+            if self.saves.load(Ordering::SeqCst) == 0 {
+                return Err(recsync::StoreError::Backend {
+                    message: "the disk is full".to_owned(),
+                    source: None,
+                });
+            }
+            self.saves.fetch_sub(1, Ordering::SeqCst);
+        }
+        recsync::AsyncStateStore::save(&self.inner, object, baseline, changed).await
+    }
+
+    async fn replace(
+        &self,
+        object: &str,
+        baseline: std::sync::Arc<recsync::Baseline>,
+    ) -> Result<(), recsync::StoreError> {
+        recsync::AsyncStateStore::replace(&self.inner, object, baseline).await
+    }
+
+    async fn journal(
+        &self,
+        object: &str,
+        query: &JournalQuery,
+    ) -> Result<Vec<recsync::journal::JournalEntry>, recsync::StoreError> {
+        recsync::AsyncStateStore::journal(&self.inner, object, query).await
+    }
+}
+
+fn failing_runner(
+    crm: &MemoryConnector,
+    shop: &MemoryConnector,
+    store: &FailingSaves,
+) -> SyncRunner {
+    SyncRunner::builder(SyncEngine::new(map()))
+        .connector(crm.clone())
+        .connector(shop.clone())
+        .store(store.clone())
+        .journal(Retention::forever())
+        .build()
+        .unwrap()
+}
+
+/// Found by review: an undo's values differ from the canonical ones on
+/// purpose, so its writes made and not saved would read as a person's
+/// edits and deletes. The baseline takes the undo as made before anything
+/// is written.
+#[test]
+fn an_undo_whose_last_save_fails_loses_nothing() {
+    for kind in ["update", "create"] {
+        let (crm, shop) = (unconfirmed("crm", "c"), unconfirmed("shop", "s"));
+        let store = FailingSaves::default();
+        let runner = failing_runner(&crm, &shop, &store);
+        let c1 = crm.insert(OBJ, contact("ada@example.com", "Ada", "lead"));
+        let first = block_on(runner.run()).unwrap().run.unwrap();
+        let mut undone = first;
+        if kind == "update" {
+            crm.edit(OBJ, &c1, [("status", json!("customer"))]).unwrap();
+            undone = block_on(runner.run()).unwrap().run.unwrap();
+        }
+        // The first save (the undo taken as made) goes through; the one
+        // after the writes does not.
+        store.fail_after(1);
+        assert!(block_on(runner.undo(undone)).is_err(), "{kind}");
+        store.heal();
+        if kind == "update" {
+            assert_eq!(
+                by_email(&shop, "ada@example.com").get("status"),
+                Some(&json!("lead"))
+            );
+        } else {
+            assert_eq!(shop.len(OBJ), 0);
+        }
+        for _ in 0..3 {
+            block_on(runner.run()).unwrap();
+        }
+        let status = if kind == "update" { "customer" } else { "lead" };
+        assert_eq!(
+            crm.get(OBJ, &c1).map(|r| r.get("status").cloned()),
+            Some(Some(json!(status))),
+            "{kind}: the person's crm edit, or the record, was lost"
+        );
+        assert_eq!(shop.len(OBJ), 1, "{kind}");
+        assert!(block_on(runner.dry_run()).unwrap().is_empty(), "{kind}");
+    }
+}
+
+/// The connector dies after the undo's first write: what was written is
+/// confirmed by the next read, what was not is found not made; no edit is
+/// lost.
+#[test]
+fn an_undo_that_dies_mid_batch_loses_nothing() {
+    let (crm, shop) = (unconfirmed("crm", "c"), unconfirmed("shop", "s"));
+    let store = MemoryStore::new();
+    // No retries: the call that dies is not made again in the undo.
+    let runner = SyncRunner::builder(SyncEngine::new(map()))
+        .connector(crm.clone())
+        .connector(shop.clone())
+        .store(store.clone())
+        .journal(Retention::forever())
+        .retry(recsync::runner::RetryPolicy::new().max_attempts(1))
+        .build()
+        .unwrap();
+    let ids: Vec<String> = (0..4)
+        .map(|i| crm.insert(OBJ, contact(&format!("p{i}@example.com"), "P", "lead")))
+        .collect();
+    block_on(runner.run()).unwrap();
+    for id in &ids {
+        crm.edit(OBJ, id, [("status", json!("customer"))]).unwrap();
+    }
+    let second = block_on(runner.run()).unwrap().run.unwrap();
+    shop.crash_after_ops(1);
+    let undone = block_on(runner.undo(second)).unwrap();
+    assert!(!undone.report.errors.is_empty());
+    let put_back = shop
+        .records(OBJ)
+        .iter()
+        .filter(|r| r.get("status") == Some(&json!("lead")))
+        .count();
+    assert_eq!(put_back, 1, "the write before the crash was made");
+    shop.clear_faults();
+    for _ in 0..3 {
+        block_on(runner.run()).unwrap();
+    }
+    for id in &ids {
+        assert_eq!(
+            crm.get(OBJ, id).unwrap().get("status"),
+            Some(&json!("customer"))
+        );
+    }
+    for r in shop.records(OBJ) {
+        assert_eq!(r.get("status"), Some(&json!("customer")));
+    }
+    assert!(block_on(runner.dry_run()).unwrap().is_empty());
+}

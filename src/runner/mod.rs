@@ -836,7 +836,7 @@ impl SyncRunner {
                 outcomes.record(op.id, execute::outcome(&done.shown, op, result));
             }
         }
-        let run_id = RunId(baseline.revision().saturating_add(1));
+        let run_id = RunId::of(started, baseline.revision().saturating_add(1));
         let summary = self.commit_journaled(&mut baseline, &plan, &outcomes, &read, run_id)?;
         report.run = Some(run_id);
         drop(read);

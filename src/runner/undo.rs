@@ -11,7 +11,7 @@ use super::execute;
 use super::{tally, RunError, SyncEvent, SyncReport, SyncRunner};
 use crate::baseline::Baseline;
 use crate::connector::ConnectorError;
-use crate::engine::{CommitError, CommitSummary, Outcomes, PlanOptions};
+use crate::engine::{CommitError, CommitSummary, OpOutcome, Outcomes, PlanOptions};
 use crate::journal::{history, FieldChange, JournalBatch, JournalEntry, JournalQuery, RunId};
 use crate::model::{Snapshot, SystemId};
 use crate::plan::{OpKind, SyncPlan, WriteOp};
@@ -188,6 +188,26 @@ impl SyncRunner {
                 plan,
             });
         }
+        let run_id = RunId::of(started, baseline.revision().saturating_add(1));
+        // Before anything is written, the baseline takes the undo as made,
+        // each write awaiting a read to confirm it: a run that reads the
+        // systems after a crash mid-undo, or after the save below fails,
+        // confirms each write or finds it not made, and never reads a value
+        // put back as a person's edit, nor a record deleted as deleted by
+        // a person. (The records created again are not linked either way.)
+        let mut assumed = Outcomes::new();
+        for op in plan.ops.iter().filter(|op| op.kind != OpKind::Create) {
+            assumed.record(op.id, OpOutcome::applied());
+        }
+        let summary = self.engine.commit(&mut baseline, &plan, &assumed)?;
+        let Some(mut baseline) = self.save(baseline, summary, true).await? else {
+            return Err(RunError::Store(crate::StoreError::Backend {
+                message: "the baseline saved was not given back".to_owned(),
+                source: None,
+            }));
+        };
+        report.run = Some(run_id);
+
         let ops: Vec<&WriteOp> = plan.ops.iter().collect();
         let prior = self.prior_reads(&ops, &current);
         let read = self.journal_reads(&ops, &current);
@@ -201,9 +221,30 @@ impl SyncRunner {
             }
         }
         drop(ops);
-        let run_id = RunId(baseline.revision().saturating_add(1));
-        let summary = self.commit_journaled(&mut baseline, &plan, &outcomes, &read, run_id)?;
-        report.run = Some(run_id);
+        // What was made goes in the journal, saved as the next revision.
+        let batch = self.journal.map(|retention| {
+            let batch = JournalBatch::of_commit(
+                self.engine.map(),
+                &baseline,
+                &plan,
+                &outcomes,
+                &read,
+                run_id,
+                self.clock.now(),
+            );
+            Arc::new(batch.retention(retention))
+        });
+        let settled = SyncPlan {
+            object: plan.object.clone(),
+            baseline_revision: baseline.revision(),
+            fingerprint: plan.fingerprint,
+            undo: plan.undo,
+            ..SyncPlan::default()
+        };
+        let mut summary = self
+            .engine
+            .commit(&mut baseline, &settled, &Outcomes::new())?;
+        summary.journal = batch;
         self.save(baseline, summary, false).await?;
         Ok(Undone {
             report: self.finish(report),
