@@ -33,8 +33,8 @@
 //! An entry is stored as JSON: about 180 bytes for the entry, plus, for
 //! each field written, its names twice, its values before and after and
 //! its reason, about 100 bytes with short names and values. Measured
-//! (`tests/undo.rs`, `an_entry_is_the_size_the_docs_say`): 294 bytes for
-//! an update of one field, 2,170 for a create of 20 fields. A first sync of a million records journals a million creates: a
+//! (`tests/undo.rs`, `an_entry_is_the_size_the_docs_say`): 326 bytes for
+//! an update of one field, 2,202 for a create of 20 fields. A first sync of a million records journals a million creates: a
 //! [`Retention`] bounds what the store keeps, by runs, by age, or both, and
 //! each save drops what falls outside it. The journal is off unless the
 //! host turns it on
@@ -160,6 +160,11 @@ pub struct JournalEntry {
     /// ([`Field::not_journaled`](crate::Field::not_journaled)).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub omitted: Vec<String>,
+    /// The record's version after the write, where the system reported one:
+    /// an undo does not delete a record it created whose version moved
+    /// since (edited, perhaps in a field the map does not sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl JournalEntry {

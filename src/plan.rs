@@ -344,10 +344,22 @@ pub enum HoldKind {
         /// The run undone.
         run: RunId,
     },
+    /// An undo does not write to a system the map now reads only, or no
+    /// longer has: what the run wrote there stays.
+    NotWritable {
+        /// The system.
+        system: SystemId,
+        /// The record.
+        record_id: String,
+        /// The run undone.
+        run: RunId,
+    },
     /// An undo cannot take back a field the map keeps out of the journal
     /// ([`Field::not_journaled`](crate::Field::not_journaled)): no value of
     /// it was kept. A record the run created and wrote such a field of is
-    /// not deleted: nothing says it was not edited since.
+    /// not deleted (nothing says it was not edited since), and one it
+    /// deleted holding such a field is not created again (it would lack
+    /// the value).
     NotJournaled {
         /// The system.
         system: SystemId,
@@ -650,12 +662,12 @@ pub struct EntityChange {
     /// without an entry here forgets what was written there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) rewritten: Vec<(u32, u32, Option<Value>)>,
-    /// An undo deleted a record the entity was created with: once such a
-    /// delete is applied, the entity takes a new id, so that the record's
-    /// tombstone (which carries the old one as its correlation key) does not
-    /// read as the entity's record deleted.
+    /// An undo deletes records that were created for the entity: each such
+    /// delete applied is remembered with the entity, so that the record's
+    /// tombstone (which carries the entity's id as its correlation key) is
+    /// not read as the entity's record deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub(crate) rekey: bool,
+    pub(crate) undone: bool,
 }
 
 impl fmt::Debug for EntityChange {
@@ -699,7 +711,7 @@ impl fmt::Debug for EntityChange {
             .field("delete_review", &self.delete_review)
             .field("unsettled", &self.unsettled)
             .field("remove", &self.remove)
-            .field("rekey", &self.rekey)
+            .field("undone", &self.undone)
             .field(
                 "rewritten",
                 &self
@@ -741,7 +753,7 @@ impl EntityChange {
             && !self.remove
             && self.unconfirmed.is_empty()
             && self.rewritten.is_empty()
-            && !self.rekey
+            && !self.undone
     }
 }
 
@@ -980,6 +992,15 @@ impl fmt::Display for Explain<'_> {
                 } => writeln!(
                     f,
                     "held {}: {system} record {record_id}, written by {run}, is gone; not undone",
+                    h.entity
+                )?,
+                HoldKind::NotWritable {
+                    system,
+                    record_id,
+                    run,
+                } => writeln!(
+                    f,
+                    "held {}: {system} record {record_id} is not written to by this map; {run}'s writes there not undone",
                     h.entity
                 )?,
                 HoldKind::NotJournaled {

@@ -207,6 +207,12 @@ pub(crate) struct Extra {
     /// slot, field slot, the value written (the shadow holds the stored
     /// form). Needs no plan's attention.
     pub(crate) rewritten: Vec<(u32, u32, Value)>,
+    /// Records an undo deleted that were created for this entity: system
+    /// slot, record id. Their tombstones carry the entity's id as their
+    /// correlation key and are not the entity's record deleted. Kept until
+    /// the entity has a live record in that system again. Needs no plan's
+    /// attention.
+    pub(crate) undone: Vec<(u32, String)>,
 }
 
 impl Extra {
@@ -216,6 +222,13 @@ impl Extra {
             && self.delete.is_none()
             && self.unconfirmed.is_empty()
             && self.rewritten.is_empty()
+            && self.undone.is_empty()
+    }
+
+    /// Whether record `id` of system slot `system` was created for this
+    /// entity and deleted by an undo.
+    pub(crate) fn undone(&self, system: u32, id: &str) -> bool {
+        self.undone.iter().any(|(s, r)| *s == system && r == id)
     }
 
     /// Whether something here needs the next plan to look at the entity:
@@ -412,6 +425,13 @@ impl Entity {
                     .or_default()
                     .insert(field(*f as usize), v.clone());
             }
+            for (s, id) in &x.undone {
+                record
+                    .undone
+                    .entry(sys(*s as usize))
+                    .or_default()
+                    .push(id.clone());
+            }
         }
         record
     }
@@ -475,6 +495,10 @@ impl Entity {
             for (fname, v) in row {
                 extra.rewritten.push((s, field(&fname) as u32, v));
             }
+        }
+        for (name, ids) in record.undone {
+            let s = sys(&name) as u32;
+            extra.undone.extend(ids.into_iter().map(|id| (s, id)));
         }
         if !extra.is_empty() {
             entity.extra = Some(Box::new(extra));

@@ -357,6 +357,11 @@ pub struct EntityRecord {
     /// this one, the field is up to date there.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rewritten: BTreeMap<SystemId, IndexMap<String, Value>>,
+    /// Records an undo deleted that were created for the entity, by system:
+    /// their tombstones, which carry the entity's id as correlation key, are
+    /// not the entity's record deleted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub undone: BTreeMap<SystemId, Vec<String>>,
 }
 
 impl fmt::Debug for EntityRecord {
@@ -383,6 +388,7 @@ impl fmt::Debug for EntityRecord {
                         .finish()
                 }),
             )
+            .field("undone", &self.undone)
             .finish()
     }
 }
@@ -562,6 +568,14 @@ impl<'a> EntityRef<'a> {
         let s = self.baseline.system_slot(system)?;
         let f = self.baseline.field_slot(field)?;
         self.entity.view().shadow(s, f).map(|v| v.to_value())
+    }
+
+    /// What recsync wrote to `field` in `system`, where the system stores
+    /// it in another form (the shadow holds that form).
+    pub(crate) fn rewritten(&self, system: &str, field: &str) -> Option<Value> {
+        let s = self.baseline.system_slot(system)? as u32;
+        let f = self.baseline.field_slot(field)? as u32;
+        self.entity.extra.as_ref()?.rewritten(s, f).cloned()
     }
 
     /// The fields held, by canonical name.
@@ -1145,6 +1159,7 @@ impl Baseline {
             .chain(record.pending.keys())
             .chain(record.unconfirmed.keys())
             .chain(record.rewritten.keys())
+            .chain(record.undone.keys())
         {
             self.ensure_system(s)?;
         }

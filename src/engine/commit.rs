@@ -221,58 +221,8 @@ fn commit_change(
         summary.removed.push(change.entity.clone());
         return Ok(());
     }
-    let deleted = |op: &&&WriteOp| {
-        op.kind == OpKind::Delete
-            && matches!(inputs.outcomes.get(op.id), Some(OpOutcome::Applied { .. }))
-    };
-    if change.rekey && ops.iter().any(|op| deleted(&op)) {
-        let id = rekey(map, baseline, slot, maintain)?;
-        summary.removed.push(change.entity.clone());
-        summary.touched.push(id);
-        return Ok(());
-    }
     summary.touched.push(change.entity.clone());
     Ok(())
-}
-
-/// Gives entity `slot` a new id, unlike any in the baseline: its id with
-/// `~{n}` added (in place of such an ending), as new entities get. Keeps
-/// the match key index right where it is `maintain`ed. Returns the id.
-fn rekey(
-    map: &FieldMap,
-    baseline: &mut Baseline,
-    slot: u32,
-    maintain: bool,
-) -> Result<EntityId, CommitError> {
-    let keys = if maintain {
-        keys_of(map, baseline, slot)
-    } else {
-        Vec::new()
-    };
-    let Some(mut entity) = baseline.remove_entity(slot) else {
-        return Err(BaselineError::TooMany("entity slots").into());
-    };
-    if maintain {
-        reindex_keys(baseline, slot, &keys, &[]);
-    }
-    let text = entity.id.as_str();
-    let base = match text.rsplit_once('~') {
-        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
-        _ => text,
-    }
-    .to_owned();
-    let mut k = 2u64;
-    let mut id = EntityId::new(format!("{base}~{k}"));
-    while baseline.find_entity(&id).is_some() || id == entity.id {
-        k += 1;
-        id = EntityId::new(format!("{base}~{k}"));
-    }
-    entity.id = id.clone();
-    let slot = baseline.insert_entity(entity)?;
-    if maintain {
-        reindex_keys(baseline, slot, &[], &keys);
-    }
-    Ok(id)
 }
 
 /// Moves entity `slot` in the match key index from its `old` key values to
@@ -502,6 +452,7 @@ fn apply(
     for op in ops {
         apply_outcome(baseline, slot, change, op, inputs, &mut work, &mut edit)?;
     }
+    let undone = undone_deletes(baseline, change, ops, inputs);
     let Some(e) = baseline.entity_mut(slot) else {
         return Ok(false);
     };
@@ -509,6 +460,7 @@ fn apply(
         e.set_values(owned);
     }
     store(e, change, inputs, work);
+    remember_undone(e, undone);
     if leaves(e, change) {
         baseline.remove_entity(slot);
         return Ok(true);
@@ -964,6 +916,49 @@ fn store(e: &mut Entity, change: &EntityChange, inputs: &Inputs<'_>, work: Work)
     }
     if !rewritten.is_empty() || e.extra.is_some() {
         e.extra_mut().rewritten = rewritten;
+    }
+}
+
+/// The records an undo's applied deletes took from the entity (records
+/// created for it): system slot, record id.
+fn undone_deletes(
+    baseline: &Baseline,
+    change: &EntityChange,
+    ops: &[&WriteOp],
+    inputs: &Inputs<'_>,
+) -> Vec<(u32, String)> {
+    if !change.undone {
+        return Vec::new();
+    }
+    ops.iter()
+        .filter(|op| op.kind == OpKind::Delete)
+        .filter(|op| matches!(inputs.outcomes.get(op.id), Some(OpOutcome::Applied { .. })))
+        .filter_map(|op| {
+            let b = baseline.systems().iter().position(|s| *s == op.system)?;
+            Some((b as u32, op.record_id.clone()?))
+        })
+        .collect()
+}
+
+/// Remembers the records an undo deleted (their tombstones carry the
+/// entity's id), and forgets them in each system where the entity has a
+/// live record again.
+fn remember_undone(e: &mut Entity, undone: Vec<(u32, String)>) {
+    for (b, id) in undone {
+        let x = e.extra_mut();
+        if !x.undone(b, &id) {
+            x.undone.push((b, id));
+        }
+    }
+    let live: Vec<u32> = e
+        .links
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.as_ref().is_some_and(|l| l.is_active()))
+        .map(|(b, _)| b as u32)
+        .collect();
+    if let Some(x) = e.extra.as_mut() {
+        x.undone.retain(|(b, _)| !live.contains(b));
     }
 }
 

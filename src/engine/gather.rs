@@ -512,14 +512,18 @@ fn non_finite(cx: &Cx<'_>, s: usize, r: &Record, slot: Option<u32>, issues: &mut
 }
 
 /// The entity a tombstone in system `s` is the lost create of: its
-/// correlation key names an existing entity with no live link in `s`.
+/// correlation key names an existing entity with no live link in `s`, and
+/// an undo did not delete it.
 fn lost_create(cx: &Cx<'_>, s: usize, r: &Record) -> Option<u32> {
     let slot = cx
         .baseline
         .find_entity(&EntityId::new(r.correlation.as_deref()?))?;
     let e = cx.baseline.entity_at(slot)?;
-    let live = cx.sys_slot[s]
-        .and_then(|b| e.link(b))
+    let b = cx.sys_slot[s]?;
+    let live = e
+        .link(b)
         .is_some_and(|l| matches!(l.status, LinkStatus::Active | LinkStatus::Frozen));
-    (!live).then_some(slot)
+    // A record an undo deleted, made for the entity: not its record gone.
+    let undone = e.extra.as_ref().is_some_and(|x| x.undone(b as u32, &r.id));
+    (!live && !undone).then_some(slot)
 }

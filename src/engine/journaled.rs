@@ -56,7 +56,10 @@ impl JournalBatch {
         let mut entries = Vec::new();
         for op in &plan.ops {
             let Some(OpOutcome::Applied {
-                record_id, stored, ..
+                record_id,
+                stored,
+                version,
+                ..
             }) = outcomes.get(op.id)
             else {
                 continue;
@@ -77,6 +80,7 @@ impl JournalBatch {
                 entity: op.entity.clone(),
                 fields: Vec::new(),
                 omitted: Vec::new(),
+                version: version.clone(),
             };
             if op.kind == OpKind::Delete {
                 sources.deleted(op, &mut entry);

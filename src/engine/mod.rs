@@ -678,7 +678,8 @@ impl SyncEngine {
     }
 
     /// Plans the undo of `run` from its [journal](crate::journal) entries
-    /// (`entries`: those of other runs are passed over) and what the systems
+    /// (`entries`: the journal, or at least the run's entries and those of
+    /// earlier undos of it; others are passed over) and what the systems
     /// hold now (`current`: at least every record the run wrote, by id, in
     /// each system it wrote to; whole, in a system where it deleted
     /// records, so that a record an earlier undo created again is found by

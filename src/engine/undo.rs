@@ -100,6 +100,7 @@ pub(super) fn plan_undo(
         run,
         now: HashMap::new(),
         recreated: HashSet::new(),
+        again: HashSet::new(),
         plan: SyncPlan {
             object: map.object().to_owned(),
             baseline_revision: baseline.revision(),
@@ -116,6 +117,15 @@ pub(super) fn plan_undo(
             if let Some(c) = &r.correlation {
                 undo.recreated
                     .insert((snapshot.system.as_str(), c.as_str()));
+            }
+        }
+    }
+    for e in entries.iter().filter(|e| e.kind == OpKind::Create) {
+        for f in &e.fields {
+            if let Some(Reason::Undo { run: r, op }) = &f.reason {
+                if *r == run {
+                    undo.again.insert(*op);
+                }
             }
         }
     }
@@ -161,6 +171,10 @@ struct Undo<'a> {
     now: HashMap<(&'a str, &'a str), &'a Record>,
     /// The correlation keys of the live records read, by system.
     recreated: HashSet<(&'a str, &'a str)>,
+    /// The run's deletes an earlier undo of it created again (by the op
+    /// that deleted): a record so made and gone since was deleted by a
+    /// person, and stays deleted.
+    again: HashSet<OpId>,
     plan: SyncPlan,
     /// The baseline changes, by entity.
     changes: HashMap<EntityId, EntityChange>,
@@ -207,6 +221,17 @@ impl Target<'_, '_> {
         )
     }
 
+    fn read_only(&self, run: RunId) -> Hold {
+        self.hold(
+            None,
+            HoldKind::NotWritable {
+                system: self.w.system.clone(),
+                record_id: self.w.record_id.to_owned(),
+                run,
+            },
+        )
+    }
+
     fn not_journaled(&self, run: RunId, field: &str) -> Hold {
         self.hold(
             Some(field),
@@ -225,11 +250,6 @@ impl<'a> Undo<'a> {
         let (Some(first), Some(last)) = (w.first(), w.last()) else {
             return;
         };
-        if self.map.system_index(w.system.as_str()).is_none()
-            || self.map.read_only(w.system.as_str()).is_some()
-        {
-            return;
-        }
         let target = Target {
             w,
             record: self.now.get(&(w.system.as_str(), w.record_id)).copied(),
@@ -238,6 +258,12 @@ impl<'a> Undo<'a> {
                 .find_linked(w.system.as_str(), w.record_id)
                 .map(|e| e.id().clone()),
         };
+        if self.map.system_index(w.system.as_str()).is_none()
+            || self.map.read_only(w.system.as_str()).is_some()
+        {
+            self.plan.held.push(target.read_only(self.run));
+            return;
+        }
         if first.kind == OpKind::Create {
             // The record did not exist before the run.
             if last.kind != OpKind::Delete {
@@ -248,6 +274,35 @@ impl<'a> Undo<'a> {
         } else {
             self.updated(&target);
         }
+    }
+
+    /// Whether a field holding `value` holds what the run left there: the
+    /// same value, or the same under the field's normalization (the map
+    /// calls them one), or the form the system stores what the run wrote
+    /// in, as a read after the run saw it.
+    fn left(&self, t: &Target<'_, '_>, left: &JournalField, value: Option<&Value>) -> bool {
+        if left.left(value) {
+            return true;
+        }
+        let norm = self.map.field(&left.field).map(|f| f.normalization());
+        let wrote = left.sent.as_ref().or(left.after.as_ref());
+        if norm.is_some_and(|n| !n.is_exact() && n.equal(value, wrote)) {
+            return true;
+        }
+        let system = t.w.system.as_str();
+        t.linked
+            .as_ref()
+            .and_then(|id| self.baseline.entity(id))
+            .is_some_and(|e| {
+                e.rewritten(system, &left.field).as_ref() == wrote
+                    && same(value, e.shadow(system, &left.field).as_ref())
+            })
+    }
+
+    /// Whether the map marks field `name` sensitive now (a value journaled
+    /// before it was is not printed either).
+    fn sensitive(&self, name: &str) -> bool {
+        self.map.field(name).is_some_and(|f| f.is_sensitive())
     }
 
     fn op_id(&self, domain: &str, w: &Written<'_>, fields: &[FieldWrite]) -> OpId {
@@ -275,9 +330,14 @@ impl<'a> Undo<'a> {
         let fields = t.w.fields();
         let omitted = t.w.omitted();
         let system = t.w.system.as_str();
-        let edited = fields
-            .iter()
-            .any(|(_, left, _)| !left.left(record.get(&left.native)))
+        let moved = matches!(
+            (&record.version, t.w.last().and_then(|e| e.version.as_ref())),
+            (Some(now), Some(then)) if now != then
+        );
+        let edited = moved
+            || fields
+                .iter()
+                .any(|(_, left, _)| !self.left(t, left, record.get(&left.native)))
             || self.map.fields().iter().any(|f| {
                 f.native_name(system).is_some_and(|native| {
                     !fields.iter().any(|(_, left, _)| left.native == native)
@@ -306,7 +366,7 @@ impl<'a> Undo<'a> {
             correlation: None,
             fields: Vec::new(),
         });
-        touch(&mut self.changes, entity).rekey = true;
+        touch(&mut self.changes, entity).undone = true;
     }
 
     /// A record the run deleted: created again from its values before,
@@ -316,6 +376,28 @@ impl<'a> Undo<'a> {
         let key = correlation(self.run, t.w.system, t.w.record_id);
         let system = t.w.system.as_str();
         if t.record.is_some() || self.recreated.contains(&(system, key.as_str())) {
+            return;
+        }
+        if t.w.last().is_some_and(|e| self.again.contains(&e.op)) {
+            // Created again by an earlier undo, and gone since: deleted by
+            // a person.
+            self.plan.held.push(t.gone(self.run));
+            return;
+        }
+        let back = self
+            .baseline
+            .entity(t.w.entity)
+            .is_some_and(|e| e.link_status(system) == Some(crate::baseline::LinkStatus::Active));
+        if back {
+            // The entity has a record there again (a later run made it).
+            self.plan.held.push(t.changed(self.run, None));
+            return;
+        }
+        let omitted = t.w.omitted();
+        if let Some(name) = omitted.first() {
+            // A record made again without values the journal does not
+            // have (a match key, say) would not be the record deleted.
+            self.plan.held.push(t.not_journaled(self.run, name));
             return;
         }
         let mut writes = Vec::new();
@@ -331,11 +413,8 @@ impl<'a> Undo<'a> {
                     run: self.run,
                     op: *op,
                 },
-                sensitive: before.sensitive,
+                sensitive: before.sensitive || self.sensitive(&before.field),
             });
-        }
-        for name in t.w.omitted() {
-            self.plan.held.push(t.not_journaled(self.run, name));
         }
         self.plan.ops.push(WriteOp {
             id: self.op_id("undo-create", t.w, &writes),
@@ -368,7 +447,7 @@ impl<'a> Undo<'a> {
             if same(value, before.before.as_ref()) {
                 continue;
             }
-            if !left.left(value) {
+            if !self.left(t, left, value) {
                 self.plan.held.push(t.changed(self.run, Some(&left.field)));
                 continue;
             }
@@ -388,7 +467,7 @@ impl<'a> Undo<'a> {
                     run: self.run,
                     op: *op,
                 },
-                sensitive: before.sensitive,
+                sensitive: before.sensitive || self.sensitive(&before.field),
             });
         }
         for name in t.w.omitted() {
@@ -526,7 +605,7 @@ fn withhold(
     for (id, c) in changes.iter_mut() {
         if !kept.contains(id) {
             c.before.clear();
-            c.rekey = false;
+            c.undone = false;
         }
     }
 }

@@ -87,8 +87,19 @@ impl SyncRunner {
 
     /// The journal entries the store keeps for this runner's object (its
     /// shard's, for a runner on a shard) that `query` asks for.
+    ///
+    /// A field the map marks sensitive now is marked so in the entries
+    /// given, whatever it was when they were written: its values are not
+    /// printed.
     pub async fn journal(&self, query: &JournalQuery) -> Result<Vec<JournalEntry>, RunError> {
-        Ok(self.store.journal(&self.state, query).await?)
+        let mut entries = self.store.journal(&self.state, query).await?;
+        let map = self.engine.map();
+        for e in &mut entries {
+            for f in &mut e.fields {
+                f.sensitive |= map.field(&f.field).is_some_and(|spec| spec.is_sensitive());
+            }
+        }
+        Ok(entries)
     }
 
     /// What recsync wrote to `field` (canonical or native name) of
@@ -151,15 +162,19 @@ impl SyncRunner {
             counts.reset();
         }
         report.dry_run = dry;
+        // The whole journal: the run's entries, and those of earlier undos
+        // of it (a record one created again, gone since, stays gone).
         let entries = self
             .store
-            .journal(&self.state, &JournalQuery::run(undone))
+            .journal(&self.state, &JournalQuery::all())
             .await?;
-        if entries.is_empty() {
+        let written: Vec<&JournalEntry> = entries.iter().filter(|e| e.run == undone).collect();
+        if written.is_empty() {
             return Err(RunError::NotJournaled { run: undone });
         }
         let mut baseline = self.store.load(&self.state).await?;
-        let current = self.read_written(run, &mut report, &entries).await?;
+        let current = self.read_written(run, &mut report, &written).await?;
+        drop(written);
 
         let approvals = std::mem::take(&mut *self.approvals());
         let mut options = PlanOptions::new();
@@ -260,7 +275,7 @@ impl SyncRunner {
         &self,
         run: Run,
         report: &mut SyncReport,
-        entries: &[JournalEntry],
+        entries: &[&JournalEntry],
     ) -> Result<Vec<Snapshot>, RunError> {
         let mut ids: HashMap<&SystemId, Vec<String>> = HashMap::new();
         let mut whole: HashSet<&SystemId> = HashSet::new();

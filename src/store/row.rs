@@ -84,7 +84,7 @@ impl Serialize for EntityJson<'_> {
         let held = extra.map_or(&[][..], |x| &x.held[..]);
         let pending = extra.map_or(&[][..], |x| &x.pending[..]);
         let delete = extra.and_then(|x| x.delete.as_ref());
-        let mut st = serializer.serialize_struct("EntityRow", 11)?;
+        let mut st = serializer.serialize_struct("EntityRow", 12)?;
         st.serialize_field("id", &self.entity.id)?;
         st.serialize_field("links", &Links(self))?;
         st.serialize_field("canonical", &Canonical(self))?;
@@ -155,6 +155,16 @@ impl Serialize for EntityJson<'_> {
                     .insert(self.field(*f as usize), v);
             }
             st.serialize_field("rewritten", &map)?;
+        }
+        let undone = extra.map_or(&[][..], |x| &x.undone[..]);
+        if undone.is_empty() {
+            st.skip_field("undone")?;
+        } else {
+            let mut map: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for (s, id) in undone {
+                map.entry(self.system(*s as usize)).or_default().push(id);
+            }
+            st.serialize_field("undone", &map)?;
         }
         st.end()
     }
@@ -326,6 +336,8 @@ struct StoredRow {
     unconfirmed: BTreeMap<SystemId, Unconfirmed>,
     #[serde(default)]
     rewritten: BTreeMap<SystemId, IndexMap<String, Value>>,
+    #[serde(default)]
+    undone: BTreeMap<SystemId, Vec<String>>,
 }
 
 /// Reads a row written by [`EntityJson`] back as the entity's record.
@@ -367,6 +379,7 @@ pub(crate) fn decode(bytes: &[u8]) -> serde_json::Result<EntityRecord> {
         unsettled: row.unsettled,
         unconfirmed: row.unconfirmed,
         rewritten: row.rewritten,
+        undone: row.undone,
     })
 }
 
