@@ -52,6 +52,22 @@
 //! SQLite and PostgreSQL) and lists it again through
 //! [`StateStore::journal`](crate::StateStore::journal). A store that keeps
 //! none (a host's own, unless it implements it) ignores it.
+//!
+//! # What it does not know
+//!
+//! - The writes of a run whose save failed are made but not journaled (the
+//!   batch goes with the save); the next run finds the values in place and
+//!   writes nothing, so no undo can take them back. The run's error says
+//!   the save failed.
+//! - A value a system stores in its own form (trimmed, reformatted) is
+//!   known in that form once a read shows it: with read-back, at once
+//!   (where the system has versions); without, after the next run. Until
+//!   then an undo holds the field as changed since, never overwriting it.
+//! - In the JSON file store, a crash between the journal's rename and the
+//!   state file's leaves entries of a commit whose baseline was not saved;
+//!   they are kept (the writes they record were made).
+//! - An undo reads the whole journal kept for the object (to find earlier
+//!   undos of the same run); retention bounds it.
 
 use std::fmt;
 use std::sync::Arc;
