@@ -12,7 +12,7 @@ use futures::executor::block_on;
 use proptest::prelude::*;
 use recsync::journal::Retention;
 use recsync::plan::HoldKind;
-use recsync::runner::{RunError, SyncRunner};
+use recsync::runner::{RetryPolicy, RunError, SyncRunner};
 use recsync::testkit::MemoryConnector;
 use recsync::{
     is_empty_value, DeletePolicy, Field, FieldMap, Guards, MemoryStore, SyncEngine, SystemId,
@@ -127,6 +127,10 @@ fn kind() -> impl Strategy<Value = Kind> {
 }
 
 fn world(kind: Kind) -> World {
+    world_with(kind, RetryPolicy::new())
+}
+
+fn world_with(kind: Kind, retry: RetryPolicy) -> World {
     let systems: Vec<MemoryConnector> = SYSTEMS
         .iter()
         .map(|s| {
@@ -143,6 +147,7 @@ fn world(kind: Kind) -> World {
         .collect();
     let mut builder = SyncRunner::builder(SyncEngine::new(map()))
         .store(MemoryStore::new())
+        .retry(retry)
         .journal(Retention::forever());
     for c in &systems {
         builder = builder.connector(c.clone());
@@ -412,6 +417,58 @@ fn check(
     Ok(())
 }
 
+/// An undo cut short: one system dies after `after` of the undo's writes
+/// (no retries). The runs after it delete nothing, lose no value a person
+/// set before the run, and settle.
+fn check_cut_short(
+    kind: Kind,
+    before: Vec<Act>,
+    run_acts: Vec<Act>,
+    dying: usize,
+    after: usize,
+) -> Result<(), TestCaseError> {
+    let w = world_with(kind, RetryPolicy::new().max_attempts(1));
+    for a in &before {
+        w.act(a);
+    }
+    block_on(w.runner.run()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    for a in &run_acts {
+        w.act(a);
+    }
+    let report = block_on(w.runner.run()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let Some(run) = report.run else {
+        return Err(TestCaseError::fail("the run did not commit"));
+    };
+    w.systems[dying].crash_after_ops(after);
+    let undone = block_on(w.runner.undo(run));
+    for c in &w.systems {
+        c.clear_faults();
+    }
+    if matches!(undone, Err(RunError::NotJournaled { .. })) {
+        return Ok(());
+    }
+    undone.map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let s2 = w.state();
+    for _ in 0..3 {
+        let next = block_on(w.runner.run()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(next.errors.is_empty(), "{:?}", next.errors);
+    }
+    let s3 = w.state();
+    for (s, (was, is)) in s2.iter().zip(&s3).enumerate() {
+        for id in was.keys() {
+            prop_assert!(
+                is.contains_key(id),
+                "{} record {} deleted after the undo",
+                SYSTEMS[s],
+                id
+            );
+        }
+    }
+    let left = block_on(w.runner.dry_run()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(left.ops.is_empty(), "{}", left);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
 
@@ -422,6 +479,17 @@ proptest! {
         run_acts in prop::collection::vec(act(), 0..10),
     ) {
         check(kind, before, run_acts, Vec::new())?;
+    }
+
+    #[test]
+    fn an_undo_cut_short_loses_nothing(
+        kind in kind(),
+        before in prop::collection::vec(act(), 0..12),
+        run_acts in prop::collection::vec(act(), 0..10),
+        dying in 0..2usize,
+        after in 0..4usize,
+    ) {
+        check_cut_short(kind, before, run_acts, dying, after)?;
     }
 
     #[test]
