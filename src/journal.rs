@@ -253,27 +253,33 @@ impl Retention {
     }
 
     /// Drops from `entries` what this retention does not keep after a
-    /// save at `now`: the store's journal, in any order.
+    /// save at `now`: the store's journal, in the order saved.
     pub fn prune(&self, entries: &mut Vec<JournalEntry>, now: DateTime<Utc>) {
         if let Some(cutoff) = self.cutoff(now) {
             entries.retain(|e| e.at >= cutoff);
         }
-        if let Some(oldest) = self.oldest_run(entries.iter().map(|e| e.run)) {
-            entries.retain(|e| e.run >= oldest);
+        if let Some(kept) = self.kept_runs(entries.iter().map(|e| e.run)) {
+            entries.retain(|e| kept.contains(&e.run));
         }
     }
 
-    /// The oldest run kept by count, among `runs` (in any order, repeats
-    /// allowed); `None` keeps every run.
-    pub fn oldest_run(&self, runs: impl IntoIterator<Item = RunId>) -> Option<RunId> {
+    /// The runs kept by count, among `runs` in the order they were saved
+    /// (repeats allowed): the last ones saved, whatever their ids say (a
+    /// clock set back gives a later run a smaller id); `None` keeps every
+    /// run.
+    pub fn kept_runs(
+        &self,
+        runs: impl DoubleEndedIterator<Item = RunId>,
+    ) -> Option<std::collections::HashSet<RunId>> {
         let n = self.runs?;
-        let mut all: Vec<RunId> = runs.into_iter().collect();
-        all.sort_unstable_by(|a, b| b.cmp(a));
-        all.dedup();
-        match n {
-            0 => Some(RunId(u64::MAX)),
-            n => all.get(n - 1).copied(),
+        let mut kept = std::collections::HashSet::new();
+        for run in runs.rev() {
+            if kept.len() == n && !kept.contains(&run) {
+                break;
+            }
+            kept.insert(run);
         }
+        Some(kept)
     }
 }
 
@@ -435,15 +441,16 @@ impl FieldChange {
 }
 
 /// The changes recsync made to `field` (canonical or native name) of
-/// `record_id` in `system`, oldest first, from journal `entries` (in any
-/// order; those of other records are passed over).
+/// `record_id` in `system`, in the order they were saved (oldest first),
+/// from journal `entries` as a store lists them (those of other records
+/// are passed over).
 pub fn history<'a>(
     entries: impl IntoIterator<Item = &'a JournalEntry>,
     system: &str,
     record_id: &str,
     field: &str,
 ) -> Vec<FieldChange> {
-    let mut changes: Vec<FieldChange> = entries
+    let changes: Vec<FieldChange> = entries
         .into_iter()
         .filter(|e| e.system == system && e.record_id == record_id)
         .filter_map(|e| {
@@ -460,6 +467,5 @@ pub fn history<'a>(
             })
         })
         .collect();
-    changes.sort_by_key(|c| (c.at, c.run));
     changes
 }

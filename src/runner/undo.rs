@@ -10,7 +10,7 @@ use super::calls::Run;
 use super::execute;
 use super::{tally, RunError, SyncEvent, SyncReport, SyncRunner};
 use crate::baseline::Baseline;
-use crate::connector::ConnectorError;
+use crate::connector::{ConnectorError, ErrorKind};
 use crate::engine::{CommitError, CommitSummary, OpOutcome, Outcomes, PlanOptions};
 use crate::journal::{history, FieldChange, JournalBatch, JournalEntry, JournalQuery, RunId};
 use crate::model::{Snapshot, SystemId};
@@ -210,29 +210,45 @@ impl SyncRunner {
         // confirms each write or finds it not made, and never reads a value
         // put back as a person's edit, nor a record deleted as deleted by
         // a person. (The records created again are not linked either way.)
+        // Once written, the undo is committed again from the baseline as it
+        // was, with what really happened (a write refused is not awaited),
+        // as the revision after.
         let mut assumed = Outcomes::new();
         for op in plan.ops.iter().filter(|op| op.kind != OpKind::Create) {
             assumed.record(op.id, OpOutcome::applied());
         }
-        let summary = self.engine.commit(&mut baseline, &plan, &assumed)?;
-        let Some(mut baseline) = self.save(baseline, summary, true).await? else {
-            return Err(RunError::Store(crate::StoreError::Backend {
-                message: "the baseline saved was not given back".to_owned(),
-                source: None,
-            }));
-        };
+        let original = baseline.clone();
+        let taken = self.engine.commit(&mut baseline, &plan, &assumed)?;
+        self.save(baseline, taken.clone(), false).await?;
+        let mut baseline = original;
         report.run = Some(run_id);
 
         let ops: Vec<&WriteOp> = plan.ops.iter().collect();
         let prior = self.prior_reads(&ops, &current);
         let read = self.journal_reads(&ops, &current);
         drop(current);
+        // `outcomes`: what is known made, for the journal; `settled`: for
+        // the commit, a write whose call failed in a way that may have
+        // made it (a dropped connection, a timeout) still awaited, as it
+        // was taken: the next read tells.
         let mut outcomes = Outcomes::new();
+        let mut settled = Outcomes::new();
         for done in self.execute(run, &ops, &baseline, &prior).await {
             self.count_retries(&mut report, done.system, done.retries);
             for (op, result) in done.results {
                 tally(&mut report, op, &result);
-                outcomes.record(op.id, execute::outcome(&done.shown, op, result));
+                let unknown = op.kind != OpKind::Create
+                    && matches!(
+                        &result,
+                        Err(e) if matches!(e.kind(), ErrorKind::Transient | ErrorKind::TimedOut)
+                    );
+                let outcome = execute::outcome(&done.shown, op, result);
+                if unknown {
+                    settled.record(op.id, OpOutcome::applied());
+                } else {
+                    settled.record(op.id, outcome.clone());
+                }
+                outcomes.record(op.id, outcome);
             }
         }
         drop(ops);
@@ -249,16 +265,21 @@ impl SyncRunner {
             );
             Arc::new(batch.retention(retention))
         });
-        let settled = SyncPlan {
-            object: plan.object.clone(),
-            baseline_revision: baseline.revision(),
-            fingerprint: plan.fingerprint,
-            undo: plan.undo,
-            ..SyncPlan::default()
-        };
-        let mut summary = self
-            .engine
-            .commit(&mut baseline, &settled, &Outcomes::new())?;
+        let mut summary = self.engine.commit(&mut baseline, &plan, &settled)?;
+        baseline.bump_revision();
+        // Written over the revision taken as made: every entity either
+        // commit changed.
+        for id in taken.touched {
+            if !summary.touched.contains(&id) {
+                summary.touched.push(id);
+            }
+        }
+        for id in taken.removed {
+            if !summary.removed.contains(&id) && !summary.touched.contains(&id) {
+                summary.removed.push(id);
+            }
+        }
+        summary.ambiguous |= taken.ambiguous;
         summary.journal = batch;
         self.save(baseline, summary, false).await?;
         Ok(Undone {

@@ -323,11 +323,11 @@ impl JsonFileStore {
         if let Some(cutoff) = batch.retention.cutoff(batch.at) {
             lines.retain(|(_, at, _)| *at >= cutoff);
         }
-        if let Some(oldest) = batch
+        if let Some(kept) = batch
             .retention
-            .oldest_run(lines.iter().map(|(run, ..)| *run))
+            .kept_runs(lines.iter().map(|(run, ..)| *run))
         {
-            lines.retain(|(run, ..)| *run >= oldest);
+            lines.retain(|(run, ..)| kept.contains(run));
         }
         if batch.entries.is_empty() && lines.len() == had {
             return Ok(());

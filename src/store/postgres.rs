@@ -133,21 +133,15 @@ const COPY_JOURNAL: &str = "COPY recsync_journal (object, seq, run, at, system, 
 /// Drops an object's entries older than a time.
 const PRUNE_JOURNAL_AGE: &str = "DELETE FROM recsync_journal WHERE object = $1 AND at < $2";
 
-/// Drops an object's entries of runs older than the `$2`-th newest run it
-/// holds, found by stepping down the `(object, run)` index one run at a
-/// time; nothing when it holds fewer runs.
+/// Drops an object's entries of runs other than the `$2` saved last (by
+/// their last entry's `seq`: the order saved, whatever the run ids say, as
+/// a clock set back gives a later run a smaller id).
 const PRUNE_JOURNAL_RUNS: &str = "
-WITH RECURSIVE runs (run, n) AS (
-    SELECT (SELECT run FROM recsync_journal WHERE object = $1 ORDER BY run DESC LIMIT 1),
-           1::int8
-    UNION ALL
-    SELECT (SELECT j.run FROM recsync_journal j
-            WHERE j.object = $1 AND j.run < runs.run ORDER BY j.run DESC LIMIT 1),
-           runs.n + 1
-    FROM runs WHERE runs.run IS NOT NULL AND runs.n < $2
-)
 DELETE FROM recsync_journal
-WHERE object = $1 AND run < (SELECT run FROM runs WHERE n = $2)";
+WHERE object = $1 AND run NOT IN (
+    SELECT run FROM recsync_journal WHERE object = $1
+    GROUP BY run ORDER BY MAX(seq) DESC LIMIT $2
+)";
 
 const CLEAR_JOURNAL: &str = "DELETE FROM recsync_journal WHERE object = $1";
 
