@@ -462,14 +462,16 @@ pub async fn journal_batches_are_listed_back_in_save_order(store: &dyn AsyncStat
 
 /// Twenty saves, each with a batch of `k` entries, under
 /// `Retention::runs(3)`: after each, exactly the entries of the last three
-/// runs. A retention of no runs keeps nothing.
+/// runs saved, though the run ids go down halfway (a clock set back). A
+/// retention of no runs keeps nothing.
 pub async fn retention_bounds_the_journal_by_runs(store: &dyn AsyncStateStore) {
     let s = synced(3);
     let k = 5;
     let revs = revisions(&s, 21);
     let mut saved: Vec<Vec<JournalEntry>> = Vec::new();
     for (i, (b, summary)) in revs.iter().take(20).enumerate() {
-        let run = i as u64 + 1;
+        let i = i as u64;
+        let run = if i < 10 { 101 + i } else { 50 - i };
         let run_entries = entries(run, hour(run as i64), k);
         saved.push(run_entries.clone());
         let summary = with_journal(
@@ -484,11 +486,14 @@ pub async fn retention_bounds_the_journal_by_runs(store: &dyn AsyncStateStore) {
             "after run {run}"
         );
     }
-    assert!(journal(store, "contacts", JournalQuery::run(RunId(17)))
-        .await
-        .is_empty());
+    // Saved last: 33, 32, 31; 34 before them; 110 the largest id.
+    for gone in [34, 110] {
+        assert!(journal(store, "contacts", JournalQuery::run(RunId(gone)))
+            .await
+            .is_empty());
+    }
     assert_eq!(
-        journal(store, "contacts", JournalQuery::run(RunId(18)))
+        journal(store, "contacts", JournalQuery::run(RunId(33)))
             .await
             .len(),
         k
