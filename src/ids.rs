@@ -96,11 +96,12 @@ hex_id!(
 
 /// A run, as the journal names it: when it started, in microseconds since
 /// 1970 (UTC), times 1,000, plus the revision of the baseline its first
-/// commit made, modulo 1,000 ([`RunId::of`]). Ids grow with time, so the
-/// journal orders runs by them; and they are not reused when revisions
-/// start again (a baseline replaced, or restored from a backup, keeps the
-/// journal it had). A run that commits twice, replanning stale writes,
-/// keeps the id of its first commit.
+/// commit made, modulo 1,000 ([`RunId::of`]). Ids are not reused when
+/// revisions start again (a baseline replaced, or restored from a backup,
+/// keeps the journal it had). They follow the runner's clock, which can be
+/// set back: the journal orders runs by when they were saved, never by
+/// their ids. A run that commits twice, replanning stale writes, keeps the
+/// id of its first commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RunId(pub u64);

@@ -68,6 +68,15 @@
 //!   they are kept (the writes they record were made).
 //! - An undo reads the whole journal kept for the object (to find earlier
 //!   undos of the same run); retention bounds it.
+//! - A value equal to what the run left under the field's normalization
+//!   counts as what the run left (the map calls the two one): a person's
+//!   change of case alone, in a case-insensitive field, is put back.
+//! - A record the run created is kept, not deleted, when its version moved
+//!   since; a system that reports no version on create gives no version
+//!   to compare, and only the mapped fields are compared.
+//! - A write of an undo whose call failed in a way that may have made it
+//!   (a dropped connection, a timeout) is awaited by the next read, not
+//!   journaled.
 
 use std::fmt;
 use std::sync::Arc;
@@ -199,7 +208,7 @@ impl JournalEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Retention {
-    /// Keep the entries of at most this many runs (the newest).
+    /// Keep the entries of at most this many runs: those saved last.
     pub runs: Option<usize>,
     /// Keep entries at most this old (by their run's commit time).
     pub age: Option<TimeDelta>,
