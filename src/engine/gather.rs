@@ -519,11 +519,12 @@ fn lost_create(cx: &Cx<'_>, s: usize, r: &Record) -> Option<u32> {
         .baseline
         .find_entity(&EntityId::new(r.correlation.as_deref()?))?;
     let e = cx.baseline.entity_at(slot)?;
-    let b = cx.sys_slot[s]?;
-    let live = e
-        .link(b)
+    // (A system the baseline has no slot for has no link in it.)
+    let b = cx.sys_slot[s];
+    let live = b
+        .and_then(|b| e.link(b))
         .is_some_and(|l| matches!(l.status, LinkStatus::Active | LinkStatus::Frozen));
     // A record an undo deleted, made for the entity: not its record gone.
-    let undone = e.extra.as_ref().is_some_and(|x| x.undone(b as u32, &r.id));
+    let undone = b.is_some_and(|b| e.extra.as_ref().is_some_and(|x| x.undone(b as u32, &r.id)));
     (!live && !undone).then_some(slot)
 }
