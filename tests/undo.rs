@@ -2,29 +2,17 @@
 //! back three ways, and what happens after.
 #![cfg(feature = "testkit")]
 
+#[path = "common/undo.rs"]
+mod undo_common;
+
 use futures::executor::block_on;
 use recsync::journal::{JournalQuery, Retention, RunId};
 use recsync::plan::HoldKind;
 use recsync::runner::{RunError, SyncRunner};
 use recsync::testkit::MemoryConnector;
-use recsync::{DeletePolicy, Field, FieldMap, Guards, MemoryStore, Reason, SyncEngine};
+use recsync::{Field, FieldMap, Guards, MemoryStore, Reason, SyncEngine};
 use serde_json::{json, Value};
-
-const OBJ: &str = "contacts";
-
-fn map() -> FieldMap {
-    FieldMap::builder()
-        .object(OBJ)
-        .systems(["crm", "shop"])
-        .key("email")
-        .deletes(DeletePolicy::Propagate)
-        .guards(Guards::off())
-        .field(Field::new("email").case_insensitive())
-        .field(Field::new("name"))
-        .field(Field::new("status"))
-        .build()
-        .unwrap()
-}
+use undo_common::{contact, journaled, map, unconfirmed, FailingSaves, OBJ};
 
 struct World {
     crm: MemoryConnector,
@@ -67,14 +55,6 @@ fn runner(
         .journal(Retention::forever())
         .build()
         .unwrap()
-}
-
-fn contact(email: &str, name: &str, status: &str) -> [(&'static str, Value); 3] {
-    [
-        ("email", json!(email)),
-        ("name", json!(name)),
-        ("status", json!(status)),
-    ]
 }
 
 fn by_email(c: &MemoryConnector, email: &str) -> recsync::Record {
@@ -245,26 +225,12 @@ fn an_unknown_run_is_refused() {
     let _ = &w.store;
 }
 
-/// Connectors that do not read back what they write: a delete stays
-/// unconfirmed until the next read.
-fn unconfirmed(system: &str, prefix: &str) -> MemoryConnector {
-    MemoryConnector::builder(system)
-        .id_prefix(prefix)
-        .incremental_fetch(true)
-        .external_ids(true)
-        .fetch_by_ids(false)
-        .versions(false)
-        .conditional_writes(false)
-        .build()
-        .unwrap()
-}
-
 /// Found by the undo property: an entity whose records were all deleted,
 /// its deletes awaiting a read, took a new record holding its key, and
 /// deleted it with itself.
 #[test]
 fn a_record_made_while_its_match_is_being_deleted_is_kept() {
-    let (crm, shop) = (unconfirmed("crm", "c"), unconfirmed("shop", "s"));
+    let (crm, shop) = (unconfirmed("crm"), unconfirmed("shop"));
     let store = MemoryStore::new();
     let runner = runner(&crm, &shop, &store, map());
     let c1 = crm.insert(OBJ, contact("ada@example.com", "Ada", "lead"));
@@ -282,7 +248,7 @@ fn a_record_made_while_its_match_is_being_deleted_is_kept() {
 
 #[test]
 fn a_delete_undone_with_its_deletes_unconfirmed_stays_undone() {
-    let (crm, shop) = (unconfirmed("crm", "c"), unconfirmed("shop", "s"));
+    let (crm, shop) = (unconfirmed("crm"), unconfirmed("shop"));
     let store = MemoryStore::new();
     let runner = runner(&crm, &shop, &store, map());
     let c1 = crm.insert(OBJ, contact("ada@example.com", "", "lead"));
@@ -512,83 +478,6 @@ fn retention_bounds_the_journal_by_runs_and_by_age() {
     assert_eq!(entries.len(), 8, "the runs of the last 7 days, and today's");
 }
 
-/// A store whose saves fail once `saves` more have been made.
-#[derive(Debug, Clone, Default)]
-struct FailingSaves {
-    inner: MemoryStore,
-    saves: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl FailingSaves {
-    fn fail_after(&self, saves: usize) {
-        self.saves.store(saves, std::sync::atomic::Ordering::SeqCst);
-        self.failing
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn heal(&self) {
-        self.failing
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-#[async_trait::async_trait]
-impl recsync::AsyncStateStore for FailingSaves {
-    async fn load(&self, object: &str) -> Result<recsync::Baseline, recsync::StoreError> {
-        recsync::AsyncStateStore::load(&self.inner, object).await
-    }
-
-    async fn save(
-        &self,
-        object: &str,
-        baseline: std::sync::Arc<recsync::Baseline>,
-        changed: std::sync::Arc<recsync::engine::CommitSummary>,
-    ) -> Result<(), recsync::StoreError> {
-        use std::sync::atomic::Ordering;
-        if self.failing.load(Ordering::SeqCst) {
-            if self.saves.load(Ordering::SeqCst) == 0 {
-                return Err(recsync::StoreError::Backend {
-                    message: "the disk is full".to_owned(),
-                    source: None,
-                });
-            }
-            self.saves.fetch_sub(1, Ordering::SeqCst);
-        }
-        recsync::AsyncStateStore::save(&self.inner, object, baseline, changed).await
-    }
-
-    async fn replace(
-        &self,
-        object: &str,
-        baseline: std::sync::Arc<recsync::Baseline>,
-    ) -> Result<(), recsync::StoreError> {
-        recsync::AsyncStateStore::replace(&self.inner, object, baseline).await
-    }
-
-    async fn journal(
-        &self,
-        object: &str,
-        query: &JournalQuery,
-    ) -> Result<Vec<recsync::journal::JournalEntry>, recsync::StoreError> {
-        recsync::AsyncStateStore::journal(&self.inner, object, query).await
-    }
-}
-
-fn failing_runner(
-    crm: &MemoryConnector,
-    shop: &MemoryConnector,
-    store: &FailingSaves,
-) -> SyncRunner {
-    SyncRunner::builder(SyncEngine::new(map()))
-        .connector(crm.clone())
-        .connector(shop.clone())
-        .store(store.clone())
-        .journal(Retention::forever())
-        .build()
-        .unwrap()
-}
-
 /// Found by review: an undo's values differ from the canonical ones on
 /// purpose, so its writes made and not saved would read as a person's
 /// edits and deletes. The baseline takes the undo as made before anything
@@ -596,9 +485,9 @@ fn failing_runner(
 #[test]
 fn an_undo_whose_last_save_fails_loses_nothing() {
     for kind in ["update", "create"] {
-        let (crm, shop) = (unconfirmed("crm", "c"), unconfirmed("shop", "s"));
+        let (crm, shop) = (unconfirmed("crm"), unconfirmed("shop"));
         let store = FailingSaves::default();
-        let runner = failing_runner(&crm, &shop, &store);
+        let runner = journaled(&crm, &shop, &store);
         let c1 = crm.insert(OBJ, contact("ada@example.com", "Ada", "lead"));
         let first = block_on(runner.run()).unwrap().run.unwrap();
         let mut undone = first;
@@ -610,7 +499,6 @@ fn an_undo_whose_last_save_fails_loses_nothing() {
         // after the writes does not.
         store.fail_after(1);
         assert!(block_on(runner.undo(undone)).is_err(), "{kind}");
-        store.heal();
         if kind == "update" {
             assert_eq!(
                 by_email(&shop, "ada@example.com").get("status"),
@@ -638,7 +526,7 @@ fn an_undo_whose_last_save_fails_loses_nothing() {
 /// lost.
 #[test]
 fn an_undo_that_dies_mid_batch_loses_nothing() {
-    let (crm, shop) = (unconfirmed("crm", "c"), unconfirmed("shop", "s"));
+    let (crm, shop) = (unconfirmed("crm"), unconfirmed("shop"));
     let store = MemoryStore::new();
     // No retries: the call that dies is not made again in the undo.
     let runner = SyncRunner::builder(SyncEngine::new(map()))

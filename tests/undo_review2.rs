@@ -9,6 +9,9 @@
 //! held joins no dying entity (q05).
 #![cfg(feature = "testkit")]
 
+#[path = "common/undo.rs"]
+mod undo_common;
+
 use futures::executor::block_on;
 use recsync::connector::ConnectorError;
 use recsync::journal::{JournalQuery, Retention, RunId};
@@ -16,43 +19,7 @@ use recsync::runner::{RetryPolicy, SyncRunner};
 use recsync::testkit::{ManualClock, MemoryConnector};
 use recsync::{DeletePolicy, Field, FieldMap, Guards, MemoryStore, SyncEngine};
 use serde_json::{json, Value};
-
-const OBJ: &str = "contacts";
-
-fn map() -> FieldMap {
-    FieldMap::builder()
-        .object(OBJ)
-        .systems(["crm", "shop"])
-        .key("email")
-        .deletes(DeletePolicy::Propagate)
-        .guards(Guards::off())
-        .field(Field::new("email").case_insensitive())
-        .field(Field::new("name"))
-        .field(Field::new("status"))
-        .build()
-        .unwrap()
-}
-
-fn conn(system: &str) -> MemoryConnector {
-    MemoryConnector::builder(system)
-        .id_prefix(&system[..1])
-        .fetch_by_ids(true)
-        .build()
-        .unwrap()
-}
-
-/// Incremental, no read-back, no versions, no conditional writes.
-fn incremental(system: &str) -> MemoryConnector {
-    MemoryConnector::builder(system)
-        .id_prefix(&system[..1])
-        .incremental_fetch(true)
-        .external_ids(true)
-        .fetch_by_ids(false)
-        .versions(false)
-        .conditional_writes(false)
-        .build()
-        .unwrap()
-}
+use undo_common::{by_email, conn, contact, map, run, unconfirmed, OBJ};
 
 fn runner(
     crm: &MemoryConnector,
@@ -67,26 +34,6 @@ fn runner(
         .retry(RetryPolicy::new().max_attempts(1))
         .build()
         .unwrap()
-}
-
-fn contact(email: &str, name: &str, status: &str) -> [(&'static str, Value); 3] {
-    [
-        ("email", json!(email)),
-        ("name", json!(name)),
-        ("status", json!(status)),
-    ]
-}
-
-fn by_email(c: &MemoryConnector, email: &str) -> Option<recsync::Record> {
-    c.records(OBJ)
-        .into_iter()
-        .find(|r| r.get("email") == Some(&json!(email)))
-}
-
-fn run(r: &SyncRunner) -> RunId {
-    let report = block_on(r.run()).unwrap();
-    assert!(report.errors.is_empty(), "{report:?}");
-    report.run.unwrap()
 }
 
 fn status(c: &MemoryConnector, email: &str) -> Option<Value> {
@@ -140,7 +87,7 @@ fn q01a_failed_undo_update_full_read() {
 /// the next change feed; the baseline believes it holds the undo's value.
 #[test]
 fn q01b_failed_undo_update_incremental_then_crm_edit_to_that_value() {
-    let (crm, shop) = (incremental("crm"), incremental("shop"));
+    let (crm, shop) = (unconfirmed("crm"), unconfirmed("shop"));
     let r = runner(&crm, &shop, MemoryStore::new());
     let (c1, second) = two_runs(&crm, &r);
     shop.fail_ops_in_next_apply([0], ConnectorError::permanent("refused"));
@@ -165,7 +112,7 @@ fn q01b_failed_undo_update_incremental_then_crm_edit_to_that_value() {
 /// Same, but the next full sync never comes: does a second undo fix it?
 #[test]
 fn q01c_failed_undo_update_incremental_repeated_undo() {
-    let (crm, shop) = (incremental("crm"), incremental("shop"));
+    let (crm, shop) = (unconfirmed("crm"), unconfirmed("shop"));
     let r = runner(&crm, &shop, MemoryStore::new());
     let (_c1, second) = two_runs(&crm, &r);
     shop.fail_ops_in_next_apply([0], ConnectorError::permanent("refused"));
@@ -255,8 +202,8 @@ fn q02b_failed_undo_delete_then_person_deletes_shop_copy() {
 
 /// Incremental shop: the failed delete is never seen not made.
 #[test]
-fn q02c_failed_undo_delete_incremental() {
-    let (crm, shop) = (incremental("crm"), incremental("shop"));
+fn q02c_failed_undo_delete_unconfirmed() {
+    let (crm, shop) = (unconfirmed("crm"), unconfirmed("shop"));
     let r = runner(&crm, &shop, MemoryStore::new());
     let c1 = crm.insert(OBJ, contact("ada@example.com", "Ada", "lead"));
     let first = run(&r);

@@ -703,8 +703,9 @@ impl SyncRunner {
         self.subscribers.emit(event);
     }
 
-    async fn go(&self, dry: bool) -> Result<(SyncReport, SyncPlan), RunError> {
-        let _running = self.running.lock().await;
+    /// A run starting now (called with the runner's lock held): its
+    /// deadline, and its report, the request counts reset.
+    fn start(&self, dry: bool) -> (Run, SyncReport) {
         let started = self.clock.now();
         let run = Run {
             deadline: self
@@ -717,6 +718,13 @@ impl SyncRunner {
             counts.reset();
         }
         report.dry_run = dry;
+        (run, report)
+    }
+
+    async fn go(&self, dry: bool) -> Result<(SyncReport, SyncPlan), RunError> {
+        let _running = self.running.lock().await;
+        let (run, mut report) = self.start(dry);
+        let started = report.started_at;
         let mut baseline = self.store.load(&self.state).await?;
 
         let paced: Vec<paced::Paced<'_>> = (0..self.connectors.len())

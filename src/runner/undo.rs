@@ -4,8 +4,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::TimeDelta;
-
 use super::calls::Run;
 use super::execute;
 use super::{tally, RunError, SyncEvent, SyncReport, SyncRunner};
@@ -150,18 +148,8 @@ impl SyncRunner {
 
     async fn undo_run(&self, undone: RunId, dry: bool) -> Result<Undone, RunError> {
         let _running = self.running.lock().await;
-        let started = self.clock.now();
-        let run = Run {
-            deadline: self
-                .deadline
-                .and_then(|d| TimeDelta::from_std(d).ok())
-                .and_then(|d| started.checked_add_signed(d)),
-        };
-        let mut report = SyncReport::new(self.object.clone(), &self.systems, started);
-        for counts in &self.counts {
-            counts.reset();
-        }
-        report.dry_run = dry;
+        let (run, mut report) = self.start(dry);
+        let started = report.started_at;
         // The whole journal: the run's entries, and those of earlier undos
         // of it (a record one created again, gone since, stays gone).
         let entries = self
