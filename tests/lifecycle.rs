@@ -1444,3 +1444,69 @@ fn guard_defaults() {
         &Normalization::CaseInsensitive
     );
 }
+
+/// A record linked to an entity the baseline already holds (its key
+/// edited to the entity's) is compared with the entity's records as at a
+/// first sync: its older value does not win over the newer one they hold
+/// only because it is new to the baseline.
+#[test]
+fn a_record_linked_late_does_not_win_with_an_older_value() {
+    use chrono::TimeDelta;
+    use recsync::testkit::{self, Fate};
+    use recsync::{Baseline, Field, FieldMap, Reason, SyncEngine};
+    use serde_json::json;
+
+    let at = |s: i64| {
+        chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap() + TimeDelta::seconds(s)
+    };
+    let engine = SyncEngine::new(
+        FieldMap::builder()
+            .systems(["crm", "shop"])
+            .key("email")
+            .field(Field::new("email"))
+            .field(Field::new("name"))
+            .build()
+            .unwrap(),
+    );
+    let mut systems = vec![MemorySystem::new("crm"), MemorySystem::new("shop")];
+    let mut baseline = Baseline::new();
+    let mut sync = |systems: &mut Vec<MemorySystem>, t: i64, fail_shop: bool| {
+        let plan = engine
+            .plan(&baseline, &testkit::snapshots(systems))
+            .unwrap();
+        let outcomes = testkit::apply_with(&plan, systems, at(t), |_, op| {
+            if fail_shop && op.system == "shop" {
+                Fate::Failed
+            } else {
+                Fate::Applied
+            }
+        });
+        engine.commit(&mut baseline, &plan, &outcomes).unwrap();
+        plan
+    };
+    let a = systems[0].insert([("email", json!("a@x.io")), ("name", json!("Old"))], at(0));
+    // The shop refuses every create: the crm's record stays alone.
+    sync(&mut systems, 1, true);
+    systems[0].edit(&a, [("name", "Newer")], at(3)).unwrap();
+    sync(&mut systems, 4, true);
+    // The shop lists a record with the crm's email, its name last changed
+    // before the crm's (restored from an archive, or its key edited).
+    let b = systems[1].insert(
+        [("email", json!("a@x.io")), ("name", json!("Older"))],
+        at(2),
+    );
+    let plan = sync(&mut systems, 6, false);
+    let name = |s: usize, id: &str| systems[s].record(id).and_then(|r| r.get("name")).cloned();
+    assert_eq!(name(0, &a), Some(json!("Newer")), "{plan}");
+    assert_eq!(name(1, &b), Some(json!("Newer")), "{plan}");
+    let write = plan
+        .ops
+        .iter()
+        .flat_map(|op| &op.fields)
+        .find(|w| w.field == "name")
+        .unwrap();
+    assert!(
+        matches!(&write.reason, Reason::ConflictWon { winner, .. } if winner == "crm"),
+        "{plan}"
+    );
+}

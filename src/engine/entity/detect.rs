@@ -61,6 +61,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             }
         }
         self.drop_echoes(norm, f, &mut cands);
+        self.first_sight(f, field, &mut cands);
         if !unmapped.is_empty() && !self.unmapped_are_echoes(f, field, &cands, unmapped) {
             return None;
         }
@@ -71,6 +72,51 @@ impl<'c, 'a> Planner<'c, 'a> {
             return None;
         }
         Some(cands)
+    }
+
+    /// A record linked by this plan to an entity other records already
+    /// hold is compared with them as at a first sync: each source that
+    /// holds another (non-empty) value, unchanged, is a candidate too, with
+    /// its time, so that the older of the two values does not win only
+    /// because it is new to the baseline.
+    fn first_sight(&self, f: usize, field: &'a FieldSpec, cands: &mut Vec<Cand<'a>>) {
+        // (A record a lost create made, linked by its correlation key, is
+        // recsync's own write: not new to it.)
+        if self.entity.is_none() || !cands.iter().any(|c| self.links[c.s].new && !self.echo[c.s]) {
+            return;
+        }
+        let norm = field.normalization();
+        for s in 0..self.n() {
+            let l = &self.links[s];
+            if !self.part[s] || !field.source_at(s) || l.new || !l.has_shadow {
+                continue;
+            }
+            if cands.iter().any(|c| c.s == s) {
+                continue;
+            }
+            let Some((cur, at)) = self.current(s, f) else {
+                continue;
+            };
+            if is_empty_value(cur) {
+                continue;
+            }
+            let Ok(canonical) = self.read(f, s, cur) else {
+                continue;
+            };
+            if cands
+                .iter()
+                .all(|c| norm.equal(Some(&c.canonical), Some(&canonical)))
+            {
+                continue;
+            }
+            cands.push(Cand {
+                s,
+                native: cur,
+                canonical,
+                at: at.get(),
+            });
+        }
+        cands.sort_by_key(|c| c.s);
     }
 
     /// The record a lost create made holds what recsync wrote: its value is

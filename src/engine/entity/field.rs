@@ -22,7 +22,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             Verdict::Take(value, reason) => Some((value, reason)),
         };
         self.settle(f, held_before, decided.as_ref().map(|(v, _)| v));
-        self.adopt_shadows(f, field);
+        self.adopt_shadows(f, field, decided.is_some());
         self.propagate(f, field, decided);
     }
 }

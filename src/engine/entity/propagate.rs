@@ -14,14 +14,17 @@ impl<'c, 'a> Planner<'c, 'a> {
     /// for the first time starts its shadow at what it holds, and so does
     /// every target of an enforced field, which is judged by what it holds
     /// (so a plan that does not see it judges it by what it last held, not
-    /// by an older value).
-    pub(super) fn adopt_shadows(&mut self, f: usize, field: &'a FieldSpec) {
+    /// by an older value), and every target when the field `changed` in
+    /// this plan (a one-way target's own edit, left alone until then, is
+    /// what a failed write leaves it holding, so the write is planned
+    /// again).
+    pub(super) fn adopt_shadows(&mut self, f: usize, field: &'a FieldSpec, changed: bool) {
         for s in 0..self.n() {
             if !self.part[s] {
                 continue;
             }
             let shadow = self.shadow(s, f);
-            let tracked = field.target_at(s) && (shadow.is_none() || field.enforced());
+            let tracked = field.target_at(s) && (shadow.is_none() || field.enforced() || changed);
             if !(field.source_at(s) || tracked) || self.adopted(s, f) {
                 continue;
             }
@@ -70,7 +73,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             let Some(nat) = field.native_at(t) else {
                 continue;
             };
-            let expected = self.expected(f, t, field);
+            let expected = self.expected(f, t, field, decided.is_some());
             // Written as it is: neither a reference, nor a value map or
             // transform for this target.
             let through = self.cx.parents[f].is_none() && field.passes_through(t);
@@ -133,11 +136,13 @@ impl<'c, 'a> Planner<'c, 'a> {
 
     /// What target `t` will hold if not written: a source (or an enforced
     /// target) keeps what it holds now; a one-way target is judged by what
-    /// it was last written.
-    fn expected(&self, f: usize, t: usize, field: &FieldSpec) -> Option<Known<'a>> {
+    /// it was last written, unless the source changed the field in this
+    /// plan (`changed`): then by what it holds, since its own edit since
+    /// may differ from the change even where its last write did not.
+    fn expected(&self, f: usize, t: usize, field: &FieldSpec, changed: bool) -> Option<Known<'a>> {
         let observed_now = self.current(t, f).map(|(v, _)| Known::Val(v));
         let shadow = self.shadow(t, f).map(Known::Ref);
-        if field.source_at(t) || field.enforced() {
+        if field.source_at(t) || field.enforced() || changed {
             observed_now.or(shadow)
         } else {
             shadow.or(observed_now)
