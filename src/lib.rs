@@ -205,7 +205,10 @@
 //!   connector or runtime) and `OpBuilder`. Adds no dependency.
 //! - **`proptest`**: `recsync::testkit::strategies`, proptest strategies for
 //!   records, snapshots, field maps, conflict policies and edit histories,
-//!   for your own property tests. Turns on `testkit`; adds `proptest`.
+//!   for your own property tests; and `recsync::testkit::check`, which runs
+//!   recsync's promises against your own map, its transforms, normalizers
+//!   and resolvers, and tells a shrunk story when one breaks. Turns on
+//!   `testkit`; adds `proptest`.
 //! - **`toml`**: field maps from and to TOML config files
 //!   ([`MapSet::from_toml`](mapping::MapSet::from_toml)); JSON needs no
 //!   feature. Adds `toml`.

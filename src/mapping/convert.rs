@@ -355,6 +355,23 @@ impl FieldSpec {
                 .is_some_and(|t| !t.is_identity())
     }
 
+    // For the map checker (`testkit::check`).
+    #[cfg(feature = "proptest")]
+    /// The index of `system` in the map's systems.
+    pub(crate) fn index_of(&self, system: &str) -> Option<usize> {
+        self.systems.iter().position(|s| s == system)
+    }
+
+    // For the map checker (`testkit::check`).
+    #[cfg(feature = "proptest")]
+    /// The native values a value map reads from `system`; `None` without a
+    /// value map covering it.
+    pub(crate) fn mapped_natives(&self, system: &str) -> Option<Vec<Value>> {
+        let s = self.index_of(system)?;
+        let vm = self.value_map.as_deref().filter(|vm| vm.covers(s))?;
+        Some(vm.readable(s).cloned().collect())
+    }
+
     /// Whether `system` (by index in the map's systems) requires the field:
     /// a write that would leave it empty there must be blocked.
     pub fn is_required(&self, system: usize) -> bool {

@@ -227,6 +227,14 @@ fn find<'a>(entries: &'a [Entry], key: &Value) -> Option<&'a Value> {
 }
 
 impl ResolvedMap {
+    // For the map checker (`testkit::check`).
+    #[cfg(feature = "proptest")]
+    /// The native values `system` has rows to read (as given, not
+    /// normalized).
+    pub(crate) fn readable(&self, system: usize) -> impl Iterator<Item = &Value> {
+        self.read.get(system).into_iter().flatten().map(|e| &e.from)
+    }
+
     pub(crate) fn covers(&self, system: usize) -> bool {
         self.covers.get(system).copied().unwrap_or(false)
     }

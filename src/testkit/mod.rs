@@ -12,6 +12,10 @@
 //! - [`OpBuilder`]: write ops by hand, to drive a connector directly.
 //! - `strategies` (feature `proptest`): proptest strategies for records,
 //!   snapshots, field maps, conflict policies and edit histories.
+//! - `check` (feature `proptest`): recsync's promises as a check you run
+//!   against your own field map, its transforms, normalizers and
+//!   resolvers: a sync machine over random histories with faults, and a
+//!   shrunk story when a promise breaks.
 //!
 //! [`Outcomes`]: crate::Outcomes
 //!
@@ -35,6 +39,8 @@
 //! # }).unwrap();
 //! ```
 
+#[cfg(feature = "proptest")]
+pub mod check;
 mod clock;
 pub mod conformance;
 mod memory;
