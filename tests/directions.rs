@@ -110,3 +110,47 @@ fn a_failed_write_of_a_source_change_is_planned_again() {
     assert_eq!(w.stage(1, &crm), Some(json!("open")));
     assert!(w.sync(6, false).ops.is_empty());
 }
+
+/// The source moves between two spellings its value map reads as one
+/// value: the field did not change, so the target's own value stays.
+#[test]
+fn another_spelling_of_the_same_value_is_no_change_for_a_target() {
+    use recsync::mapping::{ValueMap, ValueRow};
+
+    let tiers = ValueMap::new()
+        .both([("erp", "Gold"), ("crm", "gold")])
+        .both([("erp", "Silver"), ("crm", "silver")])
+        .row(
+            ValueRow::from_system("erp", [("erp", "Gold (legacy)"), ("crm", "gold")])
+                .canonical("Gold"),
+        );
+    let map = FieldMap::builder()
+        .systems(["erp", "crm"])
+        .key("email")
+        .field(Field::new("email"))
+        .field(Field::new("stage").value_map(tiers).one_way_from("erp"))
+        .build()
+        .unwrap();
+    let mut w = World {
+        engine: SyncEngine::new(map),
+        systems: vec![MemorySystem::new("erp"), MemorySystem::new("crm")],
+        baseline: Baseline::new(),
+    };
+    let erp = w.systems[0].insert(
+        [("email", json!("a@x.io")), ("stage", json!("Gold"))],
+        at(0),
+    );
+    w.sync(1, false);
+    let crm = w.systems[1].records().next().unwrap().id.clone();
+    assert_eq!(w.stage(1, &crm), Some(json!("gold")));
+    w.systems[1]
+        .edit(&crm, [("stage", "silver")], at(2))
+        .unwrap();
+    assert!(w.sync(3, false).ops.is_empty());
+    w.systems[0]
+        .edit(&erp, [("stage", "Gold (legacy)")], at(4))
+        .unwrap();
+    let plan = w.sync(5, false);
+    assert!(plan.ops.is_empty(), "{plan}");
+    assert_eq!(w.stage(1, &crm), Some(json!("silver")));
+}

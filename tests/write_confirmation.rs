@@ -927,3 +927,64 @@ mod runner {
         assert_eq!(w.store.load(OBJ).expect("load").len(), 2);
     }
 }
+
+/// A write through a one-way row of a value map (the crm's "Platinum",
+/// written to the shop as "gold", which a two-way row reads as "Gold"),
+/// made but its answer lost: the next read finds the shop holding what the
+/// map writes for the entity's value, which is no change, not a change to
+/// "Gold" that would overwrite the crm's "Platinum". Found by the map
+/// checker (issue 22).
+#[test]
+fn a_lost_answer_to_a_write_through_a_one_way_row_is_no_change() {
+    use chrono::TimeDelta;
+    use recsync::mapping::ValueMap;
+    use recsync::testkit;
+
+    let at = |s: i64| {
+        chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap() + TimeDelta::seconds(s)
+    };
+    let tiers = ValueMap::new()
+        .both([("crm", "Gold"), ("shop", "gold")])
+        .both([("crm", "Silver"), ("shop", "silver")])
+        .one_way("crm", [("crm", "Platinum"), ("shop", "gold")]);
+    let engine = SyncEngine::new(
+        FieldMap::builder()
+            .systems(["crm", "shop"])
+            .key("email")
+            .field(Field::new("email"))
+            .field(Field::new("tier").value_map(tiers))
+            .build()
+            .unwrap(),
+    );
+    let mut systems = vec![MemorySystem::new("crm"), MemorySystem::new("shop")];
+    let mut baseline = Baseline::new();
+    let crm = systems[0].insert([("email", json!("a@x.io")), ("tier", json!(null))], at(0));
+    let shop = systems[1].insert([("email", json!("a@x.io")), ("tier", json!(null))], at(0));
+    let plan = engine
+        .plan(&baseline, &testkit::snapshots(&systems))
+        .unwrap();
+    let outcomes = testkit::apply(&plan, &mut systems, at(1));
+    engine.commit(&mut baseline, &plan, &outcomes).unwrap();
+
+    systems[0]
+        .edit(&crm, [("tier", "Platinum")], at(2))
+        .unwrap();
+    let plan = engine
+        .plan(&baseline, &testkit::snapshots(&systems))
+        .unwrap();
+    let outcomes = testkit::apply_with(&plan, &mut systems, at(3), |_, _| Fate::Lost);
+    engine.commit(&mut baseline, &plan, &outcomes).unwrap();
+    assert_eq!(
+        systems[1].record(&shop).unwrap().get("tier"),
+        Some(&json!("gold"))
+    );
+
+    let plan = engine
+        .plan(&baseline, &testkit::snapshots(&systems))
+        .unwrap();
+    assert!(plan.ops.is_empty(), "{plan}");
+    assert_eq!(
+        systems[0].record(&crm).unwrap().get("tier"),
+        Some(&json!("Platinum"))
+    );
+}

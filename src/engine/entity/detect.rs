@@ -30,7 +30,10 @@ impl<'c, 'a> Planner<'c, 'a> {
             let Some((cur, at)) = self.current(s, f) else {
                 continue;
             };
-            if codec::same(norm, Some(cur), self.shadow(s, f)) || self.adopted(s, f) {
+            if codec::same(norm, Some(cur), self.shadow(s, f))
+                || self.adopted(s, f)
+                || self.holds_written_form(f, s, field, cur)
+            {
                 continue;
             }
             match self.read(f, s, cur) {
@@ -61,7 +64,6 @@ impl<'c, 'a> Planner<'c, 'a> {
             }
         }
         self.drop_echoes(norm, f, &mut cands);
-        self.first_sight(f, field, &mut cands);
         if !unmapped.is_empty() && !self.unmapped_are_echoes(f, field, &cands, unmapped) {
             return None;
         }
@@ -74,49 +76,29 @@ impl<'c, 'a> Planner<'c, 'a> {
         Some(cands)
     }
 
-    /// A record linked by this plan to an entity other records already
-    /// hold is compared with them as at a first sync: each source that
-    /// holds another (non-empty) value, unchanged, is a candidate too, with
-    /// its time, so that the older of the two values does not win only
-    /// because it is new to the baseline.
-    fn first_sight(&self, f: usize, field: &'a FieldSpec, cands: &mut Vec<Cand<'a>>) {
-        // (A record a lost create made, linked by its correlation key, is
-        // recsync's own write: not new to it.)
-        if self.entity.is_none() || !cands.iter().any(|c| self.links[c.s].new && !self.echo[c.s]) {
-            return;
+    /// Source `s` holds what the map writes to it for the canonical value,
+    /// through a value map or transform: no change, though its shadow may
+    /// say otherwise (a write whose answer was lost). Read back, such a
+    /// value can be another canonical value (a one-way row's target value
+    /// that a two-way row reads: `"Platinum"` written as `"gold"`, read as
+    /// `"Gold"`), which would overwrite the value it was written for.
+    fn holds_written_form(&self, f: usize, s: usize, field: &'a FieldSpec, cur: &Value) -> bool {
+        // A record linked before, or the one a lost create made: a record a
+        // person linked this time brings values of its own.
+        let ours = (self.links[s].has_shadow && !self.links[s].new) || self.echo[s];
+        if !ours || field.passes_through(s) {
+            return false;
         }
+        let Some(canonical) = self.canonical(f).map(ValueRef::to_value) else {
+            return false;
+        };
         let norm = field.normalization();
-        for s in 0..self.n() {
-            let l = &self.links[s];
-            if !self.part[s] || !field.source_at(s) || l.new || !l.has_shadow {
-                continue;
-            }
-            if cands.iter().any(|c| c.s == s) {
-                continue;
-            }
-            let Some((cur, at)) = self.current(s, f) else {
-                continue;
-            };
-            if is_empty_value(cur) {
-                continue;
-            }
-            let Ok(canonical) = self.read(f, s, cur) else {
-                continue;
-            };
-            if cands
-                .iter()
-                .all(|c| norm.equal(Some(&c.canonical), Some(&canonical)))
-            {
-                continue;
-            }
-            cands.push(Cand {
-                s,
-                native: cur,
-                canonical,
-                at: at.get(),
-            });
-        }
-        cands.sort_by_key(|c| c.s);
+        let written = matches!(field.write(s, &canonical), Mapped::Value(n) if norm.equal(Some(cur), Some(&n)));
+        // Only where it reads back as another value: one that reads back as
+        // the entity's value is a candidate like any other (a person may
+        // have typed it over a write that failed, after another change).
+        written
+            && !matches!(field.read(s, cur), Mapped::Value(c) if norm.equal(Some(&c), Some(&canonical)))
     }
 
     /// The record a lost create made holds what recsync wrote: its value is

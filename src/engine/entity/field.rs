@@ -21,8 +21,13 @@ impl<'c, 'a> Planner<'c, 'a> {
             Verdict::Keep => None,
             Verdict::Take(value, reason) => Some((value, reason)),
         };
+        // The field's value changes in this plan (not only a candidate in
+        // another form of the same value).
+        let changed = decided
+            .as_ref()
+            .is_some_and(|(v, _)| !codec::same(field.normalization(), Some(v), self.canonical(f)));
         self.settle(f, held_before, decided.as_ref().map(|(v, _)| v));
-        self.adopt_shadows(f, field, decided.is_some());
-        self.propagate(f, field, decided);
+        self.adopt_shadows(f, field, changed);
+        self.propagate(f, field, decided, changed);
     }
 }

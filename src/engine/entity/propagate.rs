@@ -43,12 +43,14 @@ impl<'c, 'a> Planner<'c, 'a> {
 
     /// Writes the decided value (or, with none decided, the canonical
     /// value) of field `f` to each linked target that does not hold it, and
-    /// keeps the decision for the creates.
+    /// keeps the decision for the creates. `changed`: the decided value is
+    /// not the canonical value.
     pub(super) fn propagate(
         &mut self,
         f: usize,
         field: &'a FieldSpec,
         decided: Option<(Value, Reason)>,
+        changed: bool,
     ) {
         let norm = field.normalization();
         let canonical = self.canonical(f);
@@ -73,7 +75,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             let Some(nat) = field.native_at(t) else {
                 continue;
             };
-            let expected = self.expected(f, t, field, decided.is_some());
+            let expected = self.expected(f, t, field, changed);
             // Written as it is: neither a reference, nor a value map or
             // transform for this target.
             let through = self.cx.parents[f].is_none() && field.passes_through(t);
