@@ -14,11 +14,11 @@ use crate::engine::{OpOutcome, PlanOptions, SyncEngine};
 use crate::guard::Refusal;
 use crate::mapping::{Direction, FieldMap, FieldSpec, Normalization};
 use crate::model::{is_empty_value, Snapshot};
-use crate::plan::{OpKind, Reason, SyncPlan};
+use crate::plan::{IssueKind, OpKind, Reason, SyncPlan};
 use crate::policy::ConflictPolicy;
 use crate::testkit::{apply_with, snapshots, Fate, MemorySystem};
 use crate::Baseline;
-use crate::EntityId;
+use crate::{EntityId, SystemId};
 
 use super::domain::{read, typed};
 
@@ -91,11 +91,13 @@ pub(super) struct World<'a> {
     claims: Vec<Claim>,
     /// Every entity each record was ever linked to, last one kept.
     ever: HashMap<(usize, String), EntityId>,
+    /// The step of the run whose commit first linked each record.
+    first_linked: HashMap<(usize, String), usize>,
     plans: Vec<(usize, SyncPlan)>,
     /// The steps the sync ran at.
     syncs: Vec<usize>,
-    /// What the last run read.
-    last_read: Vec<Snapshot>,
+    /// What the systems held when the last run was done.
+    last_state: Vec<Snapshot>,
     unheard: Vec<Unheard>,
     refusal: Option<Refusal>,
     story: Option<Vec<String>>,
@@ -142,9 +144,10 @@ impl<'a> World<'a> {
             runs: 0,
             claims: Vec::new(),
             ever: HashMap::new(),
+            first_linked: HashMap::new(),
             plans: Vec::new(),
             syncs: Vec::new(),
-            last_read: Vec::new(),
+            last_state: Vec::new(),
             unheard: Vec::new(),
             refusal: None,
             story: story.then(Vec::new),
@@ -389,18 +392,29 @@ impl<'a> World<'a> {
         let now_is = canonical(&value);
         let differs = |b: Option<&Value>| {
             let was = b.and_then(canonical);
-            was.is_none() || now_is.is_none() || !self.same(field, was.as_ref(), now_is.as_ref())
+            was.is_none()
+                || now_is.is_none()
+                || self.is_change(field, was.as_ref(), now_is.as_ref())
         };
         if differs(before.as_ref()) {
             // A change since the last read is one the engine can see; a
             // value put back to what the last read saw is none to it, but
             // still comes after the values typed before it.
-            let read = self
-                .last_read
+            // What the engine compares it with: the record's shadow where it
+            // is linked, else what it held when the last run was done.
+            let shadow = self
+                .baseline
+                .find_linked(self.name(sys), &id)
+                .and_then(|e| e.shadow(self.name(sys), self.spec(field).name()));
+            let last = self
+                .last_state
                 .get(sys)
                 .and_then(|snap| snap.records.iter().find(|r| r.id == id))
                 .map(|r| r.get(&native).cloned().unwrap_or(Value::Null));
-            let seen = read.is_none_or(|r| differs(Some(&r)));
+            let seen = match shadow {
+                Some(sh) => differs(Some(&sh)),
+                None => last.is_none_or(|r| differs(Some(&r))),
+            };
             self.claim(sys, &id, field, &value, seen);
         }
         self.say(|w| {
@@ -419,7 +433,6 @@ impl<'a> World<'a> {
         self.now += TimeDelta::seconds(1);
         self.runs += 1;
         let snaps = snapshots(&self.systems);
-        self.last_read = snaps.clone();
         let plan = self.plan(&snaps)?;
         let n = plan.ops.len();
         let at = |i: &proptest::sample::Index| i.index(n.max(1));
@@ -495,9 +508,13 @@ impl<'a> World<'a> {
             for (system, id) in entity.links() {
                 if let Some(s) = self.obj.map.systems().iter().position(|x| x == system) {
                     self.ever.insert((s, id.to_owned()), entity.id().clone());
+                    self.first_linked
+                        .entry((s, id.to_owned()))
+                        .or_insert(self.step);
                 }
             }
         }
+        self.last_state = snapshots(&self.systems);
         self.stats.runs += 1;
         self.stats.writes += plan.ops.len();
         self.stats.conflicts += plan.conflicts.len();
@@ -818,6 +835,19 @@ impl<'a> World<'a> {
         same(self.spec(field), self.obj.trusted[field], a, b)
     }
 
+    /// Whether a person typing `b` over `a` changes the field: to the
+    /// engine (under the field's normalization), or to a person (under a
+    /// normalizer of the user's that the check does not trust). Empty
+    /// values are alike.
+    fn is_change(&self, field: usize, a: Option<&Value>, b: Option<&Value>) -> bool {
+        let ea = a.is_none_or(is_empty_value);
+        let eb = b.is_none_or(is_empty_value);
+        if ea || eb {
+            return ea != eb;
+        }
+        a != b && !(self.obj.trusted[field] && self.spec(field).normalization().equal(a, b))
+    }
+
     /// The value of `field` in record `id` of `sys`, read into canonical
     /// form: `None` if the record is gone, `Some(None)` if it cannot be read.
     fn value(&self, sys: usize, id: &str, field: usize) -> Option<Option<Value>> {
@@ -855,10 +885,16 @@ impl<'a> World<'a> {
                 return true;
             }
         }
+        let ours = |s: &SystemId, record: &str| {
+            (s == system && record == id)
+                || self.map_index(s.as_str()).is_some_and(|s| {
+                    entity.is_some() && self.ever.get(&(s, record.to_owned())) == entity
+                })
+        };
         self.plans
             .iter()
             .filter(|(s, _)| *s >= step)
-            .any(|(_, plan)| {
+            .any(|(at, plan)| {
                 plan.conflicts
                     .iter()
                     .any(|c| is_entity(&c.entity) && c.field == name)
@@ -867,18 +903,19 @@ impl<'a> World<'a> {
                         .iter()
                         .any(|h| is_entity(&h.entity) && of_field(h.field.as_ref()))
                     || plan.issues.iter().any(|i| {
-                        (i.system == *system && i.record_id == id)
-                            || i.entity.as_ref().is_some_and(is_entity)
-                            || self.map_index(i.system.as_str()).is_some_and(|s| {
-                                entity.is_some()
-                                    && self.ever.get(&(s, i.record_id.clone())) == entity
-                            })
+                        // A mapping failure skips the whole record; other
+                        // issues name their field.
+                        let whole =
+                            i.field.is_none() || matches!(i.kind, IssueKind::Mapping { .. });
+                        (i.entity.as_ref().is_some_and(is_entity) || ours(&i.system, &i.record_id))
+                            && (whole || of_field(i.field.as_ref()))
                     })
                     || plan.read_only.iter().any(|r| is_entity(&r.entity))
-                    || plan
-                        .refusal
-                        .as_ref()
-                        .is_some_and(|r| r.withheld.iter().any(|w| is_entity(&w.entity)))
+                    || plan.refusal.as_ref().is_some_and(|r| {
+                        r.withheld
+                            .iter()
+                            .any(|w| is_entity(&w.entity) && of_field(w.field.as_ref()))
+                    })
                     || plan
                         .ops
                         .iter()
@@ -894,11 +931,35 @@ impl<'a> World<'a> {
                                             candidates.iter().any(|(s, _)| s == system)
                                         }
                                         Reason::Resolver { .. } | Reason::Reviewed { .. } => true,
+                                        Reason::Changed { system: from } => {
+                                            self.linked_late(entity, from, *at)
+                                        }
                                         _ => false,
                                     }
                             })
                         })
             })
+    }
+
+    /// Whether a record of `from` was first linked to `entity` by the run
+    /// at `step`, into an entity the baseline already held: the engine takes
+    /// what the record holds, where it differs from the entity's value, for
+    /// `from`'s change, and it wins over the entity's records.
+    fn linked_late(&self, entity: Option<&EntityId>, from: &SystemId, step: usize) -> bool {
+        let Some(s) = self.map_index(from.as_str()) else {
+            return false;
+        };
+        self.first_linked.iter().any(|((sys, record), at)| {
+            *sys == s
+                && *at == step
+                && entity.is_some()
+                && self.ever.get(&(s, record.clone())) == entity
+        }) && self.first_linked.iter().any(|((sys, record), at)| {
+            *sys != s
+                && *at < step
+                && entity.is_some()
+                && self.ever.get(&(*sys, record.clone())) == entity
+        })
     }
 
     /// Whether the value a person typed at `step` into `field` of record
@@ -917,9 +978,16 @@ impl<'a> World<'a> {
         else {
             return false;
         };
-        let decided = claim.canonical.is_some()
-            && claim.decided.is_some()
-            && self.same(field, claim.canonical.as_ref(), claim.decided.as_ref());
+        // The decided value, or the form the map writes it in there.
+        let decided = claim.decided.as_ref().is_some_and(|d| {
+            self.same(field, claim.canonical.as_ref(), Some(d))
+                || self
+                    .spec(field)
+                    .to_native(self.name(sys), d)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|n| n == claim.native)
+        });
         self.unheard.iter().any(|u| {
             let next_read = self.syncs.iter().find(|s| **s > u.step);
             let before = match (&u.before, u.field) {
@@ -1017,6 +1085,15 @@ impl<'a> World<'a> {
                 continue;
             };
             if is_empty_value(typed) {
+                continue;
+            }
+            let entity_form = claim
+                .decided
+                .as_ref()
+                .and_then(|d| spec.to_native(system, d).ok().flatten());
+            if entity_form.as_ref() == Some(&claim.native) {
+                // The form the map gives the entity's value in this system
+                // (a many-to-one value map): no change to the engine.
                 continue;
             }
             let mut holders = vec![(claim.sys, claim.record.clone())];
@@ -1131,6 +1208,15 @@ impl<'a> World<'a> {
                         if !is_empty_value(&va)
                             && spec.to_native(self.name(b), &va).ok().flatten().is_none()
                         {
+                            continue;
+                        }
+                        let native_a = spec
+                            .native_name(self.name(a))
+                            .and_then(|n| self.systems[a].record(ida)?.get(n).cloned());
+                        let image_of_b = spec.to_native(self.name(a), &vb).ok().flatten();
+                        if native_a.is_some() && native_a == image_of_b {
+                            // `a` holds what the map writes there for `b`'s
+                            // value (a many-to-one value map).
                             continue;
                         }
                         if self.same(field, Some(&self.image(field, b, &va)), Some(&vb)) {

@@ -47,7 +47,9 @@
 //! that dies keeps the first commit. (A host that commits only after its
 //! writes, and dies before, leaves a baseline that knows nothing of them:
 //! a person who then puts a value back to what the baseline holds loses the
-//! edit to the write the next run takes for a change.)
+//! edit to the write the next run takes for a change. `SyncRunner::run`
+//! is such a host today, when its future is dropped between its writes
+//! and its save; `SyncRunner::undo` is not.)
 //!
 //! The values a person types are drawn from what the map implies: a value
 //! map's rows, each system's native form of names, emails, phones,
@@ -122,7 +124,16 @@
 //!   the field (taken for the sync's own write): a read cannot tell either
 //!   from a person's edit (see
 //!   [`Unconfirmed`](crate::baseline::Unconfirmed)). Nor is a value typed
-//!   into a one-way field's target, which the map leaves alone.
+//!   into a one-way field's target, which the map leaves alone; nor a value
+//!   that is the form the map writes the entity's value in, in that system
+//!   (a value map that maps several values to one: `"Platinum"` and
+//!   `"Gold"` both to `"gold"`): it is no change to the engine.
+//! - A record linked to an entity the baseline already holds (its key
+//!   edited to the entity's, or a record put back) brings its values as its
+//!   system's changes: where they differ from the entity's, they win, and
+//!   the values they replace are not counted as lost. (recsync does not
+//!   know when the entity's values were last changed, so it cannot weigh
+//!   them against the record's by time.)
 //! - Conflicts held for review are never resolved by the check, and
 //!   deletes held for review never approved; what a guard refuses is
 //!   approved at the next run, as an operator would.

@@ -124,7 +124,17 @@ impl ResolverCheck {
     /// Runs the check: `Ok` when every conflict tried kept the promises,
     /// else the first that broke one, shrunk.
     pub fn run(&self) -> Result<(), CheckFailure> {
-        let n = self.systems.len().max(2);
+        let n = self.systems.len();
+        if n < 2 {
+            return Err(CheckFailure::new(
+                None,
+                Promise::Runs,
+                format!(
+                    "resolver `{}`: a conflict needs two systems or more; the check was given {n}",
+                    self.resolver.name()
+                ),
+            ));
+        }
         let values = self
             .values
             .clone()
