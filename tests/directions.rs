@@ -154,3 +154,143 @@ fn another_spelling_of_the_same_value_is_no_change_for_a_target() {
     assert!(plan.ops.is_empty(), "{plan}");
     assert_eq!(w.stage(1, &crm), Some(json!("silver")));
 }
+
+/// Found by the reviews of issue 22's engine changes.
+mod reviewed {
+    use chrono::{DateTime, TimeDelta, Utc};
+    use recsync::mapping::ValueMap;
+    use recsync::testkit::{self, MemorySystem};
+    use recsync::{Baseline, Field, FieldMap, Snapshot, SyncEngine, SyncPlan};
+    use serde_json::{json, Value};
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600, 0).unwrap() + TimeDelta::seconds(s)
+    }
+
+    fn tiers() -> ValueMap {
+        ValueMap::new()
+            .both([("crm", "Gold"), ("shop", "gold")])
+            .both([("crm", "Silver"), ("shop", "silver")])
+            .one_way("crm", [("crm", "Platinum"), ("shop", "gold")])
+    }
+
+    fn run(
+        engine: &SyncEngine,
+        baseline: &mut Baseline,
+        systems: &mut [MemorySystem],
+        snaps: Vec<Snapshot>,
+        t: i64,
+    ) -> SyncPlan {
+        let plan = engine.plan(baseline, &snaps).unwrap();
+        let outcomes = testkit::apply(&plan, systems, at(t));
+        engine.commit(baseline, &plan, &outcomes).unwrap();
+        plan
+    }
+
+    fn get(sys: &MemorySystem, id: &str, f: &str) -> Option<Value> {
+        sys.record(id).and_then(|r| r.get(f)).cloned()
+    }
+
+    /// A read-only system: recsync never writes to it, so a value there that equals "what the map writes for the
+    /// canonical value" can only be a person's edit. The shop (read-only) goes
+    /// from "silver" to "gold" (Gold) while the entity is Platinum (the crm's
+    /// change, never written to the shop): the shop's edit must reach the crm
+    /// ("its edits still reach the others", tests/read_only.rs). Found by a
+    /// review: the rule for a lost answer through a one-way row once took it
+    /// for recsync's own write.
+    #[test]
+    fn a_read_only_systems_edit_to_the_form_the_map_writes_reaches_the_others() {
+        let engine = SyncEngine::new(
+            FieldMap::builder()
+                .systems(["crm", "shop"])
+                .key("email")
+                .read_only("shop")
+                .field(Field::new("email"))
+                .field(Field::new("tier").value_map(tiers()))
+                .build()
+                .unwrap(),
+        );
+        let mut systems = vec![MemorySystem::new("crm"), MemorySystem::new("shop")];
+        let mut baseline = Baseline::new();
+        let crm = systems[0].insert(
+            [("email", json!("a@x.io")), ("tier", json!("Silver"))],
+            at(0),
+        );
+        let shop = systems[1].insert(
+            [("email", json!("a@x.io")), ("tier", json!("silver"))],
+            at(0),
+        );
+        let snaps = testkit::snapshots(&systems);
+        run(&engine, &mut baseline, &mut systems, snaps, 1);
+
+        // The crm's change; the shop is read-only, so it keeps "silver".
+        systems[0]
+            .edit(&crm, [("tier", "Platinum")], at(2))
+            .unwrap();
+        let snaps = testkit::snapshots(&systems);
+        let plan = run(&engine, &mut baseline, &mut systems, snaps, 3);
+        assert!(plan.ops.is_empty(), "{plan}");
+        assert_eq!(get(&systems[1], &shop, "tier"), Some(json!("silver")));
+
+        // A person in the shop sets Gold.
+        systems[1].edit(&shop, [("tier", "gold")], at(4)).unwrap();
+        let snaps = testkit::snapshots(&systems);
+        let plan = run(&engine, &mut baseline, &mut systems, snaps, 5);
+        let snaps = testkit::snapshots(&systems);
+        let again = run(&engine, &mut baseline, &mut systems, snaps, 6);
+        assert_eq!(
+            get(&systems[0], &crm, "tier"),
+            Some(json!("Gold")),
+            "the read-only shop's edit to gold (Gold) did not reach the crm\n{plan}\n{again}"
+        );
+    }
+
+    /// Under incremental reads: the crm (a one-way target)
+    /// edits `stage` and is read in a plan where the erp did nothing (left
+    /// alone, its shadow stays the value first seen). Then the erp changes
+    /// `stage` to that very value, in a plan whose crm read is incremental and
+    /// does not carry the crm record (unchanged since it was last read). The
+    /// erp's change reaches the crm (written without knowing what the crm
+    /// holds). `a_source_change_reaches_a_target_that_edited_the_field_itself`
+    /// with the crm's edit seen one plan earlier. Found by a review.
+    #[test]
+    fn a_source_change_reaches_a_target_not_read_in_that_run() {
+        let engine = SyncEngine::new(
+            FieldMap::builder()
+                .systems(["erp", "crm"])
+                .key("email")
+                .field(Field::new("email"))
+                .field(Field::new("stage").one_way_from("erp"))
+                .build()
+                .unwrap(),
+        );
+        let mut systems = vec![MemorySystem::new("erp"), MemorySystem::new("crm")];
+        let mut baseline = Baseline::new();
+        let erp = systems[0].insert([("email", json!("a@x.io")), ("stage", Value::Null)], at(0));
+        let crm = systems[1].insert(
+            [("email", json!("a@x.io")), ("stage", json!("open"))],
+            at(0),
+        );
+        let snaps = testkit::snapshots(&systems);
+        run(&engine, &mut baseline, &mut systems, snaps, 1);
+
+        // The crm's own edit, read by a plan where the erp changed nothing.
+        systems[1].edit(&crm, [("stage", "lost")], at(2)).unwrap();
+        let snaps = testkit::snapshots(&systems);
+        let plan = run(&engine, &mut baseline, &mut systems, snaps, 3);
+        assert!(plan.ops.is_empty(), "{plan}");
+
+        // The erp's change; the crm read is incremental: nothing changed there.
+        systems[0].edit(&erp, [("stage", "open")], at(4)).unwrap();
+        let snaps = vec![systems[0].snapshot(), Snapshot::partial("crm", vec![])];
+        let plan = run(&engine, &mut baseline, &mut systems, snaps, 5);
+        // And a complete read after.
+        let snaps = testkit::snapshots(&systems);
+        let after = run(&engine, &mut baseline, &mut systems, snaps, 6);
+        assert_eq!(
+            get(&systems[1], &crm, "stage"),
+            Some(json!("open")),
+            "the erp's change to open never reached the crm\n{plan}\n{after}"
+        );
+    }
+}

@@ -86,7 +86,9 @@ impl<'c, 'a> Planner<'c, 'a> {
         // A record linked before, or the one a lost create made: a record a
         // person linked this time brings values of its own.
         let ours = (self.links[s].has_shadow && !self.links[s].new) || self.echo[s];
-        if !ours || field.passes_through(s) {
+        // A system recsync never writes (read-only, or a source only of the
+        // field) holds nothing of recsync's: its value is a person's.
+        if !ours || field.passes_through(s) || !field.target_at(s) || self.is_read_only(s) {
             return false;
         }
         let Some(canonical) = self.canonical(f).map(ValueRef::to_value) else {

@@ -139,12 +139,17 @@ impl<'c, 'a> Planner<'c, 'a> {
     /// What target `t` will hold if not written: a source (or an enforced
     /// target) keeps what it holds now; a one-way target is judged by what
     /// it was last written, unless the source changed the field in this
-    /// plan (`changed`): then by what it holds, since its own edit since
-    /// may differ from the change even where its last write did not.
+    /// plan (`changed`): then by what it holds now (unknown where this plan
+    /// did not see it), since its own edit since may differ from the
+    /// change even where its last write did not.
     fn expected(&self, f: usize, t: usize, field: &FieldSpec, changed: bool) -> Option<Known<'a>> {
         let observed_now = self.current(t, f).map(|(v, _)| Known::Val(v));
         let shadow = self.shadow(t, f).map(Known::Ref);
-        if field.source_at(t) || field.enforced() || changed {
+        if changed && !field.source_at(t) && !field.enforced() {
+            // Not seen in this plan, what it holds is not known: the
+            // change is written (at worst once more than needed).
+            observed_now
+        } else if field.source_at(t) || field.enforced() {
             observed_now.or(shadow)
         } else {
             shadow.or(observed_now)

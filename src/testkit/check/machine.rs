@@ -1008,6 +1008,19 @@ impl<'a> World<'a> {
         })
     }
 
+    /// Whether record `id` of `sys` is linked, at the end, to a record of
+    /// another system still there: one whose values must be synced.
+    fn linked_to_others(&self, sys: usize, id: &str) -> bool {
+        self.baseline
+            .find_linked(self.name(sys), id)
+            .is_some_and(|e| {
+                e.links().any(|(other, oid)| {
+                    self.map_index(other.as_str())
+                        .is_some_and(|o| o != sys && self.systems[o].record(oid).is_some())
+                })
+            })
+    }
+
     /// Whether record `id` of `sys` holds, in `field`, what the map writes
     /// there for the value a record linked to it holds: a value a one-way
     /// row of a value map writes but does not read back.
@@ -1066,9 +1079,10 @@ impl<'a> World<'a> {
                 continue;
             }
             let Some(typed) = &claim.canonical else {
-                // A record never linked is not synced: its value stays in
-                // it, and there is nothing to report.
-                if entity.is_some()
+                // A record not linked to another one still there is not
+                // synced: its value stays in it, and there is nothing to
+                // report.
+                if self.linked_to_others(claim.sys, &claim.record)
                     && !self.echoes(claim.sys, &claim.record, claim.field)
                     && !self.explained(claim.step, claim.sys, &claim.record, entity, claim.field)
                 {
