@@ -35,6 +35,23 @@ impl World {
         }
     }
 
+    /// A contact in both, linked with the crm's own stage "open" (the erp
+    /// holds none); then the crm's own edit ("lost") and the erp's change
+    /// to "open", the value the crm held when linked. The crm's id.
+    fn edited_both_ways() -> (Self, String) {
+        let mut w = World::new();
+        let erp = w.systems[0].insert([("email", json!("a@x.io")), ("stage", Value::Null)], at(0));
+        let crm = w.systems[1].insert(
+            [("email", json!("a@x.io")), ("stage", json!("open"))],
+            at(0),
+        );
+        w.sync(1, false);
+        assert_eq!(w.stage(1, &crm), Some(json!("open")));
+        w.systems[1].edit(&crm, [("stage", "lost")], at(2)).unwrap();
+        w.systems[0].edit(&erp, [("stage", "open")], at(3)).unwrap();
+        (w, crm)
+    }
+
     fn sync(&mut self, t: i64, fail: bool) -> SyncPlan {
         let plan = self
             .engine
@@ -61,18 +78,7 @@ impl World {
 /// erp's change is written, though the crm's last-known value equals it.
 #[test]
 fn a_source_change_reaches_a_target_that_edited_the_field_itself() {
-    let mut w = World::new();
-    let erp = w.systems[0].insert([("email", json!("a@x.io")), ("stage", Value::Null)], at(0));
-    let crm = w.systems[1].insert(
-        [("email", json!("a@x.io")), ("stage", json!("open"))],
-        at(0),
-    );
-    w.sync(1, false);
-    // Linked; the crm keeps its own stage (the erp holds none).
-    assert_eq!(w.stage(1, &crm), Some(json!("open")));
-
-    w.systems[1].edit(&crm, [("stage", "lost")], at(2)).unwrap();
-    w.systems[0].edit(&erp, [("stage", "open")], at(3)).unwrap();
+    let (mut w, crm) = World::edited_both_ways();
     let plan = w.sync(4, false);
     assert_eq!(w.stage(1, &crm), Some(json!("open")), "{plan}");
     let write = &plan.ops[0].fields[0];
@@ -92,15 +98,7 @@ fn a_source_change_reaches_a_target_that_edited_the_field_itself() {
 /// The same, with the write failing: it is planned again until made.
 #[test]
 fn a_failed_write_of_a_source_change_is_planned_again() {
-    let mut w = World::new();
-    let erp = w.systems[0].insert([("email", json!("a@x.io")), ("stage", Value::Null)], at(0));
-    let crm = w.systems[1].insert(
-        [("email", json!("a@x.io")), ("stage", json!("open"))],
-        at(0),
-    );
-    w.sync(1, false);
-    w.systems[1].edit(&crm, [("stage", "lost")], at(2)).unwrap();
-    w.systems[0].edit(&erp, [("stage", "open")], at(3)).unwrap();
+    let (mut w, crm) = World::edited_both_ways();
 
     let failed = w.sync(4, true);
     assert_eq!(failed.ops.len(), 1, "{failed}");
