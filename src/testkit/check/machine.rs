@@ -1008,6 +1008,27 @@ impl<'a> World<'a> {
         })
     }
 
+    /// Whether the claim's record was linked to its entity after another
+    /// record of it, with the value the entity holds: no change to the
+    /// engine, so a one-way target's own value stays (the map leaves it
+    /// alone until the source changes the field).
+    fn late_and_alike(&self, claim: &Claim, typed: &Value) -> bool {
+        let key = (claim.sys, claim.record.clone());
+        let (Some(entity), Some(at)) = (self.ever.get(&key), self.first_linked.get(&key)) else {
+            return false;
+        };
+        let earlier = self
+            .first_linked
+            .iter()
+            .any(|(k, a)| a < at && k.0 != claim.sys && self.ever.get(k) == Some(entity));
+        earlier
+            && self
+                .baseline
+                .entity(entity)
+                .and_then(|e| e.canonical(self.spec(claim.field).name()))
+                .is_some_and(|c| self.same(claim.field, Some(&c), Some(typed)))
+    }
+
     /// Whether record `id` of `sys` is linked, at the end, to a record of
     /// another system still there: one whose values must be synced.
     fn linked_to_others(&self, sys: usize, id: &str) -> bool {
@@ -1099,6 +1120,9 @@ impl<'a> World<'a> {
                 continue;
             };
             if is_empty_value(typed) {
+                continue;
+            }
+            if self.late_and_alike(claim, typed) {
                 continue;
             }
             let entity_form = claim

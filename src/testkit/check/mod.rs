@@ -131,9 +131,10 @@
 //! - A record linked to an entity the baseline already holds (its key
 //!   edited to the entity's, or a record put back) brings its values as its
 //!   system's changes: where they differ from the entity's, they win, and
-//!   the values they replace are not counted as lost. (recsync does not
-//!   know when the entity's values were last changed, so it cannot weigh
-//!   them against the record's by time.)
+//!   the values they replace are not counted as lost; one that brings the
+//!   entity's own value is no change, and a one-way target's own value
+//!   stays. (recsync does not know when the entity's values were last
+//!   changed, so it cannot weigh them against the record's by time.)
 //! - Conflicts held for review are never resolved by the check, and
 //!   deletes held for review never approved; what a guard refuses is
 //!   approved at the next run, as an operator would.
