@@ -92,7 +92,8 @@
 //!   held or reported it ([`Promise::Convergence`]).
 //!
 //! Values compare as a person would: empty values (absent, `null`, `""`)
-//! alike, and others under the field's normalization when it is one of
+//! alike, numbers by value (`42` and `42.0`), and others under the field's
+//! normalization when it is one of
 //! recsync's own, whose meaning is documented. A [normalizer of your
 //! own](crate::mapping::Normalizer) is what is being checked, so its
 //! fields compare exactly, unless you tell the check its equalities are
