@@ -214,6 +214,14 @@ impl<'a> World<'a> {
         self.obj.map.systems()[sys].as_str()
     }
 
+    /// A run the engine refused to plan or commit.
+    fn failed_to(&self, what: &str, e: &dyn std::fmt::Display) -> Broken {
+        broken(
+            Promise::Runs,
+            format!("run {} could not {what}: {e}", self.runs),
+        )
+    }
+
     fn map_index(&self, system: &str) -> Option<usize> {
         self.obj.map.systems().iter().position(|s| s == system)
     }
@@ -479,12 +487,7 @@ impl<'a> World<'a> {
         self.obj
             .engine
             .commit(&mut ahead, &plan, &crate::Outcomes::new())
-            .map_err(|e| {
-                broken(
-                    Promise::Runs,
-                    format!("run {} could not commit: {e}", self.runs),
-                )
-            })?;
+            .map_err(|e| self.failed_to("commit", &e))?;
         let outcomes = apply_with(&plan, &mut self.systems, self.now, |i, _| fate(i));
         self.syncs.push(self.step);
         self.unheard_writes(&plan, snaps.as_slice(), commit, &outcomes, &fate);
@@ -497,16 +500,11 @@ impl<'a> World<'a> {
             self.obj
                 .engine
                 .commit(&mut self.baseline, &plan, &outcomes)
-                .map_err(|e| {
-                    broken(
-                        Promise::Runs,
-                        format!("run {} could not commit: {e}", self.runs),
-                    )
-                })?;
+                .map_err(|e| self.failed_to("commit", &e))?;
         }
         for entity in self.baseline.entities() {
             for (system, id) in entity.links() {
-                if let Some(s) = self.obj.map.systems().iter().position(|x| x == system) {
+                if let Some(s) = self.map_index(system.as_str()) {
                     self.ever.insert((s, id.to_owned()), entity.id().clone());
                     self.first_linked
                         .entry((s, id.to_owned()))
@@ -534,12 +532,7 @@ impl<'a> World<'a> {
         let engine = &self.obj.engine;
         let plan = engine
             .plan_with(&self.baseline, snaps, &options)
-            .map_err(|e| {
-                broken(
-                    Promise::Runs,
-                    format!("run {} could not plan: {e}", self.runs),
-                )
-            })?;
+            .map_err(|e| self.failed_to("plan", &e))?;
         let mut shuffled = snaps.to_vec();
         shuffled.reverse();
         for (i, s) in shuffled.iter_mut().enumerate() {
@@ -551,12 +544,7 @@ impl<'a> World<'a> {
         }
         let again = engine
             .plan_with(&self.baseline, &shuffled, &options)
-            .map_err(|e| {
-                broken(
-                    Promise::Runs,
-                    format!("run {} could not plan: {e}", self.runs),
-                )
-            })?;
+            .map_err(|e| self.failed_to("plan", &e))?;
         if again != plan {
             return Err(broken(
                 Promise::Determinism,
@@ -656,7 +644,7 @@ impl<'a> World<'a> {
     /// kept in another form its field's normalization calls the same.
     fn rewrite(&mut self, plan: &SyncPlan, outcomes: &crate::Outcomes) {
         for op in &plan.ops {
-            let Some(sys) = self.obj.map.systems().iter().position(|s| *s == op.system) else {
+            let Some(sys) = self.map_index(op.system.as_str()) else {
                 continue;
             };
             if !self.case.rewrites.get(sys).copied().unwrap_or(false) {
@@ -1137,7 +1125,7 @@ impl<'a> World<'a> {
             let mut holders = vec![(claim.sys, claim.record.clone())];
             if let Some(e) = self.baseline.find_linked(system, &claim.record) {
                 for (s, id) in e.links() {
-                    let Some(s) = self.obj.map.systems().iter().position(|x| x == s) else {
+                    let Some(s) = self.map_index(s.as_str()) else {
                         continue;
                     };
                     if s != claim.sys && spec.is_target(self.name(s)) {

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestError};
 use serde_json::Value;
 
-use super::{runner, CheckFailure, Promise};
+use super::{panic_message, runner, CheckFailure, Promise};
 use crate::ids::EntityId;
 use crate::model::SystemId;
 use crate::policy::{Candidate, ConflictInput, ConflictResolver, Resolution};
@@ -218,12 +218,8 @@ impl ResolverCheck {
                 candidates: &candidates,
                 sensitive: self.sensitive,
             };
-            catch_unwind(AssertUnwindSafe(|| self.resolver.resolve(&input))).map_err(|p| {
-                p.downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".to_owned())
-            })
+            catch_unwind(AssertUnwindSafe(|| self.resolver.resolve(&input)))
+                .map_err(|p| panic_message(&*p))
         };
         let priority: Vec<usize> = (0..values.len()).collect();
         let shown = |order: &[usize]| -> String {
