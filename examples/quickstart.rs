@@ -76,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Edits in both systems since then.
     let edit = |r: &mut Record, field: &str, value: Value, at: &str| {
-        r.fields.insert(field.into(), value);
+        r.fields.insert(field, value);
         r.field_updated_at.insert(field.into(), t(at));
     };
     edit(&mut crm[0], "phone", json!("555-2"), "2026-02-01T09:00:00Z"); // propagated to marketing

@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
+
+use crate::fields::share_names;
+pub use crate::fields::{Fields, Iter as FieldsIter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
@@ -111,8 +114,11 @@ pub struct Record {
     /// Native field names and values. A field that is absent was not
     /// reported; a field that is present and [empty](is_empty_value) holds
     /// nothing.
+    ///
+    /// Records of one [`Snapshot`] that list the same names in the same
+    /// order share one copy of the names ([`Fields`]).
     #[serde(default)]
-    pub fields: IndexMap<String, Value>,
+    pub fields: Fields,
     /// When the record last changed, as its system says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
@@ -165,7 +171,7 @@ impl Record {
     pub fn new(id: impl Into<String>) -> Self {
         Record {
             id: id.into(),
-            fields: IndexMap::new(),
+            fields: Fields::new(),
             updated_at: None,
             field_updated_at: IndexMap::new(),
             version: None,
@@ -204,7 +210,7 @@ impl Record {
         self.non_finite.retain(|n| *n != name);
         match value.into_json() {
             Some(v) => {
-                self.fields.insert(name, v);
+                self.fields.insert(&name, v);
             }
             None => {
                 self.fields.shift_remove(&name);
@@ -409,7 +415,14 @@ pub enum Coverage {
 /// let crm = Snapshot::complete("crm", vec![Record::new("1"), Record::new("2")]);
 /// assert_eq!(crm.records.len(), 2);
 /// ```
+///
+/// Made by [`complete`](Snapshot::complete), [`partial`](Snapshot::partial)
+/// or deserialized, a snapshot lets its records that list the same field
+/// names in the same order share one copy of the names; records put into
+/// [`records`](Snapshot::records) afterwards keep their own until
+/// [`share_names`](Snapshot::share_names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SnapshotData")]
 pub struct Snapshot {
     /// The system the records come from.
     pub system: SystemId,
@@ -419,23 +432,48 @@ pub struct Snapshot {
     pub records: Vec<Record>,
 }
 
+/// A snapshot as serde reads it, before its records share their names.
+#[derive(Deserialize)]
+struct SnapshotData {
+    system: SystemId,
+    coverage: Coverage,
+    records: Vec<Record>,
+}
+
+impl From<SnapshotData> for Snapshot {
+    fn from(data: SnapshotData) -> Self {
+        Snapshot::new(data.system, data.coverage, data.records)
+    }
+}
+
 impl Snapshot {
     /// A complete snapshot: every record in scope.
     pub fn complete(system: impl Into<SystemId>, records: Vec<Record>) -> Self {
-        Snapshot {
-            system: system.into(),
-            coverage: Coverage::Complete,
-            records,
-        }
+        Snapshot::new(system.into(), Coverage::Complete, records)
     }
 
     /// A partial snapshot: some records, absence means nothing.
     pub fn partial(system: impl Into<SystemId>, records: Vec<Record>) -> Self {
-        Snapshot {
-            system: system.into(),
-            coverage: Coverage::Partial,
+        Snapshot::new(system.into(), Coverage::Partial, records)
+    }
+
+    fn new(system: SystemId, coverage: Coverage, records: Vec<Record>) -> Self {
+        let mut snapshot = Snapshot {
+            system,
+            coverage,
             records,
-        }
+        };
+        snapshot.share_names();
+        snapshot
+    }
+
+    /// Lets the records that list the same field names in the same order
+    /// share one copy of the names, and gives back the spare room of their
+    /// values: what [`complete`](Snapshot::complete) and
+    /// [`partial`](Snapshot::partial) do, for records added since. It
+    /// changes no record's fields or order.
+    pub fn share_names(&mut self) {
+        share_names(self.records.iter_mut().map(|r| &mut r.fields));
     }
 }
 

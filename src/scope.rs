@@ -227,7 +227,7 @@ impl Filter {
     ) -> bool {
         let mut r = Record::new("");
         for (k, v) in fields {
-            r.fields.insert(k.to_owned(), v.clone());
+            r.fields.insert(k, v.clone());
         }
         self.matches(&r)
     }

@@ -272,7 +272,7 @@ impl Connector for Broken {
                         let blank: Vec<(String, serde_json::Value)> = rec
                             .fields
                             .keys()
-                            .map(|k| (k.clone(), json!(null)))
+                            .map(|k| (k.to_owned(), json!(null)))
                             .collect();
                         self.inner.edit(object, id, blank)?;
                     }

@@ -190,7 +190,7 @@ fn start(case: &Case, engine: &SyncEngine) -> (Baseline, Vec<MemorySystem>) {
             } => {
                 let id = format!("{}{}", NAMES[*sys], entity + 1);
                 if let Some(r) = systems[*sys].record_mut(&id) {
-                    r.fields.insert(FIELDS[*field].into(), value.clone());
+                    r.fields.insert(FIELDS[*field], value.clone());
                     r.field_updated_at.insert(FIELDS[*field].into(), ts(*at));
                 }
             }
@@ -256,7 +256,7 @@ fn state(systems: &[MemorySystem]) -> Vec<Vec<BTreeMap<String, String>>> {
                     r.fields
                         .iter()
                         .filter(|(_, v)| !is_empty_value(v))
-                        .map(|(k, v)| (k.clone(), v.to_string()))
+                        .map(|(k, v)| (k.to_owned(), v.to_string()))
                         .collect()
                 })
                 .collect();

@@ -14,7 +14,7 @@ fn document(r: &Record) -> Value {
     Value::Object(
         r.fields
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_owned(), v.clone()))
             .collect::<Map<_, _>>(),
     )
 }

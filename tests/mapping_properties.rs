@@ -589,8 +589,8 @@ proptest! {
         prop_assert!(first.ops.is_empty(), "{}", first.display_unredacted());
         prop_assert!(first.conflicts.is_empty(), "{}", first.display_unredacted());
         // Then each side rewrites the value in another form.
-        w.records("crm")[0].fields.insert("x".into(), variant(&norm, &v, seeds[2]));
-        w.records("erp")[0].fields.insert("x".into(), variant(&norm, &v, seeds[3]));
+        w.records("crm")[0].fields.insert("x", variant(&norm, &v, seeds[2]));
+        w.records("erp")[0].fields.insert("x", variant(&norm, &v, seeds[3]));
         let again = w.plan();
         prop_assert!(again.ops.is_empty(), "{}", again.display_unredacted());
         prop_assert!(again.conflicts.is_empty(), "{}", again.display_unredacted());

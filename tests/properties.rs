@@ -164,7 +164,7 @@ fn apply_edits(data: &mut Data, edits: &[Edit]) {
     for e in edits {
         let r = &mut data[e.sys][e.entity];
         let f = FIELDS[e.field];
-        r.fields.insert(f.into(), e.value.clone());
+        r.fields.insert(f, e.value.clone());
         r.field_updated_at.insert(f.into(), ts(e.at));
     }
 }
@@ -891,7 +891,7 @@ mod lifecycle {
                     } => {
                         let id = ct_id(*sys, entity + 1);
                         if let Some(r) = self.ct[*sys].record_mut(&id) {
-                            r.fields.insert(VALUES[*field].into(), value.clone());
+                            r.fields.insert(VALUES[*field], value.clone());
                             r.field_updated_at.insert(VALUES[*field].into(), ts(*at));
                             self.effects
                                 .updates
@@ -910,7 +910,7 @@ mod lifecycle {
                         let id = ct_id(*sys, entity + 1);
                         if co.contains(&target) {
                             if let Some(r) = self.ct[*sys].record_mut(&id) {
-                                r.fields.insert("company".into(), json!(target));
+                                r.fields.insert("company", json!(target));
                                 self.effects.company_set.insert(*entity);
                             }
                         }
@@ -955,7 +955,7 @@ mod lifecycle {
                         let id = format!("a{}", entity + 1);
                         if let Some(r) = self.ct[0].record_mut(&id) {
                             r.fields
-                                .insert("status".into(), json!(if *out { "out" } else { "in" }));
+                                .insert("status", json!(if *out { "out" } else { "in" }));
                             self.effects.scoped.insert(*entity, *out);
                         }
                     }

@@ -7,8 +7,7 @@ pub mod floor;
 pub mod typical;
 
 use chrono::DateTime;
-use indexmap::IndexMap;
-use recsync::{Baseline, Field, FieldMap, Outcomes, Record, Snapshot, SyncEngine};
+use recsync::{Baseline, Field, FieldMap, Fields, Outcomes, Record, Snapshot, SyncEngine};
 
 pub use data::{GenRecord, Spec, FIELDS, SYSTEMS};
 
@@ -67,16 +66,15 @@ pub fn engine(systems: usize) -> SyncEngine {
     SyncEngine::new(map.build().expect("the bench map is valid"))
 }
 
-/// A generated record as a connector would hand it to recsync: owned field
-/// names, `updated_at`, and a version where `versions` is on.
+/// A generated record as a connector would hand it to recsync: field names
+/// of its own (shared once it is in a `Snapshot`), `updated_at`, and a version where `versions` is on.
 pub fn to_record(g: GenRecord, versions: bool) -> Record {
     let id = g.id();
-    let mut fields = IndexMap::with_capacity(FIELDS.len());
-    for (name, v) in FIELDS.iter().zip(g.values) {
-        fields.insert((*name).to_owned(), v);
-    }
     let mut r = Record::new(id);
-    r.fields = fields;
+    r.fields = Fields::with_capacity(FIELDS.len());
+    for (name, v) in FIELDS.iter().zip(g.values) {
+        r.fields.insert(name, v);
+    }
     r.updated_at = DateTime::from_timestamp(g.updated_at, 0);
     if versions {
         r.version = Some(g.version.to_string());

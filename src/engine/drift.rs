@@ -132,7 +132,7 @@ pub(crate) fn held_names(records: &[Record]) -> BTreeSet<&str> {
                 && p.non_finite == r.non_finite
         });
         if !same {
-            held.extend(r.fields.keys().map(String::as_str));
+            held.extend(r.fields.keys());
             held.extend(r.non_finite.iter().map(String::as_str));
         }
         prev = Some(r);

@@ -17,9 +17,27 @@ use super::rows::Cell;
 /// The seed of record content hashes. Persisted in baselines: never change.
 const CONTENT_SEED: u64 = 0x7265_6373_796e_6331;
 
-/// The content hash of a record's fields (names and values, in the record's
-/// order); never 0, which means "not known".
+/// Set in every content hash of the current form. A baseline saved before
+/// it holds hashes of the first form, half of them without this bit.
+const FORM_2: u64 = 1 << 63;
+
+/// The content hash of a record's fields: the hash of its list of names
+/// (computed once for the records that share it), then its values in
+/// order; never 0, which means "not known".
 pub(crate) fn record_hash(r: &Record) -> u64 {
+    let mut h = FoldHasher::new(CONTENT_SEED);
+    h.u64(r.fields.names_hash());
+    for v in r.fields.values() {
+        h.value(v);
+    }
+    h.finish() | FORM_2
+}
+
+/// The content hash of the first form, which baselines saved before the
+/// current form hold: names and values in turn, the names hashed in every
+/// record. A link keeping a hash without [`FORM_2`] is compared in this
+/// form, and takes the current form at the next commit that touches it.
+fn first_form_hash(r: &Record) -> u64 {
     let mut h = FoldHasher::new(CONTENT_SEED);
     h.u64(r.fields.len() as u64);
     for (k, v) in &r.fields {
@@ -27,6 +45,12 @@ pub(crate) fn record_hash(r: &Record) -> u64 {
         h.value(v);
     }
     h.finish().max(1)
+}
+
+/// Whether `r`, whose current-form hash is `hash`, holds the content a
+/// link's `kept` hash (not 0) was taken of, in either form.
+fn same_content(r: &Record, hash: u64, kept: u64) -> bool {
+    hash == kept || (kept & FORM_2 == 0 && first_form_hash(r) == kept)
 }
 
 /// Whether `r` reports the version its link recorded (both none counts).
@@ -51,7 +75,7 @@ pub(crate) fn holds_last_commit(baseline: &Baseline, system: &str, r: &Record) -
     match link {
         None => false,
         // A content the last read saw: compared, not trusted to a version.
-        Some(link) if link.hash != 0 => record_hash(r) == link.hash,
+        Some(link) if link.hash != 0 => same_content(r, record_hash(r), link.hash),
         Some(link) => r.version.is_some() && reports_version(r, link),
     }
 }
@@ -101,11 +125,12 @@ pub(crate) fn fast_path(
         if let Some(k) = known.get_mut(s) {
             *k = hash;
         }
-        if hash != link.hash {
+        if !same_content(r, hash, link.hash) {
             return None;
         }
-        // Same content: only a moved version is worth recording.
-        if same_version {
+        // Same content: only a moved version, or a hash of the first form,
+        // is worth recording.
+        if same_version && hash == link.hash {
             continue;
         }
         touch
@@ -173,5 +198,88 @@ mod tests {
         assert!(!holds("shop", &ann("s2")));
         assert!(!holds("crm", &ann("s1")));
         assert!(!holds("nowhere", &ann("c1")));
+    }
+
+    /// A record whose first-form hash lacks [`FORM_2`], as half of the
+    /// hashes in a baseline saved before the current form do.
+    fn first_form_record() -> Record {
+        (0..64)
+            .map(|i| {
+                Record::new("s1")
+                    .field("email", "a@x.io")
+                    .field("name", format!("Ann {i}"))
+            })
+            .find(|r| first_form_hash(r) & FORM_2 == 0)
+            .expect("one in 64 of a fair hash")
+    }
+
+    #[test]
+    fn a_hash_of_the_first_form_is_the_same_content_and_is_migrated() {
+        let r = first_form_record();
+        let first = first_form_hash(&r);
+        let now = record_hash(&r);
+        assert_ne!(now & FORM_2, 0);
+        assert!(same_content(&r, now, now));
+        assert!(same_content(&r, now, first));
+        let other = r.clone().field("name", "Bo");
+        assert!(!same_content(&other, record_hash(&other), first));
+        // A kept hash of the current form is compared in that form only.
+        assert!(!same_content(&r, now, first | FORM_2));
+
+        // A baseline whose shop link keeps the first form's hash: the
+        // record is the same, skipped, and its link takes the current form.
+        let engine = crate::SyncEngine::new(map());
+        let snaps = [
+            Snapshot::complete(
+                "crm",
+                vec![Record::new("c1")
+                    .field("email", "a@x.io")
+                    .field("name", r.get("name").cloned())],
+            ),
+            Snapshot::complete("shop", vec![r.clone()]),
+            Snapshot::complete("erp", Vec::new()),
+        ];
+        let mut baseline = Baseline::new();
+        let plan = engine.plan(&baseline, &snaps).expect("plan");
+        let mut outcomes = crate::Outcomes::new();
+        for op in &plan.ops {
+            outcomes.record(op.id, crate::OpOutcome::created("e1"));
+        }
+        engine
+            .commit(&mut baseline, &plan, &outcomes)
+            .expect("commit");
+        let shop = baseline.system_slot("shop").expect("shop");
+        let slot = baseline.find_link(shop, "s1").expect("linked");
+        let mut link = baseline
+            .entity_at(slot)
+            .and_then(|e| e.link(shop))
+            .cloned()
+            .expect("a link");
+        assert_eq!(link.hash, now);
+        link.hash = first;
+        baseline.set_link(slot, shop, Some(link)).expect("set");
+        assert!(holds_last_commit(&baseline, "shop", &r));
+        let snaps = [
+            Snapshot::complete("crm", snaps[0].records.clone()),
+            Snapshot::complete("shop", vec![r.clone()]),
+            Snapshot::complete(
+                "erp",
+                vec![Record::new("e1")
+                    .field("email", "a@x.io")
+                    .field("name", r.get("name").cloned())],
+            ),
+        ];
+        let plan = engine.plan(&baseline, &snaps).expect("plan");
+        assert!(plan.ops.is_empty(), "{plan}");
+        let change = plan
+            .changes
+            .iter()
+            .find(|c| c.entity == baseline.entity_at(slot).expect("entity").id)
+            .expect("the link migrated");
+        let shop_index = 1;
+        assert!(change
+            .links
+            .iter()
+            .any(|(s, l)| *s == shop_index && l.as_ref().is_some_and(|l| l.hash == now)));
     }
 }

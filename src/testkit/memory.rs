@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde_json::Value;
 
+use crate::model::Fields;
+
 use super::clock::{Clock, ManualClock};
 use super::write::{self, Marks};
 use crate::connector::{Applied, Capabilities, Changes, Connector, ConnectorError, Cursor};
@@ -436,7 +438,7 @@ impl MemoryConnector {
         Record {
             id: kept.id.clone(),
             fields: if deleted {
-                IndexMap::new()
+                Fields::new()
             } else {
                 self.listed(&kept.fields)
             },
@@ -467,17 +469,17 @@ impl MemoryConnector {
 
     /// A record's fields as a read lists them: with a schema, every
     /// declared field, in the schema's order (`null` where unset).
-    fn listed(&self, fields: &IndexMap<String, Value>) -> IndexMap<String, Value> {
+    fn listed(&self, fields: &Fields) -> Fields {
         let Some(schema) = &self.inner.schema else {
             return fields.clone();
         };
-        let mut out: IndexMap<String, Value> = schema
+        let mut out: Fields = schema
             .iter()
             .map(|f| (f.clone(), fields.get(f).cloned().unwrap_or(Value::Null)))
             .collect();
         for (k, v) in fields {
             if !out.contains_key(k) {
-                out.insert(k.clone(), v.clone());
+                out.insert(k, v.clone());
             }
         }
         out

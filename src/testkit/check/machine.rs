@@ -773,7 +773,7 @@ impl<'a> World<'a> {
                 if let Some(record) = system.record_mut(&id) {
                     for n in &natives {
                         if !record.fields.contains_key(*n) {
-                            record.fields.insert((*n).to_owned(), Value::Null);
+                            record.fields.insert(n, Value::Null);
                         }
                     }
                 }
