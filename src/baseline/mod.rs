@@ -941,6 +941,15 @@ impl Baseline {
             .find(|slot| self.entity_at(*slot).is_some_and(|e| &e.id == id))
     }
 
+    /// Whether the entity at `slot` is linked (in any status but detached)
+    /// to `record_id` of system slot `s`: [`find_link`](Self::find_link)'s
+    /// answer where it is, without the index.
+    pub(crate) fn linked_at(&self, slot: u32, s: usize, record_id: &str) -> bool {
+        self.entity_at(slot)
+            .and_then(|e| e.link(s))
+            .is_some_and(|l| l.status != LinkStatus::Detached && l.id.is(record_id))
+    }
+
     /// The entity linked (in any status but detached) to `record_id` of
     /// system slot `s`.
     pub(crate) fn find_link(&self, s: usize, record_id: &str) -> Option<u32> {

@@ -119,13 +119,25 @@ fn read_snapshot<'a>(
 /// For each of `records`, of system `s`: the baseline slot of the entity it
 /// is linked to, if any. The lookups read the baseline only: they may run
 /// on every thread.
+///
+/// A system mostly lists its records in the order it listed them at the
+/// last sync, and entities are mostly in the baseline in that order: each
+/// record is first looked for in the slot after the last one found, and
+/// only where that entity is not linked to it, in the index.
 fn find_links(cx: &Cx<'_>, s: usize, records: &[Record]) -> Vec<Option<u32>> {
     let baseline = cx.baseline;
     match cx.sys_slot[s] {
         Some(b) => flat(par::chunked(records, cx.threads, |records| {
+            let mut next = None;
             records
                 .iter()
-                .map(|r| baseline.find_link(b, &r.id))
+                .map(|r| {
+                    let found = next
+                        .filter(|slot| baseline.linked_at(*slot, b, &r.id))
+                        .or_else(|| baseline.find_link(b, &r.id));
+                    next = found.map(|slot| slot + 1);
+                    found
+                })
                 .collect::<Vec<_>>()
         })),
         None => vec![None; records.len()],
