@@ -9,6 +9,7 @@
 //! until [`Snapshot`](crate::Snapshot) shares it; a shared list is copied
 //! before one record changes it, so sharing is never seen from outside.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -24,25 +25,48 @@ const NAMES_SEED: u64 = 0x6e61_6d65_7331_0001;
 
 /// Native field names in a record's order, shared by the records that list
 /// the same ones.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Names {
     list: Vec<Box<str>>,
     /// The hash of `list`, once asked for (content hashes start from it).
     hash: OnceLock<u64>,
+    /// Where each name is, once a lookup in a list longer than
+    /// [`SCAN`] asks: built once per shared list, and kept up to date by
+    /// `push` (a record being built).
+    index: OnceLock<HashMap<Box<str>, usize>>,
 }
 
-impl Clone for Names {
-    fn clone(&self) -> Self {
-        Names {
-            list: self.list.clone(),
-            hash: self.hash.clone(),
-        }
-    }
-}
+/// Lists up to this long are looked up by scanning them.
+const SCAN: usize = 16;
 
 impl Names {
     fn position(&self, name: &str) -> Option<usize> {
-        self.list.iter().position(|n| **n == *name)
+        if self.list.len() <= SCAN {
+            return self.list.iter().position(|n| **n == *name);
+        }
+        let index = self.index.get_or_init(|| {
+            self.list
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i))
+                .collect()
+        });
+        index.get(name).copied()
+    }
+
+    fn push(&mut self, name: &str) {
+        self.hash = OnceLock::new();
+        if let Some(index) = self.index.get_mut() {
+            index.insert(name.into(), self.list.len());
+        }
+        self.list.push(name.into());
+    }
+
+    /// After names were taken out: what was derived from the list is
+    /// derived again when asked.
+    fn changed(&mut self) {
+        self.hash = OnceLock::new();
+        self.index = OnceLock::new();
     }
 
     fn hash(&self) -> u64 {
@@ -63,7 +87,11 @@ impl Names {
 /// `shift_remove`, ...), and two are equal when they hold the same names
 /// with the same values, in any order. Records of one
 /// [`Snapshot`](crate::Snapshot) that list the same names in the same order
-/// share one copy of the names.
+/// share one copy of the names (a snapshot shares up to 8 distinct lists,
+/// the ones met last). A lookup by name scans a list of up to 16 names;
+/// a longer list builds an index once (once per shared list), so records
+/// of hundreds of fields are built and read in time linear in their
+/// fields.
 ///
 /// ```
 /// use recsync::Record;
@@ -93,7 +121,7 @@ impl Fields {
         Fields {
             names: Arc::new(Names {
                 list: Vec::with_capacity(n),
-                hash: OnceLock::new(),
+                ..Names::default()
             }),
             values: Vec::with_capacity(n),
         }
@@ -148,9 +176,7 @@ impl Fields {
         if let Some(slot) = self.get_mut(name) {
             return Some(std::mem::replace(slot, value));
         }
-        let names = Arc::make_mut(&mut self.names);
-        names.list.push(name.into());
-        names.hash = OnceLock::new();
+        Arc::make_mut(&mut self.names).push(name);
         self.values.push(value);
         None
     }
@@ -160,7 +186,7 @@ impl Fields {
         let i = self.get_index_of(name)?;
         let names = Arc::make_mut(&mut self.names);
         names.list.remove(i);
-        names.hash = OnceLock::new();
+        names.changed();
         Some(self.values.remove(i))
     }
 
@@ -182,7 +208,7 @@ impl Fields {
             i += 1;
             keeps[i - 1]
         });
-        names.hash = OnceLock::new();
+        names.changed();
         let mut i = 0;
         self.values.retain(|_| {
             i += 1;
@@ -220,11 +246,7 @@ impl Fields {
 
     /// Names and values, in order, the values to change in place.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> + '_ {
-        self.names
-            .list
-            .iter()
-            .map(|n| &**n)
-            .zip(self.values.iter_mut())
+        self.into_iter()
     }
 
     /// The hash of the names, in order: the same for every record that
@@ -265,6 +287,9 @@ impl Fields {
         lists.push(Arc::clone(&self.names));
     }
 }
+
+/// The most room a deserialized record takes ahead of its fields.
+const SIZE_HINT_CAP: usize = 1024;
 
 /// How many distinct lists of names a snapshot keeps to share.
 const SHARED_LISTS: usize = 8;
@@ -352,10 +377,25 @@ impl<K: AsRef<str>, const N: usize> From<[(K, Value); N]> for Fields {
 
 impl PartialEq for Fields {
     fn eq(&self, other: &Fields) -> bool {
-        if self.same_names(other) {
+        if self.same_names(other) || self.names.list == other.names.list {
             return self.values == other.values;
         }
         self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Eq for Fields {}
+
+impl<'a> IntoIterator for &'a mut Fields {
+    type Item = (&'a str, &'a mut Value);
+    type IntoIter = std::iter::Zip<
+        std::iter::Map<std::slice::Iter<'a, Box<str>>, fn(&Box<str>) -> &str>,
+        std::slice::IterMut<'a, Value>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let name: fn(&Box<str>) -> &str = |n| n;
+        self.names.list.iter().map(name).zip(self.values.iter_mut())
     }
 }
 
@@ -387,7 +427,9 @@ impl<'de> Deserialize<'de> for Fields {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Fields, A::Error> {
-                let mut fields = Fields::with_capacity(access.size_hint().unwrap_or(0));
+                // The length a format gives is not trusted beyond a little.
+                let hint = access.size_hint().unwrap_or(0).min(SIZE_HINT_CAP);
+                let mut fields = Fields::with_capacity(hint);
                 while let Some((k, v)) = access.next_entry::<String, Value>()? {
                     fields.insert(k, v);
                 }
@@ -466,5 +508,55 @@ mod tests {
         assert_eq!(a.get_index(2), Some(("f4", &json!(4))));
         let owned: Vec<(String, Value)> = a.into_iter().collect();
         assert_eq!(owned.len(), 3);
+    }
+
+    #[test]
+    fn a_wide_record_is_found_through_its_index_as_it_changes() {
+        let mut a: Fields = (0..300).map(|i| (format!("f{i}"), json!(i))).collect();
+        assert_eq!(a.len(), 300);
+        assert_eq!(a.get("f299"), Some(&json!(299)));
+        // Inserting a name it has replaces in place, a new one goes last.
+        a.insert("f7", json!("seven"));
+        a.insert("g", json!("g"));
+        assert_eq!(a.get_full("f7"), Some((7, "f7", &json!("seven"))));
+        assert_eq!(a.get_index_of("g"), Some(300));
+        // Taking names out moves the rest, and the index follows.
+        assert_eq!(a.shift_remove("f0"), Some(json!(0)));
+        assert_eq!(a.get_index_of("f1"), Some(0));
+        assert_eq!(a.get_index_of("g"), Some(299));
+        a.retain(|k, _| k != "f150");
+        assert_eq!(a.get("f150"), None);
+        assert_eq!(a.get_index_of("f151"), Some(149));
+        // A shared list is copied before it changes, index and all.
+        let mut b = a.clone();
+        share_names([&mut a, &mut b]);
+        assert!(a.same_names(&b));
+        b.insert("h", json!(1));
+        assert_eq!(a.get("h"), None);
+        assert_eq!(b.get_index_of("h"), Some(299));
+        assert_eq!(a, a.clone());
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_deserialized_record_takes_no_room_a_format_claims_ahead() {
+        use serde::de::value::MapDeserializer;
+
+        /// Two fields, claimed to be a great many.
+        struct Claims(std::vec::IntoIter<(String, Value)>);
+        impl Iterator for Claims {
+            type Item = (String, Value);
+            fn next(&mut self) -> Option<Self::Item> {
+                self.0.next()
+            }
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                (usize::MAX / 8, Some(usize::MAX / 8))
+            }
+        }
+        let items = vec![("a".to_owned(), json!(1)), ("b".to_owned(), json!(2))];
+        let de = MapDeserializer::<_, serde_json::Error>::new(Claims(items.into_iter()));
+        let fields = Fields::deserialize(de).expect("two fields");
+        assert_eq!(fields.len(), 2);
+        assert!(fields.values.capacity() <= SIZE_HINT_CAP);
     }
 }

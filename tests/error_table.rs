@@ -67,7 +67,7 @@ impl World {
             .system(system)
             .record_mut(id)
             .expect("a record of the system");
-        record.fields.insert(field.to_owned(), value.into());
+        record.fields.insert(field, value.into());
     }
 
     fn get(&self, system: &str, id: &str, field: &str) -> Option<Value> {

@@ -696,7 +696,7 @@ proptest! {
                 Edit::Phone(true, p) => ("crm", "Phone", reformat("crm", "Phone", json!(p))),
                 Edit::Phone(false, p) => ("erp", "phone", json!(p)),
             };
-            w.records(system)[0].fields.insert(field.to_owned(), value);
+            w.records(system)[0].fields.insert(field, value);
             let plan = w.sync();
             prop_assert!(plan.issues.is_empty(), "{:?}: {}", e, plan.display_unredacted());
             let again = w.plan();

@@ -17,8 +17,8 @@ use super::rows::Cell;
 /// The seed of record content hashes. Persisted in baselines: never change.
 const CONTENT_SEED: u64 = 0x7265_6373_796e_6331;
 
-/// Set in every content hash of the current form. A baseline saved before
-/// it holds hashes of the first form, half of them without this bit.
+/// Set in every content hash of the current form (a baseline saved before
+/// it holds hashes of the first form, half of them with this bit too).
 const FORM_2: u64 = 1 << 63;
 
 /// The content hash of a record's fields: the hash of its list of names
@@ -35,8 +35,9 @@ pub(crate) fn record_hash(r: &Record) -> u64 {
 
 /// The content hash of the first form, which baselines saved before the
 /// current form hold: names and values in turn, the names hashed in every
-/// record. A link keeping a hash without [`FORM_2`] is compared in this
-/// form, and takes the current form at the next commit that touches it.
+/// record. A link keeping a hash that the record's current-form hash does
+/// not match is compared in this form too: the same content so found is
+/// skipped as before, and its link takes the current form.
 fn first_form_hash(r: &Record) -> u64 {
     let mut h = FoldHasher::new(CONTENT_SEED);
     h.u64(r.fields.len() as u64);
@@ -48,9 +49,10 @@ fn first_form_hash(r: &Record) -> u64 {
 }
 
 /// Whether `r`, whose current-form hash is `hash`, holds the content a
-/// link's `kept` hash (not 0) was taken of, in either form.
+/// link's `kept` hash (not 0) was taken of, in either form. (A changed
+/// record is hashed in both: the second costs less than planning it.)
 fn same_content(r: &Record, hash: u64, kept: u64) -> bool {
-    hash == kept || (kept & FORM_2 == 0 && first_form_hash(r) == kept)
+    hash == kept || first_form_hash(r) == kept
 }
 
 /// Whether `r` reports the version its link recorded (both none counts).
@@ -200,34 +202,40 @@ mod tests {
         assert!(!holds("nowhere", &ann("c1")));
     }
 
-    /// A record whose first-form hash lacks [`FORM_2`], as half of the
-    /// hashes in a baseline saved before the current form do.
-    fn first_form_record() -> Record {
+    /// A record whose first-form hash has [`FORM_2`] as `bit` says, as
+    /// half of the hashes in a baseline saved before the current form do.
+    fn first_form_record(bit: bool) -> Record {
         (0..64)
             .map(|i| {
                 Record::new("s1")
                     .field("email", "a@x.io")
                     .field("name", format!("Ann {i}"))
             })
-            .find(|r| first_form_hash(r) & FORM_2 == 0)
+            .find(|r| (first_form_hash(r) & FORM_2 != 0) == bit)
             .expect("one in 64 of a fair hash")
     }
 
     #[test]
     fn a_hash_of_the_first_form_is_the_same_content_and_is_migrated() {
-        let r = first_form_record();
-        let first = first_form_hash(&r);
-        let now = record_hash(&r);
-        assert_ne!(now & FORM_2, 0);
-        assert!(same_content(&r, now, now));
-        assert!(same_content(&r, now, first));
-        let other = r.clone().field("name", "Bo");
-        assert!(!same_content(&other, record_hash(&other), first));
-        // A kept hash of the current form is compared in that form only.
-        assert!(!same_content(&r, now, first | FORM_2));
+        for bit in [false, true] {
+            let r = first_form_record(bit);
+            let first = first_form_hash(&r);
+            let now = record_hash(&r);
+            assert_ne!(now & FORM_2, 0);
+            assert!(same_content(&r, now, now));
+            assert!(same_content(&r, now, first));
+            let other = r.clone().field("name", "Bo");
+            assert!(!same_content(&other, record_hash(&other), first));
+            assert!(!same_content(&r, now, first ^ 1));
+            migrated(&r);
+        }
+    }
 
-        // A baseline whose shop link keeps the first form's hash: the
-        // record is the same, skipped, and its link takes the current form.
+    /// A baseline whose shop link keeps the first form's hash of `r`: the
+    /// record is the same, skipped, and its link takes the current form.
+    fn migrated(r: &Record) {
+        let first = first_form_hash(r);
+        let now = record_hash(r);
         let engine = crate::SyncEngine::new(map());
         let snaps = [
             Snapshot::complete(
@@ -258,7 +266,7 @@ mod tests {
         assert_eq!(link.hash, now);
         link.hash = first;
         baseline.set_link(slot, shop, Some(link)).expect("set");
-        assert!(holds_last_commit(&baseline, "shop", &r));
+        assert!(holds_last_commit(&baseline, "shop", r));
         let snaps = [
             Snapshot::complete("crm", snaps[0].records.clone()),
             Snapshot::complete("shop", vec![r.clone()]),

@@ -79,7 +79,7 @@ impl Person for MemorySystem {
         let r = self
             .record_mut(id)
             .unwrap_or_else(|| panic!("{system} has no record {id}"));
-        r.fields.insert(field.to_owned(), value.into());
+        r.fields.insert(field, value.into());
     }
 
     fn snapshot_as(&self, coverage: Coverage) -> Snapshot {

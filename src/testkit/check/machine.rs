@@ -772,7 +772,7 @@ impl<'a> World<'a> {
             for id in ids {
                 if let Some(record) = system.record_mut(&id) {
                     for n in &natives {
-                        if !record.fields.contains_key(*n) {
+                        if !record.fields.contains_key(n) {
                             record.fields.insert(n, Value::Null);
                         }
                     }
