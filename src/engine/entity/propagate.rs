@@ -113,7 +113,17 @@ impl<'c, 'a> Planner<'c, 'a> {
                     }
                 }
             };
-            if up_to_date(field, t, through, expected, &native, value)
+            // A one-way target this plan did not read, when the source
+            // changed the field: what it holds is not known, and "nothing
+            // known" must not read as "holds nothing" (an emptied source
+            // would then be written nowhere, while a later plan, judging
+            // the target by its shadow, would write it).
+            let unknown = changed
+                && !field.source_at(t)
+                && !field.enforced()
+                && self.seen[t].is_none()
+                && expected.is_none();
+            if (!unknown && up_to_date(field, t, through, expected, &native, value))
                 || self.holds_its_form(f, t, field, expected, &native)
                 || !self.may_write(f, t, field, source, expected, &native)
             {
