@@ -7,7 +7,7 @@
 //! runner's debounce asks.
 
 use crate::baseline::{Baseline, LinkRecord, LinkState, LinkStatus};
-use crate::hash::FoldHasher;
+use crate::hash::{values_hash, FoldHasher};
 use crate::model::Record;
 use crate::plan::EntityChange;
 
@@ -22,15 +22,10 @@ const CONTENT_SEED: u64 = 0x7265_6373_796e_6331;
 const FORM_2: u64 = 1 << 63;
 
 /// The content hash of a record's fields: the hash of its list of names
-/// (computed once for the records that share it), then its values in
-/// order; never 0, which means "not known".
+/// (computed once for the records that share it), then each value's own
+/// hash in order ([`values_hash`]); never 0, which means "not known".
 pub(crate) fn record_hash(r: &Record) -> u64 {
-    let mut h = FoldHasher::new(CONTENT_SEED);
-    h.u64(r.fields.names_hash());
-    for v in r.fields.values() {
-        h.value(v);
-    }
-    h.finish() | FORM_2
+    values_hash(CONTENT_SEED ^ r.fields.names_hash(), r.fields.values()) | FORM_2
 }
 
 /// The content hash of the first form, which baselines saved before the
