@@ -23,6 +23,13 @@
 //! Criterion keeps its usual statistics; besides, every iteration is timed
 //! here with `Instant`, and the medians are printed at the end as one table
 //! with recsync's ratio to the floor and to the typical user.
+//!
+//! The two medians are taken minutes apart, and on a shared machine the
+//! speed of the whole machine drifts that much. So where a full plan is
+//! timed for recsync and the floor, the two are then also timed in turns
+//! (recsync, floor, floor, recsync, ...), and the table's `paired` column
+//! is the median of the ratios of each turn's two times: a slow minute
+//! slows both sides of its ratio.
 
 mod support;
 
@@ -66,6 +73,9 @@ struct Row {
     /// Entities (full plan, commit) or records (incremental) per iteration.
     items: usize,
     median: [Option<Duration>; 3],
+    /// recsync's time over the floor's, timed in turns (see the module
+    /// docs), sorted.
+    paired: Vec<f64>,
 }
 
 struct Bench {
@@ -77,6 +87,9 @@ struct Bench {
     /// Per size: the entities recsync's full two-system plan writes to or
     /// holds a conflict of (the entities its edits touch).
     written: BTreeMap<usize, usize>,
+    /// `--test` or `--list`: every routine once, and 3 turns of the
+    /// paired timing.
+    quick: bool,
 }
 
 impl Bench {
@@ -91,6 +104,7 @@ impl Bench {
             filters,
             rows: BTreeMap::new(),
             written: BTreeMap::new(),
+            quick: std::env::args().any(|a| a == "--test" || a == "--list"),
         }
     }
 
@@ -155,11 +169,61 @@ impl Bench {
         row.median[form as usize] = Some(times[times.len() / 2]);
     }
 
+    /// Times `recsync` and `floor` in turns, `turns` times each (recsync
+    /// first in even turns, the floor first in odd ones), and keeps the
+    /// ratios of each turn's two times for the `paired` column.
+    fn paired<A, B>(
+        &mut self,
+        group: &str,
+        param: &str,
+        order: usize,
+        turns: usize,
+        mut recsync: impl FnMut() -> A,
+        mut floor: impl FnMut() -> B,
+    ) {
+        fn time<O>(f: &mut impl FnMut() -> O) -> f64 {
+            let start = Instant::now();
+            let out = black_box(f());
+            let took = start.elapsed().as_secs_f64();
+            drop(out);
+            took
+        }
+        let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut ratios: Vec<f64> = (0..turns)
+            .map(|turn| {
+                let (rs, fl) = if turn % 2 == 0 {
+                    let rs = time(&mut recsync);
+                    (rs, time(&mut floor))
+                } else {
+                    let fl = time(&mut floor);
+                    (time(&mut recsync), fl)
+                };
+                times[0].push(rs);
+                times[1].push(fl);
+                rs / fl
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        for t in &mut times {
+            t.sort_by(f64::total_cmp);
+        }
+        println!(
+            "{group}/{param}: in turns, medians recsync {}, floor {}; ratio {}",
+            Time(Some(Duration::from_secs_f64(times[0][turns / 2]))),
+            Time(Some(Duration::from_secs_f64(times[1][turns / 2]))),
+            Paired(&ratios)
+        );
+        self.rows
+            .entry((group.to_owned(), order, param.to_owned()))
+            .or_default()
+            .paired = ratios;
+    }
+
     fn print(&self) {
         println!();
         println!("recsync against the floor and the typical user: median of every timed iteration");
         println!(
-            "{:<24} {:>16} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9}",
+            "{:<24} {:>16} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>20}",
             "bench",
             "size",
             "recsync",
@@ -168,13 +232,14 @@ impl Bench {
             "typical",
             "rs/floor",
             "rs/typ",
-            "typ/floor"
+            "typ/floor",
+            "paired (min-max)"
         );
         for ((group, _, param), row) in &self.rows {
             let [rs, fl, ty] = row.median;
             let per = rs.map(|d| d / u32::try_from(row.items.max(1)).unwrap_or(u32::MAX));
             println!(
-                "{:<24} {:>16} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9}",
+                "{:<24} {:>16} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>20}",
                 group,
                 param,
                 Time(rs),
@@ -184,6 +249,7 @@ impl Bench {
                 Ratio(rs, fl),
                 Ratio(rs, ty),
                 Ratio(ty, fl),
+                Paired(&row.paired),
             );
         }
         self.print_derived();
@@ -307,6 +373,23 @@ impl fmt::Display for Time {
             format!("{ns:.0} ns")
         };
         f.pad(&text)
+    }
+}
+
+/// The median of sorted ratios, with their range.
+struct Paired<'r>(&'r [f64]);
+
+impl fmt::Display for Paired<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [] => f.pad("-"),
+            r => f.pad(&format!(
+                "{:.2}x ({:.2}-{:.2})",
+                r[r.len() / 2],
+                r[0],
+                r[r.len() - 1]
+            )),
+        }
     }
 }
 
@@ -492,6 +575,10 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
     let measure_commit = Duration::from_secs(1);
 
     let mut rs_updates: Vec<FieldUpdate> = Vec::new();
+    // Kept for the turns with the floor when both full plans are timed.
+    let pair = b.selected(&format!("{full}/recsync/{param}"))
+        && b.selected(&format!("{full}/floor/{param}"));
+    let mut rs_side = None;
     if b.wants(Form::Recsync, &ids) {
         let engine = support::engine(systems);
         let baseline = support::synced(&engine, &spec, versions);
@@ -528,7 +615,8 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
                 },
             );
         }
-        drop((plan, snaps));
+        drop(plan);
+        let snaps = pair.then_some(snaps);
         if !ks.is_empty() && b.selected(&format!("unchanged_2sys/recsync/{param}")) {
             // What a full plan costs when nothing changed: every entity is
             // skipped on its versions. Read with the full plan and the
@@ -558,6 +646,7 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
                 |()| engine.plan(&baseline, &snap).expect("plan"),
             );
         }
+        rs_side = snaps.map(|snaps| (engine, baseline, snaps));
     }
 
     if b.wants(Form::Floor, &ids) {
@@ -580,6 +669,23 @@ fn scenario(b: &mut Bench, n: usize, systems: usize, versions: bool, largest: bo
             || (),
             |()| floor::plan(&base, &snaps),
         );
+        if let Some((engine, baseline, rs_snaps)) = rs_side.take() {
+            let turns = if b.quick {
+                3
+            } else if n >= MILLION {
+                11
+            } else {
+                21
+            };
+            b.paired(
+                &full,
+                &param,
+                n,
+                turns,
+                || engine.plan(&baseline, &rs_snaps).expect("plan"),
+                || floor::plan(&base, &snaps),
+            );
+        }
         if extras {
             b.run(
                 "commit_2sys",
