@@ -220,11 +220,15 @@ impl<'a> LinkNow<'a> {
 }
 
 /// Per system and field (`s * fields + f`): the seen record's native name
-/// and value of the field, looked up once per entity. A deleted record is
-/// linked, not read.
-fn read_values<'a>(cx: &Cx<'a>, input: &EntityInput<'a>) -> Vec<Option<(&'a str, &'a Value)>> {
+/// and value of the field, looked up once per entity, into `values`. A
+/// deleted record is linked, not read.
+fn read_values<'a>(
+    cx: &Cx<'a>,
+    input: &EntityInput<'a>,
+    values: &mut Vec<Option<(&'a str, &'a Value)>>,
+) {
     let fields = cx.map.fields().len();
-    let mut values = vec![None; cx.map.systems().len() * fields];
+    refill(values, cx.map.systems().len() * fields, None);
     for (((s, r), deleted), row) in input
         .seen
         .iter()
@@ -239,7 +243,32 @@ fn read_values<'a>(cx: &Cx<'a>, input: &EntityInput<'a>) -> Vec<Option<(&'a str,
             *slot = cx.field_value(s, f, r);
         }
     }
-    values
+}
+
+/// `v` emptied, then `len` copies of `x`, in the buffer it had.
+fn refill<T: Clone>(v: &mut Vec<T>, len: usize, x: T) {
+    v.clear();
+    v.resize(len, x);
+}
+
+/// The buffers planning an entity needs by system and by field, handed
+/// from one entity to the next so that an entity planned does not
+/// allocate them again ([`plan_entity_with`]).
+#[derive(Default)]
+pub(crate) struct Scratch<'a> {
+    links: Vec<LinkNow<'a>>,
+    seen: Vec<Option<&'a Record>>,
+    values: Vec<Option<(&'a str, &'a Value)>>,
+    part: Vec<bool>,
+    create: Vec<bool>,
+    writes: Vec<Vec<(usize, FieldWrite, Option<Value>)>>,
+    decided: Vec<Option<(Value, Reason)>>,
+    held_fields: Vec<bool>,
+    waiting: Vec<bool>,
+    exit_withheld: Vec<bool>,
+    echo: Vec<bool>,
+    blocked: Vec<bool>,
+    cands: Vec<Cand<'a>>,
 }
 
 /// When a current value changed, looked up only when a decision needs it.
@@ -329,6 +358,8 @@ struct Planner<'c, 'a> {
     echo: Vec<bool>,
     /// Targets whose write is blocked (a required field would be empty).
     blocked: Vec<bool>,
+    /// The candidates of the field being planned (empty between fields).
+    cands: Vec<Cand<'a>>,
     /// Shadows read otherwise than the baseline keeps them: a write found
     /// not made is read as what the record held before it (system, field,
     /// value).
@@ -348,32 +379,94 @@ struct Planner<'c, 'a> {
     redecide: bool,
 }
 
+/// Plans one entity.
 pub(crate) fn plan_entity(
     cx: &Cx<'_>,
     input: &EntityInput<'_>,
     withhold: Withhold,
 ) -> EntityResult {
-    let mut p = Planner::new(cx, input, withhold);
+    plan_entity_with(cx, input, withhold, &mut Scratch::default())
+}
+
+/// Plans one entity in the buffers of `scratch`, which it leaves for the
+/// next.
+pub(crate) fn plan_entity_with<'a>(
+    cx: &Cx<'a>,
+    input: &EntityInput<'a>,
+    withhold: Withhold,
+    scratch: &mut Scratch<'a>,
+) -> EntityResult {
+    let mut p = Planner::new(cx, input, withhold, std::mem::take(scratch));
     p.run();
-    p.finish()
+    let (res, used) = p.finish();
+    *scratch = used;
+    res
 }
 
 impl<'c, 'a> Planner<'c, 'a> {
-    fn new(cx: &'c Cx<'a>, input: &'c EntityInput<'a>, withhold: Withhold) -> Self {
+    fn new(
+        cx: &'c Cx<'a>,
+        input: &'c EntityInput<'a>,
+        withhold: Withhold,
+        mut scratch: Scratch<'a>,
+    ) -> Self {
         let map = cx.map;
         let n = map.systems().len();
+        let fields = map.fields().len();
         let entity = input.slot.and_then(|s| cx.baseline.entity_at(s));
         let view = entity.map(Entity::view).unwrap_or_default();
         let extra = entity.and_then(|e| e.extra.as_deref());
-        let links = (0..n)
-            .map(|s| {
-                let l = entity.and_then(|e| cx.sys_slot[s].and_then(|b| e.link(b)));
-                LinkNow::new(input, s, l)
-            })
-            .collect();
+        scratch.links.clear();
+        scratch.links.extend((0..n).map(|s| {
+            let l = entity.and_then(|e| cx.sys_slot[s].and_then(|b| e.link(b)));
+            LinkNow::new(input, s, l)
+        }));
+        // A deleted record (a lost create's tombstone) is linked, not read.
+        scratch.seen.clear();
+        scratch.seen.extend(
+            input
+                .seen
+                .iter()
+                .zip(&input.deleted)
+                .map(|(r, d)| if *d { None } else { *r }),
+        );
         let mut change = EntityChange::new(input.id.clone());
         change.new = input.slot.is_none();
-        let values = read_values(cx, input);
+        read_values(cx, input, &mut scratch.values);
+        for flags in [
+            &mut scratch.part,
+            &mut scratch.create,
+            &mut scratch.exit_withheld,
+            &mut scratch.echo,
+            &mut scratch.blocked,
+        ] {
+            refill(flags, n, false);
+        }
+        for flags in [&mut scratch.held_fields, &mut scratch.waiting] {
+            refill(flags, fields, false);
+        }
+        refill(&mut scratch.decided, fields, None);
+        // Each target's list of writes is emptied into its op, and kept.
+        scratch.writes.truncate(n);
+        for w in &mut scratch.writes {
+            w.clear();
+        }
+        scratch.writes.resize_with(n, Vec::new);
+        let Scratch {
+            links,
+            seen,
+            values,
+            part,
+            create,
+            writes,
+            decided,
+            held_fields,
+            waiting,
+            exit_withheld,
+            echo,
+            blocked,
+            cands,
+        } = scratch;
         Planner {
             cx,
             input,
@@ -383,33 +476,46 @@ impl<'c, 'a> Planner<'c, 'a> {
             extra,
             systems: map.systems(),
             links,
-            // A deleted record (a lost create's tombstone) is linked, not
-            // read.
-            seen: input
-                .seen
-                .iter()
-                .zip(&input.deleted)
-                .map(|(r, d)| if *d { None } else { *r })
-                .collect(),
+            seen,
             values,
-            part: vec![false; n],
-            create: vec![false; n],
+            part,
+            create,
             res: EntityResult::new(change),
             unsettled: false,
             skipped: false,
             pending: Vec::new(),
-            writes: vec![Vec::new(); n],
-            decided: vec![None; map.fields().len()],
-            held_fields: vec![false; map.fields().len()],
-            waiting: vec![false; map.fields().len()],
-            exit_withheld: vec![false; n],
-            echo: vec![false; n],
-            blocked: vec![false; n],
+            writes,
+            decided,
+            held_fields,
+            waiting,
+            exit_withheld,
+            echo,
+            blocked,
+            cands,
             overrides: Vec::new(),
             adopted: Vec::new(),
             not_gone: Vec::new(),
             awaiting_delete: Vec::new(),
             redecide: false,
+        }
+    }
+
+    /// The buffers, for the next entity ([`Scratch`]).
+    fn scratch(&mut self) -> Scratch<'a> {
+        Scratch {
+            links: std::mem::take(&mut self.links),
+            seen: std::mem::take(&mut self.seen),
+            values: std::mem::take(&mut self.values),
+            part: std::mem::take(&mut self.part),
+            create: std::mem::take(&mut self.create),
+            writes: std::mem::take(&mut self.writes),
+            decided: std::mem::take(&mut self.decided),
+            held_fields: std::mem::take(&mut self.held_fields),
+            waiting: std::mem::take(&mut self.waiting),
+            exit_withheld: std::mem::take(&mut self.exit_withheld),
+            echo: std::mem::take(&mut self.echo),
+            blocked: std::mem::take(&mut self.blocked),
+            cands: std::mem::take(&mut self.cands),
         }
     }
 
@@ -640,7 +746,9 @@ impl<'c, 'a> Planner<'c, 'a> {
             self.part[s] =
                 self.links[s].status == Some(LinkStatus::Active) && !self.exit_withheld[s];
         }
-        self.echo = (0..n).map(|s| self.is_echo(s)).collect();
+        for s in 0..n {
+            self.echo[s] = self.is_echo(s);
+        }
         self.plan_creates_targets();
         for f in 0..self.cx.map.fields().len() {
             self.field(f);
@@ -736,7 +844,13 @@ impl<'c, 'a> Planner<'c, 'a> {
     }
 
     /// What the plan returns for the entity and what commit records.
-    fn finish(mut self) -> EntityResult {
+    /// What planning the entity gives, and the buffers for the next.
+    fn finish(mut self) -> (EntityResult, Scratch<'a>) {
+        let res = self.result();
+        (res, self.scratch())
+    }
+
+    fn result(&mut self) -> EntityResult {
         let was_unsettled = self.entity.is_some_and(|e| e.unsettled);
         let had_pending = self.extra.is_some_and(|x| !x.pending.is_empty());
         if self.skipped {
@@ -786,7 +900,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         }
         self.res.change.unsettled = self.unsettled;
         self.res.has_ops = !self.res.ops.is_empty() || was_unsettled;
-        self.res
+        std::mem::replace(&mut self.res, EntityResult::new(EntityChange::default()))
     }
 
     /// What the seen records hold that differs from the shadows, to keep

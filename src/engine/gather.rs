@@ -23,7 +23,7 @@ use crate::identity;
 use crate::model::{Coverage, Record};
 use crate::plan::{EntityChange, Issue, IssueKind};
 
-use super::entity::{plan_entity, EntityResult, Withhold};
+use super::entity::{plan_entity_with, EntityResult, Scratch, Withhold};
 use super::fast_path::{fast_path, record_hash};
 use super::input::{Cx, EntityInput};
 use super::par;
@@ -336,8 +336,10 @@ fn plan_rows<'a>(cx: &Cx<'a>, rows: &Rows<'a>) -> Planned<'a> {
         // Content hashes the fast path computed, so the slow path does not
         // compute them again.
         let mut known = vec![0u64; cx.map.systems().len()];
+        let mut scratch = Scratch::default();
         for row in chunk {
-            plan_row(cx, rows, *row as usize, &mut known, &mut planned);
+            let row = *row as usize;
+            plan_row(cx, rows, row, &mut known, &mut scratch, &mut planned);
         }
         planned
     });
@@ -355,13 +357,15 @@ fn plan_rows<'a>(cx: &Cx<'a>, rows: &Rows<'a>) -> Planned<'a> {
 /// Plans the entity of row `row` into `planned`: an entity that waits is
 /// planned as one listed twice; one the fast path skips leaves at most a
 /// link update; any other is planned, and its input kept if a guard may
-/// have it planned again. `known` is scratch space, one per system.
+/// have it planned again. `known` (one per system) and `scratch` are
+/// buffers handed from row to row.
 #[inline]
 fn plan_row<'a>(
     cx: &Cx<'a>,
     rows: &Rows<'a>,
     row: usize,
     known: &mut [u64],
+    scratch: &mut Scratch<'a>,
     planned: &mut Planned<'a>,
 ) {
     let slot = rows.slot(row);
@@ -370,9 +374,8 @@ fn plan_row<'a>(
     if cx.waits(slot) {
         if let Some(mut input) = entity_input(cx.baseline, slot, cells, known) {
             input.listed_twice = true;
-            planned
-                .results
-                .push(plan_entity(cx, &input, Withhold::default()));
+            let result = plan_entity_with(cx, &input, Withhold::default(), scratch);
+            planned.results.push(result);
         }
         return;
     }
@@ -381,7 +384,7 @@ fn plan_row<'a>(
         return;
     }
     if let Some(input) = entity_input(cx.baseline, slot, cells, known) {
-        let result = plan_entity(cx, &input, Withhold::default());
+        let result = plan_entity_with(cx, &input, Withhold::default(), scratch);
         if result.guarded() {
             planned.kept.push((planned.results.len(), input));
         }

@@ -731,9 +731,12 @@ fn plan_new<'a>(
     kept: &mut Vec<(usize, EntityInput<'a>)>,
 ) {
     let new_results = par::chunked(&new, cx.threads, |inputs| {
+        let mut scratch = entity::Scratch::default();
         inputs
             .iter()
-            .map(|input| entity::plan_entity(cx, input, entity::Withhold::default()))
+            .map(|input| {
+                entity::plan_entity_with(cx, input, entity::Withhold::default(), &mut scratch)
+            })
             .collect::<Vec<_>>()
     });
     for (result, input) in new_results.into_iter().flatten().zip(new) {

@@ -14,13 +14,18 @@
 use super::*;
 
 impl<'c, 'a> Planner<'c, 'a> {
-    /// The candidates for field `f`; `None` when nothing is decided for it
-    /// in this plan: a value could not be read (the record is skipped, or
-    /// the field waits for a parent not linked yet), or a value no row of
-    /// the field's value map reads was reported.
-    pub(super) fn detect(&mut self, f: usize, field: &'a FieldSpec) -> Option<Vec<Cand<'a>>> {
+    /// The candidates for field `f`, into `cands` (empty on the way in);
+    /// `false` when nothing is decided for it in this plan: a value could
+    /// not be read (the record is skipped, or the field waits for a parent
+    /// not linked yet), or a value no row of the field's value map reads
+    /// was reported.
+    pub(super) fn detect(
+        &mut self,
+        f: usize,
+        field: &'a FieldSpec,
+        cands: &mut Vec<Cand<'a>>,
+    ) -> bool {
         let norm = field.normalization();
-        let mut cands: Vec<Cand<'a>> = Vec::new();
         let mut waiting = false;
         let mut unmapped: Vec<(usize, &'a Value, MappingError)> = Vec::new();
         for s in 0..self.n() {
@@ -50,7 +55,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                     let is_wait = matches!(fail, Fail::Waiting(_));
                     self.fail(s, f, fail);
                     if self.skipped {
-                        return None;
+                        return false;
                     }
                     if is_wait {
                         waiting = true;
@@ -63,17 +68,17 @@ impl<'c, 'a> Planner<'c, 'a> {
                 }
             }
         }
-        self.drop_echoes(norm, f, &mut cands);
-        if !unmapped.is_empty() && !self.unmapped_are_echoes(f, field, &cands, unmapped) {
-            return None;
+        self.drop_echoes(norm, f, cands);
+        if !unmapped.is_empty() && !self.unmapped_are_echoes(f, field, cands, unmapped) {
+            return false;
         }
         if waiting {
             // Never decide without a source whose value could not be read.
             self.held_fields[f] = true;
             self.waiting[f] = true;
-            return None;
+            return false;
         }
-        Some(cands)
+        true
     }
 
     /// Source `s` holds what the map writes to it for the canonical value,

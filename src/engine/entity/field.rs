@@ -13,13 +13,25 @@ impl<'c, 'a> Planner<'c, 'a> {
         if held_before.is_none() && self.unchanged(f, field) {
             return;
         }
-        let Some(cands) = self.detect(f, field) else {
-            return;
+        // The candidates' list is the entity's buffer, given back emptied.
+        let mut cands = std::mem::take(&mut self.cands);
+        let decided = if self.detect(f, field, &mut cands) {
+            match self.decide(f, field, &cands, held_before) {
+                Verdict::Hold(conflict) => {
+                    self.hold(f, &cands, conflict, held_before);
+                    None
+                }
+                Verdict::Keep => Some(None),
+                Verdict::Take(value, reason) => Some(Some((value, reason))),
+            }
+        } else {
+            None
         };
-        let decided = match self.decide(f, field, &cands, held_before) {
-            Verdict::Hold(conflict) => return self.hold(f, &cands, conflict, held_before),
-            Verdict::Keep => None,
-            Verdict::Take(value, reason) => Some((value, reason)),
+        cands.clear();
+        self.cands = cands;
+        // Nothing decided: a value could not be read, or the field is held.
+        let Some(decided) = decided else {
+            return;
         };
         // The field's value changes in this plan (not only a candidate in
         // another form of the same value).

@@ -168,8 +168,11 @@ impl<'c, 'a> Planner<'c, 'a> {
 
     pub(super) fn build_updates(&mut self) {
         for t in 0..self.n() {
-            let fields = std::mem::take(&mut self.writes[t]);
+            // Given back emptied: its buffer is the next entity's.
+            let mut fields = std::mem::take(&mut self.writes[t]);
             if fields.is_empty() || self.blocked[t] {
+                fields.clear();
+                self.writes[t] = fields;
                 continue;
             }
             let record_id = self.record_id(t).unwrap_or_default();
@@ -187,6 +190,9 @@ impl<'c, 'a> Planner<'c, 'a> {
                 held.push((t as u32, *f as u32, now));
             }
             let expected_version = self.expected_version(t);
+            let mut writes = Vec::with_capacity(fields.len());
+            writes.extend(fields.drain(..).map(|(_, w, _)| w));
+            self.writes[t] = fields;
             let op = WriteOp {
                 id: OpId(h.finish()),
                 kind: OpKind::Update,
@@ -196,7 +202,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 entity: self.input.id.clone(),
                 expected_version,
                 correlation: None,
-                fields: fields.into_iter().map(|(_, w, _)| w).collect(),
+                fields: writes,
             };
             // A write not planned (a read-only system) awaits no
             // confirmation.
