@@ -217,7 +217,8 @@ impl std::hash::Hasher for FoldHasher {
 }
 
 /// The tags that start each kind of value in [`value_hash`], in the top
-/// byte of the word that also holds a length.
+/// byte of the word that also holds a length (a short string's word takes
+/// its tag 3 bits higher, above the length in its top byte).
 const TAG_NULL: u64 = 1 << 56;
 const TAG_FALSE: u64 = 2 << 56;
 const TAG_TRUE: u64 = 3 << 56;
