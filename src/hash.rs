@@ -16,6 +16,8 @@
 //! value hashed on its own ([`value_hash`]) with the same multiply, the
 //! values' hashes chained.
 
+use std::fmt;
+
 use serde_json::Value;
 
 const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -24,6 +26,38 @@ const PRIME: u64 = 0x0000_0100_0000_01b3;
 /// FNV-1a, 64 bit.
 #[derive(Debug, Clone)]
 pub(crate) struct StableHasher(u64);
+
+/// Text written on the stack; a write that does not fit fails.
+struct StackText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        // Only whole `str`s are written, so this is always text.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
 
 impl StableHasher {
     pub(crate) fn new(domain: &str) -> Self {
@@ -48,6 +82,17 @@ impl StableHasher {
         self.bytes(s.as_bytes());
     }
 
+    /// A number as [`str`](Self::str) of its text, written on the stack
+    /// (a number's text is at most a few dozen bytes).
+    fn number(&mut self, n: &serde_json::Number) {
+        let mut text = StackText::default();
+        if fmt::Write::write_fmt(&mut text, format_args!("{n}")).is_ok() {
+            self.str(text.as_str());
+        } else {
+            self.str(&n.to_string());
+        }
+    }
+
     pub(crate) fn opt_value(&mut self, v: Option<&Value>) {
         match v {
             None => self.bytes(&[0xff]),
@@ -61,7 +106,7 @@ impl StableHasher {
             Value::Bool(b) => self.bytes(&[1, u8::from(*b)]),
             Value::Number(n) => {
                 self.bytes(&[2]);
-                self.str(&n.to_string());
+                self.number(n);
             }
             Value::String(s) => {
                 self.bytes(&[3]);
@@ -420,6 +465,32 @@ mod tests {
         h.str("crm");
         h.value(&json!({"b": 1, "a": [true, null, "x"]}));
         assert_eq!(h.finish(), 2_246_097_388_055_310_544);
+    }
+
+    #[test]
+    fn a_number_hashes_as_its_text() {
+        // Written on the stack, a number's text is what `to_string` gives,
+        // so op and conflict ids stay as they were.
+        for n in [
+            json!(0),
+            json!(-1),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(0.1),
+            json!(-1.5e300),
+            json!(f64::MIN_POSITIVE),
+            json!(123_456_789.123_456_78),
+        ] {
+            let Value::Number(num) = &n else {
+                panic!("{n} is a number");
+            };
+            let mut stack = StableHasher::new("t");
+            stack.value(&n);
+            let mut text = StableHasher::new("t");
+            text.bytes(&[2]);
+            text.str(&num.to_string());
+            assert_eq!(stack.finish(), text.finish(), "{n}");
+        }
     }
 
     #[test]

@@ -184,14 +184,14 @@ impl<'a> LinkNow<'a> {
     /// System `s`'s link as planning starts: linked by this plan (the
     /// record seen), as the baseline has it (`l`), or none.
     fn new(input: &EntityInput<'a>, s: usize, l: Option<&'a LinkState>) -> Self {
-        match (input.new_links[s], l) {
+        match (input.sides[s].new_link, l) {
             (true, _) => {
-                let r = input.seen[s];
+                let r = input.sides[s].seen;
                 LinkNow {
                     status: Some(LinkStatus::Active),
                     id: r.map(|r| r.id.as_str()),
                     version: r.and_then(|r| r.version.as_deref()),
-                    hash: input.hashes[s],
+                    hash: input.sides[s].hash,
                     new: true,
                     has_shadow: false,
                     dirty: true,
@@ -229,14 +229,13 @@ fn read_values<'a>(
 ) {
     let fields = cx.map.fields().len();
     refill(values, cx.map.systems().len() * fields, None);
-    for (((s, r), deleted), row) in input
-        .seen
+    for ((s, side), row) in input
+        .sides
         .iter()
         .enumerate()
-        .zip(&input.deleted)
         .zip(values.chunks_mut(fields.max(1)))
     {
-        let (Some(r), false) = (r, deleted) else {
+        let (Some(r), false) = (side.seen, side.deleted) else {
             continue;
         };
         for (f, slot) in row.iter_mut().enumerate() {
@@ -261,14 +260,15 @@ pub(crate) struct Scratch<'a> {
     values: Vec<Option<(&'a str, &'a Value)>>,
     part: Vec<bool>,
     create: Vec<bool>,
-    writes: Vec<Vec<(usize, FieldWrite, Option<Value>)>>,
-    decided: Vec<Option<(Value, Reason)>>,
+    writes: Vec<Vec<(usize, FieldWrite, Option<Known<'a>>)>>,
+    decided: Vec<Option<(Cow<'a, Value>, Reason)>>,
     held_fields: Vec<bool>,
     waiting: Vec<bool>,
     exit_withheld: Vec<bool>,
     echo: Vec<bool>,
     blocked: Vec<bool>,
     cands: Vec<Cand<'a>>,
+    live: Vec<usize>,
 }
 
 /// When a current value changed, looked up only when a decision needs it.
@@ -340,9 +340,9 @@ struct Planner<'c, 'a> {
     pending: Vec<(usize, usize, Observed)>,
     /// Per target: field writes, with the field's index and the value they
     /// replace (for the op id).
-    writes: Vec<Vec<(usize, FieldWrite, Option<Value>)>>,
+    writes: Vec<Vec<(usize, FieldWrite, Option<Known<'a>>)>>,
     /// Per field: the value decided this plan and why.
-    decided: Vec<Option<(Value, Reason)>>,
+    decided: Vec<Option<(Cow<'a, Value>, Reason)>>,
     /// Fields held (not to be written anywhere, created included).
     held_fields: Vec<bool>,
     /// Fields whose source value names a parent not linked yet: a create
@@ -360,6 +360,9 @@ struct Planner<'c, 'a> {
     blocked: Vec<bool>,
     /// The candidates of the field being planned (empty between fields).
     cands: Vec<Cand<'a>>,
+    /// The candidates the empty-value rule left, by index in `cands`
+    /// ([`decide`](Planner::decide)).
+    live: Vec<usize>,
     /// Shadows read otherwise than the baseline keeps them: a write found
     /// not made is read as what the record held before it (system, field,
     /// value).
@@ -425,10 +428,9 @@ impl<'c, 'a> Planner<'c, 'a> {
         scratch.seen.clear();
         scratch.seen.extend(
             input
-                .seen
+                .sides
                 .iter()
-                .zip(&input.deleted)
-                .map(|(r, d)| if *d { None } else { *r }),
+                .map(|x| if x.deleted { None } else { x.seen }),
         );
         let mut change = EntityChange::new(input.id.clone());
         change.new = input.slot.is_none();
@@ -466,6 +468,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             echo,
             blocked,
             cands,
+            live,
         } = scratch;
         Planner {
             cx,
@@ -492,6 +495,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             echo,
             blocked,
             cands,
+            live,
             overrides: Vec::new(),
             adopted: Vec::new(),
             not_gone: Vec::new(),
@@ -516,6 +520,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             echo: std::mem::take(&mut self.echo),
             blocked: std::mem::take(&mut self.blocked),
             cands: std::mem::take(&mut self.cands),
+            live: std::mem::take(&mut self.live),
         }
     }
 
@@ -601,7 +606,7 @@ impl<'c, 'a> Planner<'c, 'a> {
 
     /// Whether this plan acts on deletion evidence for system `s`.
     fn gone(&self, s: usize) -> bool {
-        self.input.deleted[s] && !self.not_gone.contains(&s)
+        self.input.sides[s].deleted && !self.not_gone.contains(&s)
     }
 
     fn canonical(&self, f: usize) -> Option<ValueRef<'a>> {
@@ -827,7 +832,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         let Some(c) = self.seen[s].and_then(|r| r.correlation.as_deref()) else {
             return false;
         };
-        if !self.input.new_links[s] || !self.part[s] {
+        if !self.input.sides[s].new_link || !self.part[s] {
             return false;
         }
         let others = (0..self.n()).filter(|o| *o != s && self.part[*o]);
@@ -870,9 +875,9 @@ impl<'c, 'a> Planner<'c, 'a> {
             if self.exit_withheld[s] && !l.dirty {
                 continue;
             }
-            let seen = self.seen[s].or(self.input.seen[s]);
+            let seen = self.seen[s].or(self.input.sides[s].seen);
             let (hash, version) = match seen {
-                Some(r) if l.status.is_some() => (self.input.hashes[s], r.version.as_deref()),
+                Some(r) if l.status.is_some() => (self.input.sides[s].hash, r.version.as_deref()),
                 _ => (l.hash, l.version),
             };
             let moved = hash != l.hash || version != l.version;

@@ -404,9 +404,9 @@ fn new_inputs<'a>(cx: &Cx<'a>, groups: Vec<Records<'a>>) -> Vec<EntityInput<'a>>
         };
         let mut input = EntityInput::empty(None, id, n);
         for (s, r) in records {
-            input.seen[s] = Some(r);
-            input.hashes[s] = record_hash(r);
-            input.new_links[s] = true;
+            input.sides[s].seen = Some(r);
+            input.sides[s].hash = record_hash(r);
+            input.sides[s].new_link = true;
         }
         new.push(input);
     }
@@ -469,28 +469,28 @@ fn entity_input<'a>(
         let hash = |r: &Record| if *known != 0 { *known } else { record_hash(r) };
         match cell {
             Cell::Seen(r) => {
-                input.seen[s] = Some(*r);
-                input.hashes[s] = hash(r);
+                input.sides[s].seen = Some(*r);
+                input.sides[s].hash = hash(r);
             }
             Cell::New(r) => {
-                input.seen[s] = Some(*r);
-                input.hashes[s] = hash(r);
-                input.new_links[s] = true;
+                input.sides[s].seen = Some(*r);
+                input.sides[s].hash = hash(r);
+                input.sides[s].new_link = true;
             }
-            Cell::Gone => input.deleted[s] = true,
+            Cell::Gone => input.sides[s].deleted = true,
             Cell::Absent => {
-                input.deleted[s] = true;
+                input.sides[s].deleted = true;
                 input.absent.push(s);
             }
             Cell::NewGone(r) => {
-                input.seen[s] = Some(*r);
-                input.new_links[s] = true;
-                input.deleted[s] = true;
+                input.sides[s].seen = Some(*r);
+                input.sides[s].new_link = true;
+                input.sides[s].deleted = true;
             }
-            Cell::Twice(r) if r.deleted => input.deleted[s] = true,
+            Cell::Twice(r) if r.deleted => input.sides[s].deleted = true,
             Cell::Twice(r) => {
-                input.seen[s] = Some(*r);
-                input.hashes[s] = hash(r);
+                input.sides[s].seen = Some(*r);
+                input.sides[s].hash = hash(r);
             }
             Cell::Dup => input.listed_twice = true,
             Cell::Empty => {}

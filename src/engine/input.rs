@@ -221,18 +221,12 @@ pub(crate) struct EntityInput<'a> {
     /// The baseline slot, or `None` for an entity new in this plan.
     pub(crate) slot: Option<u32>,
     pub(crate) id: EntityId,
-    /// Per map system: the record seen (linked, or linked by this plan).
-    pub(crate) seen: Vec<Option<&'a Record>>,
-    /// Per map system: the seen record's content hash (0 if none).
-    pub(crate) hashes: Vec<u64>,
-    /// Per map system: deletion evidence (a tombstone, or absent from a
-    /// complete snapshot).
-    pub(crate) deleted: Vec<bool>,
+    /// Per map system: what its snapshot holds of the entity (one list,
+    /// so that an entity's input is one allocation).
+    pub(crate) sides: Vec<Side<'a>>,
     /// The map systems whose deletion evidence is absence from a complete
     /// snapshot (not a tombstone).
     pub(crate) absent: Vec<usize>,
-    /// Per map system: the record was linked by this plan.
-    pub(crate) new_links: Vec<bool>,
     /// A record of the entity is listed more than once in its snapshot (a
     /// paging bug): which copy holds what the system holds now is unknown,
     /// so nothing about the entity is decided until a read lists it once.
@@ -248,14 +242,24 @@ impl<'a> EntityInput<'a> {
         EntityInput {
             slot,
             id,
-            seen: vec![None; n],
-            hashes: vec![0; n],
-            deleted: vec![false; n],
+            sides: vec![Side::default(); n],
             absent: Vec::new(),
-            new_links: vec![false; n],
             listed_twice: false,
         }
     }
+}
+
+/// What one system's snapshot holds of an entity to plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Side<'a> {
+    /// The record seen (linked, or linked by this plan).
+    pub(crate) seen: Option<&'a Record>,
+    /// The seen record's content hash (0 if none).
+    pub(crate) hash: u64,
+    /// Deletion evidence (a tombstone, or absent from a complete snapshot).
+    pub(crate) deleted: bool,
+    /// The record was linked by this plan.
+    pub(crate) new_link: bool,
 }
 
 #[cfg(test)]

@@ -11,11 +11,12 @@
 use super::*;
 
 /// What [`decide`](Planner::decide) found for a field.
-pub(super) enum Verdict {
+pub(super) enum Verdict<'a> {
     /// No candidate is left: the canonical value stays.
     Keep,
-    /// This value wins, for this reason.
-    Take(Value, Reason),
+    /// This value wins, for this reason (borrowed from the record where the
+    /// field passes through).
+    Take(Cow<'a, Value>, Reason),
     /// The field is held: for review (the conflict), or by the empty-value
     /// rule (`None`).
     Hold(Option<Conflict>),
@@ -29,23 +30,40 @@ impl<'c, 'a> Planner<'c, 'a> {
         field: &'a FieldSpec,
         cands: &[Cand<'a>],
         held_before: Option<&'a Held>,
-    ) -> Verdict {
-        let Some(live) = self.not_emptied(f, field, cands) else {
-            return Verdict::Hold(None);
+    ) -> Verdict<'a> {
+        // The list of candidates left is the entity's buffer, given back.
+        let mut live = std::mem::take(&mut self.live);
+        live.clear();
+        let verdict = if self.not_emptied(f, field, cands, &mut live) {
+            self.decide_among(f, field, cands, &live, held_before)
+        } else {
+            Verdict::Hold(None)
         };
-        if live.is_empty() {
+        self.live = live;
+        verdict
+    }
+
+    /// Decides field `f` among the candidates `live` (indices in `cands`)
+    /// that the empty-value rule left.
+    fn decide_among(
+        &mut self,
+        f: usize,
+        field: &'a FieldSpec,
+        cands: &[Cand<'a>],
+        live: &[usize],
+        held_before: Option<&'a Held>,
+    ) -> Verdict<'a> {
+        let Some(first) = live.first().map(|i| &cands[*i].canonical) else {
             return Verdict::Keep;
-        }
+        };
+        // Values that differ from the first (under the normalization) make
+        // a conflict.
         let norm = field.normalization();
-        let mut distinct: Vec<&Value> = Vec::new();
-        for i in &live {
-            let c = &cands[*i].canonical;
-            if !distinct.iter().any(|d| norm.equal(Some(d), Some(c))) {
-                distinct.push(c);
-            }
-        }
-        if distinct.len() > 1 {
-            return self.conflict(f, field, cands, &live, held_before);
+        if live[1..]
+            .iter()
+            .any(|i| !norm.equal(Some(first), Some(&cands[*i].canonical)))
+        {
+            return self.conflict(f, field, cands, live, held_before);
         }
         let reason = if live.len() == 1 {
             Reason::Changed {
@@ -59,22 +77,24 @@ impl<'c, 'a> Planner<'c, 'a> {
                     .collect(),
             }
         };
-        Verdict::Take(cands[live[0]].canonical.clone().into_owned(), reason)
+        Verdict::Take(cands[live[0]].canonical.clone(), reason)
     }
 
     /// The field's empty-value rule: where it is on and the canonical value
     /// is not empty, a candidate that emptied the field is set aside, with
-    /// a hold that says so. The indices of the candidates left, or `None`
-    /// when the rule holds the field ([`policy::empties_hold`]).
+    /// a hold that says so. Fills `live` (empty) with the indices of the
+    /// candidates left; `false` when the rule holds the field
+    /// ([`policy::empties_hold`]).
     fn not_emptied(
         &mut self,
         f: usize,
         field: &'a FieldSpec,
         cands: &[Cand<'a>],
-    ) -> Option<Vec<usize>> {
-        let mut live: Vec<usize> = (0..cands.len()).collect();
+        live: &mut Vec<usize>,
+    ) -> bool {
+        live.extend(0..cands.len());
         if !field.no_overwrite_on_empty() || self.canonical(f).is_none_or(|c| c.is_empty()) {
-            return Some(live);
+            return true;
         }
         let authority = match field.policy() {
             ConflictPolicy::Authority { system, .. } => self.cx.map.system_index(system.as_str()),
@@ -106,7 +126,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 },
             });
         }
-        (!policy::empties_hold(&facts)).then_some(live)
+        !policy::empties_hold(&facts)
     }
 
     /// Several candidates disagree: the reviewer's decision on this very
@@ -120,14 +140,14 @@ impl<'c, 'a> Planner<'c, 'a> {
         cands: &[Cand<'a>],
         live: &[usize],
         held_before: Option<&'a Held>,
-    ) -> Verdict {
+    ) -> Verdict<'a> {
         let baseline = self.canonical(f).map(ValueRef::to_value);
         let id = self.conflict_id(field.name(), baseline.as_ref(), cands, live);
         let reviewed = held_before
             .filter(|hb| hb.conflict_id() == Some(id))
             .and_then(|hb| hb.resolution.clone());
         let verdict = match reviewed {
-            Some(v) => Verdict::Take(v, Reason::Reviewed { conflict: id }),
+            Some(v) => Verdict::Take(Cow::Owned(v), Reason::Reviewed { conflict: id }),
             None => self.by_policy(field, cands, live, id, baseline),
         };
         if let Some(hb) = held_before {
@@ -168,7 +188,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         live: &[usize],
         id: ConflictId,
         baseline: Option<Value>,
-    ) -> Verdict {
+    ) -> Verdict<'a> {
         let sensitive = field.is_sensitive();
         let candidates: Vec<Candidate<'_>> = live
             .iter()
@@ -198,9 +218,11 @@ impl<'c, 'a> Planner<'c, 'a> {
                     rule,
                     candidates,
                 };
-                Verdict::Take(c.canonical.clone().into_owned(), reason)
+                Verdict::Take(c.canonical.clone(), reason)
             }
-            Decision::Value(v, resolver) => Verdict::Take(v, Reason::Resolver { resolver }),
+            Decision::Value(v, resolver) => {
+                Verdict::Take(Cow::Owned(v), Reason::Resolver { resolver })
+            }
             Decision::Hold(held_by) => {
                 let conflict = Conflict {
                     id,

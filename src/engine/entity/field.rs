@@ -38,7 +38,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         let changed = decided
             .as_ref()
             .is_some_and(|(v, _)| !codec::same(field.normalization(), Some(v), self.canonical(f)));
-        self.settle(f, held_before, decided.as_ref().map(|(v, _)| v));
+        self.settle(f, held_before, decided.as_ref().map(|(v, _)| v.as_ref()));
         self.adopt_shadows(f, field, changed);
         self.propagate(f, field, decided, changed);
     }

@@ -49,7 +49,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         &mut self,
         f: usize,
         field: &'a FieldSpec,
-        decided: Option<(Value, Reason)>,
+        decided: Option<(Cow<'a, Value>, Reason)>,
         changed: bool,
     ) {
         let norm = field.normalization();
@@ -80,7 +80,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             // transform for this target.
             let through = self.cx.parents[f].is_none() && field.passes_through(t);
             let value: &Value = match (&decided, canonical) {
-                (Some((v, _)), _) => v,
+                (Some((v, _)), _) => v.as_ref(),
                 (None, Some(c)) => {
                     // The common case: the target holds the canonical value
                     // and the field passes through unchanged.
@@ -138,7 +138,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                     reason: reason.clone().unwrap_or(Reason::Behind),
                     sensitive: field.is_sensitive(),
                 },
-                expected.map(Known::to_value),
+                expected,
             ));
         }
         // For the creates (a skipped entity returned above: it writes

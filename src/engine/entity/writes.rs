@@ -21,7 +21,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             // else where the whole system was read (so matching saw every
             // record), or read at all where a create is pending.
             let sources_new =
-                is_new && (0..self.n()).any(|s| self.input.new_links[s] && rules.source[s]);
+                is_new && (0..self.n()).any(|s| self.input.sides[s].new_link && rules.source[s]);
             if is_new && !sources_new {
                 continue;
             }
@@ -74,7 +74,7 @@ impl<'c, 'a> Planner<'c, 'a> {
                 continue;
             };
             let (value, reason) = match &self.decided[f] {
-                Some((v, r)) => (Cow::Borrowed(v), r.clone()),
+                Some((v, r)) => (Cow::Borrowed(v.as_ref()), r.clone()),
                 None => match self.canonical(f) {
                     Some(c) => (Cow::Owned(c.to_value()), Reason::NewRecord),
                     None => continue,
@@ -182,7 +182,11 @@ impl<'c, 'a> Planner<'c, 'a> {
             let mut held = Vec::with_capacity(fields.len());
             for (f, w, before) in &fields {
                 h.str(&w.native);
-                h.opt_value(before.as_ref());
+                match before {
+                    Some(Known::Val(v)) => h.value(v),
+                    Some(Known::Ref(r)) => h.value(&r.to_value()),
+                    None => h.opt_value(None),
+                }
                 h.value(&w.value);
                 // What the record holds now, for a later read to confirm
                 // the write by.
