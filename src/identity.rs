@@ -851,6 +851,11 @@ impl<'r> Grouping<'r> {
     /// have it. A record that cannot join (its system is taken there) is
     /// held back: one ambiguity per correlation key.
     fn correlate(&mut self, inputs: &Inputs<'_, '_>) {
+        // Most plans read no record that carries a key: the ids records'
+        // new entities would have are not worth listing then.
+        if self.unlinked.iter().all(|(_, r)| r.correlation.is_none()) {
+            return;
+        }
         let systems = inputs.map.systems();
         let would_be: HashMap<String, usize> = self
             .unlinked
