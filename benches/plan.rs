@@ -460,7 +460,7 @@ fn recsync_updates(plan: &SyncPlan) -> Vec<FieldUpdate> {
         for w in &op.fields {
             let f = support::FIELDS
                 .iter()
-                .position(|name| *name == w.field)
+                .position(|name| w.field == *name)
                 .unwrap_or(usize::MAX);
             let id = op.record_id.clone().unwrap_or_default();
             out.push((s, id, f, w.value.clone()));

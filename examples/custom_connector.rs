@@ -256,7 +256,7 @@ impl TinyCrmConnector {
         let properties: Map<String, Value> = op
             .fields
             .iter()
-            .map(|w| (w.native.clone(), w.value.clone()))
+            .map(|w| (w.native.to_string(), w.value.clone()))
             .collect();
         let response = match (op.kind, op.record_id.as_deref()) {
             (OpKind::Create, _) => self.api.post(properties, op.correlation.clone()),

@@ -5,10 +5,11 @@
 //! nothing from the plan.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::SystemId;
+use crate::model::{shared_str, SystemId};
 
 /// A stable name for one entity.
 ///
@@ -16,37 +17,28 @@ use crate::model::SystemId;
 /// priority order, that it was linked in when it was first synced
 /// (`"crm:003A1"`). It never changes afterwards, and it is the correlation
 /// key of every record created for the entity.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EntityId(String);
+///
+/// Cloning one is cheap (a shared string): a plan names its entity in every
+/// op, conflict and issue. It serializes as a plain string, and orders and
+/// hashes as its text.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntityId(Arc<str>);
 
 impl EntityId {
     /// An entity id from its text.
     pub fn new(id: impl Into<String>) -> Self {
-        EntityId(id.into())
+        EntityId(Arc::from(id.into()))
     }
 
     pub(crate) fn from_link(system: &SystemId, record_id: &str) -> Self {
-        EntityId(format!("{system}:{record_id}"))
+        EntityId(Arc::from(format!("{system}:{record_id}")))
     }
+}
 
+shared_str!(EntityId {
     /// The id's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for EntityId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for EntityId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+    as_str
+});
 
 macro_rules! hex_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -149,5 +141,31 @@ impl fmt::Display for OpKind {
             OpKind::Update => "update",
             OpKind::Delete => "delete",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_id_serializes_as_a_plain_string_and_orders_as_its_text() {
+        let id = EntityId::new("crm:003A1");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, r#""crm:003A1""#);
+        assert_eq!(serde_json::from_str::<EntityId>(&json).unwrap(), id);
+        assert_eq!(id.to_string(), "crm:003A1");
+        assert_eq!(format!("{id:?}"), r#""crm:003A1""#);
+        assert_eq!(EntityId::from_link(&SystemId::new("crm"), "003A1"), id);
+
+        let texts = ["crm:b", "crm:a", "shop:1", "crm:ab", "Crm:z", ""];
+        let mut ids: Vec<EntityId> = texts.iter().map(|t| EntityId::new(*t)).collect();
+        ids.sort();
+        let mut sorted = texts.map(str::to_owned);
+        sorted.sort();
+        assert_eq!(ids.iter().map(EntityId::as_str).collect::<Vec<_>>(), sorted);
+
+        let clone = id.clone();
+        assert_eq!(clone.as_str().as_ptr(), id.as_str().as_ptr());
     }
 }

@@ -286,7 +286,7 @@ pub use engine::{
 pub use guard::{Budget, Guards};
 pub use identity::{MatchKey, MatchMode};
 pub use mapping::{Direction, Field, FieldMap, MapError, Normalization};
-pub use model::{is_empty_value, Coverage, FieldValue, Fields, Record, Snapshot, SystemId};
+pub use model::{is_empty_value, Coverage, FieldValue, Fields, Name, Record, Snapshot, SystemId};
 pub use plan::{Conflict, OpId, OpKind, Reason, SyncPlan, WriteOp};
 pub use policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, Fallback, ReadOnlyMode};
 pub use runner::{SyncReport, SyncRunner};

@@ -1,8 +1,7 @@
 //! What each system holds: [`SystemId`], [`Record`], [`Snapshot`], and the
 //! rule for what counts as an empty value.
 
-use std::borrow::{Borrow, Cow};
-use std::fmt;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +11,78 @@ use crate::fields::share_names;
 pub use crate::fields::{Fields, Iter as FieldsIter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
+
+/// The impls a shared-string name has: serde as a plain string, `Debug` and
+/// `Display` as the string, `From<&str>` and `From<String>`, `Borrow<str>`
+/// (so maps keyed by one are looked up by `&str`), `PartialEq<str>` and
+/// `PartialEq<&str>`, and `as_str` with the doc given. The type is a tuple
+/// struct around an `Arc<str>`, and derives `Eq`, `Ord` and `Hash` itself:
+/// those of `Arc<str>` are the string's, so `Borrow<str>` agrees with them.
+macro_rules! shared_str {
+    ($name:ident { $(#[$as_str_doc:meta])* as_str }) => {
+        impl $name {
+            $(#[$as_str_doc])*
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                <String as ::serde::Deserialize>::deserialize(deserializer).map($name::from)
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                ::std::fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(text: &str) -> Self {
+                $name(::std::sync::Arc::from(text))
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(text: String) -> Self {
+                $name(::std::sync::Arc::from(text))
+            }
+        }
+
+        impl ::std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
+            }
+        }
+    };
+}
+pub(crate) use shared_str;
 
 /// A short name for one connected system (`"hubspot"`, `"salesforce"`).
 ///
@@ -28,48 +99,12 @@ impl SystemId {
     pub fn new(name: impl Into<String>) -> Self {
         SystemId(Arc::from(name.into()))
     }
+}
 
+shared_str!(SystemId {
     /// The system's name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Serialize for SystemId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for SystemId {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(SystemId::new)
-    }
-}
-
-impl fmt::Debug for SystemId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for SystemId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for SystemId {
-    fn from(name: &str) -> Self {
-        SystemId::new(name)
-    }
-}
-
-impl From<String> for SystemId {
-    fn from(name: String) -> Self {
-        SystemId::new(name)
-    }
-}
+    as_str
+});
 
 impl From<&SystemId> for SystemId {
     fn from(id: &SystemId) -> Self {
@@ -77,21 +112,57 @@ impl From<&SystemId> for SystemId {
     }
 }
 
-impl Borrow<str> for SystemId {
-    fn borrow(&self) -> &str {
+/// A field or object name shared by every plan that names it: cloning one
+/// is cheap.
+///
+/// Write ops name their object ([`WriteOp::object`](crate::WriteOp::object))
+/// and each field they write, canonical and native
+/// ([`FieldWrite`](crate::plan::FieldWrite)), by the field map's own
+/// `Name`s: a clone is a reference-count bump, not a copy of the text. It
+/// serializes as a plain string, prints as one, derefs to `str`, and
+/// compares equal to the same text as `&str` or `String`.
+///
+/// ```
+/// use recsync::Name;
+///
+/// let email = Name::new("email");
+/// assert_eq!(email, "email");
+/// assert_eq!(email.len(), 5); // a `str` method, through `Deref`
+/// assert_eq!(serde_json::to_string(&email)?, r#""email""#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    /// A name from its text.
+    pub fn new(name: impl Into<String>) -> Self {
+        Name(Arc::from(name.into()))
+    }
+}
+
+shared_str!(Name {
+    /// The name's text.
+    as_str
+});
+
+impl std::ops::Deref for Name {
+    type Target = str;
+
+    fn deref(&self) -> &str {
         &self.0
     }
 }
 
-impl PartialEq<str> for SystemId {
-    fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 
-impl PartialEq<&str> for SystemId {
-    fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
+impl PartialEq<String> for Name {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
     }
 }
 
@@ -505,5 +576,73 @@ pub fn is_empty_value(value: &Value) -> bool {
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
         Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_serializes_as_a_plain_string() {
+        let name = Name::new("email");
+        let json = serde_json::to_string(&name).unwrap();
+        assert_eq!(json, r#""email""#);
+        let back: Name = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, name);
+        let in_struct: Vec<Name> = serde_json::from_value(serde_json::json!(["a", "b"])).unwrap();
+        assert_eq!(in_struct, [Name::from("a"), Name::from("b")]);
+    }
+
+    #[test]
+    fn name_equals_its_text() {
+        let name = Name::from(String::from("email"));
+        assert_eq!(name, "email");
+        assert!(name == *"email");
+        assert_eq!(name, String::from("email"));
+        assert_ne!(name, "phone");
+        assert_ne!(name, String::from("phone"));
+        assert_eq!(name.as_str(), "email");
+        assert_eq!(&*name, "email");
+        assert_eq!(AsRef::<str>::as_ref(&name), "email");
+        assert_eq!(std::borrow::Borrow::<str>::borrow(&name), "email");
+        assert_eq!(Name::default(), "");
+    }
+
+    #[test]
+    fn name_prints_as_its_text() {
+        let name = Name::new("full \"name\"");
+        assert_eq!(name.to_string(), "full \"name\"");
+        assert_eq!(format!("{name:?}"), format!("{:?}", "full \"name\""));
+    }
+
+    #[test]
+    fn name_orders_and_looks_up_as_its_text() {
+        let mut names = vec![Name::new("b"), Name::new("a"), Name::new("ab")];
+        names.sort();
+        assert_eq!(names, ["a", "ab", "b"]);
+        let set: std::collections::HashSet<Name> = names.into_iter().collect();
+        assert!(set.contains("ab"));
+    }
+
+    #[test]
+    fn a_cloned_name_shares_its_text() {
+        let name = Name::new("email");
+        let clone = name.clone();
+        assert_eq!(clone.as_str().as_ptr(), name.as_str().as_ptr());
+        // A name made again from the same text does not.
+        assert_ne!(Name::new("email").as_str().as_ptr(), name.as_str().as_ptr());
+    }
+
+    #[test]
+    fn system_id_keeps_its_impls() {
+        let id = SystemId::from("crm");
+        assert_eq!(id, "crm");
+        assert!(id == *"crm");
+        assert_eq!(id.to_string(), "crm");
+        assert_eq!(format!("{id:?}"), r#""crm""#);
+        assert_eq!(serde_json::to_string(&id).unwrap(), r#""crm""#);
+        assert_eq!(serde_json::from_str::<SystemId>(r#""crm""#).unwrap(), id);
+        assert_eq!(SystemId::from(&id).as_str().as_ptr(), id.as_str().as_ptr());
     }
 }

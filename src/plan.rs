@@ -18,6 +18,7 @@ use crate::guard::Refusal;
 use crate::ids::RunId;
 pub use crate::ids::{ConflictId, OpId, OpKind};
 use crate::mapping::{Conversion, MappingError, ValueProblem};
+pub use crate::model::Name;
 use crate::model::SystemId;
 pub use crate::native::{NativeCandidate, NativeConflict, NativeValue, NotNative};
 use crate::policy::WinRule;
@@ -124,10 +125,11 @@ fn join(f: &mut fmt::Formatter<'_>, systems: &[SystemId]) -> fmt::Result {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FieldWrite {
-    /// The canonical field.
-    pub field: String,
-    /// The target's native field name.
-    pub native: String,
+    /// The canonical field (the map's own name, shared: cloning it is
+    /// cheap).
+    pub field: Name,
+    /// The target's native field name (the map's own, shared).
+    pub native: Name,
     /// The value to write, in the target's native form.
     pub value: Value,
     /// Why.
@@ -160,8 +162,9 @@ pub struct WriteOp {
     pub id: OpId,
     /// What it does.
     pub kind: OpKind,
-    /// The object type, as the map names it (`"contacts"`).
-    pub object: String,
+    /// The object type, as the map names it (`"contacts"`; the map's own
+    /// name, shared).
+    pub object: Name,
     /// The target system.
     pub system: SystemId,
     /// The target record's native id; `None` for a create.
@@ -230,7 +233,7 @@ impl WriteOp {
                 let document: serde_json::Map<String, Value> = self
                     .fields
                     .iter()
-                    .map(|w| (w.native.clone(), w.value.clone()))
+                    .map(|w| (w.native.as_str().to_owned(), w.value.clone()))
                     .collect();
                 Some(Value::Array(vec![op(
                     "add",

@@ -500,7 +500,7 @@ async fn an_upserting_connector_keeps_no_duplicate_create() {
                             r.id,
                         );
                         for w in &op.fields {
-                            b = b.field(w.native.clone(), w.value.clone());
+                            b = b.field(w.native.as_str(), w.value.clone());
                         }
                         b.build()
                     }

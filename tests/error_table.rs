@@ -119,7 +119,7 @@ fn writes(plan: &SyncPlan, system: &str, record: Option<&str>) -> Vec<(String, V
         .flat_map(|op| {
             op.fields
                 .iter()
-                .map(|w| (w.native.clone(), w.value.clone()))
+                .map(|w| (w.native.to_string(), w.value.clone()))
         })
         .collect()
 }

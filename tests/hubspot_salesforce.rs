@@ -124,7 +124,7 @@ fn writes(plan: &SyncPlan, system: &str) -> Vec<(String, Value)> {
         .flat_map(|op| {
             op.fields
                 .iter()
-                .map(|w| (w.native.clone(), w.value.clone()))
+                .map(|w| (w.native.to_string(), w.value.clone()))
         })
         .collect()
 }

@@ -475,7 +475,7 @@ impl World {
                 .iter()
                 .map(|w| {
                     (
-                        w.native.clone(),
+                        w.native.to_string(),
                         reformat(&system, &w.native, w.value.clone()),
                     )
                 })

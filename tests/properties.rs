@@ -358,7 +358,7 @@ fn writes(
                 (
                     sys.clone(),
                     op.record_id.clone().unwrap_or_default(),
-                    w.native.clone(),
+                    w.native.to_string(),
                     w.value.to_string(),
                 )
             })
@@ -470,7 +470,7 @@ proptest! {
             let s = r.names.iter().position(|n| op.system == n.as_str()).expect("system");
             let rec = r.before[s].iter().find(|x| Some(&x.id) == op.record_id.as_ref()).expect("record");
             for w in &op.fields {
-                let fi = FIELDS.iter().position(|f| *f == w.field).expect("field");
+                let fi = FIELDS.iter().position(|f| w.field == *f).expect("field");
                 if case.pols[fi].guard && empty(&w.value) {
                     prop_assert!(rec.get(&w.native).is_none_or(empty),
                         "empty written over non-empty {} in {:?}\n{}", w.native, op.record_id, r.plan);

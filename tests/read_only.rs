@@ -63,7 +63,7 @@ fn needs(plan: &SyncPlan) -> Vec<(OpKind, Option<String>, Vec<String>)> {
         .iter()
         .map(|w: &ReadOnlyWrite| {
             assert_eq!(w.system, "wh");
-            let fields = w.fields.iter().map(|f| f.field.clone()).collect();
+            let fields = w.fields.iter().map(|f| f.field.to_string()).collect();
             (w.kind, w.record_id.clone(), fields)
         })
         .collect()

@@ -694,7 +694,7 @@ fn review_then_next_plan_applies_the_decision(store: &dyn StateStore) {
         .flat_map(|op| {
             op.fields
                 .iter()
-                .map(move |f| (op.system.to_string(), f.field.clone(), f.value.clone()))
+                .map(move |f| (op.system.to_string(), f.field.to_string(), f.value.clone()))
         })
         .collect();
     assert_eq!(

@@ -54,7 +54,7 @@ fn writes(plan: &SyncPlan) -> Vec<(String, String, Value)> {
         .flat_map(|op| {
             op.fields
                 .iter()
-                .map(|f| (op.system.to_string(), f.field.clone(), f.value.clone()))
+                .map(|f| (op.system.to_string(), f.field.to_string(), f.value.clone()))
         })
         .collect();
     w.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));

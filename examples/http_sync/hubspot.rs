@@ -536,7 +536,7 @@ fn written_properties(op: &WriteOp) -> Map<String, Value> {
             } else {
                 w.value.clone()
             };
-            (w.native.clone(), value)
+            (w.native.to_string(), value)
         })
         .collect()
 }
@@ -548,9 +548,9 @@ fn applied(mut applied: Applied, op: &WriteOp, hs: &HsObject) -> Applied {
         applied = applied.with_version(updated.clone());
     }
     for write in &op.fields {
-        if let Some(stored) = hs.properties.get(&write.native) {
+        if let Some(stored) = hs.properties.get(write.native.as_str()) {
             if !same_value(&write.value, stored) {
-                applied = applied.with_stored(write.native.clone(), stored.clone());
+                applied = applied.with_stored(write.native.as_str(), stored.clone());
             }
         }
     }

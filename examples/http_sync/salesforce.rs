@@ -610,7 +610,7 @@ fn body(sobject: &str, op: &WriteOp, collection: bool) -> Value {
         }
     }
     for write in &op.fields {
-        record.insert(write.native.clone(), write.value.clone());
+        record.insert(write.native.to_string(), write.value.clone());
     }
     if let (OpKind::Create, Some(key)) = (&op.kind, &op.correlation) {
         record.insert(CORRELATION_FIELD.to_owned(), Value::from(key.clone()));

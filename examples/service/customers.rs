@@ -169,9 +169,9 @@ impl CustomersTable {
 fn set_fields(db: &Connection, id: i64, op: &WriteOp) -> Result<(), ConnectorError> {
     for write in &op.fields {
         // Column names come from a fixed list, never from input.
-        let Some(column) = COLUMNS.iter().find(|c| **c == write.native) else {
+        let Some(column) = COLUMNS.iter().find(|c| write.native == **c) else {
             return Err(ConnectorError::validation(
-                write.native.clone(),
+                write.native.as_str(),
                 "not a column of customers",
             ));
         };
@@ -180,7 +180,7 @@ fn set_fields(db: &Connection, id: i64, op: &WriteOp) -> Result<(), ConnectorErr
             Value::String(s) => Some(s.clone()),
             _ => {
                 return Err(ConnectorError::validation(
-                    write.native.clone(),
+                    write.native.as_str(),
                     "customers holds text only",
                 ))
             }

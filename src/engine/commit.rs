@@ -864,7 +864,7 @@ fn shadow_written<'o>(
         };
         let key = (t as u32, bf as u32);
         work.rewritten.retain(|(x, xf, _)| (*x, *xf) != key);
-        match done.stored.get(&w.native) {
+        match done.stored.get(w.native.as_str()) {
             Some(v) if !(v == &w.value || (is_empty_value(v) && is_empty_value(&w.value))) => {
                 edit(Edit::Shadow(t, bf, Some(v)));
                 work.rewritten.push((key.0, key.1, w.value.clone()));

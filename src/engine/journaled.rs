@@ -74,7 +74,7 @@ impl JournalBatch {
                 at,
                 op: op.id,
                 kind: op.kind,
-                object: op.object.clone(),
+                object: op.object.as_str().to_owned(),
                 system: op.system.clone(),
                 record_id: id.clone(),
                 entity: op.entity.clone(),
@@ -157,11 +157,11 @@ impl Sources<'_> {
             .unwrap_or(usize::MAX) as u32;
         let prior = self.prior(op, &entry.record_id);
         for w in &op.fields {
-            let f = self.map.fields().iter().position(|f| f.name() == w.field);
+            let f = self.map.fields().iter().position(|f| w.field == f.name());
             if f.and_then(|f| self.map.fields().get(f))
                 .is_some_and(|f| !f.is_journaled())
             {
-                entry.omitted.push(w.field.clone());
+                entry.omitted.push(w.field.as_str().to_owned());
                 continue;
             }
             let before = match op.kind {
@@ -171,13 +171,13 @@ impl Sources<'_> {
                     None => prior.and_then(|r| r.get(&w.native)).cloned(),
                 },
             };
-            let (after, sent) = match stored.get(&w.native) {
+            let (after, sent) = match stored.get(w.native.as_str()) {
                 Some(v) if !same(Some(v), Some(&w.value)) => (v.clone(), Some(w.value.clone())),
                 _ => (w.value.clone(), None),
             };
             entry.fields.push(JournalField {
-                field: w.field.clone(),
-                native: w.native.clone(),
+                field: w.field.as_str().to_owned(),
+                native: w.native.as_str().to_owned(),
                 before,
                 after: Some(after),
                 sent,

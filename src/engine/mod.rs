@@ -811,7 +811,7 @@ fn refuse_read_only(map: &FieldMap, plan: &SyncPlan) -> Result<(), PlanError> {
         system: first.system.clone(),
         entity: first.entity.clone(),
         record_id: first.record_id.clone(),
-        field: first.fields.first().map(|w| w.field.clone()),
+        field: first.fields.first().map(|w| w.field.as_str().to_owned()),
         kind: first.kind,
         count: plan.read_only.iter().filter(refused).count(),
     })

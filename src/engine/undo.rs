@@ -17,7 +17,7 @@ use crate::guard::{Trip, Withheld, WithheldKind};
 use crate::hash::StableHasher;
 use crate::journal::{same, JournalEntry, JournalField, RunId};
 use crate::mapping::FieldMap;
-use crate::model::{is_empty_value, Record, Snapshot, SystemId};
+use crate::model::{is_empty_value, Name, Record, Snapshot, SystemId};
 use crate::plan::{
     EntityChange, FieldWrite, Hold, HoldKind, OpId, OpKind, Reason, SyncPlan, WriteOp,
 };
@@ -305,6 +305,22 @@ impl<'a> Undo<'a> {
         self.map.field(name).is_some_and(|f| f.is_sensitive())
     }
 
+    /// A journaled field's canonical and native names in system `system`:
+    /// the map's own, shared, where the map still names the field so; else
+    /// the journal's.
+    fn names(&self, system: &SystemId, field: &str, native: &str) -> (Name, Name) {
+        let spec = self.map.field(field);
+        let shared_native = self
+            .map
+            .system_index(system.as_str())
+            .and_then(|s| spec?.shared_native_at(s))
+            .filter(|n| *n == native);
+        (
+            spec.map_or_else(|| Name::from(field), |f| f.shared_name().clone()),
+            shared_native.map_or_else(|| Name::from(native), Name::clone),
+        )
+    }
+
     fn op_id(&self, domain: &str, w: &Written<'_>, fields: &[FieldWrite]) -> OpId {
         let mut h = StableHasher::new(domain);
         h.u64(self.run.0);
@@ -358,7 +374,7 @@ impl<'a> Undo<'a> {
         self.plan.ops.push(WriteOp {
             id: self.op_id("undo-delete", t.w, &[]),
             kind: OpKind::Delete,
-            object: self.map.object().to_owned(),
+            object: self.map.shared_object().clone(),
             system: t.w.system.clone(),
             record_id: Some(t.w.record_id.to_owned()),
             entity: entity.clone(),
@@ -405,9 +421,10 @@ impl<'a> Undo<'a> {
             let Some(value) = before.before.clone() else {
                 continue;
             };
+            let (field, native) = self.names(t.w.system, &before.field, &before.native);
             writes.push(FieldWrite {
-                field: before.field.clone(),
-                native: before.native.clone(),
+                field,
+                native,
                 value,
                 reason: Reason::Undo {
                     run: self.run,
@@ -419,7 +436,7 @@ impl<'a> Undo<'a> {
         self.plan.ops.push(WriteOp {
             id: self.op_id("undo-create", t.w, &writes),
             kind: OpKind::Create,
-            object: self.map.object().to_owned(),
+            object: self.map.shared_object().clone(),
             system: t.w.system.clone(),
             record_id: None,
             entity: t.w.entity.clone(),
@@ -459,9 +476,10 @@ impl<'a> Undo<'a> {
             {
                 held_now.push((s as u32, f as u32, value.cloned()));
             }
+            let (field, native) = self.names(t.w.system, &left.field, &left.native);
             writes.push(FieldWrite {
-                field: left.field.clone(),
-                native: left.native.clone(),
+                field,
+                native,
                 value: before.before.clone().unwrap_or(Value::Null),
                 reason: Reason::Undo {
                     run: self.run,
@@ -479,7 +497,7 @@ impl<'a> Undo<'a> {
         self.plan.ops.push(WriteOp {
             id: self.op_id("undo-update", t.w, &writes),
             kind: OpKind::Update,
-            object: self.map.object().to_owned(),
+            object: self.map.shared_object().clone(),
             system: t.w.system.clone(),
             record_id: Some(t.w.record_id.to_owned()),
             entity: entity.clone(),

@@ -99,7 +99,7 @@ use records::RecordRulesBuilder;
 
 use crate::guard::Guards;
 use crate::hash::StableHasher;
-use crate::model::SystemId;
+use crate::model::{Name, SystemId};
 use crate::policy::{ConflictPolicy, DeleteEditPolicy, DeletePolicy, ReadOnlyMode};
 use crate::scope::{Filter, ScopeExit};
 
@@ -354,8 +354,8 @@ impl Field {
 /// A canonical field of a built [`FieldMap`].
 #[derive(Debug, Clone)]
 pub struct FieldSpec {
-    name: String,
-    native: Vec<Option<String>>,
+    name: Name,
+    native: Vec<Option<Name>>,
     /// Per system: its records may leave the field out
     /// ([`Field::may_be_absent_in`]).
     may_be_absent: Vec<bool>,
@@ -466,6 +466,17 @@ impl FieldSpec {
         self.native.get(system).and_then(|n| n.as_deref())
     }
 
+    /// The canonical name, shared: what a [`FieldWrite`](crate::plan::FieldWrite)
+    /// names the field by.
+    pub(crate) fn shared_name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The native name in system `system` (by index), shared.
+    pub(crate) fn shared_native_at(&self, system: usize) -> Option<&Name> {
+        self.native.get(system).and_then(Option::as_ref)
+    }
+
     pub(crate) fn may_be_absent_at(&self, system: usize) -> bool {
         self.may_be_absent.get(system).copied().unwrap_or(false)
     }
@@ -486,7 +497,7 @@ impl FieldSpec {
 /// How the systems' fields correspond. Build one with [`FieldMap::builder`].
 #[derive(Debug, Clone)]
 pub struct FieldMap {
-    object: String,
+    object: Name,
     systems: Arc<[SystemId]>,
     fields: Vec<FieldSpec>,
     records: RecordRules,
@@ -515,6 +526,12 @@ impl FieldMap {
     /// The systems, in priority order.
     pub fn systems(&self) -> &[SystemId] {
         &self.systems
+    }
+
+    /// The object type, shared: what a [`WriteOp`](crate::plan::WriteOp)
+    /// names it by.
+    pub(crate) fn shared_object(&self) -> &Name {
+        &self.object
     }
 
     /// The canonical fields, in the order they were given.
@@ -870,7 +887,7 @@ impl FieldMapBuilder {
             return Err(MapError { problems });
         }
         let mut map = FieldMap {
-            object: self.object,
+            object: Name::from(self.object),
             systems,
             fields,
             records,

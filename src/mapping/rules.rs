@@ -19,7 +19,7 @@ use super::{
     ConflictPolicy, Direction, Field, FieldMapBuilder, FieldSpec, MapProblem, Slot, Transform,
     Validation,
 };
-use crate::model::SystemId;
+use crate::model::{Name, SystemId};
 
 /// A rule on the map as a whole, checked on the builder before any field.
 pub(super) type MapRule = fn(&FieldMapBuilder, &mut Vec<MapProblem>);
@@ -236,9 +236,19 @@ impl<'a> FieldDraft<'a> {
 
     fn into_spec(self, default_no_overwrite_on_empty: bool) -> FieldSpec {
         let def = self.def;
+        let name = Name::from(def.name);
+        // A system that keeps the canonical name shares its text.
+        let shared = |n: String| {
+            if n == *name {
+                name.clone()
+            } else {
+                Name::from(n)
+            }
+        };
+        let native = self.native.into_iter().map(|n| n.map(&shared)).collect();
         FieldSpec {
-            name: def.name,
-            native: self.native,
+            name,
+            native,
             may_be_absent: self.may_be_absent,
             source: self.source,
             target: self.target,

@@ -107,13 +107,15 @@ pub(super) fn adopt_stored(
         return;
     }
     for w in &op.fields {
-        if applied.stored.contains_key(&w.native) {
+        if applied.stored.contains_key(w.native.as_str()) {
             continue;
         }
         let now = r.get(&w.native).unwrap_or(&Value::Null);
         let kept = before(w).is_some_and(|b| same(now, &b));
         if !same(now, &w.value) && !kept {
-            applied.stored.insert(w.native.clone(), now.clone());
+            applied
+                .stored
+                .insert(w.native.as_str().to_owned(), now.clone());
         }
     }
 }
@@ -167,8 +169,8 @@ mod tests {
             fields: fields
                 .iter()
                 .map(|(name, value)| FieldWrite {
-                    field: (*name).to_owned(),
-                    native: (*name).to_owned(),
+                    field: (*name).into(),
+                    native: (*name).into(),
                     value: value.clone(),
                     reason: Reason::Behind,
                     sensitive: false,

@@ -662,7 +662,11 @@ impl MemoryConnector {
         }
         write::check_system(op, &self.inner.system)?;
         if let Some(schema) = &self.inner.schema {
-            if let Some(w) = op.fields.iter().find(|w| !schema.contains(&w.native)) {
+            if let Some(w) = op
+                .fields
+                .iter()
+                .find(|w| !schema.iter().any(|s| w.native == *s))
+            {
                 return Err(ConnectorError::permanent(format!(
                     "no field {} in {}'s {object} (INVALID_FIELD)",
                     w.native, self.inner.system
@@ -672,7 +676,7 @@ impl MemoryConnector {
         let fields = op
             .fields
             .iter()
-            .map(|w| self.stored_form(w.native.clone(), w.value.clone()));
+            .map(|w| self.stored_form(w.native.as_str().to_owned(), w.value.clone()));
         if op.kind == OpKind::Create {
             let correlation = op.correlation.clone().filter(|_| caps.external_ids);
             if let Some(key) = &correlation {
@@ -724,7 +728,8 @@ impl MemoryConnector {
         let mut applied = write::applied(op, id, version);
         if self.inner.report_stored && op.kind != OpKind::Delete {
             for w in &op.fields {
-                let (native, value) = self.stored_form(w.native.clone(), w.value.clone());
+                let (native, value) =
+                    self.stored_form(w.native.as_str().to_owned(), w.value.clone());
                 applied.stored.insert(native, value);
             }
         }

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::baseline::EntityId;
 use crate::hash::StableHasher;
-use crate::model::SystemId;
+use crate::model::{Name, SystemId};
 use crate::plan::{FieldWrite, OpId, OpKind, Reason, WriteOp};
 
 /// Builds a [`WriteOp`] as the engine would plan it, for tests of a
@@ -146,7 +146,7 @@ impl OpBuilder {
         WriteOp {
             id: OpId(h.finish()),
             kind: self.kind,
-            object: self.object,
+            object: self.object.into(),
             system: self.system,
             record_id: self.record_id,
             entity,
@@ -155,12 +155,15 @@ impl OpBuilder {
             fields: self
                 .fields
                 .into_iter()
-                .map(|(name, value)| FieldWrite {
-                    field: name.clone(),
-                    native: name,
-                    value,
-                    reason: reason.clone(),
-                    sensitive: false,
+                .map(|(name, value)| {
+                    let name = Name::from(name);
+                    FieldWrite {
+                        field: name.clone(),
+                        native: name,
+                        value,
+                        reason: reason.clone(),
+                        sensitive: false,
+                    }
                 })
                 .collect(),
         }

@@ -272,7 +272,7 @@ impl MemorySystem {
         let fields = op
             .fields
             .iter()
-            .map(|w| (w.native.clone(), w.value.clone()));
+            .map(|w| (w.native.as_str().to_owned(), w.value.clone()));
         if op.kind == OpKind::Create {
             let correlation = op.correlation.clone().filter(|_| self.external_ids);
             if let Some(key) = &correlation {

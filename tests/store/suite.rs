@@ -331,7 +331,7 @@ pub async fn a_review_decision_reaches_the_store(store: &dyn AsyncStateStore) {
         .flat_map(|op| {
             op.fields
                 .iter()
-                .map(move |f| (op.system.to_string(), f.field.clone(), f.value.clone()))
+                .map(move |f| (op.system.to_string(), f.field.to_string(), f.value.clone()))
         })
         .collect();
     assert_eq!(

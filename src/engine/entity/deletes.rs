@@ -255,7 +255,7 @@ impl<'c, 'a> Planner<'c, 'a> {
         WriteOp {
             id: OpId(h.finish()),
             kind: OpKind::Delete,
-            object: self.cx.map.object().to_owned(),
+            object: self.cx.map.shared_object().clone(),
             system: self.systems[t].clone(),
             record_id,
             entity: self.input.id.clone(),

@@ -72,7 +72,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             if !self.part[t] || !field.target_at(t) {
                 continue;
             }
-            let Some(nat) = field.native_at(t) else {
+            let Some(nat) = field.shared_native_at(t) else {
                 continue;
             };
             let expected = self.expected(f, t, field, changed);
@@ -132,8 +132,8 @@ impl<'c, 'a> Planner<'c, 'a> {
             self.writes[t].push((
                 f,
                 FieldWrite {
-                    field: field.name().to_owned(),
-                    native: nat.to_owned(),
+                    field: field.shared_name().clone(),
+                    native: nat.clone(),
                     value: native.into_owned(),
                     reason: reason.clone().unwrap_or(Reason::Behind),
                     sensitive: field.is_sensitive(),

@@ -70,7 +70,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             if self.held_fields[f] {
                 continue;
             }
-            let Some(nat) = field.native_at(t) else {
+            let Some(nat) = field.shared_native_at(t) else {
                 continue;
             };
             let (value, reason) = match &self.decided[f] {
@@ -91,8 +91,8 @@ impl<'c, 'a> Planner<'c, 'a> {
             match self.write(f, t, &value) {
                 Ok(native) if !self.valid(f, t, &native) => {}
                 Ok(native) => fields.push(FieldWrite {
-                    field: field.name().to_owned(),
-                    native: nat.to_owned(),
+                    field: field.shared_name().clone(),
+                    native: nat.clone(),
                     value: native,
                     reason,
                     sensitive: field.is_sensitive(),
@@ -154,7 +154,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             let op = WriteOp {
                 id: OpId(h.finish()),
                 kind: OpKind::Create,
-                object: map.object().to_owned(),
+                object: map.shared_object().clone(),
                 system: self.systems[t].clone(),
                 record_id: None,
                 entity: self.input.id.clone(),
@@ -200,7 +200,7 @@ impl<'c, 'a> Planner<'c, 'a> {
             let op = WriteOp {
                 id: OpId(h.finish()),
                 kind: OpKind::Update,
-                object: self.cx.map.object().to_owned(),
+                object: self.cx.map.shared_object().clone(),
                 system: self.systems[t].clone(),
                 record_id: Some(record_id),
                 entity: self.input.id.clone(),
@@ -214,5 +214,79 @@ impl<'c, 'a> Planner<'c, 'a> {
                 self.res.change.before.extend(held);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::mapping::{Field, FieldMap};
+    use crate::model::{Name, Record, Snapshot};
+    use crate::{Baseline, Outcomes, SyncEngine};
+
+    fn same(a: &Name, b: &Name) -> bool {
+        a.as_str().as_ptr() == b.as_str().as_ptr()
+    }
+
+    /// Creates and updates name their object and fields by the map's own
+    /// names: every op of the plan shares one allocation per name.
+    #[test]
+    fn ops_share_the_maps_names() {
+        let map = FieldMap::builder()
+            .object("contacts")
+            .systems(["crm", "shop"])
+            .key("email")
+            .field(Field::new("email"))
+            .field(Field::new("phone").native("shop", "Phone"))
+            .build()
+            .expect("a valid map");
+        let engine = SyncEngine::new(map.clone());
+        let person = |id: &str, email: &str, phone: &str| {
+            Record::new(id).field("email", email).field("phone", phone)
+        };
+        let crm = |phone: &str| {
+            Snapshot::complete(
+                "crm",
+                vec![person("c1", "a@x.io", phone), person("c2", "b@x.io", "2")],
+            )
+        };
+        let mut baseline = Baseline::new();
+        let plan = engine
+            .plan(&baseline, &[crm("1"), Snapshot::complete("shop", vec![])])
+            .expect("plan");
+        let check = |plan: &crate::SyncPlan| {
+            for op in &plan.ops {
+                assert!(same(&op.object, map.shared_object()));
+                let t = map.system_index(op.system.as_str()).expect("a system");
+                for w in &op.fields {
+                    let spec = map.field(&w.field).expect("a field");
+                    assert!(same(&w.field, spec.shared_name()));
+                    assert!(same(&w.native, spec.shared_native_at(t).expect("native")));
+                }
+            }
+        };
+        assert_eq!(plan.ops.len(), 2, "{plan}");
+        assert!(plan.ops[0].fields.iter().any(|w| w.native == "Phone"));
+        check(&plan);
+
+        engine
+            .commit(&mut baseline, &plan, &Outcomes::all_applied(&plan))
+            .expect("commit");
+        let shop = Snapshot::complete(
+            "shop",
+            vec![
+                Record::new("s1")
+                    .field("email", "a@x.io")
+                    .field("Phone", "1")
+                    .correlation(plan.ops[0].entity.as_str()),
+                Record::new("s2")
+                    .field("email", "b@x.io")
+                    .field("Phone", "2")
+                    .correlation(plan.ops[1].entity.as_str()),
+            ],
+        );
+        let plan = engine.plan(&baseline, &[crm("9"), shop]).expect("plan");
+        assert_eq!(plan.ops.len(), 1, "{plan}");
+        assert_eq!(plan.ops[0].fields[0].native, "Phone");
+        check(&plan);
     }
 }

@@ -666,7 +666,7 @@ impl<'a> World<'a> {
                 };
                 let now = self.now;
                 if let Some(record) = self.systems[sys].record_mut(&id) {
-                    record.edit(w.native.clone(), stored, now);
+                    record.edit(w.native.as_str(), stored, now);
                 }
             }
         }
@@ -724,7 +724,7 @@ impl<'a> World<'a> {
                     .map
                     .fields()
                     .iter()
-                    .position(|f| f.name() == w.field)
+                    .position(|f| w.field == f.name())
                 else {
                     continue;
                 };
