@@ -631,6 +631,14 @@ mod tests {
         assert_eq!(AsRef::<str>::as_ref(&name), "email");
         assert_eq!(std::borrow::Borrow::<str>::borrow(&name), "email");
         assert_eq!(Name::default(), "");
+        // The text on the left, and back to a String.
+        assert!("email" == name);
+        assert!(*"email" == name);
+        assert!(String::from("email") == name);
+        assert!("phone" != name);
+        assert_eq!(String::from(name.clone()), "email");
+        assert!("crm" == SystemId::new("crm"));
+        assert_eq!(String::from(crate::ids::EntityId::new("crm:1")), "crm:1");
     }
 
     #[test]
