@@ -14,8 +14,9 @@ use serde_json::{Map, Number, Value};
 
 /// The impls a shared-string name has: serde as a plain string, `Debug` and
 /// `Display` as the string, `From<&str>` and `From<String>`, `Borrow<str>`
-/// (so maps keyed by one are looked up by `&str`), `PartialEq<str>` and
-/// `PartialEq<&str>`, and `as_str` with the doc given. The type is a tuple
+/// (so maps keyed by one are looked up by `&str`), `==` with `str`, `&str`
+/// and `String` on either side, `From<name> for String`, and `as_str` with
+/// the doc given. The type is a tuple
 /// struct around an `Arc<str>`, and derives `Eq`, `Ord` and `Hash` itself:
 /// those of `Arc<str>` are the string's, so `Borrow<str>` agrees with them.
 macro_rules! shared_str {
@@ -90,6 +91,12 @@ macro_rules! shared_str {
         impl PartialEq<$name> for &str {
             fn eq(&self, other: &$name) -> bool {
                 *self == &*other.0
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &*self.0 == other.as_str()
             }
         }
 
@@ -181,12 +188,6 @@ impl std::ops::Deref for Name {
 impl AsRef<str> for Name {
     fn as_ref(&self) -> &str {
         &self.0
-    }
-}
-
-impl PartialEq<String> for Name {
-    fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
     }
 }
 
@@ -634,10 +635,14 @@ mod tests {
         // The text on the left, and back to a String.
         assert!("email" == name);
         assert!(*"email" == name);
-        assert!(String::from("email") == name);
+        let text = String::from("email");
+        assert!(text == name);
         assert!("phone" != name);
         assert_eq!(String::from(name.clone()), "email");
         assert!("crm" == SystemId::new("crm"));
+        let (crm, id) = (String::from("crm"), String::from("crm:1"));
+        assert_eq!(SystemId::new("crm"), crm);
+        assert_eq!(crate::ids::EntityId::new("crm:1"), id);
         assert_eq!(String::from(crate::ids::EntityId::new("crm:1")), "crm:1");
     }
 
