@@ -7,7 +7,7 @@
 //! runner's debounce asks.
 
 use crate::baseline::{Baseline, LinkRecord, LinkState, LinkStatus};
-use crate::hash::{values_hash, FoldHasher};
+use crate::hash::{values_hash, values_hashes, FoldHasher};
 use crate::model::Record;
 use crate::plan::EntityChange;
 
@@ -26,6 +26,15 @@ const FORM_2: u64 = 1 << 63;
 /// hash in order ([`values_hash`]); never 0, which means "not known".
 pub(crate) fn record_hash(r: &Record) -> u64 {
     values_hash(CONTENT_SEED ^ r.fields.names_hash(), r.fields.values()) | FORM_2
+}
+
+/// [`record_hash`] of `K` records at once ([`values_hashes`]): a plan
+/// hashes the records of several entities together, so that reading their
+/// values from memory overlaps.
+pub(crate) fn record_hashes<const K: usize>(records: [&Record; K]) -> [u64; K] {
+    let seeds = records.map(|r| CONTENT_SEED ^ r.fields.names_hash());
+    let lists = records.map(|r| r.fields.values().as_slice());
+    values_hashes(seeds, lists).map(|h| h | FORM_2)
 }
 
 /// The content hash of the first form, which baselines saved before the
@@ -80,8 +89,8 @@ pub(crate) fn holds_last_commit(baseline: &Baseline, system: &str, r: &Record) -
 /// `Some` when the entity needs no planning: nothing pending, and every
 /// record seen has the version or content it had at the last commit. The
 /// inner change updates links whose version moved while content did not.
-/// The content hashes it computes are left in `known` (by system; 0 where
-/// it computed none).
+/// It takes a record's content hash from `known` (by system) where one is
+/// there (not 0), and leaves there those it computes.
 pub(crate) fn fast_path(
     cx: &Cx<'_>,
     slot: u32,
@@ -118,10 +127,14 @@ pub(crate) fn fast_path(
         if same_version && r.version.is_some() && link.hash != 0 {
             continue;
         }
-        let hash = record_hash(r);
-        if let Some(k) = known.get_mut(s) {
-            *k = hash;
-        }
+        let hash = match known.get_mut(s) {
+            Some(k) if *k != 0 => *k,
+            Some(k) => {
+                *k = record_hash(r);
+                *k
+            }
+            None => record_hash(r),
+        };
         if !same_content(r, hash, link.hash) {
             return None;
         }

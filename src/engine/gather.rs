@@ -24,7 +24,7 @@ use crate::model::{Coverage, Record};
 use crate::plan::{EntityChange, Issue, IssueKind};
 
 use super::entity::{plan_entity_with, EntityResult, Scratch, Withhold};
-use super::fast_path::{fast_path, record_hash};
+use super::fast_path::{fast_path, record_hash, record_hashes};
 use super::input::{Cx, EntityInput};
 use super::par;
 use super::rows::{Cell, Rows};
@@ -335,11 +335,23 @@ fn plan_rows<'a>(cx: &Cx<'a>, rows: &Rows<'a>) -> Planned<'a> {
         let mut planned = Planned::default();
         // Content hashes the fast path computed, so the slow path does not
         // compute them again.
-        let mut known = vec![0u64; cx.map.systems().len()];
+        let n = cx.map.systems().len();
+        let mut known = vec![0u64; n];
+        let mut ahead = Ahead::default();
         let mut scratch = Scratch::default();
-        for row in chunk {
-            let row = *row as usize;
-            plan_row(cx, rows, row, &mut known, &mut scratch, &mut planned);
+        for block in chunk.chunks(AHEAD_ROWS) {
+            ahead.hash(cx, rows, block);
+            for (i, row) in block.iter().enumerate() {
+                known.copy_from_slice(&ahead.hashes[i * n..(i + 1) * n]);
+                plan_row(
+                    cx,
+                    rows,
+                    *row as usize,
+                    &mut known,
+                    &mut scratch,
+                    &mut planned,
+                );
+            }
         }
         planned
     });
@@ -354,11 +366,61 @@ fn plan_rows<'a>(cx: &Cx<'a>, rows: &Rows<'a>) -> Planned<'a> {
     all
 }
 
+/// Rows whose records [`Ahead`] hashes together.
+const AHEAD_ROWS: usize = 8;
+
+/// The content hashes of the records of a few rows, taken before the rows
+/// are planned: four records at a time ([`record_hashes`]), so that their
+/// values are read from memory together, where one record after another
+/// would wait for each read in turn. Only records without a version are
+/// hashed ahead: the fast path hashes each of them (a record with a version
+/// usually is skipped on it, unhashed).
+#[derive(Default)]
+struct Ahead<'a> {
+    /// By row of the block, then system; 0 where none was taken.
+    hashes: Vec<u64>,
+    /// The records to hash, with their places in `hashes`.
+    todo: Vec<(usize, &'a Record)>,
+}
+
+impl<'a> Ahead<'a> {
+    fn hash(&mut self, cx: &Cx<'a>, rows: &Rows<'a>, block: &[u32]) {
+        let n = cx.map.systems().len();
+        self.hashes.clear();
+        self.hashes.resize(block.len() * n, 0);
+        if !cx.fast {
+            return;
+        }
+        for (i, row) in block.iter().enumerate() {
+            for (s, cell) in rows.cells(*row as usize).iter().enumerate() {
+                match cell {
+                    Cell::Seen(r) | Cell::Twice(r) if !r.deleted && r.version.is_none() => {
+                        self.todo.push((i * n + s, r));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut four = self.todo.chunks_exact(4);
+        for c in four.by_ref() {
+            let hashes = record_hashes([c[0].1, c[1].1, c[2].1, c[3].1]);
+            for ((at, _), h) in c.iter().zip(hashes) {
+                self.hashes[*at] = h;
+            }
+        }
+        for (at, r) in four.remainder() {
+            self.hashes[*at] = record_hash(r);
+        }
+        self.todo.clear();
+    }
+}
+
 /// Plans the entity of row `row` into `planned`: an entity that waits is
 /// planned as one listed twice; one the fast path skips leaves at most a
 /// link update; any other is planned, and its input kept if a guard may
-/// have it planned again. `known` (one per system) and `scratch` are
-/// buffers handed from row to row.
+/// have it planned again. `known` holds the row's content hashes taken
+/// ahead (one per system, 0 where none was), and takes those the fast
+/// path computes; `scratch` is a buffer handed from row to row.
 #[inline]
 fn plan_row<'a>(
     cx: &Cx<'a>,
@@ -370,7 +432,6 @@ fn plan_row<'a>(
 ) {
     let slot = rows.slot(row);
     let cells = rows.cells(row);
-    known.fill(0);
     if cx.waits(slot) {
         if let Some(mut input) = entity_input(cx.baseline, slot, cells, known) {
             input.listed_twice = true;

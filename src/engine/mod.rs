@@ -826,10 +826,15 @@ fn assemble(
     results: Vec<entity::EntityResult>,
     mut touches: Vec<EntityChange>,
 ) {
+    // Mostly in order already (rows follow the baseline, and new entities
+    // come last): a stable sort merges the runs it finds instead of
+    // comparing ids to partition them. (Ids are unique: the order is the
+    // same as an unstable sort's.)
     let mut order: Vec<usize> = (0..results.len()).collect();
-    order.sort_unstable_by(|a, b| results[*a].change.entity.cmp(&results[*b].change.entity));
+    order.sort_by(|a, b| results[*a].change.entity.cmp(&results[*b].change.entity));
+    plan.ops.reserve(results.iter().map(|r| r.ops.len()).sum());
     let mut results: Vec<Option<entity::EntityResult>> = results.into_iter().map(Some).collect();
-    touches.sort_unstable_by(|a, b| a.entity.cmp(&b.entity));
+    touches.sort_by(|a, b| a.entity.cmp(&b.entity));
     let mut touches = touches.into_iter().peekable();
     for i in order {
         let Some(r) = results.get_mut(i).and_then(Option::take) else {
