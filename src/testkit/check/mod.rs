@@ -548,8 +548,10 @@ fn breaks(obj: &Object, case: &case::Case) -> Option<Promise> {
 /// Shrinks a failing history further than proptest does: proptest
 /// shrinks each value, but a step refers to records by their place, so
 /// removing one step can move what the next refers to and stop it short.
-/// Here each step is tried without, and each run without its faults,
-/// until no single one can go and the same promise still breaks.
+/// Here each step is tried without, each run without its faults, and then
+/// each two steps together without (a record made and deleted again moves
+/// the place of every record after it: neither step can go alone), until
+/// none of these can go and the same promise still breaks.
 fn fewer_steps(obj: &Object, mut case: case::Case) -> case::Case {
     let Some(promise) = breaks(obj, &case) else {
         return case;
@@ -590,6 +592,18 @@ fn fewer_steps(obj: &Object, mut case: case::Case) -> case::Case {
             if breaks(obj, &plain) == Some(promise) {
                 case = plain;
                 continue 'again;
+            }
+        }
+        for j in 1..case.steps.len() {
+            for i in 0..j {
+                let mut fewer = case.clone();
+                fewer.steps.remove(j);
+                fewer.steps.remove(i);
+                tries += 1;
+                if !fewer.steps.is_empty() && breaks(obj, &fewer) == Some(promise) {
+                    case = fewer;
+                    continue 'again;
+                }
             }
         }
         break;
