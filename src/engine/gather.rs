@@ -333,8 +333,8 @@ fn plan_rows<'a>(cx: &Cx<'a>, rows: &Rows<'a>) -> Planned<'a> {
     let order: Vec<u32> = (0..rows.count() as u32).collect();
     let parts = par::chunked(&order, cx.threads, |chunk| {
         let mut planned = Planned::default();
-        // Content hashes the fast path computed, so the slow path does not
-        // compute them again.
+        // Content hashes taken ahead or by the fast path, so the slow path
+        // does not compute them again.
         let n = cx.map.systems().len();
         let mut known = vec![0u64; n];
         let mut ahead = Ahead::default();
@@ -373,8 +373,9 @@ const AHEAD_ROWS: usize = 8;
 /// are planned: four records at a time ([`record_hashes`]), so that their
 /// values are read from memory together, where one record after another
 /// would wait for each read in turn. Only records without a version are
-/// hashed ahead: the fast path hashes each of them (a record with a version
-/// usually is skipped on it, unhashed).
+/// hashed ahead, and only where the fast path is on: the fast path, or
+/// else the slow path, hashes each of them (a record with a version is
+/// usually skipped on it, unhashed).
 #[derive(Default)]
 struct Ahead<'a> {
     /// By row of the block, then system; 0 where none was taken.

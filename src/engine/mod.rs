@@ -826,10 +826,10 @@ fn assemble(
     results: Vec<entity::EntityResult>,
     mut touches: Vec<EntityChange>,
 ) {
-    // Mostly in order already (rows follow the baseline, and new entities
-    // come last): a stable sort merges the runs it finds instead of
-    // comparing ids to partition them. (Ids are unique: the order is the
-    // same as an unstable sort's.)
+    // Often mostly in order already (rows follow the order of the first
+    // snapshot, which a system mostly keeps from one read to the next): a
+    // stable sort merges the runs it finds. Ids are unique, so the order
+    // is the one an unstable sort gives.
     let mut order: Vec<usize> = (0..results.len()).collect();
     order.sort_by(|a, b| results[*a].change.entity.cmp(&results[*b].change.entity));
     plan.ops.reserve(results.iter().map(|r| r.ops.len()).sum());
